@@ -1,0 +1,382 @@
+//! The symmetric cryptography of the TSP contract, shared by the hub's `keys` module (which decrypts
+//! what a TSP sends) and the simulators (which encrypt as a TSP does).
+//!
+//! - **Key check value (KCV)**: AES = first 3 bytes of AES-CMAC over 16 zero bytes; 3DES = first
+//!   3 bytes of 3DES-ECB over 8 zero bytes.
+//! - **Data element encryption**: CBC with a zero IV and ISO 9797-1 method 2 padding (`80 00…`,
+//!   always at least one byte), under AES-128, AES-256 or two/three-key 3DES.
+//!
+//! Every function takes key bytes and returns owned buffers wrapped in [`Zeroizing`], so clear
+//! material is wiped when the caller drops it. Checked against the independent vectors in
+//! `shared/vectors/keys.json` (see the tests).
+#![forbid(unsafe_code)]
+
+use aes::cipher::{
+    block_padding::Iso7816, generic_array::GenericArray, BlockDecryptMut, BlockEncrypt,
+    BlockEncryptMut, KeyInit, KeyIvInit,
+};
+use cmac::{Cmac, Mac};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// The block ciphers a key shared at a key ceremony can be for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Algorithm {
+    #[serde(rename = "aes128")]
+    Aes128,
+    #[serde(rename = "aes256")]
+    Aes256,
+    /// Two-key (16 bytes) or three-key (24 bytes) triple DES.
+    #[serde(rename = "3des")]
+    Tdes,
+}
+
+impl Algorithm {
+    pub fn parse(s: &str) -> Result<Self, CryptoError> {
+        match s.to_ascii_lowercase().as_str() {
+            "aes128" | "aes-128" => Ok(Self::Aes128),
+            "aes256" | "aes-256" => Ok(Self::Aes256),
+            "3des" | "tdes" | "des3" => Ok(Self::Tdes),
+            _ => Err(CryptoError::UnknownAlgorithm),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aes128 => "aes128",
+            Self::Aes256 => "aes256",
+            Self::Tdes => "3des",
+        }
+    }
+
+    /// Block size in bytes: ciphertexts are a whole number of blocks.
+    pub fn block_len(self) -> usize {
+        match self {
+            Self::Aes128 | Self::Aes256 => 16,
+            Self::Tdes => 8,
+        }
+    }
+
+    /// Whether `len` is a valid key length for this algorithm.
+    pub fn accepts_key_len(self, len: usize) -> bool {
+        match self {
+            Self::Aes128 => len == 16,
+            Self::Aes256 => len == 32,
+            Self::Tdes => len == 16 || len == 24,
+        }
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What can go wrong; no variant carries key material or data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("unknown algorithm (expected aes128, aes256 or 3des)")]
+    UnknownAlgorithm,
+    #[error("the key length does not fit the algorithm")]
+    KeyLength,
+    #[error("the ciphertext is not a whole number of cipher blocks")]
+    CiphertextLength,
+    #[error("the plaintext does not end with ISO 9797-1 method 2 padding")]
+    Padding,
+}
+
+/// The 3-byte key check value of `key`.
+pub fn kcv(alg: Algorithm, key: &[u8]) -> Result<[u8; 3], CryptoError> {
+    if !alg.accepts_key_len(key.len()) {
+        return Err(CryptoError::KeyLength);
+    }
+    let full: Vec<u8> = match alg {
+        Algorithm::Aes128 => cmac_zero::<aes::Aes128>(key),
+        Algorithm::Aes256 => cmac_zero::<aes::Aes256>(key),
+        Algorithm::Tdes => {
+            let mut block = GenericArray::from([0u8; 8]);
+            if key.len() == 16 {
+                des::TdesEde2::new_from_slice(key)
+                    .map_err(|_| CryptoError::KeyLength)?
+                    .encrypt_block(&mut block);
+            } else {
+                des::TdesEde3::new_from_slice(key)
+                    .map_err(|_| CryptoError::KeyLength)?
+                    .encrypt_block(&mut block);
+            }
+            block.to_vec()
+        }
+    };
+    Ok([full[0], full[1], full[2]])
+}
+
+fn cmac_zero<C>(key: &[u8]) -> Vec<u8>
+where
+    C: aes::cipher::BlockCipher
+        + aes::cipher::BlockEncrypt
+        + Clone
+        + KeyInit
+        + aes::cipher::BlockSizeUser<BlockSize = aes::cipher::consts::U16>,
+    Cmac<C>: KeyInit + Mac,
+{
+    // Key length was checked by the caller, so this cannot fail.
+    let mut mac = <Cmac<C> as KeyInit>::new_from_slice(key).expect("key length checked");
+    mac.update(&[0u8; 16]);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Encrypts `plaintext` with CBC, zero IV, ISO 9797-1 method 2 padding.
+pub fn encrypt_cbc_m2(alg: Algorithm, key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if !alg.accepts_key_len(key.len()) {
+        return Err(CryptoError::KeyLength);
+    }
+    Ok(match (alg, key.len()) {
+        (Algorithm::Aes128, _) => enc::<aes::Aes128>(key, &[0; 16], plaintext),
+        (Algorithm::Aes256, _) => enc::<aes::Aes256>(key, &[0; 16], plaintext),
+        (Algorithm::Tdes, 16) => enc::<des::TdesEde2>(key, &[0; 8], plaintext),
+        (Algorithm::Tdes, _) => enc::<des::TdesEde3>(key, &[0; 8], plaintext),
+    })
+}
+
+/// Decrypts a CBC (zero IV) ciphertext and removes its ISO 9797-1 method 2 padding.
+pub fn decrypt_cbc_m2(
+    alg: Algorithm,
+    key: &[u8],
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if !alg.accepts_key_len(key.len()) {
+        return Err(CryptoError::KeyLength);
+    }
+    if ciphertext.is_empty() || ciphertext.len() % alg.block_len() != 0 {
+        return Err(CryptoError::CiphertextLength);
+    }
+    match (alg, key.len()) {
+        (Algorithm::Aes128, _) => dec::<aes::Aes128>(key, &[0; 16], ciphertext),
+        (Algorithm::Aes256, _) => dec::<aes::Aes256>(key, &[0; 16], ciphertext),
+        (Algorithm::Tdes, 16) => dec::<des::TdesEde2>(key, &[0; 8], ciphertext),
+        (Algorithm::Tdes, _) => dec::<des::TdesEde3>(key, &[0; 8], ciphertext),
+    }
+}
+
+fn enc<C>(key: &[u8], iv: &[u8], plaintext: &[u8]) -> Vec<u8>
+where
+    C: aes::cipher::BlockCipher + aes::cipher::BlockEncryptMut + KeyInit,
+{
+    cbc::Encryptor::<C>::new_from_slices(key, iv)
+        .expect("key and IV lengths checked")
+        .encrypt_padded_vec_mut::<Iso7816>(plaintext)
+}
+
+fn dec<C>(key: &[u8], iv: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError>
+where
+    C: aes::cipher::BlockCipher + aes::cipher::BlockDecryptMut + KeyInit,
+{
+    let out = cbc::Decryptor::<C>::new_from_slices(key, iv)
+        .expect("key and IV lengths checked")
+        .decrypt_padded_vec_mut::<Iso7816>(ciphertext)
+        .map_err(|_| CryptoError::Padding)?;
+    Ok(Zeroizing::new(out))
+}
+
+/// One symmetric key shared between a TSP and the hub at a key ceremony, as written to a key-set
+/// file by `tokenhub keys generate` and read by both `tokenhub keys import --file` and the TSP
+/// simulator. The file holds clear keys: it is the ceremony's output and is handled as such
+/// (written with mode 0600, imported, then destroyed).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedKey {
+    /// The name both sides use for the key (`keyIndex` in the TSP API).
+    pub key_index: String,
+    pub algorithm: Algorithm,
+    /// What the TSP uses it for: `kek` (encrypts keys) or `dek` (encrypts track 2 and other data).
+    pub purpose: String,
+    /// The clear key, hex.
+    pub hex: String,
+    /// Its key check value, 6 hex digits.
+    pub kcv: String,
+}
+
+impl std::fmt::Debug for SharedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedKey")
+            .field("key_index", &self.key_index)
+            .field("algorithm", &self.algorithm)
+            .field("purpose", &self.purpose)
+            .field("hex", &"<redacted>")
+            .field("kcv", &self.kcv)
+            .finish()
+    }
+}
+
+impl Drop for SharedKey {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.hex.zeroize();
+    }
+}
+
+/// A key set: what a key ceremony produces for one TSP connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeySet {
+    pub keys: Vec<SharedKey>,
+}
+
+impl SharedKey {
+    /// A fresh random key of `alg`, with its KCV.
+    pub fn generate(key_index: &str, alg: Algorithm, purpose: &str) -> Self {
+        use rand::RngCore;
+        let len = match alg {
+            Algorithm::Aes128 => 16,
+            Algorithm::Aes256 => 32,
+            Algorithm::Tdes => 16,
+        };
+        let mut key = Zeroizing::new(vec![0u8; len]);
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let kcv = kcv(alg, &key).expect("generated with the right length");
+        Self {
+            key_index: key_index.to_string(),
+            algorithm: alg,
+            purpose: purpose.to_string(),
+            hex: hex::encode_upper(&*key),
+            kcv: hex::encode_upper(kcv),
+        }
+    }
+
+    /// The clear key bytes, checked against the algorithm and the KCV.
+    pub fn key_bytes(&self) -> Result<Zeroizing<Vec<u8>>, KeySetError> {
+        let key = Zeroizing::new(hex::decode(&self.hex).map_err(|_| KeySetError::NotHex)?);
+        let got = kcv(self.algorithm, &key).map_err(KeySetError::Crypto)?;
+        if !hex::encode_upper(got).eq_ignore_ascii_case(&self.kcv) {
+            return Err(KeySetError::KcvMismatch);
+        }
+        Ok(key)
+    }
+}
+
+impl KeySet {
+    /// The set a TSP connection needs: an AES-128 KEK for card master keys and a double-length
+    /// 3DES DEK for track 2 and other data, as many TSPs still use.
+    pub fn generate() -> Self {
+        Self {
+            keys: vec![
+                SharedKey::generate("KEK01", Algorithm::Aes128, "kek"),
+                SharedKey::generate("DEK01", Algorithm::Tdes, "dek"),
+            ],
+        }
+    }
+
+    pub fn find(&self, key_index: &str) -> Option<&SharedKey> {
+        self.keys.iter().find(|k| k.key_index == key_index)
+    }
+
+    pub fn by_purpose(&self, purpose: &str) -> Option<&SharedKey> {
+        self.keys.iter().find(|k| k.purpose == purpose)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeySetError {
+    #[error("the key is not hex")]
+    NotHex,
+    #[error("the key check value does not match the key")]
+    KcvMismatch,
+    #[error(transparent)]
+    Crypto(CryptoError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn vectors() -> serde_json::Value {
+        let text = include_str!("../tests/vectors/keys.json");
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn key_check_values_match_the_independent_vectors() {
+        let v = vectors();
+        for case in v["kcv"].as_array().unwrap() {
+            let alg = Algorithm::parse(case["algorithm"].as_str().unwrap()).unwrap();
+            let key = hex::decode(case["key"].as_str().unwrap()).unwrap();
+            let got = hex::encode_upper(kcv(alg, &key).unwrap());
+            assert_eq!(got, case["kcv"].as_str().unwrap(), "{case}");
+        }
+    }
+
+    #[test]
+    fn cbc_m2_matches_the_independent_vectors_both_ways() {
+        let v = vectors();
+        for case in v["cbc_m2"].as_array().unwrap() {
+            let alg = Algorithm::parse(case["algorithm"].as_str().unwrap()).unwrap();
+            let key = hex::decode(case["key"].as_str().unwrap()).unwrap();
+            let pt = hex::decode(case["plaintext"].as_str().unwrap()).unwrap();
+            let ct = hex::decode(case["ciphertext"].as_str().unwrap()).unwrap();
+            assert_eq!(encrypt_cbc_m2(alg, &key, &pt).unwrap(), ct, "{case}");
+            assert_eq!(*decrypt_cbc_m2(alg, &key, &ct).unwrap(), pt, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_ciphertext_under_the_wrong_key_fails_its_padding_or_differs() {
+        let key = [7u8; 16];
+        let other = [8u8; 16];
+        let ct = encrypt_cbc_m2(Algorithm::Aes128, &key, b"4761739001010119").unwrap();
+        match decrypt_cbc_m2(Algorithm::Aes128, &other, &ct) {
+            Err(CryptoError::Padding) => {}
+            Ok(pt) => assert_ne!(&pt[..], b"4761739001010119"),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+
+    #[test]
+    fn a_generated_key_set_checks_and_a_tampered_kcv_is_refused() {
+        let set = KeySet::generate();
+        for k in &set.keys {
+            assert!(k.key_bytes().is_ok());
+        }
+        let mut k = set.keys[0].clone();
+        k.kcv = "000000".into();
+        assert_eq!(k.key_bytes().unwrap_err(), KeySetError::KcvMismatch);
+        assert!(!format!("{k:?}").contains(&k.hex));
+    }
+
+    #[test]
+    fn bad_lengths_are_refused() {
+        assert_eq!(kcv(Algorithm::Aes256, &[0; 16]), Err(CryptoError::KeyLength));
+        assert_eq!(
+            decrypt_cbc_m2(Algorithm::Aes128, &[0; 16], &[0; 15]).unwrap_err(),
+            CryptoError::CiphertextLength
+        );
+        assert_eq!(
+            decrypt_cbc_m2(Algorithm::Tdes, &[0; 16], &[]).unwrap_err(),
+            CryptoError::CiphertextLength
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn cbc_m2_round_trips(pt in proptest::collection::vec(any::<u8>(), 0..200),
+                              key in proptest::collection::vec(any::<u8>(), 32),
+                              which in 0usize..4) {
+            let (alg, k) = match which {
+                0 => (Algorithm::Aes128, &key[..16]),
+                1 => (Algorithm::Aes256, &key[..]),
+                2 => (Algorithm::Tdes, &key[..16]),
+                _ => (Algorithm::Tdes, &key[..24]),
+            };
+            let ct = encrypt_cbc_m2(alg, k, &pt).unwrap();
+            prop_assert_eq!(ct.len() % alg.block_len(), 0);
+            prop_assert!(ct.len() > pt.len());
+            prop_assert_eq!(&*decrypt_cbc_m2(alg, k, &ct).unwrap(), &pt);
+        }
+
+        #[test]
+        fn decrypting_arbitrary_bytes_never_panics(ct in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let _ = decrypt_cbc_m2(Algorithm::Aes128, &[1; 16], &ct);
+            let _ = decrypt_cbc_m2(Algorithm::Tdes, &[1; 24], &ct);
+        }
+    }
+}
