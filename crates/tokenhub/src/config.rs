@@ -1,0 +1,206 @@
+//! Configuration: command-line flags, `TOKENHUB_*` environment variables and an optional TOML file,
+//! in that order of precedence, over the defaults.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tokenhub.db";
+pub const DEFAULT_PERSO_TTL_SECS: u64 = 900;
+
+/// Flags and environment variables shared by every command that opens the store.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArgs {
+    /// `sqlite://PATH` (the embedded default) or `postgres://...`.
+    #[arg(long, env = "TOKENHUB_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// A TOML file with any of: listen, database_url, perso_ttl, admin_token, master_key.
+    #[arg(long, env = "TOKENHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Flags and environment variables of `tokenhub serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "TOKENHUB_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Seconds after createToken (repersoToken) during which /data (/newData) is accepted.
+    #[arg(long, env = "TOKENHUB_PERSO_TTL")]
+    pub perso_ttl: Option<u64>,
+}
+
+/// The optional TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    perso_ttl: Option<u64>,
+    admin_token: Option<String>,
+    master_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("the configuration file {0} is not valid: {1}")]
+    Parse(String, toml::de::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything the hub needs to start.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub perso_ttl: Duration,
+    /// `TOKENHUB_ADMIN_TOKEN`; generated at start when unset.
+    pub admin_token: Option<String>,
+    /// `TOKENHUB_MASTER_KEY` (64 hex digits); on SQLite a key file beside the database when unset.
+    pub master_key: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("perso_ttl", &self.perso_ttl)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl Config {
+    /// A configuration for `database_url` with every other setting at its default.
+    pub fn for_database(database_url: &str) -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            database_url: database_url.to_string(),
+            perso_ttl: Duration::from_secs(DEFAULT_PERSO_TTL_SECS),
+            admin_token: None,
+            master_key: None,
+        }
+    }
+
+    pub fn load(args: &ServeArgs) -> Result<Self, ConfigError> {
+        Self::load_with_env(args, |k| std::env::var(k).ok())
+    }
+
+    /// `env` reads the environment (injected for tests).
+    pub fn load_with_env(
+        args: &ServeArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = match &args.store.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let config = Self {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            database_url: args
+                .store
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+            perso_ttl: Duration::from_secs(
+                args.perso_ttl
+                    .or(file.perso_ttl)
+                    .unwrap_or(DEFAULT_PERSO_TTL_SECS),
+            ),
+            admin_token: non_empty(env("TOKENHUB_ADMIN_TOKEN")).or(file.admin_token),
+            master_key: non_empty(env("TOKENHUB_MASTER_KEY")).or(file.master_key),
+        };
+        if config.perso_ttl.is_zero() {
+            return Err(ConfigError::Invalid(
+                "perso_ttl must be at least 1 second".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Where the master key file lives when `TOKENHUB_MASTER_KEY` is unset on SQLite.
+    pub fn master_key_file(&self) -> Option<PathBuf> {
+        let path = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = Path::new(path.split('?').next().unwrap_or(path));
+        Some(path.parent().unwrap_or(Path::new(".")).join("master.key"))
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse(path.display().to_string(), e))
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hub.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9999\"\nperso_ttl = 30\nmaster_key = \"ab\"\n",
+        )
+        .unwrap();
+        let mut args = ServeArgs::default();
+        args.store.config = Some(file);
+        let c = Config::load_with_env(&args, |_| None).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.perso_ttl, Duration::from_secs(30));
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.master_key.as_deref(), Some("ab"));
+        args.perso_ttl = Some(5);
+        let c = Config::load_with_env(&args, |k| (k == "TOKENHUB_MASTER_KEY").then(|| "cd".into()))
+            .unwrap();
+        assert_eq!(c.perso_ttl, Duration::from_secs(5));
+        assert_eq!(c.master_key.as_deref(), Some("cd"));
+    }
+
+    #[test]
+    fn the_key_file_sits_beside_the_database() {
+        let c = Config::for_database("sqlite://data/tokenhub.db");
+        assert_eq!(c.master_key_file().unwrap(), Path::new("data/master.key"));
+        assert!(Config::for_database("postgres://u@h/db")
+            .master_key_file()
+            .is_none());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let mut c = Config::for_database("postgres://user:hunter2@localhost/db");
+        c.admin_token = Some("tok-secret".into());
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && !s.contains("tok-secret"), "{s}");
+    }
+}

@@ -1,0 +1,14 @@
+//! Pure domain logic: identifiers that parse into the error code the contract requires, the token
+//! state machine, product profile definitions and the rules for incoming data preparation.
+//!
+//! **Architecture invariant**: nothing here does IO, reads the clock or draws random numbers; the
+//! callers pass `now` and whatever else is needed, and get back decisions.
+
+pub mod ids;
+pub mod perso;
+pub mod profile;
+pub mod token;
+
+pub use ids::{Code, CorrelationId, IssuerId, Rejection, TokenId};
+pub use profile::{ElementFormat, ProfileDefinition};
+pub use token::TokenState;

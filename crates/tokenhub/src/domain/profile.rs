@@ -1,0 +1,156 @@
+//! A product's profile version: the dictionary of data elements the TSP sends for it and the DGI
+//! template of the issuer's banking profile. Versions are immutable once defined.
+
+use super::ids::Rejection;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// How an element's clear value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ElementFormat {
+    /// Hexadecimal digits, an even number of them (for an encrypted element: the clear bytes,
+    /// counted as hex digits).
+    Hex,
+    /// Decimal digits only.
+    Digits,
+    /// Printable text (no control characters).
+    Text,
+}
+
+/// One data element the product expects from the TSP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ElementDef {
+    /// Case-insensitive; stored lower-case.
+    pub name: String,
+    /// The profile cannot be built until every required element arrived.
+    #[serde(default)]
+    pub required: bool,
+    pub format: ElementFormat,
+    /// Longest clear value, in characters (hex digits for `hex`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u32>,
+    /// A sensitive element (a key, track 2) must arrive encrypted under a known `keyIndex`.
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+/// One DGI of the issuer's banking-profile template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateDgi {
+    /// Two bytes as four hex digits, e.g. `0101`.
+    pub dgi: String,
+    /// The DGI's fixed content, hex.
+    pub data: String,
+}
+
+/// The body of `PUT /admin/v1/issuers/{issuerId}/products/{productId}/profiles/{version}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProfileDefinition {
+    pub data_elements: Vec<ElementDef>,
+    pub template: Vec<TemplateDgi>,
+}
+
+impl ProfileDefinition {
+    /// Checks the definition and normalizes element names to lower case.
+    pub fn validate(mut self) -> Result<Self, Rejection> {
+        if self.data_elements.is_empty() {
+            return Err(Rejection::format("dataElements must not be empty"));
+        }
+        let mut seen = HashSet::new();
+        for e in &mut self.data_elements {
+            let n = e.name.chars().count();
+            if n == 0 || n > 32 || e.name.chars().any(char::is_control) {
+                return Err(Rejection::format(
+                    "an element name must be 1 to 32 characters",
+                ));
+            }
+            e.name = e.name.to_lowercase();
+            if !seen.insert(e.name.clone()) {
+                return Err(Rejection::format(format!(
+                    "element {} is defined twice (names are case-insensitive)",
+                    e.name
+                )));
+            }
+            if e.max_length == Some(0) {
+                return Err(Rejection::format(format!(
+                    "element {}: maxLength must be positive",
+                    e.name
+                )));
+            }
+        }
+        for d in &mut self.template {
+            if d.dgi.len() != 4 || !d.dgi.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Rejection::format("a template dgi must be 4 hex digits"));
+            }
+            if d.data.len() % 2 != 0 || !d.data.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Rejection::format(format!(
+                    "template DGI {}: data must be an even number of hex digits",
+                    d.dgi
+                )));
+            }
+            d.dgi = d.dgi.to_ascii_uppercase();
+            d.data = d.data.to_ascii_uppercase();
+        }
+        Ok(self)
+    }
+
+    /// The element called `name` (already lower-case).
+    pub fn element(&self, name: &str) -> Option<&ElementDef> {
+        self.data_elements.iter().find(|e| e.name == name)
+    }
+
+    pub fn required_names(&self) -> impl Iterator<Item = &str> {
+        self.data_elements
+            .iter()
+            .filter(|e| e.required)
+            .map(|e| e.name.as_str())
+    }
+
+    /// The canonical JSON the store keeps; two bodies that mean the same thing give the same text.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("a profile definition always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(json: serde_json::Value) -> Result<ProfileDefinition, String> {
+        serde_json::from_value::<ProfileDefinition>(json)
+            .map_err(|e| e.to_string())?
+            .validate()
+            .map_err(|r| r.message)
+    }
+
+    #[test]
+    fn names_are_lower_cased_and_must_be_unique() {
+        let d = def(serde_json::json!({
+            "dataElements": [{"name": "Track2_Data", "required": true, "format": "hex", "sensitive": true}],
+            "template": [{"dgi": "0101", "data": "a0"}]
+        }))
+        .unwrap();
+        assert_eq!(d.data_elements[0].name, "track2_data");
+        assert_eq!(d.template[0].data, "A0");
+        let dup = def(serde_json::json!({
+            "dataElements": [{"name": "A", "format": "hex"}, {"name": "a", "format": "text"}],
+            "template": []
+        }));
+        assert!(dup.unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn bad_templates_and_formats_are_refused() {
+        assert!(def(
+            serde_json::json!({"dataElements": [{"name": "a", "format": "base64"}], "template": []})
+        )
+        .is_err());
+        assert!(def(serde_json::json!({"dataElements": [{"name": "a", "format": "hex"}], "template": [{"dgi": "01", "data": ""}]})).is_err());
+        assert!(def(serde_json::json!({"dataElements": [{"name": "a", "format": "hex"}], "template": [{"dgi": "0101", "data": "ABC"}]})).is_err());
+        assert!(def(serde_json::json!({"dataElements": [], "template": []})).is_err());
+    }
+}

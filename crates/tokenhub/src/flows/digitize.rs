@@ -1,0 +1,222 @@
+//! A wallet asks to digitize a card onto a device: the hub asks the issuer's TSP to create a token
+//! (`createToken`) and records it, waiting for the TSP's data preparation.
+
+use crate::domain::ids::{parse_slug, LastDigits, Mmyy};
+use crate::domain::{CorrelationId, IssuerId, Rejection, TokenId, TokenState};
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::store::tokens::{self, TokenRow};
+use crate::tsp_client::{CreateTokenRequest, DeviceInfo, TspCallError};
+
+/// A parsed digitization request.
+#[derive(Debug, Clone)]
+pub struct Digitization {
+    pub issuer_id: IssuerId,
+    pub product_id: String,
+    pub device_id: String,
+    pub wallet_card_ref_id: String,
+    pub token_requestor_id: Option<String>,
+}
+
+/// Why a digitization did not happen, in the wallet's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum DigitizeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    NotReady(String),
+    /// The TSP refused (its response code is kept for the wallet).
+    #[error("the TSP refused to create the token: {message}")]
+    TspRefused { code: u32, message: String },
+    #[error("the TSP is unavailable; try again later")]
+    TspUnavailable,
+    #[error("the TSP answered outside the contract: {0}")]
+    TspProtocol(String),
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+impl From<crate::store::StoreError> for DigitizeError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl Digitization {
+    pub fn parse(
+        issuer_id: &str,
+        product_id: &str,
+        device_id: &str,
+        wallet_card_ref_id: &str,
+        token_requestor_id: Option<&str>,
+    ) -> Result<Self, Rejection> {
+        let n = wallet_card_ref_id.chars().count();
+        if n == 0 || n > 64 {
+            return Err(Rejection::format(
+                "walletCardRefId must be 1 to 64 characters",
+            ));
+        }
+        if let Some(r) = token_requestor_id {
+            if r.is_empty() || r.chars().count() > 32 {
+                return Err(Rejection::format(
+                    "tokenRequestorId must be 1 to 32 characters",
+                ));
+            }
+        }
+        Ok(Self {
+            issuer_id: IssuerId::parse(issuer_id)?,
+            product_id: parse_slug("productId", product_id)?,
+            device_id: parse_slug("deviceId", device_id)?,
+            wallet_card_ref_id: wallet_card_ref_id.to_string(),
+            token_requestor_id: token_requestor_id.map(str::to_string),
+        })
+    }
+}
+
+pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeError> {
+    let issuer = hub
+        .store
+        .issuer(d.issuer_id.as_str())
+        .await?
+        .ok_or_else(|| {
+            DigitizeError::NotFound(format!("issuer {} is not registered", d.issuer_id))
+        })?;
+    let tsp = hub.store.tsp(&issuer.tsp_id).await?.ok_or_else(|| {
+        DigitizeError::NotReady(format!(
+            "the issuer's TSP {} is not registered",
+            issuer.tsp_id
+        ))
+    })?;
+    let version = hub
+        .store
+        .current_version(d.issuer_id.as_str(), &d.product_id)
+        .await?
+        .ok_or_else(|| {
+            DigitizeError::NotReady(format!(
+                "product {} of issuer {} has no deployed profile version",
+                d.product_id, d.issuer_id
+            ))
+        })?;
+    if hub.store.device_public_key(&d.device_id).await?.is_none() {
+        return Err(DigitizeError::NotFound(format!(
+            "device {} is not registered",
+            d.device_id
+        )));
+    }
+
+    let correlation_id = CorrelationId::from_uuid(uuid::Uuid::new_v4());
+    let span =
+        tracing::info_span!("digitize", correlation_id = %correlation_id, issuer_id = %d.issuer_id);
+    let _enter = span.enter();
+    let request = CreateTokenRequest {
+        issuer_id: d.issuer_id.to_string(),
+        wallet_card_ref_id: d.wallet_card_ref_id.clone(),
+        token_requestor_id: d.token_requestor_id.clone(),
+        device_info: DeviceInfo {
+            device_id: d.device_id.clone(),
+            device_type: "PHONE",
+        },
+    };
+    drop(_enter);
+    let answer = hub
+        .tsp
+        .create_token(&tsp.base_url, &correlation_id, &request)
+        .await
+        .map_err(|e| match e {
+            TspCallError::Refused { code, message } => DigitizeError::TspRefused {
+                code,
+                message: message.unwrap_or_else(|| describe_tsp_code(code).to_string()),
+            },
+            TspCallError::Unavailable(why) => {
+                tracing::warn!(correlation_id = %correlation_id, reason = %why, "createToken failed");
+                DigitizeError::TspUnavailable
+            }
+            TspCallError::Protocol(why) => DigitizeError::TspProtocol(why),
+        })?;
+    let token_id = TokenId::parse(&answer.token_id)
+        .map_err(|r| DigitizeError::TspProtocol(format!("tokenId: {}", r.message)))?;
+    let info = answer.token_info.unwrap_or_default();
+    let exp = info
+        .exp
+        .as_deref()
+        .map(|e| Mmyy::parse("tokenInfo.exp", e))
+        .transpose()
+        .map_err(|r| DigitizeError::TspProtocol(r.message))?;
+    let last4 = info
+        .last4
+        .as_deref()
+        .map(|l| LastDigits::parse("tokenInfo.last4", l, 2, 10))
+        .transpose()
+        .map_err(|r| DigitizeError::TspProtocol(r.message))?;
+
+    let now = hub.now_ms();
+    let row = TokenRow {
+        token_id: token_id.to_string(),
+        issuer_id: d.issuer_id.to_string(),
+        product_id: d.product_id,
+        profile_version: version,
+        device_id: d.device_id,
+        wallet_card_ref_id: d.wallet_card_ref_id,
+        token_requestor_id: d.token_requestor_id,
+        state: TokenState::PendingData,
+        token_exp: exp.map(|e| e.as_str().to_string()),
+        token_last4: last4.map(|l| l.as_str().to_string()),
+        data_key: hub.keys.new_data_key(token_id.as_str()),
+        data_deadline_ms: now + hub.config.perso_ttl.as_millis() as i64,
+        received_elements: Vec::new(),
+        correlation_id: correlation_id.to_string(),
+        created_ms: now,
+        updated_ms: now,
+    };
+    let stored = row.clone();
+    let inserted = hub
+        .store
+        .transact(move |conn| {
+            Box::pin(async move {
+                if tokens::lock_token(conn, &row.token_id).await?.is_some() {
+                    return Ok::<_, Error>(false);
+                }
+                tokens::insert_token(conn, &row).await?;
+                tokens::add_event(
+                    conn,
+                    &row.token_id,
+                    "created at the TSP (createToken)",
+                    &row.correlation_id,
+                    now,
+                )
+                .await?;
+                Ok(true)
+            })
+        })
+        .await?;
+    if !inserted {
+        return Err(DigitizeError::TspProtocol(format!(
+            "createToken returned tokenId {token_id}, which already exists"
+        )));
+    }
+    tracing::info!(correlation_id = %correlation_id, token_id = %token_id, "token created; waiting for its data");
+    Ok(stored)
+}
+
+/// The errorRes table's descriptions, for a TSP that sent a code without a message.
+pub fn describe_tsp_code(code: u32) -> &'static str {
+    match code {
+        111 => "missing mandatory parameter",
+        112 => "bad parameter format",
+        113 => "unknown issuer",
+        115 => "unknown product",
+        119 => "unknown token",
+        163 => "product not supported for mobile payment",
+        164 => "FPAN provisioning count exceeded",
+        166 => "invalid FPAN",
+        167 => "card already enrolled",
+        321 => "operation on token already on-going",
+        322 => "time to live of the operation expired",
+        432 => "current token state does not allow this operation",
+        911 => "operation failed",
+        921 => "unexpected server error",
+        _ => "unknown response code",
+    }
+}

@@ -1,0 +1,7 @@
+//! The hub's use cases. Each flow takes the [`Hub`](crate::hub::Hub) and parsed inputs, asks the
+//! domain for decisions, applies them in store transactions, and returns the outcome to the edge
+//! (an HTTP handler, a worker or the CLI) that called it.
+
+pub mod digitize;
+pub mod keys;
+pub mod perso;

@@ -1,0 +1,213 @@
+//! The TSP's data preparation arriving (`/data`, `/newData`): checked, sealed under the token's data
+//! key, and committed before the answer leaves. Partial calls are merged; the token moves to
+//! `PERSONALIZING` once every element its profile version requires is held.
+
+use crate::domain::perso::{self, DataSubmission, IncomingElement, Operation};
+use crate::domain::token::{check_submit_data, check_submit_new_data, TokenSnapshot};
+use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::store::tokens::{self, DataPart};
+use std::collections::BTreeSet;
+
+/// What a successful call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Stored; the token now holds these element names and is in this state.
+    Stored { state: TokenState, held: usize },
+    /// A call with this correlation id was applied before: nothing was done again.
+    Repeat,
+}
+
+/// Handles `PUT /tokens/{tokenId}/data` (`op = Data`) or `/newData` (`op = NewData`).
+pub async fn submit(
+    hub: &Hub,
+    token_id: &TokenId,
+    correlation_id: &CorrelationId,
+    body: &[u8],
+    op: Operation,
+) -> Result<Applied, Error> {
+    let submission = perso::parse_submission(body, op)?;
+    if hub
+        .store
+        .issuer(submission.issuer_id.as_str())
+        .await?
+        .is_none()
+    {
+        return Err(
+            Rejection::new(Code::UnknownIssuer, "issuerId is not a registered issuer").into(),
+        );
+    }
+    let Some(token) = hub.store.token(token_id.as_str()).await? else {
+        return Err(Rejection::new(Code::UnknownToken, "no such token").into());
+    };
+    if token.issuer_id != submission.issuer_id.as_str() {
+        return Err(
+            Rejection::new(Code::UnknownIssuer, "issuerId is not the token's issuer").into(),
+        );
+    }
+    if let Err(refusal) = check_state(op, &token.snapshot(), hub.now_ms()) {
+        // A repeat of a call that was applied (its answer was lost) is acknowledged again.
+        if is_repeat(hub, token_id, correlation_id).await? {
+            return Ok(Applied::Repeat);
+        }
+        return Err(refusal.into());
+    }
+    let profile = hub
+        .profile(&token.issuer_id, &token.product_id, &token.profile_version)
+        .await?
+        .ok_or_else(|| {
+            Rejection::new(
+                Code::Failed,
+                "the token's profile version is not defined at the hub",
+            )
+        })?;
+    if submission
+        .elements
+        .iter()
+        .filter_map(|e| e.key_index.as_deref())
+        .any(|k| !hub.keys.knows_key(k))
+    {
+        hub.reload_keys().await?;
+    }
+    perso::check_elements(&profile, &submission.elements, &hub.keys)?;
+
+    let sealed = if submission.elements.is_empty() {
+        None
+    } else {
+        let clear = zeroize::Zeroizing::new(
+            serde_json::to_vec(&submission.elements).expect("elements always serialize"),
+        );
+        Some(
+            hub.keys
+                .seal_for_token(token_id.as_str(), &token.data_key, &clear)?,
+        )
+    };
+    let required: Vec<String> = profile.required_names().map(str::to_string).collect();
+    let now = hub.now_ms();
+    let token_id = token_id.clone();
+    let correlation_id = correlation_id.clone();
+    hub.store
+        .transact(move |conn| {
+            Box::pin(async move {
+                apply(
+                    conn,
+                    &token_id,
+                    &correlation_id,
+                    op,
+                    submission,
+                    sealed,
+                    &required,
+                    now,
+                )
+                .await
+            })
+        })
+        .await
+}
+
+fn check_state(op: Operation, token: &TokenSnapshot, now: i64) -> Result<(), Rejection> {
+    match op {
+        Operation::Data => check_submit_data(token, now),
+        Operation::NewData => check_submit_new_data(token),
+    }
+}
+
+async fn is_repeat(
+    hub: &Hub,
+    token_id: &TokenId,
+    correlation_id: &CorrelationId,
+) -> Result<bool, Error> {
+    let (t, c) = (token_id.to_string(), correlation_id.to_string());
+    hub.store
+        .transact(move |conn| {
+            Box::pin(async move { Ok::<_, Error>(tokens::data_call_applied(conn, &t, &c).await?) })
+        })
+        .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply(
+    conn: &mut sqlx::AnyConnection,
+    token_id: &TokenId,
+    correlation_id: &CorrelationId,
+    op: Operation,
+    submission: DataSubmission,
+    sealed: Option<Vec<u8>>,
+    required: &[String],
+    now: i64,
+) -> Result<Applied, Error> {
+    let Some(token) = tokens::lock_token(conn, token_id.as_str()).await? else {
+        return Err(Rejection::new(Code::UnknownToken, "no such token").into());
+    };
+    if tokens::data_call_applied(conn, token_id.as_str(), correlation_id.as_str()).await? {
+        return Ok(Applied::Repeat);
+    }
+    // Checked again under the lock: another call may have moved the token since the first look.
+    check_state(op, &token.snapshot(), now)?;
+    let names: Vec<String> = submission
+        .elements
+        .iter()
+        .map(|e: &IncomingElement| e.name.clone())
+        .collect();
+    if let Some(sealed) = &sealed {
+        let part = DataPart {
+            operation: op_name(op),
+            correlation_id: correlation_id.as_str(),
+            element_names: &names,
+            sealed,
+        };
+        tokens::append_data(conn, token_id.as_str(), &part, now).await?;
+    }
+    let held: BTreeSet<String> = token
+        .received_elements
+        .iter()
+        .cloned()
+        .chain(names)
+        .collect();
+    let held: Vec<String> = held.into_iter().collect();
+    let state = match op {
+        Operation::Data if required.iter().all(|r| held.contains(r)) => TokenState::Personalizing,
+        _ => token.state,
+    };
+    tokens::set_state_and_elements(conn, token_id.as_str(), state, &held, now).await?;
+    if let Some(info) = &submission.token_info {
+        tokens::set_token_info(
+            conn,
+            token_id.as_str(),
+            info.exp.as_ref().map(|e| e.as_str()),
+            info.last4.as_ref().map(|l| l.as_str()),
+            now,
+        )
+        .await?;
+    }
+    let event = format!(
+        "{} received: {} element(s){}",
+        op_name(op),
+        submission.elements.len(),
+        if state != token.state {
+            format!("; state {}", state.as_str())
+        } else {
+            String::new()
+        }
+    );
+    tokens::add_event(
+        conn,
+        token_id.as_str(),
+        &event,
+        correlation_id.as_str(),
+        now,
+    )
+    .await?;
+    Ok(Applied::Stored {
+        state,
+        held: held.len(),
+    })
+}
+
+fn op_name(op: Operation) -> &'static str {
+    match op {
+        Operation::Data => "data",
+        Operation::NewData => "newData",
+    }
+}

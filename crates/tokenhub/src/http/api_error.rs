@@ -1,0 +1,121 @@
+//! Errors of the hub's own APIs (admin, wallet): an HTTP status and
+//! `{"error": "<MACHINE_CODE>", "message": "<text>"}`. Internal faults are logged with their cause
+//! and answered as a bare `500` that reveals nothing.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// The TSP's response code, when the error is the TSP's refusal.
+    pub tsp_response_code: Option<u32>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiErrorBody {
+    pub error: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsp_response_code: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            tsp_response_code: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "CONFLICT", message)
+    }
+    /// Logs the cause; the caller learns only that something went wrong.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(cause = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error; try again",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ApiErrorBody {
+            error: self.code.to_string(),
+            message: self.message,
+            tsp_response_code: self.tsp_response_code,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<crate::error::Error> for ApiError {
+    fn from(e: crate::error::Error) -> Self {
+        match e {
+            crate::error::Error::Rejected(r) => Self::bad_request(r.message),
+            other => Self::internal(&other.chain()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<crate::domain::Rejection> for ApiError {
+    fn from(r: crate::domain::Rejection) -> Self {
+        Self::bad_request(r.message)
+    }
+}
+
+/// A JSON body extractor whose refusals are our `ApiError` (400 with a clear message), not the
+/// framework's plain text.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "BODY_TOO_LARGE"
+                } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                    "UNSUPPORTED_MEDIA_TYPE"
+                } else {
+                    "INVALID_REQUEST"
+                };
+                let status = if status.is_client_error() {
+                    status
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The TSP incoming API v2 (`shared/spec/tsp-incoming-api-v2.json`), mounted at `/trapi/v2.0`.
+//!
+//! Every answer echoes `x-correlation-id` (`x-request-id` on the health check). Success is `204`;
+//! a refusal is `400 {"responseCode", "errorMessage"}` with the code ARCHITECTURE 2.1 gives; an
+//! unexpected fault is logged with its cause and answered `921` (retryable), revealing nothing.
+//! Bodies are read as bytes and parsed by the domain, so that a body that does not parse is our
+//! `112`, never the framework's text.
+
+use super::AppState;
+use crate::domain::perso::Operation;
+use crate::domain::{Code, CorrelationId, Rejection, TokenId};
+use crate::error::Error;
+use crate::flows::perso::{self, Applied};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Serialize;
+use tracing::Instrument;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tokens/{token_id}/data", put(submit_token_data))
+        .route("/tokens/{token_id}/newData", put(submit_new_token_data))
+        .route("/healthCheck", get(health_check))
+}
+
+const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `errorRes`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorRes {
+    pub response_code: u16,
+    pub error_message: String,
+}
+
+/// An answer of this API: `204`, or `400` with `errorRes`, with the id header echoed.
+struct Reply {
+    echo: Option<(HeaderName, HeaderValue)>,
+    outcome: Result<(), Rejection>,
+    status_on_error: StatusCode,
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut response = match self.outcome {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(r) => (
+                self.status_on_error,
+                Json(ErrorRes {
+                    response_code: r.code.number(),
+                    error_message: r.message,
+                }),
+            )
+                .into_response(),
+        };
+        if let Some((name, value)) = self.echo {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+async fn submit_token_data(
+    State(hub): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    submit(hub, path, headers, body, Operation::Data).await
+}
+
+async fn submit_new_token_data(
+    State(hub): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    submit(hub, path, headers, body, Operation::NewData).await
+}
+
+async fn submit(
+    hub: AppState,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    op: Operation,
+) -> Response {
+    let echo = headers
+        .get(&X_CORRELATION_ID)
+        .map(|v| (X_CORRELATION_ID, v.clone()));
+    let operation = match op {
+        Operation::Data => "submitTokenData",
+        Operation::NewData => "submitNewTokenData",
+    };
+    let correlation = headers
+        .get(&X_CORRELATION_ID)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let span = tracing::info_span!("tsp", operation, correlation_id = %correlation, token_id = tracing::field::Empty);
+    let mut status_on_error = StatusCode::BAD_REQUEST;
+    let outcome = async {
+        let correlation_id = CorrelationId::parse(
+            "x-correlation-id",
+            headers.get(&X_CORRELATION_ID).map(|v| v.as_bytes()),
+        )?;
+        let Path(raw) =
+            path.map_err(|_| Rejection::format("tokenId is not a valid path segment"))?;
+        let token_id = TokenId::parse(&raw)?;
+        tracing::Span::current().record("token_id", token_id.as_str());
+        check_content_type(&headers)?;
+        let body = body.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                status_on_error = StatusCode::PAYLOAD_TOO_LARGE;
+                Rejection::format(format!(
+                    "the body is larger than {} bytes",
+                    super::MAX_BODY_BYTES
+                ))
+            } else {
+                Rejection::format("the body could not be read")
+            }
+        })?;
+        match perso::submit(&hub, &token_id, &correlation_id, &body, op).await {
+            Ok(Applied::Stored { state, held }) => {
+                tracing::info!(state = state.as_str(), elements_held = held, "accepted");
+                Ok(())
+            }
+            Ok(Applied::Repeat) => {
+                tracing::info!("repeat of a call already applied; acknowledged again");
+                Ok(())
+            }
+            Err(Error::Rejected(r)) => Err(r),
+            Err(e) => {
+                tracing::error!(cause = %e.chain(), "unexpected error");
+                Err(Rejection::new(
+                    Code::Unexpected,
+                    "unexpected server error; retry later",
+                ))
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    if let Err(r) = &outcome {
+        span.in_scope(
+            || tracing::info!(response_code = r.code.number(), reason = %r.message, "refused"),
+        );
+    }
+    Reply {
+        echo,
+        outcome,
+        status_on_error,
+    }
+    .into_response()
+}
+
+/// A body sent with a content type must say JSON; a missing content type is read as JSON.
+fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(Rejection::format("content-type must be application/json"))
+    }
+}
+
+async fn health_check(State(hub): State<AppState>, headers: HeaderMap) -> Response {
+    let echo = headers
+        .get(&X_REQUEST_ID)
+        .map(|v| (X_REQUEST_ID, v.clone()));
+    let mut status_on_error = StatusCode::BAD_REQUEST;
+    let outcome = match CorrelationId::parse(
+        "x-request-id",
+        headers.get(&X_REQUEST_ID).map(|v| v.as_bytes()),
+    ) {
+        Err(r) => Err(r),
+        Ok(_) => match hub.store.ping().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::error!(cause = %e, "health check: the store does not answer");
+                status_on_error = StatusCode::SERVICE_UNAVAILABLE;
+                Err(Rejection::new(
+                    Code::Unexpected,
+                    "the hub's store is not available",
+                ))
+            }
+        },
+    };
+    Reply {
+        echo,
+        outcome,
+        status_on_error,
+    }
+    .into_response()
+}

@@ -1,0 +1,166 @@
+//! The wallet API (`/wallet/v1`): devices register their X25519 public key, and ask for a card to
+//! be digitized onto them.
+
+use super::api_error::{ApiErrorBody, JsonBody};
+use super::{ApiError, AppState};
+use crate::domain::ids::parse_slug;
+use crate::domain::TokenState;
+use crate::error::Error;
+use crate::flows::digitize::{self, Digitization, DigitizeError};
+use crate::store::catalog::{self, PutImmutable};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/devices", post(register_device))
+        .route("/digitizations", post(create_digitization))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceBody {
+    pub device_id: String,
+    /// base64url (padding optional) of the device's 32-byte X25519 public key.
+    pub public_key: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceView {
+    pub device_id: String,
+}
+
+/// Register a device and the X25519 public key its profiles will be encrypted to. Registering the
+/// same key again is harmless (`200`); another key for a known device is refused (`409`).
+#[utoipa::path(post, path = "/wallet/v1/devices", tag = "wallet",
+    request_body = DeviceBody,
+    responses((status = 201, body = DeviceView), (status = 200, body = DeviceView), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+async fn register_device(
+    State(hub): State<AppState>,
+    JsonBody(body): JsonBody<DeviceBody>,
+) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
+    let device_id = parse_slug("deviceId", &body.device_id)?;
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body.public_key.trim_end_matches('='))
+        .map_err(|_| ApiError::bad_request("publicKey must be base64url"))?;
+    if key.len() != 32 {
+        return Err(ApiError::bad_request(
+            "publicKey must be a 32-byte X25519 public key",
+        ));
+    }
+    let canonical = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&key);
+    let now = hub.now_ms();
+    let id = device_id.clone();
+    let outcome = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                catalog::put_device(c, &id, &canonical, now)
+                    .await
+                    .map_err(Error::from)
+            })
+        })
+        .await?;
+    let status = match outcome {
+        PutImmutable::Created => StatusCode::CREATED,
+        PutImmutable::Unchanged => StatusCode::OK,
+        PutImmutable::Conflict => {
+            return Err(ApiError::conflict(format!(
+                "device {device_id} is registered with another public key"
+            )));
+        }
+    };
+    Ok((status, Json(DeviceView { device_id })))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DigitizationBody {
+    pub issuer_id: String,
+    pub product_id: String,
+    pub device_id: String,
+    /// The wallet's id of the funding card (stays the same across card renewal).
+    pub wallet_card_ref_id: String,
+    /// The token requestor (merchant or PSP) the token is for, if not the wallet itself.
+    #[serde(default)]
+    pub token_requestor_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DigitizationView {
+    pub token_id: String,
+    pub state: TokenState,
+}
+
+/// Digitize a card onto a device: the hub asks the issuer's TSP to create the token and answers
+/// with its id; the token then waits for the TSP's data preparation.
+#[utoipa::path(post, path = "/wallet/v1/digitizations", tag = "wallet",
+    request_body = DigitizationBody,
+    responses((status = 201, body = DigitizationView),
+        (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "unknown issuer or device"),
+        (status = 409, body = ApiErrorBody, description = "the product has no deployed profile version"),
+        (status = 422, body = ApiErrorBody, description = "the TSP refused (tspResponseCode says why)"),
+        (status = 502, body = ApiErrorBody, description = "the TSP answered outside the contract"),
+        (status = 503, body = ApiErrorBody, description = "the TSP is unavailable")))]
+async fn create_digitization(
+    State(hub): State<AppState>,
+    JsonBody(body): JsonBody<DigitizationBody>,
+) -> Result<(StatusCode, Json<DigitizationView>), ApiError> {
+    let d = Digitization::parse(
+        &body.issuer_id,
+        &body.product_id,
+        &body.device_id,
+        &body.wallet_card_ref_id,
+        body.token_requestor_id.as_deref(),
+    )?;
+    match digitize::digitize(&hub, d).await {
+        Ok(token) => Ok((
+            StatusCode::CREATED,
+            Json(DigitizationView {
+                token_id: token.token_id,
+                state: token.state,
+            }),
+        )),
+        Err(e) => Err(match e {
+            DigitizeError::Invalid(m) => ApiError::bad_request(m),
+            DigitizeError::NotFound(m) => ApiError::not_found(m),
+            DigitizeError::NotReady(m) => ApiError::conflict(m),
+            DigitizeError::TspRefused { code, message } => ApiError {
+                tsp_response_code: Some(code),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    tsp_refusal_code(code),
+                    message,
+                )
+            },
+            DigitizeError::TspUnavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TSP_UNAVAILABLE",
+                "the TSP is unavailable; try again later",
+            ),
+            DigitizeError::TspProtocol(m) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "TSP_PROTOCOL", m)
+            }
+            DigitizeError::Internal(e) => ApiError::from(e),
+        }),
+    }
+}
+
+/// The wallet-facing error code for a TSP refusal.
+fn tsp_refusal_code(code: u32) -> &'static str {
+    match code {
+        113 => "ISSUER_NOT_SUPPORTED",
+        115 | 163 => "PRODUCT_NOT_SUPPORTED",
+        164 => "PROVISIONING_LIMIT_REACHED",
+        166 => "INVALID_CARD",
+        167 => "CARD_ALREADY_ENROLLED",
+        _ => "TSP_REFUSED",
+    }
+}

@@ -1,0 +1,153 @@
+//! The hub's shared context: the store, the keys, the clock, the TSP client and the caches every
+//! request handler and worker uses. Built once at start by [`Hub::open`].
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::ProfileDefinition;
+use crate::error::Error;
+use crate::keys::{KeyError, Keys};
+use crate::store::{Store, StoreError};
+use crate::tsp_client::TspClient;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub struct Hub {
+    pub store: Store,
+    pub keys: Keys,
+    pub clock: Arc<dyn Clock>,
+    pub config: Config,
+    pub tsp: TspClient,
+    admin_token: SecretString,
+    /// Profile versions are immutable, so a version read once is good forever, on every node.
+    profiles: RwLock<HashMap<(String, String, String), Arc<ProfileDefinition>>>,
+}
+
+/// What start-up did that the operator must be told about.
+#[derive(Debug, Default, Clone)]
+pub struct StartupNotes {
+    /// The admin token was generated (print it once).
+    pub generated_admin_token: bool,
+    /// The master key file that was created, if one was.
+    pub created_master_key_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("TOKENHUB_MASTER_KEY is required with PostgreSQL (64 hex digits); it wraps every key and data element the database holds")]
+    MasterKeyRequired,
+    #[error("cannot listen on {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
+}
+
+impl Hub {
+    pub async fn open(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, StartupNotes), StartError> {
+        let mut notes = StartupNotes::default();
+        let keys = open_keys(&config, &mut notes)?;
+        let store = Store::connect(&config.database_url).await?;
+        keys.load_shared_keys(&store.shared_keys().await?)?;
+        let admin_token = match &config.admin_token {
+            Some(t) => t.clone(),
+            None => {
+                notes.generated_admin_token = true;
+                random_token()
+            }
+        };
+        Ok((
+            Self {
+                store,
+                keys,
+                clock,
+                tsp: TspClient::new(Duration::from_secs(10)),
+                admin_token: SecretString::from(admin_token),
+                profiles: RwLock::new(HashMap::new()),
+                config,
+            },
+            notes,
+        ))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn admin_token(&self) -> &str {
+        self.admin_token.expose_secret()
+    }
+
+    /// A profile version's definition, cached.
+    pub async fn profile(
+        &self,
+        issuer_id: &str,
+        product_id: &str,
+        version: &str,
+    ) -> Result<Option<Arc<ProfileDefinition>>, Error> {
+        let key = (
+            issuer_id.to_string(),
+            product_id.to_string(),
+            version.to_string(),
+        );
+        if let Some(p) = self
+            .profiles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(Some(p.clone()));
+        }
+        let Some(json) = self
+            .store
+            .profile_version(issuer_id, product_id, version)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let def: ProfileDefinition = serde_json::from_str(&json).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "profile version {issuer_id}/{product_id}/{version}: {e}"
+            ))
+        })?;
+        let def = Arc::new(def);
+        self.profiles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, def.clone());
+        Ok(Some(def))
+    }
+
+    /// Re-reads the shared keys from the store (keys imported while the hub runs).
+    pub async fn reload_keys(&self) -> Result<(), Error> {
+        self.keys
+            .load_shared_keys(&self.store.shared_keys().await?)?;
+        Ok(())
+    }
+}
+
+fn open_keys(config: &Config, notes: &mut StartupNotes) -> Result<Keys, StartError> {
+    if let Some(hex) = &config.master_key {
+        return Ok(Keys::from_master_hex(hex)?);
+    }
+    let Some(path) = config.master_key_file() else {
+        return Err(StartError::MasterKeyRequired);
+    };
+    let (keys, created) = Keys::from_key_file(&path)?;
+    if created {
+        notes.created_master_key_file = Some(path);
+    }
+    Ok(keys)
+}
+
+fn random_token() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("thk_{}", hex::encode(b))
+}

@@ -1,0 +1,338 @@
+//! The only place that sees clear key material.
+//!
+//! - The **master key** (`TOKENHUB_MASTER_KEY`, 32 bytes) wraps everything else the store keeps:
+//!   the keys shared with TSPs and each token's data key. Wrapping is AES-256-GCM with a random
+//!   nonce and an associated-data label that binds the wrapped key to its purpose and owner, so a
+//!   wrapped key copied onto another row does not open.
+//! - **Shared keys** (KEK/DEK by `keyIndex`, from a key ceremony) decrypt the elements a TSP sends;
+//!   they are cached unwrapped here, behind `secrecy`, and zeroized when dropped.
+//! - A **data key** per token (AES-256-GCM) seals the token's data elements at rest; it is
+//!   unwrapped for the length of one call and zeroized right after.
+
+use crate::domain::perso::{DecryptFault, ElementDecryptor};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretBox};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::RwLock;
+use tokenhub_crypto::{Algorithm, SharedKey};
+use zeroize::Zeroizing;
+
+/// Errors of this module. None carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("TOKENHUB_MASTER_KEY must be 64 hex digits")]
+    BadMasterKey,
+    #[error("a wrapped key or sealed value does not open under the master key (wrong master key, or the row was tampered with)")]
+    Unwrap,
+    #[error("the key check value does not match the key")]
+    KcvMismatch,
+    #[error("the key is not valid for {0}")]
+    KeyLength(Algorithm),
+    #[error("the key is not hex")]
+    NotHex,
+    #[error("the key file {path}: {why}")]
+    KeyFile { path: String, why: String },
+}
+
+const NONCE_LEN: usize = 12;
+
+/// A shared key as the store keeps it: wrapped under the master key.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub key_index: String,
+    pub algorithm: Algorithm,
+    pub kcv: String,
+    pub wrapped: Vec<u8>,
+}
+
+struct ClearKey {
+    algorithm: Algorithm,
+    key: SecretBox<Vec<u8>>,
+}
+
+/// The hub's keys: the master key and the unwrapped shared keys.
+pub struct Keys {
+    master: SecretBox<[u8; 32]>,
+    shared: RwLock<HashMap<String, ClearKey>>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    pub fn from_master_hex(hex_key: &str) -> Result<Self, KeyError> {
+        let bytes =
+            Zeroizing::new(hex::decode(hex_key.trim()).map_err(|_| KeyError::BadMasterKey)?);
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::BadMasterKey)?;
+        Ok(Self {
+            master: SecretBox::new(Box::new(arr)),
+            shared: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Reads the master key from `path`, or creates it there (mode 0600) when the file does not
+    /// exist. Returns the keys and whether the file was created.
+    pub fn from_key_file(path: &Path) -> Result<(Self, bool), KeyError> {
+        let err = |why: String| KeyError::KeyFile {
+            path: path.display().to_string(),
+            why,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok((Self::from_master_hex(&text)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = Zeroizing::new([0u8; 32]);
+                rand::rngs::OsRng.fill_bytes(&mut *key);
+                let text = Zeroizing::new(hex::encode(*key));
+                write_private(path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
+                Ok((Self::from_master_hex(&text)?, true))
+            }
+            Err(e) => Err(err(e.to_string())),
+        }
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(self.master.expose_secret().into())
+    }
+
+    /// Wraps a shared key from a key ceremony, after checking it against its KCV.
+    pub fn wrap_shared_key(&self, key: &SharedKey) -> Result<StoredKey, KeyError> {
+        let clear = key.key_bytes().map_err(|e| match e {
+            tokenhub_crypto::KeySetError::NotHex => KeyError::NotHex,
+            tokenhub_crypto::KeySetError::KcvMismatch => KeyError::KcvMismatch,
+            tokenhub_crypto::KeySetError::Crypto(_) => KeyError::KeyLength(key.algorithm),
+        })?;
+        let wrapped = seal(&self.cipher(), &shared_key_label(&key.key_index), &clear);
+        Ok(StoredKey {
+            key_index: key.key_index.clone(),
+            algorithm: key.algorithm,
+            kcv: key.kcv.to_ascii_uppercase(),
+            wrapped,
+        })
+    }
+
+    /// Unwraps stored shared keys into the cache (replacing what was there for the same index).
+    pub fn load_shared_keys(&self, stored: &[StoredKey]) -> Result<(), KeyError> {
+        let mut loaded = Vec::with_capacity(stored.len());
+        for s in stored {
+            let clear = open(&self.cipher(), &shared_key_label(&s.key_index), &s.wrapped)?;
+            let kcv = tokenhub_crypto::kcv(s.algorithm, &clear)
+                .map_err(|_| KeyError::KeyLength(s.algorithm))?;
+            if !hex::encode_upper(kcv).eq_ignore_ascii_case(&s.kcv) {
+                return Err(KeyError::KcvMismatch);
+            }
+            loaded.push((
+                s.key_index.clone(),
+                ClearKey {
+                    algorithm: s.algorithm,
+                    key: SecretBox::new(Box::new(clear.to_vec())),
+                },
+            ));
+        }
+        let mut map = self.shared.write().unwrap_or_else(|p| p.into_inner());
+        map.extend(loaded);
+        Ok(())
+    }
+
+    pub fn knows_key(&self, key_index: &str) -> bool {
+        let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
+        map.contains_key(key_index)
+    }
+
+    /// A fresh data key for a token, wrapped.
+    pub fn new_data_key(&self, token_id: &str) -> Vec<u8> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *key);
+        seal(&self.cipher(), &data_key_label(token_id), &*key)
+    }
+
+    fn data_cipher(&self, token_id: &str, wrapped: &[u8]) -> Result<Aes256Gcm, KeyError> {
+        let key = open(&self.cipher(), &data_key_label(token_id), wrapped)?;
+        let key: &[u8; 32] = key.as_slice().try_into().map_err(|_| KeyError::Unwrap)?;
+        Ok(Aes256Gcm::new(key.into()))
+    }
+
+    /// Seals `plaintext` (a token's data elements) under the token's data key.
+    pub fn seal_for_token(
+        &self,
+        token_id: &str,
+        wrapped_data_key: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        let cipher = self.data_cipher(token_id, wrapped_data_key)?;
+        Ok(seal(&cipher, token_id.as_bytes(), plaintext))
+    }
+
+    /// Opens what [`Keys::seal_for_token`] sealed.
+    pub fn open_for_token(
+        &self,
+        token_id: &str,
+        wrapped_data_key: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let cipher = self.data_cipher(token_id, wrapped_data_key)?;
+        open(&cipher, token_id.as_bytes(), sealed)
+    }
+}
+
+impl ElementDecryptor for Keys {
+    fn check_decrypted(
+        &self,
+        key_index: &str,
+        ciphertext: &[u8],
+        check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<Result<(), String>, DecryptFault> {
+        let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
+        let key = map.get(key_index).ok_or(DecryptFault::UnknownKey)?;
+        let clear =
+            tokenhub_crypto::decrypt_cbc_m2(key.algorithm, key.key.expose_secret(), ciphertext)
+                .map_err(|_| DecryptFault::Undecryptable)?;
+        Ok(check(&clear))
+    }
+}
+
+fn shared_key_label(key_index: &str) -> Vec<u8> {
+    format!("tokenhub/shared-key/v1/{key_index}").into_bytes()
+}
+
+fn data_key_label(token_id: &str) -> Vec<u8> {
+    format!("tokenhub/data-key/v1/{token_id}").into_bytes()
+}
+
+/// `nonce || ciphertext+tag`.
+fn seal(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ct = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    if sealed.len() < NONCE_LEN {
+        return Err(KeyError::Unwrap);
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    cipher
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| KeyError::Unwrap)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::from_master_hex(&"11".repeat(32)).unwrap()
+    }
+
+    #[test]
+    fn a_data_key_seals_and_opens_only_for_its_token() {
+        let k = keys();
+        let wrapped = k.new_data_key("T1");
+        let sealed = k
+            .seal_for_token("T1", &wrapped, b"secret elements")
+            .unwrap();
+        assert_eq!(
+            &*k.open_for_token("T1", &wrapped, &sealed).unwrap(),
+            b"secret elements"
+        );
+        assert!(k.open_for_token("T2", &wrapped, &sealed).is_err());
+        let other = Keys::from_master_hex(&"22".repeat(32)).unwrap();
+        assert!(other.open_for_token("T1", &wrapped, &sealed).is_err());
+    }
+
+    #[test]
+    fn shared_keys_are_checked_wrapped_and_decrypt_elements() {
+        let k = keys();
+        let shared = SharedKey::generate("KEK01", Algorithm::Aes128, "kek");
+        let stored = k.wrap_shared_key(&shared).unwrap();
+        assert!(!stored
+            .wrapped
+            .windows(16)
+            .any(|w| hex::encode_upper(w) == shared.hex[..32]));
+        k.load_shared_keys(&[stored]).unwrap();
+        let clear = shared.key_bytes().unwrap();
+        let ct = tokenhub_crypto::encrypt_cbc_m2(Algorithm::Aes128, &clear, b"1234").unwrap();
+        let mut seen = Vec::new();
+        let r = k.check_decrypted("KEK01", &ct, &mut |b| {
+            seen = b.to_vec();
+            Ok(())
+        });
+        assert_eq!(r, Ok(Ok(())));
+        assert_eq!(seen, b"1234");
+        assert_eq!(
+            k.check_decrypted("NOPE", &ct, &mut |_| Ok(())),
+            Err(DecryptFault::UnknownKey)
+        );
+        assert_eq!(
+            k.check_decrypted("KEK01", &ct[..15], &mut |_| Ok(())),
+            Err(DecryptFault::Undecryptable)
+        );
+    }
+
+    #[test]
+    fn a_wrong_kcv_is_refused_at_import() {
+        let mut shared = SharedKey::generate("K", Algorithm::Tdes, "dek");
+        shared.kcv = "ABCDEF".into();
+        assert!(matches!(
+            keys().wrap_shared_key(&shared),
+            Err(KeyError::KcvMismatch)
+        ));
+    }
+
+    #[test]
+    fn the_key_file_is_created_private_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/master.key");
+        let (k1, created) = Keys::from_key_file(&path).unwrap();
+        assert!(created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (k2, created) = Keys::from_key_file(&path).unwrap();
+        assert!(!created);
+        let wrapped = k1.new_data_key("T");
+        let sealed = k1.seal_for_token("T", &wrapped, b"x").unwrap();
+        assert_eq!(&*k2.open_for_token("T", &wrapped, &sealed).unwrap(), b"x");
+    }
+}

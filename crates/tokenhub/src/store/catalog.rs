@@ -1,0 +1,274 @@
+//! TSP connections, issuers, products and their profile versions, shared keys, devices.
+
+use super::{Store, StoreError};
+use crate::keys::StoredKey;
+use sqlx::AnyConnection;
+use sqlx::Row;
+use tokenhub_crypto::Algorithm;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tsp {
+    pub tsp_id: String,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    pub issuer_id: String,
+    pub name: String,
+    pub tsp_id: String,
+}
+
+/// What happened to a `PUT` of something that is immutable once written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutImmutable {
+    Created,
+    /// The same thing was there already: nothing changed.
+    Unchanged,
+    /// Something different was there already: refused.
+    Conflict,
+}
+
+pub async fn put_tsp(conn: &mut AnyConnection, tsp: &Tsp, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (tsp_id) DO UPDATE SET base_url = excluded.base_url, updated_ms = excluded.updated_ms",
+    )
+    .bind(&tsp.tsp_id)
+    .bind(&tsp.base_url)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn put_issuer(
+    conn: &mut AnyConnection,
+    issuer: &Issuer,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO issuers (issuer_id, name, tsp_id, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $4) \
+         ON CONFLICT (issuer_id) DO UPDATE SET name = excluded.name, tsp_id = excluded.tsp_id, \
+         updated_ms = excluded.updated_ms",
+    )
+    .bind(&issuer.issuer_id)
+    .bind(&issuer.name)
+    .bind(&issuer.tsp_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores a profile version unless one exists; an existing one must be identical.
+pub async fn put_profile_version(
+    conn: &mut AnyConnection,
+    issuer_id: &str,
+    product_id: &str,
+    version: &str,
+    definition_json: &str,
+    now: i64,
+) -> Result<PutImmutable, StoreError> {
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT definition FROM profile_versions WHERE issuer_id = $1 AND product_id = $2 AND version = $3",
+    )
+    .bind(issuer_id)
+    .bind(product_id)
+    .bind(version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match existing {
+        Some(def) if def == definition_json => Ok(PutImmutable::Unchanged),
+        Some(_) => Ok(PutImmutable::Conflict),
+        None => {
+            sqlx::query(
+                "INSERT INTO profile_versions (issuer_id, product_id, version, definition, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(issuer_id)
+            .bind(product_id)
+            .bind(version)
+            .bind(definition_json)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(PutImmutable::Created)
+        }
+    }
+}
+
+/// Makes `version` the product's current one. `false` when the version does not exist.
+pub async fn deploy(
+    conn: &mut AnyConnection,
+    issuer_id: &str,
+    product_id: &str,
+    version: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let exists: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM profile_versions WHERE issuer_id = $1 AND product_id = $2 AND version = $3",
+    )
+    .bind(issuer_id)
+    .bind(product_id)
+    .bind(version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if exists.is_none() {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO products (issuer_id, product_id, current_version, deployed_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (issuer_id, product_id) DO UPDATE SET current_version = excluded.current_version, \
+         deployed_ms = excluded.deployed_ms",
+    )
+    .bind(issuer_id)
+    .bind(product_id)
+    .bind(version)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+pub async fn insert_shared_key(
+    conn: &mut AnyConnection,
+    key: &StoredKey,
+    now: i64,
+) -> Result<PutImmutable, StoreError> {
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT kcv FROM shared_keys WHERE key_index = $1")
+            .bind(&key.key_index)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match existing {
+        Some(kcv) if kcv.eq_ignore_ascii_case(&key.kcv) => Ok(PutImmutable::Unchanged),
+        Some(_) => Ok(PutImmutable::Conflict),
+        None => {
+            sqlx::query(
+                "INSERT INTO shared_keys (key_index, algorithm, kcv, wrapped, created_ms) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&key.key_index)
+            .bind(key.algorithm.as_str())
+            .bind(&key.kcv)
+            .bind(&key.wrapped)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(PutImmutable::Created)
+        }
+    }
+}
+
+pub async fn put_device(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    public_key: &str,
+    now: i64,
+) -> Result<PutImmutable, StoreError> {
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match existing {
+        Some(pk) if pk == public_key => Ok(PutImmutable::Unchanged),
+        Some(_) => Ok(PutImmutable::Conflict),
+        None => {
+            sqlx::query(
+                "INSERT INTO devices (device_id, public_key, created_ms) VALUES ($1, $2, $3)",
+            )
+            .bind(device_id)
+            .bind(public_key)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(PutImmutable::Created)
+        }
+    }
+}
+
+impl Store {
+    pub async fn tsp(&self, tsp_id: &str) -> Result<Option<Tsp>, StoreError> {
+        let row = sqlx::query("SELECT tsp_id, base_url FROM tsps WHERE tsp_id = $1")
+            .bind(tsp_id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row.map(|r| Tsp {
+            tsp_id: r.get(0),
+            base_url: r.get(1),
+        }))
+    }
+
+    pub async fn issuer(&self, issuer_id: &str) -> Result<Option<Issuer>, StoreError> {
+        let row = sqlx::query("SELECT issuer_id, name, tsp_id FROM issuers WHERE issuer_id = $1")
+            .bind(issuer_id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row.map(|r| Issuer {
+            issuer_id: r.get(0),
+            name: r.get(1),
+            tsp_id: r.get(2),
+        }))
+    }
+
+    /// The stored (canonical JSON) definition of a profile version.
+    pub async fn profile_version(
+        &self,
+        issuer_id: &str,
+        product_id: &str,
+        version: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT definition FROM profile_versions WHERE issuer_id = $1 AND product_id = $2 AND version = $3",
+        )
+        .bind(issuer_id)
+        .bind(product_id)
+        .bind(version)
+        .fetch_optional(self.reader())
+        .await?)
+    }
+
+    pub async fn current_version(
+        &self,
+        issuer_id: &str,
+        product_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT current_version FROM products WHERE issuer_id = $1 AND product_id = $2",
+        )
+        .bind(issuer_id)
+        .bind(product_id)
+        .fetch_optional(self.reader())
+        .await?)
+    }
+
+    pub async fn shared_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_index, algorithm, kcv, wrapped FROM shared_keys ORDER BY key_index",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let alg: String = r.get(1);
+                Ok(StoredKey {
+                    key_index: r.get(0),
+                    algorithm: Algorithm::parse(&alg)
+                        .map_err(|_| StoreError::Corrupt(format!("shared key algorithm {alg}")))?,
+                    kcv: r.get(2),
+                    wrapped: r.get(3),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn device_public_key(&self, device_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
+                .bind(device_id)
+                .fetch_optional(self.reader())
+                .await?,
+        )
+    }
+}

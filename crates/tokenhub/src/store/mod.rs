@@ -1,0 +1,368 @@
+//! The store: the only place that knows SQL. SQLite (embedded, the default) and PostgreSQL (for
+//! scale-out) behind one API, through sqlx's `Any` driver; the few dialect differences are chosen
+//! by [`Dialect`].
+//!
+//! Writes go through [`Store::transact`]: the caller's closure runs inside a transaction that is
+//! committed before `transact` returns, so "answered" means "durable".
+//! - On **PostgreSQL** each call is its own transaction on the pool; rows are locked with
+//!   `FOR UPDATE`, and the server's own group commit shares fsyncs between concurrent commits.
+//! - On **SQLite** one writer task owns the only write connection and **group-commits**: it takes
+//!   every transaction waiting in its queue (up to [`MAX_BATCH`]), runs each inside its own
+//!   `SAVEPOINT` (a failing one is rolled back alone), and commits them with one fsync. Readers
+//!   use a separate pool of connections (WAL mode lets them read while the writer writes).
+
+pub mod catalog;
+pub mod tokens;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyConnection;
+use sqlx::{AnyPool, Executor};
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most transactions one SQLite commit carries.
+pub const MAX_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the commit failed: {0}")]
+    Commit(String),
+    #[error("the store's writer has stopped")]
+    WriterGone,
+    #[error("a transaction panicked")]
+    Panicked,
+    #[error("unsupported database URL (expected sqlite://PATH or postgres://...)")]
+    BadUrl,
+    #[error("cannot create the database folder {0}: {1}")]
+    Folder(String, std::io::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Appended to a `SELECT` that must lock the rows it reads until the transaction ends. SQLite
+    /// needs nothing: its single writer already serializes every write transaction.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    fn of(conn: &AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        }
+    }
+}
+
+/// The dialect of the connection a transaction closure was given.
+pub fn dialect(conn: &AnyConnection) -> Dialect {
+    Dialect::of(conn)
+}
+
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+type Job =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, (bool, Completion)> + Send>;
+
+#[derive(Clone)]
+enum Writer {
+    Pool(AnyPool),
+    Queue(mpsc::Sender<Job>),
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    read: AnyPool,
+    writer: Writer,
+    dialect: Dialect,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dialect", &self.dialect)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Connects (creating an SQLite file and its folder if needed) and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = sqlite_path(url) {
+            if let Some(dir) = std::path::Path::new(&path).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Folder(dir.display().to_string(), e))?;
+                }
+            }
+            let url = if url.contains('?') {
+                url.to_string()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            let options = || {
+                AnyPoolOptions::new().after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+            };
+            let write = options()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect(&url)
+                .await?;
+            migrator(Dialect::Sqlite).run(&write).await?;
+            let read = options()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(&url)
+                .await?;
+            let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+            tokio::spawn(run_writer(write, rx));
+            Ok(Self {
+                read,
+                writer: Writer::Queue(tx),
+                dialect: Dialect::Sqlite,
+            })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            migrator(Dialect::Postgres).run(&pool).await?;
+            Ok(Self {
+                read: pool.clone(),
+                writer: Writer::Pool(pool),
+                dialect: Dialect::Postgres,
+            })
+        } else {
+            Err(StoreError::BadUrl)
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The pool for reads outside a transaction.
+    pub(crate) fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// Runs `f` in a transaction and commits it before returning. An `Err` from `f` rolls back
+    /// everything `f` did (and only that).
+    pub async fn transact<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match &self.writer {
+            Writer::Pool(pool) => {
+                let mut tx = pool.begin().await.map_err(StoreError::from)?;
+                let out = AssertUnwindSafe(f(&mut tx))
+                    .catch_unwind()
+                    .await
+                    .map_err(|_| StoreError::Panicked)?;
+                match out {
+                    Ok(v) => {
+                        tx.commit().await.map_err(StoreError::from)?;
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        // Dropping the transaction rolls it back; an explicit rollback lets the
+                        // connection go back to the pool at once.
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                }
+            }
+            Writer::Queue(queue) => {
+                let (done_tx, done_rx) = oneshot::channel::<Result<T, E>>();
+                let job: Job = Box::new(move |conn| {
+                    Box::pin(async move {
+                        let out = match AssertUnwindSafe(f(conn)).catch_unwind().await {
+                            Ok(out) => out,
+                            Err(_) => Err(E::from(StoreError::Panicked)),
+                        };
+                        let ok = out.is_ok();
+                        let completion: Completion = Box::new(move |commit_error| {
+                            let result = match (out, commit_error) {
+                                (Ok(_), Some(e)) => Err(E::from(StoreError::Commit(e.to_string()))),
+                                (out, _) => out,
+                            };
+                            let _ = done_tx.send(result);
+                        });
+                        (ok, completion)
+                    })
+                });
+                queue.send(job).await.map_err(|_| StoreError::WriterGone)?;
+                done_rx.await.map_err(|_| {
+                    StoreError::Commit("the group commit it was part of failed".into())
+                })?
+            }
+        }
+    }
+
+    /// Closes every connection; later calls fail (used by tests of the failure paths).
+    pub async fn close(&self) {
+        self.read.close().await;
+        if let Writer::Pool(pool) = &self.writer {
+            pool.close().await;
+        }
+    }
+}
+
+/// The SQLite writer: takes what is queued, runs each in a savepoint, commits once.
+async fn run_writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let result = run_batch(&pool, &mut batch, &mut completions).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, transactions = completions.len(), "group commit failed");
+        }
+        for c in completions {
+            c(result.as_ref().err());
+        }
+    }
+}
+
+async fn run_batch(
+    pool: &AnyPool,
+    batch: &mut Vec<Job>,
+    completions: &mut Vec<Completion>,
+) -> Result<(), StoreError> {
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing ran: every job still owes its caller an answer.
+            for job in batch.drain(..) {
+                drop(job);
+            }
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+        batch.clear();
+        return Err(e.into());
+    }
+    let mut failed: Option<StoreError> = None;
+    for job in batch.drain(..) {
+        if failed.is_some() {
+            // The transaction is already lost; the job's caller learns it from the dropped job.
+            drop(job);
+            continue;
+        }
+        if let Err(e) = conn.execute("SAVEPOINT job").await {
+            failed = Some(e.into());
+            drop(job);
+            continue;
+        }
+        let (ok, completion) = job(&mut conn).await;
+        let end = if ok {
+            conn.execute("RELEASE job").await
+        } else {
+            match conn.execute("ROLLBACK TO job").await {
+                Ok(_) => conn.execute("RELEASE job").await,
+                Err(e) => Err(e),
+            }
+        };
+        completions.push(completion);
+        if let Err(e) = end {
+            failed = Some(e.into());
+        }
+    }
+    if let Some(e) = failed {
+        let _ = conn.execute("ROLLBACK").await;
+        return Err(e);
+    }
+    if let Err(e) = conn.execute("COMMIT").await {
+        let _ = conn.execute("ROLLBACK").await;
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    Some(path.to_string())
+}
+
+fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use std::borrow::Cow;
+    let sources: &[(i64, &str, &str)] = match dialect {
+        Dialect::Sqlite => &[(
+            1,
+            "init",
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+        )],
+        Dialect::Postgres => &[(
+            1,
+            "init",
+            include_str!("../../migrations/postgres/0001_init.sql"),
+        )],
+    };
+    let migrations = sources
+        .iter()
+        .map(|(v, d, sql)| {
+            Migration::new(
+                *v,
+                Cow::Borrowed(*d),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect::<Vec<_>>();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+impl Store {
+    /// A round trip to the database, for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(self.reader()).await?;
+        Ok(())
+    }
+}

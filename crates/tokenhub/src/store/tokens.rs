@@ -1,0 +1,303 @@
+//! Tokens, the data preparation held for them (sealed), and their event history.
+
+use super::{dialect, Store, StoreError};
+use crate::domain::token::TokenSnapshot;
+use crate::domain::TokenState;
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use sqlx::Row;
+
+/// A token as the store holds it. `data_key` is wrapped under the master key.
+#[derive(Clone)]
+pub struct TokenRow {
+    pub token_id: String,
+    pub issuer_id: String,
+    pub product_id: String,
+    pub profile_version: String,
+    pub device_id: String,
+    pub wallet_card_ref_id: String,
+    pub token_requestor_id: Option<String>,
+    pub state: TokenState,
+    pub token_exp: Option<String>,
+    pub token_last4: Option<String>,
+    pub data_key: Vec<u8>,
+    pub data_deadline_ms: i64,
+    /// Lower-case names of the elements held, sorted.
+    pub received_elements: Vec<String>,
+    pub correlation_id: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl std::fmt::Debug for TokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRow")
+            .field("token_id", &self.token_id)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenRow {
+    pub fn snapshot(&self) -> TokenSnapshot {
+        TokenSnapshot {
+            state: self.state,
+            data_deadline_ms: self.data_deadline_ms,
+        }
+    }
+}
+
+const TOKEN_COLUMNS: &str = "token_id, issuer_id, product_id, profile_version, device_id, \
+    wallet_card_ref_id, token_requestor_id, state, token_exp, token_last4, data_key, \
+    data_deadline_ms, received_elements, correlation_id, created_ms, updated_ms";
+
+fn token_from_row(r: &AnyRow) -> Result<TokenRow, StoreError> {
+    let state: String = r.try_get(7)?;
+    let received: String = r.try_get(12)?;
+    Ok(TokenRow {
+        token_id: r.try_get(0)?,
+        issuer_id: r.try_get(1)?,
+        product_id: r.try_get(2)?,
+        profile_version: r.try_get(3)?,
+        device_id: r.try_get(4)?,
+        wallet_card_ref_id: r.try_get(5)?,
+        token_requestor_id: r.try_get(6)?,
+        state: TokenState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("token state {state}")))?,
+        token_exp: r.try_get(8)?,
+        token_last4: r.try_get(9)?,
+        data_key: r.try_get(10)?,
+        data_deadline_ms: r.try_get(11)?,
+        received_elements: split_names(&received),
+        correlation_id: r.try_get(13)?,
+        created_ms: r.try_get(14)?,
+        updated_ms: r.try_get(15)?,
+    })
+}
+
+fn split_names(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub async fn insert_token(conn: &mut AnyConnection, t: &TokenRow) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    ))
+    .bind(&t.token_id)
+    .bind(&t.issuer_id)
+    .bind(&t.product_id)
+    .bind(&t.profile_version)
+    .bind(&t.device_id)
+    .bind(&t.wallet_card_ref_id)
+    .bind(&t.token_requestor_id)
+    .bind(t.state.as_str())
+    .bind(&t.token_exp)
+    .bind(&t.token_last4)
+    .bind(&t.data_key)
+    .bind(t.data_deadline_ms)
+    .bind(t.received_elements.join(","))
+    .bind(&t.correlation_id)
+    .bind(t.created_ms)
+    .bind(t.updated_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Reads the token and locks it until the transaction ends.
+pub async fn lock_token(
+    conn: &mut AnyConnection,
+    token_id: &str,
+) -> Result<Option<TokenRow>, StoreError> {
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_id = $1{}",
+        dialect(conn).for_update()
+    );
+    let row = sqlx::query(&sql)
+        .bind(token_id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(token_from_row).transpose()
+}
+
+/// Whether a data call with this correlation id was already applied to the token (a retry).
+pub async fn data_call_applied(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    correlation_id: &str,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT seq FROM token_data WHERE token_id = $1 AND correlation_id = $2 LIMIT 1",
+    )
+    .bind(token_id)
+    .bind(correlation_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// One call's elements, sealed under the token's data key.
+pub struct DataPart<'a> {
+    pub operation: &'a str,
+    pub correlation_id: &'a str,
+    pub element_names: &'a [String],
+    pub sealed: &'a [u8],
+}
+
+pub async fn append_data(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    part: &DataPart<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO token_data (token_id, seq, operation, correlation_id, element_names, sealed, created_ms) \
+         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM token_data WHERE token_id = $1), $2, $3, $4, $5, $6)",
+    )
+    .bind(token_id)
+    .bind(part.operation)
+    .bind(part.correlation_id)
+    .bind(part.element_names.join(","))
+    .bind(part.sealed)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The sealed parts held for a token, oldest first.
+pub async fn data_parts(
+    conn: &mut AnyConnection,
+    token_id: &str,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT sealed FROM token_data WHERE token_id = $1 ORDER BY seq")
+            .bind(token_id)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+pub async fn set_state_and_elements(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    state: TokenState,
+    received_elements: &[String],
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tokens SET state = $2, received_elements = $3, updated_ms = $4 WHERE token_id = $1",
+    )
+    .bind(token_id)
+    .bind(state.as_str())
+    .bind(received_elements.join(","))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_state(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    state: TokenState,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tokens SET state = $2, updated_ms = $3 WHERE token_id = $1")
+        .bind(token_id)
+        .bind(state.as_str())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_token_info(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    exp: Option<&str>,
+    last4: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tokens SET token_exp = COALESCE($2, token_exp), token_last4 = COALESCE($3, token_last4), \
+         updated_ms = $4 WHERE token_id = $1",
+    )
+    .bind(token_id)
+    .bind(exp)
+    .bind(last4)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn add_event(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    event: &str,
+    correlation_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO token_events (token_id, at_ms, event, correlation_id) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_id)
+    .bind(now)
+    .bind(event)
+    .bind(correlation_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One line of a token's history.
+#[derive(Debug, Clone)]
+pub struct TokenEvent {
+    pub at_ms: i64,
+    pub event: String,
+    pub correlation_id: String,
+}
+
+impl Store {
+    pub async fn token(&self, token_id: &str) -> Result<Option<TokenRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_id = $1"
+        ))
+        .bind(token_id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    pub async fn token_events(&self, token_id: &str) -> Result<Vec<TokenEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, event, correlation_id FROM token_events WHERE token_id = $1 ORDER BY id",
+        )
+        .bind(token_id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenEvent {
+                    at_ms: r.try_get(0)?,
+                    event: r.try_get(1)?,
+                    correlation_id: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many sealed data parts the store holds for a token.
+    pub async fn data_part_count(&self, token_id: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM token_data WHERE token_id = $1")
+                .bind(token_id)
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+}

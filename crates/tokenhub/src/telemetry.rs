@@ -1,0 +1,26 @@
+//! Logging. Lines are structured (`tracing`); every TSP operation runs inside a span that carries
+//! its `correlation_id`, so every line it causes can be found by that id. Set `RUST_LOG` to change
+//! the level and `TOKENHUB_LOG_FORMAT=json` for JSON lines.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber once; later calls do nothing (tests call it from many places).
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,tower_http=warn"));
+    let json = std::env::var("TOKENHUB_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Installs aws-lc-rs as the process's rustls provider (both sqlx and reqwest use rustls; with
+/// more than one provider compiled in, rustls needs to be told which). Safe to call repeatedly.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,154 @@
+//! Calls the hub makes on a TSP (`shared/spec/tsp-outgoing-api-v2.json`). Every call carries an
+//! `x-correlation-id`; `5xx`, timeouts, connection errors and response code 921 are retried with
+//! backoff under the same correlation id (so the TSP can recognise a repeat); other `4xx` are final.
+
+use crate::domain::CorrelationId;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct TspClient {
+    http: reqwest::Client,
+    /// Attempts per call, the first included.
+    attempts: u32,
+    first_backoff: Duration,
+}
+
+/// The TSP's error body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TspErrorBody {
+    pub response_code: Option<serde_json::Number>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TspCallError {
+    /// The TSP answered with a final refusal.
+    #[error("the TSP refused the call with response code {code}")]
+    Refused { code: u32, message: Option<String> },
+    /// The TSP could not be reached or kept failing.
+    #[error("the TSP is unavailable: {0}")]
+    Unavailable(String),
+    /// The TSP answered something that does not follow the contract.
+    #[error("the TSP answered outside the contract: {0}")]
+    Protocol(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateTokenRequest {
+    pub issuer_id: String,
+    pub wallet_card_ref_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_requestor_id: Option<String>,
+    pub device_info: DeviceInfo,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceInfo {
+    pub device_id: String,
+    pub device_type: &'static str,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateTokenResponse {
+    pub token_id: String,
+    #[serde(default)]
+    pub token_info: Option<TokenInfoWire>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TokenInfoWire {
+    pub exp: Option<String>,
+    pub last4: Option<String>,
+}
+
+impl TspClient {
+    pub fn new(timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("the HTTP client's configuration is static and valid");
+        Self {
+            http,
+            attempts: 3,
+            first_backoff: Duration::from_millis(200),
+        }
+    }
+
+    /// `createToken`: `POST {base}/tokens`.
+    pub async fn create_token(
+        &self,
+        base_url: &str,
+        correlation_id: &CorrelationId,
+        request: &CreateTokenRequest,
+    ) -> Result<CreateTokenResponse, TspCallError> {
+        let url = format!("{}/tokens", base_url.trim_end_matches('/'));
+        let body = self
+            .call(reqwest::Method::POST, &url, correlation_id, request)
+            .await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| TspCallError::Protocol(format!("createToken answer: {e}")))
+    }
+
+    /// Sends one call, retrying what the contract says is retryable. Returns the 2xx body.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        correlation_id: &CorrelationId,
+        body: &impl Serialize,
+    ) -> Result<Vec<u8>, TspCallError> {
+        let mut backoff = self.first_backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.attempts {
+            let sent = self
+                .http
+                .request(method.clone(), url)
+                .header("x-correlation-id", correlation_id.as_str())
+                .json(body)
+                .send()
+                .await;
+            match sent {
+                Ok(resp) if resp.status().is_success() => {
+                    return resp
+                        .bytes()
+                        .await
+                        .map(|b| b.to_vec())
+                        .map_err(|e| TspCallError::Unavailable(e.to_string()));
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let bytes = resp.bytes().await.unwrap_or_default();
+                    let parsed: Option<TspErrorBody> = serde_json::from_slice(&bytes).ok();
+                    let code = parsed
+                        .as_ref()
+                        .and_then(|b| b.response_code.as_ref())
+                        .and_then(|n| n.as_u64())
+                        .map(|n| n as u32);
+                    let retryable = status.is_server_error() || code == Some(921);
+                    if !retryable {
+                        return Err(TspCallError::Refused {
+                            code: code.unwrap_or(status.as_u16() as u32),
+                            message: parsed.and_then(|b| b.error_message),
+                        });
+                    }
+                    last = format!("HTTP {status}, response code {code:?}");
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tracing::warn!(attempt, url, reason = %last, "TSP call failed; retrying");
+            if attempt < self.attempts {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        Err(TspCallError::Unavailable(last))
+    }
+}
