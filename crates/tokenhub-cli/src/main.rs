@@ -1,1 +1,195 @@
-fn main() {}
+//! The `tokenhub` binary: it only parses the command line and wires the library's parts together.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokenhub::clock::SystemClock;
+use tokenhub::config::{Config, ServeArgs, StoreArgs};
+
+mod demo;
+
+#[derive(Parser)]
+#[command(
+    name = "tokenhub",
+    version,
+    about = "Token Service Hub: TSP API v2, personalization, re-personalization campaigns, token updates"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve(ServeArgs),
+    /// Keys shared with TSPs at a key ceremony.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Run a TSP simulator against a hub.
+    TspSim(demo::TspSimArgs),
+    /// Run the whole story end to end on a fresh embedded database and check it.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key set (a KEK and a DEK) for one TSP connection and write it, with its KCVs, to a
+    /// file (mode 0600) that both the hub (`keys import --file`) and the TSP side load.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Import keys into the hub's store, wrapped under the master key. Each is checked against its
+    /// KCV first. Prefer --file: a key on the command line is visible to other local users.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// A key-set file written by `tokenhub keys generate`.
+    #[arg(long, conflicts_with_all = ["index", "algorithm", "hex", "kcv"])]
+    file: Option<PathBuf>,
+    /// The key's keyIndex.
+    #[arg(long, requires_all = ["algorithm", "hex", "kcv"])]
+    index: Option<String>,
+    /// aes128, aes256 or 3des.
+    #[arg(long)]
+    algorithm: Option<String>,
+    /// The clear key, hex.
+    #[arg(long)]
+    hex: Option<String>,
+    /// Its key check value (6 hex digits).
+    #[arg(long)]
+    kcv: Option<String>,
+    /// What the key is for: kek or dek.
+    #[arg(long, default_value = "kek")]
+    purpose: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The demo draws progress bars: only warnings and errors go to the log there.
+    let quiet = matches!(cli.command, Command::Demo(_));
+    tokenhub::telemetry::init(if quiet {
+        "warn"
+    } else {
+        tokenhub::telemetry::DEFAULT_FILTER
+    });
+    tokenhub::telemetry::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Keys(KeysCommand::Generate { out }) => keys_generate(&out),
+            Command::Keys(KeysCommand::Import(args)) => keys_import(args).await,
+            Command::TspSim(args) => demo::tsp_sim(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args)?;
+    tracing::info!(?config, "starting");
+    let app = tokenhub::Application::build_with_clock(config, Arc::new(SystemClock)).await?;
+    if let Some(path) = &app.notes().created_master_key_file {
+        tracing::warn!(
+            path = %path.display(),
+            "TOKENHUB_MASTER_KEY is not set: generated a master key into this file (mode 0600). \
+             Everything the database holds is wrapped under it: back it up apart from the database, \
+             or set TOKENHUB_MASTER_KEY in production"
+        );
+    }
+    if app.notes().generated_admin_token {
+        println!(
+            "admin token (shown once; set TOKENHUB_ADMIN_TOKEN to choose your own): {}",
+            app.hub().admin_token()
+        );
+    }
+    tracing::info!(listen = %app.local_addr(), "tokenhub is serving");
+    app.run().await.context("serving")
+}
+
+fn keys_generate(out: &std::path::Path) -> anyhow::Result<()> {
+    let set = tokenhub_crypto::KeySet::generate();
+    let json = serde_json::to_vec_pretty(&set)?;
+    write_private(out, &json).with_context(|| format!("writing {}", out.display()))?;
+    for k in &set.keys {
+        println!(
+            "{}  {}  {}  KCV {}",
+            k.key_index, k.algorithm, k.purpose, k.kcv
+        );
+    }
+    println!(
+        "written to {} (clear keys: import them, hand the file to the TSP side, then destroy it)",
+        out.display()
+    );
+    Ok(())
+}
+
+async fn keys_import(args: ImportArgs) -> anyhow::Result<()> {
+    let keys: Vec<tokenhub_crypto::SharedKey> = match (&args.file, &args.index) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            serde_json::from_str::<tokenhub_crypto::KeySet>(&text)
+                .with_context(|| format!("{} is not a key-set file", file.display()))?
+                .keys
+        }
+        (None, Some(index)) => vec![tokenhub_crypto::SharedKey {
+            key_index: index.clone(),
+            algorithm: tokenhub_crypto::Algorithm::parse(
+                args.algorithm.as_deref().unwrap_or_default(),
+            )?,
+            purpose: args.purpose.clone(),
+            hex: args.hex.clone().unwrap_or_default(),
+            kcv: args.kcv.clone().unwrap_or_default(),
+        }],
+        (None, None) => anyhow::bail!("give --file, or --index with --algorithm, --hex and --kcv"),
+    };
+    let serve = ServeArgs {
+        store: args.store,
+        ..ServeArgs::default()
+    };
+    let config = Config::load(&serve)?;
+    let (hub, notes) = tokenhub::Hub::open(config, Arc::new(SystemClock)).await?;
+    if let Some(path) = notes.created_master_key_file {
+        tracing::warn!(path = %path.display(), "generated a new master key file");
+    }
+    let now = hub.now_ms();
+    let outcome = tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys, now).await;
+    let outcome = outcome.map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let mut refused = 0;
+    for (index, result) in outcome {
+        use tokenhub::store::catalog::PutImmutable::*;
+        match result {
+            Created => println!("{index}: imported"),
+            Unchanged => println!("{index}: already imported (same KCV)"),
+            Conflict => {
+                refused += 1;
+                println!("{index}: REFUSED: a different key with this index is already imported");
+            }
+        }
+    }
+    anyhow::ensure!(refused == 0, "{refused} key(s) refused");
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(bytes)
+}

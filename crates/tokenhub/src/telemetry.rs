@@ -4,10 +4,14 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber once; later calls do nothing (tests call it from many places).
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,tower_http=warn"));
+/// The filter when `RUST_LOG` is unset.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,tower_http=warn";
+
+/// Installs the global subscriber once, with `default_filter` unless `RUST_LOG` says otherwise;
+/// later calls do nothing.
+pub fn init(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var("TOKENHUB_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
