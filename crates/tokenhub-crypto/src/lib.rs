@@ -127,7 +127,11 @@ where
 }
 
 /// Encrypts `plaintext` with CBC, zero IV, ISO 9797-1 method 2 padding.
-pub fn encrypt_cbc_m2(alg: Algorithm, key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+pub fn encrypt_cbc_m2(
+    alg: Algorithm,
+    key: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
     if !alg.accepts_key_len(key.len()) {
         return Err(CryptoError::KeyLength);
     }
@@ -345,7 +349,10 @@ mod tests {
 
     #[test]
     fn bad_lengths_are_refused() {
-        assert_eq!(kcv(Algorithm::Aes256, &[0; 16]), Err(CryptoError::KeyLength));
+        assert_eq!(
+            kcv(Algorithm::Aes256, &[0; 16]),
+            Err(CryptoError::KeyLength)
+        );
         assert_eq!(
             decrypt_cbc_m2(Algorithm::Aes128, &[0; 16], &[0; 15]).unwrap_err(),
             CryptoError::CiphertextLength
