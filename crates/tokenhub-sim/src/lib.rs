@@ -1,1 +1,58 @@
+//! Simulators that play the hub's counterparts over real HTTP. For now: a payment network's Token
+//! Service Provider (TSP).
+//!
+//! The TSP simulator is an independent implementation of the other side of the TSP contract
+//! (`shared/spec/tsp-outgoing-api-v2.json` which it serves, `tsp-incoming-api-v2.json` which it
+//! calls). It deliberately does not depend on the `tokenhub` crate: sharing the hub's types would
+//! let a misreading of the contract pass both sides unnoticed. Only the contract's cryptography
+//! comes from `tokenhub-crypto`.
+//!
+//! # What it does
+//!
+//! - `POST /tsp/trapi/v2.0/tokens` (createToken): validates like a real TSP (`x-correlation-id`
+//!   1..64, `issuerId` 10 characters, `walletCardRefId` 1..64, …; errors are
+//!   `400 {"responseCode", "errorMessage"}` with 111 missing, 112 malformed, 113 unknown issuer),
+//!   creates a token (`tokenId` = `TKN` + 29 hex digits), answers `200 {"tokenId", "tokenInfo":
+//!   {"exp": MMYY three years ahead, "last4"}}`, and then sends the token's data preparation to the
+//!   hub: `PUT {hub}/trapi/v2.0/tokens/{tokenId}/data`, spread over `partial_calls` calls, retried
+//!   on connection errors, 5xx and 921, and on 119 for a short while after the answer (the hub may
+//!   not have recorded the token yet). A createToken repeated with the same `x-correlation-id` and
+//!   card gets the same token back.
+//! - `GET /tsp/trapi/v2.0/healthCheck`: `204`, echoing `x-request-id` (`400` 111 without it).
+//! - `GET /sim/status`: counters, see [`TspSimStatus`].
+//!
+//! # The data elements (the contract with the hub's demo profile)
+//!
+//! | name | value | keyIndex |
+//! |---|---|---|
+//! | `cmk_ac` | 16-byte card master key for application cryptograms, encrypted (CBC, zero IV, ISO 9797-1 method 2 padding) under the key set's `kek`; upper-case hex of the ciphertext (32 bytes under an AES KEK, 24 under 3DES) | the `kek`'s `keyIndex` |
+//! | `cmk_rp` | a second 16-byte card master key, for remote payment; same treatment | the `kek`'s |
+//! | `track2_data` | track 2 equivalent data as packed nibbles: token PAN (16 digits, Luhn-valid) `D` YYMM (= `tokenInfo.exp`) service code `201`, 11 discretionary digits, `F` pad: 18 bytes, encrypted the same way under the `dek`; upper-case hex | the `dek`'s |
+//! | `psn` | PAN sequence number, `00`..`99`, plain | none |
+//! | `par` | payment account reference, 29 upper-case alphanumerics, plain | none |
+//!
+//! The clear values stay in the simulator's memory, per token, for the operations that need them
+//! later (cryptogram validation, recovery for re-personalization). Neither clear nor encrypted
+//! values are ever logged.
+//!
+//! # Layout
+//!
+//! - [`tsp`]: the TSP simulator: `TspSimConfig`, [`spawn`] (tests, the demo) and [`run`] (the
+//!   `tokenhub tsp-sim` command), `TspSimHandle`.
+//!   - `tsp::api`: the HTTP routes and the request validation.
+//!   - `tsp::delivery`: sending `/data` to the hub, with its retry rules.
+//!   - [`tsp::elements`]: generating the data elements and their wire form.
+//!   - `tsp::vault`: the tokens in memory. `tsp::status`: the counters.
+//!
+//! # TLS
+//!
+//! The workspace builds reqwest without a crypto provider. [`spawn`] installs aws-lc-rs as the
+//! process default if nothing is installed yet, so a binary that installs its own must do so
+//! before, or ignore the "already installed" error.
+#![forbid(unsafe_code)]
 
+pub mod tsp;
+
+pub use tsp::{
+    load_key_set, run, spawn, RetryPolicy, TspSimConfig, TspSimHandle, TspSimStatus, ELEMENT_NAMES,
+};

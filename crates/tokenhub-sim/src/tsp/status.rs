@@ -1,0 +1,182 @@
+//! What the simulated TSP has done so far, counted for the operator (`GET /sim/status`), the demo
+//! and the tests ([`crate::TspSimHandle::status`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// A snapshot of the counters, as `GET /sim/status` serves it (camelCase JSON).
+///
+/// A *data call* is one part of a token's data preparation (one `PUT …/data` message); its retries
+/// are not new calls. So, once [`deliveries_in_flight`](Self::deliveries_in_flight) is 0 and
+/// unless the simulator was shut down mid-delivery:
+/// `data_calls_sent == data_calls_accepted + Σ data_calls_rejected`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TspSimStatus {
+    /// createToken calls answered 200 with a new token (replays of a request are not counted).
+    pub tokens_created: u64,
+    /// Data calls started.
+    pub data_calls_sent: u64,
+    /// Data calls the hub answered with a 2xx.
+    pub data_calls_accepted: u64,
+    /// Data calls that ended without success, by reason: the hub's `responseCode` ("431"), or
+    /// `http-<status>` when the answer carried none, or `unreachable` when the hub could not be
+    /// reached within the retries.
+    pub data_calls_rejected: BTreeMap<String, u64>,
+    /// Extra attempts made after a retryable answer or a connection error.
+    pub data_calls_retried: u64,
+    /// Tokens whose data preparation is still being sent.
+    #[serde(default)]
+    pub deliveries_in_flight: u64,
+}
+
+impl TspSimStatus {
+    pub fn data_calls_rejected_total(&self) -> u64 {
+        self.data_calls_rejected.values().sum()
+    }
+}
+
+/// The live counters behind [`TspSimStatus`].
+pub(crate) struct Counters {
+    tokens_created: AtomicU64,
+    data_calls_sent: AtomicU64,
+    data_calls_accepted: AtomicU64,
+    data_calls_retried: AtomicU64,
+    data_calls_rejected: Mutex<BTreeMap<String, u64>>,
+    /// A watch rather than an atomic so that callers can await "no delivery left" without polling.
+    in_flight: watch::Sender<u64>,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Self {
+            tokens_created: AtomicU64::new(0),
+            data_calls_sent: AtomicU64::new(0),
+            data_calls_accepted: AtomicU64::new(0),
+            data_calls_retried: AtomicU64::new(0),
+            data_calls_rejected: Mutex::new(BTreeMap::new()),
+            in_flight: watch::Sender::new(0),
+        }
+    }
+
+    pub(crate) fn token_created(&self) {
+        self.tokens_created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn data_call_sent(&self) {
+        self.data_calls_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn data_call_accepted(&self) {
+        self.data_calls_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn data_call_retried(&self) {
+        self.data_calls_retried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn data_call_rejected(&self, reason: &str) {
+        let mut map = self
+            .data_calls_rejected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *map.entry(reason.to_string()).or_insert(0) += 1;
+    }
+
+    /// Marks a delivery as started; it ends when the guard drops, however the task ends.
+    pub(crate) fn delivery_started(self: &std::sync::Arc<Self>) -> InFlight {
+        self.in_flight.send_modify(|n| *n += 1);
+        InFlight {
+            counters: self.clone(),
+        }
+    }
+
+    /// Resolves once no delivery is in flight.
+    pub(crate) async fn idle(&self) {
+        let mut rx = self.in_flight.subscribe();
+        // The sender lives as long as `self`, so this cannot fail while we hold `&self`.
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    pub(crate) fn snapshot(&self) -> TspSimStatus {
+        TspSimStatus {
+            tokens_created: self.tokens_created.load(Ordering::Relaxed),
+            data_calls_sent: self.data_calls_sent.load(Ordering::Relaxed),
+            data_calls_accepted: self.data_calls_accepted.load(Ordering::Relaxed),
+            data_calls_rejected: self
+                .data_calls_rejected
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
+            data_calls_retried: self.data_calls_retried.load(Ordering::Relaxed),
+            deliveries_in_flight: *self.in_flight.borrow(),
+        }
+    }
+}
+
+/// One delivery in flight; dropping it (task finished, cancelled or panicked) counts it out.
+pub(crate) struct InFlight {
+    counters: std::sync::Arc<Counters>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counters
+            .in_flight
+            .send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_status_serializes_with_the_documented_camel_case_names() {
+        let counters = Arc::new(Counters::new());
+        counters.token_created();
+        counters.data_call_sent();
+        counters.data_call_sent();
+        counters.data_call_accepted();
+        counters.data_call_retried();
+        counters.data_call_rejected("431");
+        let _guard = counters.delivery_started();
+        let json = serde_json::to_value(counters.snapshot()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "tokensCreated": 1,
+                "dataCallsSent": 2,
+                "dataCallsAccepted": 1,
+                "dataCallsRejected": {"431": 1},
+                "dataCallsRetried": 1,
+                "deliveriesInFlight": 1
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn idle_resolves_when_the_last_delivery_guard_drops() {
+        let counters = Arc::new(Counters::new());
+        let a = counters.delivery_started();
+        let b = counters.delivery_started();
+        drop(a);
+        assert_eq!(counters.snapshot().deliveries_in_flight, 1);
+        let waiter = {
+            let counters = counters.clone();
+            tokio::spawn(async move { counters.idle().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(b);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("idle after the last guard")
+            .unwrap();
+    }
+}

@@ -1,0 +1,173 @@
+//! The simulated TSP's token vault: every token it created, with the clear data it generated, in
+//! memory (a simulator forgets everything on restart). Later operations (cryptogram validation,
+//! recovery for re-personalization) look tokens up here.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::elements::{ClearElements, TokenInfo};
+
+/// One token as the TSP knows it.
+#[derive(Debug)]
+pub(crate) struct SimToken {
+    pub(crate) token_id: String,
+    pub(crate) issuer_id: String,
+    pub(crate) info: TokenInfo,
+    pub(crate) clear: ClearElements,
+    pub(crate) delivery: DeliveryState,
+    /// When createToken answered, for the window in which the hub may not know the token yet.
+    pub(crate) answered_at: Instant,
+}
+
+/// Where the token's data preparation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryState {
+    InFlight,
+    Delivered,
+    /// Refused by the hub or cut short; a replayed createToken starts it again.
+    Failed,
+}
+
+/// What identifies a repeated createToken: the hub retries a call it got no answer to with the
+/// same `x-correlation-id` and body, and must get the same token back, not a second one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct RequestKey {
+    pub(crate) correlation_id: String,
+    pub(crate) issuer_id: String,
+    pub(crate) wallet_card_ref_id: String,
+}
+
+#[derive(Default)]
+pub(crate) struct Vault {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    tokens: HashMap<String, SimToken>,
+    requests: HashMap<RequestKey, String>,
+}
+
+/// The outcome of [`Vault::create_or_replay`].
+pub(crate) enum Created {
+    /// A new token was stored; its data preparation must be sent.
+    New { token_id: String, info: TokenInfo },
+    /// The request was seen before: same answer. `resend` says whether the earlier delivery
+    /// failed, so the data must be sent again (the state is already set back to in flight).
+    Replay {
+        token_id: String,
+        info: TokenInfo,
+        resend: bool,
+    },
+}
+
+impl Vault {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves the maps consistent (every update is a
+        // single insert), so a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stores `make()` under `key`, unless `key` was seen before.
+    pub(crate) fn create_or_replay(
+        &self,
+        key: RequestKey,
+        make: impl FnOnce() -> SimToken,
+    ) -> Created {
+        let mut inner = self.lock();
+        if let Some(token_id) = inner.requests.get(&key).cloned() {
+            if let Some(token) = inner.tokens.get_mut(&token_id) {
+                let resend = token.delivery == DeliveryState::Failed;
+                if resend {
+                    token.delivery = DeliveryState::InFlight;
+                    token.answered_at = Instant::now();
+                }
+                return Created::Replay {
+                    token_id,
+                    info: token.info.clone(),
+                    resend,
+                };
+            }
+        }
+        let token = make();
+        let token_id = token.token_id.clone();
+        let info = token.info.clone();
+        inner.requests.insert(key, token_id.clone());
+        inner.tokens.insert(token_id.clone(), token);
+        Created::New { token_id, info }
+    }
+
+    /// Runs `f` on the token, if it exists.
+    pub(crate) fn with_token<R>(
+        &self,
+        token_id: &str,
+        f: impl FnOnce(&mut SimToken) -> R,
+    ) -> Option<R> {
+        self.lock().tokens.get_mut(token_id).map(f)
+    }
+
+    pub(crate) fn set_delivery(&self, token_id: &str, state: DeliveryState) {
+        self.with_token(token_id, |t| t.delivery = state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsp::elements::YearMonth;
+
+    fn token(id: &str) -> SimToken {
+        let clear = ClearElements::generate(
+            &mut rand::thread_rng(),
+            YearMonth {
+                year: 2025,
+                month: 1,
+            },
+        );
+        SimToken {
+            token_id: id.to_string(),
+            issuer_id: "ISSUER0001".to_string(),
+            info: clear.token_info(),
+            clear,
+            delivery: DeliveryState::InFlight,
+            answered_at: Instant::now(),
+        }
+    }
+
+    fn key(corr: &str) -> RequestKey {
+        RequestKey {
+            correlation_id: corr.to_string(),
+            issuer_id: "ISSUER0001".to_string(),
+            wallet_card_ref_id: "card-1".to_string(),
+        }
+    }
+
+    #[test]
+    fn a_replayed_request_gets_the_same_token_and_resends_only_after_a_failure() {
+        let vault = Vault::default();
+        assert!(matches!(
+            vault.create_or_replay(key("c1"), || token("T1")),
+            Created::New { ref token_id, .. } if token_id == "T1"
+        ));
+        let replay = vault.create_or_replay(key("c1"), || token("T2"));
+        assert!(matches!(
+            replay,
+            Created::Replay { ref token_id, resend: false, .. } if token_id == "T1"
+        ));
+
+        vault.set_delivery("T1", DeliveryState::Failed);
+        let replay = vault.create_or_replay(key("c1"), || token("T3"));
+        assert!(matches!(replay, Created::Replay { resend: true, .. }));
+        assert_eq!(
+            vault.with_token("T1", |t| t.delivery),
+            Some(DeliveryState::InFlight)
+        );
+
+        let other = vault.create_or_replay(key("c2"), || token("T4"));
+        assert!(matches!(other, Created::New { ref token_id, .. } if token_id == "T4"));
+        assert_eq!(vault.with_token("T2", |_| ()), None);
+    }
+}

@@ -1,0 +1,268 @@
+//! Test harness: a simulator on port 0 wired to a tiny fake hub that records the `/data` calls and
+//! answers them from a script, and a client with one method per simulator endpoint.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use axum::{Json, Router};
+use serde_json::Value;
+use tokenhub_crypto::KeySet;
+use tokenhub_sim::{RetryPolicy, TspSimConfig, TspSimHandle, TspSimStatus};
+use tokio::net::TcpListener;
+
+/// Long enough for anything these tests wait for on a loaded 2-core machine; only reached when a
+/// test is about to fail.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// One answer the fake hub gives instead of its default 204.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    /// `400 {"responseCode": code}`.
+    Code(u16),
+    /// That HTTP status with an empty body.
+    Status(u16),
+}
+
+/// A `/data` call as the fake hub saw it.
+#[derive(Debug, Clone)]
+pub struct DataCall {
+    pub token_id: String,
+    pub correlation_id: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Value,
+    /// The status the fake hub answered.
+    pub answered: u16,
+}
+
+impl DataCall {
+    pub fn names(&self) -> Vec<String> {
+        self.elements()
+            .iter()
+            .filter_map(|e| e["name"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    pub fn elements(&self) -> Vec<Value> {
+        self.body["tokenPersoInfo"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct HubState {
+    script: Mutex<VecDeque<Answer>>,
+    calls: Mutex<Vec<DataCall>>,
+}
+
+pub struct FakeHub {
+    pub addr: SocketAddr,
+    state: Arc<HubState>,
+}
+
+impl FakeHub {
+    /// Answers the scripted answers in order, then 204 to everything.
+    pub async fn start(script: Vec<Answer>) -> Self {
+        let state = Arc::new(HubState {
+            script: Mutex::new(script.into()),
+            calls: Mutex::default(),
+        });
+        let app = Router::new()
+            .route("/trapi/v2.0/tokens/{token_id}/data", put(record_data))
+            .with_state(state.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn calls(&self) -> Vec<DataCall> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    /// The calls the hub accepted.
+    pub fn accepted(&self) -> Vec<DataCall> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.answered == 204)
+            .collect()
+    }
+}
+
+async fn record_data(
+    State(state): State<Arc<HubState>>,
+    Path(token_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let answer = state.script.lock().unwrap().pop_front();
+    let response = match answer {
+        None => StatusCode::NO_CONTENT.into_response(),
+        Some(Answer::Code(code)) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"responseCode": code, "errorMessage": "scripted"})),
+        )
+            .into_response(),
+        Some(Answer::Status(status)) => StatusCode::from_u16(status).unwrap().into_response(),
+    };
+    state.calls.lock().unwrap().push(DataCall {
+        token_id,
+        correlation_id: header("x-correlation-id"),
+        content_type: header("content-type"),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        answered: response.status().as_u16(),
+    });
+    response
+}
+
+/// Retries fast enough that tests do not wait for the production backoff.
+pub fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        initial_backoff: Duration::from_millis(2),
+        max_backoff: Duration::from_millis(20),
+        ..RetryPolicy::default()
+    }
+}
+
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+pub struct TestSim {
+    pub handle: TspSimHandle,
+    pub hub: FakeHub,
+    pub keys: KeySet,
+    client: reqwest::Client,
+}
+
+/// An HTTP answer from the simulator.
+#[derive(Debug)]
+pub struct Answered {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answered {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn response_code(&self) -> Option<u64> {
+        self.body["responseCode"].as_u64()
+    }
+}
+
+impl TestSim {
+    /// A simulator with `partial_calls` and quick retries, wired to a fake hub playing `script`;
+    /// `tweak` adjusts the configuration further.
+    pub async fn start(
+        partial_calls: usize,
+        script: Vec<Answer>,
+        tweak: impl FnOnce(&mut TspSimConfig),
+    ) -> Self {
+        install_crypto_provider();
+        let hub = FakeHub::start(script).await;
+        let keys = KeySet::generate();
+        let mut config = TspSimConfig::new(hub.url(), keys.clone());
+        config.partial_calls = partial_calls;
+        config.data_delay = Duration::from_millis(1);
+        config.retry = quick_retries();
+        tweak(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = tokenhub_sim::spawn(listener, config).await.unwrap();
+        Self {
+            handle,
+            hub,
+            keys,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn answered(response: reqwest::Response) -> Answered {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answered {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// createToken with a raw body and, if given, an `x-correlation-id`.
+    pub async fn create_token_raw(&self, correlation_id: Option<&str>, body: &str) -> Answered {
+        let mut request = self
+            .client
+            .post(format!("{}/tokens", self.handle.base_url()))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(id) = correlation_id {
+            request = request.header("x-correlation-id", id);
+        }
+        Self::answered(request.send().await.unwrap()).await
+    }
+
+    /// A valid createToken for `issuer_id`; panics unless it is answered 200.
+    pub async fn create_token(&self, correlation_id: &str, issuer_id: &str) -> Answered {
+        let body = serde_json::json!({
+            "issuerId": issuer_id,
+            "walletCardRefId": "wallet-card-1",
+            "deviceInfo": {"deviceId": "device-1", "deviceType": "PHONE"},
+        });
+        let answered = self
+            .create_token_raw(Some(correlation_id), &body.to_string())
+            .await;
+        assert_eq!(answered.status, 200, "{answered:?}");
+        answered
+    }
+
+    pub async fn health_check(&self, request_id: Option<&str>) -> Answered {
+        let mut request = self
+            .client
+            .get(format!("{}/healthCheck", self.handle.base_url()));
+        if let Some(id) = request_id {
+            request = request.header("x-request-id", id);
+        }
+        Self::answered(request.send().await.unwrap()).await
+    }
+
+    pub async fn sim_status(&self) -> TspSimStatus {
+        let answered = Self::answered(
+            self.client
+                .get(format!("http://{}/sim/status", self.handle.addr()))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answered.status, 200);
+        serde_json::from_value(answered.body).unwrap()
+    }
+
+    /// Waits until every delivery has ended.
+    pub async fn deliveries_done(&self) {
+        tokio::time::timeout(PATIENCE, self.handle.deliveries_idle())
+            .await
+            .expect("deliveries should end");
+    }
+}
