@@ -34,6 +34,29 @@ pub struct ElementDef {
     /// A sensitive element (a key, track 2) must arrive encrypted under a known `keyIndex`.
     #[serde(default)]
     pub sensitive: bool,
+    /// The DGI the element is placed in (4 hex digits); absent: the element is not placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dgi: Option<String>,
+    /// The BER-TLV tag (hex) under which the element goes inside the DGI's `70` record template;
+    /// absent: the element's bytes are the DGI's value (secret DGIs, `8xxx`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// A BER-TLV tag: 1 to 3 bytes, multi-byte only when the first byte says so.
+fn valid_tag(hex_tag: &str) -> bool {
+    let Ok(bytes) = hex::decode(hex_tag) else {
+        return false;
+    };
+    match bytes.as_slice() {
+        [b] => b & 0x1F != 0x1F,
+        [first, rest @ ..] if rest.len() <= 2 => {
+            first & 0x1F == 0x1F
+                && rest.iter().rev().skip(1).all(|b| b & 0x80 != 0)
+                && rest.last().is_some_and(|b| b & 0x80 == 0)
+        }
+        _ => false,
+    }
 }
 
 /// One DGI of the issuer's banking-profile template.
@@ -75,6 +98,24 @@ impl ProfileDefinition {
                     e.name
                 )));
             }
+            if let Some(dgi) = &mut e.dgi {
+                if dgi.len() != 4 || !dgi.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Rejection::format(format!(
+                        "element {}: dgi must be 4 hex digits",
+                        e.name
+                    )));
+                }
+                *dgi = dgi.to_ascii_uppercase();
+            }
+            if let Some(tag) = &mut e.tag {
+                if e.dgi.is_none() || !valid_tag(tag) {
+                    return Err(Rejection::format(format!(
+                        "element {}: tag must be a BER-TLV tag in hex, with a dgi",
+                        e.name
+                    )));
+                }
+                *tag = tag.to_ascii_uppercase();
+            }
             if e.max_length == Some(0) {
                 return Err(Rejection::format(format!(
                     "element {}: maxLength must be positive",
@@ -94,6 +135,24 @@ impl ProfileDefinition {
             }
             d.dgi = d.dgi.to_ascii_uppercase();
             d.data = d.data.to_ascii_uppercase();
+        }
+        // A DGI that takes tagged elements must be a record: empty, or one `70` template.
+        for e in self.data_elements.iter().filter(|e| e.tag.is_some()) {
+            let dgi = e.dgi.as_deref().unwrap_or_default();
+            for t in self
+                .template
+                .iter()
+                .filter(|t| t.dgi == dgi && !t.data.is_empty())
+            {
+                let bytes = hex::decode(&t.data).unwrap_or_default();
+                let is_record = matches!(super::cps::read_tlv(&bytes), Some((tag, _, rest)) if tag == [0x70] && rest.is_empty());
+                if !is_record {
+                    return Err(Rejection::format(format!(
+                        "template DGI {dgi} takes tagged elements ({}) so its data must be one 70 record template",
+                        e.name
+                    )));
+                }
+            }
         }
         Ok(self)
     }

@@ -9,11 +9,16 @@
 //! - A **data key** per token (AES-256-GCM) seals the token's data elements at rest; it is
 //!   unwrapped for the length of one call and zeroized right after.
 
-use crate::domain::perso::{DecryptFault, ElementDecryptor};
+use crate::domain::cps::{self, BuildError, ClearValue};
+use crate::domain::perso::{DecryptFault, ElementDecryptor, IncomingElement};
+use crate::domain::ProfileDefinition;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox};
+use sha2::Sha256;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::RwLock;
@@ -56,6 +61,8 @@ struct ClearKey {
 /// The hub's keys: the master key and the unwrapped shared keys.
 pub struct Keys {
     master: SecretBox<[u8; 32]>,
+    /// Keys the fingerprints of data elements (HMAC-SHA256), derived from the master key.
+    fingerprint: SecretBox<[u8; 32]>,
     shared: RwLock<HashMap<String, ClearKey>>,
 }
 
@@ -73,8 +80,16 @@ impl Keys {
             .as_slice()
             .try_into()
             .map_err(|_| KeyError::BadMasterKey)?;
+        let fingerprint = {
+            let mut mac =
+                <Hmac<Sha256> as Mac>::new_from_slice(&arr).expect("HMAC takes any key length");
+            mac.update(b"tokenhub/fingerprint-key/v1");
+            let out: [u8; 32] = mac.finalize().into_bytes().into();
+            out
+        };
         Ok(Self {
             master: SecretBox::new(Box::new(arr)),
+            fingerprint: SecretBox::new(Box::new(fingerprint)),
             shared: RwLock::new(HashMap::new()),
         })
     }
@@ -183,6 +198,170 @@ impl Keys {
     }
 }
 
+/// A profile encrypted to a device with HPKE (RFC 9180): mode base, DHKEM(X25519, HKDF-SHA256),
+/// HKDF-SHA256, AES-256-GCM; `info` = [`PROFILE_HPKE_INFO`], `aad` = the personalization id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedProfile {
+    /// The encapsulated key.
+    pub enc: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedProfile({} bytes)", self.ciphertext.len())
+    }
+}
+
+pub const PROFILE_HPKE_INFO: &[u8] = b"tokenhub/profile/v1";
+
+/// A keyed fingerprint of one element's clear value: enough to recognise the same value later,
+/// useless to recover it.
+pub type Fingerprint = [u8; 32];
+
+/// What [`Keys::personalize`] produced.
+#[derive(Debug)]
+pub struct Personalized {
+    pub profile: SealedProfile,
+    /// Per element name, the fingerprint of the value placed in the profile.
+    pub fingerprints: BTreeMap<String, Fingerprint>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersoError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("the stored data of the token is not readable: {0}")]
+    Stored(String),
+    #[error("element {0}: {1}")]
+    Element(String, String),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("the device's public key is not a valid X25519 key")]
+    DeviceKey,
+}
+
+impl Keys {
+    /// Opens a token's sealed data parts (later parts override earlier ones), recovers each
+    /// element's clear value in its canonical form, and returns them with their fingerprints.
+    /// Elements the profile version does not define are left out.
+    fn clear_values(
+        &self,
+        token_id: &str,
+        wrapped_data_key: &[u8],
+        parts: &[Vec<u8>],
+        def: &ProfileDefinition,
+    ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, PersoError> {
+        let mut elements: BTreeMap<String, IncomingElement> = BTreeMap::new();
+        for part in parts {
+            let clear = self.open_for_token(token_id, wrapped_data_key, part)?;
+            let list: Vec<IncomingElement> =
+                serde_json::from_slice(&clear).map_err(|e| PersoError::Stored(e.to_string()))?;
+            for e in list {
+                elements.insert(e.name.clone(), e);
+            }
+        }
+        let shared = self.shared.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = BTreeMap::new();
+        for (name, e) in &elements {
+            let Some(element_def) = def.element(name) else {
+                continue;
+            };
+            let fail = |why: &str| PersoError::Element(name.clone(), why.to_string());
+            let bytes = match &e.key_index {
+                None => cps::canonical_bytes(element_def, ClearValue::Text(&e.value)),
+                Some(index) => {
+                    let key = shared
+                        .get(index)
+                        .ok_or_else(|| fail("its keyIndex is not a known key"))?;
+                    let ct = hex::decode(&e.value).map_err(|_| fail("not hex"))?;
+                    let clear = tokenhub_crypto::decrypt_cbc_m2(
+                        key.algorithm,
+                        key.key.expose_secret(),
+                        &ct,
+                    )
+                    .map_err(|_| fail("does not decrypt"))?;
+                    cps::canonical_bytes(element_def, ClearValue::Bytes(&clear))
+                }
+            }
+            .map_err(|why| fail(&why))?;
+            out.insert(name.clone(), bytes);
+        }
+        Ok(out)
+    }
+
+    fn fingerprint_of(&self, token_id: &str, name: &str, canonical: &[u8]) -> Fingerprint {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.fingerprint.expose_secret())
+            .expect("HMAC takes any key length");
+        for piece in [
+            token_id.as_bytes(),
+            b"\0",
+            name.as_bytes(),
+            b"\0",
+            canonical,
+        ] {
+            mac.update(piece);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The fingerprints of the elements held in `parts` (for checking recovered data).
+    pub fn fingerprints(
+        &self,
+        token_id: &str,
+        wrapped_data_key: &[u8],
+        parts: &[Vec<u8>],
+        def: &ProfileDefinition,
+    ) -> Result<BTreeMap<String, Fingerprint>, PersoError> {
+        let values = self.clear_values(token_id, wrapped_data_key, parts, def)?;
+        Ok(values
+            .iter()
+            .map(|(n, v)| (n.clone(), self.fingerprint_of(token_id, n, v)))
+            .collect())
+    }
+
+    /// Builds the token's profile from its sealed data parts and the profile version, and encrypts
+    /// it to the device: the clear profile exists only inside this call.
+    pub fn personalize(
+        &self,
+        token_id: &str,
+        wrapped_data_key: &[u8],
+        parts: &[Vec<u8>],
+        def: &ProfileDefinition,
+        device_public_key: &[u8],
+        personalization_id: &str,
+    ) -> Result<Personalized, PersoError> {
+        use hpke::{Deserializable, Serializable};
+        type Kem = hpke::kem::X25519HkdfSha256;
+        let values = self.clear_values(token_id, wrapped_data_key, parts, def)?;
+        let fingerprints = values
+            .iter()
+            .map(|(n, v)| (n.clone(), self.fingerprint_of(token_id, n, v)))
+            .collect();
+        let dgis = cps::build(def, &values)?;
+        let plaintext = cps::encode(&dgis);
+        let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(device_public_key)
+            .map_err(|_| PersoError::DeviceKey)?;
+        let (enc, ciphertext) =
+            hpke::single_shot_seal::<hpke::aead::AesGcm256, hpke::kdf::HkdfSha256, Kem, _>(
+                &hpke::OpModeS::Base,
+                &pk,
+                PROFILE_HPKE_INFO,
+                &plaintext,
+                personalization_id.as_bytes(),
+                &mut rand::rngs::OsRng,
+            )
+            .map_err(|_| PersoError::DeviceKey)?;
+        Ok(Personalized {
+            profile: SealedProfile {
+                enc: enc.to_bytes().to_vec(),
+                ciphertext,
+            },
+            fingerprints,
+        })
+    }
+}
+
 impl ElementDecryptor for Keys {
     fn check_decrypted(
         &self,
@@ -257,6 +436,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hpke::Deserializable;
 
     fn keys() -> Keys {
         Keys::from_master_hex(&"11".repeat(32)).unwrap()
@@ -305,6 +485,73 @@ mod tests {
             k.check_decrypted("KEK01", &ct[..15], &mut |_| Ok(())),
             Err(DecryptFault::Undecryptable)
         );
+    }
+
+    #[test]
+    fn a_profile_is_built_from_sealed_parts_and_only_the_device_can_open_it() {
+        use hpke::{Kem as _, Serializable};
+        type Kem = hpke::kem::X25519HkdfSha256;
+        let k = keys();
+        let kek = SharedKey::generate("KEK01", Algorithm::Aes128, "kek");
+        k.load_shared_keys(&[k.wrap_shared_key(&kek).unwrap()])
+            .unwrap();
+        let cmk = [0x42u8; 16];
+        let ct =
+            tokenhub_crypto::encrypt_cbc_m2(Algorithm::Aes128, &kek.key_bytes().unwrap(), &cmk)
+                .unwrap();
+        let def: ProfileDefinition = serde_json::from_value::<ProfileDefinition>(serde_json::json!({
+            "dataElements": [
+                {"name": "cmk_ac", "required": true, "format": "hex", "sensitive": true, "dgi": "8001"},
+                {"name": "psn", "required": true, "format": "digits", "dgi": "0101", "tag": "5F34"}
+            ],
+            "template": [{"dgi": "9102", "data": "A5"}]
+        }))
+        .unwrap()
+        .validate()
+        .unwrap();
+        let wrapped = k.new_data_key("T1");
+        let part = |els: serde_json::Value| {
+            k.seal_for_token("T1", &wrapped, els.to_string().as_bytes())
+                .unwrap()
+        };
+        let parts = vec![
+            part(serde_json::json!([{"name": "psn", "value": "07"}])),
+            part(
+                serde_json::json!([{"name": "cmk_ac", "value": hex::encode_upper(&ct), "keyIndex": "KEK01"},
+                                    {"name": "psn", "value": "01"}]),
+            ),
+        ];
+        let (sk, pk) = Kem::gen_keypair(&mut rand::rngs::OsRng);
+        let out = k
+            .personalize("T1", &wrapped, &parts, &def, &pk.to_bytes(), "prs_1")
+            .unwrap();
+        assert_eq!(out.fingerprints.len(), 2);
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&out.profile.enc).unwrap();
+        let open = |aad: &[u8]| {
+            hpke::single_shot_open::<hpke::aead::AesGcm256, hpke::kdf::HkdfSha256, Kem>(
+                &hpke::OpModeR::Base,
+                &sk,
+                &enc,
+                PROFILE_HPKE_INFO,
+                &out.profile.ciphertext,
+                aad,
+            )
+        };
+        assert!(open(b"prs_2").is_err(), "bound to its personalization id");
+        let dgis = cps::decode(&open(b"prs_1").unwrap()).unwrap();
+        let key_dgi = dgis.iter().find(|d| d.id == 0x8001).unwrap();
+        assert_eq!(key_dgi.value, cmk);
+        let record = dgis.iter().find(|d| d.id == 0x0101).unwrap();
+        assert_eq!(
+            record.value,
+            vec![0x70, 0x04, 0x5F, 0x34, 0x01, 0x01],
+            "the later psn wins"
+        );
+        // The same values give the same fingerprints; another value another one.
+        let again = k.fingerprints("T1", &wrapped, &parts, &def).unwrap();
+        assert_eq!(again, out.fingerprints);
+        let other = k.fingerprints("T1", &wrapped, &parts[..1], &def).unwrap();
+        assert_ne!(other["psn"], out.fingerprints["psn"]);
     }
 
     #[test]
