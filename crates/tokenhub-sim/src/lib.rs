@@ -1,5 +1,5 @@
-//! Simulators that play the hub's counterparts over real HTTP. For now: a payment network's Token
-//! Service Provider (TSP).
+//! Simulators that play the hub's counterparts over real HTTP: a payment network's Token Service
+//! Provider (TSP), and soon a fleet of wallets (devices).
 //!
 //! The TSP simulator is an independent implementation of the other side of the TSP contract
 //! (`shared/spec/tsp-outgoing-api-v2.json` which it serves, `tsp-incoming-api-v2.json` which it
@@ -19,7 +19,19 @@
 //!   not have recorded the token yet). A createToken repeated with the same `x-correlation-id` and
 //!   card gets the same token back.
 //! - `GET /tsp/trapi/v2.0/healthCheck`: `204`, echoing `x-request-id` (`400` 111 without it).
-//! - `GET /sim/status`: counters, see [`TspSimStatus`].
+//! - `PUT /tsp/trapi/v2.0/tokens/{tokenId}/state` (updateTokenState) `{"issuerId", "state":
+//!   "ACTIVE"|"SUSPENDED"|"DELETED", "reason"?}` → 204; 111/112 validation, 119 unknown token,
+//!   113 wrong issuer, 432 for any change out of `DELETED`; the same state again is 204. A token
+//!   is `INACTIVE` from createToken until the hub makes it `ACTIVE`.
+//! - `PUT /tsp/trapi/v2.0/tokens/{tokenId}/newDataStatus` (submitNewTokenDataStatus)
+//!   `{"issuerId", "status": "SUCCESS"|"FAILURE", "errorCode"?}` → 204; SUCCESS forgets the
+//!   token's last ATC (the re-personalized device restarts at 0), once per `x-correlation-id`.
+//! - `POST /sim/transactions` `{"tokenId", "atc", "amount", "currency", "unpredictableNumber",
+//!   "cryptogram"}` → `200 {"approved", "reason"}`: approved only for an `ACTIVE` token, with
+//!   the cryptogram its `cmk_ac` gives ([`emv`]) and an ATC greater than the last one accepted;
+//!   otherwise `TOKEN_NOT_ACTIVE`, `BAD_CRYPTOGRAM`, `REPLAY` or `UNKNOWN_TOKEN`.
+//! - `GET /sim/status`: counters, see [`TspSimStatus`]; `GET /sim/tokens/{tokenId}`: one token's
+//!   state, last ATC and transaction counts ([`SimTokenView`]).
 //!
 //! # The data elements (the contract with the hub's demo profile)
 //!
@@ -37,9 +49,13 @@
 //!
 //! # Layout
 //!
+//! - [`emv`]: session keys and application cryptograms (a documented simplification of EMV),
+//!   shared by the devices that compute them and the TSP that checks them.
 //! - [`tsp`]: the TSP simulator: `TspSimConfig`, [`spawn`] (tests, the demo) and [`run`] (the
 //!   `tokenhub tsp-sim` command), `TspSimHandle`.
 //!   - `tsp::api`: the HTTP routes and the request validation.
+//!   - `tsp::lifecycle`: updateTokenState and submitNewTokenDataStatus.
+//!   - `tsp::transactions`: authorizing transactions (state, cryptogram, ATC).
 //!   - `tsp::delivery`: sending `/data` to the hub, with its retry rules.
 //!   - [`tsp::elements`]: generating the data elements and their wire form.
 //!   - `tsp::vault`: the tokens in memory. `tsp::status`: the counters.
@@ -51,8 +67,11 @@
 //! before, or ignore the "already installed" error.
 #![forbid(unsafe_code)]
 
+pub mod emv;
 pub mod tsp;
 
 pub use tsp::{
-    load_key_set, run, spawn, RetryPolicy, TspSimConfig, TspSimHandle, TspSimStatus, ELEMENT_NAMES,
+    load_key_set, run, spawn, RetryPolicy, SimTokenView, TransactionAnswer, TransactionRequest,
+    TspSimConfig, TspSimHandle, TspSimStatus, TspTokenState, TxnReason, ELEMENT_NAMES,
+    TRANSACTIONS_PATH,
 };

@@ -1,5 +1,6 @@
 //! The HTTP face of the simulated TSP: the outgoing API the hub calls (`/tsp/trapi/v2.0/...`,
-//! `../shared/spec/tsp-outgoing-api-v2.json`) and the simulator's own `GET /sim/status`.
+//! `../shared/spec/tsp-outgoing-api-v2.json`; `lifecycle` has the calls after createToken) and
+//! the simulator's own `/sim/...` routes: status, one token's view, transactions.
 //!
 //! Requests are validated the way a real TSP would, so that a hub sending something the contract
 //! forbids finds out here: bodies are read as raw bytes and checked field by field, to answer
@@ -11,19 +12,21 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Map, Value};
 
 use super::delivery::{self, DataJob};
 use super::elements::{new_token_id, ClearElements, TokenInfo, YearMonth};
-use super::vault::{Created, DeliveryState, RequestKey, SimToken};
+use super::lifecycle;
+use super::transactions::{self, TRANSACTIONS_PATH};
+use super::vault::{Created, RequestKey, SimToken};
 use super::SimState;
 
-const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+pub(crate) const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Headers are ids of 1..64 characters in both TSP API documents.
 const MAX_ID_HEADER_LEN: usize = 64;
@@ -34,10 +37,20 @@ pub const TSP_API_PREFIX: &str = "/tsp/trapi/v2.0";
 pub(crate) fn router(state: Arc<SimState>) -> Router {
     let tsp = Router::new()
         .route("/tokens", post(create_token))
+        .route(
+            "/tokens/{token_id}/state",
+            put(lifecycle::update_token_state),
+        )
+        .route(
+            "/tokens/{token_id}/newDataStatus",
+            put(lifecycle::submit_new_data_status),
+        )
         .route("/healthCheck", get(health_check));
     Router::new()
         .nest(TSP_API_PREFIX, tsp)
         .route("/sim/status", get(sim_status))
+        .route("/sim/tokens/{token_id}", get(sim_token))
+        .route(TRANSACTIONS_PATH, post(transactions::submit))
         .with_state(state)
 }
 
@@ -45,29 +58,43 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
 /// field at fault, never echo its value.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct ApiError {
-    code: u16,
-    message: String,
+    pub(crate) code: u16,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    fn missing(what: &str) -> Self {
+    pub(crate) fn missing(what: &str) -> Self {
         Self {
             code: 111,
             message: format!("{what} is missing"),
         }
     }
 
-    fn format(what: &str) -> Self {
+    pub(crate) fn format(what: &str) -> Self {
         Self {
             code: 112,
             message: format!("{what} has a bad format"),
         }
     }
 
-    fn unknown_issuer() -> Self {
+    pub(crate) fn unknown_issuer() -> Self {
         Self {
             code: 113,
-            message: "issuerId is not an issuer of this TSP".to_string(),
+            message: "issuerId is not an issuer of this TSP, or not the token's".to_string(),
+        }
+    }
+
+    pub(crate) fn unknown_token() -> Self {
+        Self {
+            code: 119,
+            message: "no such token".to_string(),
+        }
+    }
+
+    pub(crate) fn state_forbids(why: &str) -> Self {
+        Self {
+            code: 432,
+            message: format!("the token's state does not allow it: {why}"),
         }
     }
 
@@ -87,7 +114,11 @@ impl IntoResponse for ApiError {
 }
 
 /// Echoes the caller's id header on every answer, success or not, as the contract requires.
-fn echo(mut response: Response, name: HeaderName, value: Option<HeaderValue>) -> Response {
+pub(crate) fn echo(
+    mut response: Response,
+    name: HeaderName,
+    value: Option<HeaderValue>,
+) -> Response {
     if let Some(value) = value {
         response.headers_mut().insert(name, value);
     }
@@ -95,7 +126,10 @@ fn echo(mut response: Response, name: HeaderName, value: Option<HeaderValue>) ->
 }
 
 /// A mandatory id header: absent → 111; not text, empty or over 64 characters → 112.
-fn id_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, ApiError> {
+pub(crate) fn id_header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<&'a str, ApiError> {
     let value = headers
         .get(name)
         .ok_or_else(|| ApiError::missing(name.as_str()))?;
@@ -119,6 +153,13 @@ async fn health_check(headers: HeaderMap) -> Response {
 
 async fn sim_status(State(state): State<Arc<SimState>>) -> Response {
     Json(state.counters.snapshot()).into_response()
+}
+
+async fn sim_token(State(state): State<Arc<SimState>>, Path(token_id): Path<String>) -> Response {
+    match state.vault.view(&token_id) {
+        Some(view) => Json(view).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// createTokenReq, after validation: what the simulator uses of it.
@@ -179,13 +220,8 @@ fn create_token_inner(
     };
     let token_id = new_token_id(&mut rand::thread_rng());
     let answered_at = Instant::now();
-    let created = state.vault.create_or_replay(key, || SimToken {
-        token_id: token_id.clone(),
-        issuer_id: req.issuer_id.clone(),
-        info: clear.token_info(),
-        clear,
-        delivery: DeliveryState::InFlight,
-        answered_at,
+    let created = state.vault.create_or_replay(key, || {
+        SimToken::new(token_id.clone(), req.issuer_id.clone(), clear, answered_at)
     });
 
     let (token_id, token_info, elements) = match created {
@@ -266,7 +302,7 @@ pub(crate) fn parse_create_token(body: &[u8]) -> Result<CreateTokenReq, ApiError
     })
 }
 
-fn required_text<'a>(
+pub(crate) fn required_text<'a>(
     obj: &'a Map<String, Value>,
     field: &str,
     min: usize,
@@ -276,7 +312,7 @@ fn required_text<'a>(
 }
 
 /// A string field of `min..=max` characters (not bytes), if present.
-fn optional_text<'a>(
+pub(crate) fn optional_text<'a>(
     obj: &'a Map<String, Value>,
     field: &str,
     min: usize,

@@ -1,12 +1,15 @@
 //! The TSP simulator: configuration, start-up and the handle a caller keeps to watch and stop it.
 //!
-//! `api` answers the hub, `delivery` sends the hub the data preparation, `elements` generates it,
-//! `vault` remembers tokens, `status` counts what happened.
+//! `api` answers the hub, `lifecycle` handles the hub's calls after createToken (state,
+//! newDataStatus), `transactions` authorizes payments, `delivery` sends the hub the data
+//! preparation, `elements` generates it, `vault` remembers tokens, `status` counts what happened.
 
 mod api;
 mod delivery;
 pub mod elements;
+mod lifecycle;
 mod status;
+mod transactions;
 mod vault;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -24,6 +27,8 @@ pub use api::TSP_API_PREFIX;
 pub use delivery::RetryPolicy;
 pub use elements::{PersoElement, TokenInfo, ELEMENT_NAMES};
 pub use status::TspSimStatus;
+pub use transactions::{TransactionAnswer, TransactionRequest, TxnReason, TRANSACTIONS_PATH};
+pub use vault::{SimTokenView, TspTokenState};
 
 use elements::SimKeys;
 use status::Counters;
@@ -103,20 +108,30 @@ impl TspSimHandle {
     /// unspecified listen address (0.0.0.0, ::) becomes the loopback one, which a client can
     /// actually connect to.
     pub fn base_url(&self) -> String {
+        format!("{}{TSP_API_PREFIX}", self.sim_url())
+    }
+
+    /// The simulator's own root, `http://ADDR` (loopback for an unspecified listen address):
+    /// where `/sim/status`, `/sim/tokens/{tokenId}` and `/sim/transactions` live. This is the
+    /// `tsp_sim_base` the device fleet takes.
+    pub fn sim_url(&self) -> String {
         let ip = match self.addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        format!(
-            "http://{}{TSP_API_PREFIX}",
-            SocketAddr::new(ip, self.addr.port())
-        )
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
     }
 
     /// The counters, as `GET /sim/status` serves them.
     pub fn status(&self) -> TspSimStatus {
         self.state.counters.snapshot()
+    }
+
+    /// One token as the simulator sees it (state, last ATC, transaction counts), as
+    /// `GET /sim/tokens/{tokenId}` serves it; `None` for a token it never created.
+    pub fn token(&self, token_id: &str) -> Option<SimTokenView> {
+        self.state.vault.view(token_id)
     }
 
     /// Resolves once no token's data preparation is being sent any more. Right after a

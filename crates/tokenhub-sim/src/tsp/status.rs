@@ -32,11 +32,30 @@ pub struct TspSimStatus {
     /// Tokens whose data preparation is still being sent.
     #[serde(default)]
     pub deliveries_in_flight: u64,
+    /// Transactions (`POST /sim/transactions`) approved.
+    #[serde(default)]
+    pub transactions_approved: u64,
+    /// Transactions declined, by reason (`REPLAY`, `BAD_CRYPTOGRAM`, `UNKNOWN_TOKEN`,
+    /// `TOKEN_NOT_ACTIVE`, `FORMAT_ERROR`).
+    #[serde(default)]
+    pub transactions_declined: BTreeMap<String, u64>,
+    /// `updateTokenState` calls that changed a token's state (a repeat of the current state is
+    /// answered 204 but not counted).
+    #[serde(default)]
+    pub state_updates: u64,
+    /// `submitNewTokenDataStatus` SUCCESS calls that reset a token's ATC (the hub's retry of the
+    /// same call is not counted).
+    #[serde(default)]
+    pub atc_resets: u64,
 }
 
 impl TspSimStatus {
     pub fn data_calls_rejected_total(&self) -> u64 {
         self.data_calls_rejected.values().sum()
+    }
+
+    pub fn transactions_declined_total(&self) -> u64 {
+        self.transactions_declined.values().sum()
     }
 }
 
@@ -47,6 +66,10 @@ pub(crate) struct Counters {
     data_calls_accepted: AtomicU64,
     data_calls_retried: AtomicU64,
     data_calls_rejected: Mutex<BTreeMap<String, u64>>,
+    transactions_approved: AtomicU64,
+    transactions_declined: Mutex<BTreeMap<String, u64>>,
+    state_updates: AtomicU64,
+    atc_resets: AtomicU64,
     /// A watch rather than an atomic so that callers can await "no delivery left" without polling.
     in_flight: watch::Sender<u64>,
 }
@@ -59,6 +82,10 @@ impl Counters {
             data_calls_accepted: AtomicU64::new(0),
             data_calls_retried: AtomicU64::new(0),
             data_calls_rejected: Mutex::new(BTreeMap::new()),
+            transactions_approved: AtomicU64::new(0),
+            transactions_declined: Mutex::new(BTreeMap::new()),
+            state_updates: AtomicU64::new(0),
+            atc_resets: AtomicU64::new(0),
             in_flight: watch::Sender::new(0),
         }
     }
@@ -80,11 +107,23 @@ impl Counters {
     }
 
     pub(crate) fn data_call_rejected(&self, reason: &str) {
-        let mut map = self
-            .data_calls_rejected
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *map.entry(reason.to_string()).or_insert(0) += 1;
+        bump(&self.data_calls_rejected, reason);
+    }
+
+    pub(crate) fn transaction_approved(&self) {
+        self.transactions_approved.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn transaction_declined(&self, reason: &str) {
+        bump(&self.transactions_declined, reason);
+    }
+
+    pub(crate) fn state_updated(&self) {
+        self.state_updates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn atc_reset(&self) {
+        self.atc_resets.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Marks a delivery as started; it ends when the guard drops, however the task ends.
@@ -107,15 +146,28 @@ impl Counters {
             tokens_created: self.tokens_created.load(Ordering::Relaxed),
             data_calls_sent: self.data_calls_sent.load(Ordering::Relaxed),
             data_calls_accepted: self.data_calls_accepted.load(Ordering::Relaxed),
-            data_calls_rejected: self
-                .data_calls_rejected
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .clone(),
+            data_calls_rejected: read(&self.data_calls_rejected),
             data_calls_retried: self.data_calls_retried.load(Ordering::Relaxed),
             deliveries_in_flight: *self.in_flight.borrow(),
+            transactions_approved: self.transactions_approved.load(Ordering::Relaxed),
+            transactions_declined: read(&self.transactions_declined),
+            state_updates: self.state_updates.load(Ordering::Relaxed),
+            atc_resets: self.atc_resets.load(Ordering::Relaxed),
         }
     }
+}
+
+// A panic while holding one of these locks leaves the map consistent (every update is one
+// increment), so a poisoned lock is still usable.
+fn bump(map: &Mutex<BTreeMap<String, u64>>, reason: &str) {
+    let mut map = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    *map.entry(reason.to_string()).or_insert(0) += 1;
+}
+
+fn read(map: &Mutex<BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
+    map.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
 }
 
 /// One delivery in flight; dropping it (task finished, cancelled or panicked) counts it out.
@@ -145,6 +197,11 @@ mod tests {
         counters.data_call_accepted();
         counters.data_call_retried();
         counters.data_call_rejected("431");
+        counters.transaction_approved();
+        counters.transaction_declined("REPLAY");
+        counters.transaction_declined("REPLAY");
+        counters.state_updated();
+        counters.atc_reset();
         let _guard = counters.delivery_started();
         let json = serde_json::to_value(counters.snapshot()).unwrap();
         assert_eq!(
@@ -155,7 +212,11 @@ mod tests {
                 "dataCallsAccepted": 1,
                 "dataCallsRejected": {"431": 1},
                 "dataCallsRetried": 1,
-                "deliveriesInFlight": 1
+                "deliveriesInFlight": 1,
+                "transactionsApproved": 1,
+                "transactionsDeclined": {"REPLAY": 2},
+                "stateUpdates": 1,
+                "atcResets": 1
             })
         );
     }

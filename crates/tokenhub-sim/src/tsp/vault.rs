@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 use super::elements::{ClearElements, TokenInfo};
 
 /// One token as the TSP knows it.
@@ -18,6 +20,89 @@ pub(crate) struct SimToken {
     pub(crate) delivery: DeliveryState,
     /// When createToken answered, for the window in which the hub may not know the token yet.
     pub(crate) answered_at: Instant,
+    /// The token's state as the TSP applies it to transactions; only the hub's
+    /// `updateTokenState` changes it.
+    pub(crate) state: TspTokenState,
+    /// The highest ATC accepted so far; `None` before the first transaction and after a
+    /// re-personalization's `newDataStatus` SUCCESS (the device restarts at ATC 0).
+    pub(crate) last_atc: Option<u16>,
+    /// The `x-correlation-id` of the `newDataStatus` SUCCESS that last reset the ATC, so that
+    /// the hub's retry of that same call does not reset it a second time (which would let the
+    /// ATCs used since then be replayed).
+    pub(crate) last_reset_by: Option<String>,
+    pub(crate) approved: u64,
+    pub(crate) declined: u64,
+}
+
+/// A token's state at the TSP. A new token is `INACTIVE` until the hub's `updateTokenState`
+/// makes it `ACTIVE` (the device holds it then); only `ACTIVE` tokens can pay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TspTokenState {
+    Inactive,
+    Active,
+    Suspended,
+    /// Terminal: no change leaves it.
+    Deleted,
+}
+
+impl TspTokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inactive => "INACTIVE",
+            Self::Active => "ACTIVE",
+            Self::Suspended => "SUSPENDED",
+            Self::Deleted => "DELETED",
+        }
+    }
+}
+
+/// What the simulator tells about one token (`GET /sim/tokens/{tokenId}`,
+/// [`crate::TspSimHandle::token`]): never its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimTokenView {
+    pub token_id: String,
+    pub state: TspTokenState,
+    /// The highest ATC accepted; `null` when none was since creation or the last reset.
+    pub last_atc: Option<u16>,
+    /// Transactions approved and declined for this token.
+    pub approved: u64,
+    pub declined: u64,
+}
+
+impl SimToken {
+    /// A token just created: `INACTIVE`, no ATC seen.
+    pub(crate) fn new(
+        token_id: String,
+        issuer_id: String,
+        clear: ClearElements,
+        answered_at: Instant,
+    ) -> Self {
+        Self {
+            token_id,
+            issuer_id,
+            info: clear.token_info(),
+            clear,
+            delivery: DeliveryState::InFlight,
+            answered_at,
+            state: TspTokenState::Inactive,
+            last_atc: None,
+            last_reset_by: None,
+            approved: 0,
+            declined: 0,
+        }
+    }
+
+    pub(crate) fn view(&self) -> SimTokenView {
+        SimTokenView {
+            token_id: self.token_id.clone(),
+            state: self.state,
+            last_atc: self.last_atc,
+            approved: self.approved,
+            declined: self.declined,
+        }
+    }
 }
 
 /// Where the token's data preparation stands.
@@ -109,6 +194,11 @@ impl Vault {
         self.lock().tokens.get_mut(token_id).map(f)
     }
 
+    /// What the simulator shows of the token, if it exists.
+    pub(crate) fn view(&self, token_id: &str) -> Option<SimTokenView> {
+        self.with_token(token_id, |t| t.view())
+    }
+
     pub(crate) fn set_delivery(&self, token_id: &str, state: DeliveryState) {
         self.with_token(token_id, |t| t.delivery = state);
     }
@@ -127,14 +217,12 @@ mod tests {
                 month: 1,
             },
         );
-        SimToken {
-            token_id: id.to_string(),
-            issuer_id: "ISSUER0001".to_string(),
-            info: clear.token_info(),
+        SimToken::new(
+            id.to_string(),
+            "ISSUER0001".to_string(),
             clear,
-            delivery: DeliveryState::InFlight,
-            answered_at: Instant::now(),
-        }
+            Instant::now(),
+        )
     }
 
     fn key(corr: &str) -> RequestKey {

@@ -1,18 +1,14 @@
 //! The TSP simulator over real HTTP, against a fake hub: createToken's validation, the delivery of
 //! the data preparation (partial calls, retries, refusals), health check, status and shutdown.
 
-mod helpers;
-
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use helpers::{Answer, TestSim, PATIENCE};
+use crate::helpers::{self, Answer, TestSim, ISSUER, PATIENCE};
 use serde_json::Value;
 use tokenhub_crypto::{decrypt_cbc_m2, KeySet};
 use tokenhub_sim::{TspSimConfig, ELEMENT_NAMES};
 use tokio::net::TcpListener;
-
-const ISSUER: &str = "ISSUER0001";
 
 fn clear_track2(keys: &KeySet, element: &Value) -> String {
     let key = keys

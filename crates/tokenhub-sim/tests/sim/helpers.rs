@@ -17,6 +17,8 @@ use tokenhub_crypto::KeySet;
 use tokenhub_sim::{RetryPolicy, TspSimConfig, TspSimHandle, TspSimStatus};
 use tokio::net::TcpListener;
 
+pub const ISSUER: &str = "ISSUER0001";
+
 /// Long enough for anything these tests wait for on a loaded 2-core machine; only reached when a
 /// test is about to fail.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -257,6 +259,112 @@ impl TestSim {
         .await;
         assert_eq!(answered.status, 200);
         serde_json::from_value(answered.body).unwrap()
+    }
+
+    /// A PUT on the outgoing API (`path` under `/tsp/trapi/v2.0`) with a raw body.
+    pub async fn put_raw(&self, path: &str, correlation_id: Option<&str>, body: &str) -> Answered {
+        let mut request = self
+            .client
+            .put(format!("{}{path}", self.handle.base_url()))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(id) = correlation_id {
+            request = request.header("x-correlation-id", id);
+        }
+        Self::answered(request.send().await.unwrap()).await
+    }
+
+    /// updateTokenState for `ISSUER`.
+    pub async fn update_state(&self, token_id: &str, state: &str) -> Answered {
+        let body = serde_json::json!({"issuerId": ISSUER, "state": state});
+        self.put_raw(
+            &format!("/tokens/{token_id}/state"),
+            Some(&uuid::Uuid::new_v4().to_string()),
+            &body.to_string(),
+        )
+        .await
+    }
+
+    /// submitNewTokenDataStatus for `ISSUER`.
+    pub async fn new_data_status(
+        &self,
+        token_id: &str,
+        correlation_id: &str,
+        status: &str,
+    ) -> Answered {
+        let body = serde_json::json!({"issuerId": ISSUER, "status": status});
+        self.put_raw(
+            &format!("/tokens/{token_id}/newDataStatus"),
+            Some(correlation_id),
+            &body.to_string(),
+        )
+        .await
+    }
+
+    /// A token created for `ISSUER` and fully delivered; its id and its clear `cmk_ac`, which the
+    /// test reads back from what the fake hub received, as the device would get it.
+    pub async fn new_token(&self) -> (String, [u8; 16]) {
+        let answered = self
+            .create_token(&uuid::Uuid::new_v4().to_string(), ISSUER)
+            .await;
+        let token_id = answered.body["tokenId"].as_str().unwrap().to_string();
+        self.deliveries_done().await;
+        let call = self
+            .hub
+            .accepted()
+            .into_iter()
+            .find(|c| c.token_id == token_id)
+            .expect("the data reached the hub");
+        let element = call
+            .elements()
+            .into_iter()
+            .find(|e| e["name"] == "cmk_ac")
+            .expect("cmk_ac sent");
+        let key = self
+            .keys
+            .find(element["keyIndex"].as_str().unwrap())
+            .unwrap();
+        let ct = hex::decode(element["value"].as_str().unwrap()).unwrap();
+        let clear =
+            tokenhub_crypto::decrypt_cbc_m2(key.algorithm, &key.key_bytes().unwrap(), &ct).unwrap();
+        (token_id, clear[..].try_into().unwrap())
+    }
+
+    /// `POST /sim/transactions` with any JSON body.
+    pub async fn transact_raw(&self, body: &Value) -> Answered {
+        Self::answered(
+            self.client
+                .post(format!("{}/sim/transactions", self.handle.sim_url()))
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// A transaction signed with `cmk_ac` at `atc`, as a device would send it.
+    pub async fn pay(&self, token_id: &str, cmk_ac: &[u8; 16], atc: u16) -> Answered {
+        let txn =
+            tokenhub_sim::emv::TxnData::parse(atc, "000000001000", "0978", "CAFEBABE").unwrap();
+        let cryptogram = tokenhub_sim::emv::application_cryptogram(cmk_ac, &txn);
+        self.transact_raw(&serde_json::json!({
+            "tokenId": token_id, "atc": atc, "amount": "000000001000", "currency": "0978",
+            "unpredictableNumber": "CAFEBABE", "cryptogram": hex::encode_upper(cryptogram),
+        }))
+        .await
+    }
+
+    /// `GET /sim/tokens/{tokenId}`.
+    pub async fn sim_token(&self, token_id: &str) -> Answered {
+        Self::answered(
+            self.client
+                .get(format!("{}/sim/tokens/{token_id}", self.handle.sim_url()))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// Waits until every delivery has ended.

@@ -1,0 +1,7 @@
+//! The simulators over real HTTP, in one test binary (it links once): the TSP simulator against a
+//! fake hub (`tsp`, `tsp_lifecycle`), and the device fleet against a fake hub that seals profiles
+//! the way the contract says, transacting with the real TSP simulator (`device`).
+
+mod helpers;
+mod tsp;
+mod tsp_lifecycle;
