@@ -16,7 +16,8 @@ pub struct StoreArgs {
     /// `sqlite://PATH` (the embedded default) or `postgres://...`.
     #[arg(long, env = "TOKENHUB_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// A TOML file with any of: listen, database_url, perso_ttl, admin_token, master_key.
+    /// A TOML file with any of: listen, database_url, perso_ttl, delivery_window,
+    /// delivery_max_tries, delivery_ttl, admin_token, master_key.
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -32,6 +33,15 @@ pub struct ServeArgs {
     /// Seconds after createToken (repersoToken) during which /data (/newData) is accepted.
     #[arg(long, env = "TOKENHUB_PERSO_TTL")]
     pub perso_ttl: Option<u64>,
+    /// Seconds a device has to confirm a personalization before it is offered again.
+    #[arg(long, env = "TOKENHUB_DELIVERY_WINDOW")]
+    pub delivery_window: Option<u64>,
+    /// How many times a personalization is offered before the token is marked failed.
+    #[arg(long, env = "TOKENHUB_DELIVERY_MAX_TRIES")]
+    pub delivery_max_tries: Option<u32>,
+    /// Seconds after which a personalization the device never fetched fails.
+    #[arg(long, env = "TOKENHUB_DELIVERY_TTL")]
+    pub delivery_ttl: Option<u64>,
 }
 
 /// The optional TOML file.
@@ -41,6 +51,9 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     database_url: Option<String>,
     perso_ttl: Option<u64>,
+    delivery_window: Option<u64>,
+    delivery_max_tries: Option<u32>,
+    delivery_ttl: Option<u64>,
     admin_token: Option<String>,
     master_key: Option<String>,
 }
@@ -61,11 +74,39 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
     pub perso_ttl: Duration,
+    pub delivery: DeliverySettings,
+    /// First delay before an outbox call is retried (doubling, with jitter, up to 5 minutes).
+    pub outbox_backoff: Duration,
     /// `TOKENHUB_ADMIN_TOKEN`; generated at start when unset.
     pub admin_token: Option<String>,
     /// `TOKENHUB_MASTER_KEY` (64 hex digits); on SQLite a key file beside the database when unset.
     pub master_key: Option<String>,
 }
+
+/// How personalizations are offered to devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// The time a device has to confirm before the profile is offered again.
+    pub window: Duration,
+    /// Offers before the token is marked failed.
+    pub max_tries: u32,
+    /// A personalization never fetched fails after this long.
+    pub ttl: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(DEFAULT_DELIVERY_WINDOW_SECS),
+            max_tries: DEFAULT_DELIVERY_MAX_TRIES,
+            ttl: Duration::from_secs(DEFAULT_DELIVERY_TTL_SECS),
+        }
+    }
+}
+
+pub const DEFAULT_DELIVERY_WINDOW_SECS: u64 = 300;
+pub const DEFAULT_DELIVERY_MAX_TRIES: u32 = 5;
+pub const DEFAULT_DELIVERY_TTL_SECS: u64 = 7 * 24 * 3600;
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,6 +114,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
             .field("perso_ttl", &self.perso_ttl)
+            .field("delivery", &self.delivery)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
             .finish()
@@ -86,6 +128,8 @@ impl Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
             database_url: database_url.to_string(),
             perso_ttl: Duration::from_secs(DEFAULT_PERSO_TTL_SECS),
+            delivery: DeliverySettings::default(),
+            outbox_backoff: Duration::from_secs(1),
             admin_token: None,
             master_key: None,
         }
@@ -121,6 +165,23 @@ impl Config {
                     .or(file.perso_ttl)
                     .unwrap_or(DEFAULT_PERSO_TTL_SECS),
             ),
+            delivery: DeliverySettings {
+                window: Duration::from_secs(
+                    args.delivery_window
+                        .or(file.delivery_window)
+                        .unwrap_or(DEFAULT_DELIVERY_WINDOW_SECS),
+                ),
+                max_tries: args
+                    .delivery_max_tries
+                    .or(file.delivery_max_tries)
+                    .unwrap_or(DEFAULT_DELIVERY_MAX_TRIES),
+                ttl: Duration::from_secs(
+                    args.delivery_ttl
+                        .or(file.delivery_ttl)
+                        .unwrap_or(DEFAULT_DELIVERY_TTL_SECS),
+                ),
+            },
+            outbox_backoff: Duration::from_secs(1),
             admin_token: non_empty(env("TOKENHUB_ADMIN_TOKEN")).or(file.admin_token),
             master_key: non_empty(env("TOKENHUB_MASTER_KEY")).or(file.master_key),
         };

@@ -20,6 +20,10 @@ pub struct Hub {
     pub config: Config,
     pub tsp: TspClient,
     admin_token: SecretString,
+    /// Wakes a device's long poll when a personalization for it is committed.
+    pub devices: DeviceSignals,
+    /// Wakes the outbox worker when a call is enqueued.
+    pub outbox_wake: tokio::sync::Notify,
     /// Profile versions are immutable, so a version read once is good forever, on every node.
     profiles: RwLock<HashMap<(String, String, String), Arc<ProfileDefinition>>>,
 }
@@ -68,6 +72,8 @@ impl Hub {
                 clock,
                 tsp: TspClient::new(Duration::from_secs(10)),
                 admin_token: SecretString::from(admin_token),
+                devices: DeviceSignals::default(),
+                outbox_wake: tokio::sync::Notify::new(),
                 profiles: RwLock::new(HashMap::new()),
                 config,
             },
@@ -128,6 +134,41 @@ impl Hub {
         self.keys
             .load_shared_keys(&self.store.shared_keys().await?)?;
         Ok(())
+    }
+}
+
+/// One wake-up signal per device that is long-polling. A signal sent while nobody waits is kept
+/// (`Notify::notify_one` stores a permit), so a personalization committed between a poll's check
+/// and its wait is not missed.
+#[derive(Default)]
+pub struct DeviceSignals {
+    waiting: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl DeviceSignals {
+    /// The device's signal; take it before checking for work, then wait on it.
+    pub fn subscribe(&self, device_id: &str) -> Arc<tokio::sync::Notify> {
+        let mut map = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(device_id.to_string()).or_default().clone()
+    }
+
+    /// Drops the device's signal when its last poll ends.
+    pub fn unsubscribe(&self, device_id: &str, signal: Arc<tokio::sync::Notify>) {
+        let mut map = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        drop(signal);
+        if map
+            .get(device_id)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
+            map.remove(device_id);
+        }
+    }
+
+    pub fn notify(&self, device_id: &str) {
+        let map = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.get(device_id) {
+            s.notify_one();
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`store`]: the only place that knows SQL (SQLite by default, PostgreSQL for scale).
 //! - [`keys`]: the only place that sees clear key material.
 //! - [`tsp_client`]: the calls the hub makes on a TSP.
+//! - [`workers`]: background work (the outbox dispatcher, the delivery sweeper).
 //! - [`hub`]: the shared context; [`config`], [`clock`], [`telemetry`], [`error`].
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod keys;
 pub mod store;
 pub mod telemetry;
 pub mod tsp_client;
+pub mod workers;
 
 pub use config::Config;
 pub use http::Application;

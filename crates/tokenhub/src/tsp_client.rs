@@ -97,6 +97,26 @@ impl TspClient {
             .map_err(|e| TspCallError::Protocol(format!("createToken answer: {e}")))
     }
 
+    /// `updateTokenState` and the other calls the outbox makes: one attempt, `PUT {base}{path}`
+    /// with the stored JSON body; the outbox decides about retries.
+    pub async fn put_once(
+        &self,
+        base_url: &str,
+        path: &str,
+        correlation_id: &str,
+        json_body: &str,
+    ) -> Result<(), TspCallError> {
+        let url = format!("{}{path}", base_url.trim_end_matches('/'));
+        self.attempt(
+            reqwest::Method::PUT,
+            &url,
+            correlation_id,
+            json_body.to_string(),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Sends one call, retrying what the contract says is retryable. Returns the 2xx body.
     async fn call(
         &self,
@@ -105,50 +125,68 @@ impl TspClient {
         correlation_id: &CorrelationId,
         body: &impl Serialize,
     ) -> Result<Vec<u8>, TspCallError> {
+        let body = serde_json::to_string(body).expect("request bodies always serialize");
         let mut backoff = self.first_backoff;
-        let mut last = String::new();
+        let mut last = TspCallError::Unavailable(String::new());
         for attempt in 1..=self.attempts {
-            let sent = self
-                .http
-                .request(method.clone(), url)
-                .header("x-correlation-id", correlation_id.as_str())
-                .json(body)
-                .send()
-                .await;
-            match sent {
-                Ok(resp) if resp.status().is_success() => {
-                    return resp
-                        .bytes()
-                        .await
-                        .map(|b| b.to_vec())
-                        .map_err(|e| TspCallError::Unavailable(e.to_string()));
+            match self
+                .attempt(method.clone(), url, correlation_id.as_str(), body.clone())
+                .await
+            {
+                Err(TspCallError::Unavailable(why)) => {
+                    tracing::warn!(attempt, url, reason = %why, "TSP call failed; retrying");
+                    last = TspCallError::Unavailable(why);
                 }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let bytes = resp.bytes().await.unwrap_or_default();
-                    let parsed: Option<TspErrorBody> = serde_json::from_slice(&bytes).ok();
-                    let code = parsed
-                        .as_ref()
-                        .and_then(|b| b.response_code.as_ref())
-                        .and_then(|n| n.as_u64())
-                        .map(|n| n as u32);
-                    let retryable = status.is_server_error() || code == Some(921);
-                    if !retryable {
-                        return Err(TspCallError::Refused {
-                            code: code.unwrap_or(status.as_u16() as u32),
-                            message: parsed.and_then(|b| b.error_message),
-                        });
-                    }
-                    last = format!("HTTP {status}, response code {code:?}");
-                }
-                Err(e) => last = e.to_string(),
+                other => return other,
             }
-            tracing::warn!(attempt, url, reason = %last, "TSP call failed; retrying");
             if attempt < self.attempts {
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
         }
-        Err(TspCallError::Unavailable(last))
+        Err(last)
+    }
+
+    /// One attempt. `Unavailable` is what may be retried: connection errors, time-outs, `5xx`
+    /// and response code 921.
+    async fn attempt(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        correlation_id: &str,
+        body: String,
+    ) -> Result<Vec<u8>, TspCallError> {
+        let sent = self
+            .http
+            .request(method, url)
+            .header("x-correlation-id", correlation_id)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        let resp = sent.map_err(|e| TspCallError::Unavailable(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| TspCallError::Unavailable(e.to_string()))?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        let parsed: Option<TspErrorBody> = serde_json::from_slice(&bytes).ok();
+        let code = parsed
+            .as_ref()
+            .and_then(|b| b.response_code.as_ref())
+            .and_then(|n| n.as_u64())
+            .map(|n| n as u32);
+        if status.is_server_error() || code == Some(921) {
+            return Err(TspCallError::Unavailable(format!(
+                "HTTP {status}, response code {code:?}"
+            )));
+        }
+        Err(TspCallError::Refused {
+            code: code.unwrap_or(status.as_u16() as u32),
+            message: parsed.and_then(|b| b.error_message),
+        })
     }
 }

@@ -169,6 +169,7 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
         correlation_id: correlation_id.to_string(),
         created_ms: now,
         updated_ms: now,
+        failure_reason: None,
     };
     let stored = row.clone();
     let inserted = hub

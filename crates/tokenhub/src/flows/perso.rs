@@ -4,24 +4,33 @@
 
 use crate::domain::perso::{self, DataSubmission, IncomingElement, Operation};
 use crate::domain::token::{check_submit_data, check_submit_new_data, TokenSnapshot};
+use crate::domain::ProfileDefinition;
 use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
 use crate::error::Error;
+use crate::flows::deliver;
 use crate::hub::Hub;
+use crate::store::deliveries::Kind;
 use crate::store::tokens::{self, DataPart};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// What a successful call did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// Stored; the token now holds these element names and is in this state.
-    Stored { state: TokenState, held: usize },
+    /// Stored; the token now holds this many elements and is in this state. When this call
+    /// completed the data, `delivery` names the device the profile was sealed to.
+    Stored {
+        state: TokenState,
+        held: usize,
+        delivery: Option<String>,
+    },
     /// A call with this correlation id was applied before: nothing was done again.
     Repeat,
 }
 
 /// Handles `PUT /tokens/{tokenId}/data` (`op = Data`) or `/newData` (`op = NewData`).
 pub async fn submit(
-    hub: &Hub,
+    hub: &Arc<Hub>,
     token_id: &TokenId,
     correlation_id: &CorrelationId,
     body: &[u8],
@@ -83,27 +92,37 @@ pub async fn submit(
                 .seal_for_token(token_id.as_str(), &token.data_key, &clear)?,
         )
     };
-    let required: Vec<String> = profile.required_names().map(str::to_string).collect();
     let now = hub.now_ms();
     let token_id = token_id.clone();
     let correlation_id = correlation_id.clone();
-    hub.store
+    let context = hub.clone();
+    let applied = hub
+        .store
         .transact(move |conn| {
             Box::pin(async move {
                 apply(
                     conn,
+                    &context,
+                    &profile,
                     &token_id,
                     &correlation_id,
                     op,
                     submission,
                     sealed,
-                    &required,
                     now,
                 )
                 .await
             })
         })
-        .await
+        .await?;
+    if let Applied::Stored {
+        delivery: Some(device_id),
+        ..
+    } = &applied
+    {
+        hub.devices.notify(device_id);
+    }
+    Ok(applied)
 }
 
 fn check_state(op: Operation, token: &TokenSnapshot, now: i64) -> Result<(), Rejection> {
@@ -129,12 +148,13 @@ async fn is_repeat(
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     conn: &mut sqlx::AnyConnection,
+    hub: &Hub,
+    profile: &ProfileDefinition,
     token_id: &TokenId,
     correlation_id: &CorrelationId,
     op: Operation,
     submission: DataSubmission,
     sealed: Option<Vec<u8>>,
-    required: &[String],
     now: i64,
 ) -> Result<Applied, Error> {
     let Some(token) = tokens::lock_token(conn, token_id.as_str()).await? else {
@@ -166,11 +186,31 @@ async fn apply(
         .chain(names)
         .collect();
     let held: Vec<String> = held.into_iter().collect();
+    let complete = profile
+        .required_names()
+        .all(|r| held.iter().any(|h| h == r));
     let state = match op {
-        Operation::Data if required.iter().all(|r| held.contains(r)) => TokenState::Personalizing,
+        Operation::Data if complete => TokenState::Personalizing,
         _ => token.state,
     };
     tokens::set_state_and_elements(conn, token_id.as_str(), state, &held, now).await?;
+    // The data is complete: build the profile now, so that a profile that cannot be built is this
+    // call's 911 (and nothing of the call is kept), and queue it for the device.
+    let delivery = if state == TokenState::Personalizing {
+        deliver::queue_personalization(
+            conn,
+            hub,
+            &token,
+            profile,
+            Kind::Perso,
+            correlation_id.as_str(),
+            now,
+        )
+        .await?;
+        Some(token.device_id.clone())
+    } else {
+        None
+    };
     if let Some(info) = &submission.token_info {
         tokens::set_token_info(
             conn,
@@ -202,6 +242,7 @@ async fn apply(
     Ok(Applied::Stored {
         state,
         held: held.len(),
+        delivery,
     })
 }
 

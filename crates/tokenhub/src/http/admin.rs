@@ -309,6 +309,22 @@ pub struct TokenInfoView {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+pub struct PersonalizationView {
+    pub personalization_id: String,
+    pub profile_version: String,
+    /// `PERSO` or `REPERSO`.
+    pub kind: String,
+    /// `PENDING`, `CONFIRMED` or `FAILED`.
+    pub state: String,
+    /// How many times it was offered to the device.
+    pub tries: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TokenEventView {
     pub at: String,
     pub event: String,
@@ -330,8 +346,16 @@ pub struct TokenView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_requestor_id: Option<String>,
     pub token_info: TokenInfoView,
-    /// Names of the data elements the hub holds (sealed) for this token.
+    /// Names of the data elements the hub holds (sealed) for this token: until the device confirms
+    /// its profile, then none.
     pub elements_held: Vec<String>,
+    /// Names of the elements the hub keeps a keyed fingerprint of (never a value).
+    pub elements_fingerprinted: Vec<String>,
+    /// Why the token's personalization failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// The token's personalizations, newest first.
+    pub personalizations: Vec<PersonalizationView>,
     /// Until when `/data` is accepted.
     pub data_deadline: String,
     pub created_at: String,
@@ -379,6 +403,23 @@ async fn get_token(
             last4: t.token_last4,
         },
         elements_held: t.received_elements,
+        elements_fingerprinted: hub.store.fingerprint_names(token_id.as_str()).await?,
+        failure_reason: t.failure_reason,
+        personalizations: hub
+            .store
+            .personalizations_of(token_id.as_str())
+            .await?
+            .into_iter()
+            .map(|p| PersonalizationView {
+                personalization_id: p.personalization_id,
+                profile_version: p.profile_version,
+                kind: p.kind.as_str().to_string(),
+                state: p.state.as_str().to_string(),
+                tries: p.tries,
+                reason: p.result_reason,
+                created_at: iso8601(p.created_ms),
+            })
+            .collect(),
         data_deadline: iso8601(t.data_deadline_ms),
         created_at: iso8601(t.created_ms),
         updated_at: iso8601(t.updated_ms),

@@ -21,6 +21,8 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::admin::get_token,
         super::wallet::register_device,
         super::wallet::create_digitization,
+        super::wallet::poll_personalizations,
+        super::wallet::post_result,
     ),
     modifiers(&AdminSecurity)
 )]

@@ -6,11 +6,12 @@ use super::{ApiError, AppState};
 use crate::domain::ids::parse_slug;
 use crate::domain::TokenState;
 use crate::error::Error;
+use crate::flows::deliver::{self, DeviceResult, Offer, SettleError};
 use crate::flows::digitize::{self, Digitization, DigitizeError};
 use crate::store::catalog::{self, PutImmutable};
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,98 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/devices", post(register_device))
         .route("/digitizations", post(create_digitization))
+        .route(
+            "/devices/{device_id}/personalizations",
+            get(poll_personalizations),
+        )
+        .route(
+            "/personalizations/{personalization_id}/result",
+            post(post_result),
+        )
+}
+
+/// Longest long poll.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct PollParams {
+    /// Wait up to this many seconds (at most 30) for a personalization when none is ready.
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
+}
+
+/// The personalizations waiting for this device (long poll). A personalization the device does not
+/// confirm within the delivery window is offered again.
+#[utoipa::path(get, path = "/wallet/v1/devices/{deviceId}/personalizations", tag = "wallet",
+    params(("deviceId" = String, Path), PollParams),
+    responses((status = 200, body = [Offer]), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn poll_personalizations(
+    State(hub): State<AppState>,
+    Path(device_id): Path<String>,
+    Query(params): Query<PollParams>,
+) -> Result<Json<Vec<Offer>>, ApiError> {
+    let device_id = parse_slug("deviceId", &device_id)?;
+    let wait = params.wait_seconds.unwrap_or(0);
+    if wait > MAX_WAIT_SECONDS {
+        return Err(ApiError::bad_request(format!(
+            "waitSeconds must be at most {MAX_WAIT_SECONDS}"
+        )));
+    }
+    if hub.store.device_public_key(&device_id).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "device {device_id} is not registered"
+        )));
+    }
+    let offers = deliver::poll(&hub, &device_id, std::time::Duration::from_secs(wait)).await?;
+    Ok(Json(offers))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultBody {
+    /// `SUCCESS` or `FAILURE`.
+    pub status: String,
+    /// Why it failed (with `FAILURE`).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The device says how the personalization went. Repeating the same result is harmless (`204`);
+/// another result for a settled personalization is `409`.
+#[utoipa::path(post, path = "/wallet/v1/personalizations/{personalizationId}/result", tag = "wallet",
+    params(("personalizationId" = String, Path)), request_body = ResultBody,
+    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+async fn post_result(
+    State(hub): State<AppState>,
+    Path(personalization_id): Path<String>,
+    JsonBody(body): JsonBody<ResultBody>,
+) -> Result<StatusCode, ApiError> {
+    let personalization_id = parse_slug("personalizationId", &personalization_id)?;
+    let result = match body.status.as_str() {
+        "SUCCESS" => DeviceResult::Success,
+        "FAILURE" => {
+            let reason: String = body.reason.unwrap_or_default().chars().take(256).collect();
+            let reason = reason
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect::<String>();
+            DeviceResult::Failure(if reason.is_empty() {
+                "no reason given".into()
+            } else {
+                reason
+            })
+        }
+        _ => return Err(ApiError::bad_request("status must be SUCCESS or FAILURE")),
+    };
+    match deliver::settle(&hub, &personalization_id, result).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(SettleError::NotFound) => Err(ApiError::not_found(format!(
+            "personalization {personalization_id} does not exist"
+        ))),
+        Err(e @ SettleError::Conflict(_)) => Err(ApiError::conflict(e.to_string())),
+        Err(SettleError::Internal(e)) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]

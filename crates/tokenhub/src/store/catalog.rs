@@ -188,6 +188,32 @@ pub async fn put_device(
     }
 }
 
+/// The device's public key, read inside a transaction.
+pub async fn device_key(
+    conn: &mut AnyConnection,
+    device_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// The TSP connection an issuer's tokens belong to, read inside a transaction.
+pub async fn issuer_tsp(
+    conn: &mut AnyConnection,
+    issuer_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT tsp_id FROM issuers WHERE issuer_id = $1")
+            .bind(issuer_id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
 impl Store {
     pub async fn tsp(&self, tsp_id: &str) -> Result<Option<Tsp>, StoreError> {
         let row = sqlx::query("SELECT tsp_id, base_url FROM tsps WHERE tsp_id = $1")

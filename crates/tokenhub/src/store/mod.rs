@@ -12,6 +12,8 @@
 //!   use a separate pool of connections (WAL mode lets them read while the writer writes).
 
 pub mod catalog;
+pub mod deliveries;
+pub mod outbox;
 pub mod tokens;
 
 use futures::future::BoxFuture;
@@ -59,6 +61,14 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Appended to a `SELECT` that claims work rows: rows another node holds are skipped.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         }
     }
 

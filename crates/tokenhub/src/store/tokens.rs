@@ -27,6 +27,8 @@ pub struct TokenRow {
     pub correlation_id: String,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Why the token's personalization failed, if it did.
+    pub failure_reason: Option<String>,
 }
 
 impl std::fmt::Debug for TokenRow {
@@ -49,7 +51,7 @@ impl TokenRow {
 
 const TOKEN_COLUMNS: &str = "token_id, issuer_id, product_id, profile_version, device_id, \
     wallet_card_ref_id, token_requestor_id, state, token_exp, token_last4, data_key, \
-    data_deadline_ms, received_elements, correlation_id, created_ms, updated_ms";
+    data_deadline_ms, received_elements, correlation_id, created_ms, updated_ms, failure_reason";
 
 fn token_from_row(r: &AnyRow) -> Result<TokenRow, StoreError> {
     let state: String = r.try_get(7)?;
@@ -72,6 +74,7 @@ fn token_from_row(r: &AnyRow) -> Result<TokenRow, StoreError> {
         correlation_id: r.try_get(13)?,
         created_ms: r.try_get(14)?,
         updated_ms: r.try_get(15)?,
+        failure_reason: r.try_get(16)?,
     })
 }
 
@@ -84,7 +87,7 @@ fn split_names(s: &str) -> Vec<String> {
 
 pub async fn insert_token(conn: &mut AnyConnection, t: &TokenRow) -> Result<(), StoreError> {
     sqlx::query(&format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
     .bind(&t.token_id)
     .bind(&t.issuer_id)
@@ -102,6 +105,7 @@ pub async fn insert_token(conn: &mut AnyConnection, t: &TokenRow) -> Result<(), 
     .bind(&t.correlation_id)
     .bind(t.created_ms)
     .bind(t.updated_ms)
+    .bind(&t.failure_reason)
     .execute(conn)
     .await?;
     Ok(())
@@ -212,6 +216,44 @@ pub async fn set_state(
         .bind(now)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Deletes every data part held for the token and forgets which elements it held (data
+/// minimization: once the device holds the profile, the hub keeps only fingerprints).
+pub async fn delete_data(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM token_data WHERE token_id = $1")
+        .bind(token_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE tokens SET received_elements = '', updated_ms = $2 WHERE token_id = $1")
+        .bind(token_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_failure(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    state: TokenState,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tokens SET state = $2, failure_reason = $3, updated_ms = $4 WHERE token_id = $1",
+    )
+    .bind(token_id)
+    .bind(state.as_str())
+    .bind(reason)
+    .bind(now)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

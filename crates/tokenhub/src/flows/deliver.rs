@@ -1,0 +1,398 @@
+//! Personalization delivery: the profile is built and sealed to the device when a token's data is
+//! complete ([`queue_personalization`], inside that transaction); the device long-polls for it
+//! ([`poll`]) and says how it went ([`settle`]); deliveries never confirmed fail ([`sweep`]).
+//!
+//! On the device's SUCCESS the token becomes ACTIVE, its data elements are deleted (only keyed
+//! fingerprints stay) and `updateTokenState ACTIVE` goes to the TSP through the outbox. On FAILURE,
+//! or when the tries run out, the token is marked failed (DELETED, with the reason) and the TSP is
+//! told the same way.
+
+use crate::domain::{Code, ProfileDefinition, Rejection, TokenState};
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::keys::{PersoError, SealedProfile};
+use crate::store::deliveries::{self, DeliveryState, Kind, Personalization};
+use crate::store::outbox::{self, NewItem};
+use crate::store::tokens::{self, TokenRow};
+use crate::store::{catalog, StoreError};
+use base64::Engine;
+use sqlx::AnyConnection;
+use std::time::Duration;
+
+/// Inside the transaction that completed the token's data: builds the profile from the token's
+/// data parts with `def`, seals it to the token's device, records the personalization and the
+/// element fingerprints. A profile that cannot be built is refused with 911.
+pub async fn queue_personalization(
+    conn: &mut AnyConnection,
+    hub: &Hub,
+    token: &TokenRow,
+    def: &ProfileDefinition,
+    kind: Kind,
+    correlation_id: &str,
+    now: i64,
+) -> Result<String, Error> {
+    let parts = tokens::data_parts(conn, &token.token_id).await?;
+    let device_key = catalog::device_key(conn, &token.device_id)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "device {} of token {} is gone",
+                token.device_id, token.token_id
+            ))
+        })?;
+    let device_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&device_key)
+        .map_err(|_| StoreError::Corrupt(format!("device {} public key", token.device_id)))?;
+    let personalization_id = format!("prs_{}", uuid::Uuid::new_v4().simple());
+    let built = hub
+        .keys
+        .personalize(
+            &token.token_id,
+            &token.data_key,
+            &parts,
+            def,
+            &device_key,
+            &personalization_id,
+        )
+        .map_err(|e| match e {
+            PersoError::Keys(k) => Error::Keys(k),
+            other => Rejection::new(
+                Code::Failed,
+                format!("the profile could not be built: {other}"),
+            )
+            .into(),
+        })?;
+    let SealedProfile { enc, ciphertext } = built.profile;
+    let delivery = hub.config.delivery;
+    deliveries::insert(
+        conn,
+        &Personalization {
+            personalization_id: personalization_id.clone(),
+            token_id: token.token_id.clone(),
+            device_id: token.device_id.clone(),
+            profile_version: token.profile_version.clone(),
+            kind,
+            state: DeliveryState::Pending,
+            enc: Some(enc),
+            ciphertext: Some(ciphertext),
+            tries: 0,
+            next_offer_ms: now,
+            expires_ms: now + delivery.ttl.as_millis() as i64,
+            result_reason: None,
+            correlation_id: correlation_id.to_string(),
+            created_ms: now,
+        },
+        now,
+    )
+    .await?;
+    let fingerprints: Vec<(String, Vec<u8>)> = built
+        .fingerprints
+        .into_iter()
+        .map(|(n, f)| (n, f.to_vec()))
+        .collect();
+    deliveries::replace_fingerprints(conn, &token.token_id, &fingerprints).await?;
+    tokens::add_event(
+        conn,
+        &token.token_id,
+        &format!(
+            "profile {} built and sealed to device {} ({personalization_id})",
+            token.profile_version, token.device_id
+        ),
+        correlation_id,
+        now,
+    )
+    .await?;
+    Ok(personalization_id)
+}
+
+/// A personalization as the device receives it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Offer {
+    pub personalization_id: String,
+    pub token_id: String,
+    pub profile_version: String,
+    pub profile: OfferedProfile,
+}
+
+/// The profile, HPKE-sealed to the device (mode base, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+/// AES-256-GCM; info `tokenhub/profile/v1`; aad the personalization id). Base64url, no padding.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct OfferedProfile {
+    pub enc: String,
+    pub ciphertext: String,
+}
+
+/// The device's personalizations that may be offered now; when there are none, waits up to `wait`
+/// for one to be committed.
+pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Offer>, Error> {
+    let signal = hub.devices.subscribe(device_id);
+    let deadline = tokio::time::Instant::now() + wait;
+    let result = loop {
+        let offers = take_offers(hub, device_id).await?;
+        let now = tokio::time::Instant::now();
+        if !offers.is_empty() || now >= deadline {
+            break Ok(offers);
+        }
+        // Another node may commit the personalization: look again at least every second.
+        let nap = (deadline - now).min(Duration::from_secs(1));
+        let _ = tokio::time::timeout(nap, signal.notified()).await;
+    };
+    hub.devices.unsubscribe(device_id, signal);
+    result
+}
+
+async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
+    let delivery = hub.config.delivery;
+    let now = hub.now_ms();
+    if !deliveries::has_offers(&hub.store, device_id, delivery.max_tries as i64, now).await? {
+        return Ok(Vec::new());
+    }
+    let device = device_id.to_string();
+    let taken = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                Ok::<_, Error>(
+                    deliveries::take_offers(
+                        c,
+                        &device,
+                        delivery.max_tries as i64,
+                        delivery.window.as_millis() as i64,
+                        now,
+                    )
+                    .await?,
+                )
+            })
+        })
+        .await?;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    Ok(taken
+        .into_iter()
+        .filter_map(|p| {
+            Some(Offer {
+                profile: OfferedProfile {
+                    enc: b64.encode(p.enc.as_ref()?),
+                    ciphertext: b64.encode(p.ciphertext.as_ref()?),
+                },
+                personalization_id: p.personalization_id,
+                token_id: p.token_id,
+                profile_version: p.profile_version,
+            })
+        })
+        .collect())
+}
+
+/// What the device reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceResult {
+    Success,
+    Failure(String),
+}
+
+/// Why a result was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("no such personalization")]
+    NotFound,
+    #[error("the personalization was already settled as {0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+impl From<StoreError> for SettleError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+/// Applies the device's result. Repeating the same result is harmless.
+pub async fn settle(
+    hub: &Hub,
+    personalization_id: &str,
+    result: DeviceResult,
+) -> Result<(), SettleError> {
+    let now = hub.now_ms();
+    let pid = personalization_id.to_string();
+    let settled = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                let Some(p) = deliveries::lock(c, &pid).await? else {
+                    return Err(SettleError::NotFound);
+                };
+                match (p.state, &result) {
+                    (DeliveryState::Confirmed, DeviceResult::Success)
+                    | (DeliveryState::Failed, DeviceResult::Failure(_)) => return Ok(false),
+                    (DeliveryState::Confirmed, _) => return Err(SettleError::Conflict("SUCCESS")),
+                    (DeliveryState::Failed, _) => return Err(SettleError::Conflict("FAILURE")),
+                    (DeliveryState::Pending, _) => {}
+                }
+                match result {
+                    DeviceResult::Success => confirm(c, &p, now).await?,
+                    DeviceResult::Failure(reason) => {
+                        fail(
+                            c,
+                            &p,
+                            &format!("the device reported FAILURE: {reason}"),
+                            now,
+                        )
+                        .await?
+                    }
+                }
+                Ok(true)
+            })
+        })
+        .await?;
+    if settled {
+        hub.outbox_wake.notify_one();
+    }
+    Ok(())
+}
+
+async fn confirm(c: &mut AnyConnection, p: &Personalization, now: i64) -> Result<(), Error> {
+    deliveries::settle(
+        c,
+        &p.personalization_id,
+        DeliveryState::Confirmed,
+        None,
+        now,
+    )
+    .await?;
+    let token = tokens::lock_token(c, &p.token_id).await?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "token {} of {} is gone",
+            p.token_id, p.personalization_id
+        ))
+    })?;
+    tokens::delete_data(c, &p.token_id, now).await?;
+    tokens::add_event(
+        c,
+        &p.token_id,
+        &format!(
+            "device confirmed {} ({}); data elements deleted",
+            p.profile_version, p.personalization_id
+        ),
+        &p.correlation_id,
+        now,
+    )
+    .await?;
+    if p.kind == Kind::Perso && token.state == TokenState::Personalizing {
+        tokens::set_state(c, &p.token_id, TokenState::Active, now).await?;
+        enqueue_state(c, &token, TokenState::Active, None, &p.correlation_id, now).await?;
+    }
+    Ok(())
+}
+
+async fn fail(
+    c: &mut AnyConnection,
+    p: &Personalization,
+    reason: &str,
+    now: i64,
+) -> Result<(), Error> {
+    deliveries::settle(
+        c,
+        &p.personalization_id,
+        DeliveryState::Failed,
+        Some(reason),
+        now,
+    )
+    .await?;
+    let token = tokens::lock_token(c, &p.token_id).await?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "token {} of {} is gone",
+            p.token_id, p.personalization_id
+        ))
+    })?;
+    tokens::delete_data(c, &p.token_id, now).await?;
+    tokens::add_event(
+        c,
+        &p.token_id,
+        &format!("personalization failed: {reason}"),
+        &p.correlation_id,
+        now,
+    )
+    .await?;
+    if p.kind == Kind::Perso && token.state == TokenState::Personalizing {
+        let why = format!("personalization failed: {reason}");
+        tokens::set_failure(c, &p.token_id, TokenState::Deleted, &why, now).await?;
+        enqueue_state(
+            c,
+            &token,
+            TokenState::Deleted,
+            Some("personalization failed"),
+            &p.correlation_id,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Queues `updateTokenState` for the token's TSP.
+pub async fn enqueue_state(
+    c: &mut AnyConnection,
+    token: &TokenRow,
+    state: TokenState,
+    reason: Option<&str>,
+    correlation_id: &str,
+    now: i64,
+) -> Result<(), Error> {
+    let tsp_id = catalog::issuer_tsp(c, &token.issuer_id)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "issuer {} of token {} is gone",
+                token.issuer_id, token.token_id
+            ))
+        })?;
+    let mut body = serde_json::json!({"issuerId": token.issuer_id, "state": state.as_str()});
+    if let Some(r) = reason {
+        body["reason"] = serde_json::Value::String(r.to_string());
+    }
+    outbox::enqueue(
+        c,
+        &NewItem {
+            kind: outbox::UPDATE_TOKEN_STATE,
+            token_id: &token.token_id,
+            tsp_id: &tsp_id,
+            correlation_id,
+            payload: &body.to_string(),
+        },
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Fails the personalizations that ran out of tries or were never fetched. Returns how many.
+pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
+    let now = hub.now_ms();
+    let max_tries = hub.config.delivery.max_tries as i64;
+    let swept = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                let overdue = deliveries::lock_overdue(c, max_tries, now, 256).await?;
+                for p in &overdue {
+                    let reason = if p.tries >= max_tries {
+                        format!("not confirmed by the device after {} deliveries", p.tries)
+                    } else {
+                        "never fetched by the device before it expired".to_string()
+                    };
+                    fail(c, p, &reason, now).await?;
+                }
+                Ok::<_, Error>(overdue.len())
+            })
+        })
+        .await?;
+    if swept > 0 {
+        tracing::warn!(
+            personalizations = swept,
+            "personalizations failed (not confirmed in time)"
+        );
+        hub.outbox_wake.notify_one();
+    }
+    Ok(swept)
+}

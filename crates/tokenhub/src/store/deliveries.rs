@@ -1,0 +1,301 @@
+//! Personalizations (a profile sealed to a device, offered until the device settles it) and the
+//! fingerprints of the elements a token was personalized with.
+
+use super::{dialect, Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+/// Whether a personalization is a token's first one or a re-personalization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Perso,
+    Reperso,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Perso => "PERSO",
+            Kind::Reperso => "REPERSO",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "PERSO" => Ok(Kind::Perso),
+            "REPERSO" => Ok(Kind::Reperso),
+            _ => Err(StoreError::Corrupt(format!("personalization kind {s}"))),
+        }
+    }
+}
+
+/// Where a personalization stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Offered to the device until it says how it went.
+    Pending,
+    Confirmed,
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "PENDING",
+            DeliveryState::Confirmed => "CONFIRMED",
+            DeliveryState::Failed => "FAILED",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "PENDING" => Ok(DeliveryState::Pending),
+            "CONFIRMED" => Ok(DeliveryState::Confirmed),
+            "FAILED" => Ok(DeliveryState::Failed),
+            _ => Err(StoreError::Corrupt(format!("personalization state {s}"))),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Personalization {
+    pub personalization_id: String,
+    pub token_id: String,
+    pub device_id: String,
+    pub profile_version: String,
+    pub kind: Kind,
+    pub state: DeliveryState,
+    /// The HPKE-sealed profile; gone once the personalization is settled.
+    pub enc: Option<Vec<u8>>,
+    pub ciphertext: Option<Vec<u8>>,
+    pub tries: i64,
+    pub next_offer_ms: i64,
+    pub expires_ms: i64,
+    pub result_reason: Option<String>,
+    pub correlation_id: String,
+    pub created_ms: i64,
+}
+
+impl std::fmt::Debug for Personalization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Personalization")
+            .field("personalization_id", &self.personalization_id)
+            .field("token_id", &self.token_id)
+            .field("state", &self.state)
+            .field("tries", &self.tries)
+            .finish_non_exhaustive()
+    }
+}
+
+const COLUMNS: &str =
+    "personalization_id, token_id, device_id, profile_version, kind, state, enc, \
+    ciphertext, tries, next_offer_ms, expires_ms, result_reason, correlation_id, created_ms";
+
+fn from_row(r: &AnyRow) -> Result<Personalization, StoreError> {
+    let kind: String = r.try_get(4)?;
+    let state: String = r.try_get(5)?;
+    Ok(Personalization {
+        personalization_id: r.try_get(0)?,
+        token_id: r.try_get(1)?,
+        device_id: r.try_get(2)?,
+        profile_version: r.try_get(3)?,
+        kind: Kind::parse(&kind)?,
+        state: DeliveryState::parse(&state)?,
+        enc: r.try_get(6)?,
+        ciphertext: r.try_get(7)?,
+        tries: r.try_get(8)?,
+        next_offer_ms: r.try_get(9)?,
+        expires_ms: r.try_get(10)?,
+        result_reason: r.try_get(11)?,
+        correlation_id: r.try_get(12)?,
+        created_ms: r.try_get(13)?,
+    })
+}
+
+pub async fn insert(
+    conn: &mut AnyConnection,
+    p: &Personalization,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO personalizations ({COLUMNS}, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)"
+    ))
+    .bind(&p.personalization_id)
+    .bind(&p.token_id)
+    .bind(&p.device_id)
+    .bind(&p.profile_version)
+    .bind(p.kind.as_str())
+    .bind(p.state.as_str())
+    .bind(&p.enc)
+    .bind(&p.ciphertext)
+    .bind(p.tries)
+    .bind(p.next_offer_ms)
+    .bind(p.expires_ms)
+    .bind(&p.result_reason)
+    .bind(&p.correlation_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn lock(
+    conn: &mut AnyConnection,
+    personalization_id: &str,
+) -> Result<Option<Personalization>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM personalizations WHERE personalization_id = $1{}",
+        dialect(conn).for_update()
+    );
+    let row = sqlx::query(&sql)
+        .bind(personalization_id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Takes the device's personalizations that may be offered now, counting one more try for each
+/// and holding them back for `window_ms` (the time the device has to confirm).
+pub async fn take_offers(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    max_tries: i64,
+    window_ms: i64,
+    now: i64,
+) -> Result<Vec<Personalization>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM personalizations WHERE device_id = $1 AND state = 'PENDING' \
+         AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 ORDER BY created_ms{}",
+        dialect(conn).for_update()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(device_id)
+        .bind(now)
+        .bind(max_tries)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut p = from_row(r)?;
+        p.tries += 1;
+        p.next_offer_ms = now + window_ms;
+        sqlx::query(
+            "UPDATE personalizations SET tries = $2, next_offer_ms = $3, updated_ms = $4 WHERE personalization_id = $1",
+        )
+        .bind(&p.personalization_id)
+        .bind(p.tries)
+        .bind(p.next_offer_ms)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Whether the device has anything it could be offered now (a cheap check for long polls).
+pub async fn has_offers(
+    store: &Store,
+    device_id: &str,
+    max_tries: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM personalizations WHERE device_id = $1 AND state = 'PENDING' \
+         AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 LIMIT 1",
+    )
+    .bind(device_id)
+    .bind(now)
+    .bind(max_tries)
+    .fetch_optional(store.reader())
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Settles a personalization: its sealed profile is dropped, its outcome kept.
+pub async fn settle(
+    conn: &mut AnyConnection,
+    personalization_id: &str,
+    state: DeliveryState,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE personalizations SET state = $2, result_reason = $3, enc = NULL, ciphertext = NULL, \
+         updated_ms = $4 WHERE personalization_id = $1",
+    )
+    .bind(personalization_id)
+    .bind(state.as_str())
+    .bind(reason)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Pending personalizations that ran out of tries (and of the last window) or expired unfetched.
+pub async fn lock_overdue(
+    conn: &mut AnyConnection,
+    max_tries: i64,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<Personalization>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM personalizations WHERE state = 'PENDING' AND \
+         ((tries >= $1 AND next_offer_ms <= $2) OR expires_ms <= $2) ORDER BY created_ms LIMIT $3{}",
+        dialect(conn).skip_locked()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(max_tries)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn replace_fingerprints(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    fingerprints: &[(String, Vec<u8>)],
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM token_fingerprints WHERE token_id = $1")
+        .bind(token_id)
+        .execute(&mut *conn)
+        .await?;
+    for (name, fp) in fingerprints {
+        sqlx::query(
+            "INSERT INTO token_fingerprints (token_id, name, fingerprint) VALUES ($1, $2, $3)",
+        )
+        .bind(token_id)
+        .bind(name)
+        .bind(fp)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Names of the elements the hub keeps fingerprints of for a token.
+    pub async fn fingerprint_names(&self, token_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM token_fingerprints WHERE token_id = $1 ORDER BY name",
+        )
+        .bind(token_id)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    /// A token's personalizations, newest first.
+    pub async fn personalizations_of(
+        &self,
+        token_id: &str,
+    ) -> Result<Vec<Personalization>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM personalizations WHERE token_id = $1 ORDER BY created_ms DESC"
+        ))
+        .bind(token_id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+}

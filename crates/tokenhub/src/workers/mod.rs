@@ -1,0 +1,32 @@
+//! Background work, started with the server and stopped with it: the outbox dispatcher (calls owed
+//! to TSPs) and the delivery sweeper (personalizations never confirmed). Every worker takes its work
+//! from the store, so any number of nodes can run them side by side and a node that dies loses
+//! nothing (its claimed rows come back when their lease runs out).
+
+pub mod outbox;
+
+use crate::hub::Hub;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Starts every worker; they stop when `stop` turns true.
+pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    set.spawn(outbox::run(hub.clone(), stop.clone()));
+    set.spawn(sweep_deliveries(hub, stop));
+    set
+}
+
+async fn sweep_deliveries(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = crate::flows::deliver::sweep(&hub).await {
+            tracing::error!(cause = %e.chain(), "delivery sweep failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The outbox dispatcher: claims due calls, makes them, and records the outcome. A call the TSP
+//! acknowledges is done; one it may retry (connection error, time-out, 5xx, 921) comes back after
+//! an exponential backoff with jitter, under the same `x-correlation-id`; a final refusal is kept as
+//! dead, with the TSP's answer, for the operator.
+
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::store::outbox::{self, OutboxItem};
+use crate::tsp_client::TspCallError;
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Calls claimed at once.
+const BATCH: i64 = 64;
+/// How long a claim holds; a node that dies mid-call releases its rows after this.
+const LEASE_MS: i64 = 60_000;
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let worked = match dispatch_once(&hub).await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::error!(cause = %e.chain(), "outbox dispatch failed");
+                false
+            }
+        };
+        if worked {
+            continue;
+        }
+        tokio::select! {
+            _ = hub.outbox_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Claims one batch and makes its calls. Returns how many were claimed.
+pub async fn dispatch_once(hub: &Hub) -> Result<usize, Error> {
+    let now = hub.now_ms();
+    let items = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move { Ok::<_, Error>(outbox::claim(c, now, LEASE_MS, BATCH).await?) })
+        })
+        .await?;
+    let n = items.len();
+    let calls = items.into_iter().map(|item| async move {
+        let outcome = send(hub, &item).await;
+        record(hub, item, outcome).await
+    });
+    for r in futures::future::join_all(calls).await {
+        r?;
+    }
+    Ok(n)
+}
+
+async fn send(hub: &Hub, item: &OutboxItem) -> Result<(), TspCallError> {
+    let Some(tsp) = hub
+        .store
+        .tsp(&item.tsp_id)
+        .await
+        .map_err(|e| TspCallError::Unavailable(format!("reading the TSP connection: {e}")))?
+    else {
+        return Err(TspCallError::Protocol(format!(
+            "TSP connection {} is not registered",
+            item.tsp_id
+        )));
+    };
+    let path = match item.kind.as_str() {
+        outbox::UPDATE_TOKEN_STATE => format!("/tokens/{}/state", item.token_id),
+        other => {
+            return Err(TspCallError::Protocol(format!(
+                "unknown outbox call kind {other}"
+            )))
+        }
+    };
+    hub.tsp
+        .put_once(&tsp.base_url, &path, &item.correlation_id, &item.payload)
+        .await
+}
+
+async fn record(
+    hub: &Hub,
+    item: OutboxItem,
+    outcome: Result<(), TspCallError>,
+) -> Result<(), Error> {
+    let now = hub.now_ms();
+    let span = tracing::info_span!("outbox", kind = %item.kind, token_id = %item.token_id, correlation_id = %item.correlation_id);
+    let _g = span.enter();
+    match &outcome {
+        Ok(()) => tracing::info!(attempts = item.attempts, "delivered"),
+        Err(TspCallError::Unavailable(why)) => {
+            tracing::warn!(attempts = item.attempts, reason = %why, "will retry")
+        }
+        Err(e) => tracing::error!(attempts = item.attempts, reason = %e, "refused for good"),
+    }
+    drop(_g);
+    let delay = backoff(hub.config.outbox_backoff, item.attempts);
+    hub.store
+        .transact(move |c| {
+            Box::pin(async move {
+                match outcome {
+                    Ok(()) => outbox::mark_done(c, item.id, now).await?,
+                    Err(TspCallError::Unavailable(why)) => {
+                        outbox::mark_retry(c, item.id, now + delay.as_millis() as i64, &why, now)
+                            .await?
+                    }
+                    Err(e) => outbox::mark_dead(c, item.id, &e.to_string(), now).await?,
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+}
+
+/// `base × 2^(attempts-1)`, capped, with "equal jitter" (half fixed, half random) so that retries
+/// of many calls spread out without ever coming back at once.
+pub fn backoff(base: Duration, attempts: i64) -> Duration {
+    let exp = attempts.clamp(1, 20) as u32 - 1;
+    let full = base.saturating_mul(1u32 << exp.min(16)).min(MAX_BACKOFF);
+    let half = full / 2;
+    half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_its_jitter_and_is_capped() {
+        let base = Duration::from_secs(1);
+        for attempts in 1..=12 {
+            let full = base.saturating_mul(1 << (attempts - 1)).min(MAX_BACKOFF);
+            let d = backoff(base, attempts);
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempts}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+        assert!(backoff(base, 1_000) <= MAX_BACKOFF);
+    }
+}
