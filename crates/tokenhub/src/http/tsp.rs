@@ -62,6 +62,13 @@ impl IntoResponse for Reply {
         if let Some((name, value)) = self.echo {
             response.headers_mut().insert(name, value);
         }
+        if self.status_on_error == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was not read, so the server closes the connection after this
+            // answer; saying so keeps the client from sending its next call on a dead connection.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -126,7 +133,7 @@ async fn submit(
             }
         })?;
         match perso::submit(&hub, &token_id, &correlation_id, &body, op).await {
-            Ok(Applied::Stored { state, held }) => {
+            Ok(Applied::Stored { state, held, .. }) => {
                 tracing::info!(state = state.as_str(), elements_held = held, "accepted");
                 Ok(())
             }
