@@ -52,19 +52,20 @@ pub struct DemoArgs {
     keep: bool,
 }
 
-/// The product profile the demo defines: the simulator's five elements and a small template.
+/// The product profile the demo defines (the README's example): the simulator's five elements,
+/// placed in the DGIs the device simulator reads, and a small template.
 pub fn demo_profile() -> Value {
     json!({
         "dataElements": [
-            {"name": "cmk_ac", "required": true, "format": "hex", "maxLength": 32, "sensitive": true},
-            {"name": "cmk_rp", "required": true, "format": "hex", "maxLength": 32, "sensitive": true},
-            {"name": "track2_data", "required": true, "format": "hex", "maxLength": 38, "sensitive": true},
-            {"name": "psn", "required": true, "format": "digits", "maxLength": 2},
-            {"name": "par", "required": false, "format": "text", "maxLength": 29}
+            {"name": "cmk_ac", "required": true, "format": "hex", "maxLength": 32, "sensitive": true, "dgi": "8001"},
+            {"name": "cmk_rp", "required": true, "format": "hex", "maxLength": 32, "sensitive": true, "dgi": "8002"},
+            {"name": "track2_data", "required": true, "format": "hex", "maxLength": 38, "sensitive": true, "dgi": "0101", "tag": "57"},
+            {"name": "psn", "required": true, "format": "digits", "maxLength": 2, "dgi": "0101", "tag": "5F34"},
+            {"name": "par", "required": true, "format": "text", "maxLength": 29, "dgi": "0101", "tag": "9F24"}
         ],
         "template": [
             {"dgi": "9102", "data": "A5058801015F2D02656E"},
-            {"dgi": "0101", "data": "700A9F0702FF008E080000000000000000"}
+            {"dgi": "0101", "data": "70049F0701FF"}
         ]
     })
 }
