@@ -47,6 +47,9 @@ pub struct DemoArgs {
     /// Digitizations under way at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Transactions each device makes.
+    #[arg(long, default_value_t = 3)]
+    transactions: usize,
     /// Keep the demo's folder (database, keys) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -87,6 +90,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::for_database(&format!("sqlite://{}", db_path.display()));
     config.listen = "127.0.0.1:0".parse()?;
     config.admin_token = Some(format!("demo-{}", uuid::Uuid::new_v4().simple()));
+    config.outbox_backoff = Duration::from_millis(200);
     let app = tokenhub::Application::build_with_clock(config, Arc::new(SystemClock)).await?;
     let hub_addr = app.local_addr();
     let hub = app.hub().clone();
@@ -102,20 +106,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
 
-    // The TSP simulator, a real HTTP server on loopback.
-    let mut sim_config = tokenhub_sim::TspSimConfig::new(format!("http://{hub_addr}"), key_set);
+    // The TSP simulator and the wallets, real HTTP peers on loopback.
+    let hub_url = format!("http://{hub_addr}");
+    let mut sim_config = tokenhub_sim::TspSimConfig::new(hub_url.clone(), key_set);
     sim_config.partial_calls = args.partial_calls;
     let sim = tokenhub_sim::spawn(
         tokio::net::TcpListener::bind("127.0.0.1:0").await?,
         sim_config,
     )
     .await?;
+    let mut fleet_config = tokenhub_sim::device::FleetConfig::new(hub_url.clone(), args.tokens);
+    fleet_config.wait_seconds = 5;
+    let fleet = tokenhub_sim::device::Fleet::start(fleet_config).await?;
 
     let client = Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?,
-        base: format!("http://{hub_addr}"),
+        base: hub_url,
         admin_token,
     };
     let issuer_id = "DEMOISSUER";
@@ -144,88 +152,186 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         )
         .await?;
 
-    // Wallets digitize their cards.
+    // Every wallet digitizes a card; the TSP sends the data; the hub builds and delivers the
+    // profile; the device installs it and confirms; the hub tells the TSP the token is ACTIVE.
     let bar = progress(args.tokens as u64, "digitizing");
     let provision_started = Instant::now();
-    let token_ids = digitize_all(&client, issuer_id, args.tokens, args.concurrency, &bar).await?;
+    let token_ids = digitize_all(
+        &client,
+        issuer_id,
+        &fleet.device_ids(),
+        args.concurrency,
+        &bar,
+    )
+    .await?;
     bar.finish();
-    sim.deliveries_idle().await;
+    let bar = progress(args.tokens as u64, "installing");
+    let installed = loop {
+        let n = fleet.status().apps_installed;
+        bar.set_position(n);
+        if n as usize >= args.tokens || provision_started.elapsed() > Duration::from_secs(120) {
+            break n as usize;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    bar.finish();
+    let outbox_drained = wait_outbox_drained(&hub, Duration::from_secs(60)).await?;
     let provision_time = provision_started.elapsed();
 
-    // Check what the hub says about every token.
-    let mut personalizing = 0;
-    for id in &token_ids {
-        let t = client.admin_get(&format!("/admin/v1/tokens/{id}")).await?;
-        if t["state"] == "PERSONALIZING" {
-            personalizing += 1;
-        }
-    }
+    // Every device pays; then one replays its last transaction, which the TSP must decline.
+    let bar = progress(args.tokens as u64, "paying");
+    bar.set_position(0);
+    let txns = fleet
+        .transact_all(&sim.sim_url(), args.transactions, 64)
+        .await;
+    bar.set_position(txns.tokens as u64);
+    bar.finish();
+    let replay = match token_ids.first() {
+        Some(t) => fleet.replay_last(t, &sim.sim_url()).await,
+        None => anyhow::bail!("no token was digitized"),
+    };
+
+    let states = hub.store.token_states().await?;
+    let active = states
+        .iter()
+        .find(|(s, _)| s == "ACTIVE")
+        .map_or(0, |(_, n)| *n) as usize;
+    let (parts, sealed_profiles) = hub.store.retained_data().await?;
     let status = sim.status();
+    let fleet_status = fleet.status();
+    fleet.shutdown().await;
     sim.shutdown().await?;
     let _ = stop_hub.send(());
     server.await??;
 
     println!();
-    println!("tokens digitized (createToken)    {}", token_ids.len());
+    println!("tokens digitized (createToken)      {}", token_ids.len());
     println!(
-        "data calls sent / accepted        {} / {}",
+        "data calls sent / accepted          {} / {}",
         status.data_calls_sent, status.data_calls_accepted
     );
+    println!("profiles installed on devices       {installed}");
+    println!("tokens ACTIVE at the hub            {active}");
     println!(
-        "data calls refused                {}",
-        status.data_calls_rejected_total()
+        "TSP told ACTIVE (outbox drained)    {}",
+        if outbox_drained { "yes" } else { "NO" }
     );
-    println!("tokens with complete data          {personalizing} (PERSONALIZING)");
     println!(
-        "provisioning                       {:.1} s, {:.0} tokens/s",
+        "transactions approved / declined    {} / {}",
+        txns.approved,
+        txns.declined_total()
+    );
+    println!(
+        "replayed ATC declined by the TSP    {} ({})",
+        if replay.approved { "NO" } else { "yes" },
+        replay.reason
+    );
+    println!(
+        "data elements retained by the hub   {parts} part(s), {sealed_profiles} sealed profile(s)"
+    );
+    println!(
+        "provisioning                        {:.1} s, {:.0} tokens/s (digitization to ACTIVE)",
         provision_time.as_secs_f64(),
         token_ids.len() as f64 / provision_time.as_secs_f64()
     );
     println!(
-        "demo wall time                     {:.1} s",
+        "demo wall time                      {:.1} s",
         started.elapsed().as_secs_f64()
     );
     if args.keep {
         let kept = dir.keep();
         println!("kept the demo folder: {}", kept.display());
     }
-    ensure!(
-        status.data_calls_rejected_total() == 0,
-        "the hub refused data calls: {:?}",
-        status.data_calls_rejected
-    );
-    ensure!(
-        personalizing == args.tokens,
-        "{} token(s) did not get their data",
-        args.tokens - personalizing
-    );
+    let expected_txns = (args.tokens * args.transactions) as u64;
+    let checks = [
+        (
+            status.data_calls_rejected_total() == 0,
+            format!(
+                "the hub refused data calls: {:?}",
+                status.data_calls_rejected
+            ),
+        ),
+        (
+            installed == args.tokens,
+            format!(
+                "{} device(s) did not install their profile",
+                args.tokens - installed
+            ),
+        ),
+        (
+            active == args.tokens,
+            format!(
+                "{} token(s) are not ACTIVE: {states:?}",
+                args.tokens - active
+            ),
+        ),
+        (
+            outbox_drained,
+            "the TSP was not told of every activation".to_string(),
+        ),
+        (
+            txns.approved == expected_txns && txns.declined_total() == 0,
+            format!("transactions: {txns:?}"),
+        ),
+        (
+            !replay.approved && replay.reason == "REPLAY",
+            format!("the replay was not declined as such: {replay:?}"),
+        ),
+        (
+            parts == 0 && sealed_profiles == 0,
+            "the hub still holds token data".to_string(),
+        ),
+        (
+            fleet_status.decrypt_errors == 0 && fleet_status.check_errors == 0,
+            format!("devices: {fleet_status:?}"),
+        ),
+    ];
+    let failed: Vec<&String> = checks
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, why)| why)
+        .collect();
+    for why in &failed {
+        println!("CHECK FAILED: {why}");
+    }
+    ensure!(failed.is_empty(), "{} check(s) failed", failed.len());
     println!("all checks passed");
     Ok(())
+}
+
+/// Waits until no outbox call is pending (every call owed to the TSP made).
+async fn wait_outbox_drained(hub: &tokenhub::Hub, timeout: Duration) -> anyhow::Result<bool> {
+    let until = Instant::now() + timeout;
+    loop {
+        let counts = hub.store.outbox_counts().await?;
+        let pending = counts
+            .iter()
+            .find(|(s, _)| s == "PENDING")
+            .map_or(0, |(_, n)| *n);
+        let dead = counts
+            .iter()
+            .find(|(s, _)| s == "DEAD")
+            .map_or(0, |(_, n)| *n);
+        if pending == 0 {
+            return Ok(dead == 0);
+        }
+        if Instant::now() > until {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn digitize_all(
     client: &Client,
     issuer_id: &str,
-    n: usize,
+    device_ids: &[String],
     concurrency: usize,
     bar: &ProgressBar,
 ) -> anyhow::Result<Vec<String>> {
     use futures::stream::{self, StreamExt, TryStreamExt};
-    stream::iter(0..n)
-        .map(|i| async move {
-            let device_id = format!("device-{i:06}");
-            let public_key = {
-                use base64::Engine;
-                let mut k = [0u8; 32];
-                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k)
-            };
-            client
-                .post(
-                    "/wallet/v1/devices",
-                    json!({"deviceId": device_id, "publicKey": public_key}),
-                )
-                .await?;
+    stream::iter(device_ids.iter().enumerate())
+        .map(|(i, device_id)| async move {
             let answer = client
                 .post(
                     "/wallet/v1/digitizations",
@@ -293,15 +399,6 @@ impl Client {
         )
         .await
         .with_context(|| format!("POST {path}"))
-    }
-    async fn admin_get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(
-            self.http
-                .get(format!("{}{path}", self.base))
-                .bearer_auth(&self.admin_token),
-        )
-        .await
-        .with_context(|| format!("GET {path}"))
     }
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(&body))

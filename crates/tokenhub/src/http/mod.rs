@@ -79,15 +79,20 @@ impl Application {
         &self.notes
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves, and runs the background workers, until `shutdown` completes.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = router(self.hub.clone());
-        axum::serve(self.listener, app)
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut workers = crate::workers::spawn(self.hub.clone(), stopped);
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        stop.send_replace(true);
+        while workers.join_next().await.is_some() {}
+        served
     }
 
     /// Serves until the process is asked to stop (Ctrl-C or SIGTERM).

@@ -340,16 +340,30 @@ fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     use std::borrow::Cow;
     let sources: &[(i64, &str, &str)] = match dialect {
-        Dialect::Sqlite => &[(
-            1,
-            "init",
-            include_str!("../../migrations/sqlite/0001_init.sql"),
-        )],
-        Dialect::Postgres => &[(
-            1,
-            "init",
-            include_str!("../../migrations/postgres/0001_init.sql"),
-        )],
+        Dialect::Sqlite => &[
+            (
+                1,
+                "init",
+                include_str!("../../migrations/sqlite/0001_init.sql"),
+            ),
+            (
+                2,
+                "delivery",
+                include_str!("../../migrations/sqlite/0002_delivery.sql"),
+            ),
+        ],
+        Dialect::Postgres => &[
+            (
+                1,
+                "init",
+                include_str!("../../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                2,
+                "delivery",
+                include_str!("../../migrations/postgres/0002_delivery.sql"),
+            ),
+        ],
     };
     let migrations = sources
         .iter()

@@ -333,6 +333,30 @@ impl Store {
             .collect()
     }
 
+    /// What the store still holds of any token's data: sealed data parts, and sealed profiles
+    /// waiting for their device. Both are 0 once every device confirmed.
+    pub async fn retained_data(&self) -> Result<(i64, i64), StoreError> {
+        let parts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM token_data")
+            .fetch_one(self.reader())
+            .await?;
+        let profiles: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM personalizations WHERE ciphertext IS NOT NULL",
+        )
+        .fetch_one(self.reader())
+        .await?;
+        Ok((parts, profiles))
+    }
+
+    /// Tokens by state.
+    pub async fn token_states(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM tokens GROUP BY state ORDER BY state")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// How many sealed data parts the store holds for a token.
     pub async fn data_part_count(&self, token_id: &str) -> Result<i64, StoreError> {
         Ok(
