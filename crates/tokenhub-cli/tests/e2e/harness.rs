@@ -1,0 +1,457 @@
+//! The world of an end-to-end test: a hub process, a TSP simulator, a device fleet.
+
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokenhub_sim::device::{Fleet, FleetConfig};
+use tokenhub_sim::{TspSimConfig, TspSimHandle};
+
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+pub const MASTER_KEY: &str = "6d6173746572206b657920666f722074686520656e6420746f20656e64207465";
+pub const ISSUER: &str = "E2EISSUER1";
+
+/// Where the hub keeps its data.
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+/// Writes each test body once, as an `sqlite` and a `postgres` test.
+macro_rules! e2e_tests {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let $backend = $crate::harness::Backend::Sqlite;
+                    $body
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let Some(url) = $crate::harness::postgres_url_or_skip(module_path!()) else {
+                        return;
+                    };
+                    let $backend = $crate::harness::Backend::Postgres(url);
+                    $body
+                }
+            }
+        )*
+    };
+}
+
+pub fn postgres_url_or_skip(test: &str) -> Option<String> {
+    match std::env::var("TOKENHUB_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "postgres variant skipped: TOKENHUB_TEST_DATABASE_URL is not set ({test})"
+            );
+            None
+        }
+    }
+}
+
+/// Settings of the hub process.
+#[derive(Clone)]
+pub struct HubSettings {
+    pub delivery_window_secs: u64,
+    pub delivery_max_tries: u32,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            delivery_window_secs: 30,
+            delivery_max_tries: 5,
+        }
+    }
+}
+
+/// A `tokenhub serve` process.
+pub struct HubProcess {
+    child: Option<Child>,
+    pub port: u16,
+    pub database_url: String,
+    settings: HubSettings,
+    _dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+}
+
+impl HubProcess {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates the database, imports `keys` with `tokenhub keys import`, and starts the hub.
+    pub async fn start(
+        backend: Backend,
+        keys: &tokenhub_crypto::KeySet,
+        settings: HubSettings,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, postgres) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("hub.db").display()),
+                None,
+            ),
+            Backend::Postgres(server) => {
+                let name = format!("tokenhub_e2e_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .unwrap();
+                let url = match server.rsplit_once('/') {
+                    Some((base, _)) => format!("{base}/{name}"),
+                    None => panic!("a database URL ends with /DATABASE"),
+                };
+                (url, Some((server, name)))
+            }
+        };
+        let key_file = dir.path().join("keys.json");
+        std::fs::write(&key_file, serde_json::to_vec(keys).unwrap()).unwrap();
+        let status = Command::new(env!("CARGO_BIN_EXE_tokenhub"))
+            .args(["keys", "import", "--file"])
+            .arg(&key_file)
+            .args(["--database-url", &database_url])
+            .env("TOKENHUB_MASTER_KEY", MASTER_KEY)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "tokenhub keys import");
+        let port = free_port();
+        let mut hub = Self {
+            child: None,
+            port,
+            database_url,
+            settings,
+            _dir: dir,
+            postgres,
+        };
+        hub.spawn().await;
+        hub
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_tokenhub"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--database-url", &self.database_url])
+            .args([
+                "--delivery-window",
+                &self.settings.delivery_window_secs.to_string(),
+            ])
+            .args([
+                "--delivery-max-tries",
+                &self.settings.delivery_max_tries.to_string(),
+            ])
+            .env("TOKENHUB_MASTER_KEY", MASTER_KEY)
+            .env("TOKENHUB_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let client = reqwest::Client::new();
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = client
+                .get(format!("{}/trapi/v2.0/healthCheck", self.url()))
+                .header("x-request-id", "e2e")
+                .send()
+                .await;
+            if matches!(r, Ok(ref r) if r.status() == 204) {
+                return;
+            }
+            assert!(Instant::now() < until, "the hub did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: the process dies wherever it is.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// Every byte the database holds, for scanning (SQLite: the files; PostgreSQL: every row as
+    /// text, binary columns as hex).
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        if let Some(path) = self.database_url.strip_prefix("sqlite://") {
+            let mut out = Vec::new();
+            for suffix in ["", "-wal", "-shm"] {
+                if let Ok(b) = std::fs::read(format!("{path}{suffix}")) {
+                    out.extend_from_slice(&b);
+                }
+            }
+            return out;
+        }
+        let mut conn = sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        for t in tables {
+            let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {t} t"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            for r in rows {
+                out.extend_from_slice(r.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some((server, name)) = self.postgres.take() {
+            // Best effort; a left-over database is dropped by the next run's clean-up.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&server).await {
+                        let _ = sqlx::Executor::execute(
+                            &mut c,
+                            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                        )
+                        .await;
+                    }
+                })
+            })
+            .join();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The hub, the TSP simulator and the devices, wired together.
+pub struct World {
+    pub hub: HubProcess,
+    pub tsp: TspSimHandle,
+    pub fleet: Fleet,
+    pub http: reqwest::Client,
+}
+
+pub struct WorldOptions {
+    pub devices: usize,
+    pub partial_calls: usize,
+    pub hub: HubSettings,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        Self {
+            devices: 3,
+            partial_calls: 1,
+            hub: HubSettings::default(),
+        }
+    }
+}
+
+impl World {
+    pub async fn start(backend: Backend, options: WorldOptions) -> Self {
+        tokenhub::telemetry::install_crypto_provider();
+        let keys = tokenhub_crypto::KeySet::generate();
+        let hub = HubProcess::start(backend, &keys, options.hub).await;
+        let mut sim_config = TspSimConfig::new(hub.url(), keys);
+        sim_config.partial_calls = options.partial_calls;
+        let tsp = tokenhub_sim::spawn(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            sim_config,
+        )
+        .await
+        .unwrap();
+        let mut fleet_config = FleetConfig::new(hub.url(), options.devices);
+        fleet_config.wait_seconds = 2;
+        fleet_config.id_prefix = format!("dev-{}-", uuid::Uuid::new_v4().simple());
+        let fleet = Fleet::start(fleet_config).await.unwrap();
+        let world = Self {
+            hub,
+            tsp,
+            fleet,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        world
+            .admin_put(
+                "/admin/v1/tsps/e2e-tsp",
+                json!({"baseUrl": world.tsp.base_url()}),
+            )
+            .await;
+        world
+            .admin_put(
+                &format!("/admin/v1/issuers/{ISSUER}"),
+                json!({"name": "E2E Bank", "tspId": "e2e-tsp"}),
+            )
+            .await;
+        world
+            .admin_put(
+                &format!("/admin/v1/issuers/{ISSUER}/products/classic/profiles/v1"),
+                tokenhub_cli_profile(),
+            )
+            .await;
+        let r = world
+            .http
+            .post(format!(
+                "{}/admin/v1/issuers/{ISSUER}/products/classic/profiles/v1/deploy",
+                world.hub.url()
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        world
+    }
+
+    async fn admin_put(&self, path: &str, body: Value) {
+        let r = self
+            .http
+            .put(format!("{}{path}", self.hub.url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+    }
+
+    /// Digitizes a card onto the `i`-th device, retrying while the hub is down.
+    pub async fn digitize(&self, i: usize) -> String {
+        let device = &self.fleet.device_ids()[i];
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self
+                .http
+                .post(format!("{}/wallet/v1/digitizations", self.hub.url()))
+                .json(
+                    &json!({"issuerId": ISSUER, "productId": "classic", "deviceId": device,
+                              "walletCardRefId": format!("card-{i}")}),
+                )
+                .send()
+                .await;
+            if let Ok(r) = r {
+                if r.status() == 201 {
+                    let v: Value = r.json().await.unwrap();
+                    return v["tokenId"].as_str().unwrap().to_string();
+                }
+                assert!(
+                    r.status().is_server_error(),
+                    "digitization refused: {}",
+                    r.status()
+                );
+            }
+            assert!(Instant::now() < until, "digitization kept failing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn token(&self, token_id: &str) -> Value {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self
+                .http
+                .get(format!("{}/admin/v1/tokens/{token_id}", self.hub.url()))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await;
+            if let Ok(r) = r {
+                assert_eq!(r.status(), 200);
+                return r.json().await.unwrap();
+            }
+            assert!(Instant::now() < until, "the hub does not answer");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the token is in `state` at the hub.
+    pub async fn wait_state(&self, token_id: &str, state: &str, timeout: Duration) -> Value {
+        let until = Instant::now() + timeout;
+        loop {
+            let t = self.token(token_id).await;
+            if t["state"] == state {
+                return t;
+            }
+            assert!(
+                Instant::now() < until,
+                "token {token_id} never became {state}: {t}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the TSP holds the token in `state` (the hub's outbox reached it).
+    pub async fn wait_tsp_state(&self, token_id: &str, state: &str, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        loop {
+            if self
+                .tsp
+                .token(token_id)
+                .is_some_and(|t| t.state.as_str() == state)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "the TSP never saw {token_id} {state}: {:?}",
+                self.tsp.token(token_id)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The demo's profile (every element placed where the device simulator reads it).
+pub fn tokenhub_cli_profile() -> Value {
+    json!({
+        "dataElements": [
+            {"name": "cmk_ac", "required": true, "format": "hex", "maxLength": 32, "sensitive": true, "dgi": "8001"},
+            {"name": "cmk_rp", "required": true, "format": "hex", "maxLength": 32, "sensitive": true, "dgi": "8002"},
+            {"name": "track2_data", "required": true, "format": "hex", "maxLength": 38, "sensitive": true, "dgi": "0101", "tag": "57"},
+            {"name": "psn", "required": true, "format": "digits", "maxLength": 2, "dgi": "0101", "tag": "5F34"},
+            {"name": "par", "required": true, "format": "text", "maxLength": 29, "dgi": "0101", "tag": "9F24"}
+        ],
+        "template": [
+            {"dgi": "9102", "data": "A5058801015F2D02656E"},
+            {"dgi": "0101", "data": "70049F0701FF"}
+        ]
+    })
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,7 @@
+//! End to end, over real HTTP between real processes: the `tokenhub` binary (started, killed with
+//! SIGKILL and started again by the tests), the TSP simulator and a fleet of simulated devices.
+//! Every test runs on SQLite and, when `TOKENHUB_TEST_DATABASE_URL` is set, on PostgreSQL.
+
+#[macro_use]
+mod harness;
+mod provisioning;
