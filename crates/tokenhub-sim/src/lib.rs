@@ -1,11 +1,12 @@
 //! Simulators that play the hub's counterparts over real HTTP: a payment network's Token Service
-//! Provider (TSP), and soon a fleet of wallets (devices).
+//! Provider (TSP), and a fleet of wallets (devices) that receive profiles and pay at the TSP.
 //!
 //! The TSP simulator is an independent implementation of the other side of the TSP contract
 //! (`shared/spec/tsp-outgoing-api-v2.json` which it serves, `tsp-incoming-api-v2.json` which it
 //! calls). It deliberately does not depend on the `tokenhub` crate: sharing the hub's types would
 //! let a misreading of the contract pass both sides unnoticed. Only the contract's cryptography
-//! comes from `tokenhub-crypto`.
+//! comes from `tokenhub-crypto`. The device fleet follows the same rule for the wallet API: it
+//! parses profiles and opens HPKE with its own code, from the contract.
 //!
 //! # What it does
 //!
@@ -47,8 +48,24 @@
 //! later (cryptogram validation, recovery for re-personalization). Neither clear nor encrypted
 //! values are ever logged.
 //!
+//! # The device fleet
+//!
+//! [`Fleet::start`] registers N devices (`POST /wallet/v1/devices`, each its own X25519 key) and
+//! runs one long-poll loop per device (`GET /wallet/v1/devices/{deviceId}/personalizations`).
+//! A device opens each offered profile (HPKE to its key, `aad` = the personalization id), checks
+//! its DGIs ([`device::profile`]), installs a payment application at ATC 0 and reports the
+//! result (`POST /wallet/v1/personalizations/{id}/result`). [`Fleet::transact`] increments the
+//! ATC, computes the ARQC ([`emv`]) and pays at the TSP simulator. Behaviours (offline, report
+//! FAILURE, never confirm) switch per device at run time. [`device::run`] is the
+//! `tokenhub device-sim` command.
+//!
 //! # Layout
 //!
+//! - [`device`]: the device fleet: `FleetConfig`, `Fleet` (start, behaviours, applications,
+//!   transactions, status, shutdown), and [`device::run`] with `DeviceSimConfig`.
+//!   - [`device::profile`]: parsing and checking a CPS profile (DGIs, BER-TLV records).
+//!   - `device::wallet`: the hub's wallet API as a device calls it.
+//!   - `device::run`: the command's loop (status lines, periodic transactions).
 //! - [`emv`]: session keys and application cryptograms (a documented simplification of EMV),
 //!   shared by the devices that compute them and the TSP that checks them.
 //! - [`tsp`]: the TSP simulator: `TspSimConfig`, [`spawn`] (tests, the demo) and [`run`] (the
@@ -62,13 +79,18 @@
 //!
 //! # TLS
 //!
-//! The workspace builds reqwest without a crypto provider. [`spawn`] installs aws-lc-rs as the
-//! process default if nothing is installed yet, so a binary that installs its own must do so
+//! The workspace builds reqwest without a crypto provider. [`spawn`] and [`Fleet::start`] install
+//! aws-lc-rs as the process default if nothing is installed yet, so a binary that installs its own must do so
 //! before, or ignore the "already installed" error.
 #![forbid(unsafe_code)]
 
+pub mod device;
 pub mod emv;
 pub mod tsp;
+
+pub use device::{
+    AppView, Behaviour, DeviceSimConfig, Fleet, FleetConfig, FleetStatus, TxnOutcome, TxnSummary,
+};
 
 pub use tsp::{
     load_key_set, run, spawn, RetryPolicy, SimTokenView, TransactionAnswer, TransactionRequest,

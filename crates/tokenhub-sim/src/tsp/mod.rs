@@ -8,6 +8,7 @@ mod api;
 mod delivery;
 pub mod elements;
 mod lifecycle;
+mod scan;
 mod status;
 mod transactions;
 mod vault;
@@ -225,7 +226,7 @@ pub async fn run(listen: SocketAddr, config: TspSimConfig) -> anyhow::Result<()>
     handle.shutdown().await
 }
 
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -261,7 +262,7 @@ fn hub_api_url(hub_url: &str) -> anyhow::Result<String> {
 /// crates) and panics on building a client if none is installed. A binary normally installs it
 /// first thing; installing it here when nobody has keeps the simulator usable from any test or
 /// embedding. Losing a race against another installer is fine: any provider will do.
-fn ensure_crypto_provider() {
+pub(crate) fn ensure_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     }

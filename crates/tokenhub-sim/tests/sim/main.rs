@@ -2,6 +2,8 @@
 //! fake hub (`tsp`, `tsp_lifecycle`), and the device fleet against a fake hub that seals profiles
 //! the way the contract says, transacting with the real TSP simulator (`device`).
 
+mod device;
 mod helpers;
 mod tsp;
 mod tsp_lifecycle;
+mod wallet_hub;
