@@ -24,6 +24,8 @@ pub struct Hub {
     pub devices: DeviceSignals,
     /// Wakes the outbox worker when a call is enqueued.
     pub outbox_wake: tokio::sync::Notify,
+    /// Paces campaigns between runner ticks.
+    pub campaign_pacer: crate::flows::campaign::Pacer,
     /// Profile versions are immutable, so a version read once is good forever, on every node.
     profiles: RwLock<HashMap<(String, String, String), Arc<ProfileDefinition>>>,
 }
@@ -74,6 +76,7 @@ impl Hub {
                 admin_token: SecretString::from(admin_token),
                 devices: DeviceSignals::default(),
                 outbox_wake: tokio::sync::Notify::new(),
+                campaign_pacer: Default::default(),
                 profiles: RwLock::new(HashMap::new()),
                 config,
             },

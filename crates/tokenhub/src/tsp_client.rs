@@ -97,24 +97,21 @@ impl TspClient {
             .map_err(|e| TspCallError::Protocol(format!("createToken answer: {e}")))
     }
 
-    /// `updateTokenState` and the other calls the outbox makes: one attempt, `PUT {base}{path}`
+    /// The calls the outbox makes (`updateTokenState`, `repersoToken`, …): one attempt at
+    /// `{base}{path}`
     /// with the stored JSON body; the outbox decides about retries.
-    pub async fn put_once(
+    pub async fn send_once(
         &self,
+        method: reqwest::Method,
         base_url: &str,
         path: &str,
         correlation_id: &str,
         json_body: &str,
     ) -> Result<(), TspCallError> {
         let url = format!("{}{path}", base_url.trim_end_matches('/'));
-        self.attempt(
-            reqwest::Method::PUT,
-            &url,
-            correlation_id,
-            json_body.to_string(),
-        )
-        .await
-        .map(|_| ())
+        self.attempt(method, &url, correlation_id, json_body.to_string())
+            .await
+            .map(|_| ())
     }
 
     /// Sends one call, retrying what the contract says is retryable. Returns the 2xx body.

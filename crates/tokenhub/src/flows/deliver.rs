@@ -19,6 +19,13 @@ use base64::Engine;
 use sqlx::AnyConnection;
 use std::time::Duration;
 
+/// The profile version a personalization builds.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub version: &'a str,
+    pub def: &'a ProfileDefinition,
+}
+
 /// Inside the transaction that completed the token's data: builds the profile from the token's
 /// data parts with `def`, seals it to the token's device, records the personalization and the
 /// element fingerprints. A profile that cannot be built is refused with 911.
@@ -26,7 +33,7 @@ pub async fn queue_personalization(
     conn: &mut AnyConnection,
     hub: &Hub,
     token: &TokenRow,
-    def: &ProfileDefinition,
+    target: Target<'_>,
     kind: Kind,
     correlation_id: &str,
     now: i64,
@@ -50,7 +57,7 @@ pub async fn queue_personalization(
             &token.token_id,
             &token.data_key,
             &parts,
-            def,
+            target.def,
             &device_key,
             &personalization_id,
         )
@@ -70,7 +77,7 @@ pub async fn queue_personalization(
             personalization_id: personalization_id.clone(),
             token_id: token.token_id.clone(),
             device_id: token.device_id.clone(),
-            profile_version: token.profile_version.clone(),
+            profile_version: target.version.to_string(),
             kind,
             state: DeliveryState::Pending,
             enc: Some(enc),
@@ -96,7 +103,7 @@ pub async fn queue_personalization(
         &token.token_id,
         &format!(
             "profile {} built and sealed to device {} ({personalization_id})",
-            token.profile_version, token.device_id
+            target.version, token.device_id
         ),
         correlation_id,
         now,
@@ -278,6 +285,9 @@ async fn confirm(c: &mut AnyConnection, p: &Personalization, now: i64) -> Result
         now,
     )
     .await?;
+    if p.kind == Kind::Reperso {
+        crate::flows::reperso::on_device_result(c, p, Ok(()), now).await?;
+    }
     if p.kind == Kind::Perso && token.state == TokenState::Personalizing {
         tokens::set_state(c, &p.token_id, TokenState::Active, now).await?;
         enqueue_state(c, &token, TokenState::Active, None, &p.correlation_id, now).await?;
@@ -314,6 +324,9 @@ async fn fail(
         now,
     )
     .await?;
+    if p.kind == Kind::Reperso {
+        crate::flows::reperso::on_device_result(c, p, Err(reason), now).await?;
+    }
     if p.kind == Kind::Perso && token.state == TokenState::Personalizing {
         let why = format!("personalization failed: {reason}");
         tokens::set_failure(c, &p.token_id, TokenState::Deleted, &why, now).await?;

@@ -170,6 +170,7 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
         created_ms: now,
         updated_ms: now,
         failure_reason: None,
+        recovery: None,
     };
     let stored = row.clone();
     let inserted = hub

@@ -2,7 +2,9 @@
 //! domain for decisions, applies them in store transactions, and returns the outcome to the edge
 //! (an HTTP handler, a worker or the CLI) that called it.
 
+pub mod campaign;
 pub mod deliver;
 pub mod digitize;
 pub mod keys;
 pub mod perso;
+pub mod reperso;

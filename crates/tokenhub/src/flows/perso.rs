@@ -4,12 +4,13 @@
 
 use crate::domain::perso::{self, DataSubmission, IncomingElement, Operation};
 use crate::domain::token::{check_submit_data, check_submit_new_data, TokenSnapshot};
-use crate::domain::ProfileDefinition;
 use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::flows::deliver;
+use crate::flows::deliver::Target;
+use crate::flows::reperso;
 use crate::hub::Hub;
-use crate::store::deliveries::Kind;
+use crate::store::deliveries::{self, Kind};
 use crate::store::tokens::{self, DataPart};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ pub enum Applied {
     },
     /// A call with this correlation id was applied before: nothing was done again.
     Repeat,
+    /// Refused, and the refusal itself was recorded (recovered data that differs: the
+    /// re-personalization failed and the TSP is told so).
+    Refused(Rejection),
 }
 
 /// Handles `PUT /tokens/{tokenId}/data` (`op = Data`) or `/newData` (`op = NewData`).
@@ -62,8 +66,13 @@ pub async fn submit(
         }
         return Err(refusal.into());
     }
+    // A recovery rebuilds the token with the version it was opened for.
+    let version = match (op, &token.recovery) {
+        (Operation::NewData, Some(r)) => r.target_version.clone(),
+        _ => token.profile_version.clone(),
+    };
     let profile = hub
-        .profile(&token.issuer_id, &token.product_id, &token.profile_version)
+        .profile(&token.issuer_id, &token.product_id, &version)
         .await?
         .ok_or_else(|| {
             Rejection::new(
@@ -103,7 +112,10 @@ pub async fn submit(
                 apply(
                     conn,
                     &context,
-                    &profile,
+                    Target {
+                        version: &version,
+                        def: &profile,
+                    },
                     &token_id,
                     &correlation_id,
                     op,
@@ -149,7 +161,7 @@ async fn is_repeat(
 async fn apply(
     conn: &mut sqlx::AnyConnection,
     hub: &Hub,
-    profile: &ProfileDefinition,
+    target: Target<'_>,
     token_id: &TokenId,
     correlation_id: &CorrelationId,
     op: Operation,
@@ -165,6 +177,53 @@ async fn apply(
     }
     // Checked again under the lock: another call may have moved the token since the first look.
     check_state(op, &token.snapshot(), now)?;
+    let profile = target.def;
+    if op == Operation::NewData {
+        if deliveries::has_pending(conn, token_id.as_str()).await? {
+            return Err(Rejection::new(
+                Code::Ongoing,
+                "the token's profile is being delivered to the device",
+            )
+            .into());
+        }
+        if let Some(r) = &token.recovery {
+            if r.deadline_ms.is_some_and(|d| now > d) {
+                return Err(Rejection::new(
+                    Code::Expired,
+                    "the time to live of the recovery has expired",
+                )
+                .into());
+            }
+            // The TSP must recover the existing data, never generate new data.
+            if let Some(sealed) = &sealed {
+                let stored = deliveries::fingerprints(conn, token_id.as_str()).await?;
+                let recovered = hub
+                    .keys
+                    .fingerprints(
+                        token_id.as_str(),
+                        &token.data_key,
+                        std::slice::from_ref(sealed),
+                        profile,
+                    )
+                    .map_err(|e| {
+                        Rejection::new(
+                            Code::InvalidPersoData,
+                            format!("the recovered data cannot be read: {e}"),
+                        )
+                    })?;
+                if let Some(name) = recovered
+                    .iter()
+                    .find(|(n, fp)| stored.get(*n).is_none_or(|s| s.as_slice() != fp.as_slice()))
+                    .map(|(n, _)| n.clone())
+                {
+                    let refusal =
+                        reperso::refuse_recovery(conn, &token, &r.correlation_id, &name, now)
+                            .await?;
+                    return Ok(Applied::Refused(refusal));
+                }
+            }
+        }
+    }
     let names: Vec<String> = submission
         .elements
         .iter()
@@ -193,20 +252,48 @@ async fn apply(
         Operation::Data if complete => TokenState::Personalizing,
         _ => token.state,
     };
+    // A recovery is complete when every element the token was personalized with is back.
+    let complete = complete
+        && match (&token.recovery, op) {
+            (Some(_), Operation::NewData) => {
+                let stored = deliveries::fingerprints(conn, token_id.as_str()).await?;
+                stored.keys().all(|n| held.contains(n))
+            }
+            _ => true,
+        };
     tokens::set_state_and_elements(conn, token_id.as_str(), state, &held, now).await?;
     // The data is complete: build the profile now, so that a profile that cannot be built is this
     // call's 911 (and nothing of the call is kept), and queue it for the device.
-    let delivery = if state == TokenState::Personalizing {
+    let kind = match op {
+        Operation::Data => Kind::Perso,
+        Operation::NewData => Kind::Reperso,
+    };
+    let delivery = if complete && (state == TokenState::Personalizing || op == Operation::NewData) {
         deliver::queue_personalization(
             conn,
             hub,
             &token,
-            profile,
-            Kind::Perso,
+            target,
+            kind,
             correlation_id.as_str(),
             now,
         )
         .await?;
+        if let Some(campaign) = token
+            .recovery
+            .as_ref()
+            .and_then(|r| r.campaign_id.as_deref())
+        {
+            crate::store::campaigns::set_step(
+                conn,
+                campaign,
+                token_id.as_str(),
+                crate::store::campaigns::Step::Delivering,
+                None,
+                now,
+            )
+            .await?;
+        }
         Some(token.device_id.clone())
     } else {
         None

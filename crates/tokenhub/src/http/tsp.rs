@@ -141,7 +141,7 @@ async fn submit(
                 tracing::info!("repeat of a call already applied; acknowledged again");
                 Ok(())
             }
-            Err(Error::Rejected(r)) => Err(r),
+            Ok(Applied::Refused(r)) | Err(Error::Rejected(r)) => Err(r),
             Err(e) => {
                 tracing::error!(cause = %e.chain(), "unexpected error");
                 Err(Rejection::new(

@@ -252,6 +252,31 @@ pub async fn lock_overdue(
     rows.iter().map(from_row).collect()
 }
 
+/// Whether the token has a personalization waiting for its device.
+pub async fn has_pending(conn: &mut AnyConnection, token_id: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM personalizations WHERE token_id = $1 AND state = 'PENDING' LIMIT 1",
+    )
+    .bind(token_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// The fingerprints the token was personalized with, by element name.
+pub async fn fingerprints(
+    conn: &mut AnyConnection,
+    token_id: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, StoreError> {
+    let rows = sqlx::query("SELECT name, fingerprint FROM token_fingerprints WHERE token_id = $1")
+        .bind(token_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 pub async fn replace_fingerprints(
     conn: &mut AnyConnection,
     token_id: &str,

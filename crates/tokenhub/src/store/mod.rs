@@ -11,6 +11,7 @@
 //!   `SAVEPOINT` (a failing one is rolled back alone), and commits them with one fsync. Readers
 //!   use a separate pool of connections (WAL mode lets them read while the writer writes).
 
+pub mod campaigns;
 pub mod catalog;
 pub mod deliveries;
 pub mod outbox;
@@ -339,31 +340,19 @@ fn sqlite_path(url: &str) -> Option<String> {
 fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     use std::borrow::Cow;
+    // (version, name, SQL) of each migration, from `migrations/<dialect>/<name>.sql`.
+    macro_rules! migrations {
+        ($dir:literal: $($version:literal $name:literal),*) => {
+            &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $name, ".sql")))),*]
+        };
+    }
     let sources: &[(i64, &str, &str)] = match dialect {
-        Dialect::Sqlite => &[
-            (
-                1,
-                "init",
-                include_str!("../../migrations/sqlite/0001_init.sql"),
-            ),
-            (
-                2,
-                "delivery",
-                include_str!("../../migrations/sqlite/0002_delivery.sql"),
-            ),
-        ],
-        Dialect::Postgres => &[
-            (
-                1,
-                "init",
-                include_str!("../../migrations/postgres/0001_init.sql"),
-            ),
-            (
-                2,
-                "delivery",
-                include_str!("../../migrations/postgres/0002_delivery.sql"),
-            ),
-        ],
+        Dialect::Sqlite => {
+            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns")
+        }
+        Dialect::Postgres => {
+            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns")
+        }
     };
     let migrations = sources
         .iter()

@@ -23,6 +23,11 @@ pub struct OutboxItem {
 /// `updateTokenState`: `PUT {tsp}/tokens/{tokenId}/state`.
 pub const UPDATE_TOKEN_STATE: &str = "updateTokenState";
 
+/// `repersoToken`: `POST {tsp}/tokens/{tokenId}/reperso`.
+pub const REPERSO_TOKEN: &str = "repersoToken";
+/// `submitNewTokenDataStatus`: `PUT {tsp}/tokens/{tokenId}/newDataStatus`.
+pub const NEW_DATA_STATUS: &str = "submitNewTokenDataStatus";
+
 /// A new item to enqueue.
 pub struct NewItem<'a> {
     pub kind: &'a str,

@@ -29,6 +29,19 @@ pub struct TokenRow {
     pub updated_ms: i64,
     /// Why the token's personalization failed, if it did.
     pub failure_reason: Option<String>,
+    /// The re-personalization under way, if any: the TSP was asked to recover the token's data.
+    pub recovery: Option<Recovery>,
+}
+
+/// An open recovery: the hub asked the TSP (`repersoToken`) to send the token's existing data
+/// again (`/newData`, same `x-correlation-id`) to rebuild it with `target_version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub correlation_id: String,
+    pub target_version: String,
+    /// Until when `/newData` is accepted; `None` until the TSP acknowledged `repersoToken`.
+    pub deadline_ms: Option<i64>,
+    pub campaign_id: Option<String>,
 }
 
 impl std::fmt::Debug for TokenRow {
@@ -51,7 +64,8 @@ impl TokenRow {
 
 const TOKEN_COLUMNS: &str = "token_id, issuer_id, product_id, profile_version, device_id, \
     wallet_card_ref_id, token_requestor_id, state, token_exp, token_last4, data_key, \
-    data_deadline_ms, received_elements, correlation_id, created_ms, updated_ms, failure_reason";
+    data_deadline_ms, received_elements, correlation_id, created_ms, updated_ms, failure_reason, \
+    recovery_correlation_id, recovery_version, recovery_deadline_ms, recovery_campaign_id";
 
 fn token_from_row(r: &AnyRow) -> Result<TokenRow, StoreError> {
     let state: String = r.try_get(7)?;
@@ -75,6 +89,18 @@ fn token_from_row(r: &AnyRow) -> Result<TokenRow, StoreError> {
         created_ms: r.try_get(14)?,
         updated_ms: r.try_get(15)?,
         failure_reason: r.try_get(16)?,
+        recovery: match (
+            r.try_get::<Option<String>, _>(17)?,
+            r.try_get::<Option<String>, _>(18)?,
+        ) {
+            (Some(correlation_id), Some(target_version)) => Some(Recovery {
+                correlation_id,
+                target_version,
+                deadline_ms: r.try_get(19)?,
+                campaign_id: r.try_get(20)?,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -87,7 +113,7 @@ fn split_names(s: &str) -> Vec<String> {
 
 pub async fn insert_token(conn: &mut AnyConnection, t: &TokenRow) -> Result<(), StoreError> {
     sqlx::query(&format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
     ))
     .bind(&t.token_id)
     .bind(&t.issuer_id)
@@ -106,6 +132,10 @@ pub async fn insert_token(conn: &mut AnyConnection, t: &TokenRow) -> Result<(), 
     .bind(t.created_ms)
     .bind(t.updated_ms)
     .bind(&t.failure_reason)
+    .bind(t.recovery.as_ref().map(|r| r.correlation_id.clone()))
+    .bind(t.recovery.as_ref().map(|r| r.target_version.clone()))
+    .bind(t.recovery.as_ref().and_then(|r| r.deadline_ms))
+    .bind(t.recovery.as_ref().and_then(|r| r.campaign_id.clone()))
     .execute(conn)
     .await?;
     Ok(())
@@ -232,6 +262,80 @@ pub async fn delete_data(
         .await?;
     sqlx::query("UPDATE tokens SET received_elements = '', updated_ms = $2 WHERE token_id = $1")
         .bind(token_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Opens (or, with `None`, closes) the token's recovery.
+pub async fn set_recovery(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    recovery: Option<&Recovery>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tokens SET recovery_correlation_id = $2, recovery_version = $3, recovery_deadline_ms = $4, \
+         recovery_campaign_id = $5, updated_ms = $6 WHERE token_id = $1",
+    )
+    .bind(token_id)
+    .bind(recovery.map(|r| r.correlation_id.clone()))
+    .bind(recovery.map(|r| r.target_version.clone()))
+    .bind(recovery.and_then(|r| r.deadline_ms))
+    .bind(recovery.and_then(|r| r.campaign_id.clone()))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Tokens whose recovery's time to live ran out and that have no delivery under way.
+pub async fn expired_recoveries(
+    conn: &mut AnyConnection,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT t.token_id FROM tokens t WHERE t.recovery_deadline_ms IS NOT NULL AND t.recovery_deadline_ms < $1 \
+         AND NOT EXISTS (SELECT 1 FROM personalizations p WHERE p.token_id = t.token_id AND p.state = 'PENDING') \
+         ORDER BY t.token_id LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Starts the recovery's time to live, once the TSP acknowledged `repersoToken`.
+pub async fn start_recovery_clock(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    correlation_id: &str,
+    deadline_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tokens SET recovery_deadline_ms = $3 WHERE token_id = $1 AND recovery_correlation_id = $2 \
+         AND recovery_deadline_ms IS NULL",
+    )
+    .bind(token_id)
+    .bind(correlation_id)
+    .bind(deadline_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets the profile version the token's device holds.
+pub async fn set_profile_version(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    version: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tokens SET profile_version = $2, updated_ms = $3 WHERE token_id = $1")
+        .bind(token_id)
+        .bind(version)
         .bind(now)
         .execute(conn)
         .await?;

@@ -15,14 +15,30 @@ use tokio::task::JoinSet;
 pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(outbox::run(hub.clone(), stop.clone()));
-    set.spawn(sweep_deliveries(hub, stop));
+    set.spawn(sweep_deliveries(hub.clone(), stop.clone()));
+    set.spawn(run_campaigns(hub, stop));
     set
+}
+
+async fn run_campaigns(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = crate::flows::campaign::tick(&hub).await {
+            tracing::error!(cause = %e.chain(), "campaign runner failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 async fn sweep_deliveries(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     loop {
         if let Err(e) = crate::flows::deliver::sweep(&hub).await {
             tracing::error!(cause = %e.chain(), "delivery sweep failed");
+        }
+        if let Err(e) = crate::flows::reperso::expire(&hub).await {
+            tracing::error!(cause = %e.chain(), "recovery sweep failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}

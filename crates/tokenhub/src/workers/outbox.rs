@@ -4,10 +4,12 @@
 //! dead, with the TSP's answer, for the operator.
 
 use crate::error::Error;
+use crate::flows::reperso;
 use crate::hub::Hub;
 use crate::store::outbox::{self, OutboxItem};
 use crate::tsp_client::TspCallError;
 use rand::Rng;
+use reqwest::Method;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -71,8 +73,13 @@ async fn send(hub: &Hub, item: &OutboxItem) -> Result<(), TspCallError> {
             item.tsp_id
         )));
     };
-    let path = match item.kind.as_str() {
-        outbox::UPDATE_TOKEN_STATE => format!("/tokens/{}/state", item.token_id),
+    let (method, path) = match item.kind.as_str() {
+        outbox::UPDATE_TOKEN_STATE => (Method::PUT, format!("/tokens/{}/state", item.token_id)),
+        outbox::REPERSO_TOKEN => (Method::POST, format!("/tokens/{}/reperso", item.token_id)),
+        outbox::NEW_DATA_STATUS => (
+            Method::PUT,
+            format!("/tokens/{}/newDataStatus", item.token_id),
+        ),
         other => {
             return Err(TspCallError::Protocol(format!(
                 "unknown outbox call kind {other}"
@@ -80,7 +87,13 @@ async fn send(hub: &Hub, item: &OutboxItem) -> Result<(), TspCallError> {
         }
     };
     hub.tsp
-        .put_once(&tsp.base_url, &path, &item.correlation_id, &item.payload)
+        .send_once(
+            method,
+            &tsp.base_url,
+            &path,
+            &item.correlation_id,
+            &item.payload,
+        )
         .await
 }
 
@@ -101,16 +114,41 @@ async fn record(
     }
     drop(_g);
     let delay = backoff(hub.config.outbox_backoff, item.attempts);
+    let ttl_ms = hub.config.perso_ttl.as_millis() as i64;
     hub.store
         .transact(move |c| {
             Box::pin(async move {
                 match outcome {
-                    Ok(()) => outbox::mark_done(c, item.id, now).await?,
+                    Ok(()) => {
+                        outbox::mark_done(c, item.id, now).await?;
+                        if item.kind == outbox::REPERSO_TOKEN {
+                            reperso::on_reperso_acknowledged(
+                                c,
+                                &item.token_id,
+                                &item.correlation_id,
+                                ttl_ms,
+                                now,
+                            )
+                            .await?;
+                        }
+                    }
                     Err(TspCallError::Unavailable(why)) => {
                         outbox::mark_retry(c, item.id, now + delay.as_millis() as i64, &why, now)
                             .await?
                     }
-                    Err(e) => outbox::mark_dead(c, item.id, &e.to_string(), now).await?,
+                    Err(e) => {
+                        outbox::mark_dead(c, item.id, &e.to_string(), now).await?;
+                        if item.kind == outbox::REPERSO_TOKEN {
+                            reperso::on_reperso_refused(
+                                c,
+                                &item.token_id,
+                                &item.correlation_id,
+                                &e.to_string(),
+                                now,
+                            )
+                            .await?;
+                        }
+                    }
                 }
                 Ok::<_, Error>(())
             })

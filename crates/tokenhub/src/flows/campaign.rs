@@ -1,0 +1,291 @@
+//! Re-personalization campaigns: deploying a profile version with a campaign re-personalizes
+//! every token that is ACTIVE on the product at that moment ([`create`]); the runner
+//! ([`tick`], driven by `workers`) starts tokens at the campaign's rate, keeps at most
+//! `maxInFlight` under way, runs a canary first (the first `canaryPercent` %: the campaign pauses
+//! by itself when their failure rate passes `canaryMaxFailurePercent`), and completes when every
+//! token is settled.
+//!
+//! What the campaign does not cover: a token SUSPENDED or DELETED when its turn comes is SKIPPED
+//! (left on its version; the report lists it); a token provisioned while the campaign runs is built
+//! with the deployed version already, so it needs no re-personalization.
+
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::store::campaigns::{self, Campaign, Step};
+use crate::store::tokens;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The settings a deploy may carry.
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CampaignSettings {
+    /// Tokens started (repersoToken calls to the TSP) per second.
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    /// Tokens under way at once.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: u32,
+    /// The first this-many percent of the tokens run first, as a canary.
+    #[serde(default)]
+    pub canary_percent: u32,
+    /// The campaign pauses by itself when more than this percent of the canary fails.
+    #[serde(default = "default_canary_failure")]
+    pub canary_max_failure_percent: u32,
+}
+
+fn default_rate() -> u32 {
+    50
+}
+fn default_in_flight() -> u32 {
+    200
+}
+fn default_canary_failure() -> u32 {
+    10
+}
+
+impl CampaignSettings {
+    pub fn check(&self) -> Result<(), String> {
+        if self.rate_per_second == 0 || self.max_in_flight == 0 {
+            return Err("ratePerSecond and maxInFlight must be at least 1".into());
+        }
+        if self.canary_percent > 100 || self.canary_max_failure_percent > 100 {
+            return Err(
+                "canaryPercent and canaryMaxFailurePercent are percentages (0 to 100)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Inside the deploy's transaction: creates the campaign over the product's ACTIVE tokens.
+pub async fn create(
+    conn: &mut sqlx::AnyConnection,
+    issuer_id: &str,
+    product_id: &str,
+    version: &str,
+    s: CampaignSettings,
+    now: i64,
+) -> Result<Campaign, Error> {
+    let mut c = Campaign {
+        campaign_id: format!("cmp_{}", uuid::Uuid::new_v4().simple()),
+        issuer_id: issuer_id.to_string(),
+        product_id: product_id.to_string(),
+        profile_version: version.to_string(),
+        state: "RUNNING".into(),
+        state_reason: None,
+        rate_per_second: s.rate_per_second as i64,
+        max_in_flight: s.max_in_flight as i64,
+        canary_percent: s.canary_percent as i64,
+        canary_size: 0,
+        canary_max_failure_percent: s.canary_max_failure_percent as i64,
+        total: 0,
+        created_ms: now,
+        updated_ms: now,
+        finished_ms: None,
+    };
+    c.total = campaigns::create(conn, &c).await?;
+    c.canary_size = (c.total * c.canary_percent + 99) / 100;
+    sqlx::query("UPDATE campaigns SET canary_size = $2 WHERE campaign_id = $1")
+        .bind(&c.campaign_id)
+        .bind(c.canary_size)
+        .execute(conn)
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    Ok(c)
+}
+
+/// Start credits carried between ticks, per campaign (a rate below one token per tick).
+#[derive(Default)]
+pub struct Pacer {
+    credits: Mutex<HashMap<String, (f64, i64)>>,
+}
+
+impl Pacer {
+    /// How many tokens the campaign may start now at `rate` per second.
+    fn allowance(&self, campaign_id: &str, rate: i64, now: i64) -> i64 {
+        let mut map = self.credits.lock().unwrap_or_else(|p| p.into_inner());
+        let (credit, last) = map.entry(campaign_id.to_string()).or_insert((1.0, now));
+        let elapsed = (now - *last).max(0) as f64 / 1000.0;
+        *last = now;
+        // At most one second of credit: a pause does not turn into a burst.
+        *credit = (*credit + elapsed * rate as f64).min(rate.max(1) as f64);
+        credit.floor() as i64
+    }
+
+    fn spend(&self, campaign_id: &str, n: i64) {
+        let mut map = self.credits.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((credit, _)) = map.get_mut(campaign_id) {
+            *credit -= n as f64;
+        }
+    }
+}
+
+/// One step of every running campaign.
+pub async fn tick(hub: &Hub) -> Result<(), Error> {
+    for id in hub.store.running_campaigns().await? {
+        let now = hub.now_ms();
+        let campaign_id = id.clone();
+        let allowance = {
+            let Some(c) = hub.store.campaign(&id).await? else {
+                continue;
+            };
+            hub.campaign_pacer.allowance(&id, c.rate_per_second, now)
+        };
+        let started = hub
+            .store
+            .transact(move |conn| {
+                Box::pin(async move { step_campaign(conn, &campaign_id, allowance, now).await })
+            })
+            .await?;
+        hub.campaign_pacer.spend(&id, started);
+        if started > 0 {
+            hub.outbox_wake.notify_one();
+        }
+    }
+    Ok(())
+}
+
+async fn step_campaign(
+    conn: &mut sqlx::AnyConnection,
+    campaign_id: &str,
+    allowance: i64,
+    now: i64,
+) -> Result<i64, Error> {
+    let Some(c) = campaigns::lock(conn, campaign_id).await? else {
+        return Ok(0);
+    };
+    if c.state != "RUNNING" {
+        return Ok(0);
+    }
+    let counts: HashMap<Step, i64> = campaigns::step_counts(conn, campaign_id)
+        .await?
+        .into_iter()
+        .collect();
+    let count = |s: Step| counts.get(&s).copied().unwrap_or(0);
+    let in_flight = count(Step::Recovering) + count(Step::Delivering);
+    let queued = count(Step::Queued);
+    if queued == 0 && in_flight == 0 {
+        campaigns::set_state(conn, campaign_id, "COMPLETED", None, now).await?;
+        tracing::info!(campaign_id, "campaign completed");
+        return Ok(0);
+    }
+    let started_so_far = c.total - queued;
+    let mut limit = allowance.min(c.max_in_flight - in_flight).min(queued);
+    if c.canary_size > 0 && started_so_far >= c.canary_size {
+        let (failed, finished) =
+            campaigns::canary_outcome(conn, campaign_id, c.canary_size).await?;
+        if finished < c.canary_size {
+            // The canary is still running: nothing else starts until it is judged.
+            limit = 0;
+        } else if failed * 100 > c.canary_max_failure_percent * c.canary_size {
+            let why = format!(
+                "canary: {failed} of {} failed, over the {}% allowed",
+                c.canary_size, c.canary_max_failure_percent
+            );
+            tracing::warn!(campaign_id, reason = %why, "campaign paused by its canary");
+            campaigns::set_state(conn, campaign_id, "PAUSED", Some(&why), now).await?;
+            return Ok(0);
+        }
+    } else if c.canary_size > 0 {
+        limit = limit.min(c.canary_size - started_so_far);
+    }
+    if limit <= 0 {
+        return Ok(0);
+    }
+    let mut started = 0;
+    for token_id in campaigns::next_queued(conn, campaign_id, limit).await? {
+        let token = tokens::lock_token(conn, &token_id).await?;
+        let ok = match &token {
+            Some(t) => {
+                crate::flows::reperso::start(conn, t, &c.profile_version, Some(campaign_id), now)
+                    .await?
+            }
+            None => false,
+        };
+        if ok {
+            campaigns::set_step(conn, campaign_id, &token_id, Step::Recovering, None, now).await?;
+            started += 1;
+        } else {
+            let why = match &token {
+                Some(t) => format!(
+                    "not re-personalized: the token is {} or busy",
+                    t.state.as_str()
+                ),
+                None => "the token no longer exists".into(),
+            };
+            campaigns::set_step(conn, campaign_id, &token_id, Step::Skipped, Some(&why), now)
+                .await?;
+        }
+    }
+    Ok(started)
+}
+
+/// Operator commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("no such campaign")]
+    NotFound,
+    #[error("the campaign is {0}")]
+    Finished(String),
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+impl From<crate::store::StoreError> for CommandError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+pub async fn command(hub: &Hub, campaign_id: &str, cmd: Command) -> Result<(), CommandError> {
+    let now = hub.now_ms();
+    let id = campaign_id.to_string();
+    hub.store
+        .transact(move |conn| {
+            Box::pin(async move {
+                let Some(c) = campaigns::lock(conn, &id).await? else {
+                    return Err(CommandError::NotFound);
+                };
+                if matches!(c.state.as_str(), "COMPLETED" | "CANCELLED") {
+                    return Err(CommandError::Finished(c.state));
+                }
+                match cmd {
+                    Command::Pause => {
+                        campaigns::set_state(
+                            conn,
+                            &id,
+                            "PAUSED",
+                            Some("paused by the operator"),
+                            now,
+                        )
+                        .await?
+                    }
+                    Command::Resume => {
+                        campaigns::set_state(conn, &id, "RUNNING", None, now).await?
+                    }
+                    Command::Cancel => {
+                        // Tokens under way finish; the others stay on their version.
+                        campaigns::cancel_queued(conn, &id, now).await?;
+                        campaigns::set_state(
+                            conn,
+                            &id,
+                            "CANCELLED",
+                            Some("cancelled by the operator"),
+                            now,
+                        )
+                        .await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+}

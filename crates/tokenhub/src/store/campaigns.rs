@@ -1,0 +1,339 @@
+//! Re-personalization campaigns and the tokens each covers, step by step.
+
+use super::{dialect, Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+/// Where one token of a campaign stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Step {
+    /// Waiting for its turn.
+    Queued,
+    /// `repersoToken` sent (or queued); waiting for the TSP's `/newData`.
+    Recovering,
+    /// Rebuilt with the new version; waiting for the device.
+    Delivering,
+    Done,
+    Failed,
+    /// Not ACTIVE (or busy) when its turn came: left on its version.
+    Skipped,
+    /// The campaign was cancelled before its turn.
+    Cancelled,
+}
+
+impl Step {
+    pub const ALL: [Step; 7] = [
+        Step::Queued,
+        Step::Recovering,
+        Step::Delivering,
+        Step::Done,
+        Step::Failed,
+        Step::Skipped,
+        Step::Cancelled,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Queued => "QUEUED",
+            Step::Recovering => "RECOVERING",
+            Step::Delivering => "DELIVERING",
+            Step::Done => "DONE",
+            Step::Failed => "FAILED",
+            Step::Skipped => "SKIPPED",
+            Step::Cancelled => "CANCELLED",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Step::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A campaign's settings and state.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub campaign_id: String,
+    pub issuer_id: String,
+    pub product_id: String,
+    pub profile_version: String,
+    /// `RUNNING`, `PAUSED`, `COMPLETED`, `CANCELLED`.
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub rate_per_second: i64,
+    pub max_in_flight: i64,
+    pub canary_percent: i64,
+    pub canary_size: i64,
+    pub canary_max_failure_percent: i64,
+    pub total: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+const COLUMNS: &str = "campaign_id, issuer_id, product_id, profile_version, state, state_reason, \
+    rate_per_second, max_in_flight, canary_percent, canary_size, canary_max_failure_percent, total, \
+    created_ms, updated_ms, finished_ms";
+
+fn from_row(r: &AnyRow) -> Result<Campaign, StoreError> {
+    Ok(Campaign {
+        campaign_id: r.try_get(0)?,
+        issuer_id: r.try_get(1)?,
+        product_id: r.try_get(2)?,
+        profile_version: r.try_get(3)?,
+        state: r.try_get(4)?,
+        state_reason: r.try_get(5)?,
+        rate_per_second: r.try_get(6)?,
+        max_in_flight: r.try_get(7)?,
+        canary_percent: r.try_get(8)?,
+        canary_size: r.try_get(9)?,
+        canary_max_failure_percent: r.try_get(10)?,
+        total: r.try_get(11)?,
+        created_ms: r.try_get(12)?,
+        updated_ms: r.try_get(13)?,
+        finished_ms: r.try_get(14)?,
+    })
+}
+
+/// Creates the campaign over every ACTIVE token of the product not on `profile_version` yet, in
+/// a fixed order (`seq`), and returns how many it covers.
+pub async fn create(conn: &mut AnyConnection, c: &Campaign) -> Result<i64, StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO campaigns ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    ))
+    .bind(&c.campaign_id)
+    .bind(&c.issuer_id)
+    .bind(&c.product_id)
+    .bind(&c.profile_version)
+    .bind(&c.state)
+    .bind(&c.state_reason)
+    .bind(c.rate_per_second)
+    .bind(c.max_in_flight)
+    .bind(c.canary_percent)
+    .bind(c.canary_size)
+    .bind(c.canary_max_failure_percent)
+    .bind(c.total)
+    .bind(c.created_ms)
+    .bind(c.updated_ms)
+    .bind(c.finished_ms)
+    .execute(&mut *conn)
+    .await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT token_id FROM tokens WHERE issuer_id = $1 AND product_id = $2 AND state = 'ACTIVE' \
+         AND profile_version <> $3 ORDER BY token_id",
+    )
+    .bind(&c.issuer_id)
+    .bind(&c.product_id)
+    .bind(&c.profile_version)
+    .fetch_all(&mut *conn)
+    .await?;
+    for chunk in ids.chunks(500).enumerate() {
+        let (n, chunk) = chunk;
+        let mut sql = String::from(
+            "INSERT INTO campaign_tokens (campaign_id, seq, token_id, step, updated_ms) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let b = 2 + i * 2;
+            sql.push_str(&format!(
+                "($1, ${b}, ${}, 'QUEUED', {})",
+                b + 1,
+                c.created_ms
+            ));
+        }
+        let mut q = sqlx::query(&sql).bind(&c.campaign_id);
+        for (i, id) in chunk.iter().enumerate() {
+            q = q.bind((n * 500 + i) as i64).bind(id);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let total = ids.len() as i64;
+    sqlx::query("UPDATE campaigns SET total = $2 WHERE campaign_id = $1")
+        .bind(&c.campaign_id)
+        .bind(total)
+        .execute(conn)
+        .await?;
+    Ok(total)
+}
+
+pub async fn lock(
+    conn: &mut AnyConnection,
+    campaign_id: &str,
+) -> Result<Option<Campaign>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM campaigns WHERE campaign_id = $1{}",
+        dialect(conn).for_update()
+    );
+    let row = sqlx::query(&sql)
+        .bind(campaign_id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn set_state(
+    conn: &mut AnyConnection,
+    campaign_id: &str,
+    state: &str,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let finished = matches!(state, "COMPLETED" | "CANCELLED").then_some(now);
+    sqlx::query(
+        "UPDATE campaigns SET state = $2, state_reason = $3, updated_ms = $4, finished_ms = COALESCE(finished_ms, $5) \
+         WHERE campaign_id = $1",
+    )
+    .bind(campaign_id)
+    .bind(state)
+    .bind(reason)
+    .bind(now)
+    .bind(finished)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The next `limit` queued tokens, in order.
+pub async fn next_queued(
+    conn: &mut AnyConnection,
+    campaign_id: &str,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT token_id FROM campaign_tokens WHERE campaign_id = $1 AND step = 'QUEUED' ORDER BY seq LIMIT $2",
+    )
+    .bind(campaign_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn set_step(
+    conn: &mut AnyConnection,
+    campaign_id: &str,
+    token_id: &str,
+    step: Step,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE campaign_tokens SET step = $3, reason = $4, updated_ms = $5, \
+         started_ms = CASE WHEN $3 = 'RECOVERING' THEN $5 ELSE started_ms END \
+         WHERE campaign_id = $1 AND token_id = $2",
+    )
+    .bind(campaign_id)
+    .bind(token_id)
+    .bind(step.as_str())
+    .bind(reason)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Cancels every queued token of the campaign.
+pub async fn cancel_queued(
+    conn: &mut AnyConnection,
+    campaign_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE campaign_tokens SET step = 'CANCELLED', updated_ms = $2 WHERE campaign_id = $1 AND step = 'QUEUED'",
+    )
+    .bind(campaign_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts per step.
+pub async fn step_counts(
+    conn: &mut AnyConnection,
+    campaign_id: &str,
+) -> Result<Vec<(Step, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT step, COUNT(*) FROM campaign_tokens WHERE campaign_id = $1 GROUP BY step",
+    )
+    .bind(campaign_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let s: String = r.try_get(0)?;
+            let step =
+                Step::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("campaign step {s}")))?;
+            Ok((step, r.try_get(1)?))
+        })
+        .collect()
+}
+
+/// Failures among the first `n` tokens (the canary), and how many of them finished.
+pub async fn canary_outcome(
+    conn: &mut AnyConnection,
+    campaign_id: &str,
+    n: i64,
+) -> Result<(i64, i64), StoreError> {
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(CASE WHEN step = 'FAILED' THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN step IN ('DONE', 'FAILED', 'SKIPPED') THEN 1 ELSE 0 END), 0) \
+         FROM campaign_tokens WHERE campaign_id = $1 AND seq < $2",
+    )
+    .bind(campaign_id)
+    .bind(n)
+    .fetch_one(conn)
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// One failed (or skipped) token of a campaign, for the report.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportLine {
+    pub token_id: String,
+    pub step: String,
+    pub reason: String,
+}
+
+impl Store {
+    pub async fn campaign(&self, campaign_id: &str) -> Result<Option<Campaign>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM campaigns WHERE campaign_id = $1"
+        ))
+        .bind(campaign_id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    pub async fn running_campaigns(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT campaign_id FROM campaigns WHERE state = 'RUNNING' ORDER BY created_ms",
+        )
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    pub async fn campaign_steps(&self, campaign_id: &str) -> Result<Vec<(Step, i64)>, StoreError> {
+        let mut conn = self.reader().acquire().await?;
+        step_counts(&mut conn, campaign_id).await
+    }
+
+    pub async fn campaign_report(&self, campaign_id: &str) -> Result<Vec<ReportLine>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT token_id, step, COALESCE(reason, '') FROM campaign_tokens WHERE campaign_id = $1 \
+             AND step IN ('FAILED', 'SKIPPED') ORDER BY seq",
+        )
+        .bind(campaign_id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReportLine {
+                    token_id: r.try_get(0)?,
+                    step: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+}
