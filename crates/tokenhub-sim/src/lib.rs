@@ -76,6 +76,7 @@
 //!   - `tsp::delivery`: sending `/data` to the hub, with its retry rules.
 //!   - [`tsp::elements`]: generating the data elements and their wire form.
 //!   - `tsp::vault`: the tokens in memory. `tsp::status`: the counters.
+//!   - `tsp::scan`: every form of a token's data, for tests that scan the hub's storage.
 //!
 //! # TLS
 //!

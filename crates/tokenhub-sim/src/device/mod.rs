@@ -143,8 +143,12 @@ pub struct FleetStatus {
     pub registered: u64,
     /// Offers received; an offer made again (not confirmed yet) counts again.
     pub personalizations_received: u64,
-    /// SUCCESS results the hub acknowledged.
+    /// Installations whose SUCCESS the hub acknowledged (once each: `installs == confirmed`
+    /// when every confirmation got through).
     pub confirmed: u64,
+    /// SUCCESS acknowledged again for an application already confirmed: the hub offered the
+    /// same personalization again (it had not recorded the first confirmation).
+    pub reconfirmed: u64,
     /// FAILURE results the hub acknowledged (broken profiles and simulated failures).
     pub failures_reported: u64,
     /// Profiles that did not open (base64, encapsulated key, AEAD).
@@ -212,6 +216,9 @@ struct App {
     profile_version: String,
     cmk_ac: Zeroizing<[u8; 16]>,
     atc: u16,
+    /// Whether the hub acknowledged its SUCCESS, so that a confirmation repeated for a re-offer
+    /// is counted apart.
+    acknowledged: bool,
     last4: Option<String>,
     psn: Option<u8>,
     par: Option<String>,
@@ -237,6 +244,7 @@ struct Counters {
     registered: AtomicU64,
     received: AtomicU64,
     confirmed: AtomicU64,
+    reconfirmed: AtomicU64,
     failures_reported: AtomicU64,
     decrypt_errors: AtomicU64,
     check_errors: AtomicU64,
@@ -447,6 +455,7 @@ impl Fleet {
             registered: get(&c.registered),
             personalizations_received: get(&c.received),
             confirmed: get(&c.confirmed),
+            reconfirmed: get(&c.reconfirmed),
             failures_reported: get(&c.failures_reported),
             decrypt_errors: get(&c.decrypt_errors),
             check_errors: get(&c.check_errors),
@@ -833,6 +842,7 @@ async fn handle_offer(
     };
     let opened = open_offer(device, offer);
     let behaviour = *device.behaviour.borrow();
+    let mut installed = None;
     let body = match (opened, behaviour) {
         (Err(refusal), _) => {
             match refusal {
@@ -852,6 +862,7 @@ async fn handle_offer(
             return;
         }
         (Ok((offer, version, profile)), Behaviour::Normal | Behaviour::Offline) => {
+            installed = Some(offer.token_id.clone());
             install(
                 inner,
                 device,
@@ -864,9 +875,18 @@ async fn handle_offer(
         }
     };
     if behaviour == Behaviour::NeverConfirm {
+        // Not even a refusal.
         return;
     }
-    report(inner, device, &personalization_id, &body, stop).await;
+    report(
+        inner,
+        device,
+        &personalization_id,
+        installed.as_deref(),
+        &body,
+        stop,
+    )
+    .await;
 }
 
 /// Installs a fresh application (ATC 0) for the token, unless this very personalization is
@@ -895,6 +915,7 @@ fn install(
             profile_version,
             cmk_ac: profile.cmk_ac,
             atc: 0,
+            acknowledged: false,
             last4: profile.last4,
             psn: profile.psn,
             par: profile.par,
@@ -904,15 +925,16 @@ fn install(
     inner.count(&inner.counters.installs);
 }
 
-/// Posts the result, retrying what may succeed later.
+/// Posts the result, retrying what may succeed later. `installed` names the token whose
+/// application a SUCCESS confirms.
 async fn report(
     inner: &Inner,
     device: &Device,
     personalization_id: &str,
+    installed: Option<&str>,
     body: &Value,
     stop: &mut watch::Receiver<bool>,
 ) {
-    let success = body["status"] == "SUCCESS";
     for attempt in 0..RESULT_ATTEMPTS {
         let posted = wallet::post_result(
             &inner.http,
@@ -924,11 +946,22 @@ async fn report(
         .await;
         match posted {
             Ok(()) => {
-                inner.count(if success {
-                    &inner.counters.confirmed
-                } else {
-                    &inner.counters.failures_reported
-                });
+                let counter = match installed {
+                    None => &inner.counters.failures_reported,
+                    Some(token_id) => {
+                        let first = inner
+                            .apps()
+                            .get_mut(token_id)
+                            .filter(|a| a.personalization_id == personalization_id)
+                            .is_none_or(|a| !std::mem::replace(&mut a.acknowledged, true));
+                        if first {
+                            &inner.counters.confirmed
+                        } else {
+                            &inner.counters.reconfirmed
+                        }
+                    }
+                };
+                inner.count(counter);
                 return;
             }
             Err(e) if e.retryable() && attempt + 1 < RESULT_ATTEMPTS => {

@@ -142,9 +142,16 @@ async fn a_device_that_never_confirms_receives_again_and_again_but_says_nothing(
     fleet.set_behaviour(&id, Behaviour::NeverConfirm);
 
     let pid = hub.offer(&id, "TKN-N", json!(1), &demo_profile(&[1; 16]));
+    // Not even a broken profile gets a FAILURE from it.
+    hub.offer_raw(
+        &id,
+        "p-broken",
+        json!({"personalizationId": "p-broken", "tokenId": "T", "profileVersion": 1}),
+    );
     assert!(
         fleet
-            .wait_until(PATIENCE, |s| s.personalizations_received >= 3)
+            .wait_until(PATIENCE, |s| s.personalizations_received >= 6
+                && s.check_errors >= 3)
             .await,
         "the hub offers it again and the device receives it again"
     );
@@ -285,7 +292,9 @@ async fn transactions_at_the_tsp_simulator_approve_atc_1_2_3_and_decline_a_repla
     hub.reoffer(&pid);
     assert_eq!(status(&hub.wait_result(&pid).await), "SUCCESS");
     assert_eq!(fleet.app(&token_id).unwrap().atc, 3);
-    assert_eq!(fleet.status().installs, 1);
+    assert!(fleet.wait_until(PATIENCE, |s| s.reconfirmed == 1).await);
+    let s = fleet.status();
+    assert_eq!((s.installs, s.confirmed), (1, 1));
     // The TSP's API base URL (what the hub registers) works as well as its root.
     let summary = fleet.transact_all(&tsp.handle.base_url(), 2, 4).await;
     assert_eq!((summary.tokens, summary.approved), (1, 2));
