@@ -37,6 +37,34 @@ pub async fn tsp_sim(args: TspSimArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
+pub struct DeviceSimArgs {
+    /// The hub's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    hub_url: String,
+    /// How many devices.
+    #[arg(long, default_value_t = 10)]
+    devices: usize,
+    /// Device ids are this prefix and a number.
+    #[arg(long, default_value = "device-")]
+    id_prefix: String,
+    /// The TSP simulator's root URL (where /sim/transactions is): devices pay when it is given.
+    #[arg(long)]
+    tsp_sim_url: Option<String>,
+    /// Seconds between two rounds of transactions.
+    #[arg(long, default_value_t = 10)]
+    transactions_every: u64,
+}
+
+pub async fn device_sim(args: DeviceSimArgs) -> anyhow::Result<()> {
+    let mut fleet = tokenhub_sim::device::FleetConfig::new(args.hub_url, args.devices);
+    fleet.id_prefix = args.id_prefix;
+    let mut config = tokenhub_sim::device::DeviceSimConfig::new(fleet);
+    config.tsp_sim_url = args.tsp_sim_url;
+    config.transactions_every = Duration::from_secs(args.transactions_every.max(1));
+    tokenhub_sim::device::run(config).await
+}
+
+#[derive(clap::Args)]
 pub struct DemoArgs {
     /// How many cards to digitize.
     #[arg(long, default_value_t = 1000)]

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use tokenhub::clock::SystemClock;
 use tokenhub::config::{Config, ServeArgs, StoreArgs};
 
+mod bench;
+mod campaign;
 mod demo;
 
 #[derive(Parser)]
@@ -31,6 +33,13 @@ enum Command {
     TspSim(demo::TspSimArgs),
     /// Run the whole story end to end on a fresh embedded database and check it.
     Demo(demo::DemoArgs),
+    /// Run a fleet of simulated wallets against a hub.
+    DeviceSim(demo::DeviceSimArgs),
+    /// Follow and steer re-personalization campaigns.
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCommand),
+    /// Measure the hub: `bench data` times submitTokenData against a parse-only handler.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -73,7 +82,7 @@ struct ImportArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo draws progress bars: only warnings and errors go to the log there.
-    let quiet = matches!(cli.command, Command::Demo(_));
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
     tokenhub::telemetry::init(if quiet {
         "warn"
     } else {
@@ -91,6 +100,9 @@ fn main() -> anyhow::Result<()> {
             Command::Keys(KeysCommand::Import(args)) => keys_import(args).await,
             Command::TspSim(args) => demo::tsp_sim(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::DeviceSim(args) => demo::device_sim(args).await,
+            Command::Campaign(cmd) => campaign::run(cmd).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }
