@@ -11,6 +11,7 @@ use crate::flows::deliver::Target;
 use crate::flows::reperso;
 use crate::hub::Hub;
 use crate::store::deliveries::{self, Kind};
+use crate::store::outbox;
 use crate::store::tokens::{self, DataPart};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -183,6 +184,22 @@ async fn apply(
             return Err(Rejection::new(
                 Code::Ongoing,
                 "the token's profile is being delivered to the device",
+            )
+            .into());
+        }
+        if token.recovery.is_none()
+            && outbox::was_sent(
+                conn,
+                token_id.as_str(),
+                outbox::REPERSO_TOKEN,
+                correlation_id.as_str(),
+            )
+            .await?
+        {
+            // The recovery this data answers is over (its time to live ran out, or it failed).
+            return Err(Rejection::new(
+                Code::Expired,
+                "the time to live of the recovery this data answers has expired",
             )
             .into());
         }

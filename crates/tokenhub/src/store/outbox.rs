@@ -99,6 +99,24 @@ pub async fn claim(
     Ok(items)
 }
 
+/// Whether a call of `kind` with this correlation id was ever queued for the token.
+pub async fn was_sent(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    kind: &str,
+    correlation_id: &str,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM outbox WHERE token_id = $1 AND kind = $2 AND correlation_id = $3 LIMIT 1",
+    )
+    .bind(token_id)
+    .bind(kind)
+    .bind(correlation_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
 pub async fn mark_done(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE outbox SET state = 'DONE', last_error = NULL, updated_ms = $2 WHERE id = $1",
