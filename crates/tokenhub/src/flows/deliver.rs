@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::keys::{PersoError, SealedProfile};
 use crate::store::deliveries::{self, DeliveryState, Kind, Personalization};
-use crate::store::outbox::{self, NewItem};
+use crate::store::outbox;
 use crate::store::tokens::{self, TokenRow};
 use crate::store::{catalog, StoreError};
 use base64::Engine;
@@ -237,15 +237,10 @@ pub async fn settle(
                     (DeliveryState::Pending, _) => {}
                 }
                 match result {
-                    DeviceResult::Success => confirm(c, &p, now).await?,
+                    DeviceResult::Success => conclude(c, &p, Ok(()), now).await?,
                     DeviceResult::Failure(reason) => {
-                        fail(
-                            c,
-                            &p,
-                            &format!("the device reported FAILURE: {reason}"),
-                            now,
-                        )
-                        .await?
+                        let why = format!("the device reported FAILURE: {reason}");
+                        conclude(c, &p, Err(&why), now).await?
                     }
                 }
                 Ok(true)
@@ -258,57 +253,29 @@ pub async fn settle(
     Ok(())
 }
 
-async fn confirm(c: &mut AnyConnection, p: &Personalization, now: i64) -> Result<(), Error> {
-    deliveries::settle(
-        c,
-        &p.personalization_id,
-        DeliveryState::Confirmed,
-        None,
-        now,
-    )
-    .await?;
-    let token = tokens::lock_token(c, &p.token_id).await?.ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "token {} of {} is gone",
-            p.token_id, p.personalization_id
-        ))
-    })?;
-    tokens::delete_data(c, &p.token_id, now).await?;
-    tokens::add_event(
-        c,
-        &p.token_id,
-        &format!(
-            "device confirmed {} ({}); data elements deleted",
-            p.profile_version, p.personalization_id
-        ),
-        &p.correlation_id,
-        now,
-    )
-    .await?;
-    if p.kind == Kind::Reperso {
-        crate::flows::reperso::on_device_result(c, p, Ok(()), now).await?;
-    }
-    if p.kind == Kind::Perso && token.state == TokenState::Personalizing {
-        tokens::set_state(c, &p.token_id, TokenState::Active, now).await?;
-        enqueue_state(c, &token, TokenState::Active, None, &p.correlation_id, now).await?;
-    }
-    Ok(())
-}
-
-async fn fail(
+/// Settles a personalization with the device's outcome: the sealed profile and the token's data
+/// go; a first personalization makes the token ACTIVE (or failed, DELETED) and the TSP is told; a
+/// re-personalization ends as `reperso` says.
+async fn conclude(
     c: &mut AnyConnection,
     p: &Personalization,
-    reason: &str,
+    outcome: Result<(), &str>,
     now: i64,
 ) -> Result<(), Error> {
-    deliveries::settle(
-        c,
-        &p.personalization_id,
-        DeliveryState::Failed,
-        Some(reason),
-        now,
-    )
-    .await?;
+    let (state, event) = match outcome {
+        Ok(()) => (
+            DeliveryState::Confirmed,
+            format!(
+                "device confirmed {} ({}); data elements deleted",
+                p.profile_version, p.personalization_id
+            ),
+        ),
+        Err(reason) => (
+            DeliveryState::Failed,
+            format!("personalization failed: {reason}"),
+        ),
+    };
+    deliveries::settle(c, &p.personalization_id, state, outcome.err(), now).await?;
     let token = tokens::lock_token(c, &p.token_id).await?.ok_or_else(|| {
         StoreError::Corrupt(format!(
             "token {} of {} is gone",
@@ -316,29 +283,28 @@ async fn fail(
         ))
     })?;
     tokens::delete_data(c, &p.token_id, now).await?;
-    tokens::add_event(
-        c,
-        &p.token_id,
-        &format!("personalization failed: {reason}"),
-        &p.correlation_id,
-        now,
-    )
-    .await?;
-    if p.kind == Kind::Reperso {
-        crate::flows::reperso::on_device_result(c, p, Err(reason), now).await?;
-    }
-    if p.kind == Kind::Perso && token.state == TokenState::Personalizing {
-        let why = format!("personalization failed: {reason}");
-        tokens::set_failure(c, &p.token_id, TokenState::Deleted, &why, now).await?;
-        enqueue_state(
-            c,
-            &token,
-            TokenState::Deleted,
-            Some("personalization failed"),
-            &p.correlation_id,
-            now,
-        )
-        .await?;
+    tokens::add_event(c, &p.token_id, &event, &p.correlation_id, now).await?;
+    match (p.kind, outcome) {
+        (Kind::Reperso, _) => crate::flows::reperso::on_device_result(c, p, outcome, now).await?,
+        (Kind::Perso, _) if token.state != TokenState::Personalizing => {}
+        (Kind::Perso, Ok(())) => {
+            tokens::set_state(c, &p.token_id, TokenState::Active, now).await?;
+            enqueue_state(c, &token, TokenState::Active, None, &p.correlation_id, now).await?;
+        }
+        (Kind::Perso, Err(reason)) => {
+            let why = format!("personalization failed: {reason}");
+            tokens::set_failure(c, &p.token_id, TokenState::Deleted, &why, now).await?;
+            let reason = Some("personalization failed");
+            enqueue_state(
+                c,
+                &token,
+                TokenState::Deleted,
+                reason,
+                &p.correlation_id,
+                now,
+            )
+            .await?;
+        }
     }
     Ok(())
 }
@@ -352,31 +318,19 @@ pub async fn enqueue_state(
     correlation_id: &str,
     now: i64,
 ) -> Result<(), Error> {
-    let tsp_id = catalog::issuer_tsp(c, &token.issuer_id)
-        .await?
-        .ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "issuer {} of token {} is gone",
-                token.issuer_id, token.token_id
-            ))
-        })?;
     let mut body = serde_json::json!({"issuerId": token.issuer_id, "state": state.as_str()});
     if let Some(r) = reason {
         body["reason"] = serde_json::Value::String(r.to_string());
     }
-    outbox::enqueue(
+    super::enqueue_tsp_call(
         c,
-        &NewItem {
-            kind: outbox::UPDATE_TOKEN_STATE,
-            token_id: &token.token_id,
-            tsp_id: &tsp_id,
-            correlation_id,
-            payload: &body.to_string(),
-        },
+        token,
+        outbox::UPDATE_TOKEN_STATE,
+        correlation_id,
+        &body,
         now,
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Fails the personalizations that ran out of tries or were never fetched. Returns how many.
@@ -394,7 +348,7 @@ pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
                     } else {
                         "never fetched by the device before it expired".to_string()
                     };
-                    fail(c, p, &reason, now).await?;
+                    conclude(c, p, Err(&reason), now).await?;
                 }
                 Ok::<_, Error>(overdue.len())
             })

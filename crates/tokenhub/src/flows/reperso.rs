@@ -12,9 +12,9 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::campaigns::{self, Step};
 use crate::store::deliveries::Personalization;
-use crate::store::outbox::{self, NewItem};
+use crate::store::outbox;
 use crate::store::tokens::{self, Recovery, TokenRow};
-use crate::store::{catalog, StoreError};
+use crate::store::StoreError;
 use sqlx::AnyConnection;
 
 /// Opens a recovery on an ACTIVE token and queues `repersoToken`. Returns `false` (and changes
@@ -37,7 +37,7 @@ pub async fn start(
     };
     tokens::set_recovery(conn, &token.token_id, Some(&recovery), now).await?;
     let body = serde_json::json!({"issuerId": token.issuer_id, "reason": "PROFILE_UPDATE"});
-    enqueue(
+    super::enqueue_tsp_call(
         conn,
         token,
         outbox::REPERSO_TOKEN,
@@ -55,32 +55,6 @@ pub async fn start(
     )
     .await?;
     Ok(true)
-}
-
-async fn enqueue(
-    conn: &mut AnyConnection,
-    token: &TokenRow,
-    kind: &str,
-    correlation_id: &str,
-    body: &serde_json::Value,
-    now: i64,
-) -> Result<(), Error> {
-    let tsp_id = catalog::issuer_tsp(conn, &token.issuer_id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("issuer {} is gone", token.issuer_id)))?;
-    outbox::enqueue(
-        conn,
-        &NewItem {
-            kind,
-            token_id: &token.token_id,
-            tsp_id: &tsp_id,
-            correlation_id,
-            payload: &body.to_string(),
-        },
-        now,
-    )
-    .await?;
-    Ok(())
 }
 
 /// Ends the token's re-personalization: closes the recovery, deletes the recovered data, tells
@@ -101,7 +75,7 @@ pub async fn finish(
             serde_json::json!({"issuerId": token.issuer_id, "status": "FAILURE", "errorCode": 911})
         }
     };
-    enqueue(
+    super::enqueue_tsp_call(
         conn,
         token,
         outbox::NEW_DATA_STATUS,
