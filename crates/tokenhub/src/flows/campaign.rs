@@ -289,3 +289,44 @@ pub async fn command(hub: &Hub, campaign_id: &str, cmd: Command) -> Result<(), C
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_allows_the_rate_and_no_burst_after_a_pause() {
+        let p = Pacer::default();
+        assert_eq!(p.allowance("c", 10, 0), 1, "one to start with");
+        p.spend("c", 1);
+        assert_eq!(p.allowance("c", 10, 100), 1, "10/s is one every 100 ms");
+        p.spend("c", 1);
+        assert_eq!(p.allowance("c", 10, 150), 0);
+        assert_eq!(p.allowance("c", 10, 200), 1);
+        p.spend("c", 1);
+        assert_eq!(
+            p.allowance("c", 10, 60_000),
+            10,
+            "at most one second of credit"
+        );
+        assert_eq!(
+            p.allowance("other", 1000, 60_000),
+            1,
+            "campaigns are paced apart"
+        );
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let s = |r, m, c, f| CampaignSettings {
+            rate_per_second: r,
+            max_in_flight: m,
+            canary_percent: c,
+            canary_max_failure_percent: f,
+        };
+        assert!(s(1, 1, 0, 0).check().is_ok());
+        assert!(s(0, 1, 0, 0).check().is_err());
+        assert!(s(1, 0, 0, 0).check().is_err());
+        assert!(s(1, 1, 101, 0).check().is_err());
+    }
+}
