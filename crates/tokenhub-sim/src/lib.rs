@@ -27,6 +27,24 @@
 //! - `PUT /tsp/trapi/v2.0/tokens/{tokenId}/newDataStatus` (submitNewTokenDataStatus)
 //!   `{"issuerId", "status": "SUCCESS"|"FAILURE", "errorCode"?}` → 204; SUCCESS forgets the
 //!   token's last ATC (the re-personalized device restarts at 0), once per `x-correlation-id`.
+//! - `POST /tsp/trapi/v2.0/tokens/{tokenId}/reperso` (repersoToken) `{"issuerId", "reason"?:
+//!   "PROFILE_UPDATE"}` with `x-correlation-id: C` → 204 at once; then the token's EXISTING data
+//!   (never new data: the same elements and, encryption being deterministic, the same wire values
+//!   as its `/data`) goes to the hub with `PUT {hub}/trapi/v2.0/tokens/{tokenId}/newData`,
+//!   `x-correlation-id: C` on every part and retry, body `{"issuerId", "tokenPersoInfo"}`, spread
+//!   over `partial_calls` calls. Retried on connection errors, 5xx and 921; anything else (431,
+//!   322, 321, 432, 119, …) is final and ends the recovery. The same C again while its recovery
+//!   is in flight, done or dropped → 204 and nothing more; after a failed one it starts over.
+//!   Refusals: 111/112, 119 unknown token, 113 wrong issuer, 432 for a `DELETED` token.
+//! - `GET|PUT /sim/misbehaviour`: the [`Misbehaviour`] switches as JSON (`{"newDataOnRecovery",
+//!   "dropReperso", "slowMs", "rateLimit"}`, absent = off), also
+//!   [`TspSimHandle::set_misbehaviour`] / [`TspSimHandle::misbehaviour`] and
+//!   [`TspSimConfig::misbehaviour`] from the start: recover with a fresh random `cmk_ac` (on the
+//!   wire only: the vault keeps the existing key, which the hub must insist on with 431); answer
+//!   repersoToken 204 but never send `/newData`; delay every answer of the outgoing API
+//!   (healthCheck included, `/sim/*` not); answer `503` (empty body, `Retry-After: 1`) above R
+//!   calls per second on the outgoing API except healthCheck — a token bucket of R calls
+//!   refilled at R/s, so a caller paced at ≤ R/s never sees a 503 (counted in `rateLimited`).
 //! - `POST /sim/transactions` `{"tokenId", "atc", "amount", "currency", "unpredictableNumber",
 //!   "cryptogram"}` → `200 {"approved", "reason"}`: approved only for an `ACTIVE` token, with
 //!   the cryptogram its `cmk_ac` gives ([`emv`]) and an ATC greater than the last one accepted;
@@ -72,8 +90,11 @@
 //!   `tokenhub tsp-sim` command), `TspSimHandle`.
 //!   - `tsp::api`: the HTTP routes and the request validation.
 //!   - `tsp::lifecycle`: updateTokenState and submitNewTokenDataStatus.
+//!   - `tsp::reperso`: repersoToken and the recovery it sends (`/newData`).
+//!   - `tsp::misbehaviour`: the switches, the rate limit's token bucket, the middleware.
 //!   - `tsp::transactions`: authorizing transactions (state, cryptogram, ATC).
-//!   - `tsp::delivery`: sending `/data` to the hub, with its retry rules.
+//!   - `tsp::delivery`: sending `/data` (and a recovery's `/newData`) to the hub, with the retry
+//!     rules.
 //!   - [`tsp::elements`]: generating the data elements and their wire form.
 //!   - `tsp::vault`: the tokens in memory. `tsp::status`: the counters.
 //!   - `tsp::scan`: every form of a token's data, for tests that scan the hub's storage.
@@ -94,7 +115,7 @@ pub use device::{
 };
 
 pub use tsp::{
-    load_key_set, run, spawn, RetryPolicy, SimTokenView, TransactionAnswer, TransactionRequest,
-    TspSimConfig, TspSimHandle, TspSimStatus, TspTokenState, TxnReason, ELEMENT_NAMES,
-    TRANSACTIONS_PATH,
+    load_key_set, run, spawn, Misbehaviour, RetryPolicy, SimTokenView, TransactionAnswer,
+    TransactionRequest, TspSimConfig, TspSimHandle, TspSimStatus, TspTokenState, TxnReason,
+    ELEMENT_NAMES, TRANSACTIONS_PATH,
 };

@@ -16,12 +16,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use serde_json::{Map, Value};
 
 use super::delivery::{self, DataJob};
 use super::elements::{new_token_id, ClearElements, TokenInfo, YearMonth};
 use super::lifecycle;
+use super::misbehaviour::{self, Misbehaviour};
+use super::reperso;
 use super::transactions::{self, TRANSACTIONS_PATH};
 use super::vault::{Created, RequestKey, SimToken};
 use super::SimState;
@@ -45,10 +47,19 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
             "/tokens/{token_id}/newDataStatus",
             put(lifecycle::submit_new_data_status),
         )
-        .route("/healthCheck", get(health_check));
+        .route("/tokens/{token_id}/reperso", post(reperso::reperso_token))
+        .route("/healthCheck", get(health_check))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            misbehaviour::guard,
+        ));
     Router::new()
         .nest(TSP_API_PREFIX, tsp)
         .route("/sim/status", get(sim_status))
+        .route(
+            "/sim/misbehaviour",
+            get(get_misbehaviour).put(put_misbehaviour),
+        )
         .route("/sim/tokens/{token_id}", get(sim_token))
         .route(TRANSACTIONS_PATH, post(transactions::submit))
         .with_state(state)
@@ -153,6 +164,29 @@ async fn health_check(headers: HeaderMap) -> Response {
 
 async fn sim_status(State(state): State<Arc<SimState>>) -> Response {
     Json(state.counters.snapshot()).into_response()
+}
+
+async fn get_misbehaviour(State(state): State<Arc<SimState>>) -> Response {
+    Json(state.switches.get()).into_response()
+}
+
+/// `PUT /sim/misbehaviour` with the JSON of [`Misbehaviour`] (absent fields off) → 204; 400 for a
+/// body that is not one.
+async fn put_misbehaviour(
+    State(state): State<Arc<SimState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = body
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Misbehaviour>(&b).ok());
+    match parsed {
+        Some(next) => {
+            tracing::info!(misbehaviour = ?next, "TSP simulator misbehaviour set");
+            state.switches.set(next);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => StatusCode::BAD_REQUEST.into_response(),
+    }
 }
 
 async fn sim_token(State(state): State<Arc<SimState>>, Path(token_id): Path<String>) -> Response {

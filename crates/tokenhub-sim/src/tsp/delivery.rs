@@ -1,5 +1,7 @@
 //! Sending a token's data preparation to the hub (`PUT {hub}/trapi/v2.0/tokens/{tokenId}/data`),
 //! split over the configured number of partial calls, with retries where the contract allows them.
+//! [`send_part`] also sends the recovered data of a re-personalization (`…/newData`, see
+//! `reperso`), with the same retry rules.
 //!
 //! The parts go one after the other: the hub merges them, and a part racing the previous one would
 //! only earn a 321 ("operation on token already on-going"). A part the hub refuses for good ends
@@ -144,69 +146,108 @@ async fn send_all(state: &SimState, job: &DataJob) -> Ended {
     tokio::time::sleep(state.config.data_delay).await;
     let parts = split(job.elements.clone(), state.config.partial_calls);
     let count = parts.len();
+    let grace_until = job.answered_at + state.config.retry.unknown_token_grace;
     for (i, part) in parts.into_iter().enumerate() {
-        state.counters.data_call_sent();
-        if !send_part(state, job, part, i + 1, count).await {
+        // Retries of one message keep its x-correlation-id, so the hub can tell them apart from
+        // new messages; each part is a message of its own.
+        let message = Message {
+            kind: CallKind::Data,
+            token_id: &job.token_id,
+            issuer_id: &job.issuer_id,
+            correlation_id: &uuid::Uuid::new_v4().to_string(),
+            grace_until: Some(grace_until),
+        };
+        if !send_part(state, &message, part, i + 1, count).await {
             return Ended::Rejected;
         }
     }
     Ended::Delivered
 }
 
+/// Which of the hub's two data operations a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    /// `PUT …/data` (submitTokenData): the data preparation after createToken.
+    Data,
+    /// `PUT …/newData` (submitNewTokenData): the recovered data of a repersoToken.
+    NewData,
+}
+
+impl CallKind {
+    fn operation(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::NewData => "newData",
+        }
+    }
+}
+
+/// What every part of one delivery shares.
+pub(crate) struct Message<'a> {
+    pub(crate) kind: CallKind,
+    pub(crate) token_id: &'a str,
+    pub(crate) issuer_id: &'a str,
+    pub(crate) correlation_id: &'a str,
+    /// Until when a 119 is the hub not knowing the token *yet* (retried); `None`: 119 is final.
+    pub(crate) grace_until: Option<Instant>,
+}
+
 /// Sends one part until it is accepted, refused for good, or out of attempts. True if accepted.
-async fn send_part(
+/// Counts the call (sent, then accepted, retried or rejected) under its kind.
+pub(crate) async fn send_part(
     state: &SimState,
-    job: &DataJob,
+    message: &Message<'_>,
     elements: Vec<PersoElement>,
     part: usize,
     parts: usize,
 ) -> bool {
     let policy = &state.config.retry;
-    let url = format!("{}/tokens/{}/data", state.hub_api, job.token_id);
-    let body = serde_json::json!({ "issuerId": job.issuer_id, "tokenPersoInfo": elements });
-    // Retries of one message keep its x-correlation-id, so the hub can tell them apart from
-    // new messages; each part is a message of its own.
-    let correlation_id = uuid::Uuid::new_v4().to_string();
+    let kind = message.kind;
+    let token_id = message.token_id;
+    let correlation_id = message.correlation_id;
+    let operation = kind.operation();
+    state.counters.call_sent(kind);
+    let url = format!("{}/tokens/{token_id}/{operation}", state.hub_api);
+    let body = serde_json::json!({ "issuerId": message.issuer_id, "tokenPersoInfo": elements });
     let mut backoff = policy.initial_backoff;
     let mut attempt = 1;
     loop {
         let sent = state
             .http
             .put(&url)
-            .header("x-correlation-id", &correlation_id)
+            .header("x-correlation-id", correlation_id)
             .json(&body)
             .send()
             .await;
+        let within_grace = message
+            .grace_until
+            .is_some_and(|until| Instant::now() < until);
         let verdict = match sent {
             Ok(response) => {
                 let status = response.status();
                 match response.bytes().await {
-                    Ok(bytes) => classify(
-                        status,
-                        &bytes,
-                        job.answered_at.elapsed() < policy.unknown_token_grace,
-                    ),
+                    Ok(bytes) => classify(status, &bytes, within_grace),
                     Err(_) => Verdict::Retry("unreachable".to_string()),
                 }
             }
             Err(_) => Verdict::Retry("unreachable".to_string()),
         };
-        tracing::debug!(token_id = %job.token_id, %correlation_id, part, parts, attempt, ?verdict, "data call answered");
+        tracing::debug!(%token_id, %correlation_id, operation, part, parts, attempt, ?verdict, "data call answered");
         match verdict {
             Verdict::Accepted => {
-                state.counters.data_call_accepted();
+                state.counters.call_accepted(kind);
                 return true;
             }
             Verdict::Retry(reason) if attempt < policy.max_attempts => {
-                state.counters.data_call_retried();
-                tracing::info!(token_id = %job.token_id, %correlation_id, part, attempt, %reason, "retrying data call");
+                state.counters.call_retried(kind);
+                tracing::info!(%token_id, %correlation_id, operation, part, attempt, %reason, "retrying data call");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(policy.max_backoff);
                 attempt += 1;
             }
             Verdict::Retry(reason) | Verdict::Rejected(reason) => {
-                state.counters.data_call_rejected(&reason);
-                tracing::warn!(token_id = %job.token_id, %correlation_id, part, parts, attempt, %reason, "data call refused");
+                state.counters.call_rejected(kind, &reason);
+                tracing::warn!(%token_id, %correlation_id, operation, part, parts, attempt, %reason, "data call refused");
                 return false;
             }
         }

@@ -98,8 +98,9 @@ pub(crate) fn reset_atc(token: &mut SimToken, correlation_id: &str) -> bool {
     true
 }
 
-/// The checks both operations share, in order: header, path, body, then the issuer and the token.
-fn checked<T>(
+/// The checks the operations on a token share (these two and `repersoToken`), in order: header,
+/// path, body, then the issuer and the token.
+pub(crate) fn checked<T>(
     state: &SimState,
     headers: &HeaderMap,
     token_id: &str,

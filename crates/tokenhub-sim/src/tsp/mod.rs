@@ -1,13 +1,17 @@
 //! The TSP simulator: configuration, start-up and the handle a caller keeps to watch and stop it.
 //!
 //! `api` answers the hub, `lifecycle` handles the hub's calls after createToken (state,
-//! newDataStatus), `transactions` authorizes payments, `delivery` sends the hub the data
-//! preparation, `elements` generates it, `vault` remembers tokens, `status` counts what happened.
+//! newDataStatus), `reperso` recovers a token's data for a re-personalization, `transactions`
+//! authorizes payments, `delivery` sends the hub the data preparation (and the recovered data),
+//! `elements` generates it, `vault` remembers tokens, `status` counts what happened,
+//! `misbehaviour` holds the switches that make the simulator misbehave on purpose.
 
 mod api;
 mod delivery;
 pub mod elements;
 mod lifecycle;
+mod misbehaviour;
+mod reperso;
 mod scan;
 mod status;
 mod transactions;
@@ -27,11 +31,13 @@ use tokio::task::JoinHandle;
 pub use api::TSP_API_PREFIX;
 pub use delivery::RetryPolicy;
 pub use elements::{PersoElement, TokenInfo, ELEMENT_NAMES};
+pub use misbehaviour::Misbehaviour;
 pub use status::TspSimStatus;
 pub use transactions::{TransactionAnswer, TransactionRequest, TxnReason, TRANSACTIONS_PATH};
 pub use vault::{SimTokenView, TspTokenState};
 
 use elements::SimKeys;
+use misbehaviour::Switches;
 use status::Counters;
 use vault::Vault;
 
@@ -51,8 +57,11 @@ pub struct TspSimConfig {
     /// The issuers this TSP serves (createToken for another answers 113); `None` accepts any
     /// 10-character issuerId.
     pub issuer_ids: Option<Vec<String>>,
-    /// Retries of the `/data` calls.
+    /// Retries of the `/data` and `/newData` calls.
     pub retry: RetryPolicy,
+    /// How the simulator misbehaves from the start (default: not at all); it can change at run
+    /// time with [`TspSimHandle::set_misbehaviour`] or `PUT /sim/misbehaviour`.
+    pub misbehaviour: Misbehaviour,
 }
 
 impl TspSimConfig {
@@ -65,6 +74,7 @@ impl TspSimConfig {
             data_delay: Duration::from_millis(20),
             issuer_ids: None,
             retry: RetryPolicy::default(),
+            misbehaviour: Misbehaviour::default(),
         }
     }
 }
@@ -86,6 +96,8 @@ pub(crate) struct SimState {
     pub(crate) http: reqwest::Client,
     pub(crate) vault: Vault,
     pub(crate) counters: Arc<Counters>,
+    /// The misbehaviour switches and the rate limit's state.
+    pub(crate) switches: Switches,
     /// Turns true when the simulator stops; delivery tasks watch it to stop too.
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -135,8 +147,21 @@ impl TspSimHandle {
         self.state.vault.view(token_id)
     }
 
-    /// Resolves once no token's data preparation is being sent any more. Right after a
-    /// createToken answer this waits for that token's delivery (it is counted before the answer).
+    /// Switches misbehaviours on or off, at once (calls already waiting out a `slow` delay keep
+    /// theirs). Setting it refills the rate limit's bucket.
+    pub fn set_misbehaviour(&self, misbehaviour: Misbehaviour) {
+        tracing::info!(?misbehaviour, "TSP simulator misbehaviour set");
+        self.state.switches.set(misbehaviour);
+    }
+
+    /// How the simulator misbehaves now.
+    pub fn misbehaviour(&self) -> Misbehaviour {
+        self.state.switches.get()
+    }
+
+    /// Resolves once no token's data preparation or recovered data is being sent any more.
+    /// Right after a createToken or repersoToken answer this waits for that token's delivery
+    /// (it is counted before the answer).
     pub async fn deliveries_idle(&self) {
         self.state.counters.idle().await
     }
@@ -185,6 +210,7 @@ pub async fn spawn(listener: TcpListener, config: TspSimConfig) -> anyhow::Resul
         .context("building the HTTP client")?;
 
     let (stop, shutdown) = watch::channel(false);
+    let config_misbehaviour = config.misbehaviour.clone();
     let state = Arc::new(SimState {
         config,
         keys,
@@ -192,6 +218,7 @@ pub async fn spawn(listener: TcpListener, config: TspSimConfig) -> anyhow::Resul
         http,
         vault: Vault::default(),
         counters: Arc::new(Counters::new()),
+        switches: Switches::new(config_misbehaviour),
         shutdown: shutdown.clone(),
     });
     let app = api::router(state.clone());

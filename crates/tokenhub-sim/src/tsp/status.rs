@@ -8,12 +8,15 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::delivery::CallKind;
+
 /// A snapshot of the counters, as `GET /sim/status` serves it (camelCase JSON).
 ///
 /// A *data call* is one part of a token's data preparation (one `PUT …/data` message); its retries
 /// are not new calls. So, once [`deliveries_in_flight`](Self::deliveries_in_flight) is 0 and
 /// unless the simulator was shut down mid-delivery:
-/// `data_calls_sent == data_calls_accepted + Σ data_calls_rejected`.
+/// `data_calls_sent == data_calls_accepted + Σ data_calls_rejected`, and the same for the
+/// `new_data_calls_*` of recoveries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TspSimStatus {
@@ -29,7 +32,7 @@ pub struct TspSimStatus {
     pub data_calls_rejected: BTreeMap<String, u64>,
     /// Extra attempts made after a retryable answer or a connection error.
     pub data_calls_retried: u64,
-    /// Tokens whose data preparation is still being sent.
+    /// Tokens whose data preparation (`/data`) or recovered data (`/newData`) is still being sent.
     #[serde(default)]
     pub deliveries_in_flight: u64,
     /// Transactions (`POST /sim/transactions`) approved.
@@ -47,11 +50,39 @@ pub struct TspSimStatus {
     /// same call is not counted).
     #[serde(default)]
     pub atc_resets: u64,
+    /// `repersoToken` calls answered 204, repeats of a recovery's `x-correlation-id` included.
+    #[serde(default)]
+    pub reperso_calls: u64,
+    /// Recoveries started by `repersoToken` (a repeat of one in progress or done starts none).
+    #[serde(default)]
+    pub recoveries_started: u64,
+    /// `/newData` calls started (one per part of a recovery; retries are not new calls).
+    #[serde(default)]
+    pub new_data_calls_sent: u64,
+    /// `/newData` calls the hub answered with a 2xx.
+    #[serde(default)]
+    pub new_data_calls_accepted: u64,
+    /// `/newData` calls that ended without success, by reason, as for
+    /// [`data_calls_rejected`](Self::data_calls_rejected) (`"431"` when the hub refused the
+    /// recovered data).
+    #[serde(default)]
+    pub new_data_calls_rejected: BTreeMap<String, u64>,
+    /// Extra `/newData` attempts after a retryable answer or a connection error.
+    #[serde(default)]
+    pub new_data_calls_retried: u64,
+    /// Calls of the outgoing API answered 503 by the rate limit
+    /// ([`Misbehaviour::rate_limit`](crate::tsp::Misbehaviour::rate_limit)).
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 impl TspSimStatus {
     pub fn data_calls_rejected_total(&self) -> u64 {
         self.data_calls_rejected.values().sum()
+    }
+
+    pub fn new_data_calls_rejected_total(&self) -> u64 {
+        self.new_data_calls_rejected.values().sum()
     }
 
     pub fn transactions_declined_total(&self) -> u64 {
@@ -70,6 +101,13 @@ pub(crate) struct Counters {
     transactions_declined: Mutex<BTreeMap<String, u64>>,
     state_updates: AtomicU64,
     atc_resets: AtomicU64,
+    reperso_calls: AtomicU64,
+    recoveries_started: AtomicU64,
+    new_data_calls_sent: AtomicU64,
+    new_data_calls_accepted: AtomicU64,
+    new_data_calls_retried: AtomicU64,
+    new_data_calls_rejected: Mutex<BTreeMap<String, u64>>,
+    rate_limited: AtomicU64,
     /// A watch rather than an atomic so that callers can await "no delivery left" without polling.
     in_flight: watch::Sender<u64>,
 }
@@ -86,6 +124,13 @@ impl Counters {
             transactions_declined: Mutex::new(BTreeMap::new()),
             state_updates: AtomicU64::new(0),
             atc_resets: AtomicU64::new(0),
+            reperso_calls: AtomicU64::new(0),
+            recoveries_started: AtomicU64::new(0),
+            new_data_calls_sent: AtomicU64::new(0),
+            new_data_calls_accepted: AtomicU64::new(0),
+            new_data_calls_retried: AtomicU64::new(0),
+            new_data_calls_rejected: Mutex::new(BTreeMap::new()),
+            rate_limited: AtomicU64::new(0),
             in_flight: watch::Sender::new(0),
         }
     }
@@ -94,20 +139,47 @@ impl Counters {
         self.tokens_created.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn data_call_sent(&self) {
-        self.data_calls_sent.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn call_sent(&self, kind: CallKind) {
+        match kind {
+            CallKind::Data => &self.data_calls_sent,
+            CallKind::NewData => &self.new_data_calls_sent,
+        }
+        .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn data_call_accepted(&self) {
-        self.data_calls_accepted.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn call_accepted(&self, kind: CallKind) {
+        match kind {
+            CallKind::Data => &self.data_calls_accepted,
+            CallKind::NewData => &self.new_data_calls_accepted,
+        }
+        .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn data_call_retried(&self) {
-        self.data_calls_retried.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn call_retried(&self, kind: CallKind) {
+        match kind {
+            CallKind::Data => &self.data_calls_retried,
+            CallKind::NewData => &self.new_data_calls_retried,
+        }
+        .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn data_call_rejected(&self, reason: &str) {
-        bump(&self.data_calls_rejected, reason);
+    pub(crate) fn call_rejected(&self, kind: CallKind, reason: &str) {
+        match kind {
+            CallKind::Data => bump(&self.data_calls_rejected, reason),
+            CallKind::NewData => bump(&self.new_data_calls_rejected, reason),
+        }
+    }
+
+    pub(crate) fn reperso_call(&self) {
+        self.reperso_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn recovery_started(&self) {
+        self.recoveries_started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn transaction_approved(&self) {
@@ -153,6 +225,13 @@ impl Counters {
             transactions_declined: read(&self.transactions_declined),
             state_updates: self.state_updates.load(Ordering::Relaxed),
             atc_resets: self.atc_resets.load(Ordering::Relaxed),
+            reperso_calls: self.reperso_calls.load(Ordering::Relaxed),
+            recoveries_started: self.recoveries_started.load(Ordering::Relaxed),
+            new_data_calls_sent: self.new_data_calls_sent.load(Ordering::Relaxed),
+            new_data_calls_accepted: self.new_data_calls_accepted.load(Ordering::Relaxed),
+            new_data_calls_rejected: read(&self.new_data_calls_rejected),
+            new_data_calls_retried: self.new_data_calls_retried.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
         }
     }
 }
@@ -192,11 +271,22 @@ mod tests {
     fn the_status_serializes_with_the_documented_camel_case_names() {
         let counters = Arc::new(Counters::new());
         counters.token_created();
-        counters.data_call_sent();
-        counters.data_call_sent();
-        counters.data_call_accepted();
-        counters.data_call_retried();
-        counters.data_call_rejected("431");
+        counters.call_sent(CallKind::Data);
+        counters.call_sent(CallKind::Data);
+        counters.call_accepted(CallKind::Data);
+        counters.call_retried(CallKind::Data);
+        counters.call_rejected(CallKind::Data, "431");
+        counters.reperso_call();
+        counters.reperso_call();
+        counters.recovery_started();
+        counters.call_sent(CallKind::NewData);
+        counters.call_sent(CallKind::NewData);
+        counters.call_sent(CallKind::NewData);
+        counters.call_accepted(CallKind::NewData);
+        counters.call_retried(CallKind::NewData);
+        counters.call_rejected(CallKind::NewData, "431");
+        counters.call_rejected(CallKind::NewData, "unreachable");
+        counters.rate_limited();
         counters.transaction_approved();
         counters.transaction_declined("REPLAY");
         counters.transaction_declined("REPLAY");
@@ -216,7 +306,14 @@ mod tests {
                 "transactionsApproved": 1,
                 "transactionsDeclined": {"REPLAY": 2},
                 "stateUpdates": 1,
-                "atcResets": 1
+                "atcResets": 1,
+                "repersoCalls": 2,
+                "recoveriesStarted": 1,
+                "newDataCallsSent": 3,
+                "newDataCallsAccepted": 1,
+                "newDataCallsRejected": {"431": 1, "unreachable": 1},
+                "newDataCallsRetried": 1,
+                "rateLimited": 1
             })
         );
     }

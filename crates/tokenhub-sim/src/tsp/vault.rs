@@ -32,6 +32,35 @@ pub(crate) struct SimToken {
     pub(crate) last_reset_by: Option<String>,
     pub(crate) approved: u64,
     pub(crate) declined: u64,
+    /// The recoveries `repersoToken` asked for, by `x-correlation-id`: a repeat of one that is
+    /// in progress or done starts nothing. At most [`MAX_RECOVERIES_KEPT`] are remembered.
+    pub(crate) recoveries: Vec<(String, RecoveryState)>,
+}
+
+/// How many recoveries a token remembers (the oldest is forgotten first): a hub repeats a
+/// `repersoToken` only shortly after sending it, and a simulator of millions of tokens must not
+/// grow without bound.
+pub(crate) const MAX_RECOVERIES_KEPT: usize = 4;
+
+/// Where one recovery (`repersoToken` → `/newData`) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecoveryState {
+    InFlight,
+    /// Every `/newData` call was accepted.
+    Delivered,
+    /// A call was refused for good, or the simulator stopped: the same `x-correlation-id`
+    /// again starts the recovery over.
+    Failed,
+    /// Answered but never sent, on purpose ([`crate::tsp::Misbehaviour::drop_reperso`]).
+    Dropped,
+}
+
+/// What [`SimToken::begin_recovery`] decided.
+pub(crate) enum RecoveryStart {
+    /// A new recovery (or a failed one started over): send this data.
+    Start(Box<ClearElements>),
+    /// The same `x-correlation-id` is in progress, done or dropped: do nothing.
+    Repeat(RecoveryState),
 }
 
 /// A token's state at the TSP. A new token is `INACTIVE` until the hub's `updateTokenState`
@@ -91,6 +120,52 @@ impl SimToken {
             last_reset_by: None,
             approved: 0,
             declined: 0,
+            recoveries: Vec::new(),
+        }
+    }
+
+    /// Records a recovery for `correlation_id`, in flight (`Dropped` when `drop_it`), unless it
+    /// is a repeat of one in progress, done or dropped. A failed one is started over.
+    pub(crate) fn begin_recovery(&mut self, correlation_id: &str, drop_it: bool) -> RecoveryStart {
+        let next = if drop_it {
+            RecoveryState::Dropped
+        } else {
+            RecoveryState::InFlight
+        };
+        if let Some(entry) = self
+            .recoveries
+            .iter_mut()
+            .find(|(id, _)| id == correlation_id)
+        {
+            if entry.1 != RecoveryState::Failed {
+                return RecoveryStart::Repeat(entry.1);
+            }
+            entry.1 = next;
+        } else {
+            if self.recoveries.len() >= MAX_RECOVERIES_KEPT {
+                self.recoveries.remove(0);
+            }
+            self.recoveries.push((correlation_id.to_string(), next));
+        }
+        RecoveryStart::Start(Box::new(self.clear.clone()))
+    }
+
+    /// Where the recovery for `correlation_id` stands, if the token remembers it.
+    #[cfg(test)]
+    pub(crate) fn recovery(&self, correlation_id: &str) -> Option<RecoveryState> {
+        self.recoveries
+            .iter()
+            .find(|(id, _)| id == correlation_id)
+            .map(|(_, state)| *state)
+    }
+
+    pub(crate) fn end_recovery(&mut self, correlation_id: &str, state: RecoveryState) {
+        if let Some(entry) = self
+            .recoveries
+            .iter_mut()
+            .find(|(id, _)| id == correlation_id)
+        {
+            entry.1 = state;
         }
     }
 
@@ -257,5 +332,42 @@ mod tests {
         let other = vault.create_or_replay(key("c2"), || token("T4"));
         assert!(matches!(other, Created::New { ref token_id, .. } if token_id == "T4"));
         assert_eq!(vault.with_token("T2", |_| ()), None);
+    }
+
+    #[test]
+    fn a_recovery_starts_once_per_correlation_id_unless_it_failed() {
+        let mut t = token("T1");
+        assert!(matches!(
+            t.begin_recovery("r1", false),
+            RecoveryStart::Start(_)
+        ));
+        assert!(matches!(
+            t.begin_recovery("r1", false),
+            RecoveryStart::Repeat(RecoveryState::InFlight)
+        ));
+        t.end_recovery("r1", RecoveryState::Delivered);
+        assert!(matches!(
+            t.begin_recovery("r1", false),
+            RecoveryStart::Repeat(RecoveryState::Delivered)
+        ));
+        t.end_recovery("r1", RecoveryState::Failed);
+        assert!(matches!(
+            t.begin_recovery("r1", false),
+            RecoveryStart::Start(_)
+        ));
+        assert_eq!(t.recovery("r1"), Some(RecoveryState::InFlight));
+        assert!(matches!(
+            t.begin_recovery("r2", true),
+            RecoveryStart::Start(_)
+        ));
+        assert!(matches!(
+            t.begin_recovery("r2", false),
+            RecoveryStart::Repeat(RecoveryState::Dropped)
+        ));
+        for i in 0..10 {
+            t.begin_recovery(&format!("x{i}"), false);
+        }
+        assert_eq!(t.recoveries.len(), MAX_RECOVERIES_KEPT);
+        assert_eq!(t.recovery("r1"), None, "the oldest is forgotten");
     }
 }

@@ -63,6 +63,16 @@ impl DataCall {
 struct HubState {
     script: Mutex<VecDeque<Answer>>,
     calls: Mutex<Vec<DataCall>>,
+    /// The same for `/newData`, kept apart.
+    new_data_script: Mutex<VecDeque<Answer>>,
+    new_data_calls: Mutex<Vec<DataCall>>,
+}
+
+/// Which of the fake hub's two routes a call came to.
+#[derive(Clone, Copy)]
+enum Route {
+    Data,
+    NewData,
 }
 
 pub struct FakeHub {
@@ -75,10 +85,31 @@ impl FakeHub {
     pub async fn start(script: Vec<Answer>) -> Self {
         let state = Arc::new(HubState {
             script: Mutex::new(script.into()),
-            calls: Mutex::default(),
+            ..HubState::default()
         });
         let app = Router::new()
-            .route("/trapi/v2.0/tokens/{token_id}/data", put(record_data))
+            .route(
+                "/trapi/v2.0/tokens/{token_id}/data",
+                put(
+                    |state: State<Arc<HubState>>,
+                     path: Path<String>,
+                     headers: HeaderMap,
+                     body: Bytes| {
+                        record(Route::Data, state, path, headers, body)
+                    },
+                ),
+            )
+            .route(
+                "/trapi/v2.0/tokens/{token_id}/newData",
+                put(
+                    |state: State<Arc<HubState>>,
+                     path: Path<String>,
+                     headers: HeaderMap,
+                     body: Bytes| {
+                        record(Route::NewData, state, path, headers, body)
+                    },
+                ),
+            )
             .with_state(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -101,9 +132,20 @@ impl FakeHub {
             .filter(|c| c.answered == 204)
             .collect()
     }
+
+    /// Every `/newData` call (attempts included), in arrival order.
+    pub fn new_data_calls(&self) -> Vec<DataCall> {
+        self.state.new_data_calls.lock().unwrap().clone()
+    }
+
+    /// The next `/newData` answers, in order, before the default 204.
+    pub fn script_new_data(&self, answers: Vec<Answer>) {
+        self.state.new_data_script.lock().unwrap().extend(answers);
+    }
 }
 
-async fn record_data(
+async fn record(
+    route: Route,
     State(state): State<Arc<HubState>>,
     Path(token_id): Path<String>,
     headers: HeaderMap,
@@ -115,7 +157,11 @@ async fn record_data(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let answer = state.script.lock().unwrap().pop_front();
+    let (script, calls) = match route {
+        Route::Data => (&state.script, &state.calls),
+        Route::NewData => (&state.new_data_script, &state.new_data_calls),
+    };
+    let answer = script.lock().unwrap().pop_front();
     let response = match answer {
         None => StatusCode::NO_CONTENT.into_response(),
         Some(Answer::Code(code)) => (
@@ -125,7 +171,7 @@ async fn record_data(
             .into_response(),
         Some(Answer::Status(status)) => StatusCode::from_u16(status).unwrap().into_response(),
     };
-    state.calls.lock().unwrap().push(DataCall {
+    calls.lock().unwrap().push(DataCall {
         token_id,
         correlation_id: header("x-correlation-id"),
         content_type: header("content-type"),
@@ -283,6 +329,53 @@ impl TestSim {
             &body.to_string(),
         )
         .await
+    }
+
+    /// repersoToken with a raw body and, if given, an `x-correlation-id`.
+    pub async fn reperso_raw(
+        &self,
+        token_id: &str,
+        correlation_id: Option<&str>,
+        body: &str,
+    ) -> Answered {
+        let mut request = self
+            .client
+            .post(format!(
+                "{}/tokens/{token_id}/reperso",
+                self.handle.base_url()
+            ))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(id) = correlation_id {
+            request = request.header("x-correlation-id", id);
+        }
+        Self::answered(request.send().await.unwrap()).await
+    }
+
+    /// repersoToken for `ISSUER`, as the hub sends it.
+    pub async fn reperso(&self, token_id: &str, correlation_id: &str) -> Answered {
+        let body = serde_json::json!({"issuerId": ISSUER, "reason": "PROFILE_UPDATE"});
+        self.reperso_raw(token_id, Some(correlation_id), &body.to_string())
+            .await
+    }
+
+    /// Any request on the simulator, answered.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answered {
+        Self::answered(request.send().await.unwrap()).await
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The elements of the token's accepted `/data` calls, in order, as the hub received them.
+    pub fn original_elements(&self, token_id: &str) -> Vec<Value> {
+        self.hub
+            .accepted()
+            .into_iter()
+            .filter(|c| c.token_id == token_id)
+            .flat_map(|c| c.elements())
+            .collect()
     }
 
     /// submitNewTokenDataStatus for `ISSUER`.

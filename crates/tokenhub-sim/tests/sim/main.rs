@@ -6,4 +6,5 @@ mod device;
 mod helpers;
 mod tsp;
 mod tsp_lifecycle;
+mod tsp_reperso;
 mod wallet_hub;

@@ -1,0 +1,244 @@
+//! Switches that make the simulated TSP misbehave on purpose, so that tests can prove the hub
+//! notices: recover with new data, drop recoveries, answer slowly, rate-limit.
+//!
+//! They change at run time: [`crate::TspSimHandle::set_misbehaviour`], or
+//! `PUT /sim/misbehaviour` with the JSON of [`Misbehaviour`] (`GET` reads it back) for a simulator
+//! running as its own process.
+//!
+//! The rate limit is a **token bucket**: it holds at most R calls (a burst of one second's worth)
+//! and refills continuously at R per second; a call finding it empty is answered `503` (empty
+//! body, `Retry-After: 1`, `x-correlation-id` echoed). So a caller pacing itself at R/s or less
+//! never sees a 503, whatever the phase of its clock against the simulator's; one going faster
+//! sees 503s once the burst is spent. It counts every call of the outgoing API (createToken,
+//! repersoToken, updateTokenState, newDataStatus), answered or refused, but not `healthCheck`
+//! and not `/sim/*`. Changing the misbehaviour refills the bucket.
+//!
+//! `slow` delays the answer to every call of the outgoing API, `healthCheck` included (a slow
+//! TSP is slow to everything), `/sim/*` excluded. The rate limit decides on arrival, before the
+//! delay.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::api::X_CORRELATION_ID;
+use super::SimState;
+
+/// How the simulator misbehaves; the default is not at all.
+///
+/// JSON (`/sim/misbehaviour`): `{"newDataOnRecovery": bool, "dropReperso": bool, "slowMs":
+/// number|null, "rateLimit": number|null}`; absent fields are off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Misbehaviour {
+    /// Recover with a NEW `cmk_ac` (a fresh random key, encrypted like the real one) instead of
+    /// the token's existing one; the other elements stay as they are. The vault is not changed:
+    /// the token keeps (and keeps validating cryptograms with) its existing key, as it would if
+    /// the hub refuses the new one (431), which it must.
+    pub new_data_on_recovery: bool,
+    /// Answer 204 to `repersoToken` but never send `/newData`.
+    pub drop_reperso: bool,
+    /// Answer every call of the outgoing API only after this delay.
+    #[serde(rename = "slowMs", with = "millis")]
+    pub slow: Option<Duration>,
+    /// Answer 503 above this many calls per second on the outgoing API (token bucket, see the
+    /// module documentation). `Some(0)` refuses every call.
+    pub rate_limit: Option<u32>,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+/// The current misbehaviour and the rate limit's bucket, behind one lock.
+pub(crate) struct Switches {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    current: Misbehaviour,
+    bucket: Bucket,
+}
+
+/// A token bucket of `rate` capacity refilled at `rate` per second.
+struct Bucket {
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl Bucket {
+    fn full(rate: Option<u32>, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(rate.unwrap_or(0)),
+            refilled_at: now,
+        }
+    }
+
+    /// Takes one call's token; false when the bucket is empty.
+    fn take(&mut self, rate: u32, now: Instant) -> bool {
+        let rate = f64::from(rate);
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Switches {
+    pub(crate) fn new(initial: Misbehaviour) -> Self {
+        let bucket = Bucket::full(initial.rate_limit, Instant::now());
+        Self {
+            inner: Mutex::new(Inner {
+                current: initial,
+                bucket,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every update is a plain assignment: a poisoned lock is still consistent.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn get(&self) -> Misbehaviour {
+        self.lock().current.clone()
+    }
+
+    /// Replaces the misbehaviour and refills the bucket.
+    pub(crate) fn set(&self, next: Misbehaviour) {
+        let mut inner = self.lock();
+        inner.bucket = Bucket::full(next.rate_limit, Instant::now());
+        inner.current = next;
+    }
+
+    /// Counts one call against the rate limit; false when it must be answered 503.
+    fn admit(&self, now: Instant) -> bool {
+        let mut inner = self.lock();
+        match inner.current.rate_limit {
+            None => true,
+            Some(rate) => inner.bucket.take(rate, now),
+        }
+    }
+
+    fn slow(&self) -> Option<Duration> {
+        self.lock().current.slow
+    }
+}
+
+/// The middleware around the outgoing API: rate limit (not for `healthCheck`), then the delay.
+pub(crate) async fn guard(
+    State(state): State<Arc<SimState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limited = !request.uri().path().ends_with("/healthCheck");
+    let admitted = !limited || state.switches.admit(Instant::now());
+    if let Some(delay) = state.switches.slow() {
+        tokio::time::sleep(delay).await;
+    }
+    if admitted {
+        return next.run(request).await;
+    }
+    state.counters.rate_limited();
+    tracing::debug!(path = request.uri().path(), "rate limit: 503");
+    let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();
+    let headers = response.headers_mut();
+    headers.insert("retry-after", HeaderValue::from_static("1"));
+    if let Some(id) = request.headers().get(&X_CORRELATION_ID) {
+        headers.insert(X_CORRELATION_ID, id.clone());
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_of_r_then_r_per_second() {
+        let start = Instant::now();
+        let mut bucket = Bucket::full(Some(4), start);
+        assert!((0..4).all(|_| bucket.take(4, start)));
+        assert!(!bucket.take(4, start), "the burst is spent");
+        assert!(!bucket.take(4, start + Duration::from_millis(200)));
+        // 0.2 s + 0.1 s at 4/s = 1.2 tokens: one call.
+        assert!(bucket.take(4, start + Duration::from_millis(300)));
+        assert!(!bucket.take(4, start + Duration::from_millis(300)));
+        // Never more than R in store, however long it waits.
+        let later = start + Duration::from_secs(60);
+        assert!((0..4).all(|_| bucket.take(4, later)));
+        assert!(!bucket.take(4, later));
+    }
+
+    #[test]
+    fn a_caller_at_the_rate_is_never_refused() {
+        let start = Instant::now();
+        let mut bucket = Bucket::full(Some(50), start);
+        for i in 0..1000u64 {
+            assert!(
+                bucket.take(50, start + Duration::from_millis(20 * i)),
+                "call {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_refuses_everything_and_none_admits_everything() {
+        let switches = Switches::new(Misbehaviour {
+            rate_limit: Some(0),
+            ..Misbehaviour::default()
+        });
+        assert!(!switches.admit(Instant::now()));
+        switches.set(Misbehaviour::default());
+        assert!((0..1000).all(|_| switches.admit(Instant::now())));
+    }
+
+    #[test]
+    fn the_json_form_uses_camel_case_and_milliseconds() {
+        let m = Misbehaviour {
+            new_data_on_recovery: true,
+            drop_reperso: false,
+            slow: Some(Duration::from_millis(1500)),
+            rate_limit: Some(20),
+        };
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"newDataOnRecovery": true, "dropReperso": false,
+                "slowMs": 1500, "rateLimit": 20})
+        );
+        assert_eq!(serde_json::from_value::<Misbehaviour>(json).unwrap(), m);
+        assert_eq!(
+            serde_json::from_str::<Misbehaviour>("{}").unwrap(),
+            Misbehaviour::default()
+        );
+        assert!(serde_json::from_str::<Misbehaviour>(r#"{"rateLimit": -1}"#).is_err());
+    }
+}
