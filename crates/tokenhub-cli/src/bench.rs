@@ -1264,7 +1264,7 @@ async fn sql_alone(
                     let token = tokens::lock_token(c, &id)
                         .await?
                         .ok_or_else(|| tokenhub::store::StoreError::Corrupt("no token".into()))?;
-                    tokens::data_call_applied(c, &id, &correlation).await?;
+                    tokens::data_call_applied(c, &id, &correlation, &names).await?;
                     let part = tokens::DataPart {
                         operation: "data",
                         correlation_id: &correlation,

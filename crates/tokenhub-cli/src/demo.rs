@@ -75,6 +75,9 @@ pub struct DemoArgs {
     /// Digitizations under way at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// The campaign's pace, tokens per second.
+    #[arg(long, default_value_t = 500)]
+    campaign_rate: u32,
     /// Transactions each device makes.
     #[arg(long, default_value_t = 3)]
     transactions: usize,
@@ -219,6 +222,58 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => anyhow::bail!("no token was digitized"),
     };
 
+    // The issuer enables transit: a new profile version, deployed with a campaign that
+    // re-personalizes every ACTIVE token; the TSP recovers each token's data, the device installs
+    // the new profile (ATC back to 0) and the TSP, told SUCCESS, resets its ATC too.
+    let campaign_started = Instant::now();
+    client
+        .admin_put(
+            &format!("/admin/v1/issuers/{issuer_id}/products/classic/profiles/v2"),
+            demo_profile_v2(),
+        )
+        .await?;
+    let deployed = client
+        .admin_post(
+            &format!("/admin/v1/issuers/{issuer_id}/products/classic/profiles/v2/deploy"),
+            json!({"campaign": {"ratePerSecond": args.campaign_rate, "maxInFlight": 256}}),
+        )
+        .await?;
+    let campaign_id = deployed["campaignId"]
+        .as_str()
+        .context("no campaignId")?
+        .to_string();
+    println!(
+        "campaign {campaign_id}: profile v2 (transit) to {} token(s)",
+        deployed["total"]
+    );
+    let campaign_url = format!("{}/admin/v1/campaigns/{campaign_id}", client.base);
+    crate::campaign::watch_campaign(&client.http, &campaign_url, &client.admin_token).await?;
+    let campaign = client
+        .get_admin(&format!("/admin/v1/campaigns/{campaign_id}"))
+        .await?;
+    let status_drained = wait_outbox_drained(&hub, Duration::from_secs(60)).await?;
+    let campaign_time = campaign_started.elapsed();
+    let bar = progress(args.tokens as u64, "paying");
+    let txns_after = fleet
+        .transact_all(&sim.sim_url(), args.transactions, 64)
+        .await;
+    bar.set_position(txns_after.tokens as u64);
+    bar.finish();
+    let mut on_v2 = 0;
+    let mut atc_in_sync = 0;
+    for t in &token_ids {
+        let app = fleet.app(t);
+        if app.as_ref().is_some_and(|a| a.profile_version == "v2") {
+            on_v2 += 1;
+        }
+        let tsp_atc = sim.token(t).and_then(|s| s.last_atc);
+        if app.is_some_and(|a| Some(a.atc) == tsp_atc) {
+            atc_in_sync += 1;
+        }
+    }
+    let done = campaign["done"].as_u64().unwrap_or(0) as usize;
+    let failed = campaign["failed"].as_u64().unwrap_or(0);
+
     let states = hub.store.token_states().await?;
     let active = states
         .iter()
@@ -263,6 +318,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         token_ids.len() as f64 / provision_time.as_secs_f64()
     );
     println!(
+        "tokens re-personalized (campaign)    {done} of {} ({failed} failed)",
+        token_ids.len()
+    );
+    println!("devices on profile v2               {on_v2}");
+    println!("recovered data that differed        {failed}");
+    println!(
+        "transactions after the campaign     {} approved / {} declined",
+        txns_after.approved,
+        txns_after.declined_total()
+    );
+    println!(
+        "ATC in sync (device = TSP)          {atc_in_sync} of {}",
+        token_ids.len()
+    );
+    println!(
+        "campaign                            {:.1} s, {:.0} tokens/s",
+        campaign_time.as_secs_f64(),
+        done as f64 / campaign_time.as_secs_f64()
+    );
+    println!(
         "demo wall time                      {:.1} s",
         started.elapsed().as_secs_f64()
     );
@@ -272,6 +347,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let expected_txns = (args.tokens * args.transactions) as u64;
     let checks = [
+        (
+            done == args.tokens && on_v2 == args.tokens && status_drained,
+            format!("campaign: {campaign}"),
+        ),
+        (
+            txns_after.approved == expected_txns && txns_after.declined_total() == 0,
+            format!("transactions after the campaign: {txns_after:?}"),
+        ),
+        (
+            atc_in_sync == args.tokens,
+            format!("ATC in sync on {atc_in_sync} token(s) only"),
+        ),
         (
             status.data_calls_rejected_total() == 0,
             format!(
@@ -325,6 +412,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ensure!(failed.is_empty(), "{} check(s) failed", failed.len());
     println!("all checks passed");
     Ok(())
+}
+
+/// Profile v2: v1 and a transit record (DGI 0202).
+pub fn demo_profile_v2() -> Value {
+    let mut p = demo_profile();
+    if let Some(t) = p["template"].as_array_mut() {
+        t.push(json!({"dgi": "0202", "data": "70059F5D020001"}));
+    }
+    p
 }
 
 /// Waits until no outbox call is pending (every call owed to the TSP made).
@@ -427,6 +523,15 @@ impl Client {
         )
         .await
         .with_context(|| format!("POST {path}"))
+    }
+    async fn get_admin(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(&self.admin_token),
+        )
+        .await
+        .with_context(|| format!("GET {path}"))
     }
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(&body))

@@ -62,7 +62,8 @@ pub async fn submit(
     }
     if let Err(refusal) = check_state(op, &token.snapshot(), hub.now_ms()) {
         // A repeat of a call that was applied (its answer was lost) is acknowledged again.
-        if is_repeat(hub, token_id, correlation_id).await? {
+        let names: Vec<String> = submission.elements.iter().map(|e| e.name.clone()).collect();
+        if is_repeat(hub, token_id, correlation_id, names, op).await? {
             return Ok(Applied::Repeat);
         }
         return Err(refusal.into());
@@ -145,17 +146,38 @@ fn check_state(op: Operation, token: &TokenSnapshot, now: i64) -> Result<(), Rej
     }
 }
 
+/// Whether a call the token's state refuses repeats one that was applied (its answer was lost):
+/// the same call among the data the hub holds, or, once the device confirmed and the hub deleted
+/// the token's data, an accepted call of this operation under this correlation id in the token's
+/// history (the TSP's retry can arrive after the device's confirmation).
 async fn is_repeat(
     hub: &Hub,
     token_id: &TokenId,
     correlation_id: &CorrelationId,
+    names: Vec<String>,
+    op: Operation,
 ) -> Result<bool, Error> {
     let (t, c) = (token_id.to_string(), correlation_id.to_string());
-    hub.store
+    let (applied, data_deleted) = hub
+        .store
         .transact(move |conn| {
-            Box::pin(async move { Ok::<_, Error>(tokens::data_call_applied(conn, &t, &c).await?) })
+            Box::pin(async move {
+                let applied = tokens::data_call_applied(conn, &t, &c, &names).await?;
+                let deleted = tokens::data_parts(conn, &t).await?.is_empty();
+                Ok::<_, Error>((applied, deleted))
+            })
         })
-        .await
+        .await?;
+    if applied || !data_deleted {
+        return Ok(applied);
+    }
+    let accepted = format!("{} received:", op_name(op));
+    Ok(hub
+        .store
+        .token_events(token_id.as_str())
+        .await?
+        .iter()
+        .any(|e| e.correlation_id == correlation_id.as_str() && e.event.starts_with(&accepted)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -173,7 +195,12 @@ async fn apply(
     let Some(token) = tokens::lock_token(conn, token_id.as_str()).await? else {
         return Err(Rejection::new(Code::UnknownToken, "no such token").into());
     };
-    if tokens::data_call_applied(conn, token_id.as_str(), correlation_id.as_str()).await? {
+    let names: Vec<String> = submission
+        .elements
+        .iter()
+        .map(|e: &IncomingElement| e.name.clone())
+        .collect();
+    if tokens::data_call_applied(conn, token_id.as_str(), correlation_id.as_str(), &names).await? {
         return Ok(Applied::Repeat);
     }
     // Checked again under the lock: another call may have moved the token since the first look.
@@ -241,11 +268,6 @@ async fn apply(
             }
         }
     }
-    let names: Vec<String> = submission
-        .elements
-        .iter()
-        .map(|e: &IncomingElement| e.name.clone())
-        .collect();
     if let Some(sealed) = &sealed {
         let part = DataPart {
             operation: op_name(op),

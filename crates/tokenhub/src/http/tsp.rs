@@ -26,7 +26,15 @@ pub fn router() -> Router<AppState> {
         .route("/tokens/{token_id}/data", put(submit_token_data))
         .route("/tokens/{token_id}/newData", put(submit_new_token_data))
         .route("/healthCheck", get(health_check))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
+
+/// Largest `/data` or `/newData` body accepted; larger ones get `413` with `112`. The contract
+/// bounds the content, not the bytes: 200 elements whose values are at most 100,000 characters
+/// together. Written by a JSON encoder that escapes every non-ASCII character, a character outside
+/// the BMP takes 12 bytes (`\ud83d\ude00`), so a valid body can reach 1,200,000 bytes of values
+/// plus about 90,000 of names, key indexes and syntax; 1.5 MiB holds it with room for whitespace.
+pub const MAX_BODY_BYTES: usize = 1536 * 1024;
 
 const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -124,10 +132,7 @@ async fn submit(
         let body = body.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 status_on_error = StatusCode::PAYLOAD_TOO_LARGE;
-                Rejection::format(format!(
-                    "the body is larger than {} bytes",
-                    super::MAX_BODY_BYTES
-                ))
+                Rejection::format(format!("the body is larger than {MAX_BODY_BYTES} bytes"))
             } else {
                 Rejection::format("the body could not be read")
             }

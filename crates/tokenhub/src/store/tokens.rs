@@ -157,17 +157,21 @@ pub async fn lock_token(
     row.as_ref().map(token_from_row).transpose()
 }
 
-/// Whether a data call with this correlation id was already applied to the token (a retry).
+/// Whether this data call was already applied to the token (a retry): the same correlation id
+/// and the same elements. (The parts of one recovery share their correlation id: the
+/// repersoToken's.)
 pub async fn data_call_applied(
     conn: &mut AnyConnection,
     token_id: &str,
     correlation_id: &str,
+    element_names: &[String],
 ) -> Result<bool, StoreError> {
     let found: Option<i64> = sqlx::query_scalar(
-        "SELECT seq FROM token_data WHERE token_id = $1 AND correlation_id = $2 LIMIT 1",
+        "SELECT seq FROM token_data WHERE token_id = $1 AND correlation_id = $2 AND element_names = $3 LIMIT 1",
     )
     .bind(token_id)
     .bind(correlation_id)
+    .bind(element_names.join(","))
     .fetch_optional(conn)
     .await?;
     Ok(found.is_some())

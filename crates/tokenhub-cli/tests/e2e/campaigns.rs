@@ -1,0 +1,171 @@
+//! Re-personalization campaigns end to end: the TSP recovers each token's data, the devices
+//! install the new version, the TSP resets the ATC, payments go on.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+impl World {
+    pub async fn provision(&self, n: usize) -> Vec<String> {
+        let mut tokens = Vec::new();
+        for i in 0..n {
+            tokens.push(self.digitize(i).await);
+        }
+        for t in &tokens {
+            self.wait_state(t, "ACTIVE", WAIT).await;
+            self.wait_tsp_state(t, "ACTIVE", WAIT).await;
+        }
+        tokens
+    }
+
+    pub async fn define_v2(&self) {
+        let mut p = tokenhub_cli_profile();
+        p["template"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"dgi": "0202", "data": "70059F5D020001"}));
+        let r = self
+            .http
+            .put(format!(
+                "{}/admin/v1/issuers/{ISSUER}/products/classic/profiles/v2",
+                self.hub.url()
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&p)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+
+    pub async fn deploy_campaign(&self, settings: Value) -> String {
+        let r = self
+            .http
+            .post(format!(
+                "{}/admin/v1/issuers/{ISSUER}/products/classic/profiles/v2/deploy",
+                self.hub.url()
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"campaign": settings}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.unwrap();
+        v["campaignId"].as_str().unwrap().to_string()
+    }
+
+    pub async fn campaign(&self, id: &str) -> Value {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/admin/v1/campaigns/{id}", self.hub.url()))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+            {
+                assert_eq!(r.status(), 200);
+                return r.json().await.unwrap();
+            }
+            assert!(Instant::now() < until, "the hub does not answer");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_campaign(&self, id: &str, state: &str) -> Value {
+        let until = Instant::now() + WAIT;
+        loop {
+            let c = self.campaign(id).await;
+            if c["state"] == state {
+                return c;
+            }
+            assert!(Instant::now() < until, "campaign never {state}: {c}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn campaign_command(&self, id: &str, action: &str) -> u16 {
+        self.http
+            .post(format!(
+                "{}/admin/v1/campaigns/{id}/{action}",
+                self.hub.url()
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Waits until the TSP's last ATC for the token is reset (after newDataStatus SUCCESS).
+    pub async fn wait_atc_reset(&self, token_id: &str) {
+        let until = Instant::now() + WAIT;
+        while self.tsp.token(token_id).and_then(|t| t.last_atc).is_some() {
+            assert!(
+                Instant::now() < until,
+                "the TSP never reset the ATC of {token_id}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+e2e_tests! {
+    async fn a_campaign_re_personalizes_every_active_token_and_payments_go_on(backend) {
+        let w = World::start(backend, WorldOptions { devices: 4, partial_calls: 2, ..Default::default() }).await;
+        let tokens = w.provision(4).await;
+        for t in &tokens {
+            for _ in 0..2 {
+                assert!(w.fleet.transact(t, &w.tsp.sim_url()).await.approved);
+            }
+        }
+        w.define_v2().await;
+        let id = w.deploy_campaign(json!({"ratePerSecond": 20, "maxInFlight": 2})).await;
+        let c = w.wait_campaign(&id, "COMPLETED").await;
+        assert_eq!((c["total"].as_i64(), c["done"].as_i64(), c["failed"].as_i64()), (Some(4), Some(4), Some(0)), "{c}");
+        for t in &tokens {
+            let view = w.token(t).await;
+            assert_eq!(view["profileVersion"], "v2", "{view}");
+            assert_eq!(view["elementsHeld"], json!([]), "the recovered data is gone too: {view}");
+            let app = w.fleet.app(t).unwrap();
+            assert_eq!((app.profile_version.as_str(), app.atc), ("v2", 0), "{app:?}");
+            w.wait_atc_reset(t).await;
+            let o = w.fleet.transact(t, &w.tsp.sim_url()).await;
+            assert!(o.approved, "payments go on after the re-personalization: {o:?}");
+            assert_eq!(o.atc, Some(1));
+        }
+    }
+
+    async fn pause_resume_and_cancel_steer_a_campaign(backend) {
+        let w = World::start(backend, WorldOptions { devices: 6, ..Default::default() }).await;
+        let tokens = w.provision(6).await;
+        w.define_v2().await;
+        let id = w.deploy_campaign(json!({"ratePerSecond": 1, "maxInFlight": 1})).await;
+        assert_eq!(w.campaign_command(&id, "pause").await, 204);
+        let paused = w.campaign(&id).await;
+        assert_eq!(paused["state"], "PAUSED", "{paused}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let still = w.campaign(&id).await;
+        assert_eq!(still["steps"]["QUEUED"], paused["steps"]["QUEUED"], "nothing starts while paused: {still}");
+        assert_eq!(w.campaign_command(&id, "resume").await, 204);
+        let until = Instant::now() + WAIT;
+        while w.campaign(&id).await["done"].as_i64().unwrap_or(0) < 2 {
+            assert!(Instant::now() < until);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(w.campaign_command(&id, "cancel").await, 204);
+        let c = w.wait_campaign(&id, "CANCELLED").await;
+        assert!(c["steps"]["CANCELLED"].as_i64().unwrap() >= 1, "queued tokens were cancelled: {c}");
+        assert_eq!(w.campaign_command(&id, "resume").await, 409, "a cancelled campaign stays cancelled");
+        // Every token still pays, on whichever version it holds.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for t in &tokens {
+            let o = w.fleet.transact(t, &w.tsp.sim_url()).await;
+            assert!(o.approved, "{o:?}");
+        }
+    }
+}
