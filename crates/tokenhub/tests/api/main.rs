@@ -1,0 +1,19 @@
+//! The hub's integration tests: a real hub over real HTTP, on SQLite and on PostgreSQL.
+//!
+//! Every test body is written once (`hub_tests!`) and runs twice: `…::sqlite` on a fresh SQLite
+//! file, `…::postgres` on a fresh PostgreSQL database of the server named by
+//! `TOKENHUB_TEST_DATABASE_URL` (skipped, and said so on stderr, when it is unset). Test names are
+//! sentences of the contract (ARCHITECTURE 2.1, `shared/spec/tsp-incoming-api-v2.json`).
+
+#[macro_use]
+mod helpers;
+
+mod admin;
+mod confidentiality;
+mod health_check;
+mod properties;
+mod tsp_data;
+mod tsp_formats;
+mod tsp_new_data;
+mod tsp_perso_data;
+mod wallet;
