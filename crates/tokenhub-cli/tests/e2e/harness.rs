@@ -63,6 +63,7 @@ pub fn postgres_url_or_skip(test: &str) -> Option<String> {
 pub struct HubSettings {
     pub delivery_window_secs: u64,
     pub delivery_max_tries: u32,
+    pub perso_ttl_secs: u64,
 }
 
 impl Default for HubSettings {
@@ -70,6 +71,7 @@ impl Default for HubSettings {
         Self {
             delivery_window_secs: 30,
             delivery_max_tries: 5,
+            perso_ttl_secs: 900,
         }
     }
 }
@@ -150,6 +152,7 @@ impl HubProcess {
                 "--delivery-max-tries",
                 &self.settings.delivery_max_tries.to_string(),
             ])
+            .args(["--perso-ttl", &self.settings.perso_ttl_secs.to_string()])
             .env("TOKENHUB_MASTER_KEY", MASTER_KEY)
             .env("TOKENHUB_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "warn")

@@ -73,7 +73,7 @@ e2e_tests! {
 
     async fn a_delivery_never_confirmed_fails_after_its_tries(backend) {
         let options = WorldOptions {
-            hub: HubSettings { delivery_window_secs: 1, delivery_max_tries: 2 },
+            hub: HubSettings { delivery_window_secs: 1, delivery_max_tries: 2, ..Default::default() },
             ..Default::default()
         };
         let w = World::start(backend, options).await;
