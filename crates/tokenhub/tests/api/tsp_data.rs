@@ -30,6 +30,7 @@ hub_tests!(
     data_on_a_deleted_token_is_rejected_with_432_even_after_the_time_to_live,
     a_different_call_after_completion_is_rejected_with_321_even_if_its_body_is_the_same,
     data_for_a_token_whose_profile_version_is_not_defined_is_rejected_with_911,
+    data_that_completes_a_profile_that_cannot_be_built_is_rejected_with_911,
     concurrent_partial_calls_lose_no_element,
     of_concurrent_completing_calls_exactly_one_is_accepted_and_the_others_get_321,
 );
@@ -347,6 +348,48 @@ async fn a_different_call_after_completion_is_rejected_with_321_even_if_its_body
     let body = data_body(&app.required_elements());
     app.put_data(&token, &body).await.assert_accepted();
     app.put_data(&token, &body).await.assert_refused(321);
+}
+
+async fn data_that_completes_a_profile_that_cannot_be_built_is_rejected_with_911(app: TestApp) {
+    // A product whose one element goes, as it is, into DGI 0202 and has no maxLength: a value of
+    // 70,000 characters makes a DGI longer than the 65,535 bytes a DGI can hold.
+    let definition = json!({
+        "dataElements": [{"name": "issuer_note", "required": true, "format": "text", "dgi": "0202"}],
+        "template": [{"dgi": "0101", "data": "9F0702FF00"}]
+    });
+    let r = app
+        .put_profile_version(ISSUER, "wide", "v1", &definition)
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(app.deploy(ISSUER, "wide", "v1").await.status(), 200);
+    let mut body = digitization_body();
+    body["productId"] = json!("wide");
+    let r = app.post_digitization(&body).await;
+    assert_eq!(r.status(), 201);
+    let token = r.json::<serde_json::Value>().await.unwrap()["tokenId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let answer = app
+        .put_data(
+            &token,
+            &data_body(&[clear("issuer_note", &"n".repeat(70_000))]),
+        )
+        .await;
+    answer.assert_refused(911);
+    // Nothing of the call is kept: the TSP may send a value that fits.
+    let view = app.get_token(&token).await;
+    assert_eq!(view["state"], "PENDING_DATA");
+    assert_eq!(names(&view["elementsHeld"]), Vec::<String>::new());
+    assert_eq!(app.hub.store.data_part_count(&token).await.unwrap(), 0);
+    app.put_data(
+        &token,
+        &data_body(&[clear("issuer_note", &"n".repeat(65_535))]),
+    )
+    .await
+    .assert_accepted();
+    assert_eq!(app.token_state(&token).await, "PERSONALIZING");
 }
 
 async fn data_for_a_token_whose_profile_version_is_not_defined_is_rejected_with_911(app: TestApp) {
