@@ -264,7 +264,8 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
     }
 
     let breakdown = if args.breakdown {
-        Some(breakdown(&hub, body, breakdown_ids, args.concurrency).await?)
+        let pending = hub_fixed_target.used() + hub_max_target.used();
+        Some(breakdown(&hub, body, breakdown_ids, args.concurrency, pending).await?)
     } else {
         None
     };
@@ -1041,6 +1042,10 @@ struct Breakdown {
     store_full_rate: f64,
     statements_data: usize,
     statements_full: usize,
+    /// The delivery sweep (every 500 ms, a write transaction) with this many personalizations
+    /// pending: its median time.
+    sweep_ms: f64,
+    pending: usize,
 }
 
 impl Breakdown {
@@ -1057,6 +1062,11 @@ impl Breakdown {
         println!(
             "{:<58} {:>8.3} (mean)",
             "an empty store.transact (no write: no fsync)", self.empty_commit_ms
+        );
+        println!(
+            "{:<58} {:>8.3} (median of 9)",
+            format!("the delivery sweep, {} deliveries pending", self.pending),
+            self.sweep_ms
         );
         println!();
         println!(
@@ -1083,6 +1093,7 @@ async fn breakdown(
     body: &'static [u8],
     ids: &[String],
     concurrency: usize,
+    pending: usize,
 ) -> anyhow::Result<Breakdown> {
     use futures::stream::{self, StreamExt, TryStreamExt};
     use tokenhub::flows::perso::{submit, Applied};
@@ -1102,6 +1113,16 @@ async fn breakdown(
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?
         .context("the bench profile is not defined")?;
+    // Every accepted call left a personalization pending (no device fetches them here).
+    let mut sweeps = Vec::new();
+    for _ in 0..9 {
+        let t = Instant::now();
+        tokenhub::flows::deliver::sweep(hub)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+        sweeps.push(t.elapsed().as_micros() as u64);
+    }
+    let sweep_ms = Histogram::new(&sweeps).ms(50.0);
     let device_key = [9u8; 32];
     let mut sizes = (0, 0, 0);
     for (n, id) in ids.iter().enumerate() {
@@ -1231,6 +1252,8 @@ async fn breakdown(
         store_full_rate,
         statements_data,
         statements_full,
+        sweep_ms,
+        pending,
     })
 }
 

@@ -78,6 +78,9 @@ pub struct DemoArgs {
     /// The campaign's pace, tokens per second.
     #[arg(long, default_value_t = 500)]
     campaign_rate: u32,
+    /// The calls per second the TSP takes (it answers 503 above): the hub is told to keep to it.
+    #[arg(long)]
+    tsp_rate: Option<u32>,
     /// Transactions each device makes.
     #[arg(long, default_value_t = 3)]
     transactions: usize,
@@ -141,6 +144,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let hub_url = format!("http://{hub_addr}");
     let mut sim_config = tokenhub_sim::TspSimConfig::new(hub_url.clone(), key_set);
     sim_config.partial_calls = args.partial_calls;
+    // The TSP enforces the rate it agreed with the hub (503 above it); the hub keeps to it.
+    sim_config.misbehaviour.rate_limit = args.tsp_rate;
     let sim = tokenhub_sim::spawn(
         tokio::net::TcpListener::bind("127.0.0.1:0").await?,
         sim_config,
@@ -161,7 +166,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     client
         .admin_put(
             "/admin/v1/tsps/demo-tsp",
-            json!({"baseUrl": sim.base_url()}),
+            json!({"baseUrl": sim.base_url(), "rateLimitPerSecond": args.tsp_rate}),
         )
         .await?;
     client
@@ -324,6 +329,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("devices on profile v2               {on_v2}");
     println!("recovered data that differed        {failed}");
     println!(
+        "TSP calls refused by its rate (503)  {}",
+        status.rate_limited
+    );
+    println!(
         "transactions after the campaign     {} approved / {} declined",
         txns_after.approved,
         txns_after.declined_total()
@@ -350,6 +359,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         (
             done == args.tokens && on_v2 == args.tokens && status_drained,
             format!("campaign: {campaign}"),
+        ),
+        (
+            status.rate_limited == 0,
+            format!(
+                "the hub went over the TSP's rate: {} call(s) refused",
+                status.rate_limited
+            ),
         ),
         (
             txns_after.approved == expected_txns && txns_after.declined_total() == 0,

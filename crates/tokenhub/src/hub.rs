@@ -26,6 +26,8 @@ pub struct Hub {
     pub outbox_wake: tokio::sync::Notify,
     /// Paces campaigns between runner ticks.
     pub campaign_pacer: crate::flows::campaign::Pacer,
+    /// Paces the outbox's calls to each TSP at its agreed rate.
+    pub tsp_pacer: crate::flows::campaign::Pacer,
     /// Profile versions are immutable, so a version read once is good forever, on every node.
     profiles: RwLock<HashMap<(String, String, String), Arc<ProfileDefinition>>>,
 }
@@ -77,6 +79,7 @@ impl Hub {
                 devices: DeviceSignals::default(),
                 outbox_wake: tokio::sync::Notify::new(),
                 campaign_pacer: Default::default(),
+                tsp_pacer: Default::default(),
                 profiles: RwLock::new(HashMap::new()),
                 config,
             },

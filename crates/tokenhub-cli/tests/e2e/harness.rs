@@ -155,7 +155,10 @@ impl HubProcess {
             .args(["--perso-ttl", &self.settings.perso_ttl_secs.to_string()])
             .env("TOKENHUB_MASTER_KEY", MASTER_KEY)
             .env("TOKENHUB_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_HUB_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .unwrap();

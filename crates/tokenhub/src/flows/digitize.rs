@@ -120,6 +120,11 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
         },
     };
     drop(_enter);
+    if let Some(rate) = tsp.rate_limit {
+        hub.tsp_pacer
+            .acquire(&tsp.tsp_id, rate, hub.clock.as_ref())
+            .await;
+    }
     let answer = hub
         .tsp
         .create_token(&tsp.base_url, &correlation_id, &request)

@@ -66,6 +66,10 @@ async fn require_admin(State(hub): State<AppState>, req: Request, next: Next) ->
 pub struct TspBody {
     /// The TSP's base URL for the outgoing API, e.g. `https://tsp.example/tsp/trapi/v2.0`.
     pub base_url: String,
+    /// The calls per second the TSP agreed to take from the hub (all calls: repersoToken,
+    /// newDataStatus, updateTokenState…); absent: no limit. Campaigns are paced by it.
+    #[serde(default)]
+    pub rate_limit_per_second: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,6 +77,8 @@ pub struct TspBody {
 pub struct TspView {
     pub tsp_id: String,
     pub base_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_second: Option<i64>,
 }
 
 /// Register or update a TSP connection.
@@ -97,6 +103,14 @@ async fn put_tsp(
     let tsp = Tsp {
         tsp_id,
         base_url: body.base_url.trim_end_matches('/').to_string(),
+        rate_limit: match body.rate_limit_per_second {
+            Some(0) => {
+                return Err(ApiError::bad_request(
+                    "rateLimitPerSecond must be at least 1",
+                ))
+            }
+            r => r.map(i64::from),
+        },
     };
     let now = hub.now_ms();
     let stored = tsp.clone();
@@ -108,6 +122,7 @@ async fn put_tsp(
     Ok(Json(TspView {
         tsp_id: tsp.tsp_id,
         base_url: tsp.base_url,
+        rate_limit_per_second: tsp.rate_limit,
     }))
 }
 

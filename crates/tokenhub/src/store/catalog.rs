@@ -10,6 +10,8 @@ use tokenhub_crypto::Algorithm;
 pub struct Tsp {
     pub tsp_id: String,
     pub base_url: String,
+    /// Calls per second the TSP agreed to take from the hub; `None`: no limit.
+    pub rate_limit: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,12 +33,14 @@ pub enum PutImmutable {
 
 pub async fn put_tsp(conn: &mut AnyConnection, tsp: &Tsp, now: i64) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms) VALUES ($1, $2, $3, $3) \
-         ON CONFLICT (tsp_id) DO UPDATE SET base_url = excluded.base_url, updated_ms = excluded.updated_ms",
+        "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms, rate_limit) VALUES ($1, $2, $3, $3, $4) \
+         ON CONFLICT (tsp_id) DO UPDATE SET base_url = excluded.base_url, updated_ms = excluded.updated_ms, \
+         rate_limit = excluded.rate_limit",
     )
     .bind(&tsp.tsp_id)
     .bind(&tsp.base_url)
     .bind(now)
+    .bind(tsp.rate_limit)
     .execute(conn)
     .await?;
     Ok(())
@@ -216,13 +220,14 @@ pub async fn issuer_tsp(
 
 impl Store {
     pub async fn tsp(&self, tsp_id: &str) -> Result<Option<Tsp>, StoreError> {
-        let row = sqlx::query("SELECT tsp_id, base_url FROM tsps WHERE tsp_id = $1")
+        let row = sqlx::query("SELECT tsp_id, base_url, rate_limit FROM tsps WHERE tsp_id = $1")
             .bind(tsp_id)
             .fetch_optional(self.reader())
             .await?;
         Ok(row.map(|r| Tsp {
             tsp_id: r.get(0),
             base_url: r.get(1),
+            rate_limit: r.get(2),
         }))
     }
 

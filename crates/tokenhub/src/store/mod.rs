@@ -348,10 +348,10 @@ fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
     }
     let sources: &[(i64, &str, &str)] = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns")
+            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns")
+            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate")
         }
     };
     let migrations = sources

@@ -117,6 +117,15 @@ pub async fn was_sent(
     Ok(found.is_some())
 }
 
+/// Gives a claimed item back untried (its TSP's rate was used up): not an attempt.
+pub async fn release(conn: &mut AnyConnection, id: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE outbox SET locked_until_ms = 0, attempts = attempts - 1 WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn mark_done(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE outbox SET state = 'DONE', last_error = NULL, updated_ms = $2 WHERE id = $1",

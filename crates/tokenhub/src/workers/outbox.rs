@@ -10,6 +10,7 @@ use crate::store::outbox::{self, OutboxItem};
 use crate::tsp_client::TspCallError;
 use rand::Rng;
 use reqwest::Method;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -23,26 +24,38 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     loop {
-        let worked = match dispatch_once(&hub).await {
-            Ok(n) => n > 0,
+        let (sent, throttled) = match dispatch_once(&hub).await {
+            Ok(d) => (d.sent, d.throttled),
             Err(e) => {
                 tracing::error!(cause = %e.chain(), "outbox dispatch failed");
-                false
+                (0, false)
             }
         };
-        if worked {
+        if sent > 0 {
             continue;
         }
+        // Held back by a TSP's rate: look again soon; idle: wait to be woken.
+        let nap = if throttled { 20 } else { 250 };
         tokio::select! {
             _ = hub.outbox_wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(nap)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
 }
 
-/// Claims one batch and makes its calls. Returns how many were claimed.
-pub async fn dispatch_once(hub: &Hub) -> Result<usize, Error> {
+/// What one dispatch round did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dispatched {
+    /// Calls made.
+    pub sent: usize,
+    /// Calls held back because their TSP's rate was used up.
+    pub throttled: bool,
+}
+
+/// Claims one batch, holds back what a TSP's agreed rate does not allow yet, and makes the
+/// other calls.
+pub async fn dispatch_once(hub: &Hub) -> Result<Dispatched, Error> {
     let now = hub.now_ms();
     let items = hub
         .store
@@ -50,15 +63,51 @@ pub async fn dispatch_once(hub: &Hub) -> Result<usize, Error> {
             Box::pin(async move { Ok::<_, Error>(outbox::claim(c, now, LEASE_MS, BATCH).await?) })
         })
         .await?;
-    let n = items.len();
-    let calls = items.into_iter().map(|item| async move {
+    let mut allowed: HashMap<String, i64> = HashMap::new();
+    let mut send_now = Vec::with_capacity(items.len());
+    let mut held = Vec::new();
+    for item in items {
+        let rate = match hub.store.tsp(&item.tsp_id).await? {
+            Some(t) => t.rate_limit,
+            None => None,
+        };
+        let Some(rate) = rate else {
+            send_now.push(item);
+            continue;
+        };
+        let left = allowed
+            .entry(item.tsp_id.clone())
+            .or_insert_with(|| hub.tsp_pacer.allowance(&item.tsp_id, rate, now));
+        if *left > 0 {
+            *left -= 1;
+            hub.tsp_pacer.spend(&item.tsp_id, 1);
+            send_now.push(item);
+        } else {
+            held.push(item.id);
+        }
+    }
+    let throttled = !held.is_empty();
+    if throttled {
+        hub.store
+            .transact(move |c| {
+                Box::pin(async move {
+                    for id in held {
+                        outbox::release(c, id).await?;
+                    }
+                    Ok::<_, Error>(())
+                })
+            })
+            .await?;
+    }
+    let sent = send_now.len();
+    let calls = send_now.into_iter().map(|item| async move {
         let outcome = send(hub, &item).await;
         record(hub, item, outcome).await
     });
     for r in futures::future::join_all(calls).await {
         r?;
     }
-    Ok(n)
+    Ok(Dispatched { sent, throttled })
 }
 
 async fn send(hub: &Hub, item: &OutboxItem) -> Result<(), TspCallError> {
