@@ -286,16 +286,23 @@ pub async fn replace_fingerprints(
         .bind(token_id)
         .execute(&mut *conn)
         .await?;
-    for (name, fp) in fingerprints {
-        sqlx::query(
-            "INSERT INTO token_fingerprints (token_id, name, fingerprint) VALUES ($1, $2, $3)",
-        )
-        .bind(token_id)
-        .bind(name)
-        .bind(fp)
-        .execute(&mut *conn)
-        .await?;
+    if fingerprints.is_empty() {
+        return Ok(());
     }
+    // One statement for all of them: a statement costs the single SQLite writer ~50 µs.
+    let mut sql =
+        String::from("INSERT INTO token_fingerprints (token_id, name, fingerprint) VALUES ");
+    for i in 0..fingerprints.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i));
+    }
+    let mut q = sqlx::query(&sql).bind(token_id);
+    for (name, fp) in fingerprints {
+        q = q.bind(name).bind(fp);
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 
