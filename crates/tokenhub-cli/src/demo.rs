@@ -89,24 +89,6 @@ pub struct DemoArgs {
     keep: bool,
 }
 
-/// The product profile the demo defines (the README's example): the simulator's five elements,
-/// placed in the DGIs the device simulator reads, and a small template.
-pub fn demo_profile() -> Value {
-    json!({
-        "dataElements": [
-            {"name": "cmk_ac", "required": true, "format": "hex", "maxLength": 32, "sensitive": true, "dgi": "8001"},
-            {"name": "cmk_rp", "required": true, "format": "hex", "maxLength": 32, "sensitive": true, "dgi": "8002"},
-            {"name": "track2_data", "required": true, "format": "hex", "maxLength": 38, "sensitive": true, "dgi": "0101", "tag": "57"},
-            {"name": "psn", "required": true, "format": "digits", "maxLength": 2, "dgi": "0101", "tag": "5F34"},
-            {"name": "par", "required": true, "format": "text", "maxLength": 29, "dgi": "0101", "tag": "9F24"}
-        ],
-        "template": [
-            {"dgi": "9102", "data": "A5058801015F2D02656E"},
-            {"dgi": "0101", "data": "70049F0701FF"}
-        ]
-    })
-}
-
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ensure!(args.tokens > 0, "--tokens must be at least 1");
     let started = Instant::now();
@@ -178,7 +160,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     client
         .admin_put(
             &format!("/admin/v1/issuers/{issuer_id}/products/classic/profiles/v1"),
-            demo_profile(),
+            tokenhub_sim::profiles::profile_v1(),
         )
         .await?;
     client
@@ -234,7 +216,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     client
         .admin_put(
             &format!("/admin/v1/issuers/{issuer_id}/products/classic/profiles/v2"),
-            demo_profile_v2(),
+            tokenhub_sim::profiles::profile_v2(),
         )
         .await?;
     let deployed = client
@@ -428,15 +410,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ensure!(failed.is_empty(), "{} check(s) failed", failed.len());
     println!("all checks passed");
     Ok(())
-}
-
-/// Profile v2: v1 and a transit record (DGI 0202).
-pub fn demo_profile_v2() -> Value {
-    let mut p = demo_profile();
-    if let Some(t) = p["template"].as_array_mut() {
-        t.push(json!({"dgi": "0202", "data": "70059F5D020001"}));
-    }
-    p
 }
 
 /// Waits until no outbox call is pending (every call owed to the TSP made).

@@ -108,6 +108,7 @@
 
 pub mod device;
 pub mod emv;
+pub mod profiles;
 pub mod tsp;
 
 pub use device::{

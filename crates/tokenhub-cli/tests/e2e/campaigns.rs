@@ -21,11 +21,7 @@ impl World {
     }
 
     pub async fn define_v2(&self) {
-        let mut p = tokenhub_cli_profile();
-        p["template"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"dgi": "0202", "data": "70059F5D020001"}));
+        let p = tokenhub_sim::profiles::profile_v2();
         let r = self
             .http
             .put(format!(

@@ -326,7 +326,7 @@ impl World {
         world
             .admin_put(
                 &format!("/admin/v1/issuers/{ISSUER}/products/classic/profiles/v1"),
-                tokenhub_cli_profile(),
+                tokenhub_sim::profiles::profile_v1(),
             )
             .await;
         let r = world
@@ -439,23 +439,6 @@ impl World {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// The demo's profile (every element placed where the device simulator reads it).
-pub fn tokenhub_cli_profile() -> Value {
-    json!({
-        "dataElements": [
-            {"name": "cmk_ac", "required": true, "format": "hex", "maxLength": 32, "sensitive": true, "dgi": "8001"},
-            {"name": "cmk_rp", "required": true, "format": "hex", "maxLength": 32, "sensitive": true, "dgi": "8002"},
-            {"name": "track2_data", "required": true, "format": "hex", "maxLength": 38, "sensitive": true, "dgi": "0101", "tag": "57"},
-            {"name": "psn", "required": true, "format": "digits", "maxLength": 2, "dgi": "0101", "tag": "5F34"},
-            {"name": "par", "required": true, "format": "text", "maxLength": 29, "dgi": "0101", "tag": "9F24"}
-        ],
-        "template": [
-            {"dgi": "9102", "data": "A5058801015F2D02656E"},
-            {"dgi": "0101", "data": "70049F0701FF"}
-        ]
-    })
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {

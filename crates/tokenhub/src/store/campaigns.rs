@@ -1,6 +1,6 @@
 //! Re-personalization campaigns and the tokens each covers, step by step.
 
-use super::{dialect, Store, StoreError};
+use super::{Store, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -159,15 +159,15 @@ pub async fn lock(
     conn: &mut AnyConnection,
     campaign_id: &str,
 ) -> Result<Option<Campaign>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM campaigns WHERE campaign_id = $1{}",
-        dialect(conn).for_update()
-    );
-    let row = sqlx::query(&sql)
-        .bind(campaign_id)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(from_row).transpose()
+    super::lock_row(
+        conn,
+        "campaigns",
+        COLUMNS,
+        "campaign_id",
+        campaign_id,
+        from_row,
+    )
+    .await
 }
 
 pub async fn set_state(

@@ -141,15 +141,15 @@ pub async fn lock(
     conn: &mut AnyConnection,
     personalization_id: &str,
 ) -> Result<Option<Personalization>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM personalizations WHERE personalization_id = $1{}",
-        dialect(conn).for_update()
-    );
-    let row = sqlx::query(&sql)
-        .bind(personalization_id)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(from_row).transpose()
+    super::lock_row(
+        conn,
+        "personalizations",
+        COLUMNS,
+        "personalization_id",
+        personalization_id,
+        from_row,
+    )
+    .await
 }
 
 /// Takes the device's personalizations that may be offered now, counting one more try for each

@@ -82,6 +82,24 @@ impl Dialect {
     }
 }
 
+/// Reads one row by its key and locks it until the transaction ends:
+/// `SELECT {columns} FROM {table} WHERE {key} = $1` (+ `FOR UPDATE` on PostgreSQL).
+pub(crate) async fn lock_row<T>(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &str,
+    key: &str,
+    id: &str,
+    parse: fn(&sqlx::any::AnyRow) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let sql = format!(
+        "SELECT {columns} FROM {table} WHERE {key} = $1{}",
+        dialect(conn).for_update()
+    );
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(parse).transpose()
+}
+
 /// The dialect of the connection a transaction closure was given.
 pub fn dialect(conn: &AnyConnection) -> Dialect {
     Dialect::of(conn)

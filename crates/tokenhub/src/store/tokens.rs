@@ -1,6 +1,6 @@
 //! Tokens, the data preparation held for them (sealed), and their event history.
 
-use super::{dialect, Store, StoreError};
+use super::{Store, StoreError};
 use crate::domain::token::TokenSnapshot;
 use crate::domain::TokenState;
 use sqlx::any::AnyRow;
@@ -146,15 +146,15 @@ pub async fn lock_token(
     conn: &mut AnyConnection,
     token_id: &str,
 ) -> Result<Option<TokenRow>, StoreError> {
-    let sql = format!(
-        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_id = $1{}",
-        dialect(conn).for_update()
-    );
-    let row = sqlx::query(&sql)
-        .bind(token_id)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(token_from_row).transpose()
+    super::lock_row(
+        conn,
+        "tokens",
+        TOKEN_COLUMNS,
+        "token_id",
+        token_id,
+        token_from_row,
+    )
+    .await
 }
 
 /// Whether this data call was already applied to the token (a retry): the same correlation id
