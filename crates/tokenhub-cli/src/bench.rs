@@ -431,6 +431,8 @@ async fn create_tokens(hub: &tokenhub::Hub, n: usize) -> anyhow::Result<Vec<Stri
                     updated_ms: now,
                     failure_reason: None,
                     recovery: None,
+                    card: Default::default(),
+                    last_update_ms: None,
                 })
                 .collect()
         })

@@ -17,7 +17,8 @@ pub struct StoreArgs {
     #[arg(long, env = "TOKENHUB_DATABASE_URL")]
     pub database_url: Option<String>,
     /// A TOML file with any of: listen, database_url, perso_ttl, delivery_window,
-    /// delivery_max_tries, delivery_ttl, admin_token, master_key.
+    /// delivery_max_tries, delivery_ttl, admin_token, master_key, notify_retry_schedule,
+    /// outbound_allow.
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -42,6 +43,14 @@ pub struct ServeArgs {
     /// Seconds after which a personalization the device never fetched fails.
     #[arg(long, env = "TOKENHUB_DELIVERY_TTL")]
     pub delivery_ttl: Option<u64>,
+    /// Waits between attempts at delivering a token update to a requestor, e.g. `5s,5m,30m`
+    /// (each wait is drawn at random up to the given one; a `Retry-After` is honoured).
+    #[arg(long, env = "TOKENHUB_NOTIFY_RETRY_SCHEDULE")]
+    pub notify_retry_schedule: Option<String>,
+    /// Private, loopback or link-local networks (CIDRs, comma-separated) token requestors may be
+    /// reached at, e.g. `127.0.0.0/8,10.0.0.0/8`. Public addresses are always allowed.
+    #[arg(long, env = "TOKENHUB_OUTBOUND_ALLOW")]
+    pub outbound_allow: Option<String>,
 }
 
 /// The optional TOML file.
@@ -56,6 +65,8 @@ struct FileConfig {
     delivery_ttl: Option<u64>,
     admin_token: Option<String>,
     master_key: Option<String>,
+    notify_retry_schedule: Option<String>,
+    outbound_allow: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +92,62 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// `TOKENHUB_MASTER_KEY` (64 hex digits); on SQLite a key file beside the database when unset.
     pub master_key: Option<String>,
+    /// How token updates reach token requestors.
+    pub notify: NotifySettings,
+}
+
+/// How token updates are delivered to token requestors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// The longest wait before each retry; an update is dead after `len() + 1` attempts.
+    pub retry_schedule: Vec<Duration>,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+    /// Non-public networks requestors may be reached at.
+    pub outbound_allow: Vec<ipnet::IpNet>,
+}
+
+/// Close to the well-known day of retries: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+pub const DEFAULT_NOTIFY_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            retry_schedule: parse_schedule(DEFAULT_NOTIFY_RETRY_SCHEDULE)
+                .expect("the default schedule parses"),
+            timeout: Duration::from_secs(10),
+            outbound_allow: Vec::new(),
+        }
+    }
+}
+
+/// `5s,5m,30m` → the durations; every entry must be a positive duration.
+pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match humantime::parse_duration(p) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            _ => Err(format!(
+                "notify retry schedule: {p:?} is not a duration such as 500ms, 5s, 5m or 2h"
+            )),
+        })
+        .collect()
+}
+
+/// `127.0.0.0/8, 10.0.0.0/8` → the networks.
+pub fn parse_cidrs(s: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!("outbound allow list: {p:?} is not a CIDR such as 127.0.0.0/8")
+                })
+        })
+        .collect()
 }
 
 /// How personalizations are offered to devices.
@@ -132,6 +199,7 @@ impl Config {
             outbox_backoff: Duration::from_secs(1),
             admin_token: None,
             master_key: None,
+            notify: NotifySettings::default(),
         }
     }
 
@@ -184,6 +252,21 @@ impl Config {
             outbox_backoff: Duration::from_secs(1),
             admin_token: non_empty(env("TOKENHUB_ADMIN_TOKEN")).or(file.admin_token),
             master_key: non_empty(env("TOKENHUB_MASTER_KEY")).or(file.master_key),
+            notify: NotifySettings {
+                retry_schedule: match args
+                    .notify_retry_schedule
+                    .clone()
+                    .or(file.notify_retry_schedule)
+                {
+                    Some(s) => parse_schedule(&s).map_err(ConfigError::Invalid)?,
+                    None => NotifySettings::default().retry_schedule,
+                },
+                outbound_allow: match args.outbound_allow.clone().or(file.outbound_allow) {
+                    Some(s) => parse_cidrs(&s).map_err(ConfigError::Invalid)?,
+                    None => Vec::new(),
+                },
+                ..NotifySettings::default()
+            },
         };
         if config.perso_ttl.is_zero() {
             return Err(ConfigError::Invalid(
@@ -246,6 +329,25 @@ mod tests {
             .unwrap();
         assert_eq!(c.perso_ttl, Duration::from_secs(5));
         assert_eq!(c.master_key.as_deref(), Some("cd"));
+    }
+
+    #[test]
+    fn schedules_and_allow_lists_parse_or_say_why_not() {
+        assert_eq!(
+            parse_schedule("1s, 2s,500ms").unwrap(),
+            vec![
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_millis(500)
+            ]
+        );
+        assert_eq!(NotifySettings::default().retry_schedule.len(), 7);
+        assert!(parse_schedule("1s,soon").unwrap_err().contains("soon"));
+        assert!(parse_schedule("0s").is_err());
+        let nets = parse_cidrs("127.0.0.0/8,::1,10.1.2.3").unwrap();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[1].contains(&"::1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(parse_cidrs("localhost").is_err());
     }
 
     #[test]

@@ -19,11 +19,15 @@ pub struct Hub {
     pub clock: Arc<dyn Clock>,
     pub config: Config,
     pub tsp: TspClient,
+    /// Delivers token updates to token requestors.
+    pub requestors: crate::notify_client::NotifyClient,
     admin_token: SecretString,
     /// Wakes a device's long poll when a personalization for it is committed.
     pub devices: DeviceSignals,
     /// Wakes the outbox worker when a call is enqueued.
     pub outbox_wake: tokio::sync::Notify,
+    /// Wakes the requestor notifier when a token update is queued or a delivery ends.
+    pub notify_wake: tokio::sync::Notify,
     /// Paces campaigns between runner ticks.
     pub campaign_pacer: crate::flows::campaign::Pacer,
     /// Paces the outbox's calls to each TSP at its agreed rate.
@@ -75,9 +79,14 @@ impl Hub {
                 keys,
                 clock,
                 tsp: TspClient::new(Duration::from_secs(10)),
+                requestors: crate::notify_client::NotifyClient::new(
+                    crate::notify_client::OutboundPolicy::new(config.notify.outbound_allow.clone()),
+                    config.notify.timeout,
+                ),
                 admin_token: SecretString::from(admin_token),
                 devices: DeviceSignals::default(),
                 outbox_wake: tokio::sync::Notify::new(),
+                notify_wake: tokio::sync::Notify::new(),
                 campaign_pacer: Default::default(),
                 tsp_pacer: Default::default(),
                 profiles: RwLock::new(HashMap::new()),

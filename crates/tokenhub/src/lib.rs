@@ -24,6 +24,7 @@ pub mod flows;
 pub mod http;
 pub mod hub;
 pub mod keys;
+pub mod notify_client;
 pub mod store;
 pub mod telemetry;
 pub mod tsp_client;

@@ -161,6 +161,8 @@ pub struct FleetStatus {
     pub poll_errors: u64,
     /// Results the hub never acknowledged, after retries.
     pub result_errors: u64,
+    /// Deleted tokens the hub told a device to remove, and that it removed.
+    pub removals: u64,
     /// Payment applications held now (one per token).
     pub apps_installed: u64,
     /// Installations so far, replacements included.
@@ -251,6 +253,7 @@ struct Counters {
     unusable_offers: AtomicU64,
     poll_errors: AtomicU64,
     result_errors: AtomicU64,
+    removals: AtomicU64,
     installs: AtomicU64,
     approved: AtomicU64,
     declined: AtomicU64,
@@ -462,6 +465,7 @@ impl Fleet {
             unusable_offers: get(&c.unusable_offers),
             poll_errors: get(&c.poll_errors),
             result_errors: get(&c.result_errors),
+            removals: get(&c.removals),
             apps_installed: self.inner.apps().len() as u64,
             installs: get(&c.installs),
             transactions_approved: get(&c.approved),
@@ -743,7 +747,11 @@ async fn device_loop(
                 failures = 0;
                 let empty = offers.is_empty();
                 for offer in offers {
-                    handle_offer(&inner, &device, offer, &mut stop).await;
+                    if offer.get("action").and_then(Value::as_str) == Some("REMOVE") {
+                        handle_removal(&inner, &device, &offer).await;
+                    } else {
+                        handle_offer(&inner, &device, offer, &mut stop).await;
+                    }
                 }
                 // A hub that answers an empty list at once (instead of waiting) must not be
                 // hammered.
@@ -823,6 +831,38 @@ fn open_offer(device: &Device, offer: Value) -> Result<(Offer, String, PaymentPr
     );
     let profile = profile::check(&plaintext).map_err(|e| Refusal::Check(e.to_string()))?;
     Ok((offer, version, profile))
+}
+
+/// A deleted token: the application goes, and the hub is told (it lists the removal until then).
+async fn handle_removal(inner: &Inner, device: &Device, item: &Value) {
+    let Some(token_id) = item.get("tokenId").and_then(Value::as_str) else {
+        inner.count(&inner.counters.unusable_offers);
+        return;
+    };
+    let removed = {
+        let mut apps = inner.apps();
+        match apps.get(token_id) {
+            Some(app) if app.device_id == device.id => apps.remove(token_id).is_some(),
+            _ => false,
+        }
+    };
+    if removed {
+        tracing::debug!(device = %device.id, %token_id, "application removed: the token was deleted");
+    }
+    match wallet::confirm_removal(
+        &inner.http,
+        &inner.hub,
+        &device.id,
+        token_id,
+        inner.config.request_timeout,
+    )
+    .await
+    {
+        Ok(()) => inner.count(&inner.counters.removals),
+        Err(e) => {
+            tracing::debug!(device = %device.id, %token_id, error = %e, "removal not confirmed; the hub will list it again")
+        }
+    }
 }
 
 async fn handle_offer(

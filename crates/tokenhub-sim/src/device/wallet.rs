@@ -137,6 +137,32 @@ pub(crate) async fn post_result(
     }
 }
 
+/// `POST /wallet/v1/devices/{deviceId}/tokens/{tokenId}/removed` → 204.
+pub(crate) async fn confirm_removal(
+    http: &reqwest::Client,
+    hub: &Url,
+    device_id: &str,
+    token_id: &str,
+    timeout: Duration,
+) -> Result<(), CallError> {
+    let response = http
+        .post(url(
+            hub,
+            &[
+                "wallet", "v1", "devices", device_id, "tokens", token_id, "removed",
+            ],
+        ))
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(transport)?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(CallError::Status(response.status()))
+    }
+}
+
 /// One offer of the poll's answer.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

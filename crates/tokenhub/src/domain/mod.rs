@@ -6,6 +6,7 @@
 
 pub mod cps;
 pub mod ids;
+pub mod lifecycle;
 pub mod perso;
 pub mod profile;
 pub mod token;

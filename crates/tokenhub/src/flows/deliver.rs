@@ -112,10 +112,29 @@ pub async fn queue_personalization(
     Ok(personalization_id)
 }
 
+/// What a device's poll brings: profiles to install, tokens to remove.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum DeviceWork {
+    Install(Offer),
+    Remove(Removal),
+}
+
+/// A deleted token the device must remove (listed until the device confirms the removal).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Removal {
+    /// `REMOVE`.
+    pub action: &'static str,
+    pub token_id: String,
+}
+
 /// A personalization as the device receives it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Offer {
+    /// `INSTALL`.
+    pub action: &'static str,
     pub personalization_id: String,
     pub token_id: String,
     pub profile_version: String,
@@ -132,14 +151,30 @@ pub struct OfferedProfile {
 
 /// The device's personalizations that may be offered now; when there are none, waits up to `wait`
 /// for one to be committed.
-pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Offer>, Error> {
+pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<DeviceWork>, Error> {
     let signal = hub.devices.subscribe(device_id);
     let deadline = tokio::time::Instant::now() + wait;
     let result = loop {
-        let offers = take_offers(hub, device_id).await?;
+        let mut work: Vec<DeviceWork> = take_offers(hub, device_id)
+            .await?
+            .into_iter()
+            .map(DeviceWork::Install)
+            .collect();
+        work.extend(
+            hub.store
+                .removals_for_device(device_id)
+                .await?
+                .into_iter()
+                .map(|token_id| {
+                    DeviceWork::Remove(Removal {
+                        action: "REMOVE",
+                        token_id,
+                    })
+                }),
+        );
         let now = tokio::time::Instant::now();
-        if !offers.is_empty() || now >= deadline {
-            break Ok(offers);
+        if !work.is_empty() || now >= deadline {
+            break Ok(work);
         }
         // Another node may commit the personalization: look again at least every second.
         let nap = (deadline - now).min(Duration::from_secs(1));
@@ -182,6 +217,7 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
                     enc: b64.encode(p.enc.as_ref()?),
                     ciphertext: b64.encode(p.ciphertext.as_ref()?),
                 },
+                action: "INSTALL",
                 personalization_id: p.personalization_id,
                 token_id: p.token_id,
                 profile_version: p.profile_version,
@@ -249,6 +285,7 @@ pub async fn settle(
         .await?;
     if settled {
         hub.outbox_wake.notify_one();
+        hub.notify_wake.notify_one();
     }
     Ok(())
 }
@@ -290,10 +327,12 @@ async fn conclude(
         (Kind::Perso, Ok(())) => {
             tokens::set_state(c, &p.token_id, TokenState::Active, now).await?;
             enqueue_state(c, &token, TokenState::Active, None, &p.correlation_id, now).await?;
+            super::notify::token_changed(c, &p.token_id, None, &p.correlation_id, now).await?;
         }
         (Kind::Perso, Err(reason)) => {
             let why = format!("personalization failed: {reason}");
             tokens::set_failure(c, &p.token_id, TokenState::Deleted, &why, now).await?;
+            super::notify::token_changed(c, &p.token_id, None, &p.correlation_id, now).await?;
             let reason = Some("personalization failed");
             enqueue_state(
                 c,
@@ -360,6 +399,7 @@ pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
             "personalizations failed (not confirmed in time)"
         );
         hub.outbox_wake.notify_one();
+        hub.notify_wake.notify_one();
     }
     Ok(swept)
 }

@@ -2,6 +2,7 @@
 //! (`createToken`) and records it, waiting for the TSP's data preparation.
 
 use crate::domain::ids::{parse_slug, LastDigits, Mmyy};
+use crate::domain::lifecycle::CardInfo;
 use crate::domain::{CorrelationId, IssuerId, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
@@ -16,6 +17,8 @@ pub struct Digitization {
     pub device_id: String,
     pub wallet_card_ref_id: String,
     pub token_requestor_id: Option<String>,
+    /// What the issuer tells of the funding card (for the token's requestor).
+    pub card: CardInfo,
 }
 
 /// Why a digitization did not happen, in the wallet's terms.
@@ -51,6 +54,7 @@ impl Digitization {
         device_id: &str,
         wallet_card_ref_id: &str,
         token_requestor_id: Option<&str>,
+        card: CardInfo,
     ) -> Result<Self, Rejection> {
         let n = wallet_card_ref_id.chars().count();
         if n == 0 || n > 64 {
@@ -71,6 +75,7 @@ impl Digitization {
             device_id: parse_slug("deviceId", device_id)?,
             wallet_card_ref_id: wallet_card_ref_id.to_string(),
             token_requestor_id: token_requestor_id.map(str::to_string),
+            card,
         })
     }
 }
@@ -176,6 +181,8 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
         updated_ms: now,
         failure_reason: None,
         recovery: None,
+        card: d.card,
+        last_update_ms: None,
     };
     let stored = row.clone();
     let inserted = hub

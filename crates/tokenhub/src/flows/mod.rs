@@ -6,6 +6,8 @@ pub mod campaign;
 pub mod deliver;
 pub mod digitize;
 pub mod keys;
+pub mod lifecycle;
+pub mod notify;
 pub mod perso;
 pub mod reperso;
 

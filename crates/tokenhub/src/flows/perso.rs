@@ -338,14 +338,22 @@ async fn apply(
         None
     };
     if let Some(info) = &submission.token_info {
-        tokens::set_token_info(
-            conn,
-            token_id.as_str(),
-            info.exp.as_ref().map(|e| e.as_str()),
-            info.last4.as_ref().map(|l| l.as_str()),
-            now,
-        )
-        .await?;
+        let exp = info.exp.as_ref().map(|e| e.as_str());
+        let last4 = info.last4.as_ref().map(|l| l.as_str());
+        tokens::set_token_info(conn, token_id.as_str(), exp, last4, now).await?;
+        // A renewal's new expiry or last digits are news for the token's requestor.
+        let changed = (exp.is_some() && exp != token.token_exp.as_deref())
+            || (last4.is_some() && last4 != token.token_last4.as_deref());
+        if changed {
+            super::notify::token_changed(
+                conn,
+                token_id.as_str(),
+                None,
+                correlation_id.as_str(),
+                now,
+            )
+            .await?;
+        }
     }
     let event = format!(
         "{} received: {} element(s){}",

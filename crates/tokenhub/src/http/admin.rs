@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/campaigns/{campaign_id}/resume", post(resume_campaign))
         .route("/campaigns/{campaign_id}/cancel", post(cancel_campaign))
         .route("/campaigns/{campaign_id}/report", get(campaign_report))
+        .merge(super::lifecycle::routes())
         .layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 

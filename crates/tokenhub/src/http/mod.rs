@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod api_error;
+pub mod lifecycle;
 pub mod openapi;
 pub mod tsp;
 pub mod wallet;

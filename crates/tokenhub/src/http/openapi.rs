@@ -24,10 +24,24 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::admin::resume_campaign,
         super::admin::cancel_campaign,
         super::admin::campaign_report,
+        super::lifecycle::suspend_token,
+        super::lifecycle::resume_token,
+        super::lifecycle::delete_token,
+        super::lifecycle::renew_card,
+        super::lifecycle::replace_card,
+        super::lifecycle::put_requestor,
+        super::lifecycle::get_requestor,
+        super::lifecycle::enable_requestor,
+        super::lifecycle::requestor_deliveries,
+        super::lifecycle::token_deliveries,
+        super::lifecycle::get_delivery,
+        super::lifecycle::replay_delivery,
+        super::lifecycle::replay_dead_letters,
         super::wallet::register_device,
         super::wallet::create_digitization,
         super::wallet::poll_personalizations,
         super::wallet::post_result,
+        super::wallet::token_removed,
     ),
     modifiers(&AdminSecurity)
 )]
@@ -74,8 +88,48 @@ pub fn document() -> serde_json::Value {
             }
         }
     }
+    add_token_updates(&mut doc, &prefix);
     doc["openapi"] = serde_json::Value::String("3.1.0".into());
     doc
+}
+
+/// The hub's addition to the TSP incoming API (`shared/spec/README.md`): token updates.
+fn add_token_updates(doc: &mut serde_json::Value, prefix: &str) {
+    let schema = serde_json::json!({
+        "type": "object",
+        "required": ["issuerId", "lastUpdateTimestamp"],
+        "properties": {
+            "issuerId": {"type": "string", "minLength": 10, "maxLength": 10},
+            "lastUpdateTimestamp": {"type": "string", "format": "date-time", "description": "when the change happened at the TSP; an update not newer than the one the hub holds is acknowledged and not applied"},
+            "tokenState": {"type": "string", "enum": ["ACTIVE", "SUSPENDED", "DELETED"]},
+            "tokenExpiryDate": {"type": "string", "pattern": "^(0[1-9]|1[0-2])[0-9]{2}$"},
+            "tokenLastDigits": {"type": "string", "pattern": "^[0-9]{2,5}$"},
+            "cardLastDigits": {"type": "string", "pattern": "^[0-9]{2,5}$"},
+            "cardExpiryDate": {"type": "string", "pattern": "^(0[1-9]|1[0-2])[0-9]{2}$"},
+            "cardArtId": {"type": "string", "minLength": 1, "maxLength": 64}
+        }
+    });
+    doc["components"]["schemas"]["tokenUpdateReq"] = schema;
+    let op = serde_json::json!({
+        "post": {
+            "operationId": "submitTokenUpdate",
+            "summary": "A token update from the TSP (state, expiry, last digits, card details)",
+            "description": "Answered 204 once stored, before it is forwarded to the token's requestor. Errors: 111, 112, 113, 119, 432 (a change out of DELETED), 921.",
+            "tags": ["tsp"],
+            "parameters": [
+                {"name": "tokenId", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 48}},
+                {"name": "x-correlation-id", "in": "header", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
+            ],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/tokenUpdateReq"}}}},
+            "responses": {
+                "204": {"description": "stored (or not newer than what the hub holds)"},
+                "400": {"description": "refused", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/errorRes"}}}}
+            }
+        }
+    });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.insert(format!("{prefix}/tokens/{{tokenId}}/updates"), op);
+    }
 }
 
 pub fn router() -> Router<AppState> {

@@ -10,13 +10,14 @@ use super::AppState;
 use crate::domain::perso::Operation;
 use crate::domain::{Code, CorrelationId, Rejection, TokenId};
 use crate::error::Error;
+use crate::flows::lifecycle::{self, TspUpdateOutcome};
 use crate::flows::perso::{self, Applied};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use tracing::Instrument;
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/tokens/{token_id}/data", put(submit_token_data))
         .route("/tokens/{token_id}/newData", put(submit_new_token_data))
+        .route("/tokens/{token_id}/updates", post(submit_token_update))
         .route("/healthCheck", get(health_check))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
@@ -87,7 +89,7 @@ async fn submit_token_data(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    submit(hub, path, headers, body, Operation::Data).await
+    submit(hub, path, headers, body, Call::Perso(Operation::Data)).await
 }
 
 async fn submit_new_token_data(
@@ -96,7 +98,24 @@ async fn submit_new_token_data(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    submit(hub, path, headers, body, Operation::NewData).await
+    submit(hub, path, headers, body, Call::Perso(Operation::NewData)).await
+}
+
+/// `POST /tokens/{tokenId}/updates`: a token update from the TSP (`shared/spec/README.md`).
+async fn submit_token_update(
+    State(hub): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    submit(hub, path, headers, body, Call::Update).await
+}
+
+/// The calls of this API that carry a body.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Perso(Operation),
+    Update,
 }
 
 async fn submit(
@@ -104,14 +123,15 @@ async fn submit(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    op: Operation,
+    call: Call,
 ) -> Response {
     let echo = headers
         .get(&X_CORRELATION_ID)
         .map(|v| (X_CORRELATION_ID, v.clone()));
-    let operation = match op {
-        Operation::Data => "submitTokenData",
-        Operation::NewData => "submitNewTokenData",
+    let operation = match call {
+        Call::Perso(Operation::Data) => "submitTokenData",
+        Call::Perso(Operation::NewData) => "submitNewTokenData",
+        Call::Update => "submitTokenUpdate",
     };
     let correlation = headers
         .get(&X_CORRELATION_ID)
@@ -137,6 +157,31 @@ async fn submit(
                 Rejection::format("the body could not be read")
             }
         })?;
+        let op = match call {
+            Call::Perso(op) => op,
+            Call::Update => {
+                return match lifecycle::tsp_update(&hub, &token_id, &correlation_id, &body).await {
+                    Ok(TspUpdateOutcome::Applied) => {
+                        tracing::info!("token update applied");
+                        Ok(())
+                    }
+                    Ok(TspUpdateOutcome::Ignored) => {
+                        tracing::info!(
+                            "token update not newer than the one held; acknowledged, not applied"
+                        );
+                        Ok(())
+                    }
+                    Err(Error::Rejected(r)) => Err(r),
+                    Err(e) => {
+                        tracing::error!(cause = %e.chain(), "unexpected error");
+                        Err(Rejection::new(
+                            Code::Unexpected,
+                            "unexpected server error; retry later",
+                        ))
+                    }
+                };
+            }
+        };
         match perso::submit(&hub, &token_id, &correlation_id, &body, op).await {
             Ok(Applied::Stored { state, held, .. }) => {
                 tracing::info!(state = state.as_str(), elements_held = held, "accepted");

@@ -4,9 +4,10 @@
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
 use crate::domain::ids::parse_slug;
+use crate::domain::lifecycle::parse_card;
 use crate::domain::TokenState;
 use crate::error::Error;
-use crate::flows::deliver::{self, DeviceResult, Offer, SettleError};
+use crate::flows::deliver::{self, DeviceResult, DeviceWork, SettleError};
 use crate::flows::digitize::{self, Digitization, DigitizeError};
 use crate::store::catalog::{self, PutImmutable};
 use axum::extract::{Path, Query, State};
@@ -29,6 +30,10 @@ pub fn router() -> Router<AppState> {
             "/personalizations/{personalization_id}/result",
             post(post_result),
         )
+        .route(
+            "/devices/{device_id}/tokens/{token_id}/removed",
+            post(token_removed),
+        )
 }
 
 /// Longest long poll.
@@ -42,16 +47,18 @@ pub struct PollParams {
     pub wait_seconds: Option<u64>,
 }
 
-/// The personalizations waiting for this device (long poll). A personalization the device does not
-/// confirm within the delivery window is offered again.
+/// The work waiting for this device (long poll): personalizations to install (`"action":
+/// "INSTALL"`) and deleted tokens to remove (`"action": "REMOVE"`). A personalization the device
+/// does not confirm within the delivery window is offered again; a removal is listed until the
+/// device confirms it (`POST …/tokens/{tokenId}/removed`).
 #[utoipa::path(get, path = "/wallet/v1/devices/{deviceId}/personalizations", tag = "wallet",
     params(("deviceId" = String, Path), PollParams),
-    responses((status = 200, body = [Offer]), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = [DeviceWork]), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn poll_personalizations(
     State(hub): State<AppState>,
     Path(device_id): Path<String>,
     Query(params): Query<PollParams>,
-) -> Result<Json<Vec<Offer>>, ApiError> {
+) -> Result<Json<Vec<DeviceWork>>, ApiError> {
     let device_id = parse_slug("deviceId", &device_id)?;
     let wait = params.wait_seconds.unwrap_or(0);
     if wait > MAX_WAIT_SECONDS {
@@ -112,6 +119,23 @@ async fn post_result(
         ))),
         Err(e @ SettleError::Conflict(_)) => Err(ApiError::conflict(e.to_string())),
         Err(SettleError::Internal(e)) => Err(e.into()),
+    }
+}
+
+/// The device removed a deleted token: it is no longer listed in the device's polls.
+#[utoipa::path(post, path = "/wallet/v1/devices/{deviceId}/tokens/{tokenId}/removed", tag = "wallet",
+    params(("deviceId" = String, Path), ("tokenId" = String, Path)),
+    responses((status = 204), (status = 404, body = ApiErrorBody, description = "no deleted token of this device")))]
+async fn token_removed(
+    State(hub): State<AppState>,
+    Path((device_id, token_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if crate::flows::lifecycle::removal_done(&hub, &device_id, &token_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "device {device_id} has no deleted token {token_id}"
+        )))
     }
 }
 
@@ -183,6 +207,20 @@ pub struct DigitizationBody {
     /// The token requestor (merchant or PSP) the token is for, if not the wallet itself.
     #[serde(default)]
     pub token_requestor_id: Option<String>,
+    /// The funding card as the token's requestor may be told of it (never its number).
+    #[serde(default)]
+    pub card: Option<CardBody>,
+}
+
+/// The funding card's details a token requestor is told of.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CardBody {
+    /// 2 to 5 digits.
+    pub last_digits: Option<String>,
+    /// MMYY.
+    pub expiry_date: Option<String>,
+    pub art_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -212,6 +250,14 @@ async fn create_digitization(
         &body.device_id,
         &body.wallet_card_ref_id,
         body.token_requestor_id.as_deref(),
+        {
+            let c = body.card.unwrap_or_default();
+            parse_card(
+                ("card.lastDigits", c.last_digits.as_deref()),
+                ("card.expiryDate", c.expiry_date.as_deref()),
+                ("card.artId", c.art_id.as_deref()),
+            )?
+        },
     )?;
     match digitize::digitize(&hub, d).await {
         Ok(token) => Ok((

@@ -25,6 +25,8 @@ use std::sync::RwLock;
 use tokenhub_crypto::{Algorithm, SharedKey};
 use zeroize::Zeroizing;
 
+pub mod webhooks;
+
 /// Errors of this module. None carries key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -331,3 +331,22 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 }
+
+/// Fails the token's pending personalizations (the token was deleted). Returns how many.
+pub async fn fail_pending_of_token(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE personalizations SET state = 'FAILED', result_reason = $2, enc = NULL, \
+         ciphertext = NULL, updated_ms = $3 WHERE token_id = $1 AND state = 'PENDING'",
+    )
+    .bind(token_id)
+    .bind(reason)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -14,7 +14,9 @@
 pub mod campaigns;
 pub mod catalog;
 pub mod deliveries;
+pub mod notifications;
 pub mod outbox;
+pub mod requestors;
 pub mod tokens;
 
 use futures::future::BoxFuture;
@@ -367,10 +369,10 @@ fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
     }
     let sources: &[(i64, &str, &str)] = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate")
+            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate")
+            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates")
         }
     };
     let migrations = sources

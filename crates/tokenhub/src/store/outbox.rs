@@ -23,6 +23,9 @@ pub struct OutboxItem {
 /// `updateTokenState`: `PUT {tsp}/tokens/{tokenId}/state`.
 pub const UPDATE_TOKEN_STATE: &str = "updateTokenState";
 
+/// `updateToken`: `PUT {tsp}/tokens/{tokenId}/card`.
+pub const UPDATE_TOKEN: &str = "updateToken";
+
 /// `repersoToken`: `POST {tsp}/tokens/{tokenId}/reperso`.
 pub const REPERSO_TOKEN: &str = "repersoToken";
 /// `submitNewTokenDataStatus`: `PUT {tsp}/tokens/{tokenId}/newDataStatus`.

@@ -1,6 +1,7 @@
 //! Tokens, the data preparation held for them (sealed), and their event history.
 
 use super::{Store, StoreError};
+use crate::domain::lifecycle::{CardInfo, TokenChange};
 use crate::domain::token::TokenSnapshot;
 use crate::domain::TokenState;
 use sqlx::any::AnyRow;
@@ -31,6 +32,10 @@ pub struct TokenRow {
     pub failure_reason: Option<String>,
     /// The re-personalization under way, if any: the TSP was asked to recover the token's data.
     pub recovery: Option<Recovery>,
+    /// What the issuer said of the funding card (never its number).
+    pub card: CardInfo,
+    /// The `lastUpdateTimestamp` (ms since the epoch) of the newest change the hub holds.
+    pub last_update_ms: Option<i64>,
 }
 
 /// An open recovery: the hub asked the TSP (`repersoToken`) to send the token's existing data
@@ -65,7 +70,8 @@ impl TokenRow {
 const TOKEN_COLUMNS: &str = "token_id, issuer_id, product_id, profile_version, device_id, \
     wallet_card_ref_id, token_requestor_id, state, token_exp, token_last4, data_key, \
     data_deadline_ms, received_elements, correlation_id, created_ms, updated_ms, failure_reason, \
-    recovery_correlation_id, recovery_version, recovery_deadline_ms, recovery_campaign_id";
+    recovery_correlation_id, recovery_version, recovery_deadline_ms, recovery_campaign_id, \
+    card_last_digits, card_expiry_date, card_art_id, last_update_ms";
 
 fn token_from_row(r: &AnyRow) -> Result<TokenRow, StoreError> {
     let state: String = r.try_get(7)?;
@@ -101,6 +107,12 @@ fn token_from_row(r: &AnyRow) -> Result<TokenRow, StoreError> {
             }),
             _ => None,
         },
+        card: CardInfo {
+            last_digits: r.try_get(21)?,
+            expiry_date: r.try_get(22)?,
+            art_id: r.try_get(23)?,
+        },
+        last_update_ms: r.try_get(24)?,
     })
 }
 
@@ -113,7 +125,7 @@ fn split_names(s: &str) -> Vec<String> {
 
 pub async fn insert_token(conn: &mut AnyConnection, t: &TokenRow) -> Result<(), StoreError> {
     sqlx::query(&format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
     ))
     .bind(&t.token_id)
     .bind(&t.issuer_id)
@@ -136,6 +148,10 @@ pub async fn insert_token(conn: &mut AnyConnection, t: &TokenRow) -> Result<(), 
     .bind(t.recovery.as_ref().map(|r| r.target_version.clone()))
     .bind(t.recovery.as_ref().and_then(|r| r.deadline_ms))
     .bind(t.recovery.as_ref().and_then(|r| r.campaign_id.clone()))
+    .bind(&t.card.last_digits)
+    .bind(&t.card.expiry_date)
+    .bind(&t.card.art_id)
+    .bind(t.last_update_ms)
     .execute(conn)
     .await?;
     Ok(())
@@ -474,4 +490,91 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// Applies a lifecycle change and records `last_update_ms` as the newest change held.
+pub async fn apply_change(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    change: &TokenChange,
+    last_update_ms: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tokens SET state = COALESCE($2, state), token_exp = COALESCE($3, token_exp), \
+         token_last4 = COALESCE($4, token_last4), card_last_digits = COALESCE($5, card_last_digits), \
+         card_expiry_date = COALESCE($6, card_expiry_date), card_art_id = COALESCE($7, card_art_id), \
+         last_update_ms = $8, updated_ms = $9 WHERE token_id = $1",
+    )
+    .bind(token_id)
+    .bind(change.state.map(TokenState::as_str))
+    .bind(&change.token_exp)
+    .bind(&change.token_last4)
+    .bind(&change.card.last_digits)
+    .bind(&change.card.expiry_date)
+    .bind(&change.card.art_id)
+    .bind(last_update_ms)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks (or clears) the token as one its device must remove.
+pub async fn set_removal_pending(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    pending: bool,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tokens SET removal_pending = $2 WHERE token_id = $1")
+        .bind(token_id)
+        .bind(i64::from(pending))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The tokens of one card (an issuer's `walletCardRefId`) in the given states, locked.
+pub async fn lock_tokens_of_card(
+    conn: &mut AnyConnection,
+    issuer_id: &str,
+    wallet_card_ref_id: &str,
+) -> Result<Vec<TokenRow>, StoreError> {
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE issuer_id = $1 AND wallet_card_ref_id = $2 \
+         ORDER BY token_id{}",
+        super::dialect(conn).for_update()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(issuer_id)
+        .bind(wallet_card_ref_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(token_from_row).collect()
+}
+
+impl Store {
+    /// The tokens the device must remove (deleted since it last acknowledged).
+    pub async fn removals_for_device(&self, device_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT token_id FROM tokens WHERE device_id = $1 AND removal_pending = 1 ORDER BY token_id",
+        )
+        .bind(device_id)
+        .fetch_all(self.reader())
+        .await?)
+    }
+}
+
+/// Records the `lastUpdateTimestamp` of a change the hub made itself.
+pub async fn set_last_update(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    last_update_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tokens SET last_update_ms = $2 WHERE token_id = $1")
+        .bind(token_id)
+        .bind(last_update_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -1,8 +1,9 @@
 //! Background work, started with the server and stopped with it: the outbox dispatcher (calls owed
-//! to TSPs) and the delivery sweeper (personalizations never confirmed). Every worker takes its work
+//! to TSPs), the requestor notifier (token updates owed to token requestors) and the delivery sweeper (personalizations never confirmed). Every worker takes its work
 //! from the store, so any number of nodes can run them side by side and a node that dies loses
 //! nothing (its claimed rows come back when their lease runs out).
 
+pub mod notify;
 pub mod outbox;
 
 use crate::hub::Hub;
@@ -15,6 +16,7 @@ use tokio::task::JoinSet;
 pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(outbox::run(hub.clone(), stop.clone()));
+    set.spawn(notify::run(hub.clone(), stop.clone()));
     set.spawn(sweep_deliveries(hub.clone(), stop.clone()));
     set.spawn(run_campaigns(hub, stop));
     set

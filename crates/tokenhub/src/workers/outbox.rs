@@ -124,6 +124,7 @@ async fn send(hub: &Hub, item: &OutboxItem) -> Result<(), TspCallError> {
     };
     let (method, path) = match item.kind.as_str() {
         outbox::UPDATE_TOKEN_STATE => (Method::PUT, format!("/tokens/{}/state", item.token_id)),
+        outbox::UPDATE_TOKEN => (Method::PUT, format!("/tokens/{}/card", item.token_id)),
         outbox::REPERSO_TOKEN => (Method::POST, format!("/tokens/{}/reperso", item.token_id)),
         outbox::NEW_DATA_STATUS => (
             Method::PUT,

@@ -1,0 +1,320 @@
+//! The token lifecycle after personalization: updates from the TSP, the issuer's actions
+//! (suspend, resume, delete; renew or replace a card), and what a deletion ends. Every change is
+//! stamped with its `lastUpdateTimestamp` and reported to the token's requestor
+//! ([`notify::token_changed`]) in the same transaction.
+
+use super::notify;
+use crate::domain::lifecycle::{
+    decide_issuer_action, decide_tsp_update, next_update_ms, CardInfo, Current, IssuerAction,
+    TokenChange, Verdict,
+};
+use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::store::campaigns::{self, Step};
+use crate::store::outbox;
+use crate::store::tokens::{self, TokenRow};
+use crate::store::{catalog, deliveries, StoreError};
+use sqlx::AnyConnection;
+
+/// What became of an update from the TSP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TspUpdateOutcome {
+    Applied,
+    /// Not newer than what the hub holds: acknowledged, not applied.
+    Ignored,
+}
+
+/// `POST /tokens/{tokenId}/updates` from the TSP: validated, applied if newer, durable before
+/// the caller answers.
+pub async fn tsp_update(
+    hub: &Hub,
+    token_id: &TokenId,
+    correlation_id: &CorrelationId,
+    body: &[u8],
+) -> Result<TspUpdateOutcome, Error> {
+    let update = crate::domain::lifecycle::parse_tsp_update(body)?;
+    let now = hub.now_ms();
+    let token_id = token_id.as_str().to_string();
+    let correlation = correlation_id.as_str().to_string();
+    let (outcome, device) = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                let Some(token) = tokens::lock_token(c, &token_id).await? else {
+                    return Err(Rejection::new(Code::UnknownToken, "no such token").into());
+                };
+                if catalog::issuer_tsp(c, update.issuer_id.as_str())
+                    .await?
+                    .is_none()
+                {
+                    return Err(Rejection::new(
+                        Code::UnknownIssuer,
+                        "issuerId is not a registered issuer",
+                    )
+                    .into());
+                }
+                if token.issuer_id != update.issuer_id.as_str() {
+                    return Err(Rejection::new(
+                        Code::UnknownIssuer,
+                        "issuerId is not the token's issuer",
+                    )
+                    .into());
+                }
+                let current = Current {
+                    state: token.state,
+                    last_update_ms: token.last_update_ms,
+                };
+                if decide_tsp_update(current, &update)? == Verdict::Ignore {
+                    return Ok((TspUpdateOutcome::Ignored, None));
+                }
+                let ts = update.last_update_ms;
+                tokens::apply_change(c, &token_id, &update.change, ts, now).await?;
+                let deleted = update.change.state == Some(TokenState::Deleted)
+                    && token.state != TokenState::Deleted;
+                if deleted {
+                    end_work(c, &token, "the TSP deleted the token", now).await?;
+                }
+                let event = format!("TSP update applied: {}", describe(&update.change));
+                tokens::add_event(c, &token_id, &event, &correlation, now).await?;
+                notify::token_changed(c, &token_id, Some(ts), &correlation, now).await?;
+                Ok::<_, Error>((
+                    TspUpdateOutcome::Applied,
+                    deleted.then_some(token.device_id),
+                ))
+            })
+        })
+        .await?;
+    after_commit(hub, device.as_deref());
+    Ok(outcome)
+}
+
+/// Why an issuer's action was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+impl From<StoreError> for LifecycleError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+/// Suspends, resumes or deletes a token for its issuer: the TSP is told (`updateTokenState`,
+/// through the outbox) and so is the token's requestor. Repeating an action is harmless.
+/// Returns the token as it is now.
+pub async fn issuer_action(
+    hub: &Hub,
+    token_id: &str,
+    action: IssuerAction,
+    reason: Option<String>,
+) -> Result<TokenRow, LifecycleError> {
+    let now = hub.now_ms();
+    let id = token_id.to_string();
+    let (row, device) = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                let Some(token) = tokens::lock_token(c, &id).await? else {
+                    return Err(LifecycleError::NotFound(format!("no token {id}")));
+                };
+                let Some(to) =
+                    decide_issuer_action(token.state, action).map_err(LifecycleError::Conflict)?
+                else {
+                    return Ok((token, None));
+                };
+                let correlation = uuid::Uuid::new_v4().to_string();
+                let change = TokenChange {
+                    state: Some(to),
+                    ..Default::default()
+                };
+                let ts = next_update_ms(token.last_update_ms, now);
+                tokens::apply_change(c, &id, &change, ts, now).await?;
+                let deleted = to == TokenState::Deleted;
+                if deleted {
+                    end_work(c, &token, "the issuer deleted the token", now).await?;
+                }
+                super::deliver::enqueue_state(c, &token, to, reason.as_deref(), &correlation, now)
+                    .await?;
+                let event = format!(
+                    "issuer {}: state {}{}",
+                    action.as_str(),
+                    to.as_str(),
+                    reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+                tokens::add_event(c, &id, &event, &correlation, now).await?;
+                notify::token_changed(c, &id, Some(ts), &correlation, now).await?;
+                let row = tokens::lock_token(c, &id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("token {id} is gone")))?;
+                Ok::<_, LifecycleError>((row, deleted.then_some(token.device_id)))
+            })
+        })
+        .await?;
+    after_commit(hub, device.as_deref());
+    Ok(row)
+}
+
+/// A renewed or replaced card: what changes, and what the TSP is given for it.
+#[derive(Debug, Clone, Default)]
+pub struct CardUpdate {
+    pub card: CardInfo,
+    /// `issuerCardRefId`, `newCipheredCardInfo`, `cipheredCardInfoKeyId` of `updateToken`, passed
+    /// to the TSP as they are (the hub cannot read the ciphered card).
+    pub issuer_card_ref_id: Option<String>,
+    pub new_ciphered_card_info: Option<String>,
+    pub ciphered_card_info_key_id: Option<String>,
+    /// `renewed` or `replaced`, for the token's history.
+    pub what: &'static str,
+}
+
+/// The issuer renewed or replaced a card: every ACTIVE or SUSPENDED token of it gets the new card
+/// details, `updateToken` goes to the TSP and the requestor is told. Returns the tokens updated.
+pub async fn card_update(
+    hub: &Hub,
+    issuer_id: &str,
+    wallet_card_ref_id: &str,
+    update: CardUpdate,
+) -> Result<Vec<String>, LifecycleError> {
+    let now = hub.now_ms();
+    let issuer = issuer_id.to_string();
+    let card_ref = wallet_card_ref_id.to_string();
+    let updated = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                if catalog::issuer_tsp(c, &issuer).await?.is_none() {
+                    return Err(LifecycleError::NotFound(format!("no issuer {issuer}")));
+                }
+                let tokens = tokens::lock_tokens_of_card(c, &issuer, &card_ref).await?;
+                let live: Vec<TokenRow> = tokens
+                    .into_iter()
+                    .filter(|t| matches!(t.state, TokenState::Active | TokenState::Suspended))
+                    .collect();
+                if live.is_empty() {
+                    return Err(LifecycleError::NotFound(format!(
+                        "card {card_ref} of issuer {issuer} has no ACTIVE or SUSPENDED token"
+                    )));
+                }
+                let correlation = uuid::Uuid::new_v4().to_string();
+                let change = TokenChange {
+                    card: update.card.clone(),
+                    ..Default::default()
+                };
+                let mut body = serde_json::json!({ "issuerId": issuer });
+                for (field, value) in [
+                    ("issuerCardRefId", &update.issuer_card_ref_id),
+                    ("newCipheredCardInfo", &update.new_ciphered_card_info),
+                    ("cipheredCardInfoKeyId", &update.ciphered_card_info_key_id),
+                ] {
+                    if let Some(v) = value {
+                        body[field] = serde_json::Value::String(v.clone());
+                    }
+                }
+                let mut ids = Vec::with_capacity(live.len());
+                for token in &live {
+                    let ts = next_update_ms(token.last_update_ms, now);
+                    tokens::apply_change(c, &token.token_id, &change, ts, now).await?;
+                    super::enqueue_tsp_call(
+                        c,
+                        token,
+                        outbox::UPDATE_TOKEN,
+                        &correlation,
+                        &body,
+                        now,
+                    )
+                    .await?;
+                    let event = format!("issuer {} the card: {}", update.what, describe(&change));
+                    tokens::add_event(c, &token.token_id, &event, &correlation, now).await?;
+                    notify::token_changed(c, &token.token_id, Some(ts), &correlation, now).await?;
+                    ids.push(token.token_id.clone());
+                }
+                Ok::<_, LifecycleError>(ids)
+            })
+        })
+        .await?;
+    after_commit(hub, None);
+    Ok(updated)
+}
+
+/// A device acknowledges that it removed a deleted token.
+pub async fn removal_done(hub: &Hub, device_id: &str, token_id: &str) -> Result<bool, Error> {
+    let device = device_id.to_string();
+    let id = token_id.to_string();
+    hub.store
+        .transact(move |c| {
+            Box::pin(async move {
+                match tokens::lock_token(c, &id).await? {
+                    Some(t) if t.device_id == device && t.state == TokenState::Deleted => {
+                        tokens::set_removal_pending(c, &id, false).await?;
+                        Ok::<_, Error>(true)
+                    }
+                    _ => Ok(false),
+                }
+            })
+        })
+        .await
+}
+
+/// What a deletion ends: the device is told to remove the token, a personalization under way is
+/// failed, data held for it is deleted, an open recovery is closed (its campaign skips it).
+pub(crate) async fn end_work(
+    c: &mut AnyConnection,
+    token: &TokenRow,
+    why: &str,
+    now: i64,
+) -> Result<(), Error> {
+    tokens::set_removal_pending(c, &token.token_id, true).await?;
+    deliveries::fail_pending_of_token(c, &token.token_id, why, now).await?;
+    tokens::delete_data(c, &token.token_id, now).await?;
+    if let Some(recovery) = &token.recovery {
+        tokens::set_recovery(c, &token.token_id, None, now).await?;
+        if let Some(campaign) = &recovery.campaign_id {
+            campaigns::set_step(c, campaign, &token.token_id, Step::Skipped, Some(why), now)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn after_commit(hub: &Hub, deleted_on_device: Option<&str>) {
+    hub.outbox_wake.notify_one();
+    hub.notify_wake.notify_one();
+    if let Some(device) = deleted_on_device {
+        hub.devices.notify(device);
+    }
+}
+
+/// The change in words for the token's history (names and states only: card details are not
+/// secrets, but the history need not repeat them).
+fn describe(change: &TokenChange) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = change.state {
+        parts.push(format!("state {}", s.as_str()));
+    }
+    for (name, set) in [
+        ("tokenExpiryDate", change.token_exp.is_some()),
+        ("tokenLastDigits", change.token_last4.is_some()),
+        ("cardLastDigits", change.card.last_digits.is_some()),
+        ("cardExpiryDate", change.card.expiry_date.is_some()),
+        ("cardArtId", change.card.art_id.is_some()),
+    ] {
+        if set {
+            parts.push(format!("new {name}"));
+        }
+    }
+    if parts.is_empty() {
+        "no field changed".into()
+    } else {
+        parts.join(", ")
+    }
+}

@@ -1,0 +1,100 @@
+//! Token updates to token requestors (ARCHITECTURE 2.4): whenever what a requestor is told of a
+//! token changes, the token's whole current state is queued for it, in the transaction of the
+//! change; `workers::notify` delivers it.
+
+use crate::domain::lifecycle::{format_timestamp, next_update_ms};
+use crate::domain::TokenState;
+use crate::error::Error;
+use crate::store::notifications::{self, NewNotification};
+use crate::store::tokens::{self, TokenRow};
+use crate::store::{requestors, StoreError};
+use sqlx::AnyConnection;
+
+/// The body of `POST {baseUrl}/notify-token-update`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenUpdateBody {
+    pub token_id: String,
+    pub merchant_id: String,
+    /// `ACTIVE`, `SUSPENDED` or `DELETED`.
+    pub token_state: String,
+    pub token_last_digits: Option<String>,
+    /// MMYY.
+    pub token_expiry_date: Option<String>,
+    pub card_last_digits: Option<String>,
+    /// MMYY.
+    pub card_expiry_date: Option<String>,
+    pub card_art_id: Option<String>,
+    /// RFC 3339, UTC, milliseconds.
+    pub last_update_timestamp: String,
+}
+
+/// Records that the token changed and queues its new state for its requestor. `stamp` is the
+/// change's `lastUpdateTimestamp` when it came with one (an update from the TSP, already stored);
+/// without it the hub stamps the change itself. Tokens that are not yet personalized, or have no
+/// registered requestor, queue nothing. Returns whether an update was queued.
+pub async fn token_changed(
+    c: &mut AnyConnection,
+    token_id: &str,
+    stamp: Option<i64>,
+    correlation_id: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    let token = tokens::lock_token(c, token_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("token {token_id} is gone")))?;
+    let last_update_ms = match stamp {
+        Some(ms) => ms,
+        None => {
+            let ms = next_update_ms(token.last_update_ms, now);
+            tokens::set_last_update(c, token_id, ms).await?;
+            ms
+        }
+    };
+    if !matches!(
+        token.state,
+        TokenState::Active | TokenState::Suspended | TokenState::Deleted
+    ) {
+        return Ok(false);
+    }
+    let Some(requestor_id) = token.token_requestor_id.as_deref() else {
+        return Ok(false);
+    };
+    let Some(requestor) = requestors::get(c, requestor_id).await? else {
+        return Ok(false);
+    };
+    let body = body_of(&token, &requestor.merchant_id, last_update_ms);
+    let payload = serde_json::to_string(&body).expect("the update body always serializes");
+    let webhook_id = format!("tknupd_{}", uuid::Uuid::now_v7().simple());
+    let superseded = notifications::enqueue(
+        c,
+        &NewNotification {
+            webhook_id: &webhook_id,
+            requestor_id,
+            token_id,
+            correlation_id,
+            payload: &payload,
+            last_update_ms,
+        },
+        now,
+    )
+    .await?;
+    if superseded > 0 {
+        tracing::debug!(token_id, superseded, "older undelivered updates superseded");
+    }
+    Ok(true)
+}
+
+fn body_of(token: &TokenRow, merchant_id: &str, last_update_ms: i64) -> TokenUpdateBody {
+    TokenUpdateBody {
+        token_id: token.token_id.clone(),
+        merchant_id: merchant_id.to_string(),
+        token_state: token.state.as_str().to_string(),
+        token_last_digits: token.token_last4.clone(),
+        token_expiry_date: token.token_exp.clone(),
+        card_last_digits: token.card.last_digits.clone(),
+        card_expiry_date: token.card.expiry_date.clone(),
+        card_art_id: token.card.art_id.clone(),
+        last_update_timestamp: format_timestamp(last_update_ms),
+    }
+}

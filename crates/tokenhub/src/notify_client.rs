@@ -1,0 +1,373 @@
+//! Delivers token updates to token requestors over HTTP (ARCHITECTURE 2.4), and refuses to reach
+//! an address the operator did not allow: private, loopback, link-local and other non-public
+//! addresses are refused unless they are in `TOKENHUB_OUTBOUND_ALLOW`. The check is made on every
+//! address a name resolves to, at connection time (so a name that later resolves elsewhere is
+//! checked again), and on IP literals before sending. Redirects are not followed.
+
+use ipnet::IpNet;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which addresses requestors may be reached at.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundPolicy {
+    allow: Vec<IpNet>,
+}
+
+impl OutboundPolicy {
+    pub fn new(allow: Vec<IpNet>) -> Self {
+        Self { allow }
+    }
+
+    /// Public addresses, and the non-public ones the operator allowed.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        is_public(ip) || self.allow.iter().any(|net| net.contains(&ip))
+    }
+}
+
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, shared address space
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24, protocol assignments
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+        }
+    }
+}
+
+/// Resolves names and keeps only the addresses the policy permits.
+struct GuardedResolver(Arc<OutboundPolicy>);
+
+/// Every address a requestor's name resolved to is refused by the policy.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves only to addresses TOKENHUB_OUTBOUND_ALLOW does not allow")]
+struct Refused(String);
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| policy.permits(a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(Box::new(Refused(host)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// 2xx.
+    Delivered { status: u16 },
+    /// 408, 429, 5xx, a time-out or a connection error: try again (not before `retry_after`).
+    Retry {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+        error: String,
+    },
+    /// 400, 401, 404 and the other refusals: dead letter.
+    Refused { status: Option<u16>, error: String },
+    /// 410: the endpoint is gone.
+    Gone,
+}
+
+/// The headers of one delivery.
+pub struct Delivery<'a> {
+    pub url: &'a str,
+    pub authorization: &'a str,
+    pub correlation_id: &'a str,
+    pub webhook_id: &'a str,
+    pub timestamp: i64,
+    pub signature: &'a str,
+    pub body: &'a str,
+}
+
+#[derive(Clone)]
+pub struct NotifyClient {
+    http: reqwest::Client,
+    policy: Arc<OutboundPolicy>,
+}
+
+impl NotifyClient {
+    pub fn new(policy: OutboundPolicy, timeout: Duration) -> Self {
+        crate::telemetry::install_crypto_provider();
+        let policy = Arc::new(policy);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("the HTTP client's configuration is static and valid");
+        Self { http, policy }
+    }
+
+    /// Whether a requestor's base URL may be used: http(s), and a literal address the policy
+    /// permits (names are checked when they are resolved). The message says why not.
+    pub fn check_url(&self, url: &str) -> Result<(), String> {
+        let u = reqwest::Url::parse(url).map_err(|_| "baseUrl is not a valid URL".to_string())?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err("baseUrl must be http:// or https://".into());
+        }
+        let host = u
+            .host_str()
+            .ok_or_else(|| "baseUrl has no host".to_string())?;
+        let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        else {
+            return Ok(()); // a name: checked when it is resolved
+        };
+        if self.policy.permits(ip) {
+            Ok(())
+        } else {
+            Err(format!(
+                "baseUrl points at {ip}, a non-public address; allow its network with TOKENHUB_OUTBOUND_ALLOW"
+            ))
+        }
+    }
+
+    pub async fn send(&self, d: &Delivery<'_>) -> Attempt {
+        if let Err(why) = self.check_url(d.url) {
+            return Attempt::Refused {
+                status: None,
+                error: why,
+            };
+        }
+        let mut headers = HeaderMap::new();
+        let mut auth = match HeaderValue::from_str(d.authorization) {
+            Ok(v) => v,
+            Err(_) => {
+                return Attempt::Refused {
+                    status: None,
+                    error: "the API key cannot be sent in a header".into(),
+                }
+            }
+        };
+        auth.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, auth);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in [
+            ("x-correlation-id", d.correlation_id.to_string()),
+            ("webhook-id", d.webhook_id.to_string()),
+            ("webhook-timestamp", d.timestamp.to_string()),
+            ("webhook-signature", d.signature.to_string()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        }
+        let sent = self
+            .http
+            .post(d.url)
+            .headers(headers)
+            .body(d.body.to_string())
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return classify_error(&e),
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        // The body is not needed; reading it lets the connection be reused.
+        let _ = resp.bytes().await;
+        classify_status(status, retry_after)
+    }
+}
+
+fn classify_error(e: &reqwest::Error) -> Attempt {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<Refused>() {
+            return Attempt::Refused {
+                status: None,
+                error: r.to_string(),
+            };
+        }
+        source = s.source();
+    }
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "the request failed"
+    };
+    Attempt::Retry {
+        status: None,
+        retry_after: None,
+        error: what.to_string(),
+    }
+}
+
+/// What an HTTP status means for a delivery.
+pub fn classify_status(status: u16, retry_after: Option<Duration>) -> Attempt {
+    match status {
+        200..=299 => Attempt::Delivered { status },
+        410 => Attempt::Gone,
+        408 | 429 | 500..=599 => Attempt::Retry {
+            status: Some(status),
+            retry_after,
+            error: format!("HTTP {status}"),
+        },
+        300..=399 => Attempt::Refused {
+            status: Some(status),
+            error: format!("HTTP {status}: redirects are not followed"),
+        },
+        _ => Attempt::Refused {
+            status: Some(status),
+            error: format!("HTTP {status}"),
+        },
+    }
+}
+
+/// `Retry-After`: seconds, or an HTTP date. At most a day is honoured.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let d = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+        let ms = (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
+        Duration::from_millis(ms as u64)
+    };
+    Some(d.min(Duration::from_secs(24 * 3600)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn non_public_addresses_need_the_operators_leave() {
+        let none = OutboundPolicy::default();
+        for blocked in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!none.permits(ip(blocked)), "{blocked}");
+        }
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+            assert!(none.permits(ip(public)), "{public}");
+        }
+        let local = OutboundPolicy::new(crate::config::parse_cidrs("127.0.0.0/8").unwrap());
+        assert!(local.permits(ip("127.0.0.1")) && local.permits(ip("::ffff:127.0.0.2")));
+        assert!(!local.permits(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn literal_urls_are_checked_before_anything_is_sent() {
+        let c = NotifyClient::new(OutboundPolicy::default(), Duration::from_secs(1));
+        assert!(c
+            .check_url("http://127.0.0.1:9/x")
+            .unwrap_err()
+            .contains("TOKENHUB_OUTBOUND_ALLOW"));
+        assert!(c.check_url("http://[::1]:9/").is_err());
+        assert!(c.check_url("ftp://example.com/").is_err());
+        assert!(c.check_url("https://psp.example.com/hooks").is_ok());
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_blocked_addresses_are_refused_at_connection_time() {
+        let c = NotifyClient::new(OutboundPolicy::default(), Duration::from_secs(2));
+        let d = Delivery {
+            url: "http://localhost:9/notify-token-update",
+            authorization: "APIKEY k",
+            correlation_id: "c",
+            webhook_id: "w",
+            timestamp: 0,
+            signature: "v1,x",
+            body: "{}",
+        };
+        match c.send(&d).await {
+            Attempt::Refused { error, .. } => {
+                assert!(error.contains("TOKENHUB_OUTBOUND_ALLOW"), "{error}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_the_contract() {
+        assert_eq!(
+            classify_status(204, None),
+            Attempt::Delivered { status: 204 }
+        );
+        assert_eq!(classify_status(410, None), Attempt::Gone);
+        for s in [429, 500, 503, 408] {
+            assert!(
+                matches!(classify_status(s, None), Attempt::Retry { .. }),
+                "{s}"
+            );
+        }
+        for s in [400, 401, 404, 403, 301] {
+            assert!(
+                matches!(classify_status(s, None), Attempt::Refused { .. }),
+                "{s}"
+            );
+        }
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("999999"),
+            Some(Duration::from_secs(86400))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,329 @@
+//! Token updates owed to token requestors (the requestor side of the outbox).
+//!
+//! One row per update, written in the transaction of the change it reports. Rows of one token and
+//! requestor are delivered in order: a row is claimed only when no older row of the pair is still
+//! pending; and a newer update **supersedes** an older one that is not being sent (every row
+//! carries the token's whole state, so the newest is all a requestor needs).
+
+use super::{dialect, Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+/// Waiting to be delivered (or being delivered, while its lease holds).
+pub const PENDING: &str = "PENDING";
+pub const DELIVERED: &str = "DELIVERED";
+/// Refused for good (400, 401, 404, …) or out of retries: the dead-letter list, replayable.
+pub const DEAD: &str = "DEAD";
+/// Replaced by a newer update of the same token before it was sent.
+pub const SUPERSEDED: &str = "SUPERSEDED";
+
+/// A token update as the store holds it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub id: i64,
+    pub webhook_id: String,
+    pub requestor_id: String,
+    pub token_id: String,
+    pub correlation_id: String,
+    /// The JSON body sent.
+    #[serde(skip)]
+    pub payload: String,
+    pub last_update_ms: i64,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub delivered_ms: Option<i64>,
+}
+
+const COLUMNS: &str = "id, webhook_id, requestor_id, token_id, correlation_id, payload, \
+    last_update_ms, state, attempts, next_attempt_ms, last_status, last_error, created_ms, delivered_ms";
+
+fn from_row(r: &AnyRow) -> Result<Notification, StoreError> {
+    Ok(Notification {
+        id: r.try_get(0)?,
+        webhook_id: r.try_get(1)?,
+        requestor_id: r.try_get(2)?,
+        token_id: r.try_get(3)?,
+        correlation_id: r.try_get(4)?,
+        payload: r.try_get(5)?,
+        last_update_ms: r.try_get(6)?,
+        state: r.try_get(7)?,
+        attempts: r.try_get(8)?,
+        next_attempt_ms: r.try_get(9)?,
+        last_status: r.try_get(10)?,
+        last_error: r.try_get(11)?,
+        created_ms: r.try_get(12)?,
+        delivered_ms: r.try_get(13)?,
+    })
+}
+
+/// A new update to deliver.
+pub struct NewNotification<'a> {
+    pub webhook_id: &'a str,
+    pub requestor_id: &'a str,
+    pub token_id: &'a str,
+    pub correlation_id: &'a str,
+    pub payload: &'a str,
+    pub last_update_ms: i64,
+}
+
+/// Queues an update, superseding the pair's older updates that are not being sent. Returns how
+/// many were superseded.
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    n: &NewNotification<'_>,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let superseded = sqlx::query(
+        "UPDATE notifications SET state = 'SUPERSEDED', updated_ms = $3 WHERE token_id = $1 \
+         AND requestor_id = $2 AND state = 'PENDING' AND locked_until_ms <= $3",
+    )
+    .bind(n.token_id)
+    .bind(n.requestor_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "INSERT INTO notifications (webhook_id, requestor_id, token_id, correlation_id, payload, \
+         last_update_ms, state, attempts, next_attempt_ms, locked_until_ms, created_ms, updated_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', 0, $7, 0, $7, $7)",
+    )
+    .bind(n.webhook_id)
+    .bind(n.requestor_id)
+    .bind(n.token_id)
+    .bind(n.correlation_id)
+    .bind(n.payload)
+    .bind(n.last_update_ms)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(superseded)
+}
+
+/// Claims up to `limit` due updates of one requestor for `lease_ms`, oldest first, at most the
+/// oldest pending one per token.
+pub async fn claim(
+    conn: &mut AnyConnection,
+    requestor_id: &str,
+    now: i64,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<Notification>, StoreError> {
+    let sql = format!(
+        "UPDATE notifications SET locked_until_ms = $3, attempts = attempts + 1 WHERE id IN (\
+           SELECT n.id FROM notifications n WHERE n.requestor_id = $1 AND n.state = 'PENDING' \
+           AND n.next_attempt_ms <= $2 AND n.locked_until_ms <= $2 AND NOT EXISTS (\
+             SELECT 1 FROM notifications p WHERE p.token_id = n.token_id \
+             AND p.requestor_id = n.requestor_id AND p.state = 'PENDING' AND p.id < n.id) \
+           ORDER BY n.id LIMIT $4{}) \
+         RETURNING {COLUMNS}",
+        dialect(conn).skip_locked()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(requestor_id)
+        .bind(now)
+        .bind(now + lease_ms)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    let mut claimed = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by_key(|n| n.id);
+    Ok(claimed)
+}
+
+/// How one attempt ended, as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    Delivered,
+    /// Try again at `next_attempt_ms`.
+    Retry {
+        next_attempt_ms: i64,
+    },
+    /// Refused for good, or out of retries.
+    Dead,
+    /// The endpoint is gone: the update waits, untried, until the endpoint is enabled again.
+    Hold,
+}
+
+/// Records one attempt and its outcome.
+pub async fn settle(
+    conn: &mut AnyConnection,
+    id: i64,
+    outcome: &Settle,
+    status: Option<i64>,
+    error: Option<&str>,
+    started_ms: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO notification_attempts (notification_id, at_ms, duration_ms, status, error) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(started_ms)
+    .bind((now - started_ms).max(0))
+    .bind(status)
+    .bind(error)
+    .execute(&mut *conn)
+    .await?;
+    let (state, next, delivered) = match outcome {
+        Settle::Delivered => (DELIVERED, None, Some(now)),
+        Settle::Retry { next_attempt_ms } => (PENDING, Some(*next_attempt_ms), None),
+        Settle::Dead => (DEAD, None, None),
+        Settle::Hold => (PENDING, Some(now), None),
+    };
+    sqlx::query(
+        "UPDATE notifications SET state = $2, next_attempt_ms = COALESCE($3, next_attempt_ms), \
+         locked_until_ms = 0, last_status = $4, last_error = $5, delivered_ms = $6, updated_ms = $7 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(next)
+    .bind(status)
+    .bind(error)
+    .bind(delivered)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a dead update back in line (a new series of attempts, same `webhook-id`). Returns
+/// whether it was dead.
+pub async fn replay(conn: &mut AnyConnection, id: i64, now: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_ms = $2, \
+         locked_until_ms = 0, updated_ms = $2 WHERE id = $1 AND state = 'DEAD'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Replays every dead update of a requestor. Returns how many.
+pub async fn replay_dead(
+    conn: &mut AnyConnection,
+    requestor_id: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_ms = $2, \
+         locked_until_ms = 0, updated_ms = $2 WHERE requestor_id = $1 AND state = 'DEAD'",
+    )
+    .bind(requestor_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// One attempt at delivering an update.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub at_ms: i64,
+    pub duration_ms: i64,
+    /// The HTTP status the requestor answered, if it answered.
+    pub status: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// Which updates to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub requestor_id: Option<String>,
+    pub token_id: Option<String>,
+    pub state: Option<String>,
+    pub limit: i64,
+}
+
+impl Store {
+    pub async fn notifications(&self, f: &Filter) -> Result<Vec<Notification>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM notifications WHERE ($1 IS NULL OR requestor_id = $1) \
+             AND ($2 IS NULL OR token_id = $2) AND ($3 IS NULL OR state = $3) \
+             ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(&f.requestor_id)
+        .bind(&f.token_id)
+        .bind(&f.state)
+        .bind(f.limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn notification(&self, id: i64) -> Result<Option<Notification>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM notifications WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    pub async fn notification_attempts(&self, id: i64) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, duration_ms, status, error FROM notification_attempts \
+             WHERE notification_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Attempt {
+                    at_ms: r.try_get(0)?,
+                    duration_ms: r.try_get(1)?,
+                    status: r.try_get(2)?,
+                    error: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Updates by state, for one requestor or all.
+    pub async fn notification_counts(
+        &self,
+        requestor_id: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) FROM notifications WHERE ($1 IS NULL OR requestor_id = $1) \
+             GROUP BY state ORDER BY state",
+        )
+        .bind(requestor_id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Attempts made in all (for the demo and benchmarks).
+    pub async fn notification_attempt_count(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM notification_attempts")
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+
+    /// When the next pending update of an enabled requestor falls due, if any.
+    pub async fn next_notification_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(n.next_attempt_ms) FROM notifications n JOIN token_requestors r \
+             ON r.requestor_id = n.requestor_id WHERE n.state = 'PENDING' AND r.state = 'ENABLED'",
+        )
+        .fetch_one(self.reader())
+        .await?)
+    }
+}

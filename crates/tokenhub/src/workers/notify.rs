@@ -1,0 +1,224 @@
+//! The requestor notifier: delivers the token updates `flows::notify` queued, as a pipeline (a
+//! delivery starts as soon as a slot of its requestor is free, not when a batch ends), at most
+//! `maxInFlight` at once per requestor, in order per token.
+//!
+//! Outcomes: 2xx delivered; 408/429/5xx, time-outs and connection errors retried after a wait
+//! drawn at random up to the schedule's entry for that attempt ("full jitter"), never before the
+//! requestor's `Retry-After`; after the last entry, dead. 400/401/404 and other refusals: dead at
+//! once (the dead-letter list, replayable). 410: the requestor's endpoint is disabled and its
+//! updates wait, untried, until an operator enables it again.
+
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::notify_client::{Attempt, Delivery};
+use crate::store::notifications::{self, Notification, Settle};
+use crate::store::requestors::{self, Requestor};
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a claim holds; a node that dies mid-delivery releases its rows after this.
+const LEASE_MS: i64 = 120_000;
+/// The longest the notifier sleeps when idle (another node may queue updates).
+const IDLE: Duration = Duration::from_millis(500);
+
+pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+    let in_flight: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let started = match claim_round(&hub, &in_flight).await {
+            Ok(claimed) => {
+                let n = claimed.len();
+                for (requestor, item) in claimed {
+                    let hub = hub.clone();
+                    let in_flight = in_flight.clone();
+                    tasks.spawn(async move {
+                        let id = requestor.requestor_id.clone();
+                        if let Err(e) = deliver(&hub, &requestor, item).await {
+                            tracing::error!(cause = %e.chain(), requestor_id = %id, "recording a delivery failed");
+                        }
+                        if let Some(n) = in_flight.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                            *n -= 1;
+                        }
+                        hub.notify_wake.notify_one();
+                    });
+                }
+                n
+            }
+            Err(e) => {
+                tracing::error!(cause = %e.chain(), "claiming token updates failed");
+                0
+            }
+        };
+        if started > 0 {
+            continue;
+        }
+        let nap = match hub.store.next_notification_due().await {
+            Ok(Some(due)) => Duration::from_millis((due - hub.now_ms()).clamp(1, 500) as u64),
+            _ => IDLE,
+        };
+        tokio::select! {
+            _ = hub.notify_wake.notified() => {}
+            _ = tokio::time::sleep(nap) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    // Let deliveries under way finish and record their outcome.
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Claims, for every enabled requestor with a free slot, its due updates (one transaction).
+async fn claim_round(
+    hub: &Hub,
+    in_flight: &Mutex<HashMap<String, i64>>,
+) -> Result<Vec<(Arc<Requestor>, Notification)>, Error> {
+    let requestors = hub.store.enabled_requestors().await?;
+    let wanted: Vec<(Arc<Requestor>, i64)> = {
+        let busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        requestors
+            .into_iter()
+            .filter_map(|r| {
+                let free = r.max_in_flight - busy.get(&r.requestor_id).copied().unwrap_or(0);
+                (free > 0).then(|| (Arc::new(r), free))
+            })
+            .collect()
+    };
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = hub.now_ms();
+    let claimed = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                let mut all = Vec::new();
+                for (r, free) in wanted {
+                    for n in notifications::claim(c, &r.requestor_id, now, LEASE_MS, free).await? {
+                        all.push((r.clone(), n));
+                    }
+                }
+                Ok::<_, Error>(all)
+            })
+        })
+        .await?;
+    let mut busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+    for (r, _) in &claimed {
+        *busy.entry(r.requestor_id.clone()).or_insert(0) += 1;
+    }
+    Ok(claimed)
+}
+
+/// Makes one attempt and records it.
+async fn deliver(hub: &Hub, requestor: &Requestor, n: Notification) -> Result<(), Error> {
+    let started = hub.now_ms();
+    let timestamp = started / 1000;
+    let attempt = match hub.keys.authenticate_delivery(
+        &requestor.requestor_id,
+        &requestor.credentials,
+        &n.webhook_id,
+        timestamp,
+        n.payload.as_bytes(),
+    ) {
+        Err(e) => Attempt::Refused {
+            status: None,
+            error: format!("the requestor's credentials: {e}"),
+        },
+        Ok(auth) => {
+            let url = format!(
+                "{}/notify-token-update",
+                requestor.base_url.trim_end_matches('/')
+            );
+            hub.requestors
+                .send(&Delivery {
+                    url: &url,
+                    authorization: &auth.authorization,
+                    correlation_id: &n.correlation_id,
+                    webhook_id: &n.webhook_id,
+                    timestamp,
+                    signature: &auth.signature,
+                    body: &n.payload,
+                })
+                .await
+        }
+    };
+    let now = hub.now_ms();
+    let schedule = &hub.config.notify.retry_schedule;
+    let (settle, status, error, gone) = match attempt {
+        Attempt::Delivered { status } => (Settle::Delivered, Some(status), None, false),
+        Attempt::Retry {
+            status,
+            retry_after,
+            error,
+        } => match schedule.get((n.attempts - 1).max(0) as usize) {
+            Some(ceiling) => {
+                let wait = full_jitter(*ceiling).max(retry_after.unwrap_or_default());
+                let next_attempt_ms = now + wait.as_millis() as i64;
+                (
+                    Settle::Retry { next_attempt_ms },
+                    status,
+                    Some(error),
+                    false,
+                )
+            }
+            None => (
+                Settle::Dead,
+                status,
+                Some(format!("{error}; gave up after {} attempts", n.attempts)),
+                false,
+            ),
+        },
+        Attempt::Refused { status, error } => (Settle::Dead, status, Some(error), false),
+        Attempt::Gone => (
+            Settle::Hold,
+            Some(410),
+            Some("HTTP 410: the endpoint is gone; disabled".to_string()),
+            true,
+        ),
+    };
+    let span = tracing::info_span!("notify", requestor_id = %requestor.requestor_id, token_id = %n.token_id, webhook_id = %n.webhook_id, correlation_id = %n.correlation_id);
+    span.in_scope(|| match &settle {
+        Settle::Delivered => tracing::debug!(attempts = n.attempts, "delivered"),
+        Settle::Retry { .. } => {
+            tracing::warn!(attempts = n.attempts, status, reason = ?error, "will retry")
+        }
+        Settle::Dead => {
+            tracing::error!(attempts = n.attempts, status, reason = ?error, "dead letter")
+        }
+        Settle::Hold => tracing::error!("the requestor's endpoint answered 410 Gone: disabled"),
+    });
+    let requestor_id = requestor.requestor_id.clone();
+    hub.store
+        .transact(move |c| {
+            Box::pin(async move {
+                notifications::settle(
+                    c,
+                    n.id,
+                    &settle,
+                    status.map(i64::from),
+                    error.as_deref(),
+                    started,
+                    now,
+                )
+                .await?;
+                if gone {
+                    let why = format!(
+                        "answered 410 Gone at {}",
+                        crate::domain::lifecycle::format_timestamp(now)
+                    );
+                    requestors::set_state(c, &requestor_id, requestors::DISABLED, Some(&why), now)
+                        .await?;
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+}
+
+/// A wait drawn uniformly between zero and `ceiling`.
+fn full_jitter(ceiling: Duration) -> Duration {
+    let ms = ceiling.as_millis() as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
+}
