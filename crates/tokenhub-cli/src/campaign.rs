@@ -47,10 +47,10 @@ pub enum CampaignCommand {
 pub struct HubArgs {
     /// The hub's base URL.
     #[arg(long, env = "TOKENHUB_URL", default_value = "http://127.0.0.1:8080")]
-    hub_url: String,
+    pub hub_url: String,
     /// The admin token.
     #[arg(long, env = "TOKENHUB_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: String,
+    pub admin_token: String,
 }
 
 pub async fn run(cmd: CampaignCommand) -> anyhow::Result<()> {
@@ -99,7 +99,7 @@ pub async fn run(cmd: CampaignCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn get(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<Value> {
+pub async fn get(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<Value> {
     let r = http
         .get(url)
         .bearer_auth(token)

@@ -9,6 +9,7 @@ use tokenhub::config::{Config, ServeArgs, StoreArgs};
 
 mod bench;
 mod campaign;
+mod deliveries;
 mod demo;
 
 #[derive(Parser)]
@@ -38,6 +39,12 @@ enum Command {
     /// Follow and steer re-personalization campaigns.
     #[command(subcommand)]
     Campaign(campaign::CampaignCommand),
+    /// A token requestor (a PSP keeping tokens on file) receiving token updates, built on the
+    /// tokenhub-receiver library; it can fail on purpose (POST /sim/misbehaviour).
+    RequestorSim(RequestorSimArgs),
+    /// Token updates to token requestors: list, show, replay dead letters, enable an endpoint.
+    #[command(subcommand)]
+    Deliveries(deliveries::DeliveriesCommand),
     /// Measure the hub: `bench data` times submitTokenData against a parse-only handler.
     Bench(bench::BenchArgs),
 }
@@ -79,6 +86,32 @@ struct ImportArgs {
     purpose: String,
 }
 
+#[derive(clap::Args)]
+struct RequestorSimArgs {
+    /// Address to listen on; register `http://ADDR` as the requestor's baseUrl.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: std::net::SocketAddr,
+    /// The API key the hub must send (`authorization: APIKEY <key>`).
+    #[arg(long, env = "TOKENHUB_REQUESTOR_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// A signing secret (`whsec_...`); repeat it during a rotation.
+    #[arg(long = "signing-secret", required = true)]
+    signing_secrets: Vec<String>,
+    /// Keep the received tokens in this SQLite file (default: in memory).
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
+async fn requestor_sim(args: RequestorSimArgs) -> anyhow::Result<()> {
+    use tokenhub_sim::requestor::{RequestorSimConfig, RequestorStore};
+    let mut config = RequestorSimConfig::new(args.api_key, args.signing_secrets);
+    config.listen = args.listen;
+    if let Some(db) = args.db {
+        config.store = RequestorStore::Sqlite(db);
+    }
+    tokenhub_sim::requestor::run(config).await
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo draws progress bars: only warnings and errors go to the log there.
@@ -102,6 +135,8 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(args) => demo::run(args).await,
             Command::DeviceSim(args) => demo::device_sim(args).await,
             Command::Campaign(cmd) => campaign::run(cmd).await,
+            Command::Deliveries(cmd) => deliveries::run(cmd).await,
+            Command::RequestorSim(args) => requestor_sim(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     })

@@ -109,6 +109,7 @@
 pub mod device;
 pub mod emv;
 pub mod profiles;
+pub mod requestor;
 pub mod tsp;
 
 pub use device::{

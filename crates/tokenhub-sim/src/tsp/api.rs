@@ -48,6 +48,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
             put(lifecycle::submit_new_data_status),
         )
         .route("/tokens/{token_id}/reperso", post(reperso::reperso_token))
+        .route("/tokens/{token_id}/card", put(super::updates::update_token))
         .route("/healthCheck", get(health_check))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -9,6 +9,7 @@
 mod api;
 mod delivery;
 pub mod elements;
+mod updates;
 mod lifecycle;
 mod misbehaviour;
 mod reperso;
@@ -33,6 +34,7 @@ pub use delivery::RetryPolicy;
 pub use elements::{PersoElement, TokenInfo, ELEMENT_NAMES};
 pub use misbehaviour::Misbehaviour;
 pub use status::TspSimStatus;
+pub use updates::{TokenUpdate, UpdateAnswer};
 pub use transactions::{TransactionAnswer, TransactionRequest, TxnReason, TRANSACTIONS_PATH};
 pub use vault::{SimTokenView, TspTokenState};
 

@@ -46,6 +46,9 @@ pub struct TspSimStatus {
     /// answered 204 but not counted).
     #[serde(default)]
     pub state_updates: u64,
+    /// `updateToken` calls (a card renewed or replaced).
+    #[serde(default)]
+    pub card_updates: u64,
     /// `submitNewTokenDataStatus` SUCCESS calls that reset a token's ATC (the hub's retry of the
     /// same call is not counted).
     #[serde(default)]
@@ -100,6 +103,7 @@ pub(crate) struct Counters {
     transactions_approved: AtomicU64,
     transactions_declined: Mutex<BTreeMap<String, u64>>,
     state_updates: AtomicU64,
+    card_updates: AtomicU64,
     atc_resets: AtomicU64,
     reperso_calls: AtomicU64,
     recoveries_started: AtomicU64,
@@ -123,6 +127,7 @@ impl Counters {
             transactions_approved: AtomicU64::new(0),
             transactions_declined: Mutex::new(BTreeMap::new()),
             state_updates: AtomicU64::new(0),
+            card_updates: AtomicU64::new(0),
             atc_resets: AtomicU64::new(0),
             reperso_calls: AtomicU64::new(0),
             recoveries_started: AtomicU64::new(0),
@@ -190,6 +195,10 @@ impl Counters {
         bump(&self.transactions_declined, reason);
     }
 
+    pub(crate) fn card_updated(&self) {
+        self.card_updates.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn state_updated(&self) {
         self.state_updates.fetch_add(1, Ordering::Relaxed);
     }
@@ -224,6 +233,7 @@ impl Counters {
             transactions_approved: self.transactions_approved.load(Ordering::Relaxed),
             transactions_declined: read(&self.transactions_declined),
             state_updates: self.state_updates.load(Ordering::Relaxed),
+            card_updates: self.card_updates.load(Ordering::Relaxed),
             atc_resets: self.atc_resets.load(Ordering::Relaxed),
             reperso_calls: self.reperso_calls.load(Ordering::Relaxed),
             recoveries_started: self.recoveries_started.load(Ordering::Relaxed),
@@ -306,6 +316,7 @@ mod tests {
                 "transactionsApproved": 1,
                 "transactionsDeclined": {"REPLAY": 2},
                 "stateUpdates": 1,
+                "cardUpdates": 0,
                 "atcResets": 1,
                 "repersoCalls": 2,
                 "recoveriesStarted": 1,

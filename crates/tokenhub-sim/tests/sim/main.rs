@@ -4,6 +4,7 @@
 
 mod device;
 mod helpers;
+mod requestor;
 mod tsp;
 mod tsp_lifecycle;
 mod tsp_reperso;

@@ -1,13 +1,12 @@
 //! A token requestor's credentials: its API key and the secrets that sign the updates sent to it
 //! (Standard Webhooks: `v1,` + base64 of HMAC-SHA256 over `id.timestamp.body`, keyed with the
-//! base64-decoded part of a `whsec_…` secret). They are stored sealed under the master key and
-//! opened only here, for the length of one signature.
+//! base64-decoded part of a `whsec_…` secret; the signing code is `tokenhub-receiver`'s, the
+//! library requestors verify with). They are stored sealed under the master key and opened only
+//! here, for the length of one signature.
 
 use super::{open, seal, KeyError, Keys};
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// The prefix of a Standard Webhooks signing secret.
@@ -47,28 +46,6 @@ pub fn check_signing_secret(secret: &str) -> Result<(), String> {
     }
 }
 
-/// The Standard Webhooks signature of one message under one secret (`v1,<base64>`).
-pub fn sign(secret: &str, webhook_id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
-    check_signing_secret(secret)?;
-    let key = Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(&secret[SECRET_PREFIX.len()..])
-            .map_err(|_| "the signing secret is not base64".to_string())?,
-    );
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(&key).expect("HMAC-SHA256 takes keys of any length");
-    mac.update(webhook_id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let tag = mac.finalize().into_bytes();
-    Ok(format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(tag)
-    ))
-}
-
 impl Keys {
     /// Seals a requestor's API key and signing secrets (checked first) for the store.
     pub fn seal_requestor_credentials(
@@ -100,14 +77,9 @@ impl Keys {
     ) -> Result<DeliveryAuth, KeyError> {
         let json = open(&self.cipher(), &label(requestor_id), sealed)?;
         let creds: Credentials = serde_json::from_slice(&json).map_err(|_| KeyError::Unwrap)?;
-        let mut signature = String::new();
-        for secret in &creds.signing_secrets {
-            let v1 = sign(secret, webhook_id, timestamp, body).map_err(|_| KeyError::Unwrap)?;
-            if !signature.is_empty() {
-                signature.push(' ');
-            }
-            signature.push_str(&v1);
-        }
+        let signature = tokenhub_receiver::Signer::new(&creds.signing_secrets)
+            .map_err(|_| KeyError::Unwrap)?
+            .signature_header(webhook_id, timestamp, body);
         Ok(DeliveryAuth {
             authorization: Zeroizing::new(format!("APIKEY {}", creds.api_key)),
             signature,
@@ -118,6 +90,7 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokenhub_receiver::sign;
 
     /// The vectors of `shared/vectors/webhooks.json` (computed with the reference library).
     #[test]
