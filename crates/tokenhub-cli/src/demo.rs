@@ -3,6 +3,7 @@
 //! wallets' side, provisions tokens the way the parties would, and checks the outcome; it exits
 //! non-zero unless every check holds.
 
+use crate::demo_updates;
 use anyhow::{ensure, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -107,6 +108,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.listen = "127.0.0.1:0".parse()?;
     config.admin_token = Some(format!("demo-{}", uuid::Uuid::new_v4().simple()));
     config.outbox_backoff = Duration::from_millis(200);
+    // The token requestor runs on loopback; its retries are quick in a demo.
+    config.notify.outbound_allow =
+        tokenhub::config::parse_cidrs("127.0.0.0/8").map_err(|e| anyhow::anyhow!(e))?;
+    config.notify.retry_schedule = tokenhub::config::parse_schedule("100ms,200ms,500ms,1s,2s,5s")
+        .map_err(|e| anyhow::anyhow!(e))?;
     let app = tokenhub::Application::build_with_clock(config, Arc::new(SystemClock)).await?;
     let hub_addr = app.local_addr();
     let hub = app.hub().clone();
@@ -136,6 +142,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut fleet_config = tokenhub_sim::device::FleetConfig::new(hub_url.clone(), args.tokens);
     fleet_config.wait_seconds = 5;
     let fleet = tokenhub_sim::device::Fleet::start(fleet_config).await?;
+
+    // A PSP keeping the tokens on file, receiving their updates.
+    let requestor = tokenhub_sim::requestor::RequestorSim::start(
+        tokenhub_sim::requestor::RequestorSimConfig::new(
+            demo_updates::API_KEY,
+            vec![demo_updates::SIGNING_SECRET.to_string()],
+        ),
+    )
+    .await?;
 
     let client = Client {
         http: reqwest::Client::builder()
@@ -167,6 +182,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .admin_post(
             &format!("/admin/v1/issuers/{issuer_id}/products/classic/profiles/v1/deploy"),
             json!({}),
+        )
+        .await?;
+    client
+        .admin_put(
+            &format!("/admin/v1/token-requestors/{}", demo_updates::REQUESTOR_ID),
+            json!({"merchantId": demo_updates::MERCHANT_ID, "baseUrl": requestor.base_url(),
+                   "apiKey": demo_updates::API_KEY, "signingSecrets": [demo_updates::SIGNING_SECRET]}),
         )
         .await?;
 
@@ -261,11 +283,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let done = campaign["done"].as_u64().unwrap_or(0) as usize;
     let failed = campaign["failed"].as_u64().unwrap_or(0);
 
+    // The TSP changes tokens; the requestor keeps up.
+    println!(
+        "token updates: the TSP extends expiries, changes last digits, suspends, resumes, deletes"
+    );
+    let updates = demo_updates::run(&hub, &sim, &requestor, issuer_id, &token_ids).await?;
+    let removals_wanted = updates.deleted as u64;
+    let removals_until = Instant::now() + Duration::from_secs(30);
+    while fleet.status().removals < removals_wanted && Instant::now() < removals_until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    requestor.shutdown().await?;
+
     let states = hub.store.token_states().await?;
+    // Tokens ACTIVE before the TSP's updates suspended and deleted some.
     let active = states
         .iter()
-        .find(|(s, _)| s == "ACTIVE")
-        .map_or(0, |(_, n)| *n) as usize;
+        .filter(|(s, _)| s != "PENDING_DATA" && s != "PERSONALIZING")
+        .map(|(_, n)| *n)
+        .sum::<i64>() as usize;
     let (parts, sealed_profiles) = hub.store.retained_data().await?;
     let status = sim.status();
     let fleet_status = fleet.status();
@@ -281,7 +317,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         status.data_calls_sent, status.data_calls_accepted
     );
     println!("profiles installed on devices       {installed}");
-    println!("tokens ACTIVE at the hub            {active}");
+    println!("tokens personalized at the hub      {active}");
     println!(
         "TSP told ACTIVE (outbox drained)    {}",
         if outbox_drained { "yes" } else { "NO" }
@@ -327,6 +363,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "campaign                            {:.1} s, {:.0} tokens/s",
         campaign_time.as_secs_f64(),
         done as f64 / campaign_time.as_secs_f64()
+    );
+    println!(
+        "token updates sent by the TSP       {} ({} sent twice, {} out of order, {} refused)",
+        updates.updates_sent,
+        updates.duplicates_sent,
+        updates.out_of_order_sent,
+        updates.refused_by_hub
+    );
+    println!(
+        "updates delivered to the requestor  {} in {} attempts ({} answered 503/400 on purpose, {} dead letters replayed)",
+        updates.deliveries, updates.attempts, updates.failed_on_purpose, updates.dead_replayed
+    );
+    println!(
+        "receiver: applied / duplicates / obsolete dropped   {} / {} / {}",
+        updates.receiver_applied, updates.receiver_duplicates, updates.receiver_obsolete
+    );
+    println!(
+        "token PANs discarded (new last digits) {}",
+        updates.pan_discards
+    );
+    println!(
+        "requestor's view = hub's view       {} of {}",
+        updates.views_equal,
+        token_ids.len()
+    );
+    println!(
+        "deleted tokens removed from devices {} of {}",
+        fleet_status.removals, updates.deleted
+    );
+    println!(
+        "token updates phase                 {:.1} s",
+        updates.time.as_secs_f64()
     );
     println!(
         "demo wall time                      {:.1} s",
@@ -398,6 +466,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             fleet_status.decrypt_errors == 0 && fleet_status.check_errors == 0,
             format!("devices: {fleet_status:?}"),
         ),
+        (
+            updates.views_equal == args.tokens,
+            format!(
+                "the requestor's view differs from the hub's: {:?}",
+                updates.view_mismatches.iter().take(5).collect::<Vec<_>>()
+            ),
+        ),
+        (
+            updates.left_pending == 0 && updates.left_dead == 0 && updates.refused_by_hub == 0,
+            format!(
+                "token updates: {} pending, {} dead, {} refused by the hub",
+                updates.left_pending, updates.left_dead, updates.refused_by_hub
+            ),
+        ),
+        (
+            fleet_status.removals >= removals_wanted,
+            format!(
+                "{} of {removals_wanted} deleted tokens removed from their devices",
+                fleet_status.removals
+            ),
+        ),
     ];
     let failed: Vec<&String> = checks
         .iter()
@@ -449,7 +538,10 @@ async fn digitize_all(
                 .post(
                     "/wallet/v1/digitizations",
                     json!({"issuerId": issuer_id, "productId": "classic", "deviceId": device_id,
-                           "walletCardRefId": format!("card-{i:06}")}),
+                           "walletCardRefId": format!("card-{i:06}"),
+                           "tokenRequestorId": demo_updates::REQUESTOR_ID,
+                           "card": {"lastDigits": format!("{:04}", i % 10_000), "expiryDate": "0928",
+                                    "artId": "art-classic"}}),
                 )
                 .await?;
             bar.inc(1);

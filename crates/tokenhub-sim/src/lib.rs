@@ -118,6 +118,6 @@ pub use device::{
 
 pub use tsp::{
     load_key_set, run, spawn, Misbehaviour, RetryPolicy, SimTokenView, TransactionAnswer,
-    TransactionRequest, TspSimConfig, TspSimHandle, TspSimStatus, TspTokenState, TxnReason,
+    TransactionRequest, TokenUpdate, TspSimConfig, TspSimHandle, TspSimStatus, TspTokenState, TxnReason, UpdateAnswer,
     ELEMENT_NAMES, TRANSACTIONS_PATH,
 };

@@ -182,10 +182,10 @@ async fn deliver(hub: &Hub, requestor: &Requestor, n: Notification) -> Result<()
     span.in_scope(|| match &settle {
         Settle::Delivered => tracing::debug!(attempts = n.attempts, "delivered"),
         Settle::Retry { .. } => {
-            tracing::warn!(attempts = n.attempts, status, reason = ?error, "will retry")
+            tracing::info!(attempts = n.attempts, status, reason = ?error, "will retry")
         }
         Settle::Dead => {
-            tracing::error!(attempts = n.attempts, status, reason = ?error, "dead letter")
+            tracing::warn!(attempts = n.attempts, status, reason = ?error, "dead letter")
         }
         Settle::Hold => tracing::error!("the requestor's endpoint answered 410 Gone: disabled"),
     });
