@@ -42,6 +42,10 @@ enum BenchCommand {
     /// submitTokenData (40 elements, ~9.5 KB, validated, sealed, committed before the 204) against
     /// a parse-only handler, at max throughput and at a fixed rate.
     Data(DataArgs),
+    /// Token updates from the TSP to a token requestor (requestor-sim, loopback): latency from
+    /// the update accepted (204 to the TSP) to the update received, at a fixed rate; and the
+    /// highest sustained delivery rate.
+    Notify(crate::bench_notify::NotifyArgs),
 }
 
 #[derive(clap::Args)]
@@ -75,10 +79,11 @@ pub struct DataArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Data(a) => data(a).await,
+        BenchCommand::Notify(a) => crate::bench_notify::run(a).await,
     }
 }
 
-const ISSUER_ID: &str = "BENCHBANK1";
+pub(crate) const ISSUER_ID: &str = "BENCHBANK1";
 const PRODUCT_ID: &str = "bench";
 const VERSION: &str = "v1";
 const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
@@ -230,7 +235,7 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
     let total = max_tokens + fixed_tokens + breakdown_tokens;
     print!("creating {total} tokens in PENDING_DATA ... ");
     let created = Instant::now();
-    let ids = create_tokens(&hub, total).await?;
+    let ids = create_tokens(&hub, total, TokenState::PendingData, None).await?;
     println!("{:.1} s", created.elapsed().as_secs_f64());
     let (fixed_ids, rest) = ids.split_at(fixed_tokens);
     let (max_ids, breakdown_ids) = rest.split_at(max_tokens);
@@ -297,14 +302,19 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
 }
 
 /// The hub's admin and wallet APIs, as an operator's script would call them.
-struct Admin {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+pub(crate) struct Admin {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) token: String,
 }
 
 impl Admin {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> anyhow::Result<()> {
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> anyhow::Result<()> {
         let resp = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -338,7 +348,7 @@ fn random_public_key() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k)
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -402,7 +412,13 @@ fn hex_upper(b: &[u8]) -> String {
 
 /// Inserts `n` tokens in `PENDING_DATA`, each on a device of its own (with a random X25519 public
 /// key: the hub seals the profile to it once the token's data is complete), 1000 per transaction.
-async fn create_tokens(hub: &tokenhub::Hub, n: usize) -> anyhow::Result<Vec<String>> {
+/// Creates `n` tokens of the bench issuer (and a device each) straight in the store.
+pub(crate) async fn create_tokens(
+    hub: &tokenhub::Hub,
+    n: usize,
+    state: TokenState,
+    token_requestor_id: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
     use futures::stream::{self, StreamExt, TryStreamExt};
     const BATCH: usize = 1000;
     let now = hub.now_ms();
@@ -419,8 +435,8 @@ async fn create_tokens(hub: &tokenhub::Hub, n: usize) -> anyhow::Result<Vec<Stri
                     profile_version: VERSION.into(),
                     device_id: format!("device-{id}"),
                     wallet_card_ref_id: format!("card-{id}"),
-                    token_requestor_id: None,
-                    state: TokenState::PendingData,
+                    token_requestor_id: token_requestor_id.map(str::to_string),
+                    state,
                     token_exp: None,
                     token_last4: None,
                     data_key: hub.keys.new_data_key(id),

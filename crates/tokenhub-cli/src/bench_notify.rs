@@ -1,0 +1,338 @@
+//! `tokenhub bench notify`: token updates from the TSP to a token requestor, over real loopback
+//! HTTP, everything in this process: the hub (SQLite by default, or `--database-url`), a load
+//! generator playing the TSP (`POST /trapi/v2.0/tokens/{tokenId}/updates`) and the requestor
+//! simulator (built on `tokenhub-receiver`, which verifies every signature).
+//!
+//! 1. **fixed rate**: one update every `1/--rate` s (open loop, each to another token so none is
+//!    superseded); the latency counted is from the moment the hub answered 204 (the update is
+//!    durable) to the moment the requestor received it;
+//! 2. **max throughput**: `--burst` updates sent as fast as the hub takes them; deliveries per
+//!    second = updates received / time from the first sent to the last received.
+
+use crate::bench::{create_tokens, random_hex, Admin, ISSUER_ID};
+use anyhow::{ensure, Context};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokenhub::clock::SystemClock;
+use tokenhub::domain::TokenState;
+use tokenhub::Config;
+use tokenhub_sim::requestor::{RequestorSim, RequestorSimConfig};
+
+const REQUESTOR: &str = "bench-psp";
+const SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const GOAL_P99_MS: f64 = 50.0;
+
+#[derive(clap::Args)]
+pub struct NotifyArgs {
+    /// The hub's database: a fresh SQLite file by default; `postgres://...` (an empty database).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Updates per second of the fixed-rate phase.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Seconds of the fixed-rate phase.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Updates of the max-throughput phase.
+    #[arg(long, default_value_t = 20_000)]
+    burst: usize,
+    /// Deliveries under way at once to the requestor (its maxInFlight).
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: u32,
+    /// Updates the load generator keeps on the wire at once in the max-throughput phase.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+type Accepted = Arc<Mutex<HashMap<(String, String), Instant>>>;
+
+pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
+    ensure!(
+        args.rate > 0 && args.duration > 0,
+        "--rate and --duration must be positive"
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("tokenhub-bench-")
+        .tempdir()?;
+    let url = match &args.database_url {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", dir.path().join("tokenhub.db").display()),
+    };
+    let backend = if url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let mut config = Config::for_database(&url);
+    config.listen = "127.0.0.1:0".parse()?;
+    config.admin_token = Some(random_hex(16));
+    config.master_key = Some(random_hex(32));
+    config.notify.outbound_allow =
+        tokenhub::config::parse_cidrs("127.0.0.0/8").map_err(|e| anyhow::anyhow!(e))?;
+    let app = tokenhub::Application::build_with_clock(config, Arc::new(SystemClock))
+        .await
+        .context("starting the hub")?;
+    let hub_url = format!("http://{}", app.local_addr());
+    let hub = app.hub().clone();
+    let (stop_hub, hub_stop) = tokio::sync::oneshot::channel::<()>();
+    let hub_server = tokio::spawn(app.run_until(async move {
+        let _ = hub_stop.await;
+    }));
+
+    let requestor = RequestorSim::start(RequestorSimConfig::new(
+        "bench-key",
+        vec![SECRET.to_string()],
+    ))
+    .await?;
+    let admin = Admin {
+        http: reqwest::Client::new(),
+        base: hub_url.clone(),
+        token: hub.admin_token().to_string(),
+    };
+    admin
+        .send(
+            reqwest::Method::PUT,
+            "/admin/v1/tsps/bench-tsp",
+            json!({"baseUrl": "http://127.0.0.1:9/tsp/trapi/v2.0"}),
+        )
+        .await?;
+    admin
+        .send(
+            reqwest::Method::PUT,
+            &format!("/admin/v1/issuers/{ISSUER_ID}"),
+            json!({"name": "Bench Bank", "tspId": "bench-tsp"}),
+        )
+        .await?;
+    admin
+        .send(
+            reqwest::Method::PUT,
+            &format!("/admin/v1/token-requestors/{REQUESTOR}"),
+            json!({"merchantId": "BENCH-MERCHANT", "baseUrl": requestor.base_url(),
+                   "apiKey": "bench-key", "signingSecrets": [SECRET],
+                   "maxInFlight": args.max_in_flight}),
+        )
+        .await?;
+    let fixed_n = (args.rate as u64 * args.duration) as usize;
+    let ids = create_tokens(
+        &hub,
+        fixed_n + args.burst,
+        TokenState::Active,
+        Some(REQUESTOR),
+    )
+    .await?;
+    let (fixed_ids, burst_ids) = ids.split_at(fixed_n);
+
+    println!(
+        "tokenhub bench notify: token updates TSP -> hub -> requestor (signed, verified), loopback"
+    );
+    println!(
+        "database: {backend}; requestor maxInFlight {}; {} CPU(s)",
+        args.max_in_flight,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // Every update the requestor receives, matched afterwards to when the hub accepted it (a
+    // delivery may reach the requestor before the 204 reaches the TSP).
+    let accepted: Accepted = Arc::default();
+    let mut events = requestor.subscribe();
+    let (stop_collector, mut collector_stop) = tokio::sync::oneshot::channel::<()>();
+    let collector = tokio::spawn(async move {
+        let mut received: HashMap<(String, String), Instant> = HashMap::new();
+        loop {
+            let next = tokio::select! {
+                e = events.recv() => e,
+                _ = &mut collector_stop => {
+                    // Everything delivered was broadcast before the hub recorded it: drain.
+                    while let Ok(e) = events.try_recv() {
+                        if let (true, Some(t), Some(ts)) =
+                            ((200..300).contains(&e.status), e.token_id, e.last_update_timestamp)
+                        {
+                            received.entry((t, ts)).or_insert(e.received_at);
+                        }
+                    }
+                    break;
+                }
+            };
+            match next {
+                Ok(e) if (200..300).contains(&e.status) => {
+                    if let (Some(t), Some(ts)) = (e.token_id, e.last_update_timestamp) {
+                        received.entry((t, ts)).or_insert(e.received_at);
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    eprintln!("the event collector lagged by {n} events");
+                }
+                Err(_) => break,
+            }
+        }
+        received
+    });
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()?;
+    let sender = Sender {
+        http,
+        hub_url: hub_url.clone(),
+        accepted: accepted.clone(),
+    };
+
+    // Phase 1: fixed rate.
+    let started = Instant::now();
+    let period = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, id) in fixed_ids.iter().enumerate() {
+        let at = started + period * i as u32;
+        tokio::time::sleep_until(at.into()).await;
+        let s = sender.clone();
+        let id = id.clone();
+        tasks.spawn(async move { s.send(&id).await });
+    }
+    let mut refused = 0usize;
+    while let Some(r) = tasks.join_next().await {
+        if !matches!(r, Ok(Ok(()))) {
+            refused += 1;
+        }
+    }
+    let sent_window = started.elapsed();
+    wait_received(&hub, Duration::from_secs(120)).await?;
+    let fixed_accepted: HashMap<(String, String), Instant> =
+        std::mem::take(&mut *accepted.lock().unwrap_or_else(|p| p.into_inner()));
+
+    // The collector holds every latency so far; phase 2 starts from a clean count.
+    let before_burst = requestor.stats().answered_2xx;
+    let burst_started = Instant::now();
+    {
+        use futures::stream::{self, StreamExt};
+        let results: Vec<anyhow::Result<()>> = stream::iter(burst_ids.iter())
+            .map(|id| {
+                let s = sender.clone();
+                async move { s.send(id).await }
+            })
+            .buffer_unordered(args.concurrency.max(1))
+            .collect()
+            .await;
+        refused += results.iter().filter(|r| r.is_err()).count();
+    }
+    let burst_accepted = burst_started.elapsed();
+    wait_received(&hub, Duration::from_secs(300)).await?;
+    let burst_received = requestor.stats().answered_2xx - before_burst;
+
+    drop(sender);
+    let _ = stop_collector.send(());
+    let stats = requestor.stats();
+    requestor.shutdown().await?;
+    let received = collector.await?;
+    let last = received.values().max().copied();
+    let burst_window = last.map_or(burst_accepted, |l| {
+        l.saturating_duration_since(burst_started)
+    });
+    let mut fixed: Vec<u64> = fixed_accepted
+        .iter()
+        .filter_map(|(k, at)| {
+            received
+                .get(k)
+                .map(|r| r.saturating_duration_since(*at).as_micros() as u64)
+        })
+        .collect();
+    fixed.sort_unstable();
+    let pct = |v: &[u64], p: f64| -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1] as f64 / 1000.0
+    };
+    println!();
+    println!(
+        "fixed rate {} updates/s for {} s: {} sent in {:.2} s, {} received",
+        args.rate,
+        args.duration,
+        fixed_n,
+        sent_window.as_secs_f64(),
+        fixed.len()
+    );
+    println!(
+        "  accepted -> received (ms): p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}   goal p99 <= {GOAL_P99_MS} ms: {}",
+        pct(&fixed, 0.50), pct(&fixed, 0.90), pct(&fixed, 0.99), pct(&fixed, 1.0),
+        if pct(&fixed, 0.99) <= GOAL_P99_MS { "met" } else { "NOT met" }
+    );
+    println!(
+        "max throughput: {} updates accepted in {:.2} s ({:.0}/s), {} delivered in {:.2} s = {:.0} deliveries/s",
+        args.burst,
+        burst_accepted.as_secs_f64(),
+        args.burst as f64 / burst_accepted.as_secs_f64(),
+        burst_received,
+        burst_window.as_secs_f64(),
+        burst_received as f64 / burst_window.as_secs_f64()
+    );
+    println!(
+        "requestor: received {}, applied {}, duplicates {}, obsolete {}, rejected {}",
+        stats.received, stats.applied, stats.duplicates, stats.obsolete, stats.rejected
+    );
+    let _ = stop_hub.send(());
+    hub_server.await??;
+    ensure!(
+        refused == 0,
+        "{refused} update(s) were not accepted with 204"
+    );
+    ensure!(
+        stats.rejected == 0,
+        "the requestor rejected {} delivery(ies)",
+        stats.rejected
+    );
+    Ok(())
+}
+
+/// The load generator, playing the TSP.
+#[derive(Clone)]
+struct Sender {
+    http: reqwest::Client,
+    hub_url: String,
+    accepted: Accepted,
+}
+
+impl Sender {
+    /// Suspends the token (an update stamped now) and records when the hub accepted it.
+    async fn send(&self, token_id: &str) -> anyhow::Result<()> {
+        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let body =
+            json!({"issuerId": ISSUER_ID, "lastUpdateTimestamp": ts, "tokenState": "SUSPENDED"});
+        let r = self
+            .http
+            .post(format!(
+                "{}/trapi/v2.0/tokens/{token_id}/updates",
+                self.hub_url
+            ))
+            .header("x-correlation-id", uuid::Uuid::new_v4().to_string())
+            .json(&body)
+            .send()
+            .await?;
+        let done = Instant::now();
+        ensure!(r.status().as_u16() == 204, "HTTP {}", r.status());
+        // The requestor receives the hub's timestamp form of the same instant.
+        self.accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((token_id.to_string(), ts), done);
+        Ok(())
+    }
+}
+
+/// Waits until no token update is pending at the hub.
+async fn wait_received(hub: &tokenhub::Hub, timeout: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + timeout;
+    loop {
+        let counts = hub.store.notification_counts(None).await?;
+        if !counts.iter().any(|(s, n)| s == "PENDING" && *n > 0) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < until,
+            "updates still pending after {timeout:?}: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
