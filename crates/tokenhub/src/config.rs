@@ -94,6 +94,8 @@ pub struct Config {
     pub master_key: Option<String>,
     /// How token updates reach token requestors.
     pub notify: NotifySettings,
+    /// How far ahead of the hub's clock a TSP's `lastUpdateTimestamp` may be (5 minutes).
+    pub max_update_skew: Duration,
 }
 
 /// How token updates are delivered to token requestors.
@@ -200,6 +202,7 @@ impl Config {
             admin_token: None,
             master_key: None,
             notify: NotifySettings::default(),
+            max_update_skew: Duration::from_secs(300),
         }
     }
 
@@ -267,6 +270,7 @@ impl Config {
                 },
                 ..NotifySettings::default()
             },
+            max_update_skew: Duration::from_secs(300),
         };
         if config.perso_ttl.is_zero() {
             return Err(ConfigError::Invalid(

@@ -23,11 +23,31 @@ impl OutboundPolicy {
 
     /// Public addresses, and the non-public ones the operator allowed.
     pub fn permits(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        is_public(ip) || self.allow.iter().any(|net| net.contains(&ip))
+        let allowed = |ip: IpAddr| self.allow.iter().any(|net| net.contains(&ip));
+        // An IPv6 address that carries an IPv4 one (mapped, compatible, NAT64, 6to4) reaches
+        // that IPv4 address: it is judged as that address.
+        match embedded_ipv4(ip) {
+            Some(v4) => is_public(IpAddr::V4(v4)) || allowed(IpAddr::V4(v4)) || allowed(ip),
+            None => is_public(ip) || allowed(ip),
+        }
+    }
+}
+
+fn embedded_ipv4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    let s = v6.segments();
+    let o = v6.octets();
+    let tail = std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        Some(v4)
+    } else if s[..6] == [0; 6] && !(v6.is_loopback() || v6.is_unspecified()) {
+        Some(tail) // IPv4-compatible, ::a.b.c.d
+    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(tail) // NAT64, 64:ff9b::/96
+    } else if s[0] == 0x2002 {
+        Some(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5])) // 6to4, 2002::/16
+    } else {
+        None
     }
 }
 
@@ -292,6 +312,9 @@ mod tests {
             "169.254.169.254",
             "0.0.0.0",
             "100.64.0.1",
+            "::a00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::1",
             "::1",
             "fe80::1",
             "fd00::1",

@@ -17,20 +17,23 @@ pub enum Backend {
     Postgres(String),
 }
 
-/// Writes each test body once, as an `sqlite` and a `postgres` test.
+/// Writes each test body once, as an `sqlite` and a `postgres` test. Attributes before a body
+/// (`#[ignore = "…"]`) go to both.
 macro_rules! e2e_tests {
-    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+    ($($(#[$attr:meta])* async fn $name:ident($backend:ident) $body:block)*) => {
         $(
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;
 
+                $(#[$attr])*
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
                     let $backend = $crate::harness::Backend::Sqlite;
                     $body
                 }
 
+                $(#[$attr])*
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     let Some(url) = $crate::harness::postgres_url_or_skip(module_path!()) else {
@@ -64,6 +67,9 @@ pub struct HubSettings {
     pub delivery_window_secs: u64,
     pub delivery_max_tries: u32,
     pub perso_ttl_secs: u64,
+    /// More environment variables for the hub process (e.g. `TOKENHUB_NOTIFY_RETRY_SCHEDULE`,
+    /// `TOKENHUB_OUTBOUND_ALLOW`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for HubSettings {
@@ -72,6 +78,7 @@ impl Default for HubSettings {
             delivery_window_secs: 30,
             delivery_max_tries: 5,
             perso_ttl_secs: 900,
+            env: Vec::new(),
         }
     }
 }
@@ -159,6 +166,7 @@ impl HubProcess {
                 "RUST_LOG",
                 std::env::var("E2E_HUB_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -177,6 +185,11 @@ impl HubProcess {
             assert!(Instant::now() < until, "the hub did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: the process dies wherever it is.
@@ -358,16 +371,24 @@ impl World {
 
     /// Digitizes a card onto the `i`-th device, retrying while the hub is down.
     pub async fn digitize(&self, i: usize) -> String {
+        self.digitize_with(i, json!({})).await
+    }
+
+    /// [`Self::digitize`] with more fields in the body (`tokenRequestorId`, `card`, …), which
+    /// replace the defaults of the same name.
+    pub async fn digitize_with(&self, i: usize, extra: Value) -> String {
         let device = &self.fleet.device_ids()[i];
+        let mut body = json!({"issuerId": ISSUER, "productId": "classic", "deviceId": device,
+                              "walletCardRefId": format!("card-{i}")});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let r = self
                 .http
                 .post(format!("{}/wallet/v1/digitizations", self.hub.url()))
-                .json(
-                    &json!({"issuerId": ISSUER, "productId": "classic", "deviceId": device,
-                              "walletCardRefId": format!("card-{i}")}),
-                )
+                .json(&body)
                 .send()
                 .await;
             if let Ok(r) = r {

@@ -163,8 +163,19 @@ fn optional_str<'a>(
     }
 }
 
-/// Decides on an update from the TSP.
-pub fn decide_tsp_update(current: Current, update: &TspUpdate) -> Result<Verdict, Rejection> {
+/// Decides on an update from the TSP. A `lastUpdateTimestamp` more than `max_skew_ms` ahead of
+/// the hub's clock is refused (112): it would make every later real-time update read as older.
+pub fn decide_tsp_update(
+    current: Current,
+    update: &TspUpdate,
+    now_ms: i64,
+    max_skew_ms: i64,
+) -> Result<Verdict, Rejection> {
+    if update.last_update_ms > now_ms.saturating_add(max_skew_ms) {
+        return Err(Rejection::format(
+            "lastUpdateTimestamp is too far ahead of the hub's clock",
+        ));
+    }
     if current
         .last_update_ms
         .is_some_and(|held| update.last_update_ms <= held)
@@ -338,6 +349,26 @@ mod tests {
         }
     }
 
+    fn decide_tsp_update_at(current: Current, update: &TspUpdate) -> Result<Verdict, Rejection> {
+        decide_tsp_update(current, update, 1_000, 60_000)
+    }
+
+    #[test]
+    fn a_stamp_far_in_the_future_is_refused() {
+        let cur = Current {
+            state: TokenState::Active,
+            last_update_ms: None,
+        };
+        let (now, skew) = (1_000_000, 300_000);
+        assert!(decide_tsp_update(cur, &update(now + skew, None), now, skew).is_ok());
+        assert_eq!(
+            decide_tsp_update(cur, &update(now + skew + 1, None), now, skew)
+                .unwrap_err()
+                .code,
+            Code::Format
+        );
+    }
+
     #[test]
     fn only_newer_updates_apply_and_nothing_leaves_deleted() {
         use TokenState::*;
@@ -346,38 +377,38 @@ mod tests {
             last_update_ms: held,
         };
         assert_eq!(
-            decide_tsp_update(cur(Active, Some(10)), &update(10, Some(Suspended))),
+            decide_tsp_update_at(cur(Active, Some(10)), &update(10, Some(Suspended))),
             Ok(Verdict::Ignore)
         );
         assert_eq!(
-            decide_tsp_update(cur(Active, Some(10)), &update(9, Some(Suspended))),
+            decide_tsp_update_at(cur(Active, Some(10)), &update(9, Some(Suspended))),
             Ok(Verdict::Ignore)
         );
         assert_eq!(
-            decide_tsp_update(cur(Active, Some(10)), &update(11, Some(Suspended))),
+            decide_tsp_update_at(cur(Active, Some(10)), &update(11, Some(Suspended))),
             Ok(Verdict::Apply)
         );
         assert_eq!(
-            decide_tsp_update(cur(Suspended, None), &update(1, Some(Active))),
+            decide_tsp_update_at(cur(Suspended, None), &update(1, Some(Active))),
             Ok(Verdict::Apply)
         );
         assert_eq!(
-            decide_tsp_update(cur(PendingData, None), &update(1, Some(Deleted))),
+            decide_tsp_update_at(cur(PendingData, None), &update(1, Some(Deleted))),
             Ok(Verdict::Apply)
         );
         assert_eq!(
-            decide_tsp_update(cur(PendingData, None), &update(1, None)),
+            decide_tsp_update_at(cur(PendingData, None), &update(1, None)),
             Ok(Verdict::Apply)
         );
         assert_eq!(
-            decide_tsp_update(cur(Personalizing, None), &update(1, Some(Active)))
+            decide_tsp_update_at(cur(Personalizing, None), &update(1, Some(Active)))
                 .unwrap_err()
                 .code,
             Code::StateForbids
         );
         // Out of DELETED: refused when newer, acknowledged when it is the same (or an older) news.
         assert_eq!(
-            decide_tsp_update(cur(Deleted, Some(10)), &update(11, Some(Active)))
+            decide_tsp_update_at(cur(Deleted, Some(10)), &update(11, Some(Active)))
                 .unwrap_err()
                 .code,
             Code::StateForbids
@@ -385,17 +416,17 @@ mod tests {
         let mut renew = update(11, None);
         renew.change.token_exp = Some("1230".into());
         assert_eq!(
-            decide_tsp_update(cur(Deleted, Some(10)), &renew)
+            decide_tsp_update_at(cur(Deleted, Some(10)), &renew)
                 .unwrap_err()
                 .code,
             Code::StateForbids
         );
         assert_eq!(
-            decide_tsp_update(cur(Deleted, Some(10)), &update(5, Some(Active))),
+            decide_tsp_update_at(cur(Deleted, Some(10)), &update(5, Some(Active))),
             Ok(Verdict::Ignore)
         );
         assert_eq!(
-            decide_tsp_update(cur(Deleted, Some(10)), &update(11, Some(Deleted))),
+            decide_tsp_update_at(cur(Deleted, Some(10)), &update(11, Some(Deleted))),
             Ok(Verdict::Ignore)
         );
     }

@@ -35,6 +35,7 @@ pub async fn tsp_update(
 ) -> Result<TspUpdateOutcome, Error> {
     let update = crate::domain::lifecycle::parse_tsp_update(body)?;
     let now = hub.now_ms();
+    let max_skew_ms = hub.config.max_update_skew.as_millis() as i64;
     let token_id = token_id.as_str().to_string();
     let correlation = correlation_id.as_str().to_string();
     let (outcome, device) = hub
@@ -65,7 +66,7 @@ pub async fn tsp_update(
                     state: token.state,
                     last_update_ms: token.last_update_ms,
                 };
-                if decide_tsp_update(current, &update)? == Verdict::Ignore {
+                if decide_tsp_update(current, &update, now, max_skew_ms)? == Verdict::Ignore {
                     return Ok((TspUpdateOutcome::Ignored, None));
                 }
                 let ts = update.last_update_ms;

@@ -114,7 +114,8 @@ type Job =
 #[derive(Clone)]
 enum Writer {
     Pool(AnyPool),
-    Queue(mpsc::Sender<Job>),
+    /// SQLite: the writer task's queue, and its pool (kept to close it).
+    Queue(mpsc::Sender<Job>, AnyPool),
 }
 
 /// A handle on the database; cheap to clone.
@@ -176,10 +177,10 @@ impl Store {
                 .connect(&url)
                 .await?;
             let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-            tokio::spawn(run_writer(write, rx));
+            tokio::spawn(run_writer(write.clone(), rx));
             Ok(Self {
                 read,
-                writer: Writer::Queue(tx),
+                writer: Writer::Queue(tx, write),
                 dialect: Dialect::Sqlite,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -236,7 +237,7 @@ impl Store {
                     }
                 }
             }
-            Writer::Queue(queue) => {
+            Writer::Queue(queue, _) => {
                 let (done_tx, done_rx) = oneshot::channel::<Result<T, E>>();
                 let job: Job = Box::new(move |conn| {
                     Box::pin(async move {
@@ -266,8 +267,8 @@ impl Store {
     /// Closes every connection; later calls fail (used by tests of the failure paths).
     pub async fn close(&self) {
         self.read.close().await;
-        if let Writer::Pool(pool) = &self.writer {
-            pool.close().await;
+        match &self.writer {
+            Writer::Pool(pool) | Writer::Queue(_, pool) => pool.close().await,
         }
     }
 }
@@ -398,5 +399,32 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.reader()).await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Releases the claims a previous run left on outbox calls and token updates. On SQLite the
+    /// hub is the only process that writes the file, so every claim left belongs to a run that
+    /// is gone (killed, say): its calls are made again at once instead of after their lease. On
+    /// PostgreSQL other nodes may hold claims: those run out with their lease.
+    pub async fn release_stale_claims(&self) -> Result<u64, StoreError> {
+        if self.dialect() != Dialect::Sqlite {
+            return Ok(0);
+        }
+        self.transact(|c| {
+            Box::pin(async move {
+                let mut released = 0;
+                for table in ["outbox", "notifications"] {
+                    released += sqlx::query(&format!(
+                        "UPDATE {table} SET locked_until_ms = 0 WHERE state = 'PENDING' AND locked_until_ms > 0"
+                    ))
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                }
+                Ok::<_, StoreError>(released)
+            })
+        })
+        .await
     }
 }

@@ -117,6 +117,8 @@ pub async fn claim(
     let sql = format!(
         "UPDATE notifications SET locked_until_ms = $3, attempts = attempts + 1 WHERE id IN (\
            SELECT n.id FROM notifications n WHERE n.requestor_id = $1 AND n.state = 'PENDING' \
+           AND EXISTS (SELECT 1 FROM token_requestors r WHERE r.requestor_id = n.requestor_id \
+             AND r.state = 'ENABLED') \
            AND n.next_attempt_ms <= $2 AND n.locked_until_ms <= $2 AND NOT EXISTS (\
              SELECT 1 FROM notifications p WHERE p.token_id = n.token_id \
              AND p.requestor_id = n.requestor_id AND p.state = 'PENDING' AND p.id < n.id) \
@@ -317,12 +319,15 @@ impl Store {
         )
     }
 
-    /// When the next pending update of an enabled requestor falls due, if any.
-    pub async fn next_notification_due(&self) -> Result<Option<i64>, StoreError> {
+    /// When the next pending update of an enabled requestor that nobody is sending falls due,
+    /// if any.
+    pub async fn next_notification_due(&self, now: i64) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(n.next_attempt_ms) FROM notifications n JOIN token_requestors r \
-             ON r.requestor_id = n.requestor_id WHERE n.state = 'PENDING' AND r.state = 'ENABLED'",
+             ON r.requestor_id = n.requestor_id WHERE n.state = 'PENDING' AND r.state = 'ENABLED' \
+             AND n.locked_until_ms <= $1",
         )
+        .bind(now)
         .fetch_one(self.reader())
         .await?)
     }

@@ -56,7 +56,7 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
         if started > 0 {
             continue;
         }
-        let nap = match hub.store.next_notification_due().await {
+        let nap = match hub.store.next_notification_due(hub.now_ms()).await {
             Ok(Some(due)) => Duration::from_millis((due - hub.now_ms()).clamp(1, 500) as u64),
             _ => IDLE,
         };

@@ -7,13 +7,17 @@
 
 #[macro_use]
 mod helpers;
+#[macro_use]
+mod lifecycle_helpers;
 
 mod admin;
 mod confidentiality;
 mod health_check;
+mod lifecycle_admin;
 mod properties;
 mod tsp_data;
 mod tsp_formats;
 mod tsp_new_data;
 mod tsp_perso_data;
+mod tsp_updates;
 mod wallet;
