@@ -40,10 +40,10 @@ fn embedded_ipv4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
     let tail = std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]);
     if let Some(v4) = v6.to_ipv4_mapped() {
         Some(v4)
-    } else if s[..6] == [0; 6] && !(v6.is_loopback() || v6.is_unspecified()) {
-        Some(tail) // IPv4-compatible, ::a.b.c.d
-    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        Some(tail) // NAT64, 64:ff9b::/96
+    } else if (s[..6] == [0; 6] && !(v6.is_loopback() || v6.is_unspecified()))
+        || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+    {
+        Some(tail) // IPv4-compatible ::a.b.c.d, or NAT64 64:ff9b::/96
     } else if s[0] == 0x2002 {
         Some(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5])) // 6to4, 2002::/16
     } else {

@@ -9,13 +9,13 @@
 mod api;
 mod delivery;
 pub mod elements;
-mod updates;
 mod lifecycle;
 mod misbehaviour;
 mod reperso;
 mod scan;
 mod status;
 mod transactions;
+mod updates;
 mod vault;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -34,8 +34,8 @@ pub use delivery::RetryPolicy;
 pub use elements::{PersoElement, TokenInfo, ELEMENT_NAMES};
 pub use misbehaviour::Misbehaviour;
 pub use status::TspSimStatus;
-pub use updates::{TokenUpdate, UpdateAnswer};
 pub use transactions::{TransactionAnswer, TransactionRequest, TxnReason, TRANSACTIONS_PATH};
+pub use updates::{TokenUpdate, UpdateAnswer};
 pub use vault::{SimTokenView, TspTokenState};
 
 use elements::SimKeys;
