@@ -38,6 +38,16 @@ pub async fn tsp_update(
     let max_skew_ms = hub.config.max_update_skew.as_millis() as i64;
     let token_id = token_id.as_str().to_string();
     let correlation = correlation_id.as_str().to_string();
+    // What rarely changes is read before the transaction, off the (serial) writer: whether the
+    // issuer is registered, and the token's requestor (re-checked by id under the lock).
+    let issuer_known = hub.store.issuer(update.issuer_id.as_str()).await?.is_some();
+    let requestor = match hub.store.token(&token_id).await? {
+        Some(t) => match t.token_requestor_id {
+            Some(r) => hub.store.requestor(&r).await?,
+            None => None,
+        },
+        None => None,
+    };
     let (outcome, device) = hub
         .store
         .transact(move |c| {
@@ -45,10 +55,7 @@ pub async fn tsp_update(
                 let Some(token) = tokens::lock_token(c, &token_id).await? else {
                     return Err(Rejection::new(Code::UnknownToken, "no such token").into());
                 };
-                if catalog::issuer_tsp(c, update.issuer_id.as_str())
-                    .await?
-                    .is_none()
-                {
+                if !issuer_known {
                     return Err(Rejection::new(
                         Code::UnknownIssuer,
                         "issuerId is not a registered issuer",
@@ -78,7 +85,11 @@ pub async fn tsp_update(
                 }
                 let event = format!("TSP update applied: {}", describe(&update.change));
                 tokens::add_event(c, &token_id, &event, &correlation, now).await?;
-                notify::token_changed(c, &token_id, Some(ts), &correlation, now).await?;
+                let changed = token.with_change(&update.change, ts);
+                let requestor = requestor
+                    .as_ref()
+                    .filter(|r| changed.token_requestor_id.as_deref() == Some(&r.requestor_id));
+                notify::queue_update(c, &changed, requestor, &correlation, now).await?;
                 Ok::<_, Error>((
                     TspUpdateOutcome::Applied,
                     deleted.then_some(token.device_id),

@@ -60,10 +60,35 @@ pub async fn token_changed(
     let Some(requestor_id) = token.token_requestor_id.as_deref() else {
         return Ok(false);
     };
-    let Some(requestor) = requestors::get(c, requestor_id).await? else {
+    let requestor = requestors::get(c, requestor_id).await?;
+    let token = TokenRow {
+        last_update_ms: Some(last_update_ms),
+        ..token
+    };
+    queue_update(c, &token, requestor.as_ref(), correlation_id, now).await
+}
+
+/// Queues `token`'s state (as it is after the change, `last_update_ms` set) for `requestor`, the
+/// token's requestor as the caller read it. Returns whether an update was queued.
+pub async fn queue_update(
+    c: &mut AnyConnection,
+    token: &TokenRow,
+    requestor: Option<&requestors::Requestor>,
+    correlation_id: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    let (Some(requestor), Some(last_update_ms)) = (requestor, token.last_update_ms) else {
         return Ok(false);
     };
-    let body = body_of(&token, &requestor.merchant_id, last_update_ms);
+    if !matches!(
+        token.state,
+        TokenState::Active | TokenState::Suspended | TokenState::Deleted
+    ) {
+        return Ok(false);
+    }
+    let requestor_id = requestor.requestor_id.as_str();
+    let token_id = token.token_id.as_str();
+    let body = body_of(token, &requestor.merchant_id, last_update_ms);
     let payload = serde_json::to_string(&body).expect("the update body always serializes");
     let webhook_id = format!("tknupd_{}", uuid::Uuid::now_v7().simple());
     let superseded = notifications::enqueue(

@@ -152,47 +152,101 @@ pub enum Settle {
     Hold,
 }
 
-/// Records one attempt and its outcome.
-pub async fn settle(
-    conn: &mut AnyConnection,
-    id: i64,
-    outcome: &Settle,
-    status: Option<i64>,
-    error: Option<&str>,
-    started_ms: i64,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO notification_attempts (notification_id, at_ms, duration_ms, status, error) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(started_ms)
-    .bind((now - started_ms).max(0))
-    .bind(status)
-    .bind(error)
-    .execute(&mut *conn)
-    .await?;
-    let (state, next, delivered) = match outcome {
-        Settle::Delivered => (DELIVERED, None, Some(now)),
-        Settle::Retry { next_attempt_ms } => (PENDING, Some(*next_attempt_ms), None),
-        Settle::Dead => (DEAD, None, None),
-        Settle::Hold => (PENDING, Some(now), None),
-    };
-    sqlx::query(
-        "UPDATE notifications SET state = $2, next_attempt_ms = COALESCE($3, next_attempt_ms), \
-         locked_until_ms = 0, last_status = $4, last_error = $5, delivered_ms = $6, updated_ms = $7 \
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(state)
-    .bind(next)
-    .bind(status)
-    .bind(error)
-    .bind(delivered)
-    .bind(now)
-    .execute(conn)
-    .await?;
+/// One attempt and its outcome, to record.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub id: i64,
+    pub outcome: Settle,
+    /// The HTTP status the requestor answered, if it answered.
+    pub status: Option<i64>,
+    pub error: Option<String>,
+    pub started_ms: i64,
+    pub ended_ms: i64,
+}
+
+/// Records attempts and their outcomes: one statement for the attempts, one per HTTP status for
+/// the deliveries, one per other outcome (retries, dead letters, holds are the exception).
+pub async fn settle_many(conn: &mut AnyConnection, items: &[Settlement]) -> Result<(), StoreError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from(
+        "INSERT INTO notification_attempts (notification_id, at_ms, duration_ms, status, error) VALUES ",
+    );
+    for i in 0..items.len() {
+        let p = i * 5;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5
+        ));
+    }
+    let mut insert = sqlx::query(&sql);
+    for it in items {
+        insert = insert
+            .bind(it.id)
+            .bind(it.started_ms)
+            .bind((it.ended_ms - it.started_ms).max(0))
+            .bind(it.status)
+            .bind(it.error.clone());
+    }
+    insert.execute(&mut *conn).await?;
+
+    // Deliveries grouped by HTTP status, stamped with the group's last answer (a batch spans a
+    // few milliseconds).
+    let mut delivered: std::collections::BTreeMap<Option<i64>, (i64, Vec<i64>)> =
+        Default::default();
+    for it in items {
+        match &it.outcome {
+            Settle::Delivered => {
+                let group = delivered
+                    .entry(it.status)
+                    .or_insert((it.ended_ms, Vec::new()));
+                group.0 = group.0.max(it.ended_ms);
+                group.1.push(it.id);
+            }
+            other => {
+                let (state, next) = match other {
+                    Settle::Retry { next_attempt_ms } => (PENDING, Some(*next_attempt_ms)),
+                    Settle::Dead => (DEAD, None),
+                    _ => (PENDING, Some(it.ended_ms)),
+                };
+                sqlx::query(
+                    "UPDATE notifications SET state = $2, next_attempt_ms = COALESCE($3, next_attempt_ms), \
+                     locked_until_ms = 0, last_status = $4, last_error = $5, updated_ms = $6 WHERE id = $1",
+                )
+                .bind(it.id)
+                .bind(state)
+                .bind(next)
+                .bind(it.status)
+                .bind(it.error.clone())
+                .bind(it.ended_ms)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    for (status, (at, ids)) in delivered {
+        let list = (0..ids.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE notifications SET state = 'DELIVERED', locked_until_ms = 0, last_status = $1, \
+             last_error = NULL, delivered_ms = $2, updated_ms = $2 WHERE id IN ({list})"
+        );
+        let mut q = sqlx::query(&sql).bind(status).bind(at);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

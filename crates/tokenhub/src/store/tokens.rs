@@ -59,6 +59,26 @@ impl std::fmt::Debug for TokenRow {
 }
 
 impl TokenRow {
+    /// The token as [`apply_change`] leaves it.
+    pub fn with_change(&self, change: &TokenChange, last_update_ms: i64) -> TokenRow {
+        let mut t = self.clone();
+        let keep = |new: &Option<String>, old: &mut Option<String>| {
+            if new.is_some() {
+                old.clone_from(new);
+            }
+        };
+        if let Some(s) = change.state {
+            t.state = s;
+        }
+        keep(&change.token_exp, &mut t.token_exp);
+        keep(&change.token_last4, &mut t.token_last4);
+        keep(&change.card.last_digits, &mut t.card.last_digits);
+        keep(&change.card.expiry_date, &mut t.card.expiry_date);
+        keep(&change.card.art_id, &mut t.card.art_id);
+        t.last_update_ms = Some(last_update_ms);
+        t
+    }
+
     pub fn snapshot(&self) -> TokenSnapshot {
         TokenSnapshot {
             state: self.state,

@@ -11,7 +11,7 @@
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::notify_client::{Attempt, Delivery};
-use crate::store::notifications::{self, Notification, Settle};
+use crate::store::notifications::{self, Notification, Settle, Settlement};
 use crate::store::requestors::{self, Requestor};
 use rand::Rng;
 use std::collections::HashMap;
@@ -24,37 +24,41 @@ const LEASE_MS: i64 = 120_000;
 /// The longest the notifier sleeps when idle (another node may queue updates).
 const IDLE: Duration = Duration::from_millis(500);
 
+/// Waits this long after a wake-up before claiming, so that one claim serves the updates and the
+/// freed slots of that moment together (the serial SQLite writer pays per statement).
+const COALESCE: Duration = Duration::from_millis(2);
+/// Most outcomes recorded in one transaction.
+const SETTLE_BATCH: usize = 256;
+
 pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     let in_flight: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let (settled_tx, settled_rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
+    let settler = tokio::spawn(settle_outcomes(hub.clone(), settled_rx));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
-        let started = match claim_round(&hub, &in_flight).await {
+        match claim_round(&hub, &in_flight).await {
             Ok(claimed) => {
-                let n = claimed.len();
                 for (requestor, item) in claimed {
                     let hub = hub.clone();
                     let in_flight = in_flight.clone();
+                    let settled = settled_tx.clone();
                     tasks.spawn(async move {
-                        let id = requestor.requestor_id.clone();
-                        if let Err(e) = deliver(&hub, &requestor, item).await {
-                            tracing::error!(cause = %e.chain(), requestor_id = %id, "recording a delivery failed");
-                        }
-                        if let Some(n) = in_flight.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                        let outcome = deliver(&hub, &requestor, item).await;
+                        let id = &requestor.requestor_id;
+                        if let Some(n) = in_flight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_mut(id)
+                        {
                             *n -= 1;
                         }
-                        hub.notify_wake.notify_one();
+                        // The settler wakes the claimer once the outcome is recorded.
+                        let _ = settled.send(outcome);
                     });
                 }
-                n
             }
-            Err(e) => {
-                tracing::error!(cause = %e.chain(), "claiming token updates failed");
-                0
-            }
-        };
-        if started > 0 {
-            continue;
+            Err(e) => tracing::error!(cause = %e.chain(), "claiming token updates failed"),
         }
         let nap = match hub.store.next_notification_due(hub.now_ms()).await {
             Ok(Some(due)) => Duration::from_millis((due - hub.now_ms()).clamp(1, 500) as u64),
@@ -65,9 +69,58 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(nap) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
+        tokio::time::sleep(COALESCE).await;
     }
     // Let deliveries under way finish and record their outcome.
     while tasks.join_next().await.is_some() {}
+    drop(settled_tx);
+    let _ = settler.await;
+}
+
+/// Records delivery outcomes, as many as are waiting (up to [`SETTLE_BATCH`]) per transaction.
+async fn settle_outcomes(hub: Arc<Hub>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Outcome>) {
+    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+    while rx.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+        let outcomes = std::mem::take(&mut batch);
+        let recorded = hub
+            .store
+            .transact(move |c| {
+                Box::pin(async move {
+                    let settlements: Vec<Settlement> =
+                        outcomes.iter().map(|o| o.settlement.clone()).collect();
+                    notifications::settle_many(c, &settlements).await?;
+                    for o in outcomes.iter().filter(|o| o.gone) {
+                        let why = format!(
+                            "answered 410 Gone at {}",
+                            crate::domain::lifecycle::format_timestamp(o.settlement.ended_ms)
+                        );
+                        requestors::set_state(
+                            c,
+                            &o.requestor_id,
+                            requestors::DISABLED,
+                            Some(&why),
+                            o.settlement.ended_ms,
+                        )
+                        .await?;
+                    }
+                    Ok::<_, Error>(())
+                })
+            })
+            .await;
+        if let Err(e) = recorded {
+            // The rows keep their lease: they are tried again when it runs out.
+            tracing::error!(cause = %e.chain(), "recording delivery outcomes failed");
+        }
+        hub.notify_wake.notify_one();
+    }
+}
+
+/// One attempt's outcome, waiting to be recorded.
+struct Outcome {
+    requestor_id: String,
+    settlement: Settlement,
+    /// The endpoint answered 410: disable the requestor.
+    gone: bool,
 }
 
 /// Claims, for every enabled requestor with a free slot, its due updates (one transaction).
@@ -111,8 +164,8 @@ async fn claim_round(
     Ok(claimed)
 }
 
-/// Makes one attempt and records it.
-async fn deliver(hub: &Hub, requestor: &Requestor, n: Notification) -> Result<(), Error> {
+/// Makes one attempt and says how it went.
+async fn deliver(hub: &Hub, requestor: &Requestor, n: Notification) -> Outcome {
     let started = hub.now_ms();
     let timestamp = started / 1000;
     let attempt = match hub.keys.authenticate_delivery(
@@ -189,32 +242,18 @@ async fn deliver(hub: &Hub, requestor: &Requestor, n: Notification) -> Result<()
         }
         Settle::Hold => tracing::error!("the requestor's endpoint answered 410 Gone: disabled"),
     });
-    let requestor_id = requestor.requestor_id.clone();
-    hub.store
-        .transact(move |c| {
-            Box::pin(async move {
-                notifications::settle(
-                    c,
-                    n.id,
-                    &settle,
-                    status.map(i64::from),
-                    error.as_deref(),
-                    started,
-                    now,
-                )
-                .await?;
-                if gone {
-                    let why = format!(
-                        "answered 410 Gone at {}",
-                        crate::domain::lifecycle::format_timestamp(now)
-                    );
-                    requestors::set_state(c, &requestor_id, requestors::DISABLED, Some(&why), now)
-                        .await?;
-                }
-                Ok::<_, Error>(())
-            })
-        })
-        .await
+    Outcome {
+        requestor_id: requestor.requestor_id.clone(),
+        settlement: Settlement {
+            id: n.id,
+            outcome: settle,
+            status: status.map(i64::from),
+            error,
+            started_ms: started,
+            ended_ms: now,
+        },
+        gone,
+    }
 }
 
 /// A wait drawn uniformly between zero and `ceiling`.
