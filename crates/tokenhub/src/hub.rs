@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::domain::ProfileDefinition;
 use crate::error::Error;
 use crate::keys::{KeyError, Keys};
+use crate::store::requestors::Requestor;
 use crate::store::{Store, StoreError};
 use crate::tsp_client::TspClient;
 use secrecy::{ExposeSecret, SecretString};
@@ -34,7 +35,16 @@ pub struct Hub {
     pub tsp_pacer: crate::flows::campaign::Pacer,
     /// Profile versions are immutable, so a version read once is good forever, on every node.
     profiles: RwLock<HashMap<(String, String, String), Arc<ProfileDefinition>>>,
+    /// Issuers known to exist (an issuer is never removed, so a hit is good forever).
+    known_issuers: RwLock<std::collections::HashSet<String>>,
+    /// Token requestors as read lately (they change rarely; a change on another node is seen
+    /// within [`REQUESTOR_CACHE_TTL`]).
+    #[allow(clippy::type_complexity)]
+    requestor_cache: RwLock<Option<(std::time::Instant, Arc<HashMap<String, Requestor>>)>>,
 }
+
+/// How long a token requestor read from the store is reused.
+pub const REQUESTOR_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// What start-up did that the operator must be told about.
 #[derive(Debug, Default, Clone)]
@@ -94,6 +104,8 @@ impl Hub {
                 campaign_pacer: Default::default(),
                 tsp_pacer: Default::default(),
                 profiles: RwLock::new(HashMap::new()),
+                known_issuers: RwLock::default(),
+                requestor_cache: RwLock::default(),
                 config,
             },
             notes,
@@ -106,6 +118,61 @@ impl Hub {
 
     pub fn admin_token(&self) -> &str {
         self.admin_token.expose_secret()
+    }
+
+    /// Whether the issuer is registered (positive answers cached).
+    pub async fn issuer_exists(&self, issuer_id: &str) -> Result<bool, StoreError> {
+        if self
+            .known_issuers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(issuer_id)
+        {
+            return Ok(true);
+        }
+        let exists = self.store.issuer(issuer_id).await?.is_some();
+        if exists {
+            self.known_issuers
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(issuer_id.to_string());
+        }
+        Ok(exists)
+    }
+
+    /// Every token requestor by id, read at most once per [`REQUESTOR_CACHE_TTL`] (and again at
+    /// once after this node changed one: see [`Hub::forget_requestors`]).
+    pub async fn requestors(&self) -> Result<Arc<HashMap<String, Requestor>>, StoreError> {
+        if let Some((at, map)) = &*self
+            .requestor_cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            if at.elapsed() < REQUESTOR_CACHE_TTL {
+                return Ok(map.clone());
+            }
+        }
+        let map: HashMap<String, Requestor> = self
+            .store
+            .all_requestors()
+            .await?
+            .into_iter()
+            .map(|r| (r.requestor_id.clone(), r))
+            .collect();
+        let map = Arc::new(map);
+        *self
+            .requestor_cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), map.clone()));
+        Ok(map)
+    }
+
+    /// Drops the cached requestors (one was just changed).
+    pub fn forget_requestors(&self) {
+        *self
+            .requestor_cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// A profile version's definition, cached.

@@ -40,14 +40,8 @@ pub async fn tsp_update(
     let correlation = correlation_id.as_str().to_string();
     // What rarely changes is read before the transaction, off the (serial) writer: whether the
     // issuer is registered, and the token's requestor (re-checked by id under the lock).
-    let issuer_known = hub.store.issuer(update.issuer_id.as_str()).await?.is_some();
-    let requestor = match hub.store.token(&token_id).await? {
-        Some(t) => match t.token_requestor_id {
-            Some(r) => hub.store.requestor(&r).await?,
-            None => None,
-        },
-        None => None,
-    };
+    let issuer_known = hub.issuer_exists(update.issuer_id.as_str()).await?;
+    let requestors = hub.requestors().await?;
     let (outcome, device) = hub
         .store
         .transact(move |c| {
@@ -55,6 +49,10 @@ pub async fn tsp_update(
                 let Some(token) = tokens::lock_token(c, &token_id).await? else {
                     return Err(Rejection::new(Code::UnknownToken, "no such token").into());
                 };
+                let requestor = token
+                    .token_requestor_id
+                    .as_ref()
+                    .and_then(|r| requestors.get(r));
                 if !issuer_known {
                     return Err(Rejection::new(
                         Code::UnknownIssuer,
@@ -86,9 +84,6 @@ pub async fn tsp_update(
                 let event = format!("TSP update applied: {}", describe(&update.change));
                 tokens::add_event(c, &token_id, &event, &correlation, now).await?;
                 let changed = token.with_change(&update.change, ts);
-                let requestor = requestor
-                    .as_ref()
-                    .filter(|r| changed.token_requestor_id.as_deref() == Some(&r.requestor_id));
                 notify::queue_update(c, &changed, requestor, &correlation, now).await?;
                 Ok::<_, Error>((
                     TspUpdateOutcome::Applied,
@@ -97,7 +92,7 @@ pub async fn tsp_update(
             })
         })
         .await?;
-    after_commit(hub, device.as_deref());
+    after_commit(hub, false, device.as_deref());
     Ok(outcome)
 }
 
@@ -172,7 +167,7 @@ pub async fn issuer_action(
             })
         })
         .await?;
-    after_commit(hub, device.as_deref());
+    after_commit(hub, true, device.as_deref());
     Ok(row)
 }
 
@@ -254,7 +249,7 @@ pub async fn card_update(
             })
         })
         .await?;
-    after_commit(hub, None);
+    after_commit(hub, true, None);
     Ok(updated)
 }
 
@@ -298,8 +293,12 @@ pub(crate) async fn end_work(
     Ok(())
 }
 
-fn after_commit(hub: &Hub, deleted_on_device: Option<&str>) {
-    hub.outbox_wake.notify_one();
+/// Wakes who has work now: the outbox when a call to the TSP was queued (an update that came
+/// from the TSP queues none), the notifier, the device that must remove a token.
+fn after_commit(hub: &Hub, tsp_called: bool, deleted_on_device: Option<&str>) {
+    if tsp_called {
+        hub.outbox_wake.notify_one();
+    }
     hub.notify_wake.notify_one();
     if let Some(device) = deleted_on_device {
         hub.devices.notify(device);

@@ -378,6 +378,7 @@ async fn put_requestor(
             Box::pin(async move { Ok::<_, Error>(requestors::put(c, &row, now).await?) })
         })
         .await?;
+    hub.forget_requestors();
     hub.notify_wake.notify_one();
     let r = hub
         .store

@@ -107,6 +107,10 @@ pub async fn enqueue(
 
 /// Claims up to `limit` due updates of one requestor for `lease_ms`, oldest first, at most the
 /// oldest pending one per token.
+///
+/// The scan follows `notifications_claim` (requestor, state, id) and stops at `limit` rows, so a
+/// claim costs the same however long the backlog; the unary `+` keeps the planner from the
+/// next-due index (which would read every pending row and sort them).
 pub async fn claim(
     conn: &mut AnyConnection,
     requestor_id: &str,
@@ -119,7 +123,7 @@ pub async fn claim(
            SELECT n.id FROM notifications n WHERE n.requestor_id = $1 AND n.state = 'PENDING' \
            AND EXISTS (SELECT 1 FROM token_requestors r WHERE r.requestor_id = n.requestor_id \
              AND r.state = 'ENABLED') \
-           AND n.next_attempt_ms <= $2 AND n.locked_until_ms <= $2 AND NOT EXISTS (\
+           AND +n.next_attempt_ms <= $2 AND n.locked_until_ms <= $2 AND NOT EXISTS (\
              SELECT 1 FROM notifications p WHERE p.token_id = n.token_id \
              AND p.requestor_id = n.requestor_id AND p.state = 'PENDING' AND p.id < n.id) \
            ORDER BY n.id LIMIT $4{}) \

@@ -120,6 +120,14 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// Every requestor.
+    pub async fn all_requestors(&self) -> Result<Vec<Requestor>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM token_requestors"))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// Every requestor whose endpoint is enabled.
     pub async fn enabled_requestors(&self) -> Result<Vec<Requestor>, StoreError> {
         let rows = sqlx::query(&format!(

@@ -26,7 +26,7 @@ const IDLE: Duration = Duration::from_millis(500);
 
 /// Waits this long after a wake-up before claiming, so that one claim serves the updates and the
 /// freed slots of that moment together (the serial SQLite writer pays per statement).
-const COALESCE: Duration = Duration::from_millis(2);
+const COALESCE: Duration = Duration::from_millis(5);
 /// Most outcomes recorded in one transaction.
 const SETTLE_BATCH: usize = 256;
 
@@ -37,8 +37,16 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
+        let mut busy = false;
+        let round = std::time::Instant::now();
         match claim_round(&hub, &in_flight).await {
             Ok(claimed) => {
+                busy = !claimed.is_empty();
+                tracing::debug!(
+                    claimed = claimed.len(),
+                    took_us = round.elapsed().as_micros() as u64,
+                    "claim round"
+                );
                 for (requestor, item) in claimed {
                     let hub = hub.clone();
                     let in_flight = in_flight.clone();
@@ -60,9 +68,15 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
             }
             Err(e) => tracing::error!(cause = %e.chain(), "claiming token updates failed"),
         }
-        let nap = match hub.store.next_notification_due(hub.now_ms()).await {
-            Ok(Some(due)) => Duration::from_millis((due - hub.now_ms()).clamp(1, 500) as u64),
-            _ => IDLE,
+        // Busy: the deliveries just started wake the loop when they end. Idle: sleep until the
+        // next retry falls due (or an update is queued).
+        let nap = if busy {
+            IDLE
+        } else {
+            match hub.store.next_notification_due(hub.now_ms()).await {
+                Ok(Some(due)) => Duration::from_millis((due - hub.now_ms()).clamp(1, 500) as u64),
+                _ => IDLE,
+            }
         };
         tokio::select! {
             _ = hub.notify_wake.notified() => {}
@@ -82,6 +96,8 @@ async fn settle_outcomes(hub: Arc<Hub>, mut rx: tokio::sync::mpsc::UnboundedRece
     let mut batch = Vec::with_capacity(SETTLE_BATCH);
     while rx.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
         let outcomes = std::mem::take(&mut batch);
+        let round = std::time::Instant::now();
+        let n = outcomes.len();
         let recorded = hub
             .store
             .transact(move |c| {
@@ -107,6 +123,11 @@ async fn settle_outcomes(hub: Arc<Hub>, mut rx: tokio::sync::mpsc::UnboundedRece
                 })
             })
             .await;
+        tracing::debug!(
+            settled = n,
+            took_us = round.elapsed().as_micros() as u64,
+            "settle round"
+        );
         if let Err(e) = recorded {
             // The rows keep their lease: they are tried again when it runs out.
             tracing::error!(cause = %e.chain(), "recording delivery outcomes failed");
