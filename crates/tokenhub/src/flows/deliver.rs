@@ -155,23 +155,36 @@ pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Devi
     let signal = hub.devices.subscribe(device_id);
     let deadline = tokio::time::Instant::now() + wait;
     let result = loop {
-        let mut work: Vec<DeviceWork> = take_offers(hub, device_id)
-            .await?
-            .into_iter()
-            .map(DeviceWork::Install)
-            .collect();
-        work.extend(
-            hub.store
-                .removals_for_device(device_id)
-                .await?
-                .into_iter()
-                .map(|token_id| {
-                    DeviceWork::Remove(Removal {
-                        action: "REMOVE",
-                        token_id,
-                    })
-                }),
-        );
+        let (offers, removals) = deliveries::device_work(
+            &hub.store,
+            device_id,
+            hub.config.delivery.max_tries as i64,
+            hub.now_ms(),
+        )
+        .await?;
+        let mut work: Vec<DeviceWork> = Vec::new();
+        if offers {
+            work.extend(
+                take_offers(hub, device_id)
+                    .await?
+                    .into_iter()
+                    .map(DeviceWork::Install),
+            );
+        }
+        if removals {
+            work.extend(
+                hub.store
+                    .removals_for_device(device_id)
+                    .await?
+                    .into_iter()
+                    .map(|token_id| {
+                        DeviceWork::Remove(Removal {
+                            action: "REMOVE",
+                            token_id,
+                        })
+                    }),
+            );
+        }
         let now = tokio::time::Instant::now();
         if !work.is_empty() || now >= deadline {
             break Ok(work);
@@ -187,9 +200,6 @@ pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Devi
 async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
     let delivery = hub.config.delivery;
     let now = hub.now_ms();
-    if !deliveries::has_offers(&hub.store, device_id, delivery.max_tries as i64, now).await? {
-        return Ok(Vec::new());
-    }
     let device = device_id.to_string();
     let taken = hub
         .store

@@ -191,23 +191,27 @@ pub async fn take_offers(
     Ok(out)
 }
 
-/// Whether the device has anything it could be offered now (a cheap check for long polls).
-pub async fn has_offers(
+/// Whether the device has a personalization it could be offered now, and whether it has a
+/// deleted token to remove: one cheap query for each turn of a long poll.
+pub async fn device_work(
     store: &Store,
     device_id: &str,
     max_tries: i64,
     now: i64,
-) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM personalizations WHERE device_id = $1 AND state = 'PENDING' \
-         AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 LIMIT 1",
+) -> Result<(bool, bool), StoreError> {
+    let row = sqlx::query(
+        "SELECT (SELECT 1 FROM personalizations WHERE device_id = $1 AND state = 'PENDING' \
+           AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 LIMIT 1), \
+         (SELECT 1 FROM tokens WHERE device_id = $1 AND removal_pending = 1 LIMIT 1)",
     )
     .bind(device_id)
     .bind(now)
     .bind(max_tries)
-    .fetch_optional(store.reader())
+    .fetch_one(store.reader())
     .await?;
-    Ok(found.is_some())
+    let offers: Option<i64> = row.try_get(0)?;
+    let removals: Option<i64> = row.try_get(1)?;
+    Ok((offers.is_some(), removals.is_some()))
 }
 
 /// Settles a personalization: its sealed profile is dropped, its outcome kept.
