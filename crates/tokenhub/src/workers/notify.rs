@@ -19,8 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How long a claim holds; a node that dies mid-delivery releases its rows after this.
-const LEASE_MS: i64 = 120_000;
+/// How long a claim holds; a node that dies mid-delivery releases its rows after this. A
+/// delivery takes at most the notify time-out (10 s) and waits for nothing before it, so 30 s is
+/// ample (on SQLite claims are released at start anyway).
+const LEASE_MS: i64 = 30_000;
 /// The longest the notifier sleeps when idle (another node may queue updates).
 const IDLE: Duration = Duration::from_millis(500);
 

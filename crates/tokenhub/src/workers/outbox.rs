@@ -17,8 +17,10 @@ use tokio::sync::watch;
 
 /// Calls claimed at once.
 const BATCH: i64 = 64;
-/// How long a claim holds; a node that dies mid-call releases its rows after this.
-const LEASE_MS: i64 = 60_000;
+/// How long a claim holds; a node that dies mid-call releases its rows after this. A call takes
+/// at most the TSP client's 10 s time-out, so 30 s is ample, and a crash delays its calls by at
+/// most that much (on SQLite, not at all: claims are released at start).
+const LEASE_MS: i64 = 30_000;
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
