@@ -198,7 +198,7 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
         }
     }
     let sent_window = started.elapsed();
-    wait_received(&hub, Duration::from_secs(120)).await?;
+    crate::demo_updates::drain(&hub, Duration::from_secs(120)).await?;
     let fixed_accepted: HashMap<(String, String), Instant> =
         std::mem::take(&mut *accepted.lock().unwrap_or_else(|p| p.into_inner()));
 
@@ -218,7 +218,7 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
         refused += results.iter().filter(|r| r.is_err()).count();
     }
     let burst_accepted = burst_started.elapsed();
-    wait_received(&hub, Duration::from_secs(300)).await?;
+    crate::demo_updates::drain(&hub, Duration::from_secs(300)).await?;
     let burst_received = requestor.stats().answered_2xx - before_burst;
 
     drop(sender);
@@ -318,21 +318,5 @@ impl Sender {
             .unwrap_or_else(|p| p.into_inner())
             .insert((token_id.to_string(), ts), done);
         Ok(())
-    }
-}
-
-/// Waits until no token update is pending at the hub.
-async fn wait_received(hub: &tokenhub::Hub, timeout: Duration) -> anyhow::Result<()> {
-    let until = Instant::now() + timeout;
-    loop {
-        let counts = hub.store.notification_counts(None).await?;
-        if !counts.iter().any(|(s, n)| s == "PENDING" && *n > 0) {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < until,
-            "updates still pending after {timeout:?}: {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

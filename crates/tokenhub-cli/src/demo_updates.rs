@@ -190,8 +190,8 @@ async fn replay_dead(hub: &tokenhub::Hub) -> anyhow::Result<u64> {
     Ok(replayed)
 }
 
-/// Waits until no token update is pending.
-async fn drain(hub: &tokenhub::Hub, timeout: Duration) -> anyhow::Result<()> {
+/// Waits until no token update is pending at the hub.
+pub async fn drain(hub: &tokenhub::Hub, timeout: Duration) -> anyhow::Result<()> {
     let until = Instant::now() + timeout;
     loop {
         let counts = hub.store.notification_counts(None).await?;

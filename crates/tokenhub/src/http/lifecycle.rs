@@ -538,14 +538,7 @@ async fn requestor_deliveries(
         requestor_id: Some(requestor_id),
         ..filter(q)?
     };
-    Ok(Json(
-        hub.store
-            .notifications(&f)
-            .await?
-            .into_iter()
-            .map(delivery_view)
-            .collect(),
-    ))
+    list_deliveries(&hub, &f).await
 }
 
 /// A token's updates to its requestor, newest first.
@@ -562,14 +555,12 @@ async fn token_deliveries(
         token_id: Some(token_id),
         ..filter(q)?
     };
-    Ok(Json(
-        hub.store
-            .notifications(&f)
-            .await?
-            .into_iter()
-            .map(delivery_view)
-            .collect(),
-    ))
+    list_deliveries(&hub, &f).await
+}
+
+async fn list_deliveries(hub: &AppState, f: &Filter) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    let found = hub.store.notifications(f).await?;
+    Ok(Json(found.into_iter().map(delivery_view).collect()))
 }
 
 /// One token update: its body (the token's state, no secrets) and every attempt.

@@ -171,14 +171,7 @@ async fn submit(
                         );
                         Ok(())
                     }
-                    Err(Error::Rejected(r)) => Err(r),
-                    Err(e) => {
-                        tracing::error!(cause = %e.chain(), "unexpected error");
-                        Err(Rejection::new(
-                            Code::Unexpected,
-                            "unexpected server error; retry later",
-                        ))
-                    }
+                    Err(e) => Err(refusal(e)),
                 };
             }
         };
@@ -191,14 +184,8 @@ async fn submit(
                 tracing::info!("repeat of a call already applied; acknowledged again");
                 Ok(())
             }
-            Ok(Applied::Refused(r)) | Err(Error::Rejected(r)) => Err(r),
-            Err(e) => {
-                tracing::error!(cause = %e.chain(), "unexpected error");
-                Err(Rejection::new(
-                    Code::Unexpected,
-                    "unexpected server error; retry later",
-                ))
-            }
+            Ok(Applied::Refused(r)) => Err(r),
+            Err(e) => Err(refusal(e)),
         }
     }
     .instrument(span.clone())
@@ -214,6 +201,18 @@ async fn submit(
         status_on_error,
     }
     .into_response()
+}
+
+/// A flow's error as the contract's refusal: its own code, or 921 (retryable) for an
+/// unexpected fault, which is logged with its cause and revealed to nobody.
+fn refusal(e: Error) -> Rejection {
+    match e {
+        Error::Rejected(r) => r,
+        e => {
+            tracing::error!(cause = %e.chain(), "unexpected error");
+            Rejection::new(Code::Unexpected, "unexpected server error; retry later")
+        }
+    }
 }
 
 /// A body sent with a content type must say JSON; a missing content type is read as JSON.
