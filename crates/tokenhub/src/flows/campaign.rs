@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::campaigns::{self, Campaign, Step};
 use crate::store::tokens;
+use crate::store::{query, Tx};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -60,7 +61,7 @@ impl CampaignSettings {
 
 /// Inside the deploy's transaction: creates the campaign over the product's ACTIVE tokens.
 pub async fn create(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut Tx,
     issuer_id: &str,
     product_id: &str,
     version: &str,
@@ -86,12 +87,11 @@ pub async fn create(
     };
     c.total = campaigns::create(conn, &c).await?;
     c.canary_size = (c.total * c.canary_percent + 99) / 100;
-    sqlx::query("UPDATE campaigns SET canary_size = $2 WHERE campaign_id = $1")
+    query("UPDATE campaigns SET canary_size = $2 WHERE campaign_id = $1")
         .bind(&c.campaign_id)
         .bind(c.canary_size)
         .execute(conn)
-        .await
-        .map_err(crate::store::StoreError::from)?;
+        .await?;
     Ok(c)
 }
 
@@ -164,7 +164,7 @@ pub async fn tick(hub: &Hub) -> Result<(), Error> {
 }
 
 async fn step_campaign(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut Tx,
     campaign_id: &str,
     allowance: i64,
     now: i64,
@@ -175,7 +175,7 @@ async fn step_campaign(
     if c.state != "RUNNING" {
         return Ok(0);
     }
-    let counts: HashMap<Step, i64> = campaigns::step_counts(conn, campaign_id)
+    let counts: HashMap<Step, i64> = campaigns::step_counts(&mut *conn, campaign_id)
         .await?
         .into_iter()
         .collect();

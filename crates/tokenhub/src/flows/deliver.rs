@@ -14,9 +14,9 @@ use crate::keys::{PersoError, SealedProfile};
 use crate::store::deliveries::{self, DeliveryState, Kind, Personalization};
 use crate::store::outbox;
 use crate::store::tokens::{self, TokenRow};
+use crate::store::Tx;
 use crate::store::{catalog, StoreError};
 use base64::Engine;
-use sqlx::AnyConnection;
 use std::time::Duration;
 
 /// The profile version a personalization builds.
@@ -30,7 +30,7 @@ pub struct Target<'a> {
 /// data parts with `def`, seals it to the token's device, records the personalization and the
 /// element fingerprints. A profile that cannot be built is refused with 911.
 pub async fn queue_personalization(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     hub: &Hub,
     token: &TokenRow,
     target: Target<'_>,
@@ -304,7 +304,7 @@ pub async fn settle(
 /// go; a first personalization makes the token ACTIVE (or failed, DELETED) and the TSP is told; a
 /// re-personalization ends as `reperso` says.
 async fn conclude(
-    c: &mut AnyConnection,
+    c: &mut Tx,
     p: &Personalization,
     outcome: Result<(), &str>,
     now: i64,
@@ -360,7 +360,7 @@ async fn conclude(
 
 /// Queues `updateTokenState` for the token's TSP.
 pub async fn enqueue_state(
-    c: &mut AnyConnection,
+    c: &mut Tx,
     token: &TokenRow,
     state: TokenState,
     reason: Option<&str>,

@@ -14,8 +14,8 @@ use crate::hub::Hub;
 use crate::store::campaigns::{self, Step};
 use crate::store::outbox;
 use crate::store::tokens::{self, TokenRow};
+use crate::store::Tx;
 use crate::store::{catalog, deliveries, StoreError};
-use sqlx::AnyConnection;
 
 /// What became of an update from the TSP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,7 +275,7 @@ pub async fn removal_done(hub: &Hub, device_id: &str, token_id: &str) -> Result<
 /// What a deletion ends: the device is told to remove the token, a personalization under way is
 /// failed, data held for it is deleted, an open recovery is closed (its campaign skips it).
 pub(crate) async fn end_work(
-    c: &mut AnyConnection,
+    c: &mut Tx,
     token: &TokenRow,
     why: &str,
     now: i64,

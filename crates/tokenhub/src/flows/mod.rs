@@ -14,11 +14,12 @@ pub mod reperso;
 use crate::error::Error;
 use crate::store::outbox::{self, NewItem};
 use crate::store::tokens::TokenRow;
+use crate::store::Tx;
 use crate::store::{catalog, StoreError};
 
 /// Queues a call to the token's TSP in the caller's transaction (the outbox makes it).
 pub(crate) async fn enqueue_tsp_call(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut Tx,
     token: &TokenRow,
     kind: &str,
     correlation_id: &str,

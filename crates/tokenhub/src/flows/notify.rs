@@ -7,8 +7,8 @@ use crate::domain::TokenState;
 use crate::error::Error;
 use crate::store::notifications::{self, NewNotification};
 use crate::store::tokens::{self, TokenRow};
+use crate::store::Tx;
 use crate::store::{requestors, StoreError};
-use sqlx::AnyConnection;
 
 /// The body of `POST {baseUrl}/notify-token-update`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -34,7 +34,7 @@ pub struct TokenUpdateBody {
 /// without it the hub stamps the change itself. Tokens that are not yet personalized, or have no
 /// registered requestor, queue nothing. Returns whether an update was queued.
 pub async fn token_changed(
-    c: &mut AnyConnection,
+    c: &mut Tx,
     token_id: &str,
     stamp: Option<i64>,
     correlation_id: &str,
@@ -71,7 +71,7 @@ pub async fn token_changed(
 /// Queues `token`'s state (as it is after the change, `last_update_ms` set) for `requestor`, the
 /// token's requestor as the caller read it. Returns whether an update was queued.
 pub async fn queue_update(
-    c: &mut AnyConnection,
+    c: &mut Tx,
     token: &TokenRow,
     requestor: Option<&requestors::Requestor>,
     correlation_id: &str,

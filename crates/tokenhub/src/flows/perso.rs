@@ -13,6 +13,7 @@ use crate::hub::Hub;
 use crate::store::deliveries::{self, Kind};
 use crate::store::outbox;
 use crate::store::tokens::{self, DataPart};
+use crate::store::Tx;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -182,7 +183,7 @@ async fn is_repeat(
 
 #[allow(clippy::too_many_arguments)]
 async fn apply(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut Tx,
     hub: &Hub,
     target: Target<'_>,
     token_id: &TokenId,

@@ -15,12 +15,12 @@ use crate::store::deliveries::Personalization;
 use crate::store::outbox;
 use crate::store::tokens::{self, Recovery, TokenRow};
 use crate::store::StoreError;
-use sqlx::AnyConnection;
+use crate::store::Tx;
 
 /// Opens a recovery on an ACTIVE token and queues `repersoToken`. Returns `false` (and changes
 /// nothing) when the token cannot be re-personalized now.
 pub async fn start(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token: &TokenRow,
     target_version: &str,
     campaign_id: Option<&str>,
@@ -60,7 +60,7 @@ pub async fn start(
 /// Ends the token's re-personalization: closes the recovery, deletes the recovered data, tells
 /// the TSP (`submitNewTokenDataStatus`) and records the campaign step.
 pub async fn finish(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token: &TokenRow,
     correlation_id: &str,
     outcome: Result<(), &str>,
@@ -101,7 +101,7 @@ pub async fn finish(
 
 /// The device's result of a re-personalization.
 pub async fn on_device_result(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     p: &Personalization,
     outcome: Result<(), &str>,
     now: i64,
@@ -118,7 +118,7 @@ pub async fn on_device_result(
 /// A recovered element's fingerprint differs from (or was never among) those the token was
 /// personalized with: the TSP generated new data. Records the failure and returns the 431 to answer.
 pub async fn refuse_recovery(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token: &TokenRow,
     correlation_id: &str,
     element: &str,
@@ -134,7 +134,7 @@ pub async fn refuse_recovery(
 
 /// The TSP acknowledged `repersoToken`: the recovery's time to live starts.
 pub async fn on_reperso_acknowledged(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     correlation_id: &str,
     ttl_ms: i64,
@@ -146,7 +146,7 @@ pub async fn on_reperso_acknowledged(
 
 /// The TSP refused `repersoToken` for good: the re-personalization fails.
 pub async fn on_reperso_refused(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     correlation_id: &str,
     why: &str,

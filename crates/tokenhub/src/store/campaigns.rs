@@ -1,8 +1,7 @@
 //! Re-personalization campaigns and the tokens each covers, step by step.
 
+use super::{query, query_scalar, Row, Tx};
 use super::{Store, StoreError};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 
 /// Where one token of a campaign stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,7 +71,7 @@ const COLUMNS: &str = "campaign_id, issuer_id, product_id, profile_version, stat
     rate_per_second, max_in_flight, canary_percent, canary_size, canary_max_failure_percent, total, \
     created_ms, updated_ms, finished_ms";
 
-fn from_row(r: &AnyRow) -> Result<Campaign, StoreError> {
+fn from_row(r: &Row) -> Result<Campaign, StoreError> {
     Ok(Campaign {
         campaign_id: r.try_get(0)?,
         issuer_id: r.try_get(1)?,
@@ -94,8 +93,8 @@ fn from_row(r: &AnyRow) -> Result<Campaign, StoreError> {
 
 /// Creates the campaign over every ACTIVE token of the product not on `profile_version` yet, in
 /// a fixed order (`seq`), and returns how many it covers.
-pub async fn create(conn: &mut AnyConnection, c: &Campaign) -> Result<i64, StoreError> {
-    sqlx::query(&format!(
+pub async fn create(conn: &mut Tx, c: &Campaign) -> Result<i64, StoreError> {
+    query(&format!(
         "INSERT INTO campaigns ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&c.campaign_id)
@@ -115,7 +114,7 @@ pub async fn create(conn: &mut AnyConnection, c: &Campaign) -> Result<i64, Store
     .bind(c.finished_ms)
     .execute(&mut *conn)
     .await?;
-    let ids: Vec<String> = sqlx::query_scalar(
+    let ids: Vec<String> = query_scalar(
         "SELECT token_id FROM tokens WHERE issuer_id = $1 AND product_id = $2 AND state = 'ACTIVE' \
          AND profile_version <> $3 ORDER BY token_id",
     )
@@ -140,14 +139,14 @@ pub async fn create(conn: &mut AnyConnection, c: &Campaign) -> Result<i64, Store
                 c.created_ms
             ));
         }
-        let mut q = sqlx::query(&sql).bind(&c.campaign_id);
+        let mut q = query(&sql).bind(&c.campaign_id);
         for (i, id) in chunk.iter().enumerate() {
             q = q.bind((n * 500 + i) as i64).bind(id);
         }
         q.execute(&mut *conn).await?;
     }
     let total = ids.len() as i64;
-    sqlx::query("UPDATE campaigns SET total = $2 WHERE campaign_id = $1")
+    query("UPDATE campaigns SET total = $2 WHERE campaign_id = $1")
         .bind(&c.campaign_id)
         .bind(total)
         .execute(conn)
@@ -155,10 +154,7 @@ pub async fn create(conn: &mut AnyConnection, c: &Campaign) -> Result<i64, Store
     Ok(total)
 }
 
-pub async fn lock(
-    conn: &mut AnyConnection,
-    campaign_id: &str,
-) -> Result<Option<Campaign>, StoreError> {
+pub async fn lock(conn: &mut Tx, campaign_id: &str) -> Result<Option<Campaign>, StoreError> {
     super::lock_row(
         conn,
         "campaigns",
@@ -171,14 +167,14 @@ pub async fn lock(
 }
 
 pub async fn set_state(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     campaign_id: &str,
     state: &str,
     reason: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
     let finished = matches!(state, "COMPLETED" | "CANCELLED").then_some(now);
-    sqlx::query(
+    query(
         "UPDATE campaigns SET state = $2, state_reason = $3, updated_ms = $4, finished_ms = COALESCE(finished_ms, $5) \
          WHERE campaign_id = $1",
     )
@@ -194,28 +190,28 @@ pub async fn set_state(
 
 /// The next `limit` queued tokens, in order.
 pub async fn next_queued(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     campaign_id: &str,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
-    Ok(sqlx::query_scalar(
+    query_scalar(
         "SELECT token_id FROM campaign_tokens WHERE campaign_id = $1 AND step = 'QUEUED' ORDER BY seq LIMIT $2",
     )
     .bind(campaign_id)
     .bind(limit)
     .fetch_all(conn)
-    .await?)
+    .await
 }
 
 pub async fn set_step(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     campaign_id: &str,
     token_id: &str,
     step: Step,
     reason: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "UPDATE campaign_tokens SET step = $3, reason = $4, updated_ms = $5, \
          started_ms = CASE WHEN $3 = 'RECOVERING' THEN $5 ELSE started_ms END \
          WHERE campaign_id = $1 AND token_id = $2",
@@ -231,12 +227,8 @@ pub async fn set_step(
 }
 
 /// Cancels every queued token of the campaign.
-pub async fn cancel_queued(
-    conn: &mut AnyConnection,
-    campaign_id: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
+pub async fn cancel_queued(conn: &mut Tx, campaign_id: &str, now: i64) -> Result<(), StoreError> {
+    query(
         "UPDATE campaign_tokens SET step = 'CANCELLED', updated_ms = $2 WHERE campaign_id = $1 AND step = 'QUEUED'",
     )
     .bind(campaign_id)
@@ -248,15 +240,14 @@ pub async fn cancel_queued(
 
 /// Counts per step.
 pub async fn step_counts(
-    conn: &mut AnyConnection,
+    conn: impl Into<super::sql::Exec<'_>>,
     campaign_id: &str,
 ) -> Result<Vec<(Step, i64)>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT step, COUNT(*) FROM campaign_tokens WHERE campaign_id = $1 GROUP BY step",
-    )
-    .bind(campaign_id)
-    .fetch_all(conn)
-    .await?;
+    let rows =
+        query("SELECT step, COUNT(*) FROM campaign_tokens WHERE campaign_id = $1 GROUP BY step")
+            .bind(campaign_id)
+            .fetch_all(conn)
+            .await?;
     rows.iter()
         .map(|r| {
             let s: String = r.try_get(0)?;
@@ -269,11 +260,11 @@ pub async fn step_counts(
 
 /// Failures among the first `n` tokens (the canary), and how many of them finished.
 pub async fn canary_outcome(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     campaign_id: &str,
     n: i64,
 ) -> Result<(i64, i64), StoreError> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT COALESCE(SUM(CASE WHEN step = 'FAILED' THEN 1 ELSE 0 END), 0), \
          COALESCE(SUM(CASE WHEN step IN ('DONE', 'FAILED', 'SKIPPED') THEN 1 ELSE 0 END), 0) \
          FROM campaign_tokens WHERE campaign_id = $1 AND seq < $2",
@@ -296,7 +287,7 @@ pub struct ReportLine {
 
 impl Store {
     pub async fn campaign(&self, campaign_id: &str) -> Result<Option<Campaign>, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = query(&format!(
             "SELECT {COLUMNS} FROM campaigns WHERE campaign_id = $1"
         ))
         .bind(campaign_id)
@@ -306,20 +297,19 @@ impl Store {
     }
 
     pub async fn running_campaigns(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        query_scalar(
             "SELECT campaign_id FROM campaigns WHERE state = 'RUNNING' ORDER BY created_ms",
         )
         .fetch_all(self.reader())
-        .await?)
+        .await
     }
 
     pub async fn campaign_steps(&self, campaign_id: &str) -> Result<Vec<(Step, i64)>, StoreError> {
-        let mut conn = self.reader().acquire().await?;
-        step_counts(&mut conn, campaign_id).await
+        step_counts(self.reader(), campaign_id).await
     }
 
     pub async fn campaign_report(&self, campaign_id: &str) -> Result<Vec<ReportLine>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT token_id, step, COALESCE(reason, '') FROM campaign_tokens WHERE campaign_id = $1 \
              AND step IN ('FAILED', 'SKIPPED') ORDER BY seq",
         )

@@ -1,9 +1,8 @@
 //! TSP connections, issuers, products and their profile versions, shared keys, devices.
 
+use super::{query, query_scalar, Tx};
 use super::{Store, StoreError};
 use crate::keys::StoredKey;
-use sqlx::AnyConnection;
-use sqlx::Row;
 use tokenhub_crypto::Algorithm;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +30,8 @@ pub enum PutImmutable {
     Conflict,
 }
 
-pub async fn put_tsp(conn: &mut AnyConnection, tsp: &Tsp, now: i64) -> Result<(), StoreError> {
-    sqlx::query(
+pub async fn put_tsp(conn: &mut Tx, tsp: &Tsp, now: i64) -> Result<(), StoreError> {
+    query(
         "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms, rate_limit) VALUES ($1, $2, $3, $3, $4) \
          ON CONFLICT (tsp_id) DO UPDATE SET base_url = excluded.base_url, updated_ms = excluded.updated_ms, \
          rate_limit = excluded.rate_limit",
@@ -46,12 +45,8 @@ pub async fn put_tsp(conn: &mut AnyConnection, tsp: &Tsp, now: i64) -> Result<()
     Ok(())
 }
 
-pub async fn put_issuer(
-    conn: &mut AnyConnection,
-    issuer: &Issuer,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
+pub async fn put_issuer(conn: &mut Tx, issuer: &Issuer, now: i64) -> Result<(), StoreError> {
+    query(
         "INSERT INTO issuers (issuer_id, name, tsp_id, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $4) \
          ON CONFLICT (issuer_id) DO UPDATE SET name = excluded.name, tsp_id = excluded.tsp_id, \
          updated_ms = excluded.updated_ms",
@@ -67,14 +62,14 @@ pub async fn put_issuer(
 
 /// Stores a profile version unless one exists; an existing one must be identical.
 pub async fn put_profile_version(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     issuer_id: &str,
     product_id: &str,
     version: &str,
     definition_json: &str,
     now: i64,
 ) -> Result<PutImmutable, StoreError> {
-    let existing: Option<String> = sqlx::query_scalar(
+    let existing: Option<String> = query_scalar(
         "SELECT definition FROM profile_versions WHERE issuer_id = $1 AND product_id = $2 AND version = $3",
     )
     .bind(issuer_id)
@@ -86,7 +81,7 @@ pub async fn put_profile_version(
         Some(def) if def == definition_json => Ok(PutImmutable::Unchanged),
         Some(_) => Ok(PutImmutable::Conflict),
         None => {
-            sqlx::query(
+            query(
                 "INSERT INTO profile_versions (issuer_id, product_id, version, definition, created_ms) \
                  VALUES ($1, $2, $3, $4, $5)",
             )
@@ -104,13 +99,13 @@ pub async fn put_profile_version(
 
 /// Makes `version` the product's current one. `false` when the version does not exist.
 pub async fn deploy(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     issuer_id: &str,
     product_id: &str,
     version: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let exists: Option<i64> = sqlx::query_scalar(
+    let exists: Option<i64> = query_scalar(
         "SELECT 1 FROM profile_versions WHERE issuer_id = $1 AND product_id = $2 AND version = $3",
     )
     .bind(issuer_id)
@@ -121,7 +116,7 @@ pub async fn deploy(
     if exists.is_none() {
         return Ok(false);
     }
-    sqlx::query(
+    query(
         "INSERT INTO products (issuer_id, product_id, current_version, deployed_ms) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (issuer_id, product_id) DO UPDATE SET current_version = excluded.current_version, \
          deployed_ms = excluded.deployed_ms",
@@ -136,20 +131,19 @@ pub async fn deploy(
 }
 
 pub async fn insert_shared_key(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     key: &StoredKey,
     now: i64,
 ) -> Result<PutImmutable, StoreError> {
-    let existing: Option<String> =
-        sqlx::query_scalar("SELECT kcv FROM shared_keys WHERE key_index = $1")
-            .bind(&key.key_index)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let existing: Option<String> = query_scalar("SELECT kcv FROM shared_keys WHERE key_index = $1")
+        .bind(&key.key_index)
+        .fetch_optional(&mut *conn)
+        .await?;
     match existing {
         Some(kcv) if kcv.eq_ignore_ascii_case(&key.kcv) => Ok(PutImmutable::Unchanged),
         Some(_) => Ok(PutImmutable::Conflict),
         None => {
-            sqlx::query(
+            query(
                 "INSERT INTO shared_keys (key_index, algorithm, kcv, wrapped, created_ms) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&key.key_index)
@@ -165,13 +159,13 @@ pub async fn insert_shared_key(
 }
 
 pub async fn put_device(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     device_id: &str,
     public_key: &str,
     now: i64,
 ) -> Result<PutImmutable, StoreError> {
     let existing: Option<String> =
-        sqlx::query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
+        query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
             .bind(device_id)
             .fetch_optional(&mut *conn)
             .await?;
@@ -179,68 +173,62 @@ pub async fn put_device(
         Some(pk) if pk == public_key => Ok(PutImmutable::Unchanged),
         Some(_) => Ok(PutImmutable::Conflict),
         None => {
-            sqlx::query(
-                "INSERT INTO devices (device_id, public_key, created_ms) VALUES ($1, $2, $3)",
-            )
-            .bind(device_id)
-            .bind(public_key)
-            .bind(now)
-            .execute(conn)
-            .await?;
+            query("INSERT INTO devices (device_id, public_key, created_ms) VALUES ($1, $2, $3)")
+                .bind(device_id)
+                .bind(public_key)
+                .bind(now)
+                .execute(conn)
+                .await?;
             Ok(PutImmutable::Created)
         }
     }
 }
 
 /// The device's public key, read inside a transaction.
-pub async fn device_key(
-    conn: &mut AnyConnection,
-    device_id: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
-            .bind(device_id)
-            .fetch_optional(conn)
-            .await?,
-    )
+pub async fn device_key(conn: &mut Tx, device_id: &str) -> Result<Option<String>, StoreError> {
+    query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
+        .bind(device_id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// The TSP connection an issuer's tokens belong to, read inside a transaction.
-pub async fn issuer_tsp(
-    conn: &mut AnyConnection,
-    issuer_id: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT tsp_id FROM issuers WHERE issuer_id = $1")
-            .bind(issuer_id)
-            .fetch_optional(conn)
-            .await?,
-    )
+pub async fn issuer_tsp(conn: &mut Tx, issuer_id: &str) -> Result<Option<String>, StoreError> {
+    query_scalar("SELECT tsp_id FROM issuers WHERE issuer_id = $1")
+        .bind(issuer_id)
+        .fetch_optional(conn)
+        .await
 }
 
 impl Store {
     pub async fn tsp(&self, tsp_id: &str) -> Result<Option<Tsp>, StoreError> {
-        let row = sqlx::query("SELECT tsp_id, base_url, rate_limit FROM tsps WHERE tsp_id = $1")
+        let row = query("SELECT tsp_id, base_url, rate_limit FROM tsps WHERE tsp_id = $1")
             .bind(tsp_id)
             .fetch_optional(self.reader())
             .await?;
-        Ok(row.map(|r| Tsp {
-            tsp_id: r.get(0),
-            base_url: r.get(1),
-            rate_limit: r.get(2),
-        }))
+        row.map(|r| {
+            Ok(Tsp {
+                tsp_id: r.try_get(0)?,
+                base_url: r.try_get(1)?,
+                rate_limit: r.try_get(2)?,
+            })
+        })
+        .transpose()
     }
 
     pub async fn issuer(&self, issuer_id: &str) -> Result<Option<Issuer>, StoreError> {
-        let row = sqlx::query("SELECT issuer_id, name, tsp_id FROM issuers WHERE issuer_id = $1")
+        let row = query("SELECT issuer_id, name, tsp_id FROM issuers WHERE issuer_id = $1")
             .bind(issuer_id)
             .fetch_optional(self.reader())
             .await?;
-        Ok(row.map(|r| Issuer {
-            issuer_id: r.get(0),
-            name: r.get(1),
-            tsp_id: r.get(2),
-        }))
+        row.map(|r| {
+            Ok(Issuer {
+                issuer_id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                tsp_id: r.try_get(2)?,
+            })
+        })
+        .transpose()
     }
 
     /// The stored (canonical JSON) definition of a profile version.
@@ -250,14 +238,14 @@ impl Store {
         product_id: &str,
         version: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        query_scalar(
             "SELECT definition FROM profile_versions WHERE issuer_id = $1 AND product_id = $2 AND version = $3",
         )
         .bind(issuer_id)
         .bind(product_id)
         .bind(version)
         .fetch_optional(self.reader())
-        .await?)
+        .await
     }
 
     pub async fn current_version(
@@ -265,41 +253,38 @@ impl Store {
         issuer_id: &str,
         product_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        query_scalar(
             "SELECT current_version FROM products WHERE issuer_id = $1 AND product_id = $2",
         )
         .bind(issuer_id)
         .bind(product_id)
         .fetch_optional(self.reader())
-        .await?)
+        .await
     }
 
     pub async fn shared_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT key_index, algorithm, kcv, wrapped FROM shared_keys ORDER BY key_index",
-        )
-        .fetch_all(self.reader())
-        .await?;
+        let rows =
+            query("SELECT key_index, algorithm, kcv, wrapped FROM shared_keys ORDER BY key_index")
+                .fetch_all(self.reader())
+                .await?;
         rows.into_iter()
             .map(|r| {
-                let alg: String = r.get(1);
+                let alg: String = r.try_get(1)?;
                 Ok(StoredKey {
-                    key_index: r.get(0),
+                    key_index: r.try_get(0)?,
                     algorithm: Algorithm::parse(&alg)
                         .map_err(|_| StoreError::Corrupt(format!("shared key algorithm {alg}")))?,
-                    kcv: r.get(2),
-                    wrapped: r.get(3),
+                    kcv: r.try_get(2)?,
+                    wrapped: r.try_get(3)?,
                 })
             })
             .collect()
     }
 
     pub async fn device_public_key(&self, device_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
-                .bind(device_id)
-                .fetch_optional(self.reader())
-                .await?,
-        )
+        query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_optional(self.reader())
+            .await
     }
 }

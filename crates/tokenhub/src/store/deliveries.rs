@@ -2,8 +2,7 @@
 //! fingerprints of the elements a token was personalized with.
 
 use super::{dialect, Store, StoreError};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use super::{query, query_scalar, Row, Tx};
 
 /// Whether a personalization is a token's first one or a re-personalization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +88,7 @@ const COLUMNS: &str =
     "personalization_id, token_id, device_id, profile_version, kind, state, enc, \
     ciphertext, tries, next_offer_ms, expires_ms, result_reason, correlation_id, created_ms";
 
-fn from_row(r: &AnyRow) -> Result<Personalization, StoreError> {
+fn from_row(r: &Row) -> Result<Personalization, StoreError> {
     let kind: String = r.try_get(4)?;
     let state: String = r.try_get(5)?;
     Ok(Personalization {
@@ -110,12 +109,8 @@ fn from_row(r: &AnyRow) -> Result<Personalization, StoreError> {
     })
 }
 
-pub async fn insert(
-    conn: &mut AnyConnection,
-    p: &Personalization,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(&format!(
+pub async fn insert(conn: &mut Tx, p: &Personalization, now: i64) -> Result<(), StoreError> {
+    query(&format!(
         "INSERT INTO personalizations ({COLUMNS}, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)"
     ))
     .bind(&p.personalization_id)
@@ -138,7 +133,7 @@ pub async fn insert(
 }
 
 pub async fn lock(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     personalization_id: &str,
 ) -> Result<Option<Personalization>, StoreError> {
     super::lock_row(
@@ -155,7 +150,7 @@ pub async fn lock(
 /// Takes the device's personalizations that may be offered now, counting one more try for each
 /// and holding them back for `window_ms` (the time the device has to confirm).
 pub async fn take_offers(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     device_id: &str,
     max_tries: i64,
     window_ms: i64,
@@ -166,7 +161,7 @@ pub async fn take_offers(
          AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 ORDER BY created_ms{}",
         dialect(conn).for_update()
     );
-    let rows = sqlx::query(&sql)
+    let rows = query(&sql)
         .bind(device_id)
         .bind(now)
         .bind(max_tries)
@@ -177,7 +172,7 @@ pub async fn take_offers(
         let mut p = from_row(r)?;
         p.tries += 1;
         p.next_offer_ms = now + window_ms;
-        sqlx::query(
+        query(
             "UPDATE personalizations SET tries = $2, next_offer_ms = $3, updated_ms = $4 WHERE personalization_id = $1",
         )
         .bind(&p.personalization_id)
@@ -199,7 +194,7 @@ pub async fn device_work(
     max_tries: i64,
     now: i64,
 ) -> Result<(bool, bool), StoreError> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT (SELECT 1 FROM personalizations WHERE device_id = $1 AND state = 'PENDING' \
            AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 LIMIT 1), \
          (SELECT 1 FROM tokens WHERE device_id = $1 AND removal_pending = 1 LIMIT 1)",
@@ -216,13 +211,13 @@ pub async fn device_work(
 
 /// Settles a personalization: its sealed profile is dropped, its outcome kept.
 pub async fn settle(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     personalization_id: &str,
     state: DeliveryState,
     reason: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "UPDATE personalizations SET state = $2, result_reason = $3, enc = NULL, ciphertext = NULL, \
          updated_ms = $4 WHERE personalization_id = $1",
     )
@@ -237,7 +232,7 @@ pub async fn settle(
 
 /// Pending personalizations that ran out of tries (and of the last window) or expired unfetched.
 pub async fn lock_overdue(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     max_tries: i64,
     now: i64,
     limit: i64,
@@ -247,7 +242,7 @@ pub async fn lock_overdue(
          ((tries >= $1 AND next_offer_ms <= $2) OR expires_ms <= $2) ORDER BY created_ms LIMIT $3{}",
         dialect(conn).skip_locked()
     );
-    let rows = sqlx::query(&sql)
+    let rows = query(&sql)
         .bind(max_tries)
         .bind(now)
         .bind(limit)
@@ -257,8 +252,8 @@ pub async fn lock_overdue(
 }
 
 /// Whether the token has a personalization waiting for its device.
-pub async fn has_pending(conn: &mut AnyConnection, token_id: &str) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar(
+pub async fn has_pending(conn: &mut Tx, token_id: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = query_scalar(
         "SELECT 1 FROM personalizations WHERE token_id = $1 AND state = 'PENDING' LIMIT 1",
     )
     .bind(token_id)
@@ -269,10 +264,10 @@ pub async fn has_pending(conn: &mut AnyConnection, token_id: &str) -> Result<boo
 
 /// The fingerprints the token was personalized with, by element name.
 pub async fn fingerprints(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
 ) -> Result<std::collections::BTreeMap<String, Vec<u8>>, StoreError> {
-    let rows = sqlx::query("SELECT name, fingerprint FROM token_fingerprints WHERE token_id = $1")
+    let rows = query("SELECT name, fingerprint FROM token_fingerprints WHERE token_id = $1")
         .bind(token_id)
         .fetch_all(conn)
         .await?;
@@ -282,11 +277,11 @@ pub async fn fingerprints(
 }
 
 pub async fn replace_fingerprints(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     fingerprints: &[(String, Vec<u8>)],
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM token_fingerprints WHERE token_id = $1")
+    query("DELETE FROM token_fingerprints WHERE token_id = $1")
         .bind(token_id)
         .execute(&mut *conn)
         .await?;
@@ -302,7 +297,7 @@ pub async fn replace_fingerprints(
         }
         sql.push_str(&format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i));
     }
-    let mut q = sqlx::query(&sql).bind(token_id);
+    let mut q = query(&sql).bind(token_id);
     for (name, fp) in fingerprints {
         q = q.bind(name).bind(fp);
     }
@@ -313,12 +308,10 @@ pub async fn replace_fingerprints(
 impl Store {
     /// Names of the elements the hub keeps fingerprints of for a token.
     pub async fn fingerprint_names(&self, token_id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM token_fingerprints WHERE token_id = $1 ORDER BY name",
-        )
-        .bind(token_id)
-        .fetch_all(self.reader())
-        .await?)
+        query_scalar("SELECT name FROM token_fingerprints WHERE token_id = $1 ORDER BY name")
+            .bind(token_id)
+            .fetch_all(self.reader())
+            .await
     }
 
     /// A token's personalizations, newest first.
@@ -326,7 +319,7 @@ impl Store {
         &self,
         token_id: &str,
     ) -> Result<Vec<Personalization>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {COLUMNS} FROM personalizations WHERE token_id = $1 ORDER BY created_ms DESC"
         ))
         .bind(token_id)
@@ -338,12 +331,12 @@ impl Store {
 
 /// Fails the token's pending personalizations (the token was deleted). Returns how many.
 pub async fn fail_pending_of_token(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     reason: &str,
     now: i64,
 ) -> Result<u64, StoreError> {
-    let done = sqlx::query(
+    let done = query(
         "UPDATE personalizations SET state = 'FAILED', result_reason = $2, enc = NULL, \
          ciphertext = NULL, updated_ms = $3 WHERE token_id = $1 AND state = 'PENDING'",
     )

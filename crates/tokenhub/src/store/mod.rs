@@ -1,15 +1,16 @@
 //! The store: the only place that knows SQL. SQLite (embedded, the default) and PostgreSQL (for
-//! scale-out) behind one API, through sqlx's `Any` driver; the few dialect differences are chosen
-//! by [`Dialect`].
+//! scale-out) behind one query API ([`sql`]); the few dialect differences are chosen by
+//! [`Dialect`].
 //!
 //! Writes go through [`Store::transact`]: the caller's closure runs inside a transaction that is
 //! committed before `transact` returns, so "answered" means "durable".
-//! - On **PostgreSQL** each call is its own transaction on the pool; rows are locked with
+//! - On **PostgreSQL** each call is its own transaction on the pool (sqlx); rows are locked with
 //!   `FOR UPDATE`, and the server's own group commit shares fsyncs between concurrent commits.
-//! - On **SQLite** one writer task owns the only write connection and **group-commits**: it takes
-//!   every transaction waiting in its queue (up to [`MAX_BATCH`]), runs each inside its own
+//! - On **SQLite** one writer thread owns the only write connection (rusqlite, called
+//!   synchronously: a statement costs SQLite's own few microseconds) and **group-commits**: it
+//!   takes every transaction waiting in its queue (up to [`MAX_BATCH`]), runs each inside its own
 //!   `SAVEPOINT` (a failing one is rolled back alone), and commits them with one fsync. Readers
-//!   use a separate pool of connections (WAL mode lets them read while the writer writes).
+//!   use a separate pool of connections (sqlx; WAL mode lets them read while the writer writes).
 
 pub mod campaigns;
 pub mod catalog;
@@ -17,24 +18,33 @@ pub mod deliveries;
 pub mod notifications;
 pub mod outbox;
 pub mod requestors;
+pub mod sql;
 pub mod tokens;
+
+pub use sql::{query, query_scalar, Row, Tx};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sqlx::any::AnyPoolOptions;
-use sqlx::AnyConnection;
-use sqlx::{AnyPool, Executor};
+use sqlx::AnyPool;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most transactions one SQLite commit carries.
 pub const MAX_BATCH: usize = 256;
 
+/// Statements the SQLite writer keeps prepared.
+const STATEMENT_CACHE: usize = 512;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the commit failed: {0}")]
@@ -74,48 +84,39 @@ impl Dialect {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         }
     }
-
-    fn of(conn: &AnyConnection) -> Self {
-        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
-            Dialect::Postgres
-        } else {
-            Dialect::Sqlite
-        }
-    }
 }
 
 /// Reads one row by its key and locks it until the transaction ends:
 /// `SELECT {columns} FROM {table} WHERE {key} = $1` (+ `FOR UPDATE` on PostgreSQL).
 pub(crate) async fn lock_row<T>(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     table: &str,
     columns: &str,
     key: &str,
     id: &str,
-    parse: fn(&sqlx::any::AnyRow) -> Result<T, StoreError>,
+    parse: fn(&Row) -> Result<T, StoreError>,
 ) -> Result<Option<T>, StoreError> {
     let sql = format!(
         "SELECT {columns} FROM {table} WHERE {key} = $1{}",
-        dialect(conn).for_update()
+        conn.dialect().for_update()
     );
-    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    let row = query(&sql).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(parse).transpose()
 }
 
-/// The dialect of the connection a transaction closure was given.
-pub fn dialect(conn: &AnyConnection) -> Dialect {
-    Dialect::of(conn)
+/// The dialect of the transaction a closure was given.
+pub fn dialect(conn: &Tx) -> Dialect {
+    conn.dialect()
 }
 
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Job =
-    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, (bool, Completion)> + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, (bool, Completion)> + Send>;
 
 #[derive(Clone)]
 enum Writer {
     Pool(AnyPool),
-    /// SQLite: the writer task's queue, and its pool (kept to close it).
-    Queue(mpsc::Sender<Job>, AnyPool),
+    /// SQLite: the writer thread's queue, and whether [`Store::close`] was called.
+    Thread(mpsc::Sender<Job>, Arc<AtomicBool>),
 }
 
 /// A handle on the database; cheap to clone.
@@ -133,6 +134,9 @@ impl std::fmt::Debug for Store {
             .finish()
     }
 }
+
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
 
 impl Store {
     /// Connects (creating an SQLite file and its folder if needed) and runs the migrations.
@@ -153,34 +157,29 @@ impl Store {
             let options = || {
                 AnyPoolOptions::new().after_connect(|conn, _| {
                     Box::pin(async move {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                             PRAGMA temp_store = MEMORY;",
-                        )
-                        .await?;
+                        sqlx::Executor::execute(conn, SQLITE_PRAGMAS).await?;
                         Ok(())
                     })
                 })
             };
-            let write = options()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect(&url)
-                .await?;
-            migrator(Dialect::Sqlite).run(&write).await?;
+            let migrate = options().max_connections(1).connect(&url).await?;
+            migrator(Dialect::Sqlite).run(&migrate).await?;
+            migrate.close().await;
             let read = options()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(&url)
                 .await?;
+            let conn = open_writer(&path)?;
             let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-            tokio::spawn(run_writer(write.clone(), rx));
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("sqlite-writer".into())
+                .spawn(move || run_writer(Tx::lite(conn), rx, runtime))
+                .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
             Ok(Self {
                 read,
-                writer: Writer::Queue(tx, write),
+                writer: Writer::Thread(tx, Arc::new(AtomicBool::new(false))),
                 dialect: Dialect::Sqlite,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -213,17 +212,20 @@ impl Store {
     /// everything `f` did (and only that).
     pub async fn transact<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
         match &self.writer {
             Writer::Pool(pool) => {
-                let mut tx = pool.begin().await.map_err(StoreError::from)?;
+                let mut tx = Tx::pg(pool.begin().await.map_err(StoreError::from)?);
                 let out = AssertUnwindSafe(f(&mut tx))
                     .catch_unwind()
                     .await
                     .map_err(|_| StoreError::Panicked)?;
+                let Some(tx) = tx.into_pg() else {
+                    return Err(StoreError::Corrupt("not a PostgreSQL transaction".into()).into());
+                };
                 match out {
                     Ok(v) => {
                         tx.commit().await.map_err(StoreError::from)?;
@@ -237,7 +239,10 @@ impl Store {
                     }
                 }
             }
-            Writer::Queue(queue, _) => {
+            Writer::Thread(queue, closed) => {
+                if closed.load(Ordering::Acquire) {
+                    return Err(StoreError::WriterGone.into());
+                }
                 let (done_tx, done_rx) = oneshot::channel::<Result<T, E>>();
                 let job: Job = Box::new(move |conn| {
                     Box::pin(async move {
@@ -268,15 +273,27 @@ impl Store {
     pub async fn close(&self) {
         self.read.close().await;
         match &self.writer {
-            Writer::Pool(pool) | Writer::Queue(_, pool) => pool.close().await,
+            Writer::Pool(pool) => pool.close().await,
+            Writer::Thread(_, closed) => closed.store(true, Ordering::Release),
         }
     }
 }
 
-/// The SQLite writer: takes what is queued, runs each in a savepoint, commits once.
-async fn run_writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+/// The SQLite write connection, configured as the read pool's connections are, with room in its
+/// cache for every statement the hub prepares.
+fn open_writer(path: &str) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(SQLITE_PRAGMAS)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// The SQLite writer: takes what is queued, runs each in a savepoint, commits once. The jobs'
+/// futures run to completion on this thread (their statements never wait: the connection is
+/// synchronous); the runtime handle lets one await anything else it needs.
+fn run_writer(mut tx: Tx, mut rx: mpsc::Receiver<Job>, runtime: tokio::runtime::Handle) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -285,7 +302,7 @@ async fn run_writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
-        let result = run_batch(&pool, &mut batch, &mut completions).await;
+        let result = run_batch(&runtime, &mut tx, &mut batch, &mut completions);
         if let Err(e) = &result {
             tracing::error!(error = %e, transactions = completions.len(), "group commit failed");
         }
@@ -295,24 +312,22 @@ async fn run_writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-async fn run_batch(
-    pool: &AnyPool,
+fn run_batch(
+    runtime: &tokio::runtime::Handle,
+    tx: &mut Tx,
     batch: &mut Vec<Job>,
     completions: &mut Vec<Completion>,
 ) -> Result<(), StoreError> {
-    let mut conn = match pool.acquire().await {
-        Ok(c) => c,
-        Err(e) => {
-            // Nothing ran: every job still owes its caller an answer.
-            for job in batch.drain(..) {
-                drop(job);
-            }
-            return Err(e.into());
+    let batch_sql = |tx: &Tx, sql: &str| -> Result<(), StoreError> {
+        match tx.lite_conn() {
+            Some(c) => Ok(c.execute_batch(sql)?),
+            None => Err(StoreError::Corrupt("not an SQLite connection".into())),
         }
     };
-    if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+    if let Err(e) = batch_sql(tx, "BEGIN IMMEDIATE") {
+        // Nothing ran: every job still owes its caller an answer, which dropping it gives.
         batch.clear();
-        return Err(e.into());
+        return Err(e);
     }
     let mut failed: Option<StoreError> = None;
     for job in batch.drain(..) {
@@ -321,32 +336,29 @@ async fn run_batch(
             drop(job);
             continue;
         }
-        if let Err(e) = conn.execute("SAVEPOINT job").await {
-            failed = Some(e.into());
+        if let Err(e) = batch_sql(tx, "SAVEPOINT job") {
+            failed = Some(e);
             drop(job);
             continue;
         }
-        let (ok, completion) = job(&mut conn).await;
+        let (ok, completion) = runtime.block_on(job(tx));
         let end = if ok {
-            conn.execute("RELEASE job").await
+            batch_sql(tx, "RELEASE job")
         } else {
-            match conn.execute("ROLLBACK TO job").await {
-                Ok(_) => conn.execute("RELEASE job").await,
-                Err(e) => Err(e),
-            }
+            batch_sql(tx, "ROLLBACK TO job").and_then(|()| batch_sql(tx, "RELEASE job"))
         };
         completions.push(completion);
         if let Err(e) = end {
-            failed = Some(e.into());
+            failed = Some(e);
         }
     }
     if let Some(e) = failed {
-        let _ = conn.execute("ROLLBACK").await;
+        let _ = batch_sql(tx, "ROLLBACK");
         return Err(e);
     }
-    if let Err(e) = conn.execute("COMMIT").await {
-        let _ = conn.execute("ROLLBACK").await;
-        return Err(e.into());
+    if let Err(e) = batch_sql(tx, "COMMIT") {
+        let _ = batch_sql(tx, "ROLLBACK");
+        return Err(e);
     }
     Ok(())
 }
@@ -397,7 +409,7 @@ fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
 impl Store {
     /// A round trip to the database, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(self.reader()).await?;
+        query("SELECT 1").execute(self.reader()).await?;
         Ok(())
     }
 }
@@ -415,7 +427,7 @@ impl Store {
             Box::pin(async move {
                 let mut released = 0;
                 for table in ["outbox", "notifications"] {
-                    released += sqlx::query(&format!(
+                    released += query(&format!(
                         "UPDATE {table} SET locked_until_ms = 0 WHERE state = 'PENDING' AND locked_until_ms > 0"
                     ))
                     .execute(&mut *c)

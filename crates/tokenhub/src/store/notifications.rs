@@ -6,8 +6,7 @@
 //! carries the token's whole state, so the newest is all a requestor needs).
 
 use super::{dialect, Store, StoreError};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use super::{query, query_scalar, Row, Tx};
 
 /// Waiting to be delivered (or being delivered, while its lease holds).
 pub const PENDING: &str = "PENDING";
@@ -42,7 +41,7 @@ pub struct Notification {
 const COLUMNS: &str = "id, webhook_id, requestor_id, token_id, correlation_id, payload, \
     last_update_ms, state, attempts, next_attempt_ms, last_status, last_error, created_ms, delivered_ms";
 
-fn from_row(r: &AnyRow) -> Result<Notification, StoreError> {
+fn from_row(r: &Row) -> Result<Notification, StoreError> {
     Ok(Notification {
         id: r.try_get(0)?,
         webhook_id: r.try_get(1)?,
@@ -73,12 +72,8 @@ pub struct NewNotification<'a> {
 
 /// Queues an update, superseding the pair's older updates that are not being sent. Returns how
 /// many were superseded.
-pub async fn enqueue(
-    conn: &mut AnyConnection,
-    n: &NewNotification<'_>,
-    now: i64,
-) -> Result<u64, StoreError> {
-    let superseded = sqlx::query(
+pub async fn enqueue(conn: &mut Tx, n: &NewNotification<'_>, now: i64) -> Result<u64, StoreError> {
+    let superseded = query(
         "UPDATE notifications SET state = 'SUPERSEDED', updated_ms = $3 WHERE token_id = $1 \
          AND requestor_id = $2 AND state = 'PENDING' AND locked_until_ms <= $3",
     )
@@ -88,7 +83,7 @@ pub async fn enqueue(
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    sqlx::query(
+    query(
         "INSERT INTO notifications (webhook_id, requestor_id, token_id, correlation_id, payload, \
          last_update_ms, state, attempts, next_attempt_ms, locked_until_ms, created_ms, updated_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', 0, $7, 0, $7, $7)",
@@ -112,7 +107,7 @@ pub async fn enqueue(
 /// claim costs the same however long the backlog; the unary `+` keeps the planner from the
 /// next-due index (which would read every pending row and sort them).
 pub async fn claim(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     requestor_id: &str,
     now: i64,
     lease_ms: i64,
@@ -130,7 +125,7 @@ pub async fn claim(
          RETURNING {COLUMNS}",
         dialect(conn).skip_locked()
     );
-    let rows = sqlx::query(&sql)
+    let rows = query(&sql)
         .bind(requestor_id)
         .bind(now)
         .bind(now + lease_ms)
@@ -170,7 +165,7 @@ pub struct Settlement {
 
 /// Records attempts and their outcomes: one statement for the attempts, one per HTTP status for
 /// the deliveries, one per other outcome (retries, dead letters, holds are the exception).
-pub async fn settle_many(conn: &mut AnyConnection, items: &[Settlement]) -> Result<(), StoreError> {
+pub async fn settle_many(conn: &mut Tx, items: &[Settlement]) -> Result<(), StoreError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -191,7 +186,7 @@ pub async fn settle_many(conn: &mut AnyConnection, items: &[Settlement]) -> Resu
             p + 5
         ));
     }
-    let mut insert = sqlx::query(&sql);
+    let mut insert = query(&sql);
     for it in items {
         insert = insert
             .bind(it.id)
@@ -221,7 +216,7 @@ pub async fn settle_many(conn: &mut AnyConnection, items: &[Settlement]) -> Resu
                     Settle::Dead => (DEAD, None),
                     _ => (PENDING, Some(it.ended_ms)),
                 };
-                sqlx::query(
+                query(
                     "UPDATE notifications SET state = $2, next_attempt_ms = COALESCE($3, next_attempt_ms), \
                      locked_until_ms = 0, last_status = $4, last_error = $5, updated_ms = $6 WHERE id = $1",
                 )
@@ -245,7 +240,7 @@ pub async fn settle_many(conn: &mut AnyConnection, items: &[Settlement]) -> Resu
             "UPDATE notifications SET state = 'DELIVERED', locked_until_ms = 0, last_status = $1, \
              last_error = NULL, delivered_ms = $2, updated_ms = $2 WHERE id IN ({list})"
         );
-        let mut q = sqlx::query(&sql).bind(status).bind(at);
+        let mut q = query(&sql).bind(status).bind(at);
         for id in ids {
             q = q.bind(id);
         }
@@ -256,8 +251,8 @@ pub async fn settle_many(conn: &mut AnyConnection, items: &[Settlement]) -> Resu
 
 /// Puts a dead update back in line (a new series of attempts, same `webhook-id`). Returns
 /// whether it was dead.
-pub async fn replay(conn: &mut AnyConnection, id: i64, now: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query(
+pub async fn replay(conn: &mut Tx, id: i64, now: i64) -> Result<bool, StoreError> {
+    let done = query(
         "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_ms = $2, \
          locked_until_ms = 0, updated_ms = $2 WHERE id = $1 AND state = 'DEAD'",
     )
@@ -269,12 +264,8 @@ pub async fn replay(conn: &mut AnyConnection, id: i64, now: i64) -> Result<bool,
 }
 
 /// Replays every dead update of a requestor. Returns how many.
-pub async fn replay_dead(
-    conn: &mut AnyConnection,
-    requestor_id: &str,
-    now: i64,
-) -> Result<u64, StoreError> {
-    let done = sqlx::query(
+pub async fn replay_dead(conn: &mut Tx, requestor_id: &str, now: i64) -> Result<u64, StoreError> {
+    let done = query(
         "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_ms = $2, \
          locked_until_ms = 0, updated_ms = $2 WHERE requestor_id = $1 AND state = 'DEAD'",
     )
@@ -307,7 +298,7 @@ pub struct Filter {
 
 impl Store {
     pub async fn notifications(&self, f: &Filter) -> Result<Vec<Notification>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {COLUMNS} FROM notifications WHERE ($1 IS NULL OR requestor_id = $1) \
              AND ($2 IS NULL OR token_id = $2) AND ($3 IS NULL OR state = $3) \
              ORDER BY id DESC LIMIT $4"
@@ -322,7 +313,7 @@ impl Store {
     }
 
     pub async fn notification(&self, id: i64) -> Result<Option<Notification>, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = query(&format!(
             "SELECT {COLUMNS} FROM notifications WHERE id = $1"
         ))
         .bind(id)
@@ -332,7 +323,7 @@ impl Store {
     }
 
     pub async fn notification_attempts(&self, id: i64) -> Result<Vec<Attempt>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT at_ms, duration_ms, status, error FROM notification_attempts \
              WHERE notification_id = $1 ORDER BY id",
         )
@@ -356,7 +347,7 @@ impl Store {
         &self,
         requestor_id: Option<&str>,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT state, COUNT(*) FROM notifications WHERE ($1 IS NULL OR requestor_id = $1) \
              GROUP BY state ORDER BY state",
         )
@@ -370,23 +361,21 @@ impl Store {
 
     /// Attempts made in all (for the demo and benchmarks).
     pub async fn notification_attempt_count(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM notification_attempts")
-                .fetch_one(self.reader())
-                .await?,
-        )
+        query_scalar("SELECT COUNT(*) FROM notification_attempts")
+            .fetch_one(self.reader())
+            .await
     }
 
     /// When the next pending update of an enabled requestor that nobody is sending falls due,
     /// if any.
     pub async fn next_notification_due(&self, now: i64) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
+        query_scalar(
             "SELECT MIN(n.next_attempt_ms) FROM notifications n JOIN token_requestors r \
              ON r.requestor_id = n.requestor_id WHERE n.state = 'PENDING' AND r.state = 'ENABLED' \
              AND n.locked_until_ms <= $1",
         )
         .bind(now)
         .fetch_one(self.reader())
-        .await?)
+        .await
     }
 }

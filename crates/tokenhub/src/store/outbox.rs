@@ -4,7 +4,7 @@
 //! only when no older row of the same token is still pending.
 
 use super::{dialect, StoreError};
-use sqlx::{AnyConnection, Row};
+use super::{query, query_scalar, Tx};
 
 /// A call waiting to be made.
 #[derive(Debug, Clone)]
@@ -40,12 +40,8 @@ pub struct NewItem<'a> {
     pub payload: &'a str,
 }
 
-pub async fn enqueue(
-    conn: &mut AnyConnection,
-    item: &NewItem<'_>,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
+pub async fn enqueue(conn: &mut Tx, item: &NewItem<'_>, now: i64) -> Result<(), StoreError> {
+    query(
         "INSERT INTO outbox (kind, token_id, tsp_id, correlation_id, payload, state, attempts, \
          next_attempt_ms, locked_until_ms, created_ms, updated_ms) \
          VALUES ($1, $2, $3, $4, $5, 'PENDING', 0, $6, 0, $6, $6)",
@@ -64,7 +60,7 @@ pub async fn enqueue(
 /// Claims up to `limit` due items for `lease_ms` (another node may take them after that, should
 /// this one die mid-call), oldest first, at most the oldest pending item per token.
 pub async fn claim(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     now: i64,
     lease_ms: i64,
     limit: i64,
@@ -78,7 +74,7 @@ pub async fn claim(
          RETURNING id, kind, token_id, tsp_id, correlation_id, payload, attempts",
         dialect(conn).skip_locked()
     );
-    let rows = sqlx::query(&sql)
+    let rows = query(&sql)
         .bind(now)
         .bind(now + lease_ms)
         .bind(limit)
@@ -104,12 +100,12 @@ pub async fn claim(
 
 /// Whether a call of `kind` with this correlation id was ever queued for the token.
 pub async fn was_sent(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     kind: &str,
     correlation_id: &str,
 ) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar(
+    let found: Option<i64> = query_scalar(
         "SELECT id FROM outbox WHERE token_id = $1 AND kind = $2 AND correlation_id = $3 LIMIT 1",
     )
     .bind(token_id)
@@ -121,33 +117,31 @@ pub async fn was_sent(
 }
 
 /// Gives a claimed item back untried (its TSP's rate was used up): not an attempt.
-pub async fn release(conn: &mut AnyConnection, id: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE outbox SET locked_until_ms = 0, attempts = attempts - 1 WHERE id = $1")
+pub async fn release(conn: &mut Tx, id: i64) -> Result<(), StoreError> {
+    query("UPDATE outbox SET locked_until_ms = 0, attempts = attempts - 1 WHERE id = $1")
         .bind(id)
         .execute(conn)
         .await?;
     Ok(())
 }
 
-pub async fn mark_done(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE outbox SET state = 'DONE', last_error = NULL, updated_ms = $2 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(conn)
-    .await?;
+pub async fn mark_done(conn: &mut Tx, id: i64, now: i64) -> Result<(), StoreError> {
+    query("UPDATE outbox SET state = 'DONE', last_error = NULL, updated_ms = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 pub async fn mark_retry(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     id: i64,
     next_attempt_ms: i64,
     error: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "UPDATE outbox SET next_attempt_ms = $2, locked_until_ms = 0, last_error = $3, updated_ms = $4 WHERE id = $1",
     )
     .bind(id)
@@ -159,13 +153,8 @@ pub async fn mark_retry(
     Ok(())
 }
 
-pub async fn mark_dead(
-    conn: &mut AnyConnection,
-    id: i64,
-    error: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE outbox SET state = 'DEAD', last_error = $2, updated_ms = $3 WHERE id = $1")
+pub async fn mark_dead(conn: &mut Tx, id: i64, error: &str, now: i64) -> Result<(), StoreError> {
+    query("UPDATE outbox SET state = 'DEAD', last_error = $2, updated_ms = $3 WHERE id = $1")
         .bind(id)
         .bind(error)
         .bind(now)
@@ -177,7 +166,7 @@ pub async fn mark_dead(
 impl super::Store {
     /// Counts of outbox items by state (for the admin API, the demo and tests).
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
+        let rows = query("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
             .fetch_all(self.reader())
             .await?;
         rows.iter()

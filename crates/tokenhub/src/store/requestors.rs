@@ -1,8 +1,7 @@
 //! Token requestors (merchants, PSPs keeping tokens on file) and where their updates go.
 
+use super::{query, Row, Tx};
 use super::{Store, StoreError};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 
 /// A requestor's endpoint is enabled until it answers `410 Gone` (or an operator disables it).
 pub const ENABLED: &str = "ENABLED";
@@ -37,7 +36,7 @@ impl std::fmt::Debug for Requestor {
 const COLUMNS: &str = "requestor_id, merchant_id, base_url, credentials, secret_count, \
     max_in_flight, state, disabled_reason, created_ms, updated_ms";
 
-fn from_row(r: &AnyRow) -> Result<Requestor, StoreError> {
+fn from_row(r: &Row) -> Result<Requestor, StoreError> {
     Ok(Requestor {
         requestor_id: r.try_get(0)?,
         merchant_id: r.try_get(1)?,
@@ -54,8 +53,8 @@ fn from_row(r: &AnyRow) -> Result<Requestor, StoreError> {
 
 /// Creates or replaces a requestor. Replacing keeps its state: a disabled endpoint stays disabled
 /// until it is enabled again.
-pub async fn put(conn: &mut AnyConnection, r: &Requestor, now: i64) -> Result<(), StoreError> {
-    sqlx::query(
+pub async fn put(conn: &mut Tx, r: &Requestor, now: i64) -> Result<(), StoreError> {
+    query(
         "INSERT INTO token_requestors (requestor_id, merchant_id, base_url, credentials, secret_count, \
          max_in_flight, state, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, 'ENABLED', $7, $7) \
          ON CONFLICT (requestor_id) DO UPDATE SET merchant_id = excluded.merchant_id, \
@@ -75,11 +74,8 @@ pub async fn put(conn: &mut AnyConnection, r: &Requestor, now: i64) -> Result<()
     Ok(())
 }
 
-pub async fn get(
-    conn: &mut AnyConnection,
-    requestor_id: &str,
-) -> Result<Option<Requestor>, StoreError> {
-    let row = sqlx::query(&format!(
+pub async fn get(conn: &mut Tx, requestor_id: &str) -> Result<Option<Requestor>, StoreError> {
+    let row = query(&format!(
         "SELECT {COLUMNS} FROM token_requestors WHERE requestor_id = $1"
     ))
     .bind(requestor_id)
@@ -90,13 +86,13 @@ pub async fn get(
 
 /// Enables or disables the requestor's endpoint. Returns whether the requestor exists.
 pub async fn set_state(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     requestor_id: &str,
     state: &str,
     reason: Option<&str>,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(
+    let done = query(
         "UPDATE token_requestors SET state = $2, disabled_reason = $3, updated_ms = $4 \
          WHERE requestor_id = $1",
     )
@@ -111,7 +107,7 @@ pub async fn set_state(
 
 impl Store {
     pub async fn requestor(&self, requestor_id: &str) -> Result<Option<Requestor>, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = query(&format!(
             "SELECT {COLUMNS} FROM token_requestors WHERE requestor_id = $1"
         ))
         .bind(requestor_id)
@@ -122,7 +118,7 @@ impl Store {
 
     /// Every requestor.
     pub async fn all_requestors(&self) -> Result<Vec<Requestor>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM token_requestors"))
+        let rows = query(&format!("SELECT {COLUMNS} FROM token_requestors"))
             .fetch_all(self.reader())
             .await?;
         rows.iter().map(from_row).collect()
@@ -130,7 +126,7 @@ impl Store {
 
     /// Every requestor whose endpoint is enabled.
     pub async fn enabled_requestors(&self) -> Result<Vec<Requestor>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {COLUMNS} FROM token_requestors WHERE state = 'ENABLED' ORDER BY requestor_id"
         ))
         .fetch_all(self.reader())

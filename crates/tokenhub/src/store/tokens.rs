@@ -1,12 +1,10 @@
 //! Tokens, the data preparation held for them (sealed), and their event history.
 
+use super::{query, query_scalar, Row, Tx};
 use super::{Store, StoreError};
 use crate::domain::lifecycle::{CardInfo, TokenChange};
 use crate::domain::token::TokenSnapshot;
 use crate::domain::TokenState;
-use sqlx::any::AnyRow;
-use sqlx::AnyConnection;
-use sqlx::Row;
 
 /// A token as the store holds it. `data_key` is wrapped under the master key.
 #[derive(Clone)]
@@ -93,7 +91,7 @@ const TOKEN_COLUMNS: &str = "token_id, issuer_id, product_id, profile_version, d
     recovery_correlation_id, recovery_version, recovery_deadline_ms, recovery_campaign_id, \
     card_last_digits, card_expiry_date, card_art_id, last_update_ms";
 
-fn token_from_row(r: &AnyRow) -> Result<TokenRow, StoreError> {
+fn token_from_row(r: &Row) -> Result<TokenRow, StoreError> {
     let state: String = r.try_get(7)?;
     let received: String = r.try_get(12)?;
     Ok(TokenRow {
@@ -116,8 +114,8 @@ fn token_from_row(r: &AnyRow) -> Result<TokenRow, StoreError> {
         updated_ms: r.try_get(15)?,
         failure_reason: r.try_get(16)?,
         recovery: match (
-            r.try_get::<Option<String>, _>(17)?,
-            r.try_get::<Option<String>, _>(18)?,
+            r.try_get::<Option<String>>(17)?,
+            r.try_get::<Option<String>>(18)?,
         ) {
             (Some(correlation_id), Some(target_version)) => Some(Recovery {
                 correlation_id,
@@ -143,8 +141,8 @@ fn split_names(s: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn insert_token(conn: &mut AnyConnection, t: &TokenRow) -> Result<(), StoreError> {
-    sqlx::query(&format!(
+pub async fn insert_token(conn: &mut Tx, t: &TokenRow) -> Result<(), StoreError> {
+    query(&format!(
         "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
     ))
     .bind(&t.token_id)
@@ -178,10 +176,7 @@ pub async fn insert_token(conn: &mut AnyConnection, t: &TokenRow) -> Result<(), 
 }
 
 /// Reads the token and locks it until the transaction ends.
-pub async fn lock_token(
-    conn: &mut AnyConnection,
-    token_id: &str,
-) -> Result<Option<TokenRow>, StoreError> {
+pub async fn lock_token(conn: &mut Tx, token_id: &str) -> Result<Option<TokenRow>, StoreError> {
     super::lock_row(
         conn,
         "tokens",
@@ -197,12 +192,12 @@ pub async fn lock_token(
 /// and the same elements. (The parts of one recovery share their correlation id: the
 /// repersoToken's.)
 pub async fn data_call_applied(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     correlation_id: &str,
     element_names: &[String],
 ) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar(
+    let found: Option<i64> = query_scalar(
         "SELECT seq FROM token_data WHERE token_id = $1 AND correlation_id = $2 AND element_names = $3 LIMIT 1",
     )
     .bind(token_id)
@@ -222,12 +217,12 @@ pub struct DataPart<'a> {
 }
 
 pub async fn append_data(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     part: &DataPart<'_>,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "INSERT INTO token_data (token_id, seq, operation, correlation_id, element_names, sealed, created_ms) \
          VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM token_data WHERE token_id = $1), $2, $3, $4, $5, $6)",
     )
@@ -243,26 +238,21 @@ pub async fn append_data(
 }
 
 /// The sealed parts held for a token, oldest first.
-pub async fn data_parts(
-    conn: &mut AnyConnection,
-    token_id: &str,
-) -> Result<Vec<Vec<u8>>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT sealed FROM token_data WHERE token_id = $1 ORDER BY seq")
-            .bind(token_id)
-            .fetch_all(conn)
-            .await?,
-    )
+pub async fn data_parts(conn: &mut Tx, token_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+    query_scalar("SELECT sealed FROM token_data WHERE token_id = $1 ORDER BY seq")
+        .bind(token_id)
+        .fetch_all(conn)
+        .await
 }
 
 pub async fn set_state_and_elements(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     state: TokenState,
     received_elements: &[String],
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "UPDATE tokens SET state = $2, received_elements = $3, updated_ms = $4 WHERE token_id = $1",
     )
     .bind(token_id)
@@ -275,12 +265,12 @@ pub async fn set_state_and_elements(
 }
 
 pub async fn set_state(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     state: TokenState,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tokens SET state = $2, updated_ms = $3 WHERE token_id = $1")
+    query("UPDATE tokens SET state = $2, updated_ms = $3 WHERE token_id = $1")
         .bind(token_id)
         .bind(state.as_str())
         .bind(now)
@@ -291,16 +281,12 @@ pub async fn set_state(
 
 /// Deletes every data part held for the token and forgets which elements it held (data
 /// minimization: once the device holds the profile, the hub keeps only fingerprints).
-pub async fn delete_data(
-    conn: &mut AnyConnection,
-    token_id: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM token_data WHERE token_id = $1")
+pub async fn delete_data(conn: &mut Tx, token_id: &str, now: i64) -> Result<(), StoreError> {
+    query("DELETE FROM token_data WHERE token_id = $1")
         .bind(token_id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("UPDATE tokens SET received_elements = '', updated_ms = $2 WHERE token_id = $1")
+    query("UPDATE tokens SET received_elements = '', updated_ms = $2 WHERE token_id = $1")
         .bind(token_id)
         .bind(now)
         .execute(conn)
@@ -310,12 +296,12 @@ pub async fn delete_data(
 
 /// Opens (or, with `None`, closes) the token's recovery.
 pub async fn set_recovery(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     recovery: Option<&Recovery>,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "UPDATE tokens SET recovery_correlation_id = $2, recovery_version = $3, recovery_deadline_ms = $4, \
          recovery_campaign_id = $5, updated_ms = $6 WHERE token_id = $1",
     )
@@ -332,11 +318,11 @@ pub async fn set_recovery(
 
 /// Tokens whose recovery's time to live ran out and that have no delivery under way.
 pub async fn expired_recoveries(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     now: i64,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
-    Ok(sqlx::query_scalar(
+    query_scalar(
         "SELECT t.token_id FROM tokens t WHERE t.recovery_deadline_ms IS NOT NULL AND t.recovery_deadline_ms < $1 \
          AND NOT EXISTS (SELECT 1 FROM personalizations p WHERE p.token_id = t.token_id AND p.state = 'PENDING') \
          ORDER BY t.token_id LIMIT $2",
@@ -344,17 +330,17 @@ pub async fn expired_recoveries(
     .bind(now)
     .bind(limit)
     .fetch_all(conn)
-    .await?)
+    .await
 }
 
 /// Starts the recovery's time to live, once the TSP acknowledged `repersoToken`.
 pub async fn start_recovery_clock(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     correlation_id: &str,
     deadline_ms: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "UPDATE tokens SET recovery_deadline_ms = $3 WHERE token_id = $1 AND recovery_correlation_id = $2 \
          AND recovery_deadline_ms IS NULL",
     )
@@ -368,12 +354,12 @@ pub async fn start_recovery_clock(
 
 /// Sets the profile version the token's device holds.
 pub async fn set_profile_version(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     version: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tokens SET profile_version = $2, updated_ms = $3 WHERE token_id = $1")
+    query("UPDATE tokens SET profile_version = $2, updated_ms = $3 WHERE token_id = $1")
         .bind(token_id)
         .bind(version)
         .bind(now)
@@ -383,32 +369,30 @@ pub async fn set_profile_version(
 }
 
 pub async fn set_failure(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     state: TokenState,
     reason: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE tokens SET state = $2, failure_reason = $3, updated_ms = $4 WHERE token_id = $1",
-    )
-    .bind(token_id)
-    .bind(state.as_str())
-    .bind(reason)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    query("UPDATE tokens SET state = $2, failure_reason = $3, updated_ms = $4 WHERE token_id = $1")
+        .bind(token_id)
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 pub async fn set_token_info(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     exp: Option<&str>,
     last4: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "UPDATE tokens SET token_exp = COALESCE($2, token_exp), token_last4 = COALESCE($3, token_last4), \
          updated_ms = $4 WHERE token_id = $1",
     )
@@ -422,13 +406,13 @@ pub async fn set_token_info(
 }
 
 pub async fn add_event(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     event: &str,
     correlation_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "INSERT INTO token_events (token_id, at_ms, event, correlation_id) VALUES ($1, $2, $3, $4)",
     )
     .bind(token_id)
@@ -450,7 +434,7 @@ pub struct TokenEvent {
 
 impl Store {
     pub async fn token(&self, token_id: &str) -> Result<Option<TokenRow>, StoreError> {
-        let row = sqlx::query(&format!(
+        let row = query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_id = $1"
         ))
         .bind(token_id)
@@ -460,7 +444,7 @@ impl Store {
     }
 
     pub async fn token_events(&self, token_id: &str) -> Result<Vec<TokenEvent>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT at_ms, event, correlation_id FROM token_events WHERE token_id = $1 ORDER BY id",
         )
         .bind(token_id)
@@ -480,20 +464,19 @@ impl Store {
     /// What the store still holds of any token's data: sealed data parts, and sealed profiles
     /// waiting for their device. Both are 0 once every device confirmed.
     pub async fn retained_data(&self) -> Result<(i64, i64), StoreError> {
-        let parts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM token_data")
+        let parts: i64 = query_scalar("SELECT COUNT(*) FROM token_data")
             .fetch_one(self.reader())
             .await?;
-        let profiles: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM personalizations WHERE ciphertext IS NOT NULL",
-        )
-        .fetch_one(self.reader())
-        .await?;
+        let profiles: i64 =
+            query_scalar("SELECT COUNT(*) FROM personalizations WHERE ciphertext IS NOT NULL")
+                .fetch_one(self.reader())
+                .await?;
         Ok((parts, profiles))
     }
 
     /// Tokens by state.
     pub async fn token_states(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM tokens GROUP BY state ORDER BY state")
+        let rows = query("SELECT state, COUNT(*) FROM tokens GROUP BY state ORDER BY state")
             .fetch_all(self.reader())
             .await?;
         rows.iter()
@@ -503,24 +486,22 @@ impl Store {
 
     /// How many sealed data parts the store holds for a token.
     pub async fn data_part_count(&self, token_id: &str) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM token_data WHERE token_id = $1")
-                .bind(token_id)
-                .fetch_one(self.reader())
-                .await?,
-        )
+        query_scalar("SELECT COUNT(*) FROM token_data WHERE token_id = $1")
+            .bind(token_id)
+            .fetch_one(self.reader())
+            .await
     }
 }
 
 /// Applies a lifecycle change and records `last_update_ms` as the newest change held.
 pub async fn apply_change(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     change: &TokenChange,
     last_update_ms: i64,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "UPDATE tokens SET state = COALESCE($2, state), token_exp = COALESCE($3, token_exp), \
          token_last4 = COALESCE($4, token_last4), card_last_digits = COALESCE($5, card_last_digits), \
          card_expiry_date = COALESCE($6, card_expiry_date), card_art_id = COALESCE($7, card_art_id), \
@@ -542,11 +523,11 @@ pub async fn apply_change(
 
 /// Marks (or clears) the token as one its device must remove.
 pub async fn set_removal_pending(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     pending: bool,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tokens SET removal_pending = $2 WHERE token_id = $1")
+    query("UPDATE tokens SET removal_pending = $2 WHERE token_id = $1")
         .bind(token_id)
         .bind(i64::from(pending))
         .execute(conn)
@@ -556,7 +537,7 @@ pub async fn set_removal_pending(
 
 /// The tokens of one card (an issuer's `walletCardRefId`) in the given states, locked.
 pub async fn lock_tokens_of_card(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     issuer_id: &str,
     wallet_card_ref_id: &str,
 ) -> Result<Vec<TokenRow>, StoreError> {
@@ -565,7 +546,7 @@ pub async fn lock_tokens_of_card(
          ORDER BY token_id{}",
         super::dialect(conn).for_update()
     );
-    let rows = sqlx::query(&sql)
+    let rows = query(&sql)
         .bind(issuer_id)
         .bind(wallet_card_ref_id)
         .fetch_all(conn)
@@ -576,22 +557,22 @@ pub async fn lock_tokens_of_card(
 impl Store {
     /// The tokens the device must remove (deleted since it last acknowledged).
     pub async fn removals_for_device(&self, device_id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        query_scalar(
             "SELECT token_id FROM tokens WHERE device_id = $1 AND removal_pending = 1 ORDER BY token_id",
         )
         .bind(device_id)
         .fetch_all(self.reader())
-        .await?)
+        .await
     }
 }
 
 /// Records the `lastUpdateTimestamp` of a change the hub made itself.
 pub async fn set_last_update(
-    conn: &mut AnyConnection,
+    conn: &mut Tx,
     token_id: &str,
     last_update_ms: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tokens SET last_update_ms = $2 WHERE token_id = $1")
+    query("UPDATE tokens SET last_update_ms = $2 WHERE token_id = $1")
         .bind(token_id)
         .bind(last_update_ms)
         .execute(conn)
