@@ -1317,8 +1317,8 @@ async fn sql_alone(
                         .await?;
                     let mut statements = 4;
                     if full {
-                        tokens::data_parts(c, &id).await?;
-                        catalog::device_key(c, &token.device_id).await?;
+                        tokens::data_parts(&mut *c, &id).await?;
+                        catalog::device_key(&mut *c, &token.device_id).await?;
                         deliveries::insert(
                             c,
                             &Personalization {

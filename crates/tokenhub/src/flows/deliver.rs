@@ -10,7 +10,7 @@
 use crate::domain::{Code, ProfileDefinition, Rejection, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::keys::{PersoError, SealedProfile};
+use crate::keys::{PersoError, Personalized, SealedProfile};
 use crate::store::deliveries::{self, DeliveryState, Kind, Personalization};
 use crate::store::outbox;
 use crate::store::tokens::{self, TokenRow};
@@ -26,40 +26,67 @@ pub struct Target<'a> {
     pub def: &'a ProfileDefinition,
 }
 
-/// Inside the transaction that completed the token's data: builds the profile from the token's
-/// data parts with `def`, seals it to the token's device, records the personalization and the
-/// element fingerprints. A profile that cannot be built is refused with 911.
-pub async fn queue_personalization(
-    conn: &mut Tx,
+/// A profile built before the write transaction (so that its CPU is not spent in the store's
+/// serial path), with what it was built from: the transaction uses it only if the token's data
+/// parts and device key are still exactly those.
+pub struct Prebuilt {
+    parts: Vec<Vec<u8>>,
+    device_key: String,
+    personalization_id: String,
+    built: Personalized,
+}
+
+/// Builds the token's profile ahead of the transaction that will complete its data, from the parts
+/// already stored plus `incoming` (the part that transaction will append). `None` when it cannot
+/// be built now; the transaction then builds it itself (and refuses a profile that cannot be
+/// built).
+pub async fn prebuild(
     hub: &Hub,
     token: &TokenRow,
     target: Target<'_>,
-    kind: Kind,
-    correlation_id: &str,
-    now: i64,
-) -> Result<String, Error> {
-    let parts = tokens::data_parts(conn, &token.token_id).await?;
-    let device_key = catalog::device_key(conn, &token.device_id)
-        .await?
-        .ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "device {} of token {} is gone",
-                token.device_id, token.token_id
-            ))
-        })?;
+    incoming: &[u8],
+) -> Result<Option<Prebuilt>, Error> {
+    let mut parts = tokens::data_parts(hub.store.reader(), &token.token_id).await?;
+    parts.push(incoming.to_vec());
+    let Some(device_key) = catalog::device_key(hub.store.reader(), &token.device_id).await? else {
+        return Ok(None);
+    };
+    let personalization_id = new_personalization_id();
+    Ok(
+        build(hub, token, target, &parts, &device_key, &personalization_id)
+            .ok()
+            .map(|built| Prebuilt {
+                parts,
+                device_key,
+                personalization_id,
+                built,
+            }),
+    )
+}
+
+fn new_personalization_id() -> String {
+    format!("prs_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn build(
+    hub: &Hub,
+    token: &TokenRow,
+    target: Target<'_>,
+    parts: &[Vec<u8>],
+    device_key: &str,
+    personalization_id: &str,
+) -> Result<Personalized, Error> {
     let device_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&device_key)
+        .decode(device_key)
         .map_err(|_| StoreError::Corrupt(format!("device {} public key", token.device_id)))?;
-    let personalization_id = format!("prs_{}", uuid::Uuid::new_v4().simple());
-    let built = hub
-        .keys
+    hub.keys
         .personalize(
             &token.token_id,
             &token.data_key,
-            &parts,
+            parts,
             target.def,
             &device_key,
-            &personalization_id,
+            personalization_id,
         )
         .map_err(|e| match e {
             PersoError::Keys(k) => Error::Keys(k),
@@ -68,7 +95,43 @@ pub async fn queue_personalization(
                 format!("the profile could not be built: {other}"),
             )
             .into(),
+        })
+}
+
+/// Inside the transaction that completed the token's data: builds the profile from the token's
+/// data parts with `def` (or takes `prebuilt` if it was built from the same parts and device
+/// key), seals it to the token's device, records the personalization and the element
+/// fingerprints. A profile that cannot be built is refused with 911.
+#[allow(clippy::too_many_arguments)]
+pub async fn queue_personalization(
+    conn: &mut Tx,
+    hub: &Hub,
+    token: &TokenRow,
+    target: Target<'_>,
+    kind: Kind,
+    correlation_id: &str,
+    now: i64,
+    prebuilt: Option<Prebuilt>,
+) -> Result<String, Error> {
+    let parts = tokens::data_parts(&mut *conn, &token.token_id).await?;
+    let device_key = catalog::device_key(&mut *conn, &token.device_id)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "device {} of token {} is gone",
+                token.device_id, token.token_id
+            ))
         })?;
+    let (personalization_id, built) = match prebuilt {
+        Some(p) if p.parts == parts && p.device_key == device_key => {
+            (p.personalization_id, p.built)
+        }
+        _ => {
+            let id = new_personalization_id();
+            let built = build(hub, token, target, &parts, &device_key, &id)?;
+            (id, built)
+        }
+    };
     let SealedProfile { enc, ciphertext } = built.profile;
     let delivery = hub.config.delivery;
     deliveries::insert(

@@ -104,6 +104,23 @@ pub async fn submit(
                 .seal_for_token(token_id.as_str(), &token.data_key, &clear)?,
         )
     };
+    // The call that completes the data has its profile built here, in parallel with other calls,
+    // rather than inside the store's serial write path.
+    let completes = |held: &[String]| {
+        profile
+            .required_names()
+            .all(|r| held.iter().any(|h| h == r) || submission.elements.iter().any(|e| e.name == r))
+    };
+    let prebuilt = match &sealed {
+        Some(part) if completes(&token.received_elements) => {
+            let target = Target {
+                version: &version,
+                def: &profile,
+            };
+            deliver::prebuild(hub, &token, target, part).await?
+        }
+        _ => None,
+    };
     let now = hub.now_ms();
     let token_id = token_id.clone();
     let correlation_id = correlation_id.clone();
@@ -124,6 +141,7 @@ pub async fn submit(
                     op,
                     submission,
                     sealed,
+                    prebuilt,
                     now,
                 )
                 .await
@@ -191,6 +209,7 @@ async fn apply(
     op: Operation,
     submission: DataSubmission,
     sealed: Option<Vec<u8>>,
+    prebuilt: Option<deliver::Prebuilt>,
     now: i64,
 ) -> Result<Applied, Error> {
     let Some(token) = tokens::lock_token(conn, token_id.as_str()).await? else {
@@ -317,6 +336,7 @@ async fn apply(
             kind,
             correlation_id.as_str(),
             now,
+            prebuilt,
         )
         .await?;
         if let Some(campaign) = token

@@ -185,7 +185,10 @@ pub async fn put_device(
 }
 
 /// The device's public key, read inside a transaction.
-pub async fn device_key(conn: &mut Tx, device_id: &str) -> Result<Option<String>, StoreError> {
+pub async fn device_key(
+    conn: impl Into<super::sql::Exec<'_>>,
+    device_id: &str,
+) -> Result<Option<String>, StoreError> {
     query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
         .bind(device_id)
         .fetch_optional(conn)

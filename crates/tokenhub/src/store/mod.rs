@@ -10,7 +10,8 @@
 //!   synchronously: a statement costs SQLite's own few microseconds) and **group-commits**: it
 //!   takes every transaction waiting in its queue (up to [`MAX_BATCH`]), runs each inside its own
 //!   `SAVEPOINT` (a failing one is rolled back alone), and commits them with one fsync. Readers
-//!   use a separate pool of connections (sqlx; WAL mode lets them read while the writer writes).
+//!   use separate connections (rusqlite too; WAL mode lets them read while the writer writes).
+//! - Migrations run through sqlx's migrator on both engines.
 
 pub mod campaigns;
 pub mod catalog;
@@ -51,6 +52,8 @@ pub enum StoreError {
     Commit(String),
     #[error("the store's writer has stopped")]
     WriterGone,
+    #[error("the store is closed")]
+    Closed,
     #[error("a transaction panicked")]
     Panicked,
     #[error("unsupported database URL (expected sqlite://PATH or postgres://...)")]
@@ -119,10 +122,16 @@ enum Writer {
     Thread(mpsc::Sender<Job>, Arc<AtomicBool>),
 }
 
+/// Where reads outside a transaction run.
+pub(crate) enum Reader {
+    Pool(AnyPool),
+    Lite(sql::LitePool),
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    read: AnyPool,
+    read: Arc<Reader>,
     writer: Writer,
     dialect: Dialect,
 }
@@ -137,6 +146,21 @@ impl std::fmt::Debug for Store {
 
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
+
+/// The writer's connection: the pragmas above, pages read through a memory map, a larger page
+/// cache, and no checkpoint of its own (a commit that crosses SQLite's automatic threshold would
+/// copy the log into the database and fsync it while every transaction waits): the checkpointer
+/// thread does it beside the writer.
+const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+     PRAGMA mmap_size = 268435456; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;";
+
+/// How often the checkpointer copies the write-ahead log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// A read connection: reads only.
+const SQLITE_READER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA query_only = ON; \
+     PRAGMA mmap_size = 268435456;";
 
 impl Store {
     /// Connects (creating an SQLite file and its folder if needed) and runs the migrations.
@@ -165,20 +189,28 @@ impl Store {
             let migrate = options().max_connections(1).connect(&url).await?;
             migrator(Dialect::Sqlite).run(&migrate).await?;
             migrate.close().await;
-            let read = options()
-                .max_connections(4)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(&url)
-                .await?;
-            let conn = open_writer(&path)?;
+            let read = Reader::Lite(sql::LitePool::open(&path)?);
+            let conn = open_sqlite(&path, SQLITE_WRITER_PRAGMAS)?;
             let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
             let runtime = tokio::runtime::Handle::current();
-            std::thread::Builder::new()
-                .name("sqlite-writer".into())
-                .spawn(move || run_writer(Tx::lite(conn), rx, runtime))
-                .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
+            let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(f)
+                    .map_err(|e| StoreError::Commit(format!("cannot start the {name} thread: {e}")))
+            };
+            spawn(
+                "sqlite-writer",
+                Box::new(move || run_writer(Tx::lite(conn), rx, runtime)),
+            )?;
+            let checkpoints = open_sqlite(&path, SQLITE_PRAGMAS)?;
+            let stop = tx.downgrade();
+            spawn(
+                "sqlite-checkpoint",
+                Box::new(move || run_checkpointer(checkpoints, stop)),
+            )?;
             Ok(Self {
-                read,
+                read: Arc::new(read),
                 writer: Writer::Thread(tx, Arc::new(AtomicBool::new(false))),
                 dialect: Dialect::Sqlite,
             })
@@ -190,7 +222,7 @@ impl Store {
                 .await?;
             migrator(Dialect::Postgres).run(&pool).await?;
             Ok(Self {
-                read: pool.clone(),
+                read: Arc::new(Reader::Pool(pool.clone())),
                 writer: Writer::Pool(pool),
                 dialect: Dialect::Postgres,
             })
@@ -204,7 +236,7 @@ impl Store {
     }
 
     /// The pool for reads outside a transaction.
-    pub(crate) fn reader(&self) -> &AnyPool {
+    pub(crate) fn reader(&self) -> &Reader {
         &self.read
     }
 
@@ -271,7 +303,10 @@ impl Store {
 
     /// Closes every connection; later calls fail (used by tests of the failure paths).
     pub async fn close(&self) {
-        self.read.close().await;
+        match &*self.read {
+            Reader::Pool(pool) => pool.close().await,
+            Reader::Lite(pool) => pool.close(),
+        }
         match &self.writer {
             Writer::Pool(pool) => pool.close().await,
             Writer::Thread(_, closed) => closed.store(true, Ordering::Release),
@@ -279,11 +314,11 @@ impl Store {
     }
 }
 
-/// The SQLite write connection, configured as the read pool's connections are, with room in its
-/// cache for every statement the hub prepares.
-fn open_writer(path: &str) -> Result<rusqlite::Connection, StoreError> {
+/// An SQLite connection with `pragmas` and room in its cache for every statement the hub
+/// prepares.
+fn open_sqlite(path: &str, pragmas: &str) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open(path)?;
-    conn.execute_batch(SQLITE_PRAGMAS)?;
+    conn.execute_batch(pragmas)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
@@ -312,6 +347,20 @@ fn run_writer(mut tx: Tx, mut rx: mpsc::Receiver<Job>, runtime: tokio::runtime::
     }
 }
 
+/// Copies the write-ahead log into the database every [`CHECKPOINT_EVERY`], beside the writer
+/// (a passive checkpoint waits for no one and blocks no one); stops with the store.
+fn run_checkpointer(conn: rusqlite::Connection, store: mpsc::WeakSender<Job>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if store.upgrade().is_none() {
+            return;
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
+    }
+}
+
 fn run_batch(
     runtime: &tokio::runtime::Handle,
     tx: &mut Tx,
@@ -320,7 +369,10 @@ fn run_batch(
 ) -> Result<(), StoreError> {
     let batch_sql = |tx: &Tx, sql: &str| -> Result<(), StoreError> {
         match tx.lite_conn() {
-            Some(c) => Ok(c.execute_batch(sql)?),
+            Some(c) => {
+                c.prepare_cached(sql)?.raw_execute()?;
+                Ok(())
+            }
             None => Err(StoreError::Corrupt("not an SQLite connection".into())),
         }
     };

@@ -5,7 +5,9 @@
 //!   thread's own `rusqlite` connection, called synchronously: a statement costs SQLite's few
 //!   microseconds, with no hop to another thread and back. On PostgreSQL it is a sqlx
 //!   transaction on the pool.
-//! - Reads outside a transaction run on the read pool (sqlx, both engines).
+//! - Reads outside a transaction run on the read pool: on SQLite, `rusqlite` connections called
+//!   synchronously on the caller's thread (an indexed read costs microseconds, less than handing
+//!   it to another thread); on PostgreSQL, the sqlx pool.
 //!
 //! Parameters are written `$1`, `$2`… in both dialects. Values cross the boundary as [`Value`]s;
 //! rows come back as [`Row`]s read by column position.
@@ -308,6 +310,70 @@ impl Tx {
 pub enum Exec<'e> {
     Tx(&'e mut Tx),
     Pool(&'e AnyPool),
+    Lite(&'e LitePool),
+}
+
+impl<'e> From<&'e super::Reader> for Exec<'e> {
+    fn from(reader: &'e super::Reader) -> Self {
+        match reader {
+            super::Reader::Pool(pool) => Exec::Pool(pool),
+            super::Reader::Lite(pool) => Exec::Lite(pool),
+        }
+    }
+}
+
+/// SQLite read connections, taken by one read at a time and given back (WAL mode: they read the
+/// last commit while the writer writes).
+pub struct LitePool {
+    path: String,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+impl LitePool {
+    pub(super) fn open(path: &str) -> Result<Self, StoreError> {
+        let pool = Self {
+            path: path.to_string(),
+            idle: std::sync::Mutex::new(Vec::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        };
+        // Fails now, at start, if the file cannot be read.
+        pool.with(|_| Ok(()))?;
+        Ok(pool)
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let conn = match idle {
+            Some(c) => c,
+            None => super::open_sqlite(&self.path, super::SQLITE_READER_PRAGMAS)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE_READERS && !self.closed.load(Ordering::Acquire) {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    pub(super) fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
 }
 
 impl<'e> From<&'e mut Tx> for Exec<'e> {
@@ -362,6 +428,7 @@ impl<'q> Query<'q> {
                 inner: TxInner::Pg(tx),
             }) => self.sqlx().execute(&mut **tx).await?.rows_affected(),
             Exec::Pool(pool) => self.sqlx().execute(pool).await?.rows_affected(),
+            Exec::Lite(pool) => pool.with(|c| lite::execute(c, self.sql, &self.args))?,
         };
         Ok(Done { rows_affected })
     }
@@ -375,6 +442,7 @@ impl<'q> Query<'q> {
                 inner: TxInner::Pg(tx),
             }) => rows(self.sqlx().fetch_all(&mut **tx).await?),
             Exec::Pool(pool) => rows(self.sqlx().fetch_all(pool).await?),
+            Exec::Lite(pool) => pool.with(|c| lite::fetch(c, self.sql, &self.args, usize::MAX)),
         }
     }
 
@@ -400,6 +468,9 @@ impl<'q> Query<'q> {
                 .await?
                 .map(Row::from_any)
                 .transpose(),
+            Exec::Lite(pool) => Ok(pool
+                .with(|c| lite::fetch(c, self.sql, &self.args, 1))?
+                .pop()),
         }
     }
 

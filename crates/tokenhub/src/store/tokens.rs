@@ -238,7 +238,10 @@ pub async fn append_data(
 }
 
 /// The sealed parts held for a token, oldest first.
-pub async fn data_parts(conn: &mut Tx, token_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+pub async fn data_parts(
+    conn: impl Into<super::sql::Exec<'_>>,
+    token_id: &str,
+) -> Result<Vec<Vec<u8>>, StoreError> {
     query_scalar("SELECT sealed FROM token_data WHERE token_id = $1 ORDER BY seq")
         .bind(token_id)
         .fetch_all(conn)
