@@ -295,6 +295,11 @@ e2e_tests! {
         assert!(c["stateReason"].as_str().unwrap_or("").contains("canary"), "{c}");
         assert_eq!(c["failed"], 3, "only the canary ran: {c}");
         assert_eq!(c["steps"]["QUEUED"], 3, "{c}");
+        // The operator looked, the TSP is fixed: resuming goes on without judging the canary again.
+        w.tsp.set_misbehaviour(tokenhub_sim::Misbehaviour::default());
+        assert_eq!(w.campaign_command(&id, "resume").await, 204);
+        let c = w.wait_campaign(&id, "COMPLETED").await;
+        assert_eq!((c["done"].as_i64(), c["failed"].as_i64()), (Some(3), Some(3)), "{c}");
     }
 
     async fn the_hub_killed_during_a_campaign_re_personalizes_every_token_exactly_once(backend) {

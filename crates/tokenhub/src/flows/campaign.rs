@@ -84,6 +84,7 @@ pub async fn create(
         created_ms: now,
         updated_ms: now,
         finished_ms: None,
+        canary_passed_ms: None,
     };
     c.total = campaigns::create(conn, &c).await?;
     c.canary_size = (c.total * c.canary_percent + 99) / 100;
@@ -175,6 +176,7 @@ async fn step_campaign(
     if c.state != "RUNNING" {
         return Ok(0);
     }
+    campaigns::fold_step_changes(conn, campaign_id).await?;
     let counts: HashMap<Step, i64> = campaigns::step_counts(&mut *conn, campaign_id)
         .await?
         .into_iter()
@@ -189,7 +191,9 @@ async fn step_campaign(
     }
     let started_so_far = c.total - queued;
     let mut limit = allowance.min(c.max_in_flight - in_flight).min(queued);
-    if c.canary_size > 0 && started_so_far >= c.canary_size {
+    if c.canary_passed_ms.is_some() {
+        // Judged and passed: the canary is behind.
+    } else if c.canary_size > 0 && started_so_far >= c.canary_size {
         let (failed, finished) =
             campaigns::canary_outcome(conn, campaign_id, c.canary_size).await?;
         if finished < c.canary_size {
@@ -197,12 +201,14 @@ async fn step_campaign(
             limit = 0;
         } else if failed * 100 > c.canary_max_failure_percent * c.canary_size {
             let why = format!(
-                "canary: {failed} of {} failed, over the {}% allowed",
+                "{CANARY_REASON} {failed} of {} failed, over the {}% allowed",
                 c.canary_size, c.canary_max_failure_percent
             );
             tracing::warn!(campaign_id, reason = %why, "campaign paused by its canary");
             campaigns::set_state(conn, campaign_id, "PAUSED", Some(&why), now).await?;
             return Ok(0);
+        } else {
+            campaigns::set_canary_passed(conn, campaign_id, now).await?;
         }
     } else if c.canary_size > 0 {
         limit = limit.min(c.canary_size - started_so_far);
@@ -237,6 +243,9 @@ async fn step_campaign(
     }
     Ok(started)
 }
+
+/// How the reason of a campaign its canary paused begins.
+const CANARY_REASON: &str = "canary:";
 
 /// Operator commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +295,15 @@ pub async fn command(hub: &Hub, campaign_id: &str, cmd: Command) -> Result<(), C
                         .await?
                     }
                     Command::Resume => {
+                        // Resuming a campaign its canary stopped is the operator's decision to
+                        // go on: the canary is not judged again.
+                        if c.canary_passed_ms.is_none()
+                            && c.state_reason
+                                .as_deref()
+                                .is_some_and(|r| r.starts_with(CANARY_REASON))
+                        {
+                            campaigns::set_canary_passed(conn, &id, now).await?;
+                        }
                         campaigns::set_state(conn, &id, "RUNNING", None, now).await?
                     }
                     Command::Cancel => {

@@ -65,11 +65,13 @@ pub struct Campaign {
     pub created_ms: i64,
     pub updated_ms: i64,
     pub finished_ms: Option<i64>,
+    /// When the canary was judged and passed (the runner stops looking at it).
+    pub canary_passed_ms: Option<i64>,
 }
 
 const COLUMNS: &str = "campaign_id, issuer_id, product_id, profile_version, state, state_reason, \
     rate_per_second, max_in_flight, canary_percent, canary_size, canary_max_failure_percent, total, \
-    created_ms, updated_ms, finished_ms";
+    created_ms, updated_ms, finished_ms, canary_passed_ms";
 
 fn from_row(r: &Row) -> Result<Campaign, StoreError> {
     Ok(Campaign {
@@ -88,6 +90,7 @@ fn from_row(r: &Row) -> Result<Campaign, StoreError> {
         created_ms: r.try_get(12)?,
         updated_ms: r.try_get(13)?,
         finished_ms: r.try_get(14)?,
+        canary_passed_ms: r.try_get(15)?,
     })
 }
 
@@ -95,7 +98,7 @@ fn from_row(r: &Row) -> Result<Campaign, StoreError> {
 /// a fixed order (`seq`), and returns how many it covers.
 pub async fn create(conn: &mut Tx, c: &Campaign) -> Result<i64, StoreError> {
     query(&format!(
-        "INSERT INTO campaigns ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        "INSERT INTO campaigns ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     ))
     .bind(&c.campaign_id)
     .bind(&c.issuer_id)
@@ -112,40 +115,23 @@ pub async fn create(conn: &mut Tx, c: &Campaign) -> Result<i64, StoreError> {
     .bind(c.created_ms)
     .bind(c.updated_ms)
     .bind(c.finished_ms)
+    .bind(c.canary_passed_ms)
     .execute(&mut *conn)
     .await?;
-    let ids: Vec<String> = query_scalar(
-        "SELECT token_id FROM tokens WHERE issuer_id = $1 AND product_id = $2 AND state = 'ACTIVE' \
-         AND profile_version <> $3 ORDER BY token_id",
+    // One statement, however many tokens: nothing of them passes through the hub's memory.
+    let total = query(
+        "INSERT INTO campaign_tokens (campaign_id, seq, token_id, step, updated_ms) \
+         SELECT $1, ROW_NUMBER() OVER (ORDER BY token_id) - 1, token_id, 'QUEUED', $5 FROM tokens \
+         WHERE issuer_id = $2 AND product_id = $3 AND state = 'ACTIVE' AND profile_version <> $4",
     )
+    .bind(&c.campaign_id)
     .bind(&c.issuer_id)
     .bind(&c.product_id)
     .bind(&c.profile_version)
-    .fetch_all(&mut *conn)
-    .await?;
-    for chunk in ids.chunks(500).enumerate() {
-        let (n, chunk) = chunk;
-        let mut sql = String::from(
-            "INSERT INTO campaign_tokens (campaign_id, seq, token_id, step, updated_ms) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let b = 2 + i * 2;
-            sql.push_str(&format!(
-                "($1, ${b}, ${}, 'QUEUED', {})",
-                b + 1,
-                c.created_ms
-            ));
-        }
-        let mut q = query(&sql).bind(&c.campaign_id);
-        for (i, id) in chunk.iter().enumerate() {
-            q = q.bind((n * 500 + i) as i64).bind(id);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    let total = ids.len() as i64;
+    .bind(c.created_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected() as i64;
     query("UPDATE campaigns SET total = $2 WHERE campaign_id = $1")
         .bind(&c.campaign_id)
         .bind(total)
@@ -238,16 +224,21 @@ pub async fn cancel_queued(conn: &mut Tx, campaign_id: &str, now: i64) -> Result
     Ok(())
 }
 
-/// Counts per step.
+/// Counts per step: the kept counts plus the changes not folded into them yet (PostgreSQL).
 pub async fn step_counts(
     conn: impl Into<super::sql::Exec<'_>>,
     campaign_id: &str,
 ) -> Result<Vec<(Step, i64)>, StoreError> {
-    let rows =
-        query("SELECT step, COUNT(*) FROM campaign_tokens WHERE campaign_id = $1 GROUP BY step")
-            .bind(campaign_id)
-            .fetch_all(conn)
-            .await?;
+    let rows = query(
+        "SELECT step, CAST(SUM(n) AS BIGINT) FROM ( \
+             SELECT step, n FROM campaign_step_counts WHERE campaign_id = $1 \
+             UNION ALL \
+             SELECT step, delta FROM campaign_step_changes WHERE campaign_id = $1 \
+         ) c GROUP BY step",
+    )
+    .bind(campaign_id)
+    .fetch_all(conn)
+    .await?;
     rows.iter()
         .map(|r| {
             let s: String = r.try_get(0)?;
@@ -256,6 +247,39 @@ pub async fn step_counts(
             Ok((step, r.try_get(1)?))
         })
         .collect()
+}
+
+/// PostgreSQL: folds the campaign's step changes into its counts. The caller holds the
+/// campaign's lock (only one transaction folds a campaign at a time). SQLite's triggers keep the
+/// counts in place: nothing to fold.
+pub async fn fold_step_changes(conn: &mut Tx, campaign_id: &str) -> Result<(), StoreError> {
+    if conn.dialect() != super::Dialect::Postgres {
+        return Ok(());
+    }
+    query(
+        "WITH moved AS (DELETE FROM campaign_step_changes WHERE campaign_id = $1 RETURNING step, delta) \
+         INSERT INTO campaign_step_counts (campaign_id, step, n) \
+         SELECT $1, step, SUM(delta) FROM moved GROUP BY step \
+         ON CONFLICT (campaign_id, step) DO UPDATE SET n = campaign_step_counts.n + EXCLUDED.n",
+    )
+    .bind(campaign_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that the canary passed.
+pub async fn set_canary_passed(
+    conn: &mut Tx,
+    campaign_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    query("UPDATE campaigns SET canary_passed_ms = $2 WHERE campaign_id = $1")
+        .bind(campaign_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Failures among the first `n` tokens (the canary), and how many of them finished.
