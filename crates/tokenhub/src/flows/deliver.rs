@@ -15,7 +15,7 @@ use crate::store::deliveries::{self, DeliveryState, Kind, Personalization};
 use crate::store::outbox;
 use crate::store::tokens::{self, TokenRow};
 use crate::store::Tx;
-use crate::store::{catalog, StoreError};
+use crate::store::{catalog, Dialect, StoreError};
 use base64::Engine;
 use std::time::Duration;
 
@@ -252,8 +252,12 @@ pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Devi
         if !work.is_empty() || now >= deadline {
             break Ok(work);
         }
-        // Another node may commit the personalization: look again at least every second.
-        let nap = (deadline - now).min(Duration::from_secs(1));
+        // On PostgreSQL another node may commit the personalization: look again every second. On
+        // SQLite every commit is this process's, and its signal wakes the poll.
+        let nap = match hub.store.dialect() {
+            Dialect::Postgres => (deadline - now).min(Duration::from_secs(1)),
+            Dialect::Sqlite => deadline - now,
+        };
         let _ = tokio::time::timeout(nap, signal.notified()).await;
     };
     hub.devices.unsubscribe(device_id, signal);

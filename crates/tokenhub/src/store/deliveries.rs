@@ -237,18 +237,43 @@ pub async fn lock_overdue(
     now: i64,
     limit: i64,
 ) -> Result<Vec<Personalization>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM personalizations WHERE state = 'PENDING' AND \
-         ((tries >= $1 AND next_offer_ms <= $2) OR expires_ms <= $2) ORDER BY created_ms LIMIT $3{}",
-        dialect(conn).skip_locked()
+    // Two indexed lookups (expired; out of tries and past their last offer's window) rather than
+    // one OR that would read every pending personalization.
+    let lock = dialect(conn).skip_locked();
+    let expired = format!(
+        "SELECT {COLUMNS} FROM personalizations WHERE state = 'PENDING' AND expires_ms <= $1 \
+         LIMIT $2{lock}"
     );
-    let rows = query(&sql)
-        .bind(max_tries)
+    let exhausted = format!(
+        "SELECT {COLUMNS} FROM personalizations WHERE state = 'PENDING' AND tries >= $3 \
+         AND next_offer_ms <= $1 LIMIT $2{lock}"
+    );
+    let mut rows = query(&expired)
         .bind(now)
         .bind(limit)
-        .fetch_all(conn)
+        .fetch_all(&mut *conn)
         .await?;
-    rows.iter().map(from_row).collect()
+    rows.extend(
+        query(&exhausted)
+            .bind(now)
+            .bind(limit)
+            .bind(max_tries)
+            .fetch_all(&mut *conn)
+            .await?,
+    );
+    let mut found: Vec<Personalization> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let p = from_row(r)?;
+        if !found
+            .iter()
+            .any(|f| f.personalization_id == p.personalization_id)
+        {
+            found.push(p);
+        }
+    }
+    found.sort_by_key(|p| p.created_ms);
+    found.truncate(limit.max(0) as usize);
+    Ok(found)
 }
 
 /// Whether the token has a personalization waiting for its device.

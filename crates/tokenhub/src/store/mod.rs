@@ -434,10 +434,10 @@ fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
     }
     let sources: &[(i64, &str, &str)] = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts")
+            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts")
+            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes")
         }
     };
     let migrations = sources
