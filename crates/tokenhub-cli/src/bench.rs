@@ -46,6 +46,9 @@ enum BenchCommand {
     /// the update accepted (204 to the TSP) to the update received, at a fixed rate; and the
     /// highest sustained delivery rate.
     Notify(crate::bench_notify::NotifyArgs),
+    /// A re-personalization campaign over N ACTIVE tokens (seeded straight into the database),
+    /// the hub in its own process: tokens/s per tenth, the hub's RSS and CPU, the TSP's rate.
+    Campaign(crate::bench_campaign::CampaignArgs),
 }
 
 #[derive(clap::Args)]
@@ -80,6 +83,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Data(a) => data(a).await,
         BenchCommand::Notify(a) => crate::bench_notify::run(a).await,
+        BenchCommand::Campaign(a) => crate::bench_campaign::run(a).await,
     }
 }
 

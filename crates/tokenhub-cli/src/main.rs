@@ -8,6 +8,7 @@ use tokenhub::clock::SystemClock;
 use tokenhub::config::{Config, ServeArgs, StoreArgs};
 
 mod bench;
+mod bench_campaign;
 mod bench_notify;
 mod campaign;
 mod deliveries;

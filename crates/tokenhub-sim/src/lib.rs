@@ -117,7 +117,7 @@ pub use device::{
 };
 
 pub use tsp::{
-    load_key_set, run, spawn, Misbehaviour, RetryPolicy, SimTokenView, TokenUpdate,
+    load_key_set, run, spawn, DerivedTokens, Misbehaviour, RetryPolicy, SimTokenView, TokenUpdate,
     TransactionAnswer, TransactionRequest, TspSimConfig, TspSimHandle, TspSimStatus, TspTokenState,
     TxnReason, UpdateAnswer, ELEMENT_NAMES, TRANSACTIONS_PATH,
 };

@@ -18,6 +18,7 @@
 //! [`FleetConfig::max_concurrent_polls`] (each open poll holds a socket). Key material and profile
 //! bytes are never logged; failure reasons name DGIs, tags and sizes only.
 
+pub mod light;
 pub mod profile;
 mod run;
 mod wallet;

@@ -164,6 +164,9 @@ pub(crate) async fn guard(
         tokio::time::sleep(delay).await;
     }
     if admitted {
+        if limited {
+            state.counters.outgoing_admitted();
+        }
         return next.run(request).await;
     }
     state.counters.rate_limited();

@@ -8,6 +8,7 @@
 
 mod api;
 mod delivery;
+mod derived;
 pub mod elements;
 mod lifecycle;
 mod misbehaviour;
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 
 pub use api::TSP_API_PREFIX;
 pub use delivery::RetryPolicy;
+pub use derived::{DerivedTokens, DERIVED_INDEX_DIGITS};
 pub use elements::{PersoElement, TokenInfo, ELEMENT_NAMES};
 pub use misbehaviour::Misbehaviour;
 pub use status::TspSimStatus;
@@ -64,6 +66,14 @@ pub struct TspSimConfig {
     /// How the simulator misbehaves from the start (default: not at all); it can change at run
     /// time with [`TspSimHandle::set_misbehaviour`] or `PUT /sim/misbehaviour`.
     pub misbehaviour: Misbehaviour,
+    /// Tokens known from the start, their data derived from their ids rather than kept in
+    /// memory ([`DerivedTokens`]): what a benchmark of millions of already active tokens needs.
+    /// `None` (the default): only the tokens created through createToken exist.
+    pub derived: Option<DerivedTokens>,
+    /// When set, the id of every token whose recovered data (`/newData`, every part) the hub
+    /// accepted is sent here, as a push notification would wake the wallet that now has a
+    /// profile to fetch.
+    pub recovered: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl TspSimConfig {
@@ -77,6 +87,8 @@ impl TspSimConfig {
             issuer_ids: None,
             retry: RetryPolicy::default(),
             misbehaviour: Misbehaviour::default(),
+            derived: None,
+            recovered: None,
         }
     }
 }
@@ -149,6 +161,13 @@ impl TspSimHandle {
         self.state.vault.view(token_id)
     }
 
+    /// Calls of the outgoing API (healthCheck aside) admitted and refused with 503 by the rate
+    /// limit so far (with no rate limit, every call is admitted): a benchmark samples it to
+    /// measure the rate the hub keeps.
+    pub fn outgoing_calls(&self) -> (u64, u64) {
+        self.state.counters.outgoing_calls()
+    }
+
     /// Switches misbehaviours on or off, at once (calls already waiting out a `slow` delay keep
     /// theirs). Setting it refills the rate limit's bucket.
     pub fn set_misbehaviour(&self, misbehaviour: Misbehaviour) {
@@ -213,12 +232,13 @@ pub async fn spawn(listener: TcpListener, config: TspSimConfig) -> anyhow::Resul
 
     let (stop, shutdown) = watch::channel(false);
     let config_misbehaviour = config.misbehaviour.clone();
+    let vault = Vault::with_derived(config.derived.clone());
     let state = Arc::new(SimState {
         config,
         keys,
         hub_api,
         http,
-        vault: Vault::default(),
+        vault,
         counters: Arc::new(Counters::new()),
         switches: Switches::new(config_misbehaviour),
         shutdown: shutdown.clone(),

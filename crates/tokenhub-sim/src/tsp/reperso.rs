@@ -175,6 +175,12 @@ async fn recover(
     state.vault.with_token(&job.token_id, |t| {
         t.end_recovery(&job.correlation_id, ended)
     });
+    if ended == RecoveryState::Delivered {
+        if let Some(recovered) = &state.config.recovered {
+            // The receiver may be gone (the benchmark stopped): nobody to tell.
+            let _ = recovered.send(job.token_id.clone());
+        }
+    }
     tracing::info!(token_id = %job.token_id, correlation_id = %job.correlation_id, outcome = ?ended, "recovery ended");
     drop(in_flight);
 }

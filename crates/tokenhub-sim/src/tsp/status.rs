@@ -112,6 +112,9 @@ pub(crate) struct Counters {
     new_data_calls_retried: AtomicU64,
     new_data_calls_rejected: Mutex<BTreeMap<String, u64>>,
     rate_limited: AtomicU64,
+    /// Calls of the outgoing API the rate limit admitted (healthCheck aside): not part of
+    /// [`TspSimStatus`], read by [`crate::TspSimHandle::outgoing_calls`].
+    outgoing_admitted: AtomicU64,
     /// A watch rather than an atomic so that callers can await "no delivery left" without polling.
     in_flight: watch::Sender<u64>,
 }
@@ -136,6 +139,7 @@ impl Counters {
             new_data_calls_retried: AtomicU64::new(0),
             new_data_calls_rejected: Mutex::new(BTreeMap::new()),
             rate_limited: AtomicU64::new(0),
+            outgoing_admitted: AtomicU64::new(0),
             in_flight: watch::Sender::new(0),
         }
     }
@@ -185,6 +189,18 @@ impl Counters {
 
     pub(crate) fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn outgoing_admitted(&self) {
+        self.outgoing_admitted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls of the outgoing API admitted and refused (503) by the rate limit so far.
+    pub(crate) fn outgoing_calls(&self) -> (u64, u64) {
+        (
+            self.outgoing_admitted.load(Ordering::Relaxed),
+            self.rate_limited.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn transaction_approved(&self) {

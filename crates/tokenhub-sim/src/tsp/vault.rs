@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::derived::{DerivedTokens, DerivedVault};
 use super::elements::{ClearElements, TokenInfo};
 
 /// One token as the TSP knows it.
@@ -201,6 +202,8 @@ pub(crate) struct RequestKey {
 #[derive(Default)]
 pub(crate) struct Vault {
     inner: Mutex<Inner>,
+    /// Tokens known from the start, their data derived from their ids (benchmarks).
+    derived: Option<DerivedVault>,
 }
 
 #[derive(Default)]
@@ -223,6 +226,14 @@ pub(crate) enum Created {
 }
 
 impl Vault {
+    /// A vault that also knows the derived tokens.
+    pub(crate) fn with_derived(tokens: Option<DerivedTokens>) -> Self {
+        Self {
+            inner: Mutex::default(),
+            derived: tokens.map(DerivedVault::new),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere while holding the lock leaves the maps consistent (every update is a
         // single insert), so a poisoned lock is still usable.
@@ -260,13 +271,19 @@ impl Vault {
         Created::New { token_id, info }
     }
 
-    /// Runs `f` on the token, if it exists.
+    /// Runs `f` on the token, if it exists (a token created here, or a derived one).
     pub(crate) fn with_token<R>(
         &self,
         token_id: &str,
         f: impl FnOnce(&mut SimToken) -> R,
     ) -> Option<R> {
-        self.lock().tokens.get_mut(token_id).map(f)
+        {
+            let mut inner = self.lock();
+            if let Some(token) = inner.tokens.get_mut(token_id) {
+                return Some(f(token));
+            }
+        }
+        self.derived.as_ref()?.with_token(token_id, f)
     }
 
     /// What the simulator shows of the token, if it exists.
