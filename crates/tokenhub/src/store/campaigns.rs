@@ -118,10 +118,11 @@ pub async fn create(conn: &mut Tx, c: &Campaign) -> Result<i64, StoreError> {
     .bind(c.canary_passed_ms)
     .execute(&mut *conn)
     .await?;
-    // One statement, however many tokens: nothing of them passes through the hub's memory.
+    // One statement, however many tokens: nothing of them passes through the hub's memory. The
+    // campaign's order is the order the product's index gives (no sort of every token).
     let total = query(
         "INSERT INTO campaign_tokens (campaign_id, seq, token_id, step, updated_ms) \
-         SELECT $1, ROW_NUMBER() OVER (ORDER BY token_id) - 1, token_id, 'QUEUED', $5 FROM tokens \
+         SELECT $1, ROW_NUMBER() OVER () - 1, token_id, 'QUEUED', $5 FROM tokens \
          WHERE issuer_id = $2 AND product_id = $3 AND state = 'ACTIVE' AND profile_version <> $4",
     )
     .bind(&c.campaign_id)

@@ -147,20 +147,19 @@ impl std::fmt::Debug for Store {
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
 
-/// The writer's connection: the pragmas above, pages read through a memory map, a larger page
-/// cache, and no checkpoint of its own (a commit that crosses SQLite's automatic threshold would
+/// The writer's connection: the pragmas above, a page cache of 32 MiB, and no checkpoint of its own (a commit that crosses SQLite's automatic threshold would
 /// copy the log into the database and fsync it while every transaction waits): the checkpointer
 /// thread does it beside the writer.
 const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
-     PRAGMA mmap_size = 268435456; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;";
+     PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;";
 
 /// How often the checkpointer copies the write-ahead log into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-/// A read connection: reads only.
-const SQLITE_READER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA query_only = ON; \
-     PRAGMA mmap_size = 268435456;";
+/// A read connection: reads only. (No memory map: its pages would count in the hub's resident
+/// memory, up to the map's size per connection, for reads the page cache serves as well.)
+const SQLITE_READER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;";
 
 impl Store {
     /// Connects (creating an SQLite file and its folder if needed) and runs the migrations.
@@ -434,10 +433,10 @@ fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
     }
     let sources: &[(i64, &str, &str)] = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes")
+            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes", 9 "0009_recovery_deadline_index")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes")
+            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes", 9 "0009_recovery_deadline_index")
         }
     };
     let migrations = sources

@@ -328,7 +328,7 @@ pub async fn expired_recoveries(
     query_scalar(
         "SELECT t.token_id FROM tokens t WHERE t.recovery_deadline_ms IS NOT NULL AND t.recovery_deadline_ms < $1 \
          AND NOT EXISTS (SELECT 1 FROM personalizations p WHERE p.token_id = t.token_id AND p.state = 'PENDING') \
-         ORDER BY t.token_id LIMIT $2",
+         ORDER BY t.recovery_deadline_ms LIMIT $2",
     )
     .bind(now)
     .bind(limit)
