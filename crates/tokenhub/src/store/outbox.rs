@@ -116,12 +116,20 @@ pub async fn was_sent(
     Ok(found.is_some())
 }
 
-/// Gives a claimed item back untried (its TSP's rate was used up): not an attempt.
-pub async fn release(conn: &mut Tx, id: i64) -> Result<(), StoreError> {
-    query("UPDATE outbox SET locked_until_ms = 0, attempts = attempts - 1 WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+/// Gives claimed items back untried (their TSP's rate was used up): not an attempt.
+pub async fn release(conn: &mut Tx, ids: &[i64]) -> Result<(), StoreError> {
+    for chunk in ids.chunks(500) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "UPDATE outbox SET locked_until_ms = 0, attempts = attempts - 1 WHERE id IN ({})",
+            list.join(", ")
+        );
+        let mut q = query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -17,6 +17,9 @@ use tokio::sync::watch;
 
 /// Calls claimed at once.
 const BATCH: i64 = 64;
+/// Calls claimed at once while a TSP's rate holds calls back: every round then sends a few and
+/// gives the rest back, so claiming many would only be given back.
+const THROTTLED_BATCH: i64 = 8;
 /// How long a claim holds; a node that dies mid-call releases its rows after this. A call takes
 /// at most the TSP client's 10 s time-out, so 30 s is ample, and a crash delays its calls by at
 /// most that much (on SQLite, not at all: claims are released at start).
@@ -25,14 +28,16 @@ const LEASE_MS: i64 = 30_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+    let mut batch = BATCH;
     loop {
-        let (sent, throttled) = match dispatch_once(&hub).await {
+        let (sent, throttled) = match dispatch_once(&hub, batch).await {
             Ok(d) => (d.sent, d.throttled),
             Err(e) => {
                 tracing::error!(cause = %e.chain(), "outbox dispatch failed");
                 (0, false)
             }
         };
+        batch = if throttled { THROTTLED_BATCH } else { BATCH };
         if sent > 0 {
             continue;
         }
@@ -55,14 +60,14 @@ pub struct Dispatched {
     pub throttled: bool,
 }
 
-/// Claims one batch, holds back what a TSP's agreed rate does not allow yet, and makes the
-/// other calls.
-pub async fn dispatch_once(hub: &Hub) -> Result<Dispatched, Error> {
+/// Claims up to `batch` calls, holds back what a TSP's agreed rate does not allow yet, and makes
+/// the other calls.
+pub async fn dispatch_once(hub: &Hub, batch: i64) -> Result<Dispatched, Error> {
     let now = hub.now_ms();
     let items = hub
         .store
         .transact(move |c| {
-            Box::pin(async move { Ok::<_, Error>(outbox::claim(c, now, LEASE_MS, BATCH).await?) })
+            Box::pin(async move { Ok::<_, Error>(outbox::claim(c, now, LEASE_MS, batch).await?) })
         })
         .await?;
     let mut allowed: HashMap<String, i64> = HashMap::new();
@@ -92,12 +97,7 @@ pub async fn dispatch_once(hub: &Hub) -> Result<Dispatched, Error> {
     if throttled {
         hub.store
             .transact(move |c| {
-                Box::pin(async move {
-                    for id in held {
-                        outbox::release(c, id).await?;
-                    }
-                    Ok::<_, Error>(())
-                })
+                Box::pin(async move { Ok::<_, Error>(outbox::release(c, &held).await?) })
             })
             .await?;
     }
