@@ -152,12 +152,7 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
 
     // Keys, TSP, issuer, device, a 40-element profile version, deployed.
     let key_set = KeySet::generate();
-    tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, hub.now_ms())
-        .await
-        .map_err(|e| anyhow::anyhow!(e.chain()))?;
-    hub.reload_keys()
-        .await
-        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    import_key_set(&hub, &key_set).await?;
     let admin = Admin {
         http: reqwest::Client::new(),
         base: format!("http://{hub_addr}"),
@@ -417,6 +412,16 @@ fn hex_upper(b: &[u8]) -> String {
 /// Inserts `n` tokens in `PENDING_DATA`, each on a device of its own (with a random X25519 public
 /// key: the hub seals the profile to it once the token's data is complete), 1000 per transaction.
 /// Creates `n` tokens of the bench issuer (and a device each) straight in the store.
+/// Imports a key set into the hub's store and loads it (as `tokenhub keys import` would).
+pub(crate) async fn import_key_set(hub: &tokenhub::Hub, key_set: &KeySet) -> anyhow::Result<()> {
+    tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, hub.now_ms())
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    hub.reload_keys()
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))
+}
+
 pub(crate) async fn create_tokens(
     hub: &tokenhub::Hub,
     n: usize,

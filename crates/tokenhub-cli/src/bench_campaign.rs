@@ -263,12 +263,7 @@ async fn seed_hub(
         let _ = stopped.await;
     }));
     let seeded = async {
-        tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, hub.now_ms())
-            .await
-            .map_err(|e| anyhow::anyhow!(e.chain()))?;
-        hub.reload_keys()
-            .await
-            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+        crate::bench::import_key_set(&hub, key_set).await?;
         let admin = Admin {
             http: reqwest::Client::new(),
             base: format!("http://{addr}"),
