@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokenhub::clock::SystemClock;
 use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::{CorrelationId, TokenId, TokenState};
 use tokenhub::store::catalog;
@@ -128,15 +127,8 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
     config.listen = "127.0.0.1:0".parse()?;
     config.admin_token = Some(random_hex(16));
     config.master_key = Some(random_hex(32));
-    let app = tokenhub::Application::build_with_clock(config, Arc::new(SystemClock))
-        .await
-        .context("starting the hub")?;
-    let hub_addr = app.local_addr();
-    let hub = app.hub().clone();
-    let (stop_hub, hub_stop) = tokio::sync::oneshot::channel::<()>();
-    let hub_server = tokio::spawn(app.run_until(async move {
-        let _ = hub_stop.await;
-    }));
+    let local = crate::local_hub::LocalHub::start(config).await?;
+    let (hub_addr, hub) = (local.addr, local.hub.clone());
 
     // The parse-only server.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -274,9 +266,8 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
         None
     };
 
-    let _ = stop_hub.send(());
+    local.stop().await?;
     let _ = stop_parse.send(());
-    hub_server.await??;
     parse_server.await??;
 
     report(

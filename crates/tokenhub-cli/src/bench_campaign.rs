@@ -30,7 +30,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokenhub::clock::SystemClock;
 use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::{ProfileDefinition, TokenState};
 use tokenhub::store::tokens::TokenRow;
@@ -253,15 +252,8 @@ async fn seed_hub(
     config.listen = "127.0.0.1:0".parse()?;
     config.admin_token = Some(admin_token.to_string());
     config.master_key = Some(master_key.to_string());
-    let app = tokenhub::Application::build_with_clock(config, Arc::new(SystemClock))
-        .await
-        .context("opening the database")?;
-    let addr = app.local_addr();
-    let hub = app.hub().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let local = crate::local_hub::LocalHub::start(config).await?;
+    let (addr, hub) = (local.addr, local.hub.clone());
     let seeded = async {
         crate::bench::import_key_set(&hub, key_set).await?;
         let admin = Admin {
@@ -369,8 +361,7 @@ async fn seed_hub(
         anyhow::Ok(())
     }
     .await;
-    let _ = stop.send(());
-    server.await??;
+    local.stop().await?;
     drop(hub);
     seeded
 }

@@ -10,12 +10,11 @@
 //!    second = updates received / time from the first sent to the last received.
 
 use crate::bench::{create_tokens, random_hex, Admin, ISSUER_ID};
-use anyhow::{ensure, Context};
+use anyhow::ensure;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokenhub::clock::SystemClock;
 use tokenhub::domain::TokenState;
 use tokenhub::Config;
 use tokenhub_sim::requestor::{RequestorSim, RequestorSimConfig};
@@ -71,15 +70,8 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
     config.master_key = Some(random_hex(32));
     config.notify.outbound_allow =
         tokenhub::config::parse_cidrs("127.0.0.0/8").map_err(|e| anyhow::anyhow!(e))?;
-    let app = tokenhub::Application::build_with_clock(config, Arc::new(SystemClock))
-        .await
-        .context("starting the hub")?;
-    let hub_url = format!("http://{}", app.local_addr());
-    let hub = app.hub().clone();
-    let (stop_hub, hub_stop) = tokio::sync::oneshot::channel::<()>();
-    let hub_server = tokio::spawn(app.run_until(async move {
-        let _ = hub_stop.await;
-    }));
+    let local = crate::local_hub::LocalHub::start(config).await?;
+    let (hub_url, hub) = (local.url(), local.hub.clone());
 
     let requestor = RequestorSim::start(RequestorSimConfig::new(
         "bench-key",
@@ -272,8 +264,7 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
         "requestor: received {}, applied {}, duplicates {}, obsolete {}, rejected {}",
         stats.received, stats.applied, stats.duplicates, stats.obsolete, stats.rejected
     );
-    let _ = stop_hub.send(());
-    hub_server.await??;
+    local.stop().await?;
     ensure!(
         refused == 0,
         "{refused} update(s) were not accepted with 204"

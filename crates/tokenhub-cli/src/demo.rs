@@ -9,9 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokenhub::clock::SystemClock;
 use tokenhub::Config;
 
 #[derive(clap::Args)]
@@ -113,14 +111,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tokenhub::config::parse_cidrs("127.0.0.0/8").map_err(|e| anyhow::anyhow!(e))?;
     config.notify.retry_schedule = tokenhub::config::parse_schedule("100ms,200ms,500ms,1s,2s,5s")
         .map_err(|e| anyhow::anyhow!(e))?;
-    let app = tokenhub::Application::build_with_clock(config, Arc::new(SystemClock)).await?;
-    let hub_addr = app.local_addr();
-    let hub = app.hub().clone();
+    let local = crate::local_hub::LocalHub::start(config).await?;
+    let (hub_addr, hub) = (local.addr, local.hub.clone());
     let admin_token = hub.admin_token().to_string();
-    let (stop_hub, hub_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = hub_stopped.await;
-    }));
 
     // The key ceremony: one key set, imported by the hub, handed to the TSP.
     let key_set = tokenhub_crypto::KeySet::generate();
@@ -307,8 +300,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let fleet_status = fleet.status();
     fleet.shutdown().await;
     sim.shutdown().await?;
-    let _ = stop_hub.send(());
-    server.await??;
+    local.stop().await?;
 
     println!();
     println!("tokens digitized (createToken)      {}", token_ids.len());

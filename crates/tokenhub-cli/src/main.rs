@@ -14,6 +14,7 @@ mod campaign;
 mod deliveries;
 mod demo;
 mod demo_updates;
+mod local_hub;
 
 #[derive(Parser)]
 #[command(

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use aes::Aes128;
+use cmac::digest::KeyInit;
 use cmac::{Cmac, Mac};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -102,8 +103,8 @@ impl DerivedTokens {
     pub fn clear(&self, token_id: &str) -> ClearElements {
         let mut rng_seed = Zeroizing::new([0u8; 32]);
         for (block, out) in rng_seed.chunks_mut(16).enumerate() {
-            let mut mac = <Cmac<Aes128> as Mac>::new_from_slice(&self.seed[..])
-                .expect("AES-128 takes a 16-byte key");
+            let key: &[u8; 16] = &self.seed;
+            let mut mac = <Cmac<Aes128> as KeyInit>::new(key.into());
             mac.update(LABEL);
             mac.update(&[block as u8]);
             mac.update(token_id.as_bytes());
