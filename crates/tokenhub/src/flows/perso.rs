@@ -243,7 +243,20 @@ async fn apply(
             )
             .await?
         {
-            // The recovery this data answers is over (its time to live ran out, or it failed).
+            // The recovery this data answers is over. If its data came in whole, this call is
+            // the TSP's retry of one whose answer was lost (the hub stopped before it left), and
+            // the recovered parts are deleted by now, so it cannot be matched part by part.
+            if deliveries::built_from(
+                conn,
+                token_id.as_str(),
+                correlation_id.as_str(),
+                Kind::Reperso,
+            )
+            .await?
+            {
+                return Ok(Applied::Repeat);
+            }
+            // Otherwise its time to live ran out, or it failed, before the data was whole.
             return Err(Rejection::new(
                 Code::Expired,
                 "the time to live of the recovery this data answers has expired",

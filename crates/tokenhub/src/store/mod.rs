@@ -144,14 +144,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
+/// The busy timeout first: switching to (or confirming) WAL takes a lock, which another
+/// connection of the hub may hold for a moment.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
 
-/// The writer's connection: the pragmas above, a page cache of 32 MiB, and no checkpoint of its own (a commit that crosses SQLite's automatic threshold would
-/// copy the log into the database and fsync it while every transaction waits): the checkpointer
+/// The writer's connection: the pragmas above, a page cache of 32 MiB, and no checkpoint of its
+/// own (a commit that crosses SQLite's automatic threshold would copy the log into the database and fsync it while every transaction waits): the checkpointer
 /// thread does it beside the writer.
-const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
      PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;";
 
 /// How often the checkpointer copies the write-ahead log into the database.

@@ -22,6 +22,7 @@ hub_tests!(
     recovered_data_that_differs_from_what_the_token_was_personalized_with_is_rejected_with_431,
     recovered_data_after_the_recovery_time_to_live_is_rejected_with_322,
     a_retry_of_a_recovered_part_is_acknowledged_and_not_applied_twice,
+    a_retry_of_the_completing_recovered_call_after_the_device_confirmed_is_acknowledged,
 );
 
 async fn new_data_on_an_active_token_with_token_info_is_accepted_and_the_token_shows_it(
@@ -331,4 +332,36 @@ async fn a_retry_of_a_recovered_part_is_acknowledged_and_not_applied_twice(app: 
         .clone();
     assert_eq!(last["kind"], "REPERSO", "{view}");
     assert_eq!(last["profileVersion"], "v2", "{view}");
+}
+
+async fn a_retry_of_the_completing_recovered_call_after_the_device_confirmed_is_acknowledged(
+    app: TestApp,
+) {
+    let elements = app.required_elements();
+    let token = app.active_token_with(&elements).await;
+    let correlation_id = app.start_recovery(&token, "v2").await;
+    let headers = [
+        ("x-correlation-id", correlation_id.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let body =
+        serde_json::to_vec(&json!({"issuerId": ISSUER, "tokenPersoInfo": elements})).unwrap();
+    app.put_new_data_with_headers(&token, &headers, body.clone())
+        .await
+        .assert_accepted();
+    app.confirm_personalization(&token).await;
+    let before = app.get_token(&token).await;
+    assert_eq!(before["profileVersion"], "v2", "{before}");
+    // The hub stopped before its answer left; the TSP's retry arrives after the device
+    // confirmed, the recovery closed and the recovered data was deleted.
+    app.put_new_data_with_headers(&token, &headers, body)
+        .await
+        .assert_accepted();
+    let after = app.get_token(&token).await;
+    assert_eq!(
+        after["personalizations"], before["personalizations"],
+        "nothing delivered again"
+    );
+    assert_eq!(after["history"], before["history"], "nothing applied again");
+    assert_eq!(app.hub.store.data_part_count(&token).await.unwrap(), 0);
 }
