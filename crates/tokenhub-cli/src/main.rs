@@ -7,6 +7,11 @@ use std::sync::Arc;
 use tokenhub::clock::SystemClock;
 use tokenhub::config::{Config, ServeArgs, StoreArgs};
 
+/// The hub allocates and frees from every thread (HTTP workers, the SQLite writer); glibc's
+/// allocator spent ~15 % of the hub's CPU in its own bookkeeping and arena locks (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod bench_campaign;
 mod bench_notify;

@@ -685,6 +685,60 @@ mod tests {
         assert_eq!(data, 8);
     }
 
+    /// Under writes that never pause, with readers beside, the write-ahead log still restarts
+    /// from its beginning (the writer finishes the checkpointer's copies): its file stays a
+    /// fraction of what was written through it instead of growing with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_restarts_under_writes_that_never_pause() {
+        let (dir, store) = sqlite().await;
+        let wal = dir.path().join("t.db-wal");
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    let _ = query_scalar::<i64>("SELECT COUNT(*) FROM t")
+                        .fetch_one(store.reader())
+                        .await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        // 64 writers at once, 32 KiB each: group commits back to back, 64 MiB in all.
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let started = std::time::Instant::now();
+        let mut writers = Vec::new();
+        for _ in 0..64 {
+            let (store, written) = (store.clone(), written.clone());
+            writers.push(tokio::spawn(async move {
+                for _ in 0..32 {
+                    store
+                        .transact(|tx| {
+                            Box::pin(async move {
+                                query("INSERT INTO t (data) VALUES ($1)")
+                                    .bind(vec![7_u8; 32 * 1024])
+                                    .execute(tx)
+                                    .await
+                            })
+                        })
+                        .await
+                        .unwrap();
+                    written.fetch_add(32 * 1024, std::sync::atomic::Ordering::Relaxed);
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        reader.abort();
+        let written = written.load(std::sync::atomic::Ordering::Relaxed);
+        let log = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            log * 2 < written,
+            "the log holds {log} bytes after {written} were written through it in {:?}: it never restarted",
+            started.elapsed()
+        );
+    }
+
     #[tokio::test]
     async fn a_column_of_another_type_or_out_of_range_is_an_error_not_a_panic() {
         let (_dir, store) = sqlite().await;
