@@ -139,9 +139,11 @@ impl Pacer {
     }
 }
 
-/// One step of every running campaign.
-pub async fn tick(hub: &Hub) -> Result<(), Error> {
-    for id in hub.store.running_campaigns().await? {
+/// One step of every running campaign; whether one runs.
+pub async fn tick(hub: &Hub) -> Result<bool, Error> {
+    let running = hub.store.running_campaigns().await?;
+    for id in &running {
+        let id = id.clone();
         let now = hub.now_ms();
         let campaign_id = id.clone();
         let allowance = {
@@ -161,7 +163,7 @@ pub async fn tick(hub: &Hub) -> Result<(), Error> {
             hub.outbox_wake.notify_one();
         }
     }
-    Ok(())
+    Ok(!running.is_empty())
 }
 
 async fn step_campaign(

@@ -22,13 +22,21 @@ pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
     set
 }
 
+/// Steps the running campaigns every 20 ms (a token that finished frees its slot for the next
+/// at once: at 256 in flight, 100 ms between steps held a campaign to ~1,570 tokens/s where 20 ms
+/// lets it run at ~2,000), and looks for one every 100 ms when none runs.
 async fn run_campaigns(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = crate::flows::campaign::tick(&hub).await {
-            tracing::error!(cause = %e.chain(), "campaign runner failed");
-        }
+        let running = match crate::flows::campaign::tick(&hub).await {
+            Ok(running) => running,
+            Err(e) => {
+                tracing::error!(cause = %e.chain(), "campaign runner failed");
+                false
+            }
+        };
+        let pause = if running { 20 } else { 100 };
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
