@@ -5,6 +5,23 @@ use crate::helpers::*;
 use serde_json::json;
 use tokenhub::domain::TokenState;
 
+/// A token ACTIVE with the required elements and a recovery to v2 open: its elements, its id,
+/// and the recovery's correlation id.
+async fn recovering(app: &TestApp) -> (Vec<serde_json::Value>, String, String) {
+    let elements = app.required_elements();
+    let token = app.active_token_with(&elements).await;
+    let correlation_id = app.start_recovery(&token, "v2").await;
+    (elements, token, correlation_id)
+}
+
+/// The headers of the TSP's `/newData` under a recovery's correlation id.
+fn new_data_headers(correlation_id: &str) -> [(&'static str, &str); 2] {
+    [
+        ("x-correlation-id", correlation_id),
+        ("content-type", "application/json"),
+    ]
+}
+
 hub_tests!(
     new_data_on_an_active_token_with_token_info_is_accepted_and_the_token_shows_it,
     new_data_without_token_perso_info_is_accepted,
@@ -216,19 +233,14 @@ async fn a_refused_new_data_changes_nothing(app: TestApp) {
 }
 
 async fn recovered_data_that_is_the_data_the_token_was_personalized_with_is_accepted(app: TestApp) {
-    let elements = app.required_elements();
-    let token = app.active_token_with(&elements).await;
-    let correlation_id = app.start_recovery(&token, "v2").await;
+    let (elements, token, correlation_id) = recovering(&app).await;
     // The TSP sends the existing data back, in two calls under the recovery's correlation id.
     let (first, second) = elements.split_at(1);
     for part in [first, second] {
         let body = json!({"issuerId": ISSUER, "tokenPersoInfo": part});
         app.put_new_data_with_headers(
             &token,
-            &[
-                ("x-correlation-id", correlation_id.as_str()),
-                ("content-type", "application/json"),
-            ],
+            &new_data_headers(&correlation_id),
             serde_json::to_vec(&body).unwrap(),
         )
         .await
@@ -255,10 +267,7 @@ async fn recovered_data_that_differs_from_what_the_token_was_personalized_with_i
     let answer = app
         .put_new_data_with_headers(
             &token,
-            &[
-                ("x-correlation-id", correlation_id.as_str()),
-                ("content-type", "application/json"),
-            ],
+            &new_data_headers(&correlation_id),
             serde_json::to_vec(&body).unwrap(),
         )
         .await;
@@ -280,17 +289,12 @@ async fn recovered_data_that_differs_from_what_the_token_was_personalized_with_i
 }
 
 async fn recovered_data_after_the_recovery_time_to_live_is_rejected_with_322(app: TestApp) {
-    let elements = app.required_elements();
-    let token = app.active_token_with(&elements).await;
-    let correlation_id = app.start_recovery(&token, "v2").await;
+    let (elements, token, correlation_id) = recovering(&app).await;
     app.clock.advance(PERSO_TTL * 2);
     let body = json!({"issuerId": ISSUER, "tokenPersoInfo": elements});
     app.put_new_data_with_headers(
         &token,
-        &[
-            ("x-correlation-id", correlation_id.as_str()),
-            ("content-type", "application/json"),
-        ],
+        &new_data_headers(&correlation_id),
         serde_json::to_vec(&body).unwrap(),
     )
     .await
@@ -299,13 +303,8 @@ async fn recovered_data_after_the_recovery_time_to_live_is_rejected_with_322(app
 }
 
 async fn a_retry_of_a_recovered_part_is_acknowledged_and_not_applied_twice(app: TestApp) {
-    let elements = app.required_elements();
-    let token = app.active_token_with(&elements).await;
-    let correlation_id = app.start_recovery(&token, "v2").await;
-    let headers = [
-        ("x-correlation-id", correlation_id.as_str()),
-        ("content-type", "application/json"),
-    ];
+    let (elements, token, correlation_id) = recovering(&app).await;
+    let headers = new_data_headers(&correlation_id);
     let first =
         serde_json::to_vec(&json!({"issuerId": ISSUER, "tokenPersoInfo": &elements[..2]})).unwrap();
     let second =
@@ -337,13 +336,8 @@ async fn a_retry_of_a_recovered_part_is_acknowledged_and_not_applied_twice(app: 
 async fn a_retry_of_the_completing_recovered_call_after_the_device_confirmed_is_acknowledged(
     app: TestApp,
 ) {
-    let elements = app.required_elements();
-    let token = app.active_token_with(&elements).await;
-    let correlation_id = app.start_recovery(&token, "v2").await;
-    let headers = [
-        ("x-correlation-id", correlation_id.as_str()),
-        ("content-type", "application/json"),
-    ];
+    let (elements, token, correlation_id) = recovering(&app).await;
+    let headers = new_data_headers(&correlation_id);
     let body =
         serde_json::to_vec(&json!({"issuerId": ISSUER, "tokenPersoInfo": elements})).unwrap();
     app.put_new_data_with_headers(&token, &headers, body.clone())
