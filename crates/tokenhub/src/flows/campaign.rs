@@ -143,14 +143,13 @@ impl Pacer {
 pub async fn tick(hub: &Hub) -> Result<bool, Error> {
     let running = hub.store.running_campaigns().await?;
     for id in &running {
-        let id = id.clone();
         let now = hub.now_ms();
         let campaign_id = id.clone();
         let allowance = {
-            let Some(c) = hub.store.campaign(&id).await? else {
+            let Some(c) = hub.store.campaign(id).await? else {
                 continue;
             };
-            hub.campaign_pacer.allowance(&id, c.rate_per_second, now)
+            hub.campaign_pacer.allowance(id, c.rate_per_second, now)
         };
         let started = hub
             .store
@@ -158,7 +157,7 @@ pub async fn tick(hub: &Hub) -> Result<bool, Error> {
                 Box::pin(async move { step_campaign(conn, &campaign_id, allowance, now).await })
             })
             .await?;
-        hub.campaign_pacer.spend(&id, started);
+        hub.campaign_pacer.spend(id, started);
         if started > 0 {
             hub.outbox_wake.notify_one();
         }

@@ -150,8 +150,8 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode =
      PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
 
 /// The writer's connection: the pragmas above, a page cache of 32 MiB, and no checkpoint of its
-/// own (a commit that crosses SQLite's automatic threshold would copy the log into the database and fsync it while every transaction waits): the checkpointer
-/// thread does it beside the writer.
+/// own (a commit that crosses SQLite's automatic threshold would copy the log into the database
+/// and fsync it while every transaction waits): the checkpointer thread does it beside the writer.
 const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
      PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;";
@@ -340,8 +340,8 @@ fn open_sqlite(path: &str, pragmas: &str) -> Result<rusqlite::Connection, StoreE
 /// futures run to completion on this thread (their statements never wait: the connection is
 /// synchronous); the runtime handle lets one await anything else it needs.
 ///
-/// When the checkpointer has copied all but the last few pages of the log (`log.catch_up`), the writer
-/// copies those itself, between two batches: the log is then wholly in the database, and the next
+/// When the checkpointer has copied all but the last few pages of the log (`log.catch_up`), the
+/// writer copies those itself, between two batches: the log is then wholly in the database, and the next
 /// commit starts it again from its beginning. Under a steady load this is the only moment the log
 /// can restart (the checkpointer never catches a writer that does not wait); without it the log
 /// only grows (2 GB in a minute of `bench data`), and every commit extends the file, which the

@@ -703,35 +703,40 @@ mod tests {
                 }
             })
         };
-        // 64 writers at once, 32 KiB each: group commits back to back, 64 MiB in all.
-        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // Rounds of 64 writers at once, 32 KiB each (group commits back to back, 8 MiB a round),
+        // until the log is less than half of what went through it: at once where it restarts, a
+        // timing-proof way; never (up to 512 MiB) where it only grows.
+        const ROUND: u64 = 64 * 4 * 32 * 1024;
+        let (mut written, mut log) = (0_u64, 0_u64);
         let started = std::time::Instant::now();
-        let mut writers = Vec::new();
-        for _ in 0..64 {
-            let (store, written) = (store.clone(), written.clone());
-            writers.push(tokio::spawn(async move {
-                for _ in 0..32 {
-                    store
-                        .transact(|tx| {
-                            Box::pin(async move {
-                                query("INSERT INTO t (data) VALUES ($1)")
-                                    .bind(vec![7_u8; 32 * 1024])
-                                    .execute(tx)
-                                    .await
-                            })
-                        })
-                        .await
-                        .unwrap();
-                    written.fetch_add(32 * 1024, std::sync::atomic::Ordering::Relaxed);
-                }
-            }));
-        }
-        for w in writers {
-            w.await.unwrap();
+        while written < 512 * 1024 * 1024 && (written < 8 * ROUND || log * 2 >= written) {
+            let writers: Vec<_> = (0..64)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..4 {
+                            store
+                                .transact(|tx| {
+                                    Box::pin(async move {
+                                        query("INSERT INTO t (data) VALUES ($1)")
+                                            .bind(vec![7_u8; 32 * 1024])
+                                            .execute(tx)
+                                            .await
+                                    })
+                                })
+                                .await
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.await.unwrap();
+            }
+            written += ROUND;
+            log = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         }
         reader.abort();
-        let written = written.load(std::sync::atomic::Ordering::Relaxed);
-        let log = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         assert!(
             log * 2 < written,
             "the log holds {log} bytes after {written} were written through it in {:?}: it never restarted",
