@@ -50,7 +50,10 @@ enum BenchCommand {
     Campaign(crate::bench_campaign::CampaignArgs),
 }
 
-#[derive(clap::Args)]
+/// Tokens a full run creates for its max phase on these machines (~50,000 parse-only req/s).
+const FIXED_ONLY_TOKENS: usize = 600_000;
+
+#[derive(clap::Args, Clone)]
 pub struct DataArgs {
     /// The hub's database: by default a fresh SQLite file in a temporary folder; `postgres://...`
     /// to measure PostgreSQL (give an empty database made for the bench: it fills it).
@@ -76,6 +79,9 @@ pub struct DataArgs {
     /// time goes.
     #[arg(long)]
     breakdown: bool,
+    /// Only the fixed-rate phases (parse-only, then the hub): a shorter run to compare latencies.
+    #[arg(long, conflicts_with = "breakdown")]
+    fixed_only: bool,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -212,15 +218,29 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
     );
     let hub_base = format!("http://{hub_addr}/trapi/v2.0/tokens/");
 
+    // The load generator runs on threads of its own, as clients in other processes would: on the
+    // servers' runtime its tasks would queue behind the hub's work and count that wait as the
+    // hub's latency.
+    let load = LoadRuntime::new()?;
     // Parse-only first: its throughput bounds the hub's, so it tells how many tokens to create.
-    let parse_max = closed_loop(&parse_target, body, &args).await?;
-    pause().await;
-    let parse_fixed = open_loop(&parse_target, body, &args).await?;
+    let parse_max = if args.fixed_only {
+        Samples::default()
+    } else {
+        let s = load.run(Phase::Max, &parse_target, body, &args).await?;
+        pause().await;
+        s
+    };
+    let parse_fixed = load.run(Phase::Fixed, &parse_target, body, &args).await?;
     pause().await;
 
-    let max_tokens = ((parse_max.completed_per_sec() * (args.duration + args.warmup) as f64) * 1.1)
-        as usize
-        + args.concurrency;
+    // Without the max phase, as many tokens as a full run creates here, unused: the database
+    // (and its indexes) has the same size.
+    let max_tokens = if args.fixed_only {
+        FIXED_ONLY_TOKENS
+    } else {
+        ((parse_max.completed_per_sec() * (args.duration + args.warmup) as f64) * 1.1) as usize
+            + args.concurrency
+    };
     let fixed_tokens = args.rate as usize * (args.duration + args.warmup) as usize + 1;
     let breakdown_tokens = if args.breakdown { BREAKDOWN_TOKENS } else { 0 };
     let total = max_tokens + fixed_tokens + breakdown_tokens;
@@ -233,15 +253,25 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
     pause().await;
 
     let hub_fixed_target = Target::new("hub", hub_base.clone(), Some(fixed_ids.to_vec()));
-    let hub_fixed = open_loop(&hub_fixed_target, body, &args).await?;
-    pause().await;
+    let hub_fixed = load
+        .run(Phase::Fixed, &hub_fixed_target, body, &args)
+        .await?;
     let hub_max_target = Target::new("hub", hub_base, Some(max_ids.to_vec()));
-    let hub_max = closed_loop(&hub_max_target, body, &args).await?;
+    let hub_max = if args.fixed_only {
+        Samples::default()
+    } else {
+        pause().await;
+        load.run(Phase::Max, &hub_max_target, body, &args).await?
+    };
+    load.stop();
 
     // What the hub holds for the first and last token it accepted.
     for id in [
         fixed_ids.first(),
-        max_ids.get(hub_max_target.used().saturating_sub(1)),
+        hub_max_target
+            .used()
+            .checked_sub(1)
+            .and_then(|last| max_ids.get(last)),
     ]
     .into_iter()
     .flatten()
@@ -651,6 +681,54 @@ impl Samples {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Max throughput, closed loop.
+    Max,
+    /// Fixed rate, open loop.
+    Fixed,
+}
+
+/// The load generator's own runtime (two worker threads, like the servers' runtime).
+struct LoadRuntime(tokio::runtime::Runtime);
+
+impl LoadRuntime {
+    fn new() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bench-load")
+            .enable_all()
+            .build()
+            .context("starting the load generator's runtime")?;
+        Ok(Self(runtime))
+    }
+
+    /// Runs one phase's load on the load generator's threads.
+    async fn run(
+        &self,
+        phase: Phase,
+        target: &Arc<Target>,
+        body: &'static [u8],
+        args: &DataArgs,
+    ) -> anyhow::Result<Samples> {
+        let (target, args) = (target.clone(), args.clone());
+        self.0
+            .spawn(async move {
+                match phase {
+                    Phase::Max => closed_loop(&target, body, &args).await,
+                    Phase::Fixed => open_loop(&target, body, &args).await,
+                }
+            })
+            .await
+            .context("the load generator failed")?
+    }
+
+    /// Stops its threads without waiting (a runtime cannot be dropped inside another).
+    fn stop(self) {
+        self.0.shutdown_background();
+    }
+}
+
 /// Max throughput: `concurrency` workers, back to back. A request counts if it completes inside
 /// the measured window.
 async fn closed_loop(
@@ -910,6 +988,51 @@ impl Histogram {
 // The report.
 
 fn report(args: &DataArgs, backend: &str, max: [&Samples; 2], fixed: [&Samples; 2]) {
+    let ratio = max[1].completed_per_sec() / max[0].completed_per_sec();
+    if !args.fixed_only {
+        report_max(args, backend, max, ratio);
+    }
+    report_fixed(args, backend, fixed);
+    let hub = fixed[1];
+    // One line to collect runs with grep.
+    let pmax = Histogram::new(&max[0].latency_us);
+    let hmax = Histogram::new(&max[1].latency_us);
+    let pfix = Histogram::new(&fixed[0].latency_us);
+    let hfix = Histogram::new(&hub.latency_us);
+    println!();
+    println!(
+        "summary backend={} parse_rps={:.0} hub_rps={:.0} ratio={ratio:.3} parse_max_p50={:.2} parse_max_p99={:.2} \
+         hub_max_p50={:.2} hub_max_p99={:.2} parse_fixed_p50={:.2} parse_fixed_p99={:.2} \
+         hub_fixed_rate={:.0} hub_fixed_p50={:.2} hub_fixed_p90={:.2} hub_fixed_p99={:.2} hub_fixed_max={:.2} \
+         hub_fixed_p99_send={:.2} non_204={} cpu_parse_max={} cpu_hub_max={} cpu_hub_fixed={}",
+        backend,
+        max[0].completed_per_sec(),
+        max[1].completed_per_sec(),
+        pmax.ms(50.0),
+        pmax.ms(99.0),
+        hmax.ms(50.0),
+        hmax.ms(99.0),
+        pfix.ms(50.0),
+        pfix.ms(99.0),
+        hub.completed_per_sec(),
+        hfix.ms(50.0),
+        hfix.ms(90.0),
+        Histogram::new(&hub.latency_us).ms(99.0),
+        hfix.max_ms(),
+        Histogram::new(&hub.service_us).ms(99.0),
+        max[0].non_204 + max[1].non_204 + fixed[0].non_204 + hub.non_204,
+        max[0].cpu_cores(),
+        max[1].cpu_cores(),
+        hub.cpu_cores(),
+    );
+    println!(
+        "(CPU cores: this process [+ the PostgreSQL server] + every other process of the machine, \
+         during the measured window; others above ~0.1 mean the run was disturbed. CPU ms/req: \
+         this process [+ the PostgreSQL server] per answered request)"
+    );
+}
+
+fn report_max(args: &DataArgs, backend: &str, max: [&Samples; 2], ratio: f64) {
     println!();
     println!(
         "== max throughput: {} workers, closed loop, {} s ({backend}) ==",
@@ -938,11 +1061,13 @@ fn report(args: &DataArgs, backend: &str, max: [&Samples; 2], fixed: [&Samples; 
             }
         );
     }
-    let ratio = max[1].completed_per_sec() / max[0].completed_per_sec();
     println!(
         "hub / parse-only throughput: {ratio:.2} (goal >= {GOAL_RATIO:.2}): {}",
         verdict(ratio >= GOAL_RATIO)
     );
+}
+
+fn report_fixed(args: &DataArgs, backend: &str, fixed: [&Samples; 2]) {
     println!();
     println!(
         "== fixed rate: {} req/s, open loop (at most {} in flight), {} s, latency from the \
@@ -993,42 +1118,6 @@ fn report(args: &DataArgs, backend: &str, max: [&Samples; 2], fixed: [&Samples; 
         hub.completed_per_sec(),
         hub.non_204,
         verdict(hub_p99 <= GOAL_P99_MS && kept_up && hub.non_204 == 0)
-    );
-    // One line to collect runs with grep.
-    let pmax = Histogram::new(&max[0].latency_us);
-    let hmax = Histogram::new(&max[1].latency_us);
-    let pfix = Histogram::new(&fixed[0].latency_us);
-    let hfix = Histogram::new(&hub.latency_us);
-    println!();
-    println!(
-        "summary backend={} parse_rps={:.0} hub_rps={:.0} ratio={ratio:.3} parse_max_p50={:.2} parse_max_p99={:.2} \
-         hub_max_p50={:.2} hub_max_p99={:.2} parse_fixed_p50={:.2} parse_fixed_p99={:.2} \
-         hub_fixed_rate={:.0} hub_fixed_p50={:.2} hub_fixed_p90={:.2} hub_fixed_p99={:.2} hub_fixed_max={:.2} \
-         hub_fixed_p99_send={:.2} non_204={} cpu_parse_max={} cpu_hub_max={} cpu_hub_fixed={}",
-        backend,
-        max[0].completed_per_sec(),
-        max[1].completed_per_sec(),
-        pmax.ms(50.0),
-        pmax.ms(99.0),
-        hmax.ms(50.0),
-        hmax.ms(99.0),
-        pfix.ms(50.0),
-        pfix.ms(99.0),
-        hub.completed_per_sec(),
-        hfix.ms(50.0),
-        hfix.ms(90.0),
-        hub_p99,
-        hfix.max_ms(),
-        Histogram::new(&hub.service_us).ms(99.0),
-        max[0].non_204 + max[1].non_204 + fixed[0].non_204 + hub.non_204,
-        max[0].cpu_cores(),
-        max[1].cpu_cores(),
-        hub.cpu_cores(),
-    );
-    println!(
-        "(CPU cores: this process [+ the PostgreSQL server] + every other process of the machine, \
-         during the measured window; others above ~0.1 mean the run was disturbed. CPU ms/req: \
-         this process [+ the PostgreSQL server] per answered request)"
     );
 }
 

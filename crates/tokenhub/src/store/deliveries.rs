@@ -1,6 +1,8 @@
 //! Personalizations (a profile sealed to a device, offered until the device settles it) and the
 //! fingerprints of the elements a token was personalized with.
 
+use std::collections::BTreeMap;
+
 use super::{dialect, Store, StoreError};
 use super::{query, query_scalar, Row, Tx};
 
@@ -310,52 +312,92 @@ pub async fn built_from(
 pub async fn fingerprints(
     conn: &mut Tx,
     token_id: &str,
-) -> Result<std::collections::BTreeMap<String, Vec<u8>>, StoreError> {
-    let rows = query("SELECT name, fingerprint FROM token_fingerprints WHERE token_id = $1")
-        .bind(token_id)
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect()
+) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+    let blob: Option<Vec<u8>> =
+        query_scalar("SELECT fingerprints FROM token_fingerprint_sets WHERE token_id = $1")
+            .bind(token_id)
+            .fetch_optional(conn)
+            .await?;
+    blob.map_or_else(|| Ok(BTreeMap::new()), |b| decode_fingerprints(&b))
 }
 
+/// Replaces the token's fingerprints (one row per token: one page written, where a row per
+/// element wrote 40 rows and their index entries).
 pub async fn replace_fingerprints(
     conn: &mut Tx,
     token_id: &str,
     fingerprints: &[(String, Vec<u8>)],
 ) -> Result<(), StoreError> {
-    query("DELETE FROM token_fingerprints WHERE token_id = $1")
-        .bind(token_id)
-        .execute(&mut *conn)
-        .await?;
     if fingerprints.is_empty() {
+        query("DELETE FROM token_fingerprint_sets WHERE token_id = $1")
+            .bind(token_id)
+            .execute(conn)
+            .await?;
         return Ok(());
     }
-    // One statement for all of them: a statement costs the single SQLite writer ~50 µs.
-    let mut sql =
-        String::from("INSERT INTO token_fingerprints (token_id, name, fingerprint) VALUES ");
-    for i in 0..fingerprints.len() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i));
-    }
-    let mut q = query(&sql).bind(token_id);
-    for (name, fp) in fingerprints {
-        q = q.bind(name).bind(fp);
-    }
-    q.execute(conn).await?;
+    query(
+        "INSERT INTO token_fingerprint_sets (token_id, fingerprints) VALUES ($1, $2) \
+         ON CONFLICT (token_id) DO UPDATE SET fingerprints = excluded.fingerprints",
+    )
+    .bind(token_id)
+    .bind(encode_fingerprints(fingerprints)?)
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// A token's fingerprints as one blob: for each element, the length of its name (2 bytes, big
+/// endian), the name (UTF-8), the length of its fingerprint (2 bytes), the fingerprint.
+/// (Migration 0011 writes the same encoding from the rows it replaces.)
+fn encode_fingerprints(fingerprints: &[(String, Vec<u8>)]) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(
+        fingerprints
+            .iter()
+            .map(|(n, f)| 4 + n.len() + f.len())
+            .sum(),
+    );
+    for (name, fp) in fingerprints {
+        for field in [name.as_bytes(), fp.as_slice()] {
+            let len = u16::try_from(field.len()).map_err(|_| {
+                StoreError::Corrupt(format!("a fingerprint field of {} bytes", field.len()))
+            })?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(field);
+        }
+    }
+    Ok(out)
+}
+
+fn decode_fingerprints(mut blob: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+    let corrupt = || StoreError::Corrupt("a token's fingerprints do not decode".into());
+    let field = |blob: &mut &[u8]| -> Result<Vec<u8>, StoreError> {
+        let (len, rest) = blob.split_first_chunk::<2>().ok_or_else(corrupt)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let (value, rest) = rest.split_at_checked(len).ok_or_else(corrupt)?;
+        *blob = rest;
+        Ok(value.to_vec())
+    };
+    let mut out = BTreeMap::new();
+    while !blob.is_empty() {
+        let name = String::from_utf8(field(&mut blob)?).map_err(|_| corrupt())?;
+        let fp = field(&mut blob)?;
+        out.insert(name, fp);
+    }
+    Ok(out)
 }
 
 impl Store {
     /// Names of the elements the hub keeps fingerprints of for a token.
     pub async fn fingerprint_names(&self, token_id: &str) -> Result<Vec<String>, StoreError> {
-        query_scalar("SELECT name FROM token_fingerprints WHERE token_id = $1 ORDER BY name")
-            .bind(token_id)
-            .fetch_all(self.reader())
-            .await
+        let blob: Option<Vec<u8>> =
+            query_scalar("SELECT fingerprints FROM token_fingerprint_sets WHERE token_id = $1")
+                .bind(token_id)
+                .fetch_optional(self.reader())
+                .await?;
+        Ok(blob
+            .map(|b| decode_fingerprints(&b))
+            .transpose()?
+            .map_or_else(Vec::new, |f| f.into_keys().collect()))
     }
 
     /// A token's personalizations, newest first.
@@ -390,4 +432,34 @@ pub async fn fail_pending_of_token(
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fingerprints_decode_to_what_was_encoded(
+            set in proptest::collection::btree_map("\\PC{0,40}", proptest::collection::vec(any::<u8>(), 0..64), 0..50)
+        ) {
+            let list: Vec<(String, Vec<u8>)> = set.clone().into_iter().collect();
+            prop_assert_eq!(decode_fingerprints(&encode_fingerprints(&list).unwrap()).unwrap(), set);
+        }
+
+        #[test]
+        fn any_bytes_decode_or_fail_without_panicking(blob in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_fingerprints(&blob);
+        }
+    }
+
+    #[test]
+    fn a_truncated_blob_is_corrupt() {
+        let blob = encode_fingerprints(&[("psn".into(), vec![1, 2, 3])]).unwrap();
+        for end in 1..blob.len() {
+            assert!(decode_fingerprints(&blob[..end]).is_err(), "{end}");
+        }
+        assert!(encode_fingerprints(&[("n".into(), vec![0; 70_000])]).is_err());
+    }
 }

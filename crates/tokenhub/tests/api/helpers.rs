@@ -814,11 +814,11 @@ async fn create_postgres_database(server_url: &str) -> String {
     database_url(server_url, &name)
 }
 
-fn new_database_name() -> String {
+pub fn new_database_name() -> String {
     format!("tokenhub_test_{}", uuid::Uuid::now_v7().simple())
 }
 
-async fn create_database(server_url: &str, name: &str, template: &str) {
+pub async fn create_database(server_url: &str, name: &str, template: &str) {
     let mut conn = sqlx::PgConnection::connect(server_url)
         .await
         .unwrap_or_else(|e| panic!("connect to {DATABASE_URL_VAR}: {e}"));
@@ -827,7 +827,7 @@ async fn create_database(server_url: &str, name: &str, template: &str) {
         .expect("create a test database");
 }
 
-fn database_url(server_url: &str, name: &str) -> String {
+pub fn database_url(server_url: &str, name: &str) -> String {
     let mut url = reqwest::Url::parse(server_url).expect("a valid PostgreSQL URL");
     url.set_path(&format!("/{name}"));
     url.to_string()

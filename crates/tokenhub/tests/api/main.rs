@@ -14,6 +14,7 @@ mod admin;
 mod confidentiality;
 mod health_check;
 mod lifecycle_admin;
+mod migrations;
 mod properties;
 mod tsp_data;
 mod tsp_formats;

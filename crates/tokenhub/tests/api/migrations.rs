@@ -1,0 +1,137 @@
+//! Migrations that rewrite data keep it: a database at an older version, with rows in the old
+//! shape, opened by the current hub.
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::Executor;
+use tokenhub::store::{deliveries, StoreError};
+
+use crate::helpers::{create_database, database_url, new_database_name, postgres_url_or_skip};
+
+/// Migration 0011 folds a token's fingerprint rows into one blob and rebuilds the events table
+/// (SQLite): the fingerprints read back the same, the events keep their ids and order, and a new
+/// event comes after them.
+async fn fingerprints_and_events_survive_migration_0011(url: String, dialect: &str) {
+    sqlx::any::install_default_drivers();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    let mut old = sqlx::migrate::Migrator::new(dir)
+        .await
+        .expect("the migrations folder");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect");
+    old.run(&pool).await.expect("migrations 1 to 10");
+    for sql in [
+        "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms) VALUES ('tsp', 'http://127.0.0.1:9', 1, 1)",
+        "INSERT INTO issuers (issuer_id, name, tsp_id, created_ms, updated_ms) VALUES ('ISS', 'Bank', 'tsp', 1, 1)",
+        "INSERT INTO devices (device_id, public_key, created_ms) VALUES ('dev', 'key', 1)",
+        "INSERT INTO tokens (token_id, issuer_id, product_id, profile_version, device_id, \
+         wallet_card_ref_id, state, data_key, data_deadline_ms, correlation_id, created_ms, updated_ms) \
+         VALUES ('T1', 'ISS', 'P', 'v1', 'dev', 'card-1', 'ACTIVE', x'00', 1, 'c', 1, 1), \
+                ('T2', 'ISS', 'P', 'v1', 'dev', 'card-2', 'ACTIVE', x'00', 1, 'c', 1, 1)",
+        "INSERT INTO token_fingerprints (token_id, name, fingerprint) VALUES \
+         ('T1', 'track2_data', x'0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20'), \
+         ('T1', 'psn', x'ff'), ('T1', 'nom_élément', x'abcd'), ('T2', 'psn', x'00')",
+        "INSERT INTO token_events (token_id, at_ms, event, correlation_id) VALUES \
+         ('T1', 1, 'first', 'c'), ('T2', 2, 'other', 'c'), ('T1', 3, 'second', 'c')",
+    ] {
+        // PostgreSQL spells a blob literal '\x..'.
+        let sql = if dialect == "postgres" {
+            blobs_to_bytea(sql)
+        } else {
+            sql.to_string()
+        };
+        pool.execute(sql.as_str()).await.expect(&sql);
+    }
+    pool.close().await;
+
+    let store = tokenhub::Store::connect(&url)
+        .await
+        .expect("migrate to now");
+    assert_eq!(
+        store.fingerprint_names("T1").await.unwrap(),
+        ["nom_élément", "psn", "track2_data"]
+    );
+    assert_eq!(
+        store.fingerprint_names("T3").await.unwrap(),
+        Vec::<String>::new()
+    );
+    let (t1, t2) = store
+        .transact(|c| {
+            Box::pin(async move {
+                let t1 = deliveries::fingerprints(c, "T1").await?;
+                let t2 = deliveries::fingerprints(c, "T2").await?;
+                tokenhub::store::tokens::add_event(c, "T1", "third", "c", 4).await?;
+                Ok::<_, StoreError>((t1, t2))
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(t1["track2_data"], (1..=32).collect::<Vec<u8>>());
+    assert_eq!(t1["psn"], [0xff]);
+    assert_eq!(t1["nom_élément"], [0xab, 0xcd]);
+    assert_eq!(t1.len(), 3);
+    assert_eq!(
+        t2.into_iter().collect::<Vec<_>>(),
+        [("psn".into(), vec![0])]
+    );
+    let events: Vec<String> = store
+        .token_events("T1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(events, ["first", "second", "third"]);
+    store.close().await;
+}
+
+/// `x'..'` blob literals as PostgreSQL's `'\x..'::bytea`.
+fn blobs_to_bytea(sql: &str) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(i) = rest.find("x'") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after.find('\'').expect("a closed literal");
+        out.push_str(&format!("'\\x{}'::bytea", &after[..end]));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+mod fingerprints_and_events_survive_migration_0011 {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        super::fingerprints_and_events_survive_migration_0011(url, "sqlite").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(server) = postgres_url_or_skip(module_path!()) else {
+            return;
+        };
+        let name = new_database_name();
+        create_database(&server, &name, "template1").await;
+        super::fingerprints_and_events_survive_migration_0011(
+            database_url(&server, &name),
+            "postgres",
+        )
+        .await;
+    }
+}
