@@ -336,8 +336,8 @@ fn open_sqlite(path: &str, pragmas: &str) -> Result<rusqlite::Connection, StoreE
     Ok(conn)
 }
 
-/// The SQLite writer: takes what is queued, runs each in a savepoint, commits once. The jobs'
-/// futures run to completion on this thread (their statements never wait: the connection is
+/// The SQLite writer: takes what is queued, runs each in a savepoint (when there are several),
+/// commits once. The jobs' futures run to completion on this thread (their statements never wait: the connection is
 /// synchronous); the runtime handle lets one await anything else it needs.
 ///
 /// When the checkpointer has copied all but the last few pages of the log (`log.catch_up`), the
@@ -447,23 +447,34 @@ fn run_batch(
         batch.clear();
         return Err(e);
     }
+    // A job alone in its batch needs no savepoint (whose journal copies each page before its first
+    // change): if it fails, the whole transaction is rolled back.
+    let alone = batch.len() == 1;
     let mut failed: Option<StoreError> = None;
+    let mut alone_failed = false;
     for job in batch.drain(..) {
         if failed.is_some() {
             // The transaction is already lost; the job's caller learns it from the dropped job.
             drop(job);
             continue;
         }
-        if let Err(e) = batch_sql(tx, "SAVEPOINT job") {
-            failed = Some(e);
-            drop(job);
-            continue;
+        if !alone {
+            if let Err(e) = batch_sql(tx, "SAVEPOINT job") {
+                failed = Some(e);
+                drop(job);
+                continue;
+            }
         }
         let (ok, completion) = runtime.block_on(job(tx));
-        let end = if ok {
-            batch_sql(tx, "RELEASE job")
-        } else {
-            batch_sql(tx, "ROLLBACK TO job").and_then(|()| batch_sql(tx, "RELEASE job"))
+        let end = match (alone, ok) {
+            (true, ok) => {
+                alone_failed = !ok;
+                Ok(())
+            }
+            (false, true) => batch_sql(tx, "RELEASE job"),
+            (false, false) => {
+                batch_sql(tx, "ROLLBACK TO job").and_then(|()| batch_sql(tx, "RELEASE job"))
+            }
         };
         completions.push(completion);
         if let Err(e) = end {
@@ -473,6 +484,11 @@ fn run_batch(
     if let Some(e) = failed {
         let _ = batch_sql(tx, "ROLLBACK");
         return Err(e);
+    }
+    if alone_failed {
+        // Nothing to commit; the job's caller gets its own error. (A failed rollback leaves the
+        // connection in its transaction: the next batch's BEGIN fails and reports it.)
+        return batch_sql(tx, "ROLLBACK");
     }
     if let Err(e) = batch_sql(tx, "COMMIT") {
         let _ = batch_sql(tx, "ROLLBACK");

@@ -788,14 +788,18 @@ mod tests {
         // Queued together, so that they share one group commit.
         let (a, b, c) = tokio::join!(insert(1, false), insert(2, true), insert(3, false));
         assert!(a.is_ok() && b.is_err() && c.is_ok());
+        // One at a time, each alone in its batch (no savepoint): the failing one leaves nothing,
+        // and the writer goes on.
+        assert!(insert(4, true).await.is_err());
+        assert!(insert(5, false).await.is_ok());
         let ids: Vec<i64> = query_scalar("SELECT id FROM t ORDER BY id")
             .fetch_all(store.reader())
             .await
             .unwrap();
-        assert_eq!(ids, vec![1, 3]);
+        assert_eq!(ids, vec![1, 3, 5]);
         store.close().await;
         assert!(matches!(
-            insert(4, false).await,
+            insert(6, false).await,
             Err(StoreError::WriterGone)
         ));
         assert!(matches!(store.ping().await, Err(StoreError::Closed)));
