@@ -516,10 +516,10 @@ fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
     }
     let sources: &[(i64, &str, &str)] = match dialect {
         Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes", 9 "0009_recovery_deadline_index", 10 "0010_drop_unused_personalization_index", 11 "0011_fewer_pages_per_personalization")
+            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes", 9 "0009_recovery_deadline_index", 10 "0010_drop_unused_personalization_index", 11 "0011_fewer_pages_per_personalization", 12 "0012_active_tokens_index")
         }
         Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes", 9 "0009_recovery_deadline_index", 10 "0010_drop_unused_personalization_index", 11 "0011_fewer_pages_per_personalization")
+            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes", 9 "0009_recovery_deadline_index", 10 "0010_drop_unused_personalization_index", 11 "0011_fewer_pages_per_personalization", 12 "0012_active_tokens_index")
         }
     };
     let migrations = sources
