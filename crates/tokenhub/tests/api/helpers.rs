@@ -639,8 +639,8 @@ impl TestApp {
 
     /// Deploys a new profile version `version` (the same dictionary) with a re-personalization
     /// campaign over the ACTIVE tokens, and waits until the hub asked the TSP to recover `token_id`
-    /// (`repersoToken`). Returns the `x-correlation-id` of that call, which the TSP's `/newData`
-    /// carries.
+    /// (`repersoToken`) and took its answer in (the recovery's time to live runs from there).
+    /// Returns the `x-correlation-id` of that call, which the TSP's `/newData` carries.
     pub async fn start_recovery(&self, token_id: &str, version: &str) -> String {
         let r = self
             .put_profile_version(ISSUER, PRODUCT, version, &profile_definition())
@@ -664,7 +664,17 @@ impl TestApp {
                 .other_calls()
                 .into_iter()
                 .find(|c| c.method == "POST" && c.path == path);
-            if let Some(call) = call {
+            // The recovery's time to live starts when the hub has taken the TSP's answer in, a
+            // moment after the TSP saw the call: a test that moves the clock must wait for it.
+            let clock_started = self
+                .hub
+                .store
+                .token(token_id)
+                .await
+                .expect("read the token")
+                .and_then(|t| t.recovery)
+                .is_some_and(|r| r.deadline_ms.is_some());
+            if let (Some(call), true) = (call, clock_started) {
                 return call
                     .correlation_id
                     .expect("repersoToken carries x-correlation-id");
