@@ -1025,7 +1025,7 @@ fn report(args: &DataArgs, backend: &str, max: [&Samples; 2], fixed: [&Samples; 
         hub.completed_per_sec(),
         hfix.ms(50.0),
         hfix.ms(90.0),
-        Histogram::new(&hub.latency_us).ms(99.0),
+        hfix.ms(99.0),
         hfix.max_ms(),
         Histogram::new(&hub.service_us).ms(99.0),
         max[0].non_204 + max[1].non_204 + fixed[0].non_204 + hub.non_204,

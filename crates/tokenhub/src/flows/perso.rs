@@ -273,7 +273,7 @@ async fn apply(
             }
             // The TSP must recover the existing data, never generate new data.
             if let Some(sealed) = &sealed {
-                let stored = deliveries::fingerprints(conn, token_id.as_str()).await?;
+                let stored = deliveries::fingerprints(&mut *conn, token_id.as_str()).await?;
                 let recovered = hub
                     .keys
                     .fingerprints(
@@ -328,7 +328,7 @@ async fn apply(
     let complete = complete
         && match (&token.recovery, op) {
             (Some(_), Operation::NewData) => {
-                let stored = deliveries::fingerprints(conn, token_id.as_str()).await?;
+                let stored = deliveries::fingerprints(&mut *conn, token_id.as_str()).await?;
                 stored.keys().all(|n| held.contains(n))
             }
             _ => true,

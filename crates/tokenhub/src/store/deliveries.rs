@@ -310,7 +310,7 @@ pub async fn built_from(
 
 /// The fingerprints the token was personalized with, by element name.
 pub async fn fingerprints(
-    conn: &mut Tx,
+    conn: impl Into<super::sql::Exec<'_>>,
     token_id: &str,
 ) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
     let blob: Option<Vec<u8>> =
@@ -389,15 +389,10 @@ fn decode_fingerprints(mut blob: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, Sto
 impl Store {
     /// Names of the elements the hub keeps fingerprints of for a token.
     pub async fn fingerprint_names(&self, token_id: &str) -> Result<Vec<String>, StoreError> {
-        let blob: Option<Vec<u8>> =
-            query_scalar("SELECT fingerprints FROM token_fingerprint_sets WHERE token_id = $1")
-                .bind(token_id)
-                .fetch_optional(self.reader())
-                .await?;
-        Ok(blob
-            .map(|b| decode_fingerprints(&b))
-            .transpose()?
-            .map_or_else(Vec::new, |f| f.into_keys().collect()))
+        Ok(fingerprints(self.reader(), token_id)
+            .await?
+            .into_keys()
+            .collect())
     }
 
     /// A token's personalizations, newest first.

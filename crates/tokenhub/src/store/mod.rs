@@ -337,12 +337,12 @@ fn open_sqlite(path: &str, pragmas: &str) -> Result<rusqlite::Connection, StoreE
 }
 
 /// The SQLite writer: takes what is queued, runs each in a savepoint (when there are several),
-/// commits once. The jobs' futures run to completion on this thread (their statements never wait: the connection is
-/// synchronous); the runtime handle lets one await anything else it needs.
+/// commits once. The jobs' futures run to completion on this thread (their statements never
+/// wait: the connection is synchronous); the runtime handle lets one await anything else it needs.
 ///
 /// When the checkpointer has copied all but the last few pages of the log (`log.catch_up`), the
-/// writer copies those itself, between two batches: the log is then wholly in the database, and the next
-/// commit starts it again from its beginning. Under a steady load this is the only moment the log
+/// writer copies those itself, between two batches: the log is then wholly in the database, and
+/// the next commit starts it again from its beginning. Under a steady load this is the only moment the log
 /// can restart (the checkpointer never catches a writer that does not wait); without it the log
 /// only grows (2 GB in a minute of `bench data`), and every commit extends the file, which the
 /// kernel pays for (ext4 zeroes the rest of each new page-cache folio: a fifth of the writer's
@@ -466,11 +466,9 @@ fn run_batch(
             }
         }
         let (ok, completion) = runtime.block_on(job(tx));
+        alone_failed = alone && !ok;
         let end = match (alone, ok) {
-            (true, ok) => {
-                alone_failed = !ok;
-                Ok(())
-            }
+            (true, _) => Ok(()),
             (false, true) => batch_sql(tx, "RELEASE job"),
             (false, false) => {
                 batch_sql(tx, "ROLLBACK TO job").and_then(|()| batch_sql(tx, "RELEASE job"))
