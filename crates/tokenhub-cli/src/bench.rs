@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::{CorrelationId, TokenId, TokenState};
+use tokenhub::keys::TokenData;
 use tokenhub::store::catalog;
 use tokenhub::store::tokens::{self, TokenRow};
 use tokenhub::Config;
@@ -1263,9 +1264,12 @@ async fn breakdown(
         let built = hub
             .keys
             .personalize(
-                id,
-                &token.data_key,
-                std::slice::from_ref(&sealed),
+                TokenData {
+                    token_id: id,
+                    wrapped_data_key: &token.data_key,
+                    sealed: &[],
+                    incoming: &submission.elements,
+                },
                 &profile,
                 &device_key,
                 "prs_bench",

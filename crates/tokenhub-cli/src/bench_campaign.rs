@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::{ProfileDefinition, TokenState};
+use tokenhub::keys::TokenData;
 use tokenhub::store::tokens::TokenRow;
 use tokenhub::store::{catalog, deliveries, tokens};
 use tokenhub::Config;
@@ -400,7 +401,15 @@ fn seed_row(
     let sealed = hub.keys.seal_for_token(&token_id, &data_key, &held)?;
     let fingerprints: Vec<(String, Vec<u8>)> = hub
         .keys
-        .fingerprints(&token_id, &data_key, std::slice::from_ref(&sealed), def)
+        .fingerprints(
+            TokenData {
+                token_id: &token_id,
+                wrapped_data_key: &data_key,
+                sealed: std::slice::from_ref(&sealed),
+                incoming: &[],
+            },
+            def,
+        )
         .map_err(|e| anyhow::anyhow!("fingerprints of {token_id}: {e}"))?
         .into_iter()
         .map(|(name, fp)| (name, fp.to_vec()))

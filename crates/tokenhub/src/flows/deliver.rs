@@ -7,10 +7,11 @@
 //! or when the tries run out, the token is marked failed (DELETED, with the reason) and the TSP is
 //! told the same way.
 
+use crate::domain::perso::IncomingElement;
 use crate::domain::{Code, ProfileDefinition, Rejection, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::keys::{PersoError, Personalized, SealedProfile};
+use crate::keys::{PersoError, Personalized, SealedProfile, TokenData};
 use crate::store::deliveries::{self, DeliveryState, Kind, Personalization};
 use crate::store::outbox;
 use crate::store::tokens::{self, TokenRow};
@@ -37,57 +38,66 @@ pub struct Prebuilt {
 }
 
 /// Builds the token's profile ahead of the transaction that will complete its data, from the parts
-/// already stored plus `incoming` (the part that transaction will append). `None` when it cannot
-/// be built now; the transaction then builds it itself (and refuses a profile that cannot be
-/// built).
+/// already stored plus this call's `elements` (which that transaction will append, sealed as
+/// `incoming`). `None` when it cannot be built now; the transaction then builds it itself (and
+/// refuses a profile that cannot be built).
 pub async fn prebuild(
     hub: &Hub,
     token: &TokenRow,
     target: Target<'_>,
     incoming: &[u8],
+    elements: &[IncomingElement],
 ) -> Result<Option<Prebuilt>, Error> {
     let mut parts = tokens::data_parts(hub.store.reader(), &token.token_id).await?;
-    parts.push(incoming.to_vec());
     let Some(device_key) = catalog::device_key(hub.store.reader(), &token.device_id).await? else {
         return Ok(None);
     };
     let personalization_id = new_personalization_id();
-    Ok(
-        build(hub, token, target, &parts, &device_key, &personalization_id)
-            .ok()
-            .map(|built| Prebuilt {
-                parts,
-                device_key,
-                personalization_id,
-                built,
-            }),
-    )
+    let built = build(
+        hub,
+        token,
+        target,
+        (&parts, elements),
+        &device_key,
+        &personalization_id,
+    );
+    parts.push(incoming.to_vec());
+    Ok(built.ok().map(|built| Prebuilt {
+        parts,
+        device_key,
+        personalization_id,
+        built,
+    }))
 }
 
+/// Time-ordered (UUID v7, 74 random bits): a new id lands at the end of the primary key's index,
+/// on a page the previous commits wrote too, where a random one landed on a page of its own,
+/// one page more per commit (and a split of it now and then).
 fn new_personalization_id() -> String {
-    format!("prs_{}", uuid::Uuid::new_v4().simple())
+    format!("prs_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// Builds from `(sealed, incoming)`: the token's stored parts and the elements of the call being
+/// applied, not stored yet.
 fn build(
     hub: &Hub,
     token: &TokenRow,
     target: Target<'_>,
-    parts: &[Vec<u8>],
+    (sealed, incoming): (&[Vec<u8>], &[IncomingElement]),
     device_key: &str,
     personalization_id: &str,
 ) -> Result<Personalized, Error> {
     let device_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(device_key)
         .map_err(|_| StoreError::Corrupt(format!("device {} public key", token.device_id)))?;
+    let data = TokenData {
+        token_id: &token.token_id,
+        wrapped_data_key: &token.data_key,
+        sealed,
+        incoming,
+    };
     hub.keys
-        .personalize(
-            &token.token_id,
-            &token.data_key,
-            parts,
-            target.def,
-            &device_key,
-            personalization_id,
-        )
+        .personalize(data, target.def, &device_key, personalization_id)
         .map_err(|e| match e {
             PersoError::Keys(k) => Error::Keys(k),
             other => Rejection::new(
@@ -128,7 +138,7 @@ pub async fn queue_personalization(
         }
         _ => {
             let id = new_personalization_id();
-            let built = build(hub, token, target, &parts, &device_key, &id)?;
+            let built = build(hub, token, target, (&parts, &[]), &device_key, &id)?;
             (id, built)
         }
     };

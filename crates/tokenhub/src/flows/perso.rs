@@ -10,6 +10,7 @@ use crate::flows::deliver;
 use crate::flows::deliver::Target;
 use crate::flows::reperso;
 use crate::hub::Hub;
+use crate::keys::TokenData;
 use crate::store::deliveries::{self, Kind};
 use crate::store::outbox;
 use crate::store::tokens::{self, DataPart};
@@ -117,7 +118,7 @@ pub async fn submit(
                 version: &version,
                 def: &profile,
             };
-            deliver::prebuild(hub, &token, target, part).await?
+            deliver::prebuild(hub, &token, target, part, &submission.elements).await?
         }
         _ => None,
     };
@@ -272,22 +273,20 @@ async fn apply(
                 .into());
             }
             // The TSP must recover the existing data, never generate new data.
-            if let Some(sealed) = &sealed {
+            if sealed.is_some() {
                 let stored = deliveries::fingerprints(&mut *conn, token_id.as_str()).await?;
-                let recovered = hub
-                    .keys
-                    .fingerprints(
-                        token_id.as_str(),
-                        &token.data_key,
-                        std::slice::from_ref(sealed),
-                        profile,
+                let data = TokenData {
+                    token_id: token_id.as_str(),
+                    wrapped_data_key: &token.data_key,
+                    sealed: &[],
+                    incoming: &submission.elements,
+                };
+                let recovered = hub.keys.fingerprints(data, profile).map_err(|e| {
+                    Rejection::new(
+                        Code::InvalidPersoData,
+                        format!("the recovered data cannot be read: {e}"),
                     )
-                    .map_err(|e| {
-                        Rejection::new(
-                            Code::InvalidPersoData,
-                            format!("the recovered data cannot be read: {e}"),
-                        )
-                    })?;
+                })?;
                 if let Some(name) = recovered
                     .iter()
                     .find(|(n, fp)| stored.get(*n).is_none_or(|s| s.as_slice() != fp.as_slice()))

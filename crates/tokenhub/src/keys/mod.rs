@@ -25,6 +25,7 @@ use std::sync::RwLock;
 use tokenhub_crypto::{Algorithm, SharedKey};
 use zeroize::Zeroizing;
 
+mod device_seal;
 pub mod webhooks;
 
 /// Errors of this module. None carries key material.
@@ -200,6 +201,17 @@ impl Keys {
     }
 }
 
+/// A token's data elements as the hub holds them: the parts sealed under its data key, and the
+/// elements of the call being applied, already parsed and checked (they are sealed into a part of
+/// their own too; reading them here spares opening and parsing that part again).
+#[derive(Clone, Copy)]
+pub struct TokenData<'a> {
+    pub token_id: &'a str,
+    pub wrapped_data_key: &'a [u8],
+    pub sealed: &'a [Vec<u8>],
+    pub incoming: &'a [IncomingElement],
+}
+
 /// A profile encrypted to a device with HPKE (RFC 9180): mode base, DHKEM(X25519, HKDF-SHA256),
 /// HKDF-SHA256, AES-256-GCM; `info` = [`PROFILE_HPKE_INFO`], `aad` = the personalization id.
 #[derive(Clone, PartialEq, Eq)]
@@ -244,32 +256,33 @@ pub enum PersoError {
 }
 
 impl Keys {
-    /// Opens a token's sealed data parts (later parts override earlier ones), recovers each
-    /// element's clear value in its canonical form, and returns them with their fingerprints.
-    /// Elements the profile version does not define are left out.
+    /// Opens a token's sealed data parts, adds the elements of the call being applied (later
+    /// parts override earlier ones, the incoming elements override them all), recovers each
+    /// element's clear value in its canonical form. Elements the profile version does not define
+    /// are left out.
     fn clear_values(
         &self,
-        token_id: &str,
-        wrapped_data_key: &[u8],
-        parts: &[Vec<u8>],
+        data: &TokenData<'_>,
         def: &ProfileDefinition,
     ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, PersoError> {
-        let mut elements: BTreeMap<String, IncomingElement> = BTreeMap::new();
-        for part in parts {
-            let clear = self.open_for_token(token_id, wrapped_data_key, part)?;
-            let list: Vec<IncomingElement> =
-                serde_json::from_slice(&clear).map_err(|e| PersoError::Stored(e.to_string()))?;
-            for e in list {
-                elements.insert(e.name.clone(), e);
-            }
+        let mut opened: Vec<Vec<IncomingElement>> = Vec::with_capacity(data.sealed.len());
+        for part in data.sealed {
+            let clear = self.open_for_token(data.token_id, data.wrapped_data_key, part)?;
+            opened.push(
+                serde_json::from_slice(&clear).map_err(|e| PersoError::Stored(e.to_string()))?,
+            );
+        }
+        let mut elements: BTreeMap<&str, &IncomingElement> = BTreeMap::new();
+        for e in opened.iter().flatten().chain(data.incoming) {
+            elements.insert(&e.name, e);
         }
         let shared = self.shared.read().unwrap_or_else(|p| p.into_inner());
         let mut out = BTreeMap::new();
-        for (name, e) in &elements {
+        for (&name, e) in &elements {
             let Some(element_def) = def.element(name) else {
                 continue;
             };
-            let fail = |why: &str| PersoError::Element(name.clone(), why.to_string());
+            let fail = |why: &str| PersoError::Element(name.to_string(), why.to_string());
             let bytes = match &e.key_index {
                 None => cps::canonical_bytes(element_def, ClearValue::Text(&e.value)),
                 Some(index) => {
@@ -287,7 +300,7 @@ impl Keys {
                 }
             }
             .map_err(|why| fail(&why))?;
-            out.insert(name.clone(), bytes);
+            out.insert(name.to_string(), bytes);
         }
         Ok(out)
     }
@@ -307,57 +320,46 @@ impl Keys {
         mac.finalize().into_bytes().into()
     }
 
-    /// The fingerprints of the elements held in `parts` (for checking recovered data).
+    /// The fingerprints of the token's elements (for checking recovered data).
     pub fn fingerprints(
         &self,
-        token_id: &str,
-        wrapped_data_key: &[u8],
-        parts: &[Vec<u8>],
+        data: TokenData<'_>,
         def: &ProfileDefinition,
     ) -> Result<BTreeMap<String, Fingerprint>, PersoError> {
-        let values = self.clear_values(token_id, wrapped_data_key, parts, def)?;
+        let values = self.clear_values(&data, def)?;
         Ok(values
             .iter()
-            .map(|(n, v)| (n.clone(), self.fingerprint_of(token_id, n, v)))
+            .map(|(n, v)| (n.clone(), self.fingerprint_of(data.token_id, n, v)))
             .collect())
     }
 
-    /// Builds the token's profile from its sealed data parts and the profile version, and encrypts
-    /// it to the device: the clear profile exists only inside this call.
+    /// Builds the token's profile from its data and the profile version, and encrypts it to the
+    /// device: the clear profile exists only inside this call.
     pub fn personalize(
         &self,
-        token_id: &str,
-        wrapped_data_key: &[u8],
-        parts: &[Vec<u8>],
+        data: TokenData<'_>,
         def: &ProfileDefinition,
         device_public_key: &[u8],
         personalization_id: &str,
     ) -> Result<Personalized, PersoError> {
-        use hpke::{Deserializable, Serializable};
-        type Kem = hpke::kem::X25519HkdfSha256;
-        let values = self.clear_values(token_id, wrapped_data_key, parts, def)?;
+        let values = self.clear_values(&data, def)?;
         let fingerprints = values
             .iter()
-            .map(|(n, v)| (n.clone(), self.fingerprint_of(token_id, n, v)))
+            .map(|(n, v)| (n.clone(), self.fingerprint_of(data.token_id, n, v)))
             .collect();
         let dgis = cps::build(def, &values)?;
         let plaintext = cps::encode(&dgis);
-        let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(device_public_key)
-            .map_err(|_| PersoError::DeviceKey)?;
-        let (enc, ciphertext) =
-            hpke::single_shot_seal::<hpke::aead::AesGcm256, hpke::kdf::HkdfSha256, Kem, _>(
-                &hpke::OpModeS::Base,
-                &pk,
-                PROFILE_HPKE_INFO,
-                &plaintext,
-                personalization_id.as_bytes(),
-                &mut rand::rngs::OsRng,
-            )
-            .map_err(|_| PersoError::DeviceKey)?;
+        let sealed = device_seal::seal(
+            device_public_key,
+            PROFILE_HPKE_INFO,
+            personalization_id.as_bytes(),
+            &plaintext,
+        )
+        .map_err(|_| PersoError::DeviceKey)?;
         Ok(Personalized {
             profile: SealedProfile {
-                enc: enc.to_bytes().to_vec(),
-                ciphertext,
+                enc: sealed.enc,
+                ciphertext: sealed.ciphertext,
             },
             fingerprints,
         })
@@ -523,9 +525,15 @@ mod tests {
                                     {"name": "psn", "value": "01"}]),
             ),
         ];
+        let data = |sealed, incoming| TokenData {
+            token_id: "T1",
+            wrapped_data_key: &wrapped,
+            sealed,
+            incoming,
+        };
         let (sk, pk) = Kem::gen_keypair(&mut rand::rngs::OsRng);
         let out = k
-            .personalize("T1", &wrapped, &parts, &def, &pk.to_bytes(), "prs_1")
+            .personalize(data(&parts, &[]), &def, &pk.to_bytes(), "prs_1")
             .unwrap();
         assert_eq!(out.fingerprints.len(), 2);
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&out.profile.enc).unwrap();
@@ -550,10 +558,15 @@ mod tests {
             "the later psn wins"
         );
         // The same values give the same fingerprints; another value another one.
-        let again = k.fingerprints("T1", &wrapped, &parts, &def).unwrap();
+        let again = k.fingerprints(data(&parts, &[]), &def).unwrap();
         assert_eq!(again, out.fingerprints);
-        let other = k.fingerprints("T1", &wrapped, &parts[..1], &def).unwrap();
+        let other = k.fingerprints(data(&parts[..1], &[]), &def).unwrap();
         assert_ne!(other["psn"], out.fingerprints["psn"]);
+        // Elements not sealed yet count as the latest part.
+        let incoming: Vec<IncomingElement> =
+            serde_json::from_value(serde_json::json!([{"name": "psn", "value": "01"}])).unwrap();
+        let from_incoming = k.fingerprints(data(&parts[..1], &incoming), &def).unwrap();
+        assert_eq!(from_incoming["psn"], out.fingerprints["psn"]);
     }
 
     #[test]
