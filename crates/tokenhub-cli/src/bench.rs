@@ -1257,7 +1257,7 @@ async fn breakdown(
             .map_err(|r| anyhow::anyhow!("{r}"))?;
         time(3, "check 40 elements, decrypt 8 (check_elements)", t);
         let t = Instant::now();
-        let clear = serde_json::to_vec(&submission.elements)?;
+        let clear = perso::encode_part(&submission.elements);
         let sealed = hub.keys.seal_for_token(id, &token.data_key, &clear)?;
         time(4, "serialize and seal the part (seal_for_token)", t);
         let t = Instant::now();

@@ -97,9 +97,7 @@ pub async fn submit(
     let sealed = if submission.elements.is_empty() {
         None
     } else {
-        let clear = zeroize::Zeroizing::new(
-            serde_json::to_vec(&submission.elements).expect("elements always serialize"),
-        );
+        let clear = zeroize::Zeroizing::new(perso::encode_part(&submission.elements));
         Some(
             hub.keys
                 .seal_for_token(token_id.as_str(), &token.data_key, &clear)?,

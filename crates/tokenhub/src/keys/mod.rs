@@ -10,7 +10,7 @@
 //!   unwrapped for the length of one call and zeroized right after.
 
 use crate::domain::cps::{self, BuildError, ClearValue};
-use crate::domain::perso::{DecryptFault, ElementDecryptor, IncomingElement};
+use crate::domain::perso::{self, DecryptFault, ElementDecryptor, IncomingElement};
 use crate::domain::ProfileDefinition;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -268,9 +268,7 @@ impl Keys {
         let mut opened: Vec<Vec<IncomingElement>> = Vec::with_capacity(data.sealed.len());
         for part in data.sealed {
             let clear = self.open_for_token(data.token_id, data.wrapped_data_key, part)?;
-            opened.push(
-                serde_json::from_slice(&clear).map_err(|e| PersoError::Stored(e.to_string()))?,
-            );
+            opened.push(perso::decode_part(&clear).map_err(PersoError::Stored)?);
         }
         let mut elements: BTreeMap<&str, &IncomingElement> = BTreeMap::new();
         for e in opened.iter().flatten().chain(data.incoming) {
