@@ -1253,7 +1253,9 @@ async fn breakdown(
         let token = hub.store.token(id).await?.context("no such token")?;
         time(2, "read the token (store.token)", t);
         let t = Instant::now();
-        perso::check_elements(&profile, &submission.elements, &hub.keys)
+        let decrypted = hub
+            .keys
+            .check_elements(&profile, &submission.elements)
             .map_err(|r| anyhow::anyhow!("{r}"))?;
         time(3, "check 40 elements, decrypt 8 (check_elements)", t);
         let t = Instant::now();
@@ -1269,6 +1271,7 @@ async fn breakdown(
                     wrapped_data_key: &token.data_key,
                     sealed: &[],
                     incoming: &submission.elements,
+                    decrypted: Some(&decrypted),
                 },
                 &profile,
                 &device_key,

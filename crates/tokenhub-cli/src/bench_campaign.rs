@@ -407,6 +407,7 @@ fn seed_row(
                 wrapped_data_key: &data_key,
                 sealed: std::slice::from_ref(&sealed),
                 incoming: &[],
+                decrypted: None,
             },
             def,
         )

@@ -11,7 +11,7 @@ use crate::domain::perso::IncomingElement;
 use crate::domain::{Code, ProfileDefinition, Rejection, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::keys::{PersoError, Personalized, SealedProfile, TokenData};
+use crate::keys::{Decrypted, PersoError, Personalized, SealedProfile, TokenData};
 use crate::store::deliveries::{self, DeliveryState, Kind, Personalization};
 use crate::store::outbox;
 use crate::store::tokens::{self, TokenRow};
@@ -38,30 +38,30 @@ pub struct Prebuilt {
 }
 
 /// Builds the token's profile ahead of the transaction that will complete its data, from the parts
-/// already stored plus this call's `elements` (which that transaction will append, sealed as
-/// `incoming`). `None` when it cannot be built now; the transaction then builds it itself (and
-/// refuses a profile that cannot be built).
+/// already stored plus this call's own: `(sealed, elements, decrypted)`, its part as that
+/// transaction will append it, its elements as parsed, and what checking them decrypted. `None`
+/// when it cannot be built now; the transaction then builds it itself (and refuses a profile that
+/// cannot be built).
 pub async fn prebuild(
     hub: &Hub,
     token: &TokenRow,
     target: Target<'_>,
-    incoming: &[u8],
-    elements: &[IncomingElement],
+    (sealed, elements, decrypted): (&[u8], &[IncomingElement], &Decrypted),
 ) -> Result<Option<Prebuilt>, Error> {
     let mut parts = tokens::data_parts(hub.store.reader(), &token.token_id).await?;
     let Some(device_key) = catalog::device_key(hub.store.reader(), &token.device_id).await? else {
         return Ok(None);
     };
     let personalization_id = new_personalization_id();
-    let built = build(
-        hub,
-        token,
-        target,
-        (&parts, elements),
-        &device_key,
-        &personalization_id,
-    );
-    parts.push(incoming.to_vec());
+    let data = TokenData {
+        token_id: &token.token_id,
+        wrapped_data_key: &token.data_key,
+        sealed: &parts,
+        incoming: elements,
+        decrypted: Some(decrypted),
+    };
+    let built = build(hub, token, target, data, &device_key, &personalization_id);
+    parts.push(sealed.to_vec());
     Ok(built.ok().map(|built| Prebuilt {
         parts,
         device_key,
@@ -77,25 +77,17 @@ fn new_personalization_id() -> String {
     format!("prs_{}", uuid::Uuid::now_v7().simple())
 }
 
-/// Builds from `(sealed, incoming)`: the token's stored parts and the elements of the call being
-/// applied, not stored yet.
 fn build(
     hub: &Hub,
     token: &TokenRow,
     target: Target<'_>,
-    (sealed, incoming): (&[Vec<u8>], &[IncomingElement]),
+    data: TokenData<'_>,
     device_key: &str,
     personalization_id: &str,
 ) -> Result<Personalized, Error> {
     let device_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(device_key)
         .map_err(|_| StoreError::Corrupt(format!("device {} public key", token.device_id)))?;
-    let data = TokenData {
-        token_id: &token.token_id,
-        wrapped_data_key: &token.data_key,
-        sealed,
-        incoming,
-    };
     hub.keys
         .personalize(data, target.def, &device_key, personalization_id)
         .map_err(|e| match e {
@@ -138,7 +130,14 @@ pub async fn queue_personalization(
         }
         _ => {
             let id = new_personalization_id();
-            let built = build(hub, token, target, (&parts, &[]), &device_key, &id)?;
+            let data = TokenData {
+                token_id: &token.token_id,
+                wrapped_data_key: &token.data_key,
+                sealed: &parts,
+                incoming: &[],
+                decrypted: None,
+            };
+            let built = build(hub, token, target, data, &device_key, &id)?;
             (id, built)
         }
     };

@@ -44,12 +44,7 @@ pub async fn submit(
     op: Operation,
 ) -> Result<Applied, Error> {
     let submission = perso::parse_submission(body, op)?;
-    if hub
-        .store
-        .issuer(submission.issuer_id.as_str())
-        .await?
-        .is_none()
-    {
+    if !hub.issuer_exists(submission.issuer_id.as_str()).await? {
         return Err(
             Rejection::new(Code::UnknownIssuer, "issuerId is not a registered issuer").into(),
         );
@@ -92,7 +87,7 @@ pub async fn submit(
     {
         hub.reload_keys().await?;
     }
-    perso::check_elements(&profile, &submission.elements, &hub.keys)?;
+    let decrypted = hub.keys.check_elements(&profile, &submission.elements)?;
 
     let sealed = if submission.elements.is_empty() {
         None
@@ -116,7 +111,8 @@ pub async fn submit(
                 version: &version,
                 def: &profile,
             };
-            deliver::prebuild(hub, &token, target, part, &submission.elements).await?
+            let incoming = (part.as_slice(), submission.elements.as_slice(), &decrypted);
+            deliver::prebuild(hub, &token, target, incoming).await?
         }
         _ => None,
     };
@@ -278,6 +274,7 @@ async fn apply(
                     wrapped_data_key: &token.data_key,
                     sealed: &[],
                     incoming: &submission.elements,
+                    decrypted: None,
                 };
                 let recovered = hub.keys.fingerprints(data, profile).map_err(|e| {
                     Rejection::new(

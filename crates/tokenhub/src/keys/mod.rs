@@ -11,13 +11,14 @@
 
 use crate::domain::cps::{self, BuildError, ClearValue};
 use crate::domain::perso::{self, DecryptFault, ElementDecryptor, IncomingElement};
-use crate::domain::ProfileDefinition;
+use crate::domain::{ProfileDefinition, Rejection};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::Path;
@@ -210,6 +211,9 @@ pub struct TokenData<'a> {
     pub wrapped_data_key: &'a [u8],
     pub sealed: &'a [Vec<u8>],
     pub incoming: &'a [IncomingElement],
+    /// What [`Keys::check_elements`] decrypted of `incoming`, if it was checked here: not
+    /// decrypted again.
+    pub decrypted: Option<&'a Decrypted>,
 }
 
 /// A profile encrypted to a device with HPKE (RFC 9180): mode base, DHKEM(X25519, HKDF-SHA256),
@@ -284,17 +288,21 @@ impl Keys {
             let bytes = match &e.key_index {
                 None => cps::canonical_bytes(element_def, ClearValue::Text(&e.value)),
                 Some(index) => {
-                    let key = shared
-                        .get(index)
-                        .ok_or_else(|| fail("its keyIndex is not a known key"))?;
                     let ct = hex::decode(&e.value).map_err(|_| fail("not hex"))?;
-                    let clear = tokenhub_crypto::decrypt_cbc_m2(
-                        key.algorithm,
-                        key.key.expose_secret(),
-                        &ct,
-                    )
-                    .map_err(|_| fail("does not decrypt"))?;
-                    cps::canonical_bytes(element_def, ClearValue::Bytes(&clear))
+                    if let Some(clear) = data.decrypted.and_then(|d| d.get(index, &ct)) {
+                        cps::canonical_bytes(element_def, ClearValue::Bytes(clear))
+                    } else {
+                        let key = shared
+                            .get(index)
+                            .ok_or_else(|| fail("its keyIndex is not a known key"))?;
+                        let clear = tokenhub_crypto::decrypt_cbc_m2(
+                            key.algorithm,
+                            key.key.expose_secret(),
+                            &ct,
+                        )
+                        .map_err(|_| fail("does not decrypt"))?;
+                        cps::canonical_bytes(element_def, ClearValue::Bytes(&clear))
+                    }
                 }
             }
             .map_err(|why| fail(&why))?;
@@ -364,6 +372,34 @@ impl Keys {
     }
 }
 
+impl Keys {
+    fn decrypt(
+        &self,
+        key_index: &str,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, DecryptFault> {
+        let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
+        let key = map.get(key_index).ok_or(DecryptFault::UnknownKey)?;
+        tokenhub_crypto::decrypt_cbc_m2(key.algorithm, key.key.expose_secret(), ciphertext)
+            .map_err(|_| DecryptFault::Undecryptable)
+    }
+
+    /// [`perso::check_elements`] with the hub's keys, keeping what it decrypted for the profile
+    /// the same call may complete (see [`TokenData::decrypted`]).
+    pub fn check_elements(
+        &self,
+        profile: &ProfileDefinition,
+        elements: &[IncomingElement],
+    ) -> Result<Decrypted, Rejection> {
+        let recorder = Recorder {
+            keys: self,
+            decrypted: RefCell::new(Decrypted::default()),
+        };
+        perso::check_elements(profile, elements, &recorder)?;
+        Ok(recorder.decrypted.into_inner())
+    }
+}
+
 impl ElementDecryptor for Keys {
     fn check_decrypted(
         &self,
@@ -371,12 +407,44 @@ impl ElementDecryptor for Keys {
         ciphertext: &[u8],
         check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<Result<(), String>, DecryptFault> {
-        let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        let key = map.get(key_index).ok_or(DecryptFault::UnknownKey)?;
-        let clear =
-            tokenhub_crypto::decrypt_cbc_m2(key.algorithm, key.key.expose_secret(), ciphertext)
-                .map_err(|_| DecryptFault::Undecryptable)?;
-        Ok(check(&clear))
+        Ok(check(&self.decrypt(key_index, ciphertext)?))
+    }
+}
+
+/// The clear values of a call's encrypted elements, decrypted once when they were checked and
+/// used again when the call's profile is built. Opaque: they never leave this module.
+#[derive(Default)]
+pub struct Decrypted(Vec<(String, Vec<u8>, Zeroizing<Vec<u8>>)>);
+
+impl Decrypted {
+    fn get(&self, key_index: &str, ciphertext: &[u8]) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(k, c, _)| k == key_index && c == ciphertext)
+            .map(|(_, _, clear)| clear.as_slice())
+    }
+}
+
+/// Decrypts with the hub's keys and keeps each clear value.
+struct Recorder<'a> {
+    keys: &'a Keys,
+    decrypted: RefCell<Decrypted>,
+}
+
+impl ElementDecryptor for Recorder<'_> {
+    fn check_decrypted(
+        &self,
+        key_index: &str,
+        ciphertext: &[u8],
+        check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<Result<(), String>, DecryptFault> {
+        let clear = self.keys.decrypt(key_index, ciphertext)?;
+        let verdict = check(&clear);
+        self.decrypted
+            .borrow_mut()
+            .0
+            .push((key_index.to_string(), ciphertext.to_vec(), clear));
+        Ok(verdict)
     }
 }
 
@@ -528,6 +596,7 @@ mod tests {
             wrapped_data_key: &wrapped,
             sealed,
             incoming,
+            decrypted: None,
         };
         let (sk, pk) = Kem::gen_keypair(&mut rand::rngs::OsRng);
         let out = k
@@ -565,6 +634,19 @@ mod tests {
             serde_json::from_value(serde_json::json!([{"name": "psn", "value": "01"}])).unwrap();
         let from_incoming = k.fingerprints(data(&parts[..1], &incoming), &def).unwrap();
         assert_eq!(from_incoming["psn"], out.fingerprints["psn"]);
+        // What checking the call's elements decrypted is used as is, and gives the same values.
+        let incoming: Vec<IncomingElement> = serde_json::from_value(serde_json::json!([
+            {"name": "cmk_ac", "value": hex::encode_upper(&ct), "keyIndex": "KEK01"},
+            {"name": "psn", "value": "01"}
+        ]))
+        .unwrap();
+        let decrypted = k.check_elements(&def, &incoming).unwrap();
+        assert_eq!(decrypted.get("KEK01", &ct), Some(&cmk[..]));
+        let checked = TokenData {
+            decrypted: Some(&decrypted),
+            ..data(&[], &incoming)
+        };
+        assert_eq!(k.fingerprints(checked, &def).unwrap(), out.fingerprints);
     }
 
     #[test]
