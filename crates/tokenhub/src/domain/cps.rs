@@ -68,9 +68,9 @@ pub fn canonical_bytes(
     let text = match (def.format, &value) {
         (ElementFormat::Hex, ClearValue::Bytes(b)) => return Ok(Zeroizing::new(b.to_vec())),
         (ElementFormat::Hex, ClearValue::Text(t)) => {
-            return hex::decode(t)
+            return super::perso::decode_hex(t)
                 .map(Zeroizing::new)
-                .map_err(|_| "not hex".to_string());
+                .ok_or_else(|| "not hex".to_string());
         }
         (_, ClearValue::Text(t)) => Zeroizing::new(t.to_string()),
         (_, ClearValue::Bytes(b)) => Zeroizing::new(

@@ -78,7 +78,7 @@ pub fn encode_part(elements: &[IncomingElement]) -> Vec<u8> {
             out.extend_from_slice(&((e.value.len() / 2) as u32).to_be_bytes());
             let start = out.len();
             out.resize(start + e.value.len() / 2, 0);
-            hex::decode_to_slice(&e.value, &mut out[start..])
+            const_hex::decode_to_slice(&e.value, &mut out[start..])
                 .expect("value_form checked the digits");
         }
     }
@@ -365,8 +365,13 @@ fn check_element(
     }
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    hex::decode(s).ok()
+/// Hex to bytes, either case, nothing else: const-hex's SIMD decoder, without the `0x` (or `0X`)
+/// prefix it would otherwise accept.
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.starts_with("0x") || s.starts_with("0X") {
+        return None;
+    }
+    const_hex::decode(s).ok()
 }
 
 fn too_long(def: &ElementDef, len: usize) -> Result<(), String> {
@@ -610,6 +615,15 @@ mod tests {
             name: name.into(),
             value: value.into(),
             key_index: key_index.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn hex_is_hex_of_either_case_and_nothing_else() {
+        assert_eq!(decode_hex("00aBcD"), Some(vec![0x00, 0xAB, 0xCD]));
+        assert_eq!(decode_hex(""), Some(vec![]));
+        for bad in ["0x00", "0X00", "abc", "zz", " 00", "00 ", "éé"] {
+            assert_eq!(decode_hex(bad), None, "{bad}");
         }
     }
 

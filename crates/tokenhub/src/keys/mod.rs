@@ -288,7 +288,7 @@ impl Keys {
             let bytes = match &e.key_index {
                 None => cps::canonical_bytes(element_def, ClearValue::Text(&e.value)),
                 Some(index) => {
-                    let ct = hex::decode(&e.value).map_err(|_| fail("not hex"))?;
+                    let ct = perso::decode_hex(&e.value).ok_or_else(|| fail("not hex"))?;
                     if let Some(clear) = data.decrypted.and_then(|d| d.get(index, &ct)) {
                         cps::canonical_bytes(element_def, ClearValue::Bytes(clear))
                     } else {
