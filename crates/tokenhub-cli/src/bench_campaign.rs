@@ -393,7 +393,8 @@ fn seed_row(
     let submission = perso::parse_submission(&body, Operation::Data)
         .map_err(|r| anyhow::anyhow!("the TSP simulator's data does not parse: {r}"))?;
     if index % SEED_BATCH == 0 {
-        perso::check_elements(def, &submission.elements, &hub.keys)
+        hub.keys
+            .check_elements(def, &submission.elements)
             .map_err(|r| anyhow::anyhow!("the TSP simulator's data is refused: {r}"))?;
     }
     let held = perso::encode_part(&submission.elements);

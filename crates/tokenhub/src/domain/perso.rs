@@ -70,17 +70,21 @@ pub fn encode_part(elements: &[IncomingElement]) -> Vec<u8> {
             out.extend_from_slice(&(field.len() as u16).to_be_bytes());
             out.extend_from_slice(field);
         }
-        out.push(form);
-        if form == VALUE_TEXT {
-            out.extend_from_slice(&(e.value.len() as u32).to_be_bytes());
-            out.extend_from_slice(e.value.as_bytes());
-        } else {
+        let at = out.len();
+        if form != VALUE_TEXT {
+            out.push(form);
             out.extend_from_slice(&((e.value.len() / 2) as u32).to_be_bytes());
             let start = out.len();
             out.resize(start + e.value.len() / 2, 0);
-            const_hex::decode_to_slice(&e.value, &mut out[start..])
-                .expect("value_form checked the digits");
+            if const_hex::decode_to_slice(&e.value, &mut out[start..]).is_ok() {
+                continue;
+            }
+            // Not reached (`value_form` checked the digits); kept as text if it were.
+            out.truncate(at);
         }
+        out.push(VALUE_TEXT);
+        out.extend_from_slice(&(e.value.len() as u32).to_be_bytes());
+        out.extend_from_slice(e.value.as_bytes());
     }
     out
 }
@@ -295,7 +299,8 @@ pub enum DecryptFault {
 }
 
 /// Decrypts `ciphertext` under the key `key_index` and runs `check` on the clear bytes, which
-/// never leave the decryptor. Implemented by `keys::Keys`.
+/// never leave the decryptor. Implemented inside `keys` (`Keys::check_elements`), which keeps them
+/// for the profile the call may complete.
 pub trait ElementDecryptor {
     fn check_decrypted(
         &self,

@@ -55,7 +55,7 @@ fn seal_with(
     plaintext: &[u8],
 ) -> Result<Sealed, SealFailed> {
     let (enc, shared_secret) = encap(ephemeral, recipient)?;
-    let (key, base_nonce) = key_schedule(shared_secret.as_slice(), info);
+    let (key, base_nonce) = key_schedule(shared_secret.as_slice(), info)?;
     let ciphertext = Aes256Gcm::new(key.as_slice().into())
         .encrypt(
             // The first (and only) message: the nonce is the base nonce xor 0.
@@ -99,22 +99,25 @@ fn encap(
         b"shared_secret",
         &[&enc, recipient],
         shared_secret.as_mut_slice(),
-    );
+    )?;
     Ok((enc, shared_secret))
 }
 
 /// `KeySchedule` in mode base (RFC 9180, 5.1): the AEAD key and base nonce.
-fn key_schedule(shared_secret: &[u8], info: &[u8]) -> (Zeroizing<[u8; N_K]>, [u8; N_N]) {
+fn key_schedule(
+    shared_secret: &[u8],
+    info: &[u8],
+) -> Result<(Zeroizing<[u8; N_K]>, [u8; N_N]), SealFailed> {
     let suite = hpke_suite_id();
     let psk_id_hash = labeled_extract(&suite, b"", b"psk_id_hash", &[]);
     let info_hash = labeled_extract(&suite, b"", b"info_hash", &[info]);
     let context: [&[u8]; 3] = [&[MODE_BASE], psk_id_hash.as_slice(), info_hash.as_slice()];
     let secret = labeled_extract(&suite, shared_secret, b"secret", &[]);
     let mut key = Zeroizing::new([0u8; N_K]);
-    labeled_expand(&secret, &suite, b"key", &context, key.as_mut_slice());
+    labeled_expand(&secret, &suite, b"key", &context, key.as_mut_slice())?;
     let mut base_nonce = [0u8; N_N];
-    labeled_expand(&secret, &suite, b"base_nonce", &context, &mut base_nonce);
-    (key, base_nonce)
+    labeled_expand(&secret, &suite, b"base_nonce", &context, &mut base_nonce)?;
+    Ok((key, base_nonce))
 }
 
 fn kem_suite_id() -> Vec<u8> {
@@ -141,17 +144,24 @@ fn labeled_extract(suite: &[u8], salt: &[u8], label: &[u8], ikm: &[&[u8]]) -> Ze
     Zeroizing::new(prk.into())
 }
 
-/// `LabeledExpand(prk, label, info, L)` with `L = out.len()`; `info` in pieces.
-fn labeled_expand(prk: &[u8; 32], suite: &[u8], label: &[u8], info: &[&[u8]], out: &mut [u8]) {
+/// `LabeledExpand(prk, label, info, L)` with `L = out.len()`; `info` in pieces. (Every output here
+/// is 12 or 32 bytes, which HKDF always gives.)
+fn labeled_expand(
+    prk: &[u8; 32],
+    suite: &[u8],
+    label: &[u8],
+    info: &[&[u8]],
+    out: &mut [u8],
+) -> Result<(), SealFailed> {
     let length = u16::try_from(out.len())
-        .expect("HPKE expands at most 255 hash lengths")
+        .map_err(|_| SealFailed)?
         .to_be_bytes();
     let mut pieces: Vec<&[u8]> = vec![&length, b"HPKE-v1", suite, label];
     pieces.extend_from_slice(info);
     Hkdf::<Sha256>::from_prk(prk)
-        .expect("a PRK of the hash's length")
+        .map_err(|_| SealFailed)?
         .expand_multi_info(&pieces, out)
-        .expect("an output this short");
+        .map_err(|_| SealFailed)
 }
 
 #[cfg(test)]
@@ -183,7 +193,7 @@ mod tests {
             hex::encode(shared_secret.as_slice()),
             "3101c54c3a4f87439eaac080699ed9bbcc726ffe44e860c0424ccb7e3e2ead7b"
         );
-        let (key, base_nonce) = key_schedule(shared_secret.as_slice(), &info);
+        let (key, base_nonce) = key_schedule(shared_secret.as_slice(), &info).unwrap();
         assert_eq!(
             hex::encode(key.as_slice()),
             "f50b0609186798729ed0564b36ef2ef8044f1f9d05636874d1f46c819c7a669f"
