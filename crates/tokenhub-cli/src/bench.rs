@@ -1240,7 +1240,7 @@ async fn breakdown(
     }
     let sweep_ms = Histogram::new(&sweeps).ms(50.0);
     let device_key = [9u8; 32];
-    let mut sizes = (0, 0, 0);
+    let mut part_size = 0;
     for (n, id) in ids.iter().enumerate() {
         let t = Instant::now();
         let submission =
@@ -1253,8 +1253,7 @@ async fn breakdown(
         let token = hub.store.token(id).await?.context("no such token")?;
         time(2, "read the token (store.token)", t);
         let t = Instant::now();
-        let decrypted = hub
-            .keys
+        hub.keys
             .check_elements(&profile, &submission.elements)
             .map_err(|r| anyhow::anyhow!("{r}"))?;
         time(3, "check 40 elements, decrypt 8 (check_elements)", t);
@@ -1263,15 +1262,13 @@ async fn breakdown(
         let sealed = hub.keys.seal_for_token(id, &token.data_key, &clear)?;
         time(4, "serialize and seal the part (seal_for_token)", t);
         let t = Instant::now();
-        let built = hub
-            .keys
+        hub.keys
             .personalize(
                 TokenData {
                     token_id: id,
                     wrapped_data_key: &token.data_key,
-                    sealed: &[],
-                    incoming: &submission.elements,
-                    decrypted: Some(&decrypted),
+                    sealed: std::slice::from_ref(&sealed),
+                    incoming: &[],
                 },
                 &profile,
                 &device_key,
@@ -1280,14 +1277,10 @@ async fn breakdown(
             .map_err(|e| anyhow::anyhow!("the profile could not be built: {e}"))?;
         time(
             5,
-            "build the profile, seal it to the device (personalize)",
+            "(at the device's poll) build the profile, seal it to the device",
             t,
         );
-        sizes = (
-            sealed.len(),
-            built.profile.ciphertext.len(),
-            built.fingerprints.len(),
-        );
+        part_size = sealed.len();
         let t = Instant::now();
         let token_id = TokenId::parse(id).map_err(|r| anyhow::anyhow!("{r}"))?;
         let correlation =
@@ -1332,34 +1325,11 @@ async fn breakdown(
         perso::parse_submission(body, Operation::Data).map_err(|r| anyhow::anyhow!("{r}"))?;
     let names: Arc<Vec<String>> =
         Arc::new(submission.elements.iter().map(|e| e.name.clone()).collect());
-    let blobs = Arc::new((vec![0x5A; sizes.0], vec![0xA5; sizes.1]));
-    let fingerprints: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
-        names
-            .iter()
-            .take(sizes.2)
-            .map(|n| (n.clone(), vec![7u8; 32]))
-            .collect(),
-    );
-    let (store_data_rate, statements_data) = sql_alone(
-        hub,
-        data_ids,
-        concurrency,
-        false,
-        &names,
-        &blobs,
-        &fingerprints,
-    )
-    .await?;
-    let (store_full_rate, statements_full) = sql_alone(
-        hub,
-        full_ids,
-        concurrency,
-        true,
-        &names,
-        &blobs,
-        &fingerprints,
-    )
-    .await?;
+    let part = Arc::new(vec![0x5A; part_size]);
+    let (store_data_rate, statements_data) =
+        sql_alone(hub, data_ids, concurrency, false, &names, &part).await?;
+    let (store_full_rate, statements_full) =
+        sql_alone(hub, full_ids, concurrency, true, &names, &part).await?;
 
     let rows = steps
         .into_values()
@@ -1388,8 +1358,7 @@ async fn sql_alone(
     concurrency: usize,
     full: bool,
     names: &Arc<Vec<String>>,
-    blobs: &Arc<(Vec<u8>, Vec<u8>)>,
-    fingerprints: &Arc<Vec<(String, Vec<u8>)>>,
+    part: &Arc<Vec<u8>>,
 ) -> anyhow::Result<(f64, usize)> {
     use futures::stream::{self, StreamExt, TryStreamExt};
     use tokenhub::store::deliveries::{self, DeliveryState, Kind, Personalization};
@@ -1397,12 +1366,7 @@ async fn sql_alone(
     let t = Instant::now();
     let counts = stream::iter(ids.iter().enumerate())
         .map(|(n, id)| {
-            let (id, names, blobs, fps) = (
-                id.clone(),
-                names.clone(),
-                blobs.clone(),
-                fingerprints.clone(),
-            );
+            let (id, names, part) = (id.clone(), names.clone(), part.clone());
             hub.store.transact(move |c| {
                 Box::pin(async move {
                     let correlation = format!("sql-{n}");
@@ -1414,15 +1378,13 @@ async fn sql_alone(
                         operation: "data",
                         correlation_id: &correlation,
                         element_names: &names,
-                        sealed: &blobs.0,
+                        sealed: &part,
                     };
                     tokens::append_data(c, &id, &part, now).await?;
                     tokens::set_state_and_elements(c, &id, TokenState::Personalizing, &names, now)
                         .await?;
                     let mut statements = 4;
                     if full {
-                        tokens::data_parts(&mut *c, &id).await?;
-                        catalog::device_key(&mut *c, &token.device_id).await?;
                         deliveries::insert(
                             c,
                             &Personalization {
@@ -1432,8 +1394,8 @@ async fn sql_alone(
                                 profile_version: token.profile_version.clone(),
                                 kind: Kind::Perso,
                                 state: DeliveryState::Pending,
-                                enc: Some(vec![1u8; 32]),
-                                ciphertext: Some(blobs.1.clone()),
+                                enc: None,
+                                ciphertext: None,
                                 tries: 0,
                                 next_offer_ms: now,
                                 expires_ms: now + 3_600_000,
@@ -1444,10 +1406,7 @@ async fn sql_alone(
                             now,
                         )
                         .await?;
-                        deliveries::replace_fingerprints(c, &id, &fps).await?;
-                        tokens::add_event(c, &id, "profile built and sealed", &correlation, now)
-                            .await?;
-                        statements += 5 + fps.len();
+                        statements += 1;
                     }
                     tokens::add_event(
                         c,

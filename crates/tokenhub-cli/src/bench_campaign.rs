@@ -408,7 +408,6 @@ fn seed_row(
                 wrapped_data_key: &data_key,
                 sealed: std::slice::from_ref(&sealed),
                 incoming: &[],
-                decrypted: None,
             },
             def,
         )

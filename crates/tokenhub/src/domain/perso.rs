@@ -299,8 +299,7 @@ pub enum DecryptFault {
 }
 
 /// Decrypts `ciphertext` under the key `key_index` and runs `check` on the clear bytes, which
-/// never leave the decryptor. Implemented inside `keys` (`Keys::check_elements`), which keeps them
-/// for the profile the call may complete.
+/// never leave the decryptor. Implemented inside `keys` (`Keys::check_elements`).
 pub trait ElementDecryptor {
     fn check_decrypted(
         &self,

@@ -1,6 +1,7 @@
-//! Personalization delivery: the profile is built and sealed to the device when a token's data is
-//! complete ([`queue_personalization`], inside that transaction); the device long-polls for it
-//! ([`poll`]) and says how it went ([`settle`]); deliveries never confirmed fail ([`sweep`]).
+//! Personalization delivery: a personalization is queued when a token's data is complete
+//! ([`queue_personalization`], inside that transaction); the device long-polls for it ([`poll`]),
+//! which builds its profile and seals it to the device the first time it is offered, and says how
+//! it went ([`settle`]); deliveries never confirmed fail ([`sweep`]).
 //!
 //! On the device's SUCCESS the token becomes ACTIVE, its data elements are deleted (only keyed
 //! fingerprints stay) and `updateTokenState ACTIVE` goes to the TSP through the outbox. On FAILURE,
@@ -11,7 +12,7 @@ use crate::domain::perso::IncomingElement;
 use crate::domain::{Code, ProfileDefinition, Rejection, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::keys::{Decrypted, PersoError, Personalized, SealedProfile, TokenData};
+use crate::keys::{PersoError, Personalized, SealedProfile, TokenData};
 use crate::store::deliveries::{self, DeliveryState, Kind, Personalization};
 use crate::store::outbox;
 use crate::store::tokens::{self, TokenRow};
@@ -27,49 +28,6 @@ pub struct Target<'a> {
     pub def: &'a ProfileDefinition,
 }
 
-/// A profile built before the write transaction (so that its CPU is not spent in the store's
-/// serial path), with what it was built from: the transaction uses it only if the token's data
-/// parts and device key are still exactly those.
-pub struct Prebuilt {
-    parts: Vec<Vec<u8>>,
-    device_key: String,
-    personalization_id: String,
-    built: Personalized,
-}
-
-/// Builds the token's profile ahead of the transaction that will complete its data, from the parts
-/// already stored plus this call's own: `(sealed, elements, decrypted)`, its part as that
-/// transaction will append it, its elements as parsed, and what checking them decrypted. `None`
-/// when it cannot be built now; the transaction then builds it itself (and refuses a profile that
-/// cannot be built).
-pub async fn prebuild(
-    hub: &Hub,
-    token: &TokenRow,
-    target: Target<'_>,
-    (sealed, elements, decrypted): (&[u8], &[IncomingElement], &Decrypted),
-) -> Result<Option<Prebuilt>, Error> {
-    let mut parts = tokens::data_parts(hub.store.reader(), &token.token_id).await?;
-    let Some(device_key) = catalog::device_key(hub.store.reader(), &token.device_id).await? else {
-        return Ok(None);
-    };
-    let personalization_id = new_personalization_id();
-    let data = TokenData {
-        token_id: &token.token_id,
-        wrapped_data_key: &token.data_key,
-        sealed: &parts,
-        incoming: elements,
-        decrypted: Some(decrypted),
-    };
-    let built = build(hub, token, target, data, &device_key, &personalization_id);
-    parts.push(sealed.to_vec());
-    Ok(built.ok().map(|built| Prebuilt {
-        parts,
-        device_key,
-        personalization_id,
-        built,
-    }))
-}
-
 /// Time-ordered (UUID v7, 74 random bits): a new id lands at the end of the primary key's index,
 /// on a page the previous commits wrote too, where a random one landed on a page of its own,
 /// one page more per commit (and a split of it now and then).
@@ -77,71 +35,18 @@ fn new_personalization_id() -> String {
     format!("prs_{}", uuid::Uuid::now_v7().simple())
 }
 
-fn build(
-    hub: &Hub,
-    token: &TokenRow,
-    target: Target<'_>,
-    data: TokenData<'_>,
-    device_key: &str,
-    personalization_id: &str,
-) -> Result<Personalized, Error> {
-    let device_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(device_key)
-        .map_err(|_| StoreError::Corrupt(format!("device {} public key", token.device_id)))?;
-    hub.keys
-        .personalize(data, target.def, &device_key, personalization_id)
-        .map_err(|e| match e {
-            PersoError::Keys(k) => Error::Keys(k),
-            other => Rejection::new(
-                Code::Failed,
-                format!("the profile could not be built: {other}"),
-            )
-            .into(),
-        })
-}
-
-/// Inside the transaction that completed the token's data: builds the profile from the token's
-/// data parts with `def` (or takes `prebuilt` if it was built from the same parts and device
-/// key), seals it to the token's device, records the personalization and the element
-/// fingerprints. A profile that cannot be built is refused with 911.
-#[allow(clippy::too_many_arguments)]
+/// Inside the transaction that completed the token's data: records a personalization of `kind`
+/// to `version` for the token's device, to be built when the device asks for it. Returns its id.
 pub async fn queue_personalization(
     conn: &mut Tx,
     hub: &Hub,
     token: &TokenRow,
-    target: Target<'_>,
+    version: &str,
     kind: Kind,
     correlation_id: &str,
     now: i64,
-    prebuilt: Option<Prebuilt>,
 ) -> Result<String, Error> {
-    let parts = tokens::data_parts(&mut *conn, &token.token_id).await?;
-    let device_key = catalog::device_key(&mut *conn, &token.device_id)
-        .await?
-        .ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "device {} of token {} is gone",
-                token.device_id, token.token_id
-            ))
-        })?;
-    let (personalization_id, built) = match prebuilt {
-        Some(p) if p.parts == parts && p.device_key == device_key => {
-            (p.personalization_id, p.built)
-        }
-        _ => {
-            let id = new_personalization_id();
-            let data = TokenData {
-                token_id: &token.token_id,
-                wrapped_data_key: &token.data_key,
-                sealed: &parts,
-                incoming: &[],
-                decrypted: None,
-            };
-            let built = build(hub, token, target, data, &device_key, &id)?;
-            (id, built)
-        }
-    };
-    let SealedProfile { enc, ciphertext } = built.profile;
+    let personalization_id = new_personalization_id();
     let delivery = hub.config.delivery;
     deliveries::insert(
         conn,
@@ -149,11 +54,11 @@ pub async fn queue_personalization(
             personalization_id: personalization_id.clone(),
             token_id: token.token_id.clone(),
             device_id: token.device_id.clone(),
-            profile_version: target.version.to_string(),
+            profile_version: version.to_string(),
             kind,
             state: DeliveryState::Pending,
-            enc: Some(enc),
-            ciphertext: Some(ciphertext),
+            enc: None,
+            ciphertext: None,
             tries: 0,
             next_offer_ms: now,
             expires_ms: now + delivery.ttl.as_millis() as i64,
@@ -164,24 +69,126 @@ pub async fn queue_personalization(
         now,
     )
     .await?;
-    let fingerprints: Vec<(String, Vec<u8>)> = built
-        .fingerprints
-        .into_iter()
-        .map(|(n, f)| (n, f.to_vec()))
-        .collect();
-    deliveries::replace_fingerprints(conn, &token.token_id, &fingerprints).await?;
-    tokens::add_event(
-        conn,
-        &token.token_id,
-        &format!(
-            "profile {} built and sealed to device {} ({personalization_id})",
-            target.version, token.device_id
-        ),
-        correlation_id,
-        now,
-    )
-    .await?;
     Ok(personalization_id)
+}
+
+/// Checks that the token's data (its stored `parts` and the `incoming` elements of the call that
+/// completes it) makes a profile of `def`: the call that completes data that cannot make one is
+/// refused with 911 and nothing of it is kept, so the TSP can send values that fit.
+pub fn check_builds(
+    hub: &Hub,
+    token: &TokenRow,
+    def: &ProfileDefinition,
+    parts: &[Vec<u8>],
+    incoming: &[IncomingElement],
+) -> Result<(), Error> {
+    let data = TokenData {
+        token_id: &token.token_id,
+        wrapped_data_key: &token.data_key,
+        sealed: parts,
+        incoming,
+    };
+    hub.keys.check_builds(data, def).map_err(|e| match e {
+        PersoError::Keys(k) => Error::Keys(k),
+        other => Rejection::new(
+            Code::Failed,
+            format!("the profile could not be built: {other}"),
+        )
+        .into(),
+    })
+}
+
+/// A personalization's profile, built from the token's data parts and sealed to its device, or
+/// why it cannot be built.
+enum Built {
+    Sealed(Personalized),
+    Unbuildable(String),
+}
+
+/// Builds the profile of a personalization not built yet, outside the store's serial write path.
+/// The token's data parts cannot change meanwhile: `/data` and `/newData` are refused while a
+/// personalization is pending. An error here is the hub's own (a store or key failure) and
+/// fails nothing; [`Built::Unbuildable`] fails the personalization.
+async fn build(hub: &Hub, p: &Personalization) -> Result<Built, Error> {
+    let token = hub.store.token(&p.token_id).await?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "token {} of {} is gone",
+            p.token_id, p.personalization_id
+        ))
+    })?;
+    let Some(def) = hub
+        .profile(&token.issuer_id, &token.product_id, &p.profile_version)
+        .await?
+    else {
+        return Ok(Built::Unbuildable(format!(
+            "profile version {} is not defined at the hub",
+            p.profile_version
+        )));
+    };
+    let parts = tokens::data_parts(hub.store.reader(), &token.token_id).await?;
+    let Some(device_key) = catalog::device_key(hub.store.reader(), &p.device_id).await? else {
+        return Ok(Built::Unbuildable(format!(
+            "device {} is gone",
+            p.device_id
+        )));
+    };
+    let Ok(device_key) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&device_key)
+    else {
+        return Ok(Built::Unbuildable(format!(
+            "device {} has no valid public key",
+            p.device_id
+        )));
+    };
+    let data = TokenData {
+        token_id: &token.token_id,
+        wrapped_data_key: &token.data_key,
+        sealed: &parts,
+        incoming: &[],
+    };
+    match hub
+        .keys
+        .personalize(data, &def, &device_key, &p.personalization_id)
+    {
+        Ok(built) => Ok(Built::Sealed(built)),
+        Err(PersoError::Keys(k)) => Err(Error::Keys(k)),
+        Err(other) => Ok(Built::Unbuildable(format!(
+            "the profile could not be built: {other}"
+        ))),
+    }
+}
+
+/// Inside a transaction: stores a built profile (with the fingerprints of the elements it holds)
+/// unless another poll stored one first, or fails a personalization whose profile cannot be
+/// built.
+async fn store_built(c: &mut Tx, p: &Personalization, built: Built, now: i64) -> Result<(), Error> {
+    match built {
+        Built::Sealed(Personalized {
+            profile: SealedProfile { enc, ciphertext },
+            fingerprints,
+        }) => {
+            if !deliveries::set_profile(c, &p.personalization_id, &enc, &ciphertext, now).await? {
+                return Ok(());
+            }
+            let fingerprints: Vec<(String, Vec<u8>)> = fingerprints
+                .into_iter()
+                .map(|(n, f)| (n, f.to_vec()))
+                .collect();
+            deliveries::replace_fingerprints(c, &p.token_id, &fingerprints).await?;
+            let event = format!(
+                "profile {} built and sealed to device {} ({})",
+                p.profile_version, p.device_id, p.personalization_id
+            );
+            tokens::add_event(c, &p.token_id, &event, &p.correlation_id, now).await?;
+        }
+        Built::Unbuildable(reason) => {
+            if let Some(p) = deliveries::lock(c, &p.personalization_id).await? {
+                if p.state == DeliveryState::Pending && p.enc.is_none() {
+                    conclude(c, &p, Err(&reason), now).await?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a device's poll brings: profiles to install, tokens to remove.
@@ -275,25 +282,34 @@ pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Devi
 
 async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
     let delivery = hub.config.delivery;
+    let max_tries = delivery.max_tries as i64;
+    // Profiles are built when their device first asks for them: sealed to the key it has now.
+    let mut built = Vec::new();
+    for p in deliveries::unbuilt(&hub.store, device_id, max_tries, hub.now_ms()).await? {
+        let b = build(hub, &p).await?;
+        built.push((p, b));
+    }
+    let concluded = built
+        .iter()
+        .any(|(_, b)| matches!(b, Built::Unbuildable(_)));
     let now = hub.now_ms();
     let device = device_id.to_string();
     let taken = hub
         .store
         .transact(move |c| {
             Box::pin(async move {
-                Ok::<_, Error>(
-                    deliveries::take_offers(
-                        c,
-                        &device,
-                        delivery.max_tries as i64,
-                        delivery.window.as_millis() as i64,
-                        now,
-                    )
-                    .await?,
-                )
+                for (p, b) in built {
+                    store_built(c, &p, b, now).await?;
+                }
+                let window = delivery.window.as_millis() as i64;
+                Ok::<_, Error>(deliveries::take_offers(c, &device, max_tries, window, now).await?)
             })
         })
         .await?;
+    if concluded {
+        hub.outbox_wake.notify_one();
+        hub.notify_wake.notify_one();
+    }
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     Ok(taken
         .into_iter()
@@ -326,6 +342,8 @@ pub enum SettleError {
     NotFound,
     #[error("the personalization was already settled as {0}")]
     Conflict(&'static str),
+    #[error("the personalization was never offered to the device")]
+    NotOffered,
     #[error(transparent)]
     Internal(#[from] Error),
 }
@@ -356,6 +374,9 @@ pub async fn settle(
                     | (DeliveryState::Failed, DeviceResult::Failure(_)) => return Ok(false),
                     (DeliveryState::Confirmed, _) => return Err(SettleError::Conflict("SUCCESS")),
                     (DeliveryState::Failed, _) => return Err(SettleError::Conflict("FAILURE")),
+                    (DeliveryState::Pending, _) if p.tries == 0 => {
+                        return Err(SettleError::NotOffered)
+                    }
                     (DeliveryState::Pending, _) => {}
                 }
                 match result {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// Stored; the token now holds this many elements and is in this state. When this call
-    /// completed the data, `delivery` names the device the profile was sealed to.
+    /// completed the data, `delivery` names the device a personalization was queued for.
     Stored {
         state: TokenState,
         held: usize,
@@ -87,7 +87,7 @@ pub async fn submit(
     {
         hub.reload_keys().await?;
     }
-    let decrypted = hub.keys.check_elements(&profile, &submission.elements)?;
+    hub.keys.check_elements(&profile, &submission.elements)?;
 
     let sealed = if submission.elements.is_empty() {
         None
@@ -98,23 +98,19 @@ pub async fn submit(
                 .seal_for_token(token_id.as_str(), &token.data_key, &clear)?,
         )
     };
-    // The call that completes the data has its profile built here, in parallel with other calls,
-    // rather than inside the store's serial write path.
-    let completes = |held: &[String]| {
-        profile
-            .required_names()
-            .all(|r| held.iter().any(|h| h == r) || submission.elements.iter().any(|e| e.name == r))
-    };
-    let prebuilt = match &sealed {
-        Some(part) if completes(&token.received_elements) => {
-            let target = Target {
-                version: &version,
-                def: &profile,
-            };
-            let incoming = (part.as_slice(), submission.elements.as_slice(), &decrypted);
-            deliver::prebuild(hub, &token, target, incoming).await?
-        }
-        _ => None,
+    // The call that completes the data checks here, in parallel with other calls rather than in
+    // the store's serial write path, that the data makes a profile; the transaction checks again
+    // only if the token's stored parts changed meanwhile.
+    let completes = profile.required_names().all(|r| {
+        token.received_elements.iter().any(|h| h == r)
+            || submission.elements.iter().any(|e| e.name == r)
+    });
+    let checked_parts = if completes && sealed.is_some() {
+        let parts = tokens::data_parts(hub.store.reader(), token_id.as_str()).await?;
+        deliver::check_builds(hub, &token, &profile, &parts, &submission.elements)?;
+        Some(parts)
+    } else {
+        None
     };
     let now = hub.now_ms();
     let token_id = token_id.clone();
@@ -136,7 +132,7 @@ pub async fn submit(
                     op,
                     submission,
                     sealed,
-                    prebuilt,
+                    checked_parts,
                     now,
                 )
                 .await
@@ -204,7 +200,7 @@ async fn apply(
     op: Operation,
     submission: DataSubmission,
     sealed: Option<Vec<u8>>,
-    prebuilt: Option<deliver::Prebuilt>,
+    checked_parts: Option<Vec<Vec<u8>>>,
     now: i64,
 ) -> Result<Applied, Error> {
     let Some(token) = tokens::lock_token(conn, token_id.as_str()).await? else {
@@ -274,7 +270,6 @@ async fn apply(
                     wrapped_data_key: &token.data_key,
                     sealed: &[],
                     incoming: &submission.elements,
-                    decrypted: None,
                 };
                 let recovered = hub.keys.fingerprints(data, profile).map_err(|e| {
                     Rejection::new(
@@ -295,6 +290,22 @@ async fn apply(
             }
         }
     }
+    let held: BTreeSet<String> = token
+        .received_elements
+        .iter()
+        .cloned()
+        .chain(names.iter().cloned())
+        .collect();
+    let held: Vec<String> = held.into_iter().collect();
+    let complete = profile
+        .required_names()
+        .all(|r| held.iter().any(|h| h == r));
+    if complete && sealed.is_some() {
+        let parts = tokens::data_parts(&mut *conn, token_id.as_str()).await?;
+        if checked_parts.as_ref() != Some(&parts) {
+            deliver::check_builds(hub, &token, profile, &parts, &submission.elements)?;
+        }
+    }
     if let Some(sealed) = &sealed {
         let part = DataPart {
             operation: op_name(op),
@@ -304,16 +315,6 @@ async fn apply(
         };
         tokens::append_data(conn, token_id.as_str(), &part, now).await?;
     }
-    let held: BTreeSet<String> = token
-        .received_elements
-        .iter()
-        .cloned()
-        .chain(names)
-        .collect();
-    let held: Vec<String> = held.into_iter().collect();
-    let complete = profile
-        .required_names()
-        .all(|r| held.iter().any(|h| h == r));
     let state = match op {
         Operation::Data if complete => TokenState::Personalizing,
         _ => token.state,
@@ -328,8 +329,8 @@ async fn apply(
             _ => true,
         };
     tokens::set_state_and_elements(conn, token_id.as_str(), state, &held, now).await?;
-    // The data is complete: build the profile now, so that a profile that cannot be built is this
-    // call's 911 (and nothing of the call is kept), and queue it for the device.
+    // The data is complete: a personalization is queued for the device (its profile is built
+    // when the device asks for it).
     let kind = match op {
         Operation::Data => Kind::Perso,
         Operation::NewData => Kind::Reperso,
@@ -339,11 +340,10 @@ async fn apply(
             conn,
             hub,
             &token,
-            target,
+            target.version,
             kind,
             correlation_id.as_str(),
             now,
-            prebuilt,
         )
         .await?;
         if let Some(campaign) = token

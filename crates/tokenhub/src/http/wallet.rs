@@ -117,7 +117,9 @@ async fn post_result(
         Err(SettleError::NotFound) => Err(ApiError::not_found(format!(
             "personalization {personalization_id} does not exist"
         ))),
-        Err(e @ SettleError::Conflict(_)) => Err(ApiError::conflict(e.to_string())),
+        Err(e @ (SettleError::Conflict(_) | SettleError::NotOffered)) => {
+            Err(ApiError::conflict(e.to_string()))
+        }
         Err(SettleError::Internal(e)) => Err(e.into()),
     }
 }

@@ -18,7 +18,6 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::Path;
@@ -203,17 +202,14 @@ impl Keys {
 }
 
 /// A token's data elements as the hub holds them: the parts sealed under its data key, and the
-/// elements of the call being applied, already parsed and checked (they are sealed into a part of
-/// their own too; reading them here spares opening and parsing that part again).
+/// elements of a call being applied, already parsed and checked (a recovery's `/newData`, compared
+/// with what the token was personalized with before it is stored).
 #[derive(Clone, Copy)]
 pub struct TokenData<'a> {
     pub token_id: &'a str,
     pub wrapped_data_key: &'a [u8],
     pub sealed: &'a [Vec<u8>],
     pub incoming: &'a [IncomingElement],
-    /// What [`Keys::check_elements`] decrypted of `incoming`, if it was checked here: not
-    /// decrypted again.
-    pub decrypted: Option<&'a Decrypted>,
 }
 
 /// A profile encrypted to a device with HPKE (RFC 9180): mode base, DHKEM(X25519, HKDF-SHA256),
@@ -289,20 +285,16 @@ impl Keys {
                 None => cps::canonical_bytes(element_def, ClearValue::Text(&e.value)),
                 Some(index) => {
                     let ct = perso::decode_hex(&e.value).ok_or_else(|| fail("not hex"))?;
-                    if let Some(clear) = data.decrypted.and_then(|d| d.get(index, &ct)) {
-                        cps::canonical_bytes(element_def, ClearValue::Bytes(clear))
-                    } else {
-                        let key = shared
-                            .get(index)
-                            .ok_or_else(|| fail("its keyIndex is not a known key"))?;
-                        let clear = tokenhub_crypto::decrypt_cbc_m2(
-                            key.algorithm,
-                            key.key.expose_secret(),
-                            &ct,
-                        )
-                        .map_err(|_| fail("does not decrypt"))?;
-                        cps::canonical_bytes(element_def, ClearValue::Bytes(&clear))
-                    }
+                    let key = shared
+                        .get(index)
+                        .ok_or_else(|| fail("its keyIndex is not a known key"))?;
+                    let clear = tokenhub_crypto::decrypt_cbc_m2(
+                        key.algorithm,
+                        key.key.expose_secret(),
+                        &ct,
+                    )
+                    .map_err(|_| fail("does not decrypt"))?;
+                    cps::canonical_bytes(element_def, ClearValue::Bytes(&clear))
                 }
             }
             .map_err(|why| fail(&why))?;
@@ -337,6 +329,18 @@ impl Keys {
             .iter()
             .map(|(n, v)| (n.clone(), self.fingerprint_of(data.token_id, n, v)))
             .collect())
+    }
+
+    /// Builds the token's profile from its data and the profile version, and drops it: whether
+    /// the data makes a profile (its DGIs and records within their sizes), without sealing it.
+    pub fn check_builds(
+        &self,
+        data: TokenData<'_>,
+        def: &ProfileDefinition,
+    ) -> Result<(), PersoError> {
+        let values = self.clear_values(&data, def)?;
+        cps::build(def, &values)?;
+        Ok(())
     }
 
     /// Builds the token's profile from its data and the profile version, and encrypts it to the
@@ -384,56 +388,29 @@ impl Keys {
             .map_err(|_| DecryptFault::Undecryptable)
     }
 
-    /// [`perso::check_elements`] with the hub's keys, keeping what it decrypted for the profile
-    /// the same call may complete (see [`TokenData::decrypted`]).
+    /// [`perso::check_elements`] with the hub's keys: each encrypted value is decrypted, checked
+    /// and its clear bytes zeroized at once.
     pub fn check_elements(
         &self,
         profile: &ProfileDefinition,
         elements: &[IncomingElement],
-    ) -> Result<Decrypted, Rejection> {
-        let recorder = Recorder {
-            keys: self,
-            decrypted: RefCell::new(Decrypted::default()),
-        };
-        perso::check_elements(profile, elements, &recorder)?;
-        Ok(recorder.decrypted.into_inner())
+    ) -> Result<(), Rejection> {
+        perso::check_elements(profile, elements, &Checker(self))
     }
 }
 
-/// The clear values of a call's encrypted elements, decrypted once when they were checked and
-/// used again when the call's profile is built. Opaque: they never leave this module.
-#[derive(Default)]
-pub struct Decrypted(Vec<(String, Vec<u8>, Zeroizing<Vec<u8>>)>);
+/// Decrypts with the hub's keys for [`perso::check_elements`].
+struct Checker<'a>(&'a Keys);
 
-impl Decrypted {
-    fn get(&self, key_index: &str, ciphertext: &[u8]) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(k, c, _)| k == key_index && c == ciphertext)
-            .map(|(_, _, clear)| clear.as_slice())
-    }
-}
-
-/// Decrypts with the hub's keys and keeps each clear value.
-struct Recorder<'a> {
-    keys: &'a Keys,
-    decrypted: RefCell<Decrypted>,
-}
-
-impl ElementDecryptor for Recorder<'_> {
+impl ElementDecryptor for Checker<'_> {
     fn check_decrypted(
         &self,
         key_index: &str,
         ciphertext: &[u8],
         check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<Result<(), String>, DecryptFault> {
-        let clear = self.keys.decrypt(key_index, ciphertext)?;
-        let verdict = check(&clear);
-        self.decrypted
-            .borrow_mut()
-            .0
-            .push((key_index.to_string(), ciphertext.to_vec(), clear));
-        Ok(verdict)
+        let clear = self.0.decrypt(key_index, ciphertext)?;
+        Ok(check(&clear))
     }
 }
 
@@ -579,7 +556,6 @@ mod tests {
             wrapped_data_key: &wrapped,
             sealed,
             incoming,
-            decrypted: None,
         };
         let (sk, pk) = Kem::gen_keypair(&mut rand::rngs::OsRng);
         let out = k
@@ -617,19 +593,6 @@ mod tests {
             serde_json::from_value(serde_json::json!([{"name": "psn", "value": "01"}])).unwrap();
         let from_incoming = k.fingerprints(data(&parts[..1], &incoming), &def).unwrap();
         assert_eq!(from_incoming["psn"], out.fingerprints["psn"]);
-        // What checking the call's elements decrypted is used as is, and gives the same values.
-        let incoming: Vec<IncomingElement> = serde_json::from_value(serde_json::json!([
-            {"name": "cmk_ac", "value": hex::encode_upper(&ct), "keyIndex": "KEK01"},
-            {"name": "psn", "value": "01"}
-        ]))
-        .unwrap();
-        let decrypted = k.check_elements(&def, &incoming).unwrap();
-        assert_eq!(decrypted.get("KEK01", &ct), Some(&cmk[..]));
-        let checked = TokenData {
-            decrypted: Some(&decrypted),
-            ..data(&[], &incoming)
-        };
-        assert_eq!(k.fingerprints(checked, &def).unwrap(), out.fingerprints);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Personalizations (a profile sealed to a device, offered until the device settles it) and the
-//! fingerprints of the elements a token was personalized with.
+//! Personalizations (a profile for a device, sealed to it when the device first asks for it and
+//! offered until the device settles it) and the fingerprints of the elements a token was
+//! personalized with.
 
 use std::collections::BTreeMap;
 
@@ -149,8 +150,51 @@ pub async fn lock(
     .await
 }
 
-/// Takes the device's personalizations that may be offered now, counting one more try for each
-/// and holding them back for `window_ms` (the time the device has to confirm).
+/// The device's pending personalizations whose profile is not built yet (never offered).
+pub async fn unbuilt(
+    store: &Store,
+    device_id: &str,
+    max_tries: i64,
+    now: i64,
+) -> Result<Vec<Personalization>, StoreError> {
+    let rows = query(&format!(
+        "SELECT {COLUMNS} FROM personalizations WHERE device_id = $1 AND state = 'PENDING' \
+         AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 AND enc IS NULL \
+         ORDER BY created_ms"
+    ))
+    .bind(device_id)
+    .bind(now)
+    .bind(max_tries)
+    .fetch_all(store.reader())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Stores the sealed profile of a pending personalization that has none yet. Returns whether it
+/// did (another poll may have stored one first).
+pub async fn set_profile(
+    conn: &mut Tx,
+    personalization_id: &str,
+    enc: &[u8],
+    ciphertext: &[u8],
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done = query(
+        "UPDATE personalizations SET enc = $2, ciphertext = $3, updated_ms = $4 \
+         WHERE personalization_id = $1 AND state = 'PENDING' AND enc IS NULL",
+    )
+    .bind(personalization_id)
+    .bind(enc)
+    .bind(ciphertext)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes the device's personalizations that may be offered now (their profile built), counting
+/// one more try for each and holding them back for `window_ms` (the time the device has to
+/// confirm).
 pub async fn take_offers(
     conn: &mut Tx,
     device_id: &str,
@@ -160,7 +204,8 @@ pub async fn take_offers(
 ) -> Result<Vec<Personalization>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM personalizations WHERE device_id = $1 AND state = 'PENDING' \
-         AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 ORDER BY created_ms{}",
+         AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 AND enc IS NOT NULL \
+         ORDER BY created_ms{}",
         dialect(conn).for_update()
     );
     let rows = query(&sql)

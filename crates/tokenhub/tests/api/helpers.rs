@@ -335,7 +335,7 @@ impl TspAnswer {
 pub type TokenView = Value;
 
 impl TestApp {
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
 

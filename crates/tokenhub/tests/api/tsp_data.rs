@@ -31,6 +31,8 @@ hub_tests!(
     a_different_call_after_completion_is_rejected_with_321_even_if_its_body_is_the_same,
     data_for_a_token_whose_profile_version_is_not_defined_is_rejected_with_911,
     data_that_completes_a_profile_that_cannot_be_built_is_rejected_with_911,
+    a_profile_that_cannot_be_built_when_the_device_asks_fails_the_token_and_the_tsp_is_told,
+    a_result_for_a_personalization_never_offered_is_409_and_changes_nothing,
     concurrent_partial_calls_lose_no_element,
     of_concurrent_completing_calls_exactly_one_is_accepted_and_the_others_get_321,
 );
@@ -404,6 +406,78 @@ async fn data_for_a_token_whose_profile_version_is_not_defined_is_rejected_with_
         .await
         .assert_refused(911);
     assert_eq!(app.token_state(&token).await, "PENDING_DATA");
+}
+
+async fn a_profile_that_cannot_be_built_when_the_device_asks_fails_the_token_and_the_tsp_is_told(
+    app: TestApp,
+) {
+    // The profile is built when the device first asks for it. Not reachable through the APIs
+    // (profile versions cannot be deleted): the fault is injected in the store.
+    let token = app.pending_token().await;
+    app.complete_data(&token).await;
+    app.execute_sql(&format!(
+        "UPDATE personalizations SET profile_version = 'not-defined' WHERE token_id = '{token}'"
+    ))
+    .await;
+    let offers: serde_json::Value = app
+        .client
+        .get(app.url(&format!("/wallet/v1/devices/{DEVICE}/personalizations")))
+        .send()
+        .await
+        .expect("the hub answers")
+        .json()
+        .await
+        .expect("offers");
+    assert_eq!(offers, json!([]), "nothing to install");
+    let view = app.get_token(&token).await;
+    assert_eq!(view["state"], "DELETED", "{view}");
+    let reason = view["failureReason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("profile version not-defined is not defined"),
+        "{reason}"
+    );
+    let personalizations = app.hub.store.personalizations_of(&token).await.unwrap();
+    assert_eq!(personalizations.len(), 1);
+    assert!(personalizations[0].enc.is_none() && personalizations[0].ciphertext.is_none());
+    // The TSP is told the token is gone.
+    let path = format!("/tsp/trapi/v2.0/tokens/{token}/state");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app
+        .tsp
+        .other_calls()
+        .iter()
+        .any(|c| c.method == "PUT" && c.path == path)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no updateTokenState for {token}: {:?}",
+            app.tsp.other_calls()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_result_for_a_personalization_never_offered_is_409_and_changes_nothing(app: TestApp) {
+    let token = app.pending_token().await;
+    app.complete_data(&token).await;
+    let queued = app.hub.store.personalizations_of(&token).await.unwrap();
+    let id = &queued[0].personalization_id;
+    for status in [
+        json!({"status": "SUCCESS"}),
+        json!({"status": "FAILURE", "reason": "x"}),
+    ] {
+        let r = app
+            .client
+            .post(app.url(&format!("/wallet/v1/personalizations/{id}/result")))
+            .json(&status)
+            .send()
+            .await
+            .expect("the hub answers");
+        assert_eq!(r.status(), 409, "{status}");
+    }
+    assert_eq!(app.token_state(&token).await, "PERSONALIZING");
+    app.confirm_personalization(&token).await;
+    assert_eq!(app.token_state(&token).await, "ACTIVE");
 }
 
 async fn concurrent_partial_calls_lose_no_element(app: TestApp) {
