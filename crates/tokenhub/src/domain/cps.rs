@@ -154,6 +154,20 @@ pub fn build(
     Ok(out)
 }
 
+/// Whether values of these sizes (by element name, as [`canonical_bytes`] gives them) make a
+/// profile of `def`: [`build`] fails on sizes alone, since a validated profile version never puts
+/// an untagged element into a DGI that takes tagged ones (the only place a value's bytes are read).
+pub fn check_fits(
+    def: &ProfileDefinition,
+    sizes: &BTreeMap<String, usize>,
+) -> Result<(), BuildError> {
+    let values = sizes
+        .iter()
+        .map(|(name, &len)| (name.clone(), Zeroizing::new(vec![0u8; len])))
+        .collect();
+    build(def, &values).map(drop)
+}
+
 fn parse_dgi_id(s: &str) -> Option<u16> {
     (s.len() == 4)
         .then(|| u16::from_str_radix(s, 16).ok())
@@ -376,6 +390,29 @@ mod tests {
     }
 
     proptest! {
+        /// The check a completing `/data` makes (sizes only) says what the build at the device's
+        /// poll will say, whatever the values: one that fits and one that does not.
+        #[test]
+        fn check_fits_agrees_with_build_on_sizes_alone(
+            cmk in proptest::collection::vec(any::<u8>(), 0..70_000),
+            track2 in proptest::collection::vec(any::<u8>(), 0..70_000),
+            psn in proptest::collection::vec(any::<u8>(), 0..3),
+            par in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+            missing_psn in any::<bool>(),
+        ) {
+            let def = profile();
+            let mut all = vec![("cmk_ac", cmk.as_slice()), ("track2_data", track2.as_slice())];
+            if !missing_psn {
+                all.push(("psn", psn.as_slice()));
+            }
+            if let Some(par) = &par {
+                all.push(("par", par.as_slice()));
+            }
+            let values = values(&all);
+            let sizes = values.iter().map(|(n, v)| (n.clone(), v.len())).collect();
+            prop_assert_eq!(check_fits(&def, &sizes), build(&def, &values).map(drop));
+        }
+
         #[test]
         fn what_is_encoded_decodes_to_the_same_dgis(
             dgis in proptest::collection::vec((any::<u16>(), proptest::collection::vec(any::<u8>(), 0..600)), 0..8)

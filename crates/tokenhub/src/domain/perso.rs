@@ -4,10 +4,11 @@
 //! Parsing walks a `serde_json::Value` by hand rather than deriving, because the contract tells a
 //! missing field (111) from a malformed one (112) and serde's errors do not.
 
+use super::cps;
 use super::ids::{IssuerId, LastDigits, Mmyy, Rejection};
 use super::profile::{ElementDef, ElementFormat, ProfileDefinition};
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 
 /// At most this many elements in one call (`maxItems`).
 pub const MAX_ELEMENTS: usize = 200;
@@ -309,21 +310,26 @@ pub trait ElementDecryptor {
     ) -> Result<Result<(), String>, DecryptFault>;
 }
 
-/// Checks every element of one call against the profile version (431 for any fault).
+/// The size in bytes each element of a call takes in a profile (its canonical bytes,
+/// [`cps::canonical_bytes`]): all that building a profile depends on ([`cps::check_fits`]).
+pub type ElementSizes = BTreeMap<String, usize>;
+
+/// Checks every element of one call against the profile version (431 for any fault); returns the
+/// size each takes in a profile.
 pub fn check_elements(
     profile: &ProfileDefinition,
     elements: &[IncomingElement],
     decryptor: &dyn ElementDecryptor,
-) -> Result<(), Rejection> {
+) -> Result<ElementSizes, Rejection> {
     let total: usize = elements.iter().map(|e| e.value.chars().count()).sum();
     if total > MAX_TOTAL_VALUE_CHARS {
         return Err(Rejection::perso(format!(
             "the values together are {total} characters; at most {MAX_TOTAL_VALUE_CHARS} are allowed"
         )));
     }
-    let mut seen = HashSet::new();
+    let mut sizes = ElementSizes::new();
     for e in elements {
-        if !seen.insert(e.name.as_str()) {
+        if sizes.contains_key(&e.name) {
             return Err(Rejection::perso(format!(
                 "element {} appears more than once",
                 e.name
@@ -335,28 +341,40 @@ pub fn check_elements(
                 e.name
             )));
         };
-        check_element(def, e, decryptor)?;
+        let size = check_element(def, e, decryptor)?;
+        sizes.insert(e.name.clone(), size);
     }
-    Ok(())
+    Ok(sizes)
 }
 
+/// Checks one element; returns the size of its canonical bytes.
 fn check_element(
     def: &ElementDef,
     e: &IncomingElement,
     decryptor: &dyn ElementDecryptor,
-) -> Result<(), Rejection> {
+) -> Result<usize, Rejection> {
     let fail = |why: String| Rejection::perso(format!("element {}: {why}", e.name));
     match &e.key_index {
         None if def.sensitive => Err(fail(
             "a sensitive element must arrive encrypted under a keyIndex".into(),
         )),
-        None => check_clear_text(def, &e.value).map_err(fail),
+        None => {
+            check_clear_text(def, &e.value).map_err(fail)?;
+            cps::canonical_bytes(def, cps::ClearValue::Text(&e.value))
+                .map(|b| b.len())
+                .map_err(fail)
+        }
         Some(index) => {
             let ciphertext = decode_hex(&e.value)
                 .ok_or_else(|| fail("an encrypted value must be hex".into()))?;
-            let mut check = |clear: &[u8]| check_clear_bytes(def, clear);
+            let mut size = 0;
+            let mut check = |clear: &[u8]| {
+                check_clear_bytes(def, clear)?;
+                size = cps::canonical_bytes(def, cps::ClearValue::Bytes(clear))?.len();
+                Ok(())
+            };
             match decryptor.check_decrypted(index, &ciphertext, &mut check) {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(())) => Ok(size),
                 Ok(Err(why)) => Err(fail(why)),
                 Err(DecryptFault::UnknownKey) => {
                     Err(fail(format!("keyIndex {index} is not a known key")))
@@ -521,6 +539,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.elements[0].name, "psn");
+    }
+
+    /// Decrypts nothing: the clear value is the ciphertext itself.
+    struct Identity;
+    impl ElementDecryptor for Identity {
+        fn check_decrypted(
+            &self,
+            _: &str,
+            ciphertext: &[u8],
+            check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+        ) -> Result<Result<(), String>, DecryptFault> {
+            Ok(check(ciphertext))
+        }
+    }
+
+    #[test]
+    fn checking_gives_the_size_of_each_value_in_a_profile() {
+        let sizes = check_elements(
+            &profile(),
+            &[
+                el("psn", "01", None),
+                el("par", "PAR é", None),
+                el("track2_data", "A1B2C3", Some("K")),
+            ],
+            &Identity,
+        )
+        .unwrap();
+        let want: ElementSizes = [("par", 6), ("psn", 1), ("track2_data", 3)]
+            .into_iter()
+            .map(|(n, l)| (n.to_string(), l))
+            .collect();
+        assert_eq!(
+            sizes, want,
+            "digits as packed BCD, text as UTF-8, hex as its bytes"
+        );
     }
 
     struct NoKeys;

@@ -136,9 +136,21 @@ impl ProfileDefinition {
             d.dgi = d.dgi.to_ascii_uppercase();
             d.data = d.data.to_ascii_uppercase();
         }
-        // A DGI that takes tagged elements must be a record: empty, or one `70` template.
+        // A DGI that takes tagged elements must be a record: empty, or one `70` template, and
+        // takes no untagged element.
         for e in self.data_elements.iter().filter(|e| e.tag.is_some()) {
             let dgi = e.dgi.as_deref().unwrap_or_default();
+            if let Some(raw) = self
+                .data_elements
+                .iter()
+                .find(|o| o.tag.is_none() && o.dgi.as_deref() == Some(dgi))
+            {
+                return Err(Rejection::format(format!(
+                    "DGI {dgi} takes tagged elements ({}) and an untagged one ({}): an element \
+                     without a tag needs a DGI of its own",
+                    e.name, raw.name
+                )));
+            }
             for t in self
                 .template
                 .iter()
@@ -200,6 +212,27 @@ mod tests {
             "template": []
         }));
         assert!(dup.unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn a_dgi_takes_tagged_elements_or_untagged_ones_not_both() {
+        let mixed = def(serde_json::json!({
+            "dataElements": [
+                {"name": "psn", "format": "digits", "dgi": "0101", "tag": "5F34"},
+                {"name": "raw", "format": "hex", "dgi": "0101"}
+            ],
+            "template": []
+        }));
+        assert!(mixed.unwrap_err().contains("needs a DGI of its own"));
+        let apart = def(serde_json::json!({
+            "dataElements": [
+                {"name": "psn", "format": "digits", "dgi": "0101", "tag": "5F34"},
+                {"name": "raw", "format": "hex", "dgi": "0202"},
+                {"name": "raw2", "format": "hex", "dgi": "0202"}
+            ],
+            "template": []
+        }));
+        assert!(apart.is_ok());
     }
 
     #[test]

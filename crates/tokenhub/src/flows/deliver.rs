@@ -8,7 +8,7 @@
 //! or when the tries run out, the token is marked failed (DELETED, with the reason) and the TSP is
 //! told the same way.
 
-use crate::domain::perso::IncomingElement;
+use crate::domain::perso::ElementSizes;
 use crate::domain::{Code, ProfileDefinition, Rejection, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
@@ -72,30 +72,32 @@ pub async fn queue_personalization(
     Ok(personalization_id)
 }
 
-/// Checks that the token's data (its stored `parts` and the `incoming` elements of the call that
-/// completes it) makes a profile of `def`: the call that completes data that cannot make one is
-/// refused with 911 and nothing of it is kept, so the TSP can send values that fit.
+/// Checks that the token's data (its stored `parts`, and the elements of the call that completes
+/// it, by their sizes) makes a profile of `def`: the call that completes data that cannot make
+/// one is refused with 911 and nothing of it is kept, so the TSP can send values that fit.
 pub fn check_builds(
     hub: &Hub,
     token: &TokenRow,
     def: &ProfileDefinition,
     parts: &[Vec<u8>],
-    incoming: &[IncomingElement],
+    incoming: &ElementSizes,
 ) -> Result<(), Error> {
     let data = TokenData {
         token_id: &token.token_id,
         wrapped_data_key: &token.data_key,
         sealed: parts,
-        incoming,
+        incoming: &[],
     };
-    hub.keys.check_builds(data, def).map_err(|e| match e {
-        PersoError::Keys(k) => Error::Keys(k),
-        other => Rejection::new(
-            Code::Failed,
-            format!("the profile could not be built: {other}"),
-        )
-        .into(),
-    })
+    hub.keys
+        .check_builds(data, incoming, def)
+        .map_err(|e| match e {
+            PersoError::Keys(k) => Error::Keys(k),
+            other => Rejection::new(
+                Code::Failed,
+                format!("the profile could not be built: {other}"),
+            )
+            .into(),
+        })
 }
 
 /// A personalization's profile, built from the token's data parts and sealed to its device, or

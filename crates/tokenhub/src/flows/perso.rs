@@ -2,7 +2,7 @@
 //! key, and committed before the answer leaves. Partial calls are merged; the token moves to
 //! `PERSONALIZING` once every element its profile version requires is held.
 
-use crate::domain::perso::{self, DataSubmission, IncomingElement, Operation};
+use crate::domain::perso::{self, DataSubmission, ElementSizes, IncomingElement, Operation};
 use crate::domain::token::{check_submit_data, check_submit_new_data, TokenSnapshot};
 use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
 use crate::error::Error;
@@ -87,7 +87,7 @@ pub async fn submit(
     {
         hub.reload_keys().await?;
     }
-    hub.keys.check_elements(&profile, &submission.elements)?;
+    let sizes = hub.keys.check_elements(&profile, &submission.elements)?;
 
     let sealed = if submission.elements.is_empty() {
         None
@@ -105,13 +105,14 @@ pub async fn submit(
         token.received_elements.iter().any(|h| h == r)
             || submission.elements.iter().any(|e| e.name == r)
     });
-    let checked_parts = if completes && sealed.is_some() {
+    let parts = if completes && sealed.is_some() {
         let parts = tokens::data_parts(hub.store.reader(), token_id.as_str()).await?;
-        deliver::check_builds(hub, &token, &profile, &parts, &submission.elements)?;
+        deliver::check_builds(hub, &token, &profile, &parts, &sizes)?;
         Some(parts)
     } else {
         None
     };
+    let checked = Checked { sizes, parts };
     let now = hub.now_ms();
     let token_id = token_id.clone();
     let correlation_id = correlation_id.clone();
@@ -132,7 +133,7 @@ pub async fn submit(
                     op,
                     submission,
                     sealed,
-                    checked_parts,
+                    checked,
                     now,
                 )
                 .await
@@ -190,6 +191,13 @@ async fn is_repeat(
         .any(|e| e.correlation_id == correlation_id.as_str() && e.event.starts_with(&accepted)))
 }
 
+/// What a call's checks before its transaction found: the sizes of its elements in a profile, and
+/// the stored parts with which its data was found to make one (when the call completes the data).
+struct Checked {
+    sizes: ElementSizes,
+    parts: Option<Vec<Vec<u8>>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     conn: &mut Tx,
@@ -200,7 +208,7 @@ async fn apply(
     op: Operation,
     submission: DataSubmission,
     sealed: Option<Vec<u8>>,
-    checked_parts: Option<Vec<Vec<u8>>>,
+    checked: Checked,
     now: i64,
 ) -> Result<Applied, Error> {
     let Some(token) = tokens::lock_token(conn, token_id.as_str()).await? else {
@@ -302,8 +310,8 @@ async fn apply(
         .all(|r| held.iter().any(|h| h == r));
     if complete && sealed.is_some() {
         let parts = tokens::data_parts(&mut *conn, token_id.as_str()).await?;
-        if checked_parts.as_ref() != Some(&parts) {
-            deliver::check_builds(hub, &token, profile, &parts, &submission.elements)?;
+        if checked.parts.as_ref() != Some(&parts) {
+            deliver::check_builds(hub, &token, profile, &parts, &checked.sizes)?;
         }
     }
     if let Some(sealed) = &sealed {

@@ -331,15 +331,32 @@ impl Keys {
             .collect())
     }
 
-    /// Builds the token's profile from its data and the profile version, and drops it: whether
-    /// the data makes a profile (its DGIs and records within their sizes), without sealing it.
+    /// Whether the token's data makes a profile of `def` (its DGIs and records within their
+    /// sizes): the sizes of the elements in its stored parts (opened and decrypted only if there
+    /// are any) with those of a call's `incoming` elements, as checking them gave them, over them.
     pub fn check_builds(
         &self,
         data: TokenData<'_>,
+        incoming: &perso::ElementSizes,
         def: &ProfileDefinition,
     ) -> Result<(), PersoError> {
-        let values = self.clear_values(&data, def)?;
-        cps::build(def, &values)?;
+        let mut sizes: perso::ElementSizes = if data.sealed.is_empty() {
+            perso::ElementSizes::new()
+        } else {
+            let stored = TokenData {
+                incoming: &[],
+                ..data
+            };
+            let values = self.clear_values(&stored, def)?;
+            values.iter().map(|(n, v)| (n.clone(), v.len())).collect()
+        };
+        sizes.extend(
+            incoming
+                .iter()
+                .filter(|(n, _)| def.element(n).is_some())
+                .map(|(n, &len)| (n.clone(), len)),
+        );
+        cps::check_fits(def, &sizes)?;
         Ok(())
     }
 
@@ -394,7 +411,7 @@ impl Keys {
         &self,
         profile: &ProfileDefinition,
         elements: &[IncomingElement],
-    ) -> Result<(), Rejection> {
+    ) -> Result<perso::ElementSizes, Rejection> {
         perso::check_elements(profile, elements, &Checker(self))
     }
 }
