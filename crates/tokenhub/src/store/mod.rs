@@ -29,7 +29,7 @@ use futures::FutureExt;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -387,8 +387,14 @@ fn run_writer(
         if result.is_ok() {
             log.committed.store(true, Ordering::Relaxed);
         }
-        if log.catch_up.swap(false, Ordering::Relaxed) {
-            if let Some(Err(e)) = tx.lite_conn().map(checkpoint) {
+        let catch_up = log.catch_up.swap(CatchUp::None as u8, Ordering::Relaxed);
+        if catch_up != CatchUp::None as u8 {
+            let mode = if catch_up == CatchUp::Restart as u8 {
+                "RESTART"
+            } else {
+                "PASSIVE"
+            };
+            if let Some(Err(e)) = tx.lite_conn().map(|c| checkpoint(c, mode)) {
                 tracing::warn!(error = %e, "checkpoint failed");
             }
         }
@@ -400,13 +406,28 @@ fn run_writer(
 struct LogState {
     /// The writer committed since the checkpointer's last look.
     committed: AtomicBool,
-    /// The checkpointer left the writer only the last few pages to copy.
-    catch_up: AtomicBool,
+    /// What the checkpointer left the writer to do ([`CatchUp`]).
+    catch_up: AtomicU8,
 }
 
-/// A passive checkpoint: the pages the log holds and those it copied into the database.
-fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i64)> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+/// What the writer does of the log between two batches.
+#[repr(u8)]
+enum CatchUp {
+    None,
+    /// Copy the last few pages the checkpointer left (a passive checkpoint): the next commit
+    /// restarts the log unless a reader still reads from it.
+    Passive,
+    /// The log is past twice its restart size: copy what is left and wait for the readers still
+    /// reading from the log (they started before the copy: a read takes milliseconds at most),
+    /// so that the next commit restarts it. Without the wait, readers that never pause can keep
+    /// the log from restarting under writes that never pause, and it grows without bound.
+    Restart,
+}
+
+/// A checkpoint (`PASSIVE` or `RESTART`): the pages the log holds and those it copied into the
+/// database.
+fn checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
         Ok((r.get(1)?, r.get(2)?))
     })
 }
@@ -426,18 +447,21 @@ fn run_checkpointer(conn: rusqlite::Connection, store: mpsc::WeakSender<Job>, lo
         // for the writer to copy is little.
         let mut before: Option<i64> = None;
         for _ in 0..CHECKPOINT_PASSES {
-            match checkpoint(&conn) {
+            match checkpoint(&conn, "PASSIVE") {
+                // Writes that never let a pass come near the end: past twice the size, the
+                // writer copies what is left however much it is, and restarts the log, so that
+                // it stays bounded.
+                Ok((pages, _)) if pages >= 2 * RESTART_LOG_AT_PAGES => {
+                    log.catch_up
+                        .store(CatchUp::Restart as u8, Ordering::Relaxed);
+                    break;
+                }
                 // Little was committed during this pass: the log is nearly all copied.
                 Ok((pages, _)) if before.is_some_and(|b| pages - b <= CATCH_UP_PAGES) => {
                     if pages >= RESTART_LOG_AT_PAGES {
-                        log.catch_up.store(true, Ordering::Relaxed);
+                        log.catch_up
+                            .store(CatchUp::Passive as u8, Ordering::Relaxed);
                     }
-                    break;
-                }
-                // Writes that never let a pass come near the end: past twice the size, the
-                // writer copies what is left however much it is, so that the log stays bounded.
-                Ok((pages, _)) if pages >= 2 * RESTART_LOG_AT_PAGES => {
-                    log.catch_up.store(true, Ordering::Relaxed);
                     break;
                 }
                 Ok((pages, _)) => before = Some(pages),
