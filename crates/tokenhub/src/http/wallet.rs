@@ -86,7 +86,7 @@ pub struct ResultBody {
 }
 
 /// The device says how the personalization went. Repeating the same result is harmless (`204`);
-/// another result for a settled personalization is `409`.
+/// another result for a settled personalization, or any result for one never offered, is `409`.
 #[utoipa::path(post, path = "/wallet/v1/personalizations/{personalizationId}/result", tag = "wallet",
     params(("personalizationId" = String, Path)), request_body = ResultBody,
     responses((status = 204), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
