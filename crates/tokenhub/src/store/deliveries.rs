@@ -150,6 +150,10 @@ pub async fn lock(
     .await
 }
 
+/// The personalizations of device `$1` that may be offered at `$2` with at most `$3` offers each.
+const OFFERABLE: &str = "device_id = $1 AND state = 'PENDING' AND next_offer_ms <= $2 \
+    AND tries < $3 AND expires_ms > $2";
+
 /// The device's pending personalizations whose profile is not built yet (never offered).
 pub async fn unbuilt(
     store: &Store,
@@ -158,8 +162,7 @@ pub async fn unbuilt(
     now: i64,
 ) -> Result<Vec<Personalization>, StoreError> {
     let rows = query(&format!(
-        "SELECT {COLUMNS} FROM personalizations WHERE device_id = $1 AND state = 'PENDING' \
-         AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 AND enc IS NULL \
+        "SELECT {COLUMNS} FROM personalizations WHERE {OFFERABLE} AND enc IS NULL \
          ORDER BY created_ms"
     ))
     .bind(device_id)
@@ -203,8 +206,7 @@ pub async fn take_offers(
     now: i64,
 ) -> Result<Vec<Personalization>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM personalizations WHERE device_id = $1 AND state = 'PENDING' \
-         AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 AND enc IS NOT NULL \
+        "SELECT {COLUMNS} FROM personalizations WHERE {OFFERABLE} AND enc IS NOT NULL \
          ORDER BY created_ms{}",
         dialect(conn).for_update()
     );
@@ -241,11 +243,10 @@ pub async fn device_work(
     max_tries: i64,
     now: i64,
 ) -> Result<(bool, bool), StoreError> {
-    let row = query(
-        "SELECT (SELECT 1 FROM personalizations WHERE device_id = $1 AND state = 'PENDING' \
-           AND next_offer_ms <= $2 AND tries < $3 AND expires_ms > $2 LIMIT 1), \
+    let row = query(&format!(
+        "SELECT (SELECT 1 FROM personalizations WHERE {OFFERABLE} LIMIT 1), \
          (SELECT 1 FROM tokens WHERE device_id = $1 AND removal_pending = 1 LIMIT 1)",
-    )
+    ))
     .bind(device_id)
     .bind(now)
     .bind(max_tries)

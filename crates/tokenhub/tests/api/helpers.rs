@@ -688,17 +688,21 @@ impl TestApp {
         }
     }
 
-    /// Plays the device: takes the personalization offered for `token_id` and reports SUCCESS.
-    pub async fn confirm_personalization(&self, token_id: &str) {
-        let offers: Value = self
-            .client
+    /// Plays the device: what its poll (no wait) brings.
+    pub async fn device_offers(&self) -> Value {
+        self.client
             .get(self.url(&format!("/wallet/v1/devices/{DEVICE}/personalizations")))
             .send()
             .await
             .expect("the hub answers")
             .json()
             .await
-            .expect("offers");
+            .expect("offers")
+    }
+
+    /// Plays the device: takes the personalization offered for `token_id` and reports SUCCESS.
+    pub async fn confirm_personalization(&self, token_id: &str) {
+        let offers = self.device_offers().await;
         let offer = offers
             .as_array()
             .expect("an array of offers")

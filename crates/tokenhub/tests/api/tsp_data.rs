@@ -419,16 +419,7 @@ async fn a_profile_that_cannot_be_built_when_the_device_asks_fails_the_token_and
         "UPDATE personalizations SET profile_version = 'not-defined' WHERE token_id = '{token}'"
     ))
     .await;
-    let offers: serde_json::Value = app
-        .client
-        .get(app.url(&format!("/wallet/v1/devices/{DEVICE}/personalizations")))
-        .send()
-        .await
-        .expect("the hub answers")
-        .json()
-        .await
-        .expect("offers");
-    assert_eq!(offers, json!([]), "nothing to install");
+    assert_eq!(app.device_offers().await, json!([]), "nothing to install");
     let view = app.get_token(&token).await;
     assert_eq!(view["state"], "DELETED", "{view}");
     let reason = view["failureReason"].as_str().unwrap_or_default();
