@@ -9,12 +9,11 @@
 //! Every function takes key bytes and returns owned buffers wrapped in [`Zeroizing`], so clear
 //! material is wiped when the caller drops it. Checked against the independent vectors in
 //! `shared/vectors/keys.json` (see the tests).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
-use aes::cipher::{
-    block_padding::Iso7816, generic_array::GenericArray, BlockDecryptMut, BlockEncrypt,
-    BlockEncryptMut, KeyInit, KeyIvInit,
-};
+mod tdes;
+
+use aes::cipher::{block_padding::Iso7816, BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit};
 use cmac::{Cmac, Mac};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -95,17 +94,8 @@ pub fn kcv(alg: Algorithm, key: &[u8]) -> Result<[u8; 3], CryptoError> {
         Algorithm::Aes128 => cmac_zero::<aes::Aes128>(key),
         Algorithm::Aes256 => cmac_zero::<aes::Aes256>(key),
         Algorithm::Tdes => {
-            let mut block = GenericArray::from([0u8; 8]);
-            if key.len() == 16 {
-                des::TdesEde2::new_from_slice(key)
-                    .map_err(|_| CryptoError::KeyLength)?
-                    .encrypt_block(&mut block);
-            } else {
-                des::TdesEde3::new_from_slice(key)
-                    .map_err(|_| CryptoError::KeyLength)?
-                    .encrypt_block(&mut block);
-            }
-            block.to_vec()
+            // One block in CBC with a zero IV is the block in ECB.
+            tdes::cbc(key, &[0u8; 8], tdes::Direction::Encrypt).to_vec()
         }
     };
     Ok([full[0], full[1], full[2]])
@@ -138,8 +128,13 @@ pub fn encrypt_cbc_m2(
     Ok(match (alg, key.len()) {
         (Algorithm::Aes128, _) => enc::<aes::Aes128>(key, &[0; 16], plaintext),
         (Algorithm::Aes256, _) => enc::<aes::Aes256>(key, &[0; 16], plaintext),
-        (Algorithm::Tdes, 16) => enc::<des::TdesEde2>(key, &[0; 8], plaintext),
-        (Algorithm::Tdes, _) => enc::<des::TdesEde3>(key, &[0; 8], plaintext),
+        (Algorithm::Tdes, _) => {
+            let mut padded = Zeroizing::new(Vec::with_capacity(plaintext.len() + 8));
+            padded.extend_from_slice(plaintext);
+            padded.push(0x80);
+            padded.resize((plaintext.len() / 8 + 1) * 8, 0);
+            tdes::cbc(key, &padded, tdes::Direction::Encrypt).to_vec()
+        }
     })
 }
 
@@ -158,9 +153,27 @@ pub fn decrypt_cbc_m2(
     match (alg, key.len()) {
         (Algorithm::Aes128, _) => dec::<aes::Aes128>(key, &[0; 16], ciphertext),
         (Algorithm::Aes256, _) => dec::<aes::Aes256>(key, &[0; 16], ciphertext),
-        (Algorithm::Tdes, 16) => dec::<des::TdesEde2>(key, &[0; 8], ciphertext),
-        (Algorithm::Tdes, _) => dec::<des::TdesEde3>(key, &[0; 8], ciphertext),
+        (Algorithm::Tdes, _) => {
+            let mut clear = tdes::cbc(key, ciphertext, tdes::Direction::Decrypt);
+            let len = unpad_m2(&clear, 8)?;
+            clear.truncate(len);
+            Ok(clear)
+        }
     }
+}
+
+/// The length of `clear` without its ISO 9797-1 method 2 padding, which must be in its last
+/// block (as the `block-padding` crate's `Iso7816` reads it for AES).
+fn unpad_m2(clear: &[u8], block: usize) -> Result<usize, CryptoError> {
+    let last = clear.len().saturating_sub(block);
+    for i in (last..clear.len()).rev() {
+        match clear[i] {
+            0x80 => return Ok(i),
+            0x00 => continue,
+            _ => return Err(CryptoError::Padding),
+        }
+    }
+    Err(CryptoError::Padding)
 }
 
 fn enc<C>(key: &[u8], iv: &[u8], plaintext: &[u8]) -> Vec<u8>
@@ -378,6 +391,36 @@ mod tests {
             prop_assert_eq!(ct.len() % alg.block_len(), 0);
             prop_assert!(ct.len() > pt.len());
             prop_assert_eq!(&*decrypt_cbc_m2(alg, k, &ct).unwrap(), &pt);
+        }
+
+        /// AWS-LC's 3DES (the hub's) and the `des` crate's give the same ciphertexts, and the
+        /// same clear text or refusal for any ciphertext, under two- and three-key 3DES.
+        #[test]
+        fn tdes_agrees_with_the_des_crate(
+            pt in proptest::collection::vec(any::<u8>(), 0..100),
+            ct in proptest::collection::vec(any::<u8>(), 1..13).prop_map(|b| b.repeat(8)),
+            key in proptest::collection::vec(any::<u8>(), 24),
+            two_key in any::<bool>(),
+        ) {
+            use aes::cipher::BlockEncrypt;
+            let key = if two_key { &key[..16] } else { &key[..] };
+            let (want_ct, want_pt, want_kcv) = if two_key {
+                (enc::<des::TdesEde2>(key, &[0; 8], &pt), dec::<des::TdesEde2>(key, &[0; 8], &ct), {
+                    let mut b = [0u8; 8].into();
+                    des::TdesEde2::new_from_slice(key).unwrap().encrypt_block(&mut b);
+                    b
+                })
+            } else {
+                (enc::<des::TdesEde3>(key, &[0; 8], &pt), dec::<des::TdesEde3>(key, &[0; 8], &ct), {
+                    let mut b = [0u8; 8].into();
+                    des::TdesEde3::new_from_slice(key).unwrap().encrypt_block(&mut b);
+                    b
+                })
+            };
+            prop_assert_eq!(encrypt_cbc_m2(Algorithm::Tdes, key, &pt).unwrap(), want_ct.clone());
+            prop_assert_eq!(decrypt_cbc_m2(Algorithm::Tdes, key, &want_ct).unwrap().to_vec(), pt);
+            prop_assert_eq!(decrypt_cbc_m2(Algorithm::Tdes, key, &ct), want_pt);
+            prop_assert_eq!(kcv(Algorithm::Tdes, key).unwrap(), [want_kcv[0], want_kcv[1], want_kcv[2]]);
         }
 
         #[test]

@@ -85,6 +85,28 @@ pub fn canonical_bytes(
     }
 }
 
+/// The length of [`canonical_bytes`]' result, or its error, without making the bytes: what a
+/// `/data` call needs of each element (the sizes a profile is checked with).
+pub fn canonical_len(def: &ElementDef, value: ClearValue<'_>) -> Result<usize, String> {
+    let text = match (def.format, &value) {
+        (ElementFormat::Hex, ClearValue::Bytes(b)) => return Ok(b.len()),
+        (ElementFormat::Hex, ClearValue::Text(t)) => {
+            return (t.len() % 2 == 0 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then_some(t.len() / 2)
+                .ok_or_else(|| "not hex".to_string());
+        }
+        (_, ClearValue::Text(t)) => *t,
+        (_, ClearValue::Bytes(b)) => std::str::from_utf8(b).map_err(|_| "not UTF-8".to_string())?,
+    };
+    match def.format {
+        ElementFormat::Digits if text.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(text.len().div_ceil(2))
+        }
+        ElementFormat::Digits => Err("not digits".to_string()),
+        _ => Ok(text.len()),
+    }
+}
+
 fn packed_bcd(digits: &str) -> Option<Zeroizing<Vec<u8>>> {
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -105,8 +127,16 @@ pub fn build(
     def: &ProfileDefinition,
     values: &BTreeMap<String, Zeroizing<Vec<u8>>>,
 ) -> Result<Vec<Dgi>, BuildError> {
+    build_with(def, |name| values.get(name).map(|v| v.as_slice()))
+}
+
+/// [`build`], with each element's value (by name) from `value`.
+fn build_with<'v>(
+    def: &ProfileDefinition,
+    value: impl Fn(&str) -> Option<&'v [u8]>,
+) -> Result<Vec<Dgi>, BuildError> {
     for name in def.required_names() {
-        if !values.contains_key(name) {
+        if value(name).is_none() {
             return Err(BuildError::Missing(name.to_string()));
         }
     }
@@ -123,7 +153,7 @@ pub fn build(
         contents.entry(id).or_default().extend_from_slice(&data);
     }
     for e in &def.data_elements {
-        let (Some(dgi), Some(value)) = (&e.dgi, values.get(&e.name)) else {
+        let (Some(dgi), Some(value)) = (&e.dgi, value(&e.name)) else {
             continue;
         };
         let id = parse_dgi_id(dgi)
@@ -161,11 +191,8 @@ pub fn check_fits(
     def: &ProfileDefinition,
     sizes: &BTreeMap<String, usize>,
 ) -> Result<(), BuildError> {
-    let values = sizes
-        .iter()
-        .map(|(name, &len)| (name.clone(), Zeroizing::new(vec![0u8; len])))
-        .collect();
-    build(def, &values).map(drop)
+    let zeros = vec![0u8; sizes.values().copied().max().unwrap_or(0)];
+    build_with(def, |name| sizes.get(name).map(|&len| &zeros[..len])).map(drop)
 }
 
 fn parse_dgi_id(s: &str) -> Option<u16> {
@@ -390,6 +417,26 @@ mod tests {
     }
 
     proptest! {
+        /// The size a `/data` call records for an element is the size of the bytes the build
+        /// uses, and it fails where they fail, for any text or bytes in any format.
+        #[test]
+        fn canonical_len_is_the_length_of_canonical_bytes(
+            text in "(?s:.{0,12})|[0-9a-fA-F]{0,12}|[0-9]{0,12}",
+            bytes in proptest::collection::vec(any::<u8>(), 0..12),
+        ) {
+            let def = profile();
+            for name in ["cmk_ac", "psn", "par"] {
+                let e = def.element(name).unwrap();
+                for v in [ClearValue::Text(&text), ClearValue::Bytes(&bytes), ClearValue::Bytes(text.as_bytes())] {
+                    let want = canonical_bytes(e, match v {
+                        ClearValue::Text(t) => ClearValue::Text(t),
+                        ClearValue::Bytes(b) => ClearValue::Bytes(b),
+                    }).map(|b| b.len());
+                    prop_assert_eq!(canonical_len(e, v), want);
+                }
+            }
+        }
+
         /// The check a completing `/data` makes (sizes only) says what the build at the device's
         /// poll will say, whatever the values: one that fits and one that does not.
         #[test]

@@ -360,9 +360,7 @@ fn check_element(
         )),
         None => {
             check_clear_text(def, &e.value).map_err(fail)?;
-            cps::canonical_bytes(def, cps::ClearValue::Text(&e.value))
-                .map(|b| b.len())
-                .map_err(fail)
+            cps::canonical_len(def, cps::ClearValue::Text(&e.value)).map_err(fail)
         }
         Some(index) => {
             let ciphertext = decode_hex(&e.value)
@@ -370,7 +368,7 @@ fn check_element(
             let mut size = 0;
             let mut check = |clear: &[u8]| {
                 check_clear_bytes(def, clear)?;
-                size = cps::canonical_bytes(def, cps::ClearValue::Bytes(clear))?.len();
+                size = cps::canonical_len(def, cps::ClearValue::Bytes(clear))?;
                 Ok(())
             };
             match decryptor.check_decrypted(index, &ciphertext, &mut check) {

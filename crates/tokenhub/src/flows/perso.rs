@@ -15,7 +15,7 @@ use crate::store::deliveries::{self, Kind};
 use crate::store::outbox;
 use crate::store::tokens::{self, DataPart};
 use crate::store::Tx;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// What a successful call did.
@@ -101,10 +101,13 @@ pub async fn submit(
     // The call that completes the data checks here, in parallel with other calls rather than in
     // the store's serial write path, that the data makes a profile; the transaction checks again
     // only if the token's stored parts changed meanwhile.
-    let completes = profile.required_names().all(|r| {
-        token.received_elements.iter().any(|h| h == r)
-            || submission.elements.iter().any(|e| e.name == r)
-    });
+    let held: HashSet<&str> = token
+        .received_elements
+        .iter()
+        .map(String::as_str)
+        .chain(submission.elements.iter().map(|e| e.name.as_str()))
+        .collect();
+    let completes = profile.required_names().all(|r| held.contains(r));
     let parts = if completes && sealed.is_some() {
         let parts = tokens::data_parts(hub.store.reader(), token_id.as_str()).await?;
         deliver::check_builds(hub, &token, &profile, &parts, &sizes)?;
@@ -305,9 +308,8 @@ async fn apply(
         .chain(names.iter().cloned())
         .collect();
     let held: Vec<String> = held.into_iter().collect();
-    let complete = profile
-        .required_names()
-        .all(|r| held.iter().any(|h| h == r));
+    let holds = |name: &str| held.binary_search_by(|h| h.as_str().cmp(name)).is_ok();
+    let complete = profile.required_names().all(holds);
     if complete && sealed.is_some() {
         let parts = tokens::data_parts(&mut *conn, token_id.as_str()).await?;
         if checked.parts.as_ref() != Some(&parts) {
@@ -332,7 +334,7 @@ async fn apply(
         && match (&token.recovery, op) {
             (Some(_), Operation::NewData) => {
                 let stored = deliveries::fingerprints(&mut *conn, token_id.as_str()).await?;
-                stored.keys().all(|n| held.contains(n))
+                stored.keys().all(|n| holds(n))
             }
             _ => true,
         };
