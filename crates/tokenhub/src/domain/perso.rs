@@ -321,7 +321,14 @@ pub fn check_elements(
     elements: &[IncomingElement],
     decryptor: &dyn ElementDecryptor,
 ) -> Result<ElementSizes, Rejection> {
-    let total: usize = elements.iter().map(|e| e.value.chars().count()).sum();
+    // A value has no more characters than bytes: the characters are counted only when the bytes
+    // are over the limit.
+    let bytes: usize = elements.iter().map(|e| e.value.len()).sum();
+    let total: usize = if bytes > MAX_TOTAL_VALUE_CHARS {
+        elements.iter().map(|e| e.value.chars().count()).sum()
+    } else {
+        bytes
+    };
     if total > MAX_TOTAL_VALUE_CHARS {
         return Err(Rejection::perso(format!(
             "the values together are {total} characters; at most {MAX_TOTAL_VALUE_CHARS} are allowed"
@@ -413,7 +420,12 @@ fn check_clear_text(def: &ElementDef, value: &str) -> Result<(), String> {
     if !ok {
         return Err(format_message(def.format));
     }
-    too_long(def, value.chars().count())
+    let chars = match def.format {
+        // ASCII, checked above: one byte per character.
+        ElementFormat::Hex | ElementFormat::Digits => value.len(),
+        ElementFormat::Text => value.chars().count(),
+    };
+    too_long(def, chars)
 }
 
 /// A clear value recovered by decryption.
