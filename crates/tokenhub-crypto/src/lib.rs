@@ -13,7 +13,10 @@
 
 mod tdes;
 
-use aes::cipher::{block_padding::Iso7816, BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit};
+use aes::cipher::{
+    block_padding::{Iso7816, RawPadding},
+    BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit,
+};
 use cmac::{Cmac, Mac};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -129,10 +132,12 @@ pub fn encrypt_cbc_m2(
         (Algorithm::Aes128, _) => enc::<aes::Aes128>(key, &[0; 16], plaintext),
         (Algorithm::Aes256, _) => enc::<aes::Aes256>(key, &[0; 16], plaintext),
         (Algorithm::Tdes, _) => {
-            let mut padded = Zeroizing::new(Vec::with_capacity(plaintext.len() + 8));
+            // The padding goes into the block after the last whole one (always at least 1 byte).
+            let whole = plaintext.len() / 8 * 8;
+            let mut padded = Zeroizing::new(Vec::with_capacity(whole + 8));
             padded.extend_from_slice(plaintext);
-            padded.push(0x80);
-            padded.resize((plaintext.len() / 8 + 1) * 8, 0);
+            padded.resize(whole + 8, 0);
+            Iso7816::raw_pad(&mut padded[whole..], plaintext.len() - whole);
             tdes::cbc(key, &padded, tdes::Direction::Encrypt).to_vec()
         }
     })
@@ -154,26 +159,16 @@ pub fn decrypt_cbc_m2(
         (Algorithm::Aes128, _) => dec::<aes::Aes128>(key, &[0; 16], ciphertext),
         (Algorithm::Aes256, _) => dec::<aes::Aes256>(key, &[0; 16], ciphertext),
         (Algorithm::Tdes, _) => {
+            // The padding is read in the last block, as the AES path's decryptor reads it.
             let mut clear = tdes::cbc(key, ciphertext, tdes::Direction::Decrypt);
-            let len = unpad_m2(&clear, 8)?;
-            clear.truncate(len);
+            let last = clear.len() - 8;
+            let kept = Iso7816::raw_unpad(&clear[last..])
+                .map_err(|_| CryptoError::Padding)?
+                .len();
+            clear.truncate(last + kept);
             Ok(clear)
         }
     }
-}
-
-/// The length of `clear` without its ISO 9797-1 method 2 padding, which must be in its last
-/// block (as the `block-padding` crate's `Iso7816` reads it for AES).
-fn unpad_m2(clear: &[u8], block: usize) -> Result<usize, CryptoError> {
-    let last = clear.len().saturating_sub(block);
-    for i in (last..clear.len()).rev() {
-        match clear[i] {
-            0x80 => return Ok(i),
-            0x00 => continue,
-            _ => return Err(CryptoError::Padding),
-        }
-    }
-    Err(CryptoError::Padding)
 }
 
 fn enc<C>(key: &[u8], iv: &[u8], plaintext: &[u8]) -> Vec<u8>

@@ -365,17 +365,13 @@ fn check_element(
         None if def.sensitive => Err(fail(
             "a sensitive element must arrive encrypted under a keyIndex".into(),
         )),
-        None => {
-            check_clear_text(def, &e.value).map_err(fail)?;
-            cps::canonical_len(def, cps::ClearValue::Text(&e.value)).map_err(fail)
-        }
+        None => check_clear_text(def, &e.value).map_err(fail),
         Some(index) => {
             let ciphertext = decode_hex(&e.value)
                 .ok_or_else(|| fail("an encrypted value must be hex".into()))?;
             let mut size = 0;
             let mut check = |clear: &[u8]| {
-                check_clear_bytes(def, clear)?;
-                size = cps::canonical_len(def, cps::ClearValue::Bytes(clear))?;
+                size = check_clear_bytes(def, clear)?;
                 Ok(())
             };
             match decryptor.check_decrypted(index, &ciphertext, &mut check) {
@@ -410,35 +406,42 @@ fn too_long(def: &ElementDef, len: usize) -> Result<(), String> {
     }
 }
 
-/// A clear value sent as text.
-fn check_clear_text(def: &ElementDef, value: &str) -> Result<(), String> {
-    let ok = match def.format {
-        ElementFormat::Hex => value.len() % 2 == 0 && value.bytes().all(|b| b.is_ascii_hexdigit()),
-        ElementFormat::Digits => value.bytes().all(|b| b.is_ascii_digit()),
-        ElementFormat::Text => !value.chars().any(char::is_control),
-    };
-    if !ok {
+/// A clear value sent as text: its format (the size of its canonical bytes reads it) and length;
+/// returns that size.
+fn check_clear_text(def: &ElementDef, value: &str) -> Result<usize, String> {
+    if def.format == ElementFormat::Text && value.chars().any(char::is_control) {
         return Err(format_message(def.format));
     }
+    let size = cps::canonical_len(def, cps::ClearValue::Text(value))
+        .map_err(|_| format_message(def.format))?;
     let chars = match def.format {
-        // ASCII, checked above: one byte per character.
+        // ASCII, checked by the size: one byte per character.
         ElementFormat::Hex | ElementFormat::Digits => value.len(),
         ElementFormat::Text => value.chars().count(),
     };
-    too_long(def, chars)
+    too_long(def, chars)?;
+    Ok(size)
 }
 
-/// A clear value recovered by decryption.
-fn check_clear_bytes(def: &ElementDef, clear: &[u8]) -> Result<(), String> {
-    match def.format {
-        ElementFormat::Hex => too_long(def, clear.len() * 2),
-        ElementFormat::Digits if clear.iter().all(u8::is_ascii_digit) => too_long(def, clear.len()),
-        ElementFormat::Text => match std::str::from_utf8(clear) {
-            Ok(s) if !s.chars().any(char::is_control) => too_long(def, s.chars().count()),
-            _ => Err(format_message(def.format)),
-        },
-        ElementFormat::Digits => Err(format_message(def.format)),
-    }
+/// A clear value recovered by decryption: as [`check_clear_text`], its length counted in hex
+/// digits for `hex`.
+fn check_clear_bytes(def: &ElementDef, clear: &[u8]) -> Result<usize, String> {
+    let size = cps::canonical_len(def, cps::ClearValue::Bytes(clear))
+        .map_err(|_| format_message(def.format))?;
+    let chars = match def.format {
+        ElementFormat::Hex => clear.len() * 2,
+        // ASCII digits, checked by the size.
+        ElementFormat::Digits => clear.len(),
+        ElementFormat::Text => {
+            let text = std::str::from_utf8(clear).map_err(|_| format_message(def.format))?;
+            if text.chars().any(char::is_control) {
+                return Err(format_message(def.format));
+            }
+            text.chars().count()
+        }
+    };
+    too_long(def, chars)?;
+    Ok(size)
 }
 
 fn format_message(format: ElementFormat) -> String {
