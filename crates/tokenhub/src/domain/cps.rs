@@ -187,12 +187,24 @@ fn build_with<'v>(
 /// Whether values of these sizes (by element name, as [`canonical_bytes`] gives them) make a
 /// profile of `def`: [`build`] fails on sizes alone, since a validated profile version never puts
 /// an untagged element into a DGI that takes tagged ones (the only place a value's bytes are read).
+/// An element's size is the one the first of `layers` that has it gives.
 pub fn check_fits(
     def: &ProfileDefinition,
-    sizes: &BTreeMap<String, usize>,
+    layers: &[&BTreeMap<String, usize>],
 ) -> Result<(), BuildError> {
-    let zeros = vec![0u8; sizes.values().copied().max().unwrap_or(0)];
-    build_with(def, |name| sizes.get(name).map(|&len| &zeros[..len])).map(drop)
+    let longest = layers
+        .iter()
+        .flat_map(|sizes| sizes.values().copied())
+        .max()
+        .unwrap_or(0);
+    let zeros = vec![0u8; longest];
+    build_with(def, |name| {
+        layers
+            .iter()
+            .find_map(|sizes| sizes.get(name))
+            .map(|&len| &zeros[..len])
+    })
+    .map(drop)
 }
 
 fn parse_dgi_id(s: &str) -> Option<u16> {
@@ -457,7 +469,7 @@ mod tests {
             }
             let values = values(&all);
             let sizes = values.iter().map(|(n, v)| (n.clone(), v.len())).collect();
-            prop_assert_eq!(check_fits(&def, &sizes), build(&def, &values).map(drop));
+            prop_assert_eq!(check_fits(&def, &[&sizes]), build(&def, &values).map(drop));
         }
 
         #[test]

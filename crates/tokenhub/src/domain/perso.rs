@@ -97,12 +97,23 @@ fn value_form(value: &str) -> u8 {
     let b = value.as_bytes();
     if b.is_empty() || b.len() % 2 != 0 || b.len() / 2 > u32::MAX as usize {
         VALUE_TEXT
-    } else if b.iter().all(|c| matches!(c, b'0'..=b'9' | b'A'..=b'F')) {
-        VALUE_UPPER_HEX
-    } else if b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-        VALUE_LOWER_HEX
     } else {
-        VALUE_TEXT
+        // One pass with no early exit, which the compiler turns into vector code: which kinds of
+        // byte occur (two `all` scans, a byte at a time, were ~5 % of the HTTP workers' time).
+        let (mut upper, mut lower, mut other) = (0u8, 0u8, 0u8);
+        for &c in b {
+            let is_digit = u8::from(c.wrapping_sub(b'0') < 10);
+            let is_upper = u8::from(c.wrapping_sub(b'A') < 6);
+            let is_lower = u8::from(c.wrapping_sub(b'a') < 6);
+            upper |= is_upper;
+            lower |= is_lower;
+            other |= 1 ^ (is_digit | is_upper | is_lower);
+        }
+        match (other, upper, lower) {
+            (0, _, 0) => VALUE_UPPER_HEX,
+            (0, 0, _) => VALUE_LOWER_HEX,
+            _ => VALUE_TEXT,
+        }
     }
 }
 
@@ -730,6 +741,20 @@ mod tests {
                 .map(|(name, value, key_index)| IncomingElement { name, value, key_index })
                 .collect();
             prop_assert_eq!(decode_part(&encode_part(&elements)).unwrap(), elements);
+        }
+
+        #[test]
+        fn a_value_is_kept_as_bytes_exactly_when_it_is_hex_of_one_case(value in "[0-9A-Ga-g/:@`]{0,12}|\\PC{0,8}") {
+            let b = value.as_bytes();
+            let even = !b.is_empty() && b.len() % 2 == 0;
+            let expected = if even && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'A'..=b'F')) {
+                VALUE_UPPER_HEX
+            } else if even && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+                VALUE_LOWER_HEX
+            } else {
+                VALUE_TEXT
+            };
+            prop_assert_eq!(value_form(&value), expected);
         }
 
         #[test]

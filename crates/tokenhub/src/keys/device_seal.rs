@@ -3,13 +3,12 @@
 //!
 //! The X25519 operations are aws-lc-rs's (assembly, about twice as fast as x25519-dalek on the
 //! hub's machines: the two scalar multiplications of a seal were an eighth of the hub's CPU per
-//! completed `/data`); HKDF and AES-GCM are the RustCrypto crates the rest of the hub uses. Only
+//! completed `/data`), and so is AES-GCM (`keys::gcm`); HKDF is the RustCrypto crate. Only
 //! the sender's side lives here. The `hpke` crate stays the reference: the tests check this
 //! module against the CFRG test vectors of RFC 9180 and open what it seals with that crate, as a
 //! device does.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use super::gcm::Gcm;
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
 use hkdf::Hkdf;
 use sha2::Sha256;
@@ -56,15 +55,9 @@ fn seal_with(
 ) -> Result<Sealed, SealFailed> {
     let (enc, shared_secret) = encap(ephemeral, recipient)?;
     let (key, base_nonce) = key_schedule(shared_secret.as_slice(), info)?;
-    let ciphertext = Aes256Gcm::new(key.as_slice().into())
-        .encrypt(
-            // The first (and only) message: the nonce is the base nonce xor 0.
-            Nonce::from_slice(&base_nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+    // The first (and only) message: the nonce is the base nonce xor 0.
+    let ciphertext = Gcm::new(key.as_slice())
+        .and_then(|gcm| gcm.seal(&[], base_nonce, aad, plaintext))
         .map_err(|_| SealFailed)?;
     Ok(Sealed { enc, ciphertext })
 }

@@ -12,8 +12,6 @@
 use crate::domain::cps::{self, BuildError, ClearValue};
 use crate::domain::perso::{self, DecryptFault, ElementDecryptor, IncomingElement};
 use crate::domain::{ProfileDefinition, Rejection};
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox};
@@ -26,6 +24,7 @@ use tokenhub_crypto::{Algorithm, SharedKey};
 use zeroize::Zeroizing;
 
 mod device_seal;
+mod gcm;
 pub mod webhooks;
 
 /// Errors of this module. None carries key material.
@@ -45,7 +44,7 @@ pub enum KeyError {
     KeyFile { path: String, why: String },
 }
 
-const NONCE_LEN: usize = 12;
+use gcm::{Gcm, NONCE_LEN};
 
 /// A shared key as the store keeps it: wrapped under the master key.
 #[derive(Debug, Clone)]
@@ -63,7 +62,9 @@ struct ClearKey {
 
 /// The hub's keys: the master key and the unwrapped shared keys.
 pub struct Keys {
-    master: SecretBox<[u8; 32]>,
+    /// The master key, expanded for AES-256-GCM once (aws-lc holds it, and cleanses it when
+    /// dropped).
+    master: Gcm,
     /// Keys the fingerprints of data elements (HMAC-SHA256), derived from the master key.
     fingerprint: SecretBox<[u8; 32]>,
     shared: RwLock<HashMap<String, ClearKey>>,
@@ -79,19 +80,21 @@ impl Keys {
     pub fn from_master_hex(hex_key: &str) -> Result<Self, KeyError> {
         let bytes =
             Zeroizing::new(hex::decode(hex_key.trim()).map_err(|_| KeyError::BadMasterKey)?);
-        let arr: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyError::BadMasterKey)?;
+        let arr: Zeroizing<[u8; 32]> = Zeroizing::new(
+            bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeyError::BadMasterKey)?,
+        );
         let fingerprint = {
-            let mut mac =
-                <Hmac<Sha256> as Mac>::new_from_slice(&arr).expect("HMAC takes any key length");
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(arr.as_slice())
+                .expect("HMAC takes any key length");
             mac.update(b"tokenhub/fingerprint-key/v1");
             let out: [u8; 32] = mac.finalize().into_bytes().into();
             out
         };
         Ok(Self {
-            master: SecretBox::new(Box::new(arr)),
+            master: Gcm::new(arr.as_slice()).map_err(|_| KeyError::BadMasterKey)?,
             fingerprint: SecretBox::new(Box::new(fingerprint)),
             shared: RwLock::new(HashMap::new()),
         })
@@ -117,10 +120,6 @@ impl Keys {
         }
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(self.master.expose_secret().into())
-    }
-
     /// Wraps a shared key from a key ceremony, after checking it against its KCV.
     pub fn wrap_shared_key(&self, key: &SharedKey) -> Result<StoredKey, KeyError> {
         let clear = key.key_bytes().map_err(|e| match e {
@@ -128,7 +127,7 @@ impl Keys {
             tokenhub_crypto::KeySetError::KcvMismatch => KeyError::KcvMismatch,
             tokenhub_crypto::KeySetError::Crypto(_) => KeyError::KeyLength(key.algorithm),
         })?;
-        let wrapped = seal(&self.cipher(), &shared_key_label(&key.key_index), &clear);
+        let wrapped = seal(&self.master, &shared_key_label(&key.key_index), &clear);
         Ok(StoredKey {
             key_index: key.key_index.clone(),
             algorithm: key.algorithm,
@@ -141,7 +140,7 @@ impl Keys {
     pub fn load_shared_keys(&self, stored: &[StoredKey]) -> Result<(), KeyError> {
         let mut loaded = Vec::with_capacity(stored.len());
         for s in stored {
-            let clear = open(&self.cipher(), &shared_key_label(&s.key_index), &s.wrapped)?;
+            let clear = open(&self.master, &shared_key_label(&s.key_index), &s.wrapped)?;
             let kcv = tokenhub_crypto::kcv(s.algorithm, &clear)
                 .map_err(|_| KeyError::KeyLength(s.algorithm))?;
             if !hex::encode_upper(kcv).eq_ignore_ascii_case(&s.kcv) {
@@ -169,13 +168,12 @@ impl Keys {
     pub fn new_data_key(&self, token_id: &str) -> Vec<u8> {
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *key);
-        seal(&self.cipher(), &data_key_label(token_id), &*key)
+        seal(&self.master, &data_key_label(token_id), &*key)
     }
 
-    fn data_cipher(&self, token_id: &str, wrapped: &[u8]) -> Result<Aes256Gcm, KeyError> {
-        let key = open(&self.cipher(), &data_key_label(token_id), wrapped)?;
-        let key: &[u8; 32] = key.as_slice().try_into().map_err(|_| KeyError::Unwrap)?;
-        Ok(Aes256Gcm::new(key.into()))
+    fn data_cipher(&self, token_id: &str, wrapped: &[u8]) -> Result<Gcm, KeyError> {
+        let key = open(&self.master, &data_key_label(token_id), wrapped)?;
+        Gcm::new(&key).map_err(|_| KeyError::Unwrap)
     }
 
     /// Seals `plaintext` (a token's data elements) under the token's data key.
@@ -340,7 +338,7 @@ impl Keys {
         incoming: &perso::ElementSizes,
         def: &ProfileDefinition,
     ) -> Result<(), PersoError> {
-        let mut sizes: perso::ElementSizes = if data.sealed.is_empty() {
+        let stored: perso::ElementSizes = if data.sealed.is_empty() {
             perso::ElementSizes::new()
         } else {
             let stored = TokenData {
@@ -350,13 +348,7 @@ impl Keys {
             let values = self.clear_values(&stored, def)?;
             values.iter().map(|(n, v)| (n.clone(), v.len())).collect()
         };
-        sizes.extend(
-            incoming
-                .iter()
-                .filter(|(n, _)| def.element(n).is_some())
-                .map(|(n, &len)| (n.clone(), len)),
-        );
-        cps::check_fits(def, &sizes)?;
+        cps::check_fits(def, &[incoming, &stored])?;
         Ok(())
     }
 
@@ -440,33 +432,20 @@ fn data_key_label(token_id: &str) -> Vec<u8> {
 }
 
 /// `nonce || ciphertext+tag`.
-fn seal(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+fn seal(cipher: &Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let ct = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    out
+    cipher
+        .seal(&nonce, nonce, aad, plaintext)
+        .expect("AES-GCM seals anything under 64 GiB")
 }
 
-fn open(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+fn open(cipher: &Gcm, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     if sealed.len() < NONCE_LEN {
         return Err(KeyError::Unwrap);
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
-        .map(Zeroizing::new)
-        .map_err(|_| KeyError::Unwrap)
+    cipher.open(nonce, aad, ct).map_err(|_| KeyError::Unwrap)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -63,7 +63,7 @@ impl Keys {
         };
         let json =
             Zeroizing::new(serde_json::to_vec(&creds).expect("credentials always serialize"));
-        Ok(seal(&self.cipher(), &label(requestor_id), &json))
+        Ok(seal(&self.master, &label(requestor_id), &json))
     }
 
     /// The authorization and signature headers of one delivery attempt.
@@ -75,7 +75,7 @@ impl Keys {
         timestamp: i64,
         body: &[u8],
     ) -> Result<DeliveryAuth, KeyError> {
-        let json = open(&self.cipher(), &label(requestor_id), sealed)?;
+        let json = open(&self.master, &label(requestor_id), sealed)?;
         let creds: Credentials = serde_json::from_slice(&json).map_err(|_| KeyError::Unwrap)?;
         let signature = tokenhub_receiver::Signer::new(&creds.signing_secrets)
             .map_err(|_| KeyError::Unwrap)?
