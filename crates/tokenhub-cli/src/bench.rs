@@ -83,6 +83,10 @@ pub struct DataArgs {
     /// Only the fixed-rate phases (parse-only, then the hub): a shorter run to compare latencies.
     #[arg(long, conflicts_with = "breakdown")]
     fixed_only: bool,
+    /// Only the max-throughput phases (parse-only, then the hub): a shorter run to compare
+    /// throughputs over several runs.
+    #[arg(long, conflicts_with_all = ["breakdown", "fixed_only"])]
+    max_only: bool,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -231,11 +235,17 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
         pause().await;
         s
     };
-    let parse_fixed = load.run(Phase::Fixed, &parse_target, body, &args).await?;
-    pause().await;
+    let parse_fixed = if args.max_only {
+        Samples::default()
+    } else {
+        let s = load.run(Phase::Fixed, &parse_target, body, &args).await?;
+        pause().await;
+        s
+    };
 
     // Without the max phase, as many tokens as a full run creates here, unused: the database
-    // (and its indexes) has the same size.
+    // (and its indexes) has the same size. (Without the fixed-rate phase, its tokens are made and
+    // left unused likewise.)
     let max_tokens = if args.fixed_only {
         FIXED_ONLY_TOKENS
     } else {
@@ -254,9 +264,12 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
     pause().await;
 
     let hub_fixed_target = Target::new("hub", hub_base.clone(), Some(fixed_ids.to_vec()));
-    let hub_fixed = load
-        .run(Phase::Fixed, &hub_fixed_target, body, &args)
-        .await?;
+    let hub_fixed = if args.max_only {
+        Samples::default()
+    } else {
+        load.run(Phase::Fixed, &hub_fixed_target, body, &args)
+            .await?
+    };
     let hub_max_target = Target::new("hub", hub_base, Some(max_ids.to_vec()));
     let hub_max = if args.fixed_only {
         Samples::default()
@@ -268,7 +281,7 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
 
     // What the hub holds for the first and last token it accepted.
     for id in [
-        fixed_ids.first(),
+        fixed_ids.first().filter(|_| !args.max_only),
         hub_max_target
             .used()
             .checked_sub(1)
@@ -1001,7 +1014,9 @@ fn report(args: &DataArgs, backend: &str, max: [&Samples; 2], fixed: [&Samples; 
     if !args.fixed_only {
         report_max(args, backend, max, ratio);
     }
-    report_fixed(args, backend, fixed);
+    if !args.max_only {
+        report_fixed(args, backend, fixed);
+    }
     let hub = fixed[1];
     // One line to collect runs with grep.
     let pmax = Histogram::new(&max[0].latency_us);
