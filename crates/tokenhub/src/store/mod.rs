@@ -619,3 +619,28 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The workspace's `.cargo/config.toml` builds the bundled SQLite without its global
+    /// allocation and page-cache mutexes (`LIBSQLITE3_FLAGS`): a build that lost the setting
+    /// still works, only slower, so this says so.
+    #[test]
+    fn sqlite_is_built_without_its_global_memory_mutexes() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+}
