@@ -2,9 +2,9 @@
 //! key, and committed before the answer leaves. Partial calls are merged; the token moves to
 //! `PERSONALIZING` once every element its profile version requires is held.
 
-use crate::domain::perso::{self, DataSubmission, ElementSizes, IncomingElement, Operation};
+use crate::domain::perso::{self, DataSubmission, ElementSizes, Operation};
 use crate::domain::token::{check_submit_data, check_submit_new_data, TokenSnapshot};
-use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
+use crate::domain::{Code, CorrelationId, ProfileDefinition, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::flows::deliver;
 use crate::flows::deliver::Target;
@@ -15,7 +15,6 @@ use crate::store::deliveries::{self, Kind};
 use crate::store::outbox;
 use crate::store::tokens::{self, DataPart};
 use crate::store::Tx;
-use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// What a successful call did.
@@ -101,13 +100,9 @@ pub async fn submit(
     // The call that completes the data checks here, in parallel with other calls rather than in
     // the store's serial write path, that the data makes a profile; the transaction checks again
     // only if the token's stored parts changed meanwhile.
-    let held: HashSet<&str> = token
-        .received_elements
-        .iter()
-        .map(String::as_str)
-        .chain(submission.elements.iter().map(|e| e.name.as_str()))
-        .collect();
-    let completes = profile.required_names().all(|r| held.contains(r));
+    let names: Vec<String> = submission.elements.iter().map(|e| e.name.clone()).collect();
+    let held = held_after(&token.received_elements, &names);
+    let completes = holds_every_required(&profile, &held);
     let parts = if completes && sealed.is_some() {
         // A token that held no element had no part stored when it was read (the transaction
         // reads the parts again, and checks again if they differ).
@@ -121,7 +116,19 @@ pub async fn submit(
     } else {
         None
     };
-    let checked = Checked { sizes, parts };
+    // Shared with the transaction, so that the writer thread only reads them: they are freed
+    // here, once it is done, not by the writer (a call's 40 values and names are ~100
+    // allocations).
+    let checked = Arc::new(Checked {
+        sizes,
+        parts,
+        received_before: token.received_elements,
+        names,
+        held,
+        completes,
+    });
+    let submission = Arc::new(submission);
+    let (checked_here, submission_here) = (checked.clone(), submission.clone());
     let now = hub.now_ms();
     let token_id = token_id.clone();
     let correlation_id = correlation_id.clone();
@@ -140,15 +147,17 @@ pub async fn submit(
                     &token_id,
                     &correlation_id,
                     op,
-                    submission,
+                    &submission,
                     sealed,
-                    checked,
+                    &checked,
                     now,
                 )
                 .await
             })
         })
-        .await?;
+        .await;
+    drop((checked_here, submission_here));
+    let applied = applied?;
     if let Applied::Stored {
         delivery: Some(device_id),
         ..
@@ -200,11 +209,35 @@ async fn is_repeat(
         .any(|e| e.correlation_id == correlation_id.as_str() && e.event.starts_with(&accepted)))
 }
 
-/// What a call's checks before its transaction found: the sizes of its elements in a profile, and
-/// the stored parts with which its data was found to make one (when the call completes the data).
+/// What a call's checks before its transaction found: the sizes of its elements in a profile, the
+/// stored parts with which its data was found to make one (when the call completes the data), and
+/// the elements the token holds after it, from the token as read then.
 struct Checked {
     sizes: ElementSizes,
     parts: Option<Vec<Vec<u8>>>,
+    /// The token's elements when it was read.
+    received_before: Vec<String>,
+    /// The call's element names, in its order.
+    names: Vec<String>,
+    /// [`held_after`] of the two.
+    held: Vec<String>,
+    /// Whether `held` has every element the profile version requires.
+    completes: bool,
+}
+
+/// The elements a token holds after a call: those it held and the call's, sorted, once each.
+fn held_after(received: &[String], names: &[String]) -> Vec<String> {
+    let mut held: Vec<String> = received.iter().chain(names).cloned().collect();
+    held.sort_unstable();
+    held.dedup();
+    held
+}
+
+/// Whether `held` (sorted) has every element `profile` requires.
+fn holds_every_required(profile: &ProfileDefinition, held: &[String]) -> bool {
+    profile
+        .required_names()
+        .all(|name| held.binary_search_by(|h| h.as_str().cmp(name)).is_ok())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -215,20 +248,16 @@ async fn apply(
     token_id: &TokenId,
     correlation_id: &CorrelationId,
     op: Operation,
-    submission: DataSubmission,
+    submission: &DataSubmission,
     sealed: Option<Vec<u8>>,
-    checked: Checked,
+    checked: &Checked,
     now: i64,
 ) -> Result<Applied, Error> {
     let Some(token) = tokens::lock_token(conn, token_id.as_str()).await? else {
         return Err(Rejection::new(Code::UnknownToken, "no such token").into());
     };
-    let names: Vec<String> = submission
-        .elements
-        .iter()
-        .map(|e: &IncomingElement| e.name.clone())
-        .collect();
-    if tokens::data_call_applied(conn, token_id.as_str(), correlation_id.as_str(), &names).await? {
+    let names = &checked.names;
+    if tokens::data_call_applied(conn, token_id.as_str(), correlation_id.as_str(), names).await? {
         return Ok(Applied::Repeat);
     }
     // Checked again under the lock: another call may have moved the token since the first look.
@@ -307,15 +336,15 @@ async fn apply(
             }
         }
     }
-    let held: BTreeSet<String> = token
-        .received_elements
-        .iter()
-        .cloned()
-        .chain(names.iter().cloned())
-        .collect();
-    let held: Vec<String> = held.into_iter().collect();
+    // What the first look found holds unless another call changed the token's elements since.
+    let recomputed;
+    let (held, complete) = if token.received_elements == checked.received_before {
+        (&checked.held, checked.completes)
+    } else {
+        recomputed = held_after(&token.received_elements, names);
+        (&recomputed, holds_every_required(profile, &recomputed))
+    };
     let holds = |name: &str| held.binary_search_by(|h| h.as_str().cmp(name)).is_ok();
-    let complete = profile.required_names().all(holds);
     if complete && sealed.is_some() {
         let parts = tokens::data_parts(&mut *conn, token_id.as_str()).await?;
         if checked.parts.as_ref() != Some(&parts) {
@@ -326,7 +355,7 @@ async fn apply(
         let part = DataPart {
             operation: op_name(op),
             correlation_id: correlation_id.as_str(),
-            element_names: &names,
+            element_names: names,
             sealed,
         };
         tokens::append_data(conn, token_id.as_str(), &part, now).await?;
@@ -344,7 +373,7 @@ async fn apply(
             }
             _ => true,
         };
-    tokens::set_state_and_elements(conn, token_id.as_str(), state, &held, now).await?;
+    tokens::set_state_and_elements(conn, token_id.as_str(), state, held, now).await?;
     // The data is complete: a personalization is queued for the device (its profile is built
     // when the device asks for it).
     let kind = match op {
