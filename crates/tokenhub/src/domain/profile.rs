@@ -81,6 +81,10 @@ pub struct ProfileDefinition {
     #[serde(skip)]
     #[schema(ignore)]
     by_name: OnceLock<HashMap<String, usize>>,
+    /// The names of the required elements, sorted, made at the first completeness check.
+    #[serde(skip)]
+    #[schema(ignore)]
+    required_sorted: OnceLock<Vec<String>>,
 }
 
 /// Two definitions are equal when they define the same elements and template.
@@ -97,6 +101,7 @@ impl ProfileDefinition {
     pub fn validate(mut self) -> Result<Self, Rejection> {
         // Names change below: an index made before would be stale.
         self.by_name = OnceLock::new();
+        self.required_sorted = OnceLock::new();
         if self.data_elements.is_empty() {
             return Err(Rejection::format("dataElements must not be empty"));
         }
@@ -200,6 +205,19 @@ impl ProfileDefinition {
         by_name.get(name).map(|&i| &self.data_elements[i])
     }
 
+    /// Whether `held` (sorted, each name once) has every element this version requires: one walk
+    /// along both sorted lists.
+    pub fn holds_every_required(&self, held: &[String]) -> bool {
+        let required = self.required_sorted.get_or_init(|| {
+            let mut names: Vec<String> = self.required_names().map(str::to_string).collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        });
+        let mut held = held.iter();
+        required.iter().all(|r| held.any(|h| h == r))
+    }
+
     pub fn required_names(&self) -> impl Iterator<Item = &str> {
         self.data_elements
             .iter()
@@ -222,6 +240,26 @@ mod tests {
             .map_err(|e| e.to_string())?
             .validate()
             .map_err(|r| r.message)
+    }
+
+    proptest::proptest! {
+        /// The walk along both sorted lists says what a lookup of each required name says.
+        #[test]
+        fn completeness_is_each_required_name_held(
+            elements in proptest::collection::vec(("[a-f]{1,2}", proptest::bool::ANY), 1..12),
+            held in proptest::collection::btree_set("[a-f]{1,2}", 0..16),
+        ) {
+            let mut seen = HashSet::new();
+            let data_elements: Vec<serde_json::Value> = elements
+                .iter()
+                .filter(|(name, _)| seen.insert(name.clone()))
+                .map(|(name, required)| serde_json::json!({"name": name, "required": required, "format": "hex"}))
+                .collect();
+            let d = def(serde_json::json!({"dataElements": data_elements, "template": []})).unwrap();
+            let held: Vec<String> = held.into_iter().collect();
+            let expected = d.required_names().all(|r| held.iter().any(|h| h == r));
+            proptest::prop_assert_eq!(d.holds_every_required(&held), expected);
+        }
     }
 
     #[test]

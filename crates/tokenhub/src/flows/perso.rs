@@ -4,7 +4,7 @@
 
 use crate::domain::perso::{self, DataSubmission, ElementSizes, Operation};
 use crate::domain::token::{check_submit_data, check_submit_new_data, TokenSnapshot};
-use crate::domain::{Code, CorrelationId, ProfileDefinition, Rejection, TokenId, TokenState};
+use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::flows::deliver;
 use crate::flows::deliver::Target;
@@ -102,7 +102,7 @@ pub async fn submit(
     // only if the token's stored parts changed meanwhile.
     let names: Vec<String> = submission.elements.iter().map(|e| e.name.clone()).collect();
     let held = held_after(&token.received_elements, &names);
-    let completes = holds_every_required(&profile, &held);
+    let completes = profile.holds_every_required(&held);
     let parts = if completes && sealed.is_some() {
         // A token that held no element had no part stored when it was read (the transaction
         // reads the parts again, and checks again if they differ).
@@ -233,13 +233,6 @@ fn held_after(received: &[String], names: &[String]) -> Vec<String> {
     held
 }
 
-/// Whether `held` (sorted) has every element `profile` requires.
-fn holds_every_required(profile: &ProfileDefinition, held: &[String]) -> bool {
-    profile
-        .required_names()
-        .all(|name| held.binary_search_by(|h| h.as_str().cmp(name)).is_ok())
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     conn: &mut Tx,
@@ -342,7 +335,7 @@ async fn apply(
         (&checked.held, checked.completes)
     } else {
         recomputed = held_after(&token.received_elements, names);
-        (&recomputed, holds_every_required(profile, &recomputed))
+        (&recomputed, profile.holds_every_required(&recomputed))
     };
     let holds = |name: &str| held.binary_search_by(|h| h.as_str().cmp(name)).is_ok();
     if complete && sealed.is_some() {
