@@ -56,9 +56,9 @@ pub async fn submit(
             Rejection::new(Code::UnknownIssuer, "issuerId is not the token's issuer").into(),
         );
     }
+    let names: Vec<String> = submission.elements.iter().map(|e| e.name.clone()).collect();
     if let Err(refusal) = check_state(op, &token.snapshot(), hub.now_ms()) {
         // A repeat of a call that was applied (its answer was lost) is acknowledged again.
-        let names: Vec<String> = submission.elements.iter().map(|e| e.name.clone()).collect();
         if is_repeat(hub, token_id, correlation_id, names, op).await? {
             return Ok(Applied::Repeat);
         }
@@ -100,7 +100,6 @@ pub async fn submit(
     // The call that completes the data checks here, in parallel with other calls rather than in
     // the store's serial write path, that the data makes a profile; the transaction checks again
     // only if the token's stored parts changed meanwhile.
-    let names: Vec<String> = submission.elements.iter().map(|e| e.name.clone()).collect();
     let held = held_after(&token.received_elements, &names);
     let completes = profile.holds_every_required(&held);
     let parts = if completes && sealed.is_some() {
