@@ -249,7 +249,14 @@ async fn apply(
         return Err(Rejection::new(Code::UnknownToken, "no such token").into());
     };
     let names = &checked.names;
-    if tokens::data_call_applied(conn, token_id.as_str(), correlation_id.as_str(), names).await? {
+    // A token's elements are the names of its stored parts (they are written together, and
+    // deleted together): a token that holds none has no part, so neither a part this call
+    // repeats nor parts to read.
+    let has_parts = !token.received_elements.is_empty();
+    if has_parts
+        && tokens::data_call_applied(conn, token_id.as_str(), correlation_id.as_str(), names)
+            .await?
+    {
         return Ok(Applied::Repeat);
     }
     // Checked again under the lock: another call may have moved the token since the first look.
@@ -338,7 +345,11 @@ async fn apply(
     };
     let holds = |name: &str| held.binary_search_by(|h| h.as_str().cmp(name)).is_ok();
     if complete && sealed.is_some() {
-        let parts = tokens::data_parts(&mut *conn, token_id.as_str()).await?;
+        let parts = if has_parts {
+            tokens::data_parts(&mut *conn, token_id.as_str()).await?
+        } else {
+            Vec::new()
+        };
         if checked.parts.as_ref() != Some(&parts) {
             deliver::check_builds(hub, &token, profile, &parts, &checked.sizes)?;
         }
