@@ -1388,7 +1388,8 @@ async fn sql_alone(
                     let token = tokens::lock_token(c, &id)
                         .await?
                         .ok_or_else(|| tokenhub::store::StoreError::Corrupt("no token".into()))?;
-                    tokens::data_call_applied(c, &id, &correlation, &names).await?;
+                    // The token holds no element yet: the flow skips the repeat check and the
+                    // read of its parts.
                     let part = tokens::DataPart {
                         operation: "data",
                         correlation_id: &correlation,
@@ -1398,7 +1399,7 @@ async fn sql_alone(
                     tokens::append_data(c, &id, &part, now).await?;
                     tokens::set_state_and_elements(c, &id, TokenState::Personalizing, &names, now)
                         .await?;
-                    let mut statements = 4;
+                    let mut statements = 3;
                     if full {
                         deliveries::insert(
                             c,
