@@ -472,31 +472,33 @@ pub(crate) async fn create_tokens(
         .map(|chunk| {
             chunk
                 .iter()
-                .map(|id| TokenRow {
-                    token_id: id.clone(),
-                    issuer_id: ISSUER_ID.into(),
-                    product_id: PRODUCT_ID.into(),
-                    profile_version: VERSION.into(),
-                    device_id: format!("device-{id}"),
-                    wallet_card_ref_id: format!("card-{id}"),
-                    token_requestor_id: token_requestor_id.map(str::to_string),
-                    state,
-                    token_exp: None,
-                    token_last4: None,
-                    data_key: hub.keys.new_data_key(id),
-                    data_deadline_ms: now + 24 * 3600 * 1000,
-                    received_elements: Vec::new(),
-                    correlation_id: format!("create-{id}"),
-                    created_ms: now,
-                    updated_ms: now,
-                    failure_reason: None,
-                    recovery: None,
-                    card: Default::default(),
-                    last_update_ms: None,
+                .map(|id| -> Result<TokenRow, tokenhub::keys::KeyError> {
+                    Ok(TokenRow {
+                        token_id: id.clone(),
+                        issuer_id: ISSUER_ID.into(),
+                        product_id: PRODUCT_ID.into(),
+                        profile_version: VERSION.into(),
+                        device_id: format!("device-{id}"),
+                        wallet_card_ref_id: format!("card-{id}"),
+                        token_requestor_id: token_requestor_id.map(str::to_string),
+                        state,
+                        token_exp: None,
+                        token_last4: None,
+                        data_key: hub.keys.new_data_key(id)?,
+                        data_deadline_ms: now + 24 * 3600 * 1000,
+                        received_elements: Vec::new(),
+                        correlation_id: format!("create-{id}"),
+                        created_ms: now,
+                        updated_ms: now,
+                        failure_reason: None,
+                        recovery: None,
+                        card: Default::default(),
+                        last_update_ms: None,
+                    })
                 })
                 .collect()
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     stream::iter(batches)
         .map(|rows| {
             hub.store.transact(move |c| {

@@ -398,7 +398,7 @@ fn seed_row(
             .map_err(|r| anyhow::anyhow!("the TSP simulator's data is refused: {r}"))?;
     }
     let held = perso::encode_part(&submission.elements);
-    let data_key = hub.keys.new_data_key(&token_id);
+    let data_key = hub.keys.new_data_key(&token_id)?;
     let sealed = hub.keys.seal_for_token(&token_id, &data_key, &held)?;
     let fingerprints: Vec<(String, Vec<u8>)> = hub
         .keys

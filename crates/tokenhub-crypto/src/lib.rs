@@ -98,7 +98,7 @@ pub fn kcv(alg: Algorithm, key: &[u8]) -> Result<[u8; 3], CryptoError> {
         Algorithm::Aes256 => cmac_zero::<aes::Aes256>(key),
         Algorithm::Tdes => {
             // One block in CBC with a zero IV is the block in ECB.
-            tdes::cbc(key, &[0u8; 8], tdes::Direction::Encrypt).to_vec()
+            tdes::cbc(key, &[0u8; 8], tdes::Direction::Encrypt)?.to_vec()
         }
     };
     Ok([full[0], full[1], full[2]])
@@ -128,17 +128,17 @@ pub fn encrypt_cbc_m2(
     if !alg.accepts_key_len(key.len()) {
         return Err(CryptoError::KeyLength);
     }
-    Ok(match (alg, key.len()) {
-        (Algorithm::Aes128, _) => enc::<aes::Aes128>(key, &[0; 16], plaintext),
-        (Algorithm::Aes256, _) => enc::<aes::Aes256>(key, &[0; 16], plaintext),
-        (Algorithm::Tdes, _) => {
+    Ok(match alg {
+        Algorithm::Aes128 => enc::<aes::Aes128>(key, &[0; 16], plaintext),
+        Algorithm::Aes256 => enc::<aes::Aes256>(key, &[0; 16], plaintext),
+        Algorithm::Tdes => {
             // The padding goes into the block after the last whole one (always at least 1 byte).
             let whole = plaintext.len() / 8 * 8;
             let mut padded = Zeroizing::new(Vec::with_capacity(whole + 8));
             padded.extend_from_slice(plaintext);
             padded.resize(whole + 8, 0);
             Iso7816::raw_pad(&mut padded[whole..], plaintext.len() - whole);
-            tdes::cbc(key, &padded, tdes::Direction::Encrypt).to_vec()
+            tdes::cbc(key, &padded, tdes::Direction::Encrypt)?.to_vec()
         }
     })
 }
@@ -155,12 +155,12 @@ pub fn decrypt_cbc_m2(
     if ciphertext.is_empty() || ciphertext.len() % alg.block_len() != 0 {
         return Err(CryptoError::CiphertextLength);
     }
-    match (alg, key.len()) {
-        (Algorithm::Aes128, _) => dec::<aes::Aes128>(key, &[0; 16], ciphertext),
-        (Algorithm::Aes256, _) => dec::<aes::Aes256>(key, &[0; 16], ciphertext),
-        (Algorithm::Tdes, _) => {
+    match alg {
+        Algorithm::Aes128 => dec::<aes::Aes128>(key, &[0; 16], ciphertext),
+        Algorithm::Aes256 => dec::<aes::Aes256>(key, &[0; 16], ciphertext),
+        Algorithm::Tdes => {
             // The padding is read in the last block, as the AES path's decryptor reads it.
-            let mut clear = tdes::cbc(key, ciphertext, tdes::Direction::Decrypt);
+            let mut clear = tdes::cbc(key, ciphertext, tdes::Direction::Decrypt)?;
             let last = clear.len() - 8;
             let kept = Iso7816::raw_unpad(&clear[last..])
                 .map_err(|_| CryptoError::Padding)?

@@ -5,6 +5,7 @@
 //! the reference the tests compare with.
 #![allow(unsafe_code)]
 
+use crate::CryptoError;
 use aws_lc_sys::{
     DES_cblock, DES_ede3_cbc_encrypt, DES_key_schedule, DES_set_key_unchecked, DES_DECRYPT,
     DES_ENCRYPT,
@@ -31,12 +32,12 @@ impl Drop for Schedules {
 }
 
 /// `key` is 16 bytes (K1 K2, with K3 = K1) or 24 (K1 K2 K3).
-fn schedules(key: &[u8]) -> Schedules {
-    assert!(
-        key.len() == 16 || key.len() == 24,
-        "3DES key length checked by the caller"
-    );
-    let third = if key.len() == 16 { 0 } else { 2 };
+fn schedules(key: &[u8]) -> Result<Schedules, CryptoError> {
+    let third = match key.len() {
+        16 => 0,
+        24 => 2,
+        _ => return Err(CryptoError::KeyLength),
+    };
     let mut out = Schedules([DES_key_schedule::default(); 3]);
     for (slot, part) in [0, 1, third].into_iter().enumerate() {
         let mut block = DES_cblock { bytes: [0; 8] };
@@ -46,13 +47,19 @@ fn schedules(key: &[u8]) -> Schedules {
         unsafe { DES_set_key_unchecked(&block, &mut out.0[slot]) };
         block.bytes.zeroize();
     }
-    out
+    Ok(out)
 }
 
-/// CBC with a zero IV over `data`, a whole number of 8-byte blocks (checked by the caller).
-pub fn cbc(key: &[u8], data: &[u8], direction: Direction) -> Zeroizing<Vec<u8>> {
-    assert!(data.len() % 8 == 0, "whole blocks checked by the caller");
-    let ks = schedules(key);
+/// CBC with a zero IV over `data`, a whole number of 8-byte blocks.
+pub fn cbc(
+    key: &[u8],
+    data: &[u8],
+    direction: Direction,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if data.len() % 8 != 0 {
+        return Err(CryptoError::CiphertextLength);
+    }
+    let ks = schedules(key)?;
     let mut out = Zeroizing::new(vec![0u8; data.len()]);
     let mut iv = DES_cblock { bytes: [0; 8] };
     let enc = match direction {
@@ -73,5 +80,5 @@ pub fn cbc(key: &[u8], data: &[u8], direction: Direction) -> Zeroizing<Vec<u8>> 
             enc,
         )
     };
-    out
+    Ok(out)
 }

@@ -34,6 +34,8 @@ pub enum KeyError {
     BadMasterKey,
     #[error("a wrapped key or sealed value does not open under the master key (wrong master key, or the row was tampered with)")]
     Unwrap,
+    #[error("AES-GCM did not seal the value (it takes at most 64 GiB)")]
+    Seal,
     #[error("the key check value does not match the key")]
     KcvMismatch,
     #[error("the key is not valid for {0}")]
@@ -88,7 +90,7 @@ impl Keys {
         );
         let fingerprint = {
             let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(arr.as_slice())
-                .expect("HMAC takes any key length");
+                .map_err(|_| KeyError::BadMasterKey)?;
             mac.update(b"tokenhub/fingerprint-key/v1");
             let out: [u8; 32] = mac.finalize().into_bytes().into();
             out
@@ -127,7 +129,7 @@ impl Keys {
             tokenhub_crypto::KeySetError::KcvMismatch => KeyError::KcvMismatch,
             tokenhub_crypto::KeySetError::Crypto(_) => KeyError::KeyLength(key.algorithm),
         })?;
-        let wrapped = seal(&self.master, &shared_key_label(&key.key_index), &clear);
+        let wrapped = seal(&self.master, &shared_key_label(&key.key_index), &clear)?;
         Ok(StoredKey {
             key_index: key.key_index.clone(),
             algorithm: key.algorithm,
@@ -165,7 +167,7 @@ impl Keys {
     }
 
     /// A fresh data key for a token, wrapped.
-    pub fn new_data_key(&self, token_id: &str) -> Vec<u8> {
+    pub fn new_data_key(&self, token_id: &str) -> Result<Vec<u8>, KeyError> {
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *key);
         seal(&self.master, &data_key_label(token_id), &*key)
@@ -184,7 +186,7 @@ impl Keys {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, KeyError> {
         let cipher = self.data_cipher(token_id, wrapped_data_key)?;
-        Ok(seal(&cipher, token_id.as_bytes(), plaintext))
+        seal(&cipher, token_id.as_bytes(), plaintext)
     }
 
     /// Opens what [`Keys::seal_for_token`] sealed.
@@ -432,12 +434,12 @@ fn data_key_label(token_id: &str) -> Vec<u8> {
 }
 
 /// `nonce || ciphertext+tag`.
-fn seal(cipher: &Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+fn seal(cipher: &Gcm, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     cipher
         .seal(&nonce, nonce, aad, plaintext)
-        .expect("AES-GCM seals anything under 64 GiB")
+        .map_err(|_| KeyError::Seal)
 }
 
 fn open(cipher: &Gcm, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
@@ -477,7 +479,7 @@ mod tests {
     #[test]
     fn a_data_key_seals_and_opens_only_for_its_token() {
         let k = keys();
-        let wrapped = k.new_data_key("T1");
+        let wrapped = k.new_data_key("T1").unwrap();
         let sealed = k
             .seal_for_token("T1", &wrapped, b"secret elements")
             .unwrap();
@@ -535,7 +537,7 @@ mod tests {
         .unwrap()
         .validate()
         .unwrap();
-        let wrapped = k.new_data_key("T1");
+        let wrapped = k.new_data_key("T1").unwrap();
         let part = |els: serde_json::Value| {
             k.seal_for_token("T1", &wrapped, els.to_string().as_bytes())
                 .unwrap()
@@ -615,7 +617,7 @@ mod tests {
         }
         let (k2, created) = Keys::from_key_file(&path).unwrap();
         assert!(!created);
-        let wrapped = k1.new_data_key("T");
+        let wrapped = k1.new_data_key("T").unwrap();
         let sealed = k1.seal_for_token("T", &wrapped, b"x").unwrap();
         assert_eq!(&*k2.open_for_token("T", &wrapped, &sealed).unwrap(), b"x");
     }

@@ -63,7 +63,7 @@ impl Keys {
         };
         let json =
             Zeroizing::new(serde_json::to_vec(&creds).expect("credentials always serialize"));
-        Ok(seal(&self.master, &label(requestor_id), &json))
+        seal(&self.master, &label(requestor_id), &json).map_err(|e| e.to_string())
     }
 
     /// The authorization and signature headers of one delivery attempt.
