@@ -184,25 +184,63 @@ fn build_with<'v>(
     Ok(out)
 }
 
-/// Whether values of these sizes (by element name, as [`canonical_bytes`] gives them) make a
-/// profile of `def`: [`build`] fails on sizes alone, since a validated profile version never puts
-/// an untagged element into a DGI that takes tagged ones (the only place a value's bytes are read).
-/// An element's size is the one the first of `layers` that has it gives.
-pub fn check_fits(
-    def: &ProfileDefinition,
-    layers: &[&BTreeMap<String, usize>],
-) -> Result<(), BuildError> {
-    let longest = layers
-        .iter()
-        .flat_map(|sizes| sizes.values().copied())
-        .max()
-        .unwrap_or(0);
+/// The size in bytes each element takes in a profile (its canonical bytes, [`canonical_bytes`]),
+/// by the element's place in the profile version's definition it was made for: all that building
+/// a profile depends on ([`check_fits`]). A name the definition does not define has no place, and
+/// no size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElementSizes(Vec<Option<usize>>);
+
+impl ElementSizes {
+    /// No size yet for any element of `def`.
+    pub fn for_profile(def: &ProfileDefinition) -> Self {
+        Self(vec![None; def.data_elements.len()])
+    }
+
+    /// The sizes of named values, for `def` (names it does not define are left out).
+    pub fn of<'a>(
+        def: &ProfileDefinition,
+        sizes: impl IntoIterator<Item = (&'a str, usize)>,
+    ) -> Self {
+        let mut out = Self::for_profile(def);
+        for (name, size) in sizes {
+            if let Some(i) = def.element_index(name) {
+                out.set(i, size);
+            }
+        }
+        out
+    }
+
+    /// The size of the element at `place` in the definition, if it has one.
+    pub fn at(&self, place: usize) -> Option<usize> {
+        self.0.get(place).copied().flatten()
+    }
+
+    /// Sets the size of the element at `place` (a place of the definition these sizes are for).
+    pub fn set(&mut self, place: usize, size: usize) {
+        if let Some(slot) = self.0.get_mut(place) {
+            *slot = Some(size);
+        }
+    }
+
+    fn longest(&self) -> usize {
+        self.0.iter().flatten().copied().max().unwrap_or(0)
+    }
+}
+
+/// Whether values of these sizes make a profile of `def`: [`build`] fails on sizes alone, since a
+/// validated profile version never puts an untagged element into a DGI that takes tagged ones (the
+/// only place a value's bytes are read). An element's size is the one the first of `layers` that
+/// has it gives; every layer was made for `def`.
+pub fn check_fits(def: &ProfileDefinition, layers: &[&ElementSizes]) -> Result<(), BuildError> {
+    let longest = layers.iter().map(|s| s.longest()).max().unwrap_or(0);
     let zeros = vec![0u8; longest];
     build_with(def, |name| {
+        let place = def.element_index(name)?;
         layers
             .iter()
-            .find_map(|sizes| sizes.get(name))
-            .map(|&len| &zeros[..len])
+            .find_map(|sizes| sizes.at(place))
+            .map(|len| &zeros[..len])
     })
     .map(drop)
 }
@@ -468,7 +506,7 @@ mod tests {
                 all.push(("par", par.as_slice()));
             }
             let values = values(&all);
-            let sizes = values.iter().map(|(n, v)| (n.clone(), v.len())).collect();
+            let sizes = ElementSizes::of(&def, values.iter().map(|(n, v)| (n.as_str(), v.len())));
             prop_assert_eq!(check_fits(&def, &[&sizes]), build(&def, &values).map(drop));
         }
 

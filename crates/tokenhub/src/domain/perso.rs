@@ -8,7 +8,6 @@ use super::cps;
 use super::ids::{IssuerId, LastDigits, Mmyy, Rejection};
 use super::profile::{ElementDef, ElementFormat, ProfileDefinition};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// At most this many elements in one call (`maxItems`).
 pub const MAX_ELEMENTS: usize = 200;
@@ -321,9 +320,7 @@ pub trait ElementDecryptor {
     ) -> Result<Result<(), String>, DecryptFault>;
 }
 
-/// The size in bytes each element of a call takes in a profile (its canonical bytes,
-/// [`cps::canonical_bytes`]): all that building a profile depends on ([`cps::check_fits`]).
-pub type ElementSizes = BTreeMap<String, usize>;
+pub use super::cps::ElementSizes;
 
 /// Checks every element of one call against the profile version (431 for any fault); returns the
 /// size each takes in a profile.
@@ -345,22 +342,22 @@ pub fn check_elements(
             "the values together are {total} characters; at most {MAX_TOTAL_VALUE_CHARS} are allowed"
         )));
     }
-    let mut sizes = ElementSizes::new();
+    let mut sizes = ElementSizes::for_profile(profile);
     for e in elements {
-        if sizes.contains_key(&e.name) {
-            return Err(Rejection::perso(format!(
-                "element {} appears more than once",
-                e.name
-            )));
-        }
-        let Some(def) = profile.element(&e.name) else {
+        let Some(place) = profile.element_index(&e.name) else {
             return Err(Rejection::perso(format!(
                 "element {} is not defined by the product's profile",
                 e.name
             )));
         };
-        let size = check_element(def, e, decryptor)?;
-        sizes.insert(e.name.clone(), size);
+        if sizes.at(place).is_some() {
+            return Err(Rejection::perso(format!(
+                "element {} appears more than once",
+                e.name
+            )));
+        }
+        let size = check_element(&profile.data_elements[place], e, decryptor)?;
+        sizes.set(place, size);
     }
     Ok(sizes)
 }
@@ -590,10 +587,7 @@ mod tests {
             &Identity,
         )
         .unwrap();
-        let want: ElementSizes = [("par", 6), ("psn", 1), ("track2_data", 3)]
-            .into_iter()
-            .map(|(n, l)| (n.to_string(), l))
-            .collect();
+        let want = ElementSizes::of(&profile(), [("par", 6), ("psn", 1), ("track2_data", 3)]);
         assert_eq!(
             sizes, want,
             "digits as packed BCD, text as UTF-8, hex as its bytes"

@@ -193,6 +193,11 @@ impl ProfileDefinition {
 
     /// The element called `name` (already lower-case).
     pub fn element(&self, name: &str) -> Option<&ElementDef> {
+        self.element_index(name).map(|i| &self.data_elements[i])
+    }
+
+    /// The place of the element `name` in [`Self::data_elements`].
+    pub fn element_index(&self, name: &str) -> Option<usize> {
         let by_name = self.by_name.get_or_init(|| {
             let mut by_name = HashMap::with_capacity(self.data_elements.len());
             for (i, e) in self.data_elements.iter().enumerate() {
@@ -202,7 +207,7 @@ impl ProfileDefinition {
             }
             by_name
         });
-        by_name.get(name).map(|&i| &self.data_elements[i])
+        by_name.get(name).copied()
     }
 
     /// Whether `held` (sorted, each name once) has every element this version requires: one walk

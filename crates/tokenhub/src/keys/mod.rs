@@ -340,15 +340,15 @@ impl Keys {
         incoming: &perso::ElementSizes,
         def: &ProfileDefinition,
     ) -> Result<(), PersoError> {
-        let stored: perso::ElementSizes = if data.sealed.is_empty() {
-            perso::ElementSizes::new()
+        let stored = if data.sealed.is_empty() {
+            perso::ElementSizes::default()
         } else {
             let stored = TokenData {
                 incoming: &[],
                 ..data
             };
             let values = self.clear_values(&stored, def)?;
-            values.iter().map(|(n, v)| (n.clone(), v.len())).collect()
+            perso::ElementSizes::of(def, values.iter().map(|(n, v)| (n.as_str(), v.len())))
         };
         cps::check_fits(def, &[incoming, &stored])?;
         Ok(())
@@ -435,8 +435,10 @@ fn data_key_label(token_id: &str) -> Vec<u8> {
 
 /// `nonce || ciphertext+tag`.
 fn seal(cipher: &Gcm, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
+    // AWS-LC's generator (seeded from the OS, reseeded by itself): no system call per nonce, as
+    // reading the OS's generator each time was (one `getrandom` per sealed part).
     let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| KeyError::Seal)?;
     cipher
         .seal(&nonce, nonce, aad, plaintext)
         .map_err(|_| KeyError::Seal)
