@@ -1395,12 +1395,18 @@ async fn sql_alone(
                     let part = tokens::DataPart {
                         operation: "data",
                         correlation_id: &correlation,
-                        element_names: &names,
+                        element_names: &tokens::ElementNames::of(names.iter().map(String::as_str)),
                         sealed: &part,
                     };
                     tokens::append_data(c, &id, &part, now).await?;
-                    tokens::set_state_and_elements(c, &id, TokenState::Personalizing, &names, now)
-                        .await?;
+                    tokens::set_state_and_elements(
+                        c,
+                        &id,
+                        TokenState::Personalizing,
+                        part.element_names,
+                        now,
+                    )
+                    .await?;
                     let mut statements = 3;
                     if full {
                         deliveries::insert(

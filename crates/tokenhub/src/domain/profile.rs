@@ -212,7 +212,7 @@ impl ProfileDefinition {
 
     /// Whether `held` (sorted, each name once) has every element this version requires: one walk
     /// along both sorted lists.
-    pub fn holds_every_required(&self, held: &[String]) -> bool {
+    pub fn holds_every_required<S: AsRef<str>>(&self, held: &[S]) -> bool {
         let required = self.required_sorted.get_or_init(|| {
             let mut names: Vec<String> = self.required_names().map(str::to_string).collect();
             names.sort_unstable();
@@ -220,7 +220,7 @@ impl ProfileDefinition {
             names
         });
         let mut held = held.iter();
-        required.iter().all(|r| held.any(|h| h == r))
+        required.iter().all(|r| held.any(|h| h.as_ref() == r))
     }
 
     pub fn required_names(&self) -> impl Iterator<Item = &str> {

@@ -3,6 +3,7 @@
 //! `PERSONALIZING` once every element its profile version requires is held.
 
 use crate::domain::perso::{self, DataSubmission, ElementSizes, Operation};
+use crate::domain::profile::ProfileDefinition;
 use crate::domain::token::{check_submit_data, check_submit_new_data, TokenSnapshot};
 use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
 use crate::error::Error;
@@ -13,7 +14,7 @@ use crate::hub::Hub;
 use crate::keys::TokenData;
 use crate::store::deliveries::{self, Kind};
 use crate::store::outbox;
-use crate::store::tokens::{self, DataPart};
+use crate::store::tokens::{self, DataPart, ElementNames};
 use crate::store::Tx;
 use std::sync::Arc;
 
@@ -56,7 +57,7 @@ pub async fn submit(
             Rejection::new(Code::UnknownIssuer, "issuerId is not the token's issuer").into(),
         );
     }
-    let names: Vec<String> = submission.elements.iter().map(|e| e.name.clone()).collect();
+    let names = ElementNames::of(submission.elements.iter().map(|e| e.name.as_str()));
     if let Err(refusal) = check_state(op, &token.snapshot(), hub.now_ms()) {
         // A repeat of a call that was applied (its answer was lost) is acknowledged again.
         if is_repeat(hub, token_id, correlation_id, names, op).await? {
@@ -100,8 +101,7 @@ pub async fn submit(
     // The call that completes the data checks here, in parallel with other calls rather than in
     // the store's serial write path, that the data makes a profile; the transaction checks again
     // only if the token's stored parts changed meanwhile.
-    let held = held_after(&token.received_elements, &names);
-    let completes = profile.holds_every_required(&held);
+    let (held, held_count, completes) = held_after(&token.received_elements, &submission, &profile);
     let parts = if completes && sealed.is_some() {
         // A token that held no element had no part stored when it was read (the transaction
         // reads the parts again, and checks again if they differ).
@@ -124,6 +124,7 @@ pub async fn submit(
         received_before: token.received_elements,
         names,
         held,
+        held_count,
         completes,
     });
     let submission = Arc::new(submission);
@@ -182,7 +183,7 @@ async fn is_repeat(
     hub: &Hub,
     token_id: &TokenId,
     correlation_id: &CorrelationId,
-    names: Vec<String>,
+    names: ElementNames,
     op: Operation,
 ) -> Result<bool, Error> {
     let (t, c) = (token_id.to_string(), correlation_id.to_string());
@@ -217,19 +218,34 @@ struct Checked {
     /// The token's elements when it was read.
     received_before: Vec<String>,
     /// The call's element names, in its order.
-    names: Vec<String>,
-    /// [`held_after`] of the two.
-    held: Vec<String>,
+    names: ElementNames,
+    /// The token's elements after the call, and how many ([`held_after`]).
+    held: ElementNames,
+    held_count: usize,
     /// Whether `held` has every element the profile version requires.
     completes: bool,
 }
 
-/// The elements a token holds after a call: those it held and the call's, sorted, once each.
-fn held_after(received: &[String], names: &[String]) -> Vec<String> {
-    let mut held: Vec<String> = received.iter().chain(names).cloned().collect();
+/// The elements a token holds after a call (those it held and the call's, sorted, once each),
+/// how many, and whether they are all the profile version requires.
+fn held_after(
+    received: &[String],
+    submission: &DataSubmission,
+    profile: &ProfileDefinition,
+) -> (ElementNames, usize, bool) {
+    let mut held: Vec<&str> = received
+        .iter()
+        .map(String::as_str)
+        .chain(submission.elements.iter().map(|e| e.name.as_str()))
+        .collect();
     held.sort_unstable();
     held.dedup();
-    held
+    let completes = profile.holds_every_required(&held);
+    (
+        ElementNames::of(held.iter().copied()),
+        held.len(),
+        completes,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -337,13 +353,13 @@ async fn apply(
     }
     // What the first look found holds unless another call changed the token's elements since.
     let recomputed;
-    let (held, complete) = if token.received_elements == checked.received_before {
-        (&checked.held, checked.completes)
+    let (held, held_count, complete) = if token.received_elements == checked.received_before {
+        (&checked.held, checked.held_count, checked.completes)
     } else {
-        recomputed = held_after(&token.received_elements, names);
-        (&recomputed, profile.holds_every_required(&recomputed))
+        let (held, count, complete) = held_after(&token.received_elements, submission, profile);
+        recomputed = held;
+        (&recomputed, count, complete)
     };
-    let holds = |name: &str| held.binary_search_by(|h| h.as_str().cmp(name)).is_ok();
     if complete && sealed.is_some() {
         let parts = if has_parts {
             tokens::data_parts(&mut *conn, token_id.as_str()).await?
@@ -372,7 +388,7 @@ async fn apply(
         && match (&token.recovery, op) {
             (Some(_), Operation::NewData) => {
                 let stored = deliveries::fingerprints(&mut *conn, token_id.as_str()).await?;
-                stored.keys().all(|n| holds(n))
+                stored.keys().all(|n| held.contains(n))
             }
             _ => true,
         };
@@ -451,7 +467,7 @@ async fn apply(
     .await?;
     Ok(Applied::Stored {
         state,
-        held: held.len(),
+        held: held_count,
         delivery,
     })
 }

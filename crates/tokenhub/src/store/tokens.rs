@@ -134,6 +134,28 @@ fn token_from_row(r: &Row) -> Result<TokenRow, StoreError> {
     })
 }
 
+/// Element names as the store keeps them: joined by commas, in the order given. Made once by the
+/// call's checks (outside the serial write path) and bound as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElementNames(String);
+
+impl ElementNames {
+    pub fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut joined = String::new();
+        for (i, name) in names.into_iter().enumerate() {
+            if i > 0 {
+                joined.push(',');
+            }
+            joined.push_str(name);
+        }
+        Self(joined)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.split(',').any(|n| n == name)
+    }
+}
+
 fn split_names(s: &str) -> Vec<String> {
     s.split(',')
         .filter(|n| !n.is_empty())
@@ -195,14 +217,14 @@ pub async fn data_call_applied(
     conn: &mut Tx,
     token_id: &str,
     correlation_id: &str,
-    element_names: &[String],
+    element_names: &ElementNames,
 ) -> Result<bool, StoreError> {
     let found: Option<i64> = query_scalar(
         "SELECT seq FROM token_data WHERE token_id = $1 AND correlation_id = $2 AND element_names = $3 LIMIT 1",
     )
     .bind(token_id)
     .bind(correlation_id)
-    .bind(element_names.join(","))
+    .bind(element_names.0.as_str())
     .fetch_optional(conn)
     .await?;
     Ok(found.is_some())
@@ -212,7 +234,7 @@ pub async fn data_call_applied(
 pub struct DataPart<'a> {
     pub operation: &'a str,
     pub correlation_id: &'a str,
-    pub element_names: &'a [String],
+    pub element_names: &'a ElementNames,
     pub sealed: &'a [u8],
 }
 
@@ -229,7 +251,7 @@ pub async fn append_data(
     .bind(token_id)
     .bind(part.operation)
     .bind(part.correlation_id)
-    .bind(part.element_names.join(","))
+    .bind(part.element_names.0.as_str())
     .bind(part.sealed)
     .bind(now)
     .execute(conn)
@@ -252,7 +274,7 @@ pub async fn set_state_and_elements(
     conn: &mut Tx,
     token_id: &str,
     state: TokenState,
-    received_elements: &[String],
+    received_elements: &ElementNames,
     now: i64,
 ) -> Result<(), StoreError> {
     query(
@@ -260,7 +282,7 @@ pub async fn set_state_and_elements(
     )
     .bind(token_id)
     .bind(state.as_str())
-    .bind(received_elements.join(","))
+    .bind(received_elements.0.as_str())
     .bind(now)
     .execute(conn)
     .await?;
