@@ -101,7 +101,7 @@ pub async fn submit(
     // The call that completes the data checks here, in parallel with other calls rather than in
     // the store's serial write path, that the data makes a profile; the transaction checks again
     // only if the token's stored parts changed meanwhile.
-    let (held, held_count, completes) = held_after(&token.received_elements, &submission, &profile);
+    let (held, completes) = held_after(&token.received_elements, &submission, &profile);
     let parts = if completes && sealed.is_some() {
         // A token that held no element had no part stored when it was read (the transaction
         // reads the parts again, and checks again if they differ).
@@ -124,7 +124,6 @@ pub async fn submit(
         received_before: token.received_elements,
         names,
         held,
-        held_count,
         completes,
     });
     let submission = Arc::new(submission);
@@ -219,20 +218,19 @@ struct Checked {
     received_before: Vec<String>,
     /// The call's element names, in its order.
     names: ElementNames,
-    /// The token's elements after the call, and how many ([`held_after`]).
+    /// The token's elements after the call ([`held_after`]).
     held: ElementNames,
-    held_count: usize,
     /// Whether `held` has every element the profile version requires.
     completes: bool,
 }
 
-/// The elements a token holds after a call (those it held and the call's, sorted, once each),
-/// how many, and whether they are all the profile version requires.
+/// The elements a token holds after a call (those it held and the call's, sorted, once each), and
+/// whether they are all the profile version requires.
 fn held_after(
     received: &[String],
     submission: &DataSubmission,
     profile: &ProfileDefinition,
-) -> (ElementNames, usize, bool) {
+) -> (ElementNames, bool) {
     let mut held: Vec<&str> = received
         .iter()
         .map(String::as_str)
@@ -241,11 +239,7 @@ fn held_after(
     held.sort_unstable();
     held.dedup();
     let completes = profile.holds_every_required(&held);
-    (
-        ElementNames::of(held.iter().copied()),
-        held.len(),
-        completes,
-    )
+    (ElementNames::of(held.iter().copied()), completes)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -353,12 +347,12 @@ async fn apply(
     }
     // What the first look found holds unless another call changed the token's elements since.
     let recomputed;
-    let (held, held_count, complete) = if token.received_elements == checked.received_before {
-        (&checked.held, checked.held_count, checked.completes)
+    let (held, complete) = if token.received_elements == checked.received_before {
+        (&checked.held, checked.completes)
     } else {
-        let (held, count, complete) = held_after(&token.received_elements, submission, profile);
+        let (held, complete) = held_after(&token.received_elements, submission, profile);
         recomputed = held;
-        (&recomputed, count, complete)
+        (&recomputed, complete)
     };
     if complete && sealed.is_some() {
         let parts = if has_parts {
@@ -467,7 +461,7 @@ async fn apply(
     .await?;
     Ok(Applied::Stored {
         state,
-        held: held_count,
+        held: held.len(),
         delivery,
     })
 }

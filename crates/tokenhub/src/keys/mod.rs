@@ -34,7 +34,7 @@ pub enum KeyError {
     BadMasterKey,
     #[error("a wrapped key or sealed value does not open under the master key (wrong master key, or the row was tampered with)")]
     Unwrap,
-    #[error("AES-GCM did not seal the value (it takes at most 64 GiB)")]
+    #[error("AES-GCM did not seal the value (no random nonce, or over 64 GiB)")]
     Seal,
     #[error("the key check value does not match the key")]
     KcvMismatch,

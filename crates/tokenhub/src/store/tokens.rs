@@ -137,22 +137,34 @@ fn token_from_row(r: &Row) -> Result<TokenRow, StoreError> {
 /// Element names as the store keeps them: joined by commas, in the order given. Made once by the
 /// call's checks (outside the serial write path) and bound as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ElementNames(String);
+pub struct ElementNames {
+    joined: String,
+    count: usize,
+}
 
 impl ElementNames {
     pub fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut joined = String::new();
-        for (i, name) in names.into_iter().enumerate() {
-            if i > 0 {
-                joined.push(',');
+        let mut out = Self::default();
+        for name in names {
+            if out.count > 0 {
+                out.joined.push(',');
             }
-            joined.push_str(name);
+            out.joined.push_str(name);
+            out.count += 1;
         }
-        Self(joined)
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.0.split(',').any(|n| n == name)
+        self.joined.split(',').any(|n| n == name)
     }
 }
 
@@ -224,7 +236,7 @@ pub async fn data_call_applied(
     )
     .bind(token_id)
     .bind(correlation_id)
-    .bind(element_names.0.as_str())
+    .bind(element_names.joined.as_str())
     .fetch_optional(conn)
     .await?;
     Ok(found.is_some())
@@ -251,7 +263,7 @@ pub async fn append_data(
     .bind(token_id)
     .bind(part.operation)
     .bind(part.correlation_id)
-    .bind(part.element_names.0.as_str())
+    .bind(part.element_names.joined.as_str())
     .bind(part.sealed)
     .bind(now)
     .execute(conn)
@@ -282,7 +294,7 @@ pub async fn set_state_and_elements(
     )
     .bind(token_id)
     .bind(state.as_str())
-    .bind(received_elements.0.as_str())
+    .bind(received_elements.joined.as_str())
     .bind(now)
     .execute(conn)
     .await?;
@@ -603,4 +615,20 @@ pub async fn set_last_update(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_names_are_stored_as_the_token_reads_them_back() {
+        let names = ElementNames::of(["psn", "track2_data", "cmk_ac"]);
+        assert_eq!(names.len(), 3);
+        assert!(names.contains("track2_data") && !names.contains("track2"));
+        assert_eq!(split_names(&names.joined), ["psn", "track2_data", "cmk_ac"]);
+        let none = ElementNames::of([]);
+        assert!(none.is_empty());
+        assert!(split_names(&none.joined).is_empty());
+    }
 }
