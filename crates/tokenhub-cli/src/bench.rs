@@ -77,7 +77,8 @@ pub struct DataArgs {
     #[arg(long, default_value_t = 2)]
     warmup: u64,
     /// Also time the steps of one call in-process, one at a time (no HTTP), to see where the
-    /// time goes.
+    /// time goes; then their CPU many at a time, and the most a hub can answer on this machine
+    /// (its cores over the CPU a call cannot avoid).
     #[arg(long)]
     breakdown: bool,
     /// Only the fixed-rate phases (parse-only, then the hub): a shorter run to compare latencies.
@@ -321,7 +322,7 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
         [&parse_fixed, &hub_fixed],
     );
     if let Some(b) = breakdown {
-        b.print();
+        b.print(&parse_max);
     }
     let non_204 = parse_max.non_204 + hub_max.non_204 + parse_fixed.non_204 + hub_fixed.non_204;
     if non_204 > 0 {
@@ -1159,7 +1160,7 @@ fn verdict(ok: bool) -> &'static str {
 // The breakdown: the steps of one call, timed in-process one call at a time.
 
 const BREAKDOWN_CALLS: usize = 2000;
-const CONCURRENT_CALLS: usize = 5000;
+const CONCURRENT_CALLS: usize = 20_000;
 /// Tokens the breakdown uses.
 const BREAKDOWN_TOKENS: usize = BREAKDOWN_CALLS + 3 * CONCURRENT_CALLS;
 
@@ -1173,6 +1174,11 @@ struct Breakdown {
     /// the statements that store the data part, then every statement.
     store_data_rate: f64,
     store_full_rate: f64,
+    /// This process's CPU per call of the concurrent runs above, in µs (`None` without
+    /// `/proc/self/task`): the flow, the part's statements, all statements.
+    flow_cpu_us: Option<f64>,
+    store_data_cpu_us: Option<f64>,
+    store_full_cpu_us: Option<f64>,
     statements_data: usize,
     statements_full: usize,
     /// The delivery sweep (every 500 ms, a write transaction) with this many personalizations
@@ -1182,7 +1188,9 @@ struct Breakdown {
 }
 
 impl Breakdown {
-    fn print(&self) {
+    /// `parse_only`: the parse-only server's max phase, for the bound its CPU per request puts
+    /// on the hub's throughput.
+    fn print(&self, parse_only: &Samples) {
         println!();
         println!(
             "== breakdown: the steps of one call, one call at a time, in-process, no HTTP \
@@ -1206,18 +1214,80 @@ impl Breakdown {
             "== the same, {} at a time, in-process, no HTTP ({CONCURRENT_CALLS} calls each) ==",
             self.concurrency
         );
+        let cpu = |us: Option<f64>| us.map_or("-".into(), |us| format!("{:.1}", us));
+        println!("{:<58} {:>8} {:>8}", "", "per s", "CPU µs");
         println!(
-            "the whole flow (flows::perso::submit)                      {:>8.0} calls/s",
-            self.flow_rate
+            "{:<58} {:>8.0} {:>8}",
+            "the whole flow (flows::perso::submit), calls",
+            self.flow_rate,
+            cpu(self.flow_cpu_us)
         );
         println!(
-            "its SQL alone, no crypto: the {:>2} statements storing the part {:>8.0} transactions/s",
-            self.statements_data, self.store_data_rate
+            "{:<58} {:>8.0} {:>8}",
+            format!(
+                "its SQL alone, no crypto: the {} statements storing the part",
+                self.statements_data
+            ),
+            self.store_data_rate,
+            cpu(self.store_data_cpu_us)
         );
         println!(
-            "its SQL alone, no crypto: all {:>2} statements of the call      {:>8.0} transactions/s",
-            self.statements_full, self.store_full_rate
+            "{:<58} {:>8.0} {:>8}",
+            format!(
+                "its SQL alone, no crypto: all {} statements of the call",
+                self.statements_full
+            ),
+            self.store_full_rate,
+            cpu(self.store_full_cpu_us)
         );
+        self.print_bound(parse_only);
+    }
+
+    /// What the CPU measured puts within reach: a hub call does all the parse-only server does
+    /// (HTTP, parsing, and its share of the load generator, all on the same cores) and, at
+    /// least, its SQL; with the contract's checks, also the token read, the element checks and
+    /// the seal (their one-at-a-time p50s). Throughput is at most the machine's cores over the
+    /// CPU per call, whatever the code around them.
+    fn print_bound(&self, parse_only: &Samples) {
+        let (Some(cpu), Some(sql_us)) = (parse_only.cpu, self.store_full_cpu_us) else {
+            return;
+        };
+        let rps = parse_only.completed_per_sec();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        if rps <= 0.0 {
+            return;
+        }
+        let parse_us = cpu.process * 1e6 / rps;
+        let p50_us = |step: &str| {
+            self.rows
+                .iter()
+                .find(|(name, _)| name.contains(step))
+                .map_or(0.0, |(_, h)| h.ms(50.0) * 1000.0)
+        };
+        let checks_us =
+            p50_us("(store.token)") + p50_us("(check_elements)") + p50_us("(seal_for_token)");
+        println!();
+        println!("== the most a hub can answer here: {cores} cores over its CPU per call ==");
+        println!(
+            "{:<58} {:>8.1}",
+            "the parse-only server, CPU µs per request (max phase)", parse_us
+        );
+        for (what, us) in [
+            (
+                "+ the call's SQL alone (all statements, group commit)",
+                parse_us + sql_us,
+            ),
+            (
+                "+ token read, element checks, seal (one-at-a-time p50s)",
+                parse_us + sql_us + checks_us,
+            ),
+        ] {
+            let most = cores * 1e6 / us;
+            println!(
+                "{what:<58} {us:>8.1} µs: at most {most:>6.0} calls/s, {:.2} of the parse-only server",
+                most / rps
+            );
+        }
     }
 }
 
@@ -1321,6 +1391,7 @@ async fn breakdown(
     let per = t.elapsed() / BREAKDOWN_CALLS as u32;
 
     // The flow alone, many calls at a time.
+    let cpu = own_cpu_ns();
     let t = Instant::now();
     stream::iter(flow_ids.iter().enumerate())
         .map(|(n, id)| async move {
@@ -1336,6 +1407,7 @@ async fn breakdown(
         .try_collect::<Vec<_>>()
         .await?;
     let flow_rate = CONCURRENT_CALLS as f64 / t.elapsed().as_secs_f64();
+    let flow_cpu_us = cpu_us_per_call(cpu, CONCURRENT_CALLS);
 
     // Its SQL alone: the statements the call runs, with values of the same sizes, no crypto.
     let submission =
@@ -1343,10 +1415,14 @@ async fn breakdown(
     let names: Arc<Vec<String>> =
         Arc::new(submission.elements.iter().map(|e| e.name.clone()).collect());
     let part = Arc::new(vec![0x5A; part_size]);
+    let cpu = own_cpu_ns();
     let (store_data_rate, statements_data) =
         sql_alone(hub, data_ids, concurrency, false, &names, &part).await?;
+    let store_data_cpu_us = cpu_us_per_call(cpu, data_ids.len());
+    let cpu = own_cpu_ns();
     let (store_full_rate, statements_full) =
         sql_alone(hub, full_ids, concurrency, true, &names, &part).await?;
+    let store_full_cpu_us = cpu_us_per_call(cpu, full_ids.len());
 
     let rows = steps
         .into_values()
@@ -1359,6 +1435,9 @@ async fn breakdown(
         flow_rate,
         store_data_rate,
         store_full_rate,
+        flow_cpu_us,
+        store_data_cpu_us,
+        store_full_cpu_us,
         statements_data,
         statements_full,
         sweep_ms,
@@ -1449,4 +1528,47 @@ async fn sql_alone(
         .await?;
     let rate = ids.len() as f64 / t.elapsed().as_secs_f64();
     Ok((rate, counts.first().copied().unwrap_or(0)))
+}
+
+/// CPU time of this process's threads so far, in ns (`/proc/self/task/*/schedstat`, whose first
+/// field is the thread's time on a CPU): nanosecond grain where `/proc/self/stat` counts ticks of
+/// 10 ms. A thread that ended in between is not counted (the hub's threads live as long as it).
+fn own_cpu_ns() -> Option<u64> {
+    let mut sum = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            continue; // the thread ended since the listing
+        };
+        sum += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(sum)
+}
+
+/// µs of this process's CPU per call since `before` (from [`own_cpu_ns`]).
+fn cpu_us_per_call(before: Option<u64>, calls: usize) -> Option<f64> {
+    let spent = own_cpu_ns()?.checked_sub(before?)?;
+    (calls > 0).then(|| spent as f64 / 1000.0 / calls as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The breakdown's CPU per call counts this process's threads, at a grain fine enough to see
+    /// a few milliseconds of work.
+    #[test]
+    fn own_cpu_counts_the_work_done_since() {
+        let before = own_cpu_ns();
+        assert!(before.is_some(), "/proc/self/task is readable on Linux");
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let us = cpu_us_per_call(before, 10).expect("a later reading");
+        // 20 ms of spinning over 10 calls is ~2,000 µs each (less if the thread was preempted).
+        assert!(us > 500.0, "{us} µs per call");
+        assert_eq!(cpu_us_per_call(before, 0), None);
+    }
 }
