@@ -322,7 +322,7 @@ async fn data(args: DataArgs) -> anyhow::Result<()> {
         [&parse_fixed, &hub_fixed],
     );
     if let Some(b) = breakdown {
-        b.print(&parse_max);
+        b.print(&parse_max, backend == "SQLite");
     }
     let non_204 = parse_max.non_204 + hub_max.non_204 + parse_fixed.non_204 + hub_fixed.non_204;
     if non_204 > 0 {
@@ -1189,8 +1189,9 @@ struct Breakdown {
 
 impl Breakdown {
     /// `parse_only`: the parse-only server's max phase, for the bound its CPU per request puts
-    /// on the hub's throughput.
-    fn print(&self, parse_only: &Samples) {
+    /// on the hub's throughput; `sql_in_process`: whether the SQL runs in this process (SQLite),
+    /// so that this process's CPU is all of it.
+    fn print(&self, parse_only: &Samples, sql_in_process: bool) {
         println!();
         println!(
             "== breakdown: the steps of one call, one call at a time, in-process, no HTTP \
@@ -1240,7 +1241,14 @@ impl Breakdown {
             self.store_full_rate,
             cpu(self.store_full_cpu_us)
         );
-        self.print_bound(parse_only);
+        if sql_in_process {
+            self.print_bound(parse_only);
+        } else {
+            println!(
+                "(CPU µs: this process only; the database server's share is not counted, so no \
+                 bound is drawn from them)"
+            );
+        }
     }
 
     /// What the CPU measured puts within reach: a hub call does all the parse-only server does
