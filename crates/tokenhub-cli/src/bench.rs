@@ -1470,7 +1470,7 @@ async fn sql_alone(
     part: &Arc<Vec<u8>>,
 ) -> anyhow::Result<(f64, usize)> {
     use futures::stream::{self, StreamExt, TryStreamExt};
-    use tokenhub::store::deliveries::{self, DeliveryState, Kind, Personalization};
+    use tokenhub::store::personalizations::{self, Kind, Personalization, PersonalizationState};
     let now = hub.now_ms();
     let t = Instant::now();
     let counts = stream::iter(ids.iter().enumerate())
@@ -1501,7 +1501,7 @@ async fn sql_alone(
                     .await?;
                     let mut statements = 3;
                     if full {
-                        deliveries::insert(
+                        personalizations::insert(
                             c,
                             &Personalization {
                                 personalization_id: format!("prs_sql_{n}_{id}"),
@@ -1509,7 +1509,7 @@ async fn sql_alone(
                                 device_id: token.device_id.clone(),
                                 profile_version: token.profile_version.clone(),
                                 kind: Kind::Perso,
-                                state: DeliveryState::Pending,
+                                state: PersonalizationState::Pending,
                                 enc: None,
                                 ciphertext: None,
                                 tries: 0,

@@ -34,7 +34,7 @@ use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::{ProfileDefinition, TokenState};
 use tokenhub::keys::TokenData;
 use tokenhub::store::tokens::TokenRow;
-use tokenhub::store::{catalog, deliveries, tokens};
+use tokenhub::store::{catalog, personalizations, tokens};
 use tokenhub::Config;
 use tokenhub_sim::device::light::{LightDevices, OpenedProfile};
 use tokenhub_sim::tsp::elements::{SimKeys, YearMonth};
@@ -332,7 +332,7 @@ async fn seed_hub(
                                     catalog::put_device(c, &r.token.device_id, &r.public_key, now)
                                         .await?;
                                     tokens::insert_token(c, &r.token).await?;
-                                    deliveries::replace_fingerprints(
+                                    personalizations::replace_fingerprints(
                                         c,
                                         &r.token.token_id,
                                         &r.fingerprints,

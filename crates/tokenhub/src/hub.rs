@@ -21,7 +21,7 @@ pub struct Hub {
     pub config: Config,
     pub tsp: TspClient,
     /// Delivers token updates to token requestors.
-    pub requestors: crate::notify_client::NotifyClient,
+    pub requestor_client: crate::requestor_client::RequestorClient,
     admin_token: SecretString,
     /// Wakes a device's long poll when a personalization for it is committed.
     pub devices: DeviceSignals,
@@ -30,9 +30,9 @@ pub struct Hub {
     /// Wakes the requestor notifier when a token update is queued or a delivery ends.
     pub notify_wake: tokio::sync::Notify,
     /// Paces campaigns between runner ticks.
-    pub campaign_pacer: crate::flows::campaign::Pacer,
+    pub campaign_pacer: crate::pacer::Pacer,
     /// Paces the outbox's calls to each TSP at its agreed rate.
-    pub tsp_pacer: crate::flows::campaign::Pacer,
+    pub tsp_pacer: crate::pacer::Pacer,
     /// Profile versions are immutable, so a version read once is good forever, on every node.
     profiles: RwLock<HashMap<(String, String, String), Arc<ProfileDefinition>>>,
     /// Issuers known to exist (an issuer is never removed, so a hit is good forever).
@@ -93,8 +93,10 @@ impl Hub {
                 keys,
                 clock,
                 tsp: TspClient::new(Duration::from_secs(10)),
-                requestors: crate::notify_client::NotifyClient::new(
-                    crate::notify_client::OutboundPolicy::new(config.notify.outbound_allow.clone()),
+                requestor_client: crate::requestor_client::RequestorClient::new(
+                    crate::requestor_client::OutboundPolicy::new(
+                        config.notify.outbound_allow.clone(),
+                    ),
                     config.notify.timeout,
                 ),
                 admin_token: SecretString::from(admin_token),

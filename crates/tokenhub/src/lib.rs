@@ -16,6 +16,7 @@
 //! - [`hub`]: the shared context; [`config`], [`clock`], [`telemetry`], [`error`].
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod domain;
@@ -24,13 +25,14 @@ pub mod flows;
 pub mod http;
 pub mod hub;
 pub mod keys;
-pub mod notify_client;
+pub mod pacer;
+pub mod requestor_client;
 pub mod store;
 pub mod telemetry;
 pub mod tsp_client;
 pub mod workers;
 
+pub use app::Application;
 pub use config::Config;
-pub use http::Application;
 pub use hub::Hub;
 pub use store::Store;

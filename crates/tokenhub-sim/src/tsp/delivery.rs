@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::elements::PersoElement;
 use super::status::InFlight;
-use super::vault::DeliveryState;
+use super::vault::PersonalizationState;
 use super::SimState;
 
 /// How the simulator retries a data call, like a TSP's outbound client would.
@@ -134,8 +134,8 @@ pub(crate) async fn deliver(
         _ = shutdown.wait_for(|stop| *stop) => Ended::ShutDown,
     };
     let next = match ended {
-        Ended::Delivered => DeliveryState::Delivered,
-        Ended::Rejected | Ended::ShutDown => DeliveryState::Failed,
+        Ended::Delivered => PersonalizationState::Delivered,
+        Ended::Rejected | Ended::ShutDown => PersonalizationState::Failed,
     };
     state.vault.set_delivery(&job.token_id, next);
     tracing::info!(token_id = %job.token_id, outcome = ?ended, "data preparation delivery ended");

@@ -27,7 +27,7 @@ use tokenhub_crypto::CryptoError;
 use zeroize::Zeroizing;
 
 use super::elements::{ClearElements, PersoElement, SimKeys, YearMonth};
-use super::vault::{DeliveryState, RecoveryState, SimToken, TspTokenState};
+use super::vault::{PersonalizationState, RecoveryState, SimToken, TspTokenState};
 
 /// Decimal digits of the index in a derived token's id.
 pub const DERIVED_INDEX_DIGITS: usize = 10;
@@ -180,7 +180,7 @@ impl DerivedVault {
             issuer_id: self.tokens.issuer_id.clone(),
             info: clear.token_info(),
             clear,
-            delivery: DeliveryState::Delivered,
+            delivery: PersonalizationState::Delivered,
             answered_at: Instant::now(),
             state: record.state,
             last_atc: record.last_atc,

@@ -18,7 +18,7 @@ pub(crate) struct SimToken {
     pub(crate) issuer_id: String,
     pub(crate) info: TokenInfo,
     pub(crate) clear: ClearElements,
-    pub(crate) delivery: DeliveryState,
+    pub(crate) delivery: PersonalizationState,
     /// When createToken answered, for the window in which the hub may not know the token yet.
     pub(crate) answered_at: Instant,
     /// The token's state as the TSP applies it to transactions; only the hub's
@@ -114,7 +114,7 @@ impl SimToken {
             issuer_id,
             info: clear.token_info(),
             clear,
-            delivery: DeliveryState::InFlight,
+            delivery: PersonalizationState::InFlight,
             answered_at,
             state: TspTokenState::Inactive,
             last_atc: None,
@@ -183,7 +183,7 @@ impl SimToken {
 
 /// Where the token's data preparation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DeliveryState {
+pub(crate) enum PersonalizationState {
     InFlight,
     Delivered,
     /// Refused by the hub or cut short; a replayed createToken starts it again.
@@ -251,9 +251,9 @@ impl Vault {
         let mut inner = self.lock();
         if let Some(token_id) = inner.requests.get(&key).cloned() {
             if let Some(token) = inner.tokens.get_mut(&token_id) {
-                let resend = token.delivery == DeliveryState::Failed;
+                let resend = token.delivery == PersonalizationState::Failed;
                 if resend {
-                    token.delivery = DeliveryState::InFlight;
+                    token.delivery = PersonalizationState::InFlight;
                     token.answered_at = Instant::now();
                 }
                 return Created::Replay {
@@ -291,7 +291,7 @@ impl Vault {
         self.with_token(token_id, |t| t.view())
     }
 
-    pub(crate) fn set_delivery(&self, token_id: &str, state: DeliveryState) {
+    pub(crate) fn set_delivery(&self, token_id: &str, state: PersonalizationState) {
         self.with_token(token_id, |t| t.delivery = state);
     }
 }
@@ -338,12 +338,12 @@ mod tests {
             Created::Replay { ref token_id, resend: false, .. } if token_id == "T1"
         ));
 
-        vault.set_delivery("T1", DeliveryState::Failed);
+        vault.set_delivery("T1", PersonalizationState::Failed);
         let replay = vault.create_or_replay(key("c1"), || token("T3"));
         assert!(matches!(replay, Created::Replay { resend: true, .. }));
         assert_eq!(
             vault.with_token("T1", |t| t.delivery),
-            Some(DeliveryState::InFlight)
+            Some(PersonalizationState::InFlight)
         );
 
         let other = vault.create_or_replay(key("c2"), || token("T4"));

@@ -9,8 +9,10 @@ pub mod ids;
 pub mod lifecycle;
 pub mod perso;
 pub mod profile;
+pub mod shared_key;
 pub mod token;
 
 pub use ids::{Code, CorrelationId, IssuerId, Rejection, TokenId};
 pub use profile::{ElementFormat, ProfileDefinition};
+pub use shared_key::StoredKey;
 pub use token::TokenState;

@@ -13,9 +13,8 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::campaigns::{self, Campaign, Step};
 use crate::store::tokens;
-use crate::store::{query, Tx};
+use crate::store::Tx;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// The settings a deploy may carry.
 #[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
@@ -88,55 +87,8 @@ pub async fn create(
     };
     c.total = campaigns::create(conn, &c).await?;
     c.canary_size = (c.total * c.canary_percent + 99) / 100;
-    query("UPDATE campaigns SET canary_size = $2 WHERE campaign_id = $1")
-        .bind(&c.campaign_id)
-        .bind(c.canary_size)
-        .execute(conn)
-        .await?;
+    campaigns::set_canary_size(conn, &c.campaign_id, c.canary_size).await?;
     Ok(c)
-}
-
-/// How much credit a bucket holds at most, in seconds of its rate: small, so that calls leave
-/// evenly and arrive at the TSP within its own bucket even when they are delayed on the way.
-const BURST_SECONDS: f64 = 0.2;
-
-/// A token bucket per key (a campaign's starts, a TSP's calls): credit refills at `rate` per
-/// second, up to [`BURST_SECONDS`] of it (at least one), so a pause never turns into a burst.
-#[derive(Default)]
-pub struct Pacer {
-    credits: Mutex<HashMap<String, (f64, i64)>>,
-}
-
-impl Pacer {
-    /// How many tokens the campaign may start now at `rate` per second.
-    pub fn allowance(&self, campaign_id: &str, rate: i64, now: i64) -> i64 {
-        let mut map = self.credits.lock().unwrap_or_else(|p| p.into_inner());
-        let (credit, last) = map.entry(campaign_id.to_string()).or_insert((1.0, now));
-        let elapsed = (now - *last).max(0) as f64 / 1000.0;
-        *last = now;
-        let cap = (BURST_SECONDS * rate as f64).max(1.0);
-        *credit = (*credit + elapsed * rate as f64).min(cap);
-        credit.floor() as i64
-    }
-
-    /// Waits until one unit of `key`'s rate is free and takes it (calls made inline, such as
-    /// createToken, keep to a TSP's rate this way).
-    pub async fn acquire(&self, key: &str, rate: i64, clock: &dyn crate::clock::Clock) {
-        loop {
-            if self.allowance(key, rate, clock.now_ms()) > 0 {
-                self.spend(key, 1);
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    }
-
-    pub fn spend(&self, campaign_id: &str, n: i64) {
-        let mut map = self.credits.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((credit, _)) = map.get_mut(campaign_id) {
-            *credit -= n as f64;
-        }
-    }
 }
 
 /// One step of every running campaign; whether one runs.
@@ -329,39 +281,6 @@ pub async fn command(hub: &Hub, campaign_id: &str, cmd: Command) -> Result<(), C
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_pacer_allows_the_rate_and_no_burst_after_a_pause() {
-        let p = Pacer::default();
-        assert_eq!(p.allowance("c", 10, 0), 1, "one to start with");
-        p.spend("c", 1);
-        assert_eq!(p.allowance("c", 10, 100), 1, "10/s is one every 100 ms");
-        p.spend("c", 1);
-        assert_eq!(p.allowance("c", 10, 150), 0);
-        assert_eq!(p.allowance("c", 10, 200), 1);
-        p.spend("c", 1);
-        assert_eq!(p.allowance("c", 10, 60_000), 2, "at most 0.2 s of credit");
-        assert_eq!(
-            p.allowance("other", 1000, 60_000),
-            1,
-            "campaigns are paced apart"
-        );
-    }
-
-    #[test]
-    fn one_a_second_is_never_stuck_below_one() {
-        let p = Pacer::default();
-        assert_eq!(p.allowance("slow", 1, 0), 1);
-        p.spend("slow", 1);
-        assert_eq!(p.allowance("slow", 1, 500), 0);
-        assert_eq!(p.allowance("slow", 1, 1_000), 1);
-        p.spend("slow", 1);
-        assert_eq!(
-            p.allowance("slow", 1, 90_000),
-            1,
-            "a pause gives one start, not ninety"
-        );
-    }
 
     #[test]
     fn settings_are_checked() {

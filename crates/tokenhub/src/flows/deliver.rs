@@ -13,11 +13,11 @@ use crate::domain::{Code, ProfileDefinition, Rejection, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::keys::{PersoError, Personalized, SealedProfile, TokenData};
-use crate::store::deliveries::{self, DeliveryState, Kind, Personalization};
 use crate::store::outbox;
+use crate::store::personalizations::{self, Kind, Personalization, PersonalizationState};
 use crate::store::tokens::{self, TokenRow};
 use crate::store::Tx;
-use crate::store::{catalog, Dialect, StoreError};
+use crate::store::{catalog, StoreError};
 use base64::Engine;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub async fn queue_personalization(
 ) -> Result<String, Error> {
     let personalization_id = new_personalization_id();
     let delivery = hub.config.delivery;
-    deliveries::insert(
+    personalizations::insert(
         conn,
         &Personalization {
             personalization_id: personalization_id.clone(),
@@ -56,7 +56,7 @@ pub async fn queue_personalization(
             device_id: token.device_id.clone(),
             profile_version: version.to_string(),
             kind,
-            state: DeliveryState::Pending,
+            state: PersonalizationState::Pending,
             enc: None,
             ciphertext: None,
             tries: 0,
@@ -168,14 +168,16 @@ async fn store_built(c: &mut Tx, p: &Personalization, built: Built, now: i64) ->
             profile: SealedProfile { enc, ciphertext },
             fingerprints,
         }) => {
-            if !deliveries::set_profile(c, &p.personalization_id, &enc, &ciphertext, now).await? {
+            if !personalizations::set_profile(c, &p.personalization_id, &enc, &ciphertext, now)
+                .await?
+            {
                 return Ok(());
             }
             let fingerprints: Vec<(String, Vec<u8>)> = fingerprints
                 .into_iter()
                 .map(|(n, f)| (n, f.to_vec()))
                 .collect();
-            deliveries::replace_fingerprints(c, &p.token_id, &fingerprints).await?;
+            personalizations::replace_fingerprints(c, &p.token_id, &fingerprints).await?;
             let event = format!(
                 "profile {} built and sealed to device {} ({})",
                 p.profile_version, p.device_id, p.personalization_id
@@ -183,8 +185,8 @@ async fn store_built(c: &mut Tx, p: &Personalization, built: Built, now: i64) ->
             tokens::add_event(c, &p.token_id, &event, &p.correlation_id, now).await?;
         }
         Built::Unbuildable(reason) => {
-            if let Some(p) = deliveries::lock(c, &p.personalization_id).await? {
-                if p.state == DeliveryState::Pending && p.enc.is_none() {
+            if let Some(p) = personalizations::lock(c, &p.personalization_id).await? {
+                if p.state == PersonalizationState::Pending && p.enc.is_none() {
                     conclude(c, &p, Err(&reason), now).await?;
                 }
             }
@@ -236,7 +238,7 @@ pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Devi
     let signal = hub.devices.subscribe(device_id);
     let deadline = tokio::time::Instant::now() + wait;
     let result = loop {
-        let (offers, removals) = deliveries::device_work(
+        let (offers, removals) = personalizations::device_work(
             &hub.store,
             device_id,
             hub.config.delivery.max_tries as i64,
@@ -270,11 +272,10 @@ pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Devi
         if !work.is_empty() || now >= deadline {
             break Ok(work);
         }
-        // On PostgreSQL another node may commit the personalization: look again every second. On
-        // SQLite every commit is this process's, and its signal wakes the poll.
-        let nap = match hub.store.dialect() {
-            Dialect::Postgres => (deadline - now).min(Duration::from_secs(1)),
-            Dialect::Sqlite => deadline - now,
+        // Where another node may commit the personalization, its signal never reaches this one.
+        let nap = match hub.store.foreign_commits_poll() {
+            Some(every) => (deadline - now).min(every),
+            None => deadline - now,
         };
         let _ = tokio::time::timeout(nap, signal.notified()).await;
     };
@@ -287,7 +288,7 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
     let max_tries = delivery.max_tries as i64;
     // Profiles are built when their device first asks for them: sealed to the key it has now.
     let mut built = Vec::new();
-    for p in deliveries::unbuilt(&hub.store, device_id, max_tries, hub.now_ms()).await? {
+    for p in personalizations::unbuilt(&hub.store, device_id, max_tries, hub.now_ms()).await? {
         let b = build(hub, &p).await?;
         built.push((p, b));
     }
@@ -304,7 +305,9 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
                     store_built(c, &p, b, now).await?;
                 }
                 let window = delivery.window.as_millis() as i64;
-                Ok::<_, Error>(deliveries::take_offers(c, &device, max_tries, window, now).await?)
+                Ok::<_, Error>(
+                    personalizations::take_offers(c, &device, max_tries, window, now).await?,
+                )
             })
         })
         .await?;
@@ -368,18 +371,22 @@ pub async fn settle(
         .store
         .transact(move |c| {
             Box::pin(async move {
-                let Some(p) = deliveries::lock(c, &pid).await? else {
+                let Some(p) = personalizations::lock(c, &pid).await? else {
                     return Err(SettleError::NotFound);
                 };
                 match (p.state, &result) {
-                    (DeliveryState::Confirmed, DeviceResult::Success)
-                    | (DeliveryState::Failed, DeviceResult::Failure(_)) => return Ok(false),
-                    (DeliveryState::Confirmed, _) => return Err(SettleError::Conflict("SUCCESS")),
-                    (DeliveryState::Failed, _) => return Err(SettleError::Conflict("FAILURE")),
-                    (DeliveryState::Pending, _) if p.tries == 0 => {
+                    (PersonalizationState::Confirmed, DeviceResult::Success)
+                    | (PersonalizationState::Failed, DeviceResult::Failure(_)) => return Ok(false),
+                    (PersonalizationState::Confirmed, _) => {
+                        return Err(SettleError::Conflict("SUCCESS"))
+                    }
+                    (PersonalizationState::Failed, _) => {
+                        return Err(SettleError::Conflict("FAILURE"))
+                    }
+                    (PersonalizationState::Pending, _) if p.tries == 0 => {
                         return Err(SettleError::NotOffered)
                     }
-                    (DeliveryState::Pending, _) => {}
+                    (PersonalizationState::Pending, _) => {}
                 }
                 match result {
                     DeviceResult::Success => conclude(c, &p, Ok(()), now).await?,
@@ -410,18 +417,18 @@ async fn conclude(
 ) -> Result<(), Error> {
     let (state, event) = match outcome {
         Ok(()) => (
-            DeliveryState::Confirmed,
+            PersonalizationState::Confirmed,
             format!(
                 "device confirmed {} ({}); data elements deleted",
                 p.profile_version, p.personalization_id
             ),
         ),
         Err(reason) => (
-            DeliveryState::Failed,
+            PersonalizationState::Failed,
             format!("personalization failed: {reason}"),
         ),
     };
-    deliveries::settle(c, &p.personalization_id, state, outcome.err(), now).await?;
+    personalizations::settle(c, &p.personalization_id, state, outcome.err(), now).await?;
     let token = tokens::lock_token(c, &p.token_id).await?.ok_or_else(|| {
         StoreError::Corrupt(format!(
             "token {} of {} is gone",
@@ -436,12 +443,14 @@ async fn conclude(
         (Kind::Perso, Ok(())) => {
             tokens::set_state(c, &p.token_id, TokenState::Active, now).await?;
             enqueue_state(c, &token, TokenState::Active, None, &p.correlation_id, now).await?;
-            super::notify::token_changed(c, &p.token_id, None, &p.correlation_id, now).await?;
+            super::notifications::token_changed(c, &p.token_id, None, &p.correlation_id, now)
+                .await?;
         }
         (Kind::Perso, Err(reason)) => {
             let why = format!("personalization failed: {reason}");
             tokens::set_failure(c, &p.token_id, TokenState::Deleted, &why, now).await?;
-            super::notify::token_changed(c, &p.token_id, None, &p.correlation_id, now).await?;
+            super::notifications::token_changed(c, &p.token_id, None, &p.correlation_id, now)
+                .await?;
             let reason = Some("personalization failed");
             enqueue_state(
                 c,
@@ -489,7 +498,7 @@ pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
         .store
         .transact(move |c| {
             Box::pin(async move {
-                let overdue = deliveries::lock_overdue(c, max_tries, now, 256).await?;
+                let overdue = personalizations::lock_overdue(c, max_tries, now, 256).await?;
                 for p in &overdue {
                     let reason = if p.tries >= max_tries {
                         format!("not confirmed by the device after {} deliveries", p.tries)

@@ -1,9 +1,9 @@
 //! The token lifecycle after personalization: updates from the TSP, the issuer's actions
 //! (suspend, resume, delete; renew or replace a card), and what a deletion ends. Every change is
 //! stamped with its `lastUpdateTimestamp` and reported to the token's requestor
-//! ([`notify::token_changed`]) in the same transaction.
+//! ([`notifications::token_changed`]) in the same transaction.
 
-use super::notify;
+use super::notifications;
 use crate::domain::lifecycle::{
     decide_issuer_action, decide_tsp_update, next_update_ms, CardInfo, Current, IssuerAction,
     TokenChange, Verdict,
@@ -15,7 +15,7 @@ use crate::store::campaigns::{self, Step};
 use crate::store::outbox;
 use crate::store::tokens::{self, TokenRow};
 use crate::store::Tx;
-use crate::store::{catalog, deliveries, StoreError};
+use crate::store::{catalog, personalizations, StoreError};
 
 /// What became of an update from the TSP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub async fn tsp_update(
                 let event = format!("TSP update applied: {}", describe(&update.change));
                 tokens::add_event(c, &token_id, &event, &correlation, now).await?;
                 let changed = token.with_change(&update.change, ts);
-                notify::queue_update(c, &changed, requestor, &correlation, now).await?;
+                notifications::queue_update(c, &changed, requestor, &correlation, now).await?;
                 Ok::<_, Error>((
                     TspUpdateOutcome::Applied,
                     deleted.then_some(token.device_id),
@@ -159,7 +159,7 @@ pub async fn issuer_action(
                         .unwrap_or_default()
                 );
                 tokens::add_event(c, &id, &event, &correlation, now).await?;
-                notify::token_changed(c, &id, Some(ts), &correlation, now).await?;
+                notifications::token_changed(c, &id, Some(ts), &correlation, now).await?;
                 let row = tokens::lock_token(c, &id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt(format!("token {id} is gone")))?;
@@ -242,7 +242,8 @@ pub async fn card_update(
                     .await?;
                     let event = format!("issuer {} the card: {}", update.what, describe(&change));
                     tokens::add_event(c, &token.token_id, &event, &correlation, now).await?;
-                    notify::token_changed(c, &token.token_id, Some(ts), &correlation, now).await?;
+                    notifications::token_changed(c, &token.token_id, Some(ts), &correlation, now)
+                        .await?;
                     ids.push(token.token_id.clone());
                 }
                 Ok::<_, LifecycleError>(ids)
@@ -281,7 +282,7 @@ pub(crate) async fn end_work(
     now: i64,
 ) -> Result<(), Error> {
     tokens::set_removal_pending(c, &token.token_id, true).await?;
-    deliveries::fail_pending_of_token(c, &token.token_id, why, now).await?;
+    personalizations::fail_pending_of_token(c, &token.token_id, why, now).await?;
     tokens::delete_data(c, &token.token_id, now).await?;
     if let Some(recovery) = &token.recovery {
         tokens::set_recovery(c, &token.token_id, None, now).await?;

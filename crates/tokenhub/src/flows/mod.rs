@@ -7,7 +7,7 @@ pub mod deliver;
 pub mod digitize;
 pub mod keys;
 pub mod lifecycle;
-pub mod notify;
+pub mod notifications;
 pub mod perso;
 pub mod reperso;
 

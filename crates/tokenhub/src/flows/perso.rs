@@ -12,8 +12,8 @@ use crate::flows::deliver::Target;
 use crate::flows::reperso;
 use crate::hub::Hub;
 use crate::keys::TokenData;
-use crate::store::deliveries::{self, Kind};
 use crate::store::outbox;
+use crate::store::personalizations::{self, Kind};
 use crate::store::tokens::{self, DataPart, ElementNames};
 use crate::store::Tx;
 use std::sync::Arc;
@@ -273,7 +273,7 @@ async fn apply(
     check_state(op, &token.snapshot(), now)?;
     let profile = target.def;
     if op == Operation::NewData {
-        if deliveries::has_pending(conn, token_id.as_str()).await? {
+        if personalizations::has_pending(conn, token_id.as_str()).await? {
             return Err(Rejection::new(
                 Code::Ongoing,
                 "the token's profile is being delivered to the device",
@@ -292,7 +292,7 @@ async fn apply(
             // The recovery this data answers is over. If its data came in whole, this call is
             // the TSP's retry of one whose answer was lost (the hub stopped before it left), and
             // the recovered parts are deleted by now, so it cannot be matched part by part.
-            if deliveries::built_from(
+            if personalizations::built_from(
                 conn,
                 token_id.as_str(),
                 correlation_id.as_str(),
@@ -319,7 +319,7 @@ async fn apply(
             }
             // The TSP must recover the existing data, never generate new data.
             if sealed.is_some() {
-                let stored = deliveries::fingerprints(&mut *conn, token_id.as_str()).await?;
+                let stored = personalizations::fingerprints(&mut *conn, token_id.as_str()).await?;
                 let data = TokenData {
                     token_id: token_id.as_str(),
                     wrapped_data_key: &token.data_key,
@@ -381,7 +381,7 @@ async fn apply(
     let complete = complete
         && match (&token.recovery, op) {
             (Some(_), Operation::NewData) => {
-                let stored = deliveries::fingerprints(&mut *conn, token_id.as_str()).await?;
+                let stored = personalizations::fingerprints(&mut *conn, token_id.as_str()).await?;
                 stored.keys().all(|n| held.contains(n))
             }
             _ => true,
@@ -431,7 +431,7 @@ async fn apply(
         let changed = (exp.is_some() && exp != token.token_exp.as_deref())
             || (last4.is_some() && last4 != token.token_last4.as_deref());
         if changed {
-            super::notify::token_changed(
+            super::notifications::token_changed(
                 conn,
                 token_id.as_str(),
                 None,

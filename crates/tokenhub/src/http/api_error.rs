@@ -67,10 +67,38 @@ impl IntoResponse for ApiError {
 
 impl From<crate::error::Error> for ApiError {
     fn from(e: crate::error::Error) -> Self {
+        use crate::error::Error;
         match e {
-            crate::error::Error::Rejected(r) => Self::bad_request(r.message),
+            Error::Rejected(r) => Self::bad_request(r.message),
+            Error::Invalid(m) => Self::bad_request(m),
+            Error::NotFound(m) => Self::not_found(m),
+            Error::Conflict(m) => Self::conflict(m),
+            Error::Refused { code, message } => ApiError {
+                tsp_response_code: Some(code),
+                ..Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    tsp_refusal_code(code),
+                    message,
+                )
+            },
+            Error::Unavailable(m) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "TSP_UNAVAILABLE", m)
+            }
+            Error::BadCounterpart(m) => Self::new(StatusCode::BAD_GATEWAY, "TSP_PROTOCOL", m),
             other => Self::internal(&other.chain()),
         }
+    }
+}
+
+/// The machine code of a TSP's refusal, by the TSP's response code.
+fn tsp_refusal_code(code: u32) -> &'static str {
+    match code {
+        113 => "ISSUER_NOT_SUPPORTED",
+        115 | 163 => "PRODUCT_NOT_SUPPORTED",
+        164 => "PROVISIONING_LIMIT_REACHED",
+        166 => "INVALID_CARD",
+        167 => "CARD_ALREADY_ENROLLED",
+        _ => "TSP_REFUSED",
     }
 }
 

@@ -6,7 +6,7 @@
 //! Bodies are read as bytes and parsed by the domain, so that a body that does not parse is our
 //! `112`, never the framework's text.
 
-use super::AppState;
+use super::{AppState, MAX_BODY_BYTES};
 use crate::domain::perso::Operation;
 use crate::domain::{Code, CorrelationId, Rejection, TokenId};
 use crate::error::Error;
@@ -28,15 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/tokens/{token_id}/newData", put(submit_new_token_data))
         .route("/tokens/{token_id}/updates", post(submit_token_update))
         .route("/healthCheck", get(health_check))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
-
-/// Largest `/data` or `/newData` body accepted; larger ones get `413` with `112`. The contract
-/// bounds the content, not the bytes: 200 elements whose values are at most 100,000 characters
-/// together. Written by a JSON encoder that escapes every non-ASCII character, a character outside
-/// the BMP takes 12 bytes (`\ud83d\ude00`), so a valid body can reach 1,200,000 bytes of values
-/// plus about 90,000 of names, key indexes and syntax; 1.5 MiB holds it with room for whitespace.
-pub const MAX_BODY_BYTES: usize = 1536 * 1024;
 
 const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

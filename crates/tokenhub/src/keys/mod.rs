@@ -11,7 +11,7 @@
 
 use crate::domain::cps::{self, BuildError, ClearValue};
 use crate::domain::perso::{self, DecryptFault, ElementDecryptor, IncomingElement};
-use crate::domain::{ProfileDefinition, Rejection};
+use crate::domain::{ProfileDefinition, Rejection, StoredKey};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox};
@@ -47,15 +47,6 @@ pub enum KeyError {
 }
 
 use gcm::{Gcm, NONCE_LEN};
-
-/// A shared key as the store keeps it: wrapped under the master key.
-#[derive(Debug, Clone)]
-pub struct StoredKey {
-    pub key_index: String,
-    pub algorithm: Algorithm,
-    pub kcv: String,
-    pub wrapped: Vec<u8>,
-}
 
 struct ClearKey {
     algorithm: Algorithm,

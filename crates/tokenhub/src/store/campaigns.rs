@@ -153,6 +153,20 @@ pub async fn lock(conn: &mut Tx, campaign_id: &str) -> Result<Option<Campaign>, 
     .await
 }
 
+/// Records how many tokens the campaign's canary holds (known once its tokens are enrolled).
+pub async fn set_canary_size(
+    conn: &mut Tx,
+    campaign_id: &str,
+    size: i64,
+) -> Result<(), StoreError> {
+    query("UPDATE campaigns SET canary_size = $2 WHERE campaign_id = $1")
+        .bind(campaign_id)
+        .bind(size)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn set_state(
     conn: &mut Tx,
     campaign_id: &str,

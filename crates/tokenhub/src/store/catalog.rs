@@ -2,7 +2,7 @@
 
 use super::{query, query_scalar, Tx};
 use super::{Store, StoreError};
-use crate::keys::StoredKey;
+use crate::domain::StoredKey;
 use tokenhub_crypto::Algorithm;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,39 +6,32 @@
 //! committed before `transact` returns, so "answered" means "durable".
 //! - On **PostgreSQL** each call is its own transaction on the pool (sqlx); rows are locked with
 //!   `FOR UPDATE`, and the server's own group commit shares fsyncs between concurrent commits.
-//! - On **SQLite** one writer thread owns the only write connection (rusqlite, called
-//!   synchronously: a statement costs SQLite's own few microseconds) and **group-commits**: it
-//!   takes every transaction waiting in its queue (up to [`MAX_BATCH`]), runs each inside its own
-//!   `SAVEPOINT` (a failing one is rolled back alone), and commits them with one fsync. Readers
-//!   use separate connections (rusqlite too; WAL mode lets them read while the writer writes).
-//! - Migrations run through sqlx's migrator on both engines.
+//! - On **SQLite** one writer thread group-commits every transaction queued ([`sqlite`]).
+//! - Migrations, embedded from `migrations/<engine>/`, run through sqlx's migrator on both
+//!   engines.
 
 pub mod campaigns;
 pub mod catalog;
-pub mod deliveries;
 pub mod notifications;
 pub mod outbox;
+pub mod personalizations;
 pub mod requestors;
 pub mod sql;
+mod sqlite;
 pub mod tokens;
 
 pub use sql::{query, query_scalar, Row, Tx};
+pub use sqlite::MAX_BATCH;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-
-/// Most transactions one SQLite commit carries.
-pub const MAX_BATCH: usize = 256;
-
-/// Statements the SQLite writer keeps prepared.
-const STATEMENT_CACHE: usize = 512;
+use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -112,11 +105,12 @@ pub fn dialect(conn: &Tx) -> Dialect {
     conn.dialect()
 }
 
-type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Job = Box<dyn for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, (bool, Completion)> + Send>;
+pub(super) type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+pub(super) type Job =
+    Box<dyn for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, (bool, Completion)> + Send>;
 
 #[derive(Clone)]
-enum Writer {
+pub(super) enum Writer {
     Pool(AnyPool),
     /// SQLite: the writer thread's queue, and whether [`Store::close`] was called.
     Thread(mpsc::Sender<Job>, Arc<AtomicBool>),
@@ -144,101 +138,15 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// The busy timeout first: switching to (or confirming) WAL takes a lock, which another
-/// connection of the hub may hold for a moment.
-const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
-
-/// The writer's connection: the pragmas above, a page cache of 4 MiB, and no checkpoint of its
-/// own (a commit that crosses SQLite's automatic threshold would copy the log into the database
-/// and fsync it while every transaction waits): the checkpointer thread does it beside the writer.
-///
-/// The cache is small on purpose. A commit that split a b-tree page had the page cache scan its
-/// whole hash table (SQLite parks a page under the number of the lock-byte page, 1 GiB into the
-/// file, while it moves pages; truncating the cache back to the database's size then visits every
-/// bucket): with 32 MiB that scan was 7–9 % of the writer's time. The writes go to random leaves
-/// anyway, which no cache of a few MiB holds; the interior pages it does.
-const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
-     PRAGMA cache_size = -4096; PRAGMA wal_autocheckpoint = 0;";
-
-/// How often the checkpointer copies the write-ahead log into the database (when something was
-/// committed since). Small copies often: each pass ends with an fsync of the database that the
-/// writer's own fsyncs queue behind. `bench data`, p99 at 2,000 req/s: 500 ms 27 ms, 100 ms
-/// 14–15 ms, 50 ms 11 ms, 20 ms 9 ms.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
-
-/// Passes the checkpointer makes in a row, at most, to come near the end of the log.
-const CHECKPOINT_PASSES: usize = 4;
-
-/// Pages (4 KiB each) committed during the checkpointer's last pass below which the writer copies
-/// the rest itself.
-const CATCH_UP_PAGES: i64 = 256;
-
-/// Pages (64 MiB) the log holds before the writer copies the rest of it and the log restarts. The
-/// writer's copy ends with an fsync of the database, 2–4 ms during which nothing is committed: at
-/// 2,000 completing `/data` calls a second (~34,000 pages) it came every 20–40 ms when any log
-/// nearly copied was restarted, and every half second now. Readers look a page up in one more
-/// hash table per 4,096 pages of log (nanoseconds); the file stays at this size (at most twice
-/// it, under writes that never pause).
-const RESTART_LOG_AT_PAGES: i64 = 16_384;
-
-/// A read connection: reads only. (No memory map: its pages would count in the hub's resident
-/// memory, up to the map's size per connection, for reads the page cache serves as well.)
-const SQLITE_READER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;";
-
 impl Store {
     /// Connects (creating an SQLite file and its folder if needed) and runs the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         if let Some(path) = sqlite_path(url) {
-            if let Some(dir) = std::path::Path::new(&path).parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| StoreError::Folder(dir.display().to_string(), e))?;
-                }
-            }
-            let url = if url.contains('?') {
-                url.to_string()
-            } else {
-                format!("{url}?mode=rwc")
-            };
-            let options = || {
-                AnyPoolOptions::new().after_connect(|conn, _| {
-                    Box::pin(async move {
-                        sqlx::Executor::execute(conn, SQLITE_PRAGMAS).await?;
-                        Ok(())
-                    })
-                })
-            };
-            let migrate = options().max_connections(1).connect(&url).await?;
-            migrator(Dialect::Sqlite).run(&migrate).await?;
-            migrate.close().await;
-            let read = Reader::Lite(sql::LitePool::open(&path)?);
-            let conn = open_sqlite(&path, SQLITE_WRITER_PRAGMAS)?;
-            let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-            let runtime = tokio::runtime::Handle::current();
-            let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-                std::thread::Builder::new()
-                    .name(name.into())
-                    .spawn(f)
-                    .map_err(|e| StoreError::Commit(format!("cannot start the {name} thread: {e}")))
-            };
-            let log = Arc::new(LogState::default());
-            let writer_log = log.clone();
-            spawn(
-                "sqlite-writer",
-                Box::new(move || run_writer(Tx::lite(conn), rx, runtime, &writer_log)),
-            )?;
-            let checkpoints = open_sqlite(&path, SQLITE_PRAGMAS)?;
-            let stop = tx.downgrade();
-            spawn(
-                "sqlite-checkpoint",
-                Box::new(move || run_checkpointer(checkpoints, stop, &log)),
-            )?;
+            let (read, writer) = sqlite::open(url, &path).await?;
             Ok(Self {
                 read: Arc::new(read),
-                writer: Writer::Thread(tx, Arc::new(AtomicBool::new(false))),
+                writer,
                 dialect: Dialect::Sqlite,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -255,6 +163,15 @@ impl Store {
             })
         } else {
             Err(StoreError::BadUrl)
+        }
+    }
+
+    /// How often a waiter must look again for work that another node may have committed: `None`
+    /// on SQLite, where every commit is this process's and its own signals wake the waiters.
+    pub fn foreign_commits_poll(&self) -> Option<Duration> {
+        match self.dialect {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some(Duration::from_secs(1)),
         }
     }
 
@@ -298,33 +215,7 @@ impl Store {
                     }
                 }
             }
-            Writer::Thread(queue, closed) => {
-                if closed.load(Ordering::Acquire) {
-                    return Err(StoreError::WriterGone.into());
-                }
-                let (done_tx, done_rx) = oneshot::channel::<Result<T, E>>();
-                let job: Job = Box::new(move |conn| {
-                    Box::pin(async move {
-                        let out = match AssertUnwindSafe(f(conn)).catch_unwind().await {
-                            Ok(out) => out,
-                            Err(_) => Err(E::from(StoreError::Panicked)),
-                        };
-                        let ok = out.is_ok();
-                        let completion: Completion = Box::new(move |commit_error| {
-                            let result = match (out, commit_error) {
-                                (Ok(_), Some(e)) => Err(E::from(StoreError::Commit(e.to_string()))),
-                                (out, _) => out,
-                            };
-                            let _ = done_tx.send(result);
-                        });
-                        (ok, completion)
-                    })
-                });
-                queue.send(job).await.map_err(|_| StoreError::WriterGone)?;
-                done_rx.await.map_err(|_| {
-                    StoreError::Commit("the group commit it was part of failed".into())
-                })?
-            }
+            Writer::Thread(queue, closed) => sqlite::submit(queue, closed, f).await,
         }
     }
 
@@ -341,207 +232,6 @@ impl Store {
     }
 }
 
-/// An SQLite connection with `pragmas` and room in its cache for every statement the hub
-/// prepares.
-fn open_sqlite(path: &str, pragmas: &str) -> Result<rusqlite::Connection, StoreError> {
-    let conn = rusqlite::Connection::open(path)?;
-    conn.execute_batch(pragmas)?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(conn)
-}
-
-/// The SQLite writer: takes what is queued, runs each in a savepoint (when there are several),
-/// commits once. The jobs' futures run to completion on this thread (their statements never
-/// wait: the connection is synchronous); the runtime handle lets one await anything else it needs.
-///
-/// When the checkpointer has copied all but the last few pages of a long log (`log.catch_up`), the
-/// writer copies those itself, between two batches: the log is then wholly in the database, and
-/// the next commit starts it again from its beginning. Under a steady load this is the only moment the log
-/// can restart (the checkpointer never catches a writer that does not wait); without it the log
-/// only grows (2 GB in a minute of `bench data`), and every commit extends the file, which the
-/// kernel pays for (ext4 zeroes the rest of each new page-cache folio: a fifth of the writer's
-/// time).
-fn run_writer(
-    mut tx: Tx,
-    mut rx: mpsc::Receiver<Job>,
-    runtime: tokio::runtime::Handle,
-    log: &LogState,
-) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
-        let result = run_batch(&runtime, &mut tx, &mut batch, &mut completions);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, transactions = completions.len(), "group commit failed");
-        }
-        for c in completions {
-            c(result.as_ref().err());
-        }
-        if result.is_ok() {
-            log.committed.store(true, Ordering::Relaxed);
-        }
-        let catch_up = log.catch_up.swap(CatchUp::None as u8, Ordering::Relaxed);
-        if catch_up != CatchUp::None as u8 {
-            let mode = if catch_up == CatchUp::Restart as u8 {
-                "RESTART"
-            } else {
-                "PASSIVE"
-            };
-            if let Some(Err(e)) = tx.lite_conn().map(|c| checkpoint(c, mode)) {
-                tracing::warn!(error = %e, "checkpoint failed");
-            }
-        }
-    }
-}
-
-/// What the writer and the checkpointer tell each other of the write-ahead log.
-#[derive(Default)]
-struct LogState {
-    /// The writer committed since the checkpointer's last look.
-    committed: AtomicBool,
-    /// What the checkpointer left the writer to do ([`CatchUp`]).
-    catch_up: AtomicU8,
-}
-
-/// What the writer does of the log between two batches.
-#[repr(u8)]
-enum CatchUp {
-    None,
-    /// Copy the last few pages the checkpointer left (a passive checkpoint): the next commit
-    /// restarts the log unless a reader still reads from it.
-    Passive,
-    /// The log is past twice its restart size: copy what is left and wait for the readers still
-    /// reading from the log (they started before the copy: a read takes milliseconds at most),
-    /// so that the next commit restarts it. Without the wait, readers that never pause can keep
-    /// the log from restarting under writes that never pause, and it grows without bound.
-    Restart,
-}
-
-/// A checkpoint (`PASSIVE` or `RESTART`): the pages the log holds and those it copied into the
-/// database.
-fn checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
-    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-        Ok((r.get(1)?, r.get(2)?))
-    })
-}
-
-/// Copies the write-ahead log into the database every [`CHECKPOINT_EVERY`], beside the writer
-/// (a passive checkpoint waits for no one and blocks no one); stops with the store.
-fn run_checkpointer(conn: rusqlite::Connection, store: mpsc::WeakSender<Job>, log: &LogState) {
-    loop {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        if store.upgrade().is_none() {
-            return;
-        }
-        if !log.committed.swap(false, Ordering::Relaxed) {
-            continue;
-        }
-        // Passes again while the writer committed much during the last one, so that what is left
-        // for the writer to copy is little.
-        let mut before: Option<i64> = None;
-        for _ in 0..CHECKPOINT_PASSES {
-            match checkpoint(&conn, "PASSIVE") {
-                // Writes that never let a pass come near the end: past twice the size, the
-                // writer copies what is left however much it is, and restarts the log, so that
-                // it stays bounded.
-                Ok((pages, _)) if pages >= 2 * RESTART_LOG_AT_PAGES => {
-                    log.catch_up
-                        .store(CatchUp::Restart as u8, Ordering::Relaxed);
-                    break;
-                }
-                // Little was committed during this pass: the log is nearly all copied.
-                Ok((pages, _)) if before.is_some_and(|b| pages - b <= CATCH_UP_PAGES) => {
-                    if pages >= RESTART_LOG_AT_PAGES {
-                        log.catch_up
-                            .store(CatchUp::Passive as u8, Ordering::Relaxed);
-                    }
-                    break;
-                }
-                Ok((pages, _)) => before = Some(pages),
-                Err(e) => {
-                    tracing::warn!(error = %e, "checkpoint failed");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-fn run_batch(
-    runtime: &tokio::runtime::Handle,
-    tx: &mut Tx,
-    batch: &mut Vec<Job>,
-    completions: &mut Vec<Completion>,
-) -> Result<(), StoreError> {
-    let batch_sql = |tx: &Tx, sql: &str| -> Result<(), StoreError> {
-        match tx.lite_conn() {
-            Some(c) => {
-                c.prepare_cached(sql)?.raw_execute()?;
-                Ok(())
-            }
-            None => Err(StoreError::Corrupt("not an SQLite connection".into())),
-        }
-    };
-    if let Err(e) = batch_sql(tx, "BEGIN IMMEDIATE") {
-        // Nothing ran: every job still owes its caller an answer, which dropping it gives.
-        batch.clear();
-        return Err(e);
-    }
-    // A job alone in its batch needs no savepoint (whose journal copies each page before its first
-    // change): if it fails, the whole transaction is rolled back.
-    let alone = batch.len() == 1;
-    let mut failed: Option<StoreError> = None;
-    let mut alone_failed = false;
-    for job in batch.drain(..) {
-        if failed.is_some() {
-            // The transaction is already lost; the job's caller learns it from the dropped job.
-            drop(job);
-            continue;
-        }
-        if !alone {
-            if let Err(e) = batch_sql(tx, "SAVEPOINT job") {
-                failed = Some(e);
-                drop(job);
-                continue;
-            }
-        }
-        let (ok, completion) = runtime.block_on(job(tx));
-        alone_failed = alone && !ok;
-        let end = match (alone, ok) {
-            (true, _) => Ok(()),
-            (false, true) => batch_sql(tx, "RELEASE job"),
-            (false, false) => {
-                batch_sql(tx, "ROLLBACK TO job").and_then(|()| batch_sql(tx, "RELEASE job"))
-            }
-        };
-        completions.push(completion);
-        if let Err(e) = end {
-            failed = Some(e);
-        }
-    }
-    if let Some(e) = failed {
-        let _ = batch_sql(tx, "ROLLBACK");
-        return Err(e);
-    }
-    if alone_failed {
-        // Nothing to commit; the job's caller gets its own error. (A failed rollback leaves the
-        // connection in its transaction: the next batch's BEGIN fails and reports it.)
-        return batch_sql(tx, "ROLLBACK");
-    }
-    if let Err(e) = batch_sql(tx, "COMMIT") {
-        let _ = batch_sql(tx, "ROLLBACK");
-        return Err(e);
-    }
-    Ok(())
-}
-
 fn sqlite_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
@@ -550,38 +240,11 @@ fn sqlite_path(url: &str) -> Option<String> {
     Some(path.to_string())
 }
 
+/// The migrations of each engine, embedded from `migrations/<engine>/NNNN_name.sql`.
 fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use std::borrow::Cow;
-    // (version, name, SQL) of each migration, from `migrations/<dialect>/<name>.sql`.
-    macro_rules! migrations {
-        ($dir:literal: $($version:literal $name:literal),*) => {
-            &[$(($version, $name, include_str!(concat!("../../migrations/", $dir, "/", $name, ".sql")))),*]
-        };
-    }
-    let sources: &[(i64, &str, &str)] = match dialect {
-        Dialect::Sqlite => {
-            migrations!("sqlite": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes", 9 "0009_recovery_deadline_index", 10 "0010_drop_unused_personalization_index", 11 "0011_fewer_pages_per_personalization", 12 "0012_active_tokens_index")
-        }
-        Dialect::Postgres => {
-            migrations!("postgres": 1 "0001_init", 2 "0002_delivery", 3 "0003_campaigns", 4 "0004_tsp_rate", 5 "0005_token_updates", 6 "0006_notification_claim_index", 7 "0007_campaign_step_counts", 8 "0008_personalization_sweep_indexes", 9 "0009_recovery_deadline_index", 10 "0010_drop_unused_personalization_index", 11 "0011_fewer_pages_per_personalization", 12 "0012_active_tokens_index")
-        }
-    };
-    let migrations = sources
-        .iter()
-        .map(|(v, d, sql)| {
-            Migration::new(
-                *v,
-                Cow::Borrowed(*d),
-                MigrationType::Simple,
-                Cow::Borrowed(*sql),
-                false,
-            )
-        })
-        .collect::<Vec<_>>();
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        ..Migrator::DEFAULT
+    match dialect {
+        Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
+        Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
     }
 }
 
@@ -617,30 +280,5 @@ impl Store {
             })
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// The workspace's `.cargo/config.toml` builds the bundled SQLite without its global
-    /// allocation and page-cache mutexes (`LIBSQLITE3_FLAGS`): a build that lost the setting
-    /// still works, only slower, so this says so.
-    #[test]
-    fn sqlite_is_built_without_its_global_memory_mutexes() {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
-        let options: Vec<String> = stmt
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(
-            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
-            "{options:?}"
-        );
-        assert!(
-            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
-            "{options:?}"
-        );
     }
 }

@@ -194,13 +194,30 @@ impl<T: Decode> Decode for Option<T> {
     }
 }
 
-/// One row of a result, its values in the order of the `SELECT`.
+/// One row of a result: its values in the order of the `SELECT`, found by column name.
 #[derive(Debug, Clone)]
 pub struct Row {
+    columns: Columns,
     values: Vec<Value>,
 }
 
+/// The column names of a result, shared by its rows.
+type Columns = std::sync::Arc<[Box<str>]>;
+
 impl Row {
+    /// The value of the column named `name` (as the `SELECT` names it) as a `T`.
+    pub fn get<T: Decode>(&self, name: &str) -> Result<T, StoreError> {
+        let index = self
+            .columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {name} in the row")))?;
+        let v = &self.values[index];
+        T::decode(v).ok_or_else(|| {
+            StoreError::Corrupt(format!("column {name} is not {} ({})", T::NAME, kind(v)))
+        })
+    }
+
     /// The value of column `index` (from 0) as a `T`.
     pub fn try_get<T: Decode>(&self, index: usize) -> Result<T, StoreError> {
         let v = self
@@ -214,6 +231,8 @@ impl Row {
 
     /// Reads every column of a sqlx row by the type the database gave it.
     fn from_any(row: AnyRow) -> Result<Self, StoreError> {
+        use sqlx::Column as _;
+        let columns: Columns = row.columns().iter().map(|c| c.name().into()).collect();
         let mut values = Vec::with_capacity(row.len());
         for i in 0..row.len() {
             let raw = row.try_get_raw(i)?;
@@ -235,7 +254,7 @@ impl Row {
             };
             values.push(value);
         }
-        Ok(Self { values })
+        Ok(Self { columns, values })
     }
 }
 
@@ -356,7 +375,7 @@ impl LitePool {
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
         let conn = match idle {
             Some(c) => c,
-            None => super::open_sqlite(&self.path, super::SQLITE_READER_PRAGMAS)?,
+            None => super::sqlite::open_sqlite(&self.path, super::sqlite::SQLITE_READER_PRAGMAS)?,
         };
         let out = f(&conn);
         if let Ok(mut idle) = self.idle.lock() {
@@ -576,7 +595,8 @@ pub(super) mod lite {
     ) -> Result<Vec<Row>, StoreError> {
         let mut stmt = conn.prepare_cached(sql)?;
         bind(&mut stmt, args)?;
-        let columns = stmt.column_count();
+        let names: super::Columns = stmt.column_names().into_iter().map(Into::into).collect();
+        let columns = names.len();
         let mut rows = stmt.raw_query();
         let mut out = Vec::new();
         while out.len() < limit {
@@ -591,7 +611,10 @@ pub(super) mod lite {
                     ValueRef::Blob(b) => Value::Blob(b.to_vec()),
                 });
             }
-            out.push(Row { values });
+            out.push(Row {
+                columns: names.clone(),
+                values,
+            });
         }
         Ok(out)
     }

@@ -3,7 +3,7 @@
 //! from the store, so any number of nodes can run them side by side and a node that dies loses
 //! nothing (its claimed rows come back when their lease runs out).
 
-pub mod notify;
+pub mod notifier;
 pub mod outbox;
 
 use crate::hub::Hub;
@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(outbox::run(hub.clone(), stop.clone()));
-    set.spawn(notify::run(hub.clone(), stop.clone()));
+    set.spawn(notifier::run(hub.clone(), stop.clone()));
     set.spawn(sweep_deliveries(hub.clone(), stop.clone()));
     set.spawn(run_campaigns(hub, stop));
     set

@@ -3,7 +3,7 @@
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::Executor;
-use tokenhub::store::{deliveries, StoreError};
+use tokenhub::store::{personalizations, StoreError};
 
 use crate::helpers::{create_database, database_url, new_database_name, postgres_url_or_skip};
 
@@ -69,8 +69,8 @@ async fn fingerprints_and_events_survive_migration_0011(url: String, dialect: &s
     let (t1, t2) = store
         .transact(|c| {
             Box::pin(async move {
-                let t1 = deliveries::fingerprints(&mut *c, "T1").await?;
-                let t2 = deliveries::fingerprints(&mut *c, "T2").await?;
+                let t1 = personalizations::fingerprints(&mut *c, "T1").await?;
+                let t2 = personalizations::fingerprints(&mut *c, "T2").await?;
                 tokenhub::store::tokens::add_event(c, "T1", "third", "c", 4).await?;
                 Ok::<_, StoreError>((t1, t2))
             })

@@ -135,12 +135,12 @@ pub struct Delivery<'a> {
 }
 
 #[derive(Clone)]
-pub struct NotifyClient {
+pub struct RequestorClient {
     http: reqwest::Client,
     policy: Arc<OutboundPolicy>,
 }
 
-impl NotifyClient {
+impl RequestorClient {
     pub fn new(policy: OutboundPolicy, timeout: Duration) -> Self {
         crate::telemetry::install_crypto_provider();
         let policy = Arc::new(policy);
@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn literal_urls_are_checked_before_anything_is_sent() {
-        let c = NotifyClient::new(OutboundPolicy::default(), Duration::from_secs(1));
+        let c = RequestorClient::new(OutboundPolicy::default(), Duration::from_secs(1));
         assert!(c
             .check_url("http://127.0.0.1:9/x")
             .unwrap_err()
@@ -345,7 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn names_resolving_to_blocked_addresses_are_refused_at_connection_time() {
-        let c = NotifyClient::new(OutboundPolicy::default(), Duration::from_secs(2));
+        let c = RequestorClient::new(OutboundPolicy::default(), Duration::from_secs(2));
         let d = Delivery {
             url: "http://localhost:9/notify-token-update",
             authorization: "APIKEY k",

@@ -1,4 +1,4 @@
-//! The requestor notifier: delivers the token updates `flows::notify` queued, as a pipeline (a
+//! The requestor notifier: delivers the token updates `flows::notifications` queued, as a pipeline (a
 //! delivery starts as soon as a slot of its requestor is free, not when a batch ends), at most
 //! `maxInFlight` at once per requestor, in order per token.
 //!
@@ -10,7 +10,7 @@
 
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::notify_client::{Attempt, Delivery};
+use crate::requestor_client::{Attempt, Delivery};
 use crate::store::notifications::{self, Notification, Settle, Settlement};
 use crate::store::requestors::{self, Requestor};
 use rand::Rng;
@@ -207,7 +207,7 @@ async fn deliver(hub: &Hub, requestor: &Requestor, n: Notification) -> Outcome {
                 "{}/notify-token-update",
                 requestor.base_url.trim_end_matches('/')
             );
-            hub.requestors
+            hub.requestor_client
                 .send(&Delivery {
                     url: &url,
                     authorization: &auth.authorization,

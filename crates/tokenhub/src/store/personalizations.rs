@@ -32,26 +32,26 @@ impl Kind {
 
 /// Where a personalization stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryState {
+pub enum PersonalizationState {
     /// Offered to the device until it says how it went.
     Pending,
     Confirmed,
     Failed,
 }
 
-impl DeliveryState {
+impl PersonalizationState {
     pub fn as_str(self) -> &'static str {
         match self {
-            DeliveryState::Pending => "PENDING",
-            DeliveryState::Confirmed => "CONFIRMED",
-            DeliveryState::Failed => "FAILED",
+            PersonalizationState::Pending => "PENDING",
+            PersonalizationState::Confirmed => "CONFIRMED",
+            PersonalizationState::Failed => "FAILED",
         }
     }
     fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
-            "PENDING" => Ok(DeliveryState::Pending),
-            "CONFIRMED" => Ok(DeliveryState::Confirmed),
-            "FAILED" => Ok(DeliveryState::Failed),
+            "PENDING" => Ok(PersonalizationState::Pending),
+            "CONFIRMED" => Ok(PersonalizationState::Confirmed),
+            "FAILED" => Ok(PersonalizationState::Failed),
             _ => Err(StoreError::Corrupt(format!("personalization state {s}"))),
         }
     }
@@ -64,7 +64,7 @@ pub struct Personalization {
     pub device_id: String,
     pub profile_version: String,
     pub kind: Kind,
-    pub state: DeliveryState,
+    pub state: PersonalizationState,
     /// The HPKE-sealed profile; gone once the personalization is settled.
     pub enc: Option<Vec<u8>>,
     pub ciphertext: Option<Vec<u8>>,
@@ -100,7 +100,7 @@ fn from_row(r: &Row) -> Result<Personalization, StoreError> {
         device_id: r.try_get(2)?,
         profile_version: r.try_get(3)?,
         kind: Kind::parse(&kind)?,
-        state: DeliveryState::parse(&state)?,
+        state: PersonalizationState::parse(&state)?,
         enc: r.try_get(6)?,
         ciphertext: r.try_get(7)?,
         tries: r.try_get(8)?,
@@ -261,7 +261,7 @@ pub async fn device_work(
 pub async fn settle(
     conn: &mut Tx,
     personalization_id: &str,
-    state: DeliveryState,
+    state: PersonalizationState,
     reason: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {

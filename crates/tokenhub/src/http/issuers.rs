@@ -1,0 +1,77 @@
+//! Admin API: issuers (`/admin/v1/issuers`).
+
+use super::api_error::{ApiErrorBody, JsonBody};
+use super::{ApiError, AppState};
+use crate::domain::IssuerId;
+use crate::error::Error;
+use crate::store::catalog::{self, Issuer};
+use axum::extract::{Path, State};
+use axum::routing::put;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/issuers/{issuer_id}", put(put_issuer))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssuerBody {
+    pub name: String,
+    /// The TSP connection this issuer's tokens are created with.
+    pub tsp_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerView {
+    pub issuer_id: String,
+    pub name: String,
+    pub tsp_id: String,
+}
+
+/// Register or update an issuer.
+#[utoipa::path(put, path = "/admin/v1/issuers/{issuerId}", tag = "admin",
+    params(("issuerId" = String, Path, description = "exactly 10 characters")),
+    request_body = IssuerBody,
+    responses((status = 200, body = IssuerView), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "unknown tspId")),
+    security(("admin" = [])))]
+async fn put_issuer(
+    State(hub): State<AppState>,
+    Path(issuer_id): Path<String>,
+    JsonBody(body): JsonBody<IssuerBody>,
+) -> Result<Json<IssuerView>, ApiError> {
+    let issuer_id = IssuerId::parse(&issuer_id)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err(ApiError::bad_request("name must be 1 to 128 characters"));
+    }
+    if hub.store.tsp(&body.tsp_id).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "TSP {} is not registered",
+            body.tsp_id
+        )));
+    }
+    let issuer = Issuer {
+        issuer_id: issuer_id.to_string(),
+        name: name.to_string(),
+        tsp_id: body.tsp_id,
+    };
+    let now = hub.now_ms();
+    let stored = issuer.clone();
+    hub.store
+        .transact(move |c| {
+            Box::pin(async move {
+                catalog::put_issuer(c, &stored, now)
+                    .await
+                    .map_err(Error::from)
+            })
+        })
+        .await?;
+    Ok(Json(IssuerView {
+        issuer_id: issuer.issuer_id,
+        name: issuer.name,
+        tsp_id: issuer.tsp_id,
+    }))
+}

@@ -1,0 +1,213 @@
+//! Admin API: token updates owed to token requestors (`/admin/v1/deliveries`, a token's and a
+//! requestor's lists): their bodies, attempts, and replay.
+
+use super::api_error::ApiErrorBody;
+use super::{ApiError, AppState};
+use crate::clock::iso8601;
+use crate::error::Error;
+use crate::store::notifications::{self, Attempt, Filter, Notification};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tokens/{token_id}/deliveries", get(token_deliveries))
+        .route(
+            "/token-requestors/{requestor_id}/deliveries",
+            get(requestor_deliveries),
+        )
+        .route("/deliveries/{delivery_id}", get(get_delivery))
+        .route("/deliveries/{delivery_id}/replay", post(replay_delivery))
+}
+
+/// A token update and where its delivery stands (never its API key or signature).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    pub delivery_id: i64,
+    pub webhook_id: String,
+    pub requestor_id: String,
+    pub token_id: String,
+    pub correlation_id: String,
+    /// `PENDING`, `DELIVERED`, `DEAD` (the dead-letter list) or `SUPERSEDED`.
+    pub state: String,
+    pub last_update_timestamp: String,
+    pub attempts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    /// On `GET /deliveries/{id}` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_log: Option<Vec<AttemptView>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub at: String,
+    pub duration_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn delivery_view(n: Notification) -> DeliveryView {
+    DeliveryView {
+        delivery_id: n.id,
+        webhook_id: n.webhook_id,
+        requestor_id: n.requestor_id,
+        token_id: n.token_id,
+        correlation_id: n.correlation_id,
+        next_attempt_at: (n.state == notifications::PENDING).then(|| iso8601(n.next_attempt_ms)),
+        state: n.state,
+        last_update_timestamp: crate::domain::lifecycle::format_timestamp(n.last_update_ms),
+        attempts: n.attempts,
+        last_status: n.last_status,
+        last_error: n.last_error,
+        created_at: iso8601(n.created_ms),
+        delivered_at: n.delivered_ms.map(iso8601),
+        body: None,
+        attempt_log: None,
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeliveryQuery {
+    /// `PENDING`, `DELIVERED`, `DEAD` or `SUPERSEDED`.
+    pub state: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+fn filter(q: DeliveryQuery) -> Result<Filter, ApiError> {
+    if let Some(s) = &q.state {
+        if ![
+            notifications::PENDING,
+            notifications::DELIVERED,
+            notifications::DEAD,
+            notifications::SUPERSEDED,
+        ]
+        .contains(&s.as_str())
+        {
+            return Err(ApiError::bad_request(
+                "state must be PENDING, DELIVERED, DEAD or SUPERSEDED",
+            ));
+        }
+    }
+    Ok(Filter {
+        state: q.state,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        ..Default::default()
+    })
+}
+
+/// A requestor's token updates, newest first; `?state=DEAD` is its dead-letter list.
+#[utoipa::path(get, path = "/admin/v1/token-requestors/{requestorId}/deliveries", tag = "token requestors",
+    params(("requestorId" = String, Path), DeliveryQuery),
+    responses((status = 200, body = [DeliveryView]), (status = 400, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn requestor_deliveries(
+    State(hub): State<AppState>,
+    Path(requestor_id): Path<String>,
+    Query(q): Query<DeliveryQuery>,
+) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    let f = Filter {
+        requestor_id: Some(requestor_id),
+        ..filter(q)?
+    };
+    list_deliveries(&hub, &f).await
+}
+
+/// A token's updates to its requestor, newest first.
+#[utoipa::path(get, path = "/admin/v1/tokens/{tokenId}/deliveries", tag = "token requestors",
+    params(("tokenId" = String, Path), DeliveryQuery),
+    responses((status = 200, body = [DeliveryView]), (status = 400, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn token_deliveries(
+    State(hub): State<AppState>,
+    Path(token_id): Path<String>,
+    Query(q): Query<DeliveryQuery>,
+) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    let f = Filter {
+        token_id: Some(token_id),
+        ..filter(q)?
+    };
+    list_deliveries(&hub, &f).await
+}
+
+async fn list_deliveries(hub: &AppState, f: &Filter) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    let found = hub.store.notifications(f).await?;
+    Ok(Json(found.into_iter().map(delivery_view).collect()))
+}
+
+/// One token update: its body (the token's state, no secrets) and every attempt.
+#[utoipa::path(get, path = "/admin/v1/deliveries/{deliveryId}", tag = "token requestors",
+    params(("deliveryId" = i64, Path)),
+    responses((status = 200, body = DeliveryView), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn get_delivery(
+    State(hub): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<DeliveryView>, ApiError> {
+    let Some(n) = hub.store.notification(id).await? else {
+        return Err(ApiError::not_found(format!("no delivery {id}")));
+    };
+    let attempts = hub.store.notification_attempts(id).await?;
+    let body = serde_json::from_str(&n.payload).ok();
+    let mut view = delivery_view(n);
+    view.body = body;
+    view.attempt_log = Some(
+        attempts
+            .into_iter()
+            .map(|a: Attempt| AttemptView {
+                at: iso8601(a.at_ms),
+                duration_ms: a.duration_ms,
+                status: a.status,
+                error: a.error,
+            })
+            .collect(),
+    );
+    Ok(Json(view))
+}
+
+/// Replay a dead update: a new series of attempts, same `webhook-id`.
+#[utoipa::path(post, path = "/admin/v1/deliveries/{deliveryId}/replay", tag = "token requestors",
+    params(("deliveryId" = i64, Path)),
+    responses((status = 204), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody, description = "not dead")),
+    security(("admin" = [])))]
+async fn replay_delivery(
+    State(hub): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    if hub.store.notification(id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no delivery {id}")));
+    }
+    let now = hub.now_ms();
+    let replayed = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move { Ok::<_, Error>(notifications::replay(c, id, now).await?) })
+        })
+        .await?;
+    if !replayed {
+        return Err(ApiError::conflict(format!(
+            "delivery {id} is not in the dead-letter list"
+        )));
+    }
+    hub.notify_wake.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}

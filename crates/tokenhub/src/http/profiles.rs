@@ -1,0 +1,180 @@
+//! Admin API: a product's profile versions, and deploying one (`/admin/v1/issuers/{issuerId}/products/{productId}/profiles`).
+
+use super::api_error::{ApiErrorBody, JsonBody};
+use super::{ApiError, AppState};
+use crate::domain::ids::parse_slug;
+use crate::domain::{IssuerId, ProfileDefinition};
+use crate::error::Error;
+use crate::flows::campaign::{self, CampaignSettings};
+use crate::store::catalog::{self, PutImmutable};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/issuers/{issuer_id}/products/{product_id}/profiles/{version}",
+            put(put_profile_version),
+        )
+        .route(
+            "/issuers/{issuer_id}/products/{product_id}/profiles/{version}/deploy",
+            post(deploy),
+        )
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileVersionView {
+    pub issuer_id: String,
+    pub product_id: String,
+    pub version: String,
+    pub definition: ProfileDefinition,
+}
+
+/// Define a profile version of a product. Versions are immutable: the same body again is `200`,
+/// a different body for an existing version is `409`.
+#[utoipa::path(put, path = "/admin/v1/issuers/{issuerId}/products/{productId}/profiles/{version}", tag = "admin",
+    params(("issuerId" = String, Path), ("productId" = String, Path), ("version" = String, Path)),
+    request_body = ProfileDefinition,
+    responses((status = 201, body = ProfileVersionView), (status = 200, body = ProfileVersionView, description = "identical version already defined"),
+        (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn put_profile_version(
+    State(hub): State<AppState>,
+    Path((issuer_id, product_id, version)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody<ProfileDefinition>,
+) -> Result<(StatusCode, Json<ProfileVersionView>), ApiError> {
+    let issuer_id = IssuerId::parse(&issuer_id)?;
+    let product_id = parse_slug("productId", &product_id)?;
+    let version = parse_slug("version", &version)?;
+    let definition = body.validate()?;
+    if hub.store.issuer(issuer_id.as_str()).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "issuer {issuer_id} is not registered"
+        )));
+    }
+    let json = definition.canonical_json();
+    let now = hub.now_ms();
+    let (i, p, v) = (issuer_id.to_string(), product_id.clone(), version.clone());
+    let outcome = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                catalog::put_profile_version(c, &i, &p, &v, &json, now)
+                    .await
+                    .map_err(Error::from)
+            })
+        })
+        .await?;
+    let status = match outcome {
+        PutImmutable::Created => StatusCode::CREATED,
+        PutImmutable::Unchanged => StatusCode::OK,
+        PutImmutable::Conflict => {
+            return Err(ApiError::conflict(format!(
+                "profile version {version} of {issuer_id}/{product_id} exists with a different definition; versions are immutable, define a new version"
+            )));
+        }
+    };
+    Ok((
+        status,
+        Json(ProfileVersionView {
+            issuer_id: issuer_id.to_string(),
+            product_id,
+            version,
+            definition,
+        }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeployBody {
+    /// Start a re-personalization campaign over every token ACTIVE on the product (`{}` for the
+    /// defaults).
+    #[serde(default)]
+    pub campaign: Option<CampaignSettings>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployView {
+    pub issuer_id: String,
+    pub product_id: String,
+    pub current_version: String,
+    /// The campaign started, if one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+}
+
+/// Make a profile version the product's current one: tokens digitized from now on use it. With
+/// `campaign`, also re-personalize every token ACTIVE on the product (`202`).
+#[utoipa::path(post, path = "/admin/v1/issuers/{issuerId}/products/{productId}/profiles/{version}/deploy", tag = "admin",
+    params(("issuerId" = String, Path), ("productId" = String, Path), ("version" = String, Path)),
+    request_body = DeployBody,
+    responses((status = 200, body = DeployView), (status = 202, body = DeployView, description = "deployed, campaign started"),
+        (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn deploy(
+    State(hub): State<AppState>,
+    Path((issuer_id, product_id, version)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<DeployView>), ApiError> {
+    let body: DeployBody = if body.iter().all(u8::is_ascii_whitespace) {
+        DeployBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("the body is not a valid deploy request: {e}"))
+        })?
+    };
+    let issuer_id = IssuerId::parse(&issuer_id)?;
+    let product_id = parse_slug("productId", &product_id)?;
+    let version = parse_slug("version", &version)?;
+    if let Some(c) = &body.campaign {
+        c.check().map_err(ApiError::bad_request)?;
+    }
+    let now = hub.now_ms();
+    let (i, p, v) = (issuer_id.to_string(), product_id.clone(), version.clone());
+    let settings = body.campaign;
+    let deployed = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                if !catalog::deploy(c, &i, &p, &v, now).await? {
+                    return Ok::<_, Error>(None);
+                }
+                let campaign = match settings {
+                    Some(s) => Some(campaign::create(c, &i, &p, &v, s, now).await?),
+                    None => None,
+                };
+                Ok(Some(campaign))
+            })
+        })
+        .await?;
+    let Some(campaign) = deployed else {
+        return Err(ApiError::not_found(format!(
+            "profile version {version} of {issuer_id}/{product_id} is not defined"
+        )));
+    };
+    tracing::info!(issuer_id = %issuer_id, product_id, version, campaign = ?campaign.as_ref().map(|c| &c.campaign_id), "profile version deployed");
+    let status = if campaign.is_some() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(DeployView {
+            issuer_id: issuer_id.to_string(),
+            product_id,
+            current_version: version,
+            total: campaign.as_ref().map(|c| c.total),
+            campaign_id: campaign.map(|c| c.campaign_id),
+        }),
+    ))
+}

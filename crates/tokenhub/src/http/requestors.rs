@@ -1,0 +1,236 @@
+//! Admin API: token requestors (`/admin/v1/token-requestors`): registration, their endpoint's
+//! state, re-enabling it, replaying their dead letters. Secrets (API keys, signing secrets) are
+//! write-only: no answer carries them.
+
+use super::api_error::{ApiErrorBody, JsonBody};
+use super::{ApiError, AppState};
+use crate::domain::ids::parse_slug;
+use crate::error::Error;
+use crate::store::notifications::{self};
+use crate::store::requestors::{self, Requestor};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/token-requestors/{requestor_id}",
+            put(put_requestor).get(get_requestor),
+        )
+        .route(
+            "/token-requestors/{requestor_id}/enable",
+            post(enable_requestor),
+        )
+        .route(
+            "/token-requestors/{requestor_id}/dead-letters/replay",
+            post(replay_dead_letters),
+        )
+}
+
+/// A token requestor: where its token updates go and how they are authenticated.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestorBody {
+    pub merchant_id: String,
+    /// Updates are `POST`ed to `{baseUrl}/notify-token-update`.
+    pub base_url: String,
+    /// Sent as `authorization: APIKEY <apiKey>`.
+    pub api_key: String,
+    /// `whsec_…` secrets; every delivery carries one signature per secret, so a secret can be
+    /// rotated without a gap (add the new one, then remove the old one).
+    pub signing_secrets: Vec<String>,
+    /// Deliveries under way at once to this requestor (default 16).
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+}
+
+/// A token requestor as the admin API shows it: never its API key or secrets.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestorView {
+    pub requestor_id: String,
+    pub merchant_id: String,
+    pub base_url: String,
+    pub signing_secrets: i64,
+    pub max_in_flight: i64,
+    /// `ENABLED`, or `DISABLED` (the endpoint answered 410 Gone).
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Updates by state (`PENDING`, `DELIVERED`, `DEAD`, `SUPERSEDED`).
+    pub deliveries: std::collections::BTreeMap<String, i64>,
+}
+
+async fn requestor_view(hub: &AppState, r: Requestor) -> Result<RequestorView, ApiError> {
+    let deliveries = hub
+        .store
+        .notification_counts(Some(&r.requestor_id))
+        .await?
+        .into_iter()
+        .collect();
+    Ok(RequestorView {
+        requestor_id: r.requestor_id,
+        merchant_id: r.merchant_id,
+        base_url: r.base_url,
+        signing_secrets: r.secret_count,
+        max_in_flight: r.max_in_flight,
+        state: r.state,
+        disabled_reason: r.disabled_reason,
+        deliveries,
+    })
+}
+
+/// Register or update a token requestor. Tokens digitized with this `tokenRequestorId` have their
+/// updates delivered to it.
+#[utoipa::path(put, path = "/admin/v1/token-requestors/{requestorId}", tag = "token requestors",
+    params(("requestorId" = String, Path, description = "1..32 of A-Z a-z 0-9 . _ -")),
+    request_body = RequestorBody,
+    responses((status = 200, body = RequestorView), (status = 400, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn put_requestor(
+    State(hub): State<AppState>,
+    Path(requestor_id): Path<String>,
+    JsonBody(body): JsonBody<RequestorBody>,
+) -> Result<Json<RequestorView>, ApiError> {
+    let requestor_id = parse_slug("requestorId", &requestor_id)?;
+    if requestor_id.len() > 32 {
+        return Err(ApiError::bad_request(
+            "requestorId must be at most 32 characters",
+        ));
+    }
+    if body.merchant_id.is_empty() || body.merchant_id.chars().count() > 64 {
+        return Err(ApiError::bad_request(
+            "merchantId must be 1 to 64 characters",
+        ));
+    }
+    hub.requestor_client
+        .check_url(&body.base_url)
+        .map_err(ApiError::bad_request)?;
+    if body.api_key.is_empty()
+        || body.api_key.len() > 256
+        || !body.api_key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::bad_request(
+            "apiKey must be 1 to 256 printable ASCII characters",
+        ));
+    }
+    if body.signing_secrets.is_empty() || body.signing_secrets.len() > 8 {
+        return Err(ApiError::bad_request("signingSecrets holds 1 to 8 secrets"));
+    }
+    let max_in_flight = body.max_in_flight.unwrap_or(16);
+    if !(1..=1024).contains(&max_in_flight) {
+        return Err(ApiError::bad_request("maxInFlight must be 1 to 1024"));
+    }
+    let credentials = hub
+        .keys
+        .seal_requestor_credentials(&requestor_id, &body.api_key, &body.signing_secrets)
+        .map_err(ApiError::bad_request)?;
+    let row = Requestor {
+        requestor_id: requestor_id.clone(),
+        merchant_id: body.merchant_id,
+        base_url: body.base_url,
+        credentials,
+        secret_count: body.signing_secrets.len() as i64,
+        max_in_flight: i64::from(max_in_flight),
+        state: requestors::ENABLED.into(),
+        disabled_reason: None,
+        created_ms: 0,
+        updated_ms: 0,
+    };
+    let now = hub.now_ms();
+    hub.store
+        .transact(move |c| {
+            Box::pin(async move { Ok::<_, Error>(requestors::put(c, &row, now).await?) })
+        })
+        .await?;
+    hub.forget_requestors();
+    hub.notify_wake.notify_one();
+    let r = hub
+        .store
+        .requestor(&requestor_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(&"the requestor just written is gone"))?;
+    Ok(Json(requestor_view(&hub, r).await?))
+}
+
+/// Read a token requestor: its endpoint's state and its updates by state.
+#[utoipa::path(get, path = "/admin/v1/token-requestors/{requestorId}", tag = "token requestors",
+    params(("requestorId" = String, Path)),
+    responses((status = 200, body = RequestorView), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn get_requestor(
+    State(hub): State<AppState>,
+    Path(requestor_id): Path<String>,
+) -> Result<Json<RequestorView>, ApiError> {
+    let Some(r) = hub.store.requestor(&requestor_id).await? else {
+        return Err(ApiError::not_found(format!(
+            "no token requestor {requestor_id}"
+        )));
+    };
+    Ok(Json(requestor_view(&hub, r).await?))
+}
+
+/// Enable a requestor's endpoint again (after it answered 410 Gone): its waiting updates go out.
+#[utoipa::path(post, path = "/admin/v1/token-requestors/{requestorId}/enable", tag = "token requestors",
+    params(("requestorId" = String, Path)),
+    responses((status = 204), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn enable_requestor(
+    State(hub): State<AppState>,
+    Path(requestor_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let now = hub.now_ms();
+    let id = requestor_id.clone();
+    let found = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                Ok::<_, Error>(requestors::set_state(c, &id, requestors::ENABLED, None, now).await?)
+            })
+        })
+        .await?;
+    if !found {
+        return Err(ApiError::not_found(format!(
+            "no token requestor {requestor_id}"
+        )));
+    }
+    hub.notify_wake.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayView {
+    pub replayed: u64,
+}
+
+/// Replay every dead update of a requestor.
+#[utoipa::path(post, path = "/admin/v1/token-requestors/{requestorId}/dead-letters/replay", tag = "token requestors",
+    params(("requestorId" = String, Path)),
+    responses((status = 200, body = ReplayView), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn replay_dead_letters(
+    State(hub): State<AppState>,
+    Path(requestor_id): Path<String>,
+) -> Result<Json<ReplayView>, ApiError> {
+    if hub.store.requestor(&requestor_id).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "no token requestor {requestor_id}"
+        )));
+    }
+    let now = hub.now_ms();
+    let replayed = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                Ok::<_, Error>(notifications::replay_dead(c, &requestor_id, now).await?)
+            })
+        })
+        .await?;
+    hub.notify_wake.notify_one();
+    Ok(Json(ReplayView { replayed }))
+}
