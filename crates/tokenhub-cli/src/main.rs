@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tokenhub::clock::SystemClock;
 use tokenhub::config::{Config, ServeArgs, StoreArgs};
 
-/// The hub allocates and frees from every thread (HTTP workers, the SQLite writer); glibc's
-/// allocator spent ~15 % of the hub's CPU in its own bookkeeping and arena locks (BENCHMARKS.md).
+/// The hub allocates and frees from every thread (HTTP workers, the SQLite writer): glibc's
+/// allocator spends much of that in its own bookkeeping and arena locks. mimalloc also overrides
+/// `malloc`, so SQLite's and AWS-LC's allocations use it too.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

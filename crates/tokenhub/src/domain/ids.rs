@@ -1,6 +1,6 @@
 //! Identifiers and the TSP API's response codes. Parse, don't validate: every identifier that comes
-//! from outside is turned into a newtype by a `parse` that fails with the exact code the contract
-//! (ARCHITECTURE 2.1) gives for that fault.
+//! from outside is turned into a newtype by a `parse` that fails with the exact code the TSP API
+//! contract gives for that fault.
 
 use std::fmt;
 

@@ -19,6 +19,7 @@ pub mod requestors;
 pub mod sql;
 mod sqlite;
 pub mod tokens;
+mod value;
 
 pub use sql::{query, query_scalar, Row, Tx};
 pub use sqlite::MAX_BATCH;

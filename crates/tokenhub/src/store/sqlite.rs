@@ -38,16 +38,16 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode =
 /// The cache is small on purpose. A commit that split a b-tree page had the page cache scan its
 /// whole hash table (SQLite parks a page under the number of the lock-byte page, 1 GiB into the
 /// file, while it moves pages; truncating the cache back to the database's size then visits every
-/// bucket): with 32 MiB that scan was 7–9 % of the writer's time. The writes go to random leaves
-/// anyway, which no cache of a few MiB holds; the interior pages it does.
+/// bucket), and the larger the cache the longer the scan. The writes go to random leaves anyway,
+/// which no cache of a few MiB holds; the interior pages it does.
 const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
      PRAGMA cache_size = -4096; PRAGMA wal_autocheckpoint = 0;";
 
 /// How often the checkpointer copies the write-ahead log into the database (when something was
 /// committed since). Small copies often: each pass ends with an fsync of the database that the
-/// writer's own fsyncs queue behind. `bench data`, p99 at 2,000 req/s: 500 ms 27 ms, 100 ms
-/// 14–15 ms, 50 ms 11 ms, 20 ms 9 ms.
+/// writer's own fsyncs queue behind, so the shorter the pass the shorter the wait (the p99 of
+/// `bench data` follows this interval).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 
 /// Passes the checkpointer makes in a row, at most, to come near the end of the log.
@@ -58,11 +58,10 @@ const CHECKPOINT_PASSES: usize = 4;
 const CATCH_UP_PAGES: i64 = 256;
 
 /// Pages (64 MiB) the log holds before the writer copies the rest of it and the log restarts. The
-/// writer's copy ends with an fsync of the database, 2–4 ms during which nothing is committed: at
-/// 2,000 completing `/data` calls a second (~34,000 pages) it came every 20–40 ms when any log
-/// nearly copied was restarted, and every half second now. Readers look a page up in one more
-/// hash table per 4,096 pages of log (nanoseconds); the file stays at this size (at most twice
-/// it, under writes that never pause).
+/// writer's copy ends with an fsync of the database during which nothing is committed, so it
+/// should come rarely, not whenever a log nearly copied could restart. Readers look a page up in
+/// one more hash table per 4,096 pages of log; the file stays at this size (at most twice it,
+/// under writes that never pause).
 const RESTART_LOG_AT_PAGES: i64 = 16_384;
 
 /// A read connection: reads only. (No memory map: its pages would count in the hub's resident
