@@ -86,6 +86,37 @@ fn every_vector_signs_and_verifies() {
     }
 }
 
+/// The official Standard Webhooks library, as a second opinion: it makes the vectors' signatures
+/// and ours, and accepts a delivery our `Signer` signed with several secrets (a rotation).
+#[test]
+fn the_official_library_agrees_with_our_signatures() {
+    for v in vectors() {
+        let secret = v["secret"].as_str().unwrap();
+        let id = v["webhook-id"].as_str().unwrap();
+        let ts: i64 = v["webhook-timestamp"].as_str().unwrap().parse().unwrap();
+        let body = v["body"].as_str().unwrap();
+        let official = standardwebhooks::Webhook::new(secret).unwrap();
+        assert_eq!(
+            official.sign(id, ts, body.as_bytes()).unwrap(),
+            sign(secret, id, ts, body.as_bytes()).unwrap()
+        );
+    }
+    let body = body("T1", 0, Some("1111"));
+    let h = headers_at("id-1", now(), &body, &[SECRET_A, SECRET_B], API_KEY);
+    for secret in [SECRET_A, SECRET_B] {
+        let official = standardwebhooks::Webhook::new(secret).unwrap();
+        assert!(official.verify(body.as_bytes(), &h).is_ok());
+        // And a tampered body is refused by both.
+        let tampered = body.replacen('1', "2", 1);
+        assert!(official.verify(tampered.as_bytes(), &h).is_err());
+        let ours = Verifier::new(API_KEY, [secret]).unwrap();
+        assert_eq!(
+            ours.verify(&h, tampered.as_bytes()).err(),
+            Some(VerifyError::BadSignature)
+        );
+    }
+}
+
 #[test]
 fn the_token_update_vector_is_a_token_update() {
     let v = &vectors()[1];
