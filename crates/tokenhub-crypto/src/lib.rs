@@ -8,7 +8,7 @@
 //!
 //! Every function takes key bytes and returns owned buffers wrapped in [`Zeroizing`], so clear
 //! material is wiped when the caller drops it. Checked against the independent vectors in
-//! `shared/vectors/keys.json` (see the tests).
+//! `tests/vectors/keys.json` (see the tests).
 #![deny(unsafe_code)]
 
 mod tdes;

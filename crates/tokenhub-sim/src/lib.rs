@@ -2,8 +2,7 @@
 //! Provider (TSP), and a fleet of wallets (devices) that receive profiles and pay at the TSP.
 //!
 //! The TSP simulator is an independent implementation of the other side of the TSP contract
-//! (`shared/spec/tsp-outgoing-api-v2.json` which it serves, `tsp-incoming-api-v2.json` which it
-//! calls). It deliberately does not depend on the `tokenhub` crate: sharing the hub's types would
+//! (the TSP outgoing API v2, which it serves, and the incoming API v2, which it calls). It deliberately does not depend on the `tokenhub` crate: sharing the hub's types would
 //! let a misreading of the contract pass both sides unnoticed. Only the contract's cryptography
 //! comes from `tokenhub-crypto`. The device fleet follows the same rule for the wallet API: it
 //! parses profiles and opens HPKE with its own code, from the contract.

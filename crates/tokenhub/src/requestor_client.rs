@@ -1,4 +1,4 @@
-//! Delivers token updates to token requestors over HTTP (ARCHITECTURE 2.4), and refuses to reach
+//! Delivers token updates to token requestors over HTTP, and refuses to reach
 //! an address the operator did not allow: private, loopback, link-local and other non-public
 //! addresses are refused unless they are in `TOKENHUB_OUTBOUND_ALLOW`. The check is made on every
 //! address a name resolves to, at connection time (so a name that later resolves elsewhere is

@@ -1,4 +1,4 @@
-//! Calls the hub makes on a TSP (`shared/spec/tsp-outgoing-api-v2.json`). Every call carries an
+//! Calls the hub makes on a TSP (the TSP outgoing API v2). Every call carries an
 //! `x-correlation-id`; `5xx`, timeouts, connection errors and response code 921 are retried with
 //! backoff under the same correlation id (so the TSP can recognise a repeat); other `4xx` are final.
 

@@ -1,5 +1,5 @@
 //! The HTTP face of the simulated TSP: the outgoing API the hub calls (`/tsp/trapi/v2.0/...`,
-//! `../shared/spec/tsp-outgoing-api-v2.json`; `lifecycle` has the calls after createToken) and
+//! the TSP outgoing API v2; `lifecycle` has the calls after createToken) and
 //! the simulator's own `/sim/...` routes: status, one token's view, transactions.
 //!
 //! Requests are validated the way a real TSP would, so that a hub sending something the contract
