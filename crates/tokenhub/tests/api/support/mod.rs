@@ -59,16 +59,14 @@ pub const TSP_LAST4: &str = "4321";
 /// hub's configuration goes through `f: fn(&mut Config)` (a name in scope where the macro is
 /// called) before the hub starts.
 macro_rules! hub_tests {
-    (config = $config:ident; $($name:ident),* $(,)?) => {
+    (@each $config:expr; $($name:ident),*) => {
         $(
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    let app = $crate::support::spawn_app_with(
-                        $crate::support::Backend::Sqlite,
-                        super::$config,
-                    )
-                    .await;
+                    let app =
+                        $crate::support::spawn_app_with($crate::support::Backend::Sqlite, $config)
+                            .await;
                     super::$name(app).await;
                 }
 
@@ -79,7 +77,7 @@ macro_rules! hub_tests {
                     };
                     let app = $crate::support::spawn_app_with(
                         $crate::support::Backend::Postgres(url),
-                        super::$config,
+                        $config,
                     )
                     .await;
                     super::$name(app).await;
@@ -87,25 +85,10 @@ macro_rules! hub_tests {
             }
         )*
     };
+    (config = $config:ident; $($name:ident),* $(,)?) => {
+        hub_tests!(@each super::$config; $($name),*);
+    };
     ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = $crate::support::spawn_app($crate::support::Backend::Sqlite).await;
-                    super::$name(app).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let Some(url) = $crate::support::postgres_url_or_skip(module_path!()) else {
-                        return;
-                    };
-                    let app = $crate::support::spawn_app($crate::support::Backend::Postgres(url))
-                        .await;
-                    super::$name(app).await;
-                }
-            }
-        )*
+        hub_tests!(@each $crate::support::default_config; $($name),*);
     };
 }
