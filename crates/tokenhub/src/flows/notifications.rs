@@ -1,4 +1,4 @@
-//! Token updates to token requestors (ARCHITECTURE 2.4): whenever what a requestor is told of a
+//! Token updates to token requestors (`docs/notifications.md`): whenever what a requestor is told of a
 //! token changes, the token's whole current state is queued for it, in the transaction of the
 //! change; `workers::notify` delivers it.
 

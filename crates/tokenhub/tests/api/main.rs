@@ -3,7 +3,7 @@
 //! Every test body is written once (`hub_tests!`) and runs twice: `…::sqlite` on a fresh SQLite
 //! file, `…::postgres` on a fresh PostgreSQL database of the server named by
 //! `TOKENHUB_TEST_DATABASE_URL` (skipped, and said so on stderr, when it is unset). Test names are
-//! sentences of the contract (ARCHITECTURE 2.1, `shared/spec/tsp-incoming-api-v2.json`).
+//! sentences of the contract (`docs/tsp-api.md`, `crates/tokenhub/spec/tsp-incoming-api-v2.json`).
 
 #[macro_use]
 mod helpers;

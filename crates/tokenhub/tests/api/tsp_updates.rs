@@ -1,4 +1,4 @@
-//! `POST /trapi/v2.0/tokens/{tokenId}/updates` (`shared/spec/README.md`, "Token updates from the
+//! `POST /trapi/v2.0/tokens/{tokenId}/updates` (`docs/tsp-api.md`, "Token updates from the
 //! TSP"): the codes at their boundaries (111, 112, 113, 119, 432, 921), the echo of
 //! `x-correlation-id`, updates applied only when newer than the one held, nothing leaving DELETED,
 //! and the device told to remove a deleted token until it confirms.
