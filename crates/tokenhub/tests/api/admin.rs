@@ -1,6 +1,6 @@
 //! The admin API (`/admin/v1`): bearer authentication, immutable profile versions, deploy, tokens.
 
-use crate::helpers::*;
+use crate::support::*;
 use serde_json::json;
 
 hub_tests!(

@@ -2,7 +2,7 @@
 //! element's value, clear or as the ciphertext the TSP sent, is never stored as such nor repeated
 //! in an answer.
 
-use crate::helpers::*;
+use crate::support::*;
 use serde_json::json;
 
 hub_tests!(

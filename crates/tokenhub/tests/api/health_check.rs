@@ -1,6 +1,6 @@
 //! `GET /trapi/v2.0/healthCheck`, and what the TSP API answers when the store is gone (921).
 
-use crate::helpers::*;
+use crate::support::*;
 
 hub_tests!(
     health_check_answers_204_and_echoes_x_request_id,

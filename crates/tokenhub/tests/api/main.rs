@@ -6,16 +6,19 @@
 //! sentences of the contract (`docs/tsp-api.md`, `crates/tokenhub/spec/tsp-incoming-api-v2.json`).
 
 #[macro_use]
-mod helpers;
-#[macro_use]
-mod lifecycle_helpers;
+mod support;
 
 mod admin;
+mod architecture;
+mod cards;
 mod confidentiality;
 mod health_check;
-mod lifecycle_admin;
+mod lifecycle_actions;
 mod migrations;
+mod notifications;
 mod properties;
+mod removals;
+mod requestors;
 mod tsp_data;
 mod tsp_formats;
 mod tsp_new_data;

@@ -5,7 +5,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::Executor;
 use tokenhub::store::{personalizations, StoreError};
 
-use crate::helpers::{create_database, database_url, new_database_name, postgres_url_or_skip};
+use crate::support::{create_database, database_url, new_database_name, postgres_url_or_skip};
 
 /// Migration 0011 folds a token's fingerprint rows into one blob and rebuilds the events table
 /// (SQLite): the fingerprints read back the same, the events keep their ids and order, and a new

@@ -2,7 +2,7 @@
 //! when the tokenId is 1..48 characters and the call has at most 200 elements, and then every
 //! element sent is held.
 
-use crate::helpers::*;
+use crate::support::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::collections::HashSet;

@@ -2,7 +2,7 @@
 //! there, then the token is `PERSONALIZING`; and the codes that depend on the token (113, 119, 321,
 //! 322, 432, 911).
 
-use crate::helpers::*;
+use crate::support::*;
 use serde_json::json;
 use tokenhub::domain::TokenState;
 

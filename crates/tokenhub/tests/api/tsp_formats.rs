@@ -2,7 +2,7 @@
 //! their boundaries (112: the limit is accepted, one over is refused), bodies that are not JSON,
 //! content types, oversized bodies, unknown fields, and the `x-correlation-id` echo.
 
-use crate::helpers::*;
+use crate::support::*;
 use serde_json::{json, Value};
 
 hub_tests!(

@@ -1,7 +1,7 @@
 //! `PUT /trapi/v2.0/tokens/{tokenId}/newData`: the data of a personalized token (recovered for a
 //! re-personalization, or renewed by the TSP), and its `tokenInfo`.
 
-use crate::helpers::*;
+use crate::support::*;
 use serde_json::json;
 use tokenhub::domain::TokenState;
 

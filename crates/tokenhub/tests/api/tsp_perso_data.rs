@@ -2,7 +2,7 @@
 //! in its declared format, decrypting under a known key) and a call's values together are at most
 //! 100,000 characters. A refused call keeps nothing of itself.
 
-use crate::helpers::*;
+use crate::support::*;
 use serde_json::{json, Value};
 
 hub_tests!(

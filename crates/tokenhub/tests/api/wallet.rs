@@ -1,6 +1,6 @@
 //! The wallet API (`/wallet/v1`): devices, and digitization, which calls the TSP's `createToken`.
 
-use crate::helpers::*;
+use crate::support::*;
 use base64::Engine;
 use serde_json::{json, Value};
 

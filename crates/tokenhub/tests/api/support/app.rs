@@ -1,0 +1,172 @@
+//! Starting a hub under test: its database, its configuration, its clock.
+
+use super::{
+    create_postgres_database, seed, FakeTsp, ADMIN_TOKEN, LONG_KEY_INDEX, MASTER_KEY, PERSO_TTL,
+};
+use sqlx::{Connection, Executor, Row};
+use std::sync::Arc;
+use std::time::Duration;
+use tokenhub::clock::{Clock, ManualClock};
+use tokenhub::{Application, Config, Hub};
+use tokenhub_crypto::{Algorithm, KeySet, SharedKey};
+
+/// Where the hub under test keeps its data.
+pub enum Backend {
+    Sqlite,
+    /// The URL of a PostgreSQL server's database to connect to for `CREATE DATABASE`.
+    Postgres(String),
+}
+
+/// The database of one test.
+pub(crate) enum Database {
+    Sqlite {
+        /// Kept so the folder lives as long as the test.
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+    },
+    Postgres {
+        url: String,
+    },
+}
+
+impl Database {
+    fn url(&self) -> String {
+        match self {
+            Database::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
+            Database::Postgres { url } => url.clone(),
+        }
+    }
+}
+
+/// A hub under test and everything around it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    pub client: reqwest::Client,
+    pub hub: Arc<Hub>,
+    /// The hub's clock: a test moves it to reach deadlines and retry times.
+    pub clock: ManualClock,
+    /// The keys shared with the TSP at the key ceremony (clear: the test plays the TSP).
+    pub keys: KeySet,
+    pub tsp: FakeTsp,
+    db: Database,
+}
+
+/// The configuration every test starts from: the admin token, the master key, the perso time to
+/// live, and token updates accepted however far ahead they are stamped.
+pub fn default_config(config: &mut Config) {
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    config.master_key = Some(MASTER_KEY.into());
+    config.perso_ttl = PERSO_TTL;
+    // Token updates in these tests are stamped in 2035, after anything the hub stamps itself.
+    config.max_update_skew = Duration::from_secs(20 * 365 * 24 * 3600);
+}
+
+/// A hub with [`default_config`], seeded (TSP, issuer, deployed profile, device).
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, default_config).await
+}
+
+/// A hub whose configuration is [`default_config`] then `configure`, seeded like [`spawn_app`].
+pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> TestApp {
+    tokenhub::telemetry::install_crypto_provider();
+    let db = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("a temporary folder");
+            let path = dir.path().join("tokenhub.db");
+            Database::Sqlite { _dir: dir, path }
+        }
+        Backend::Postgres(server_url) => Database::Postgres {
+            url: create_postgres_database(&server_url).await,
+        },
+    };
+    let mut config = Config::for_database(&db.url());
+    default_config(&mut config);
+    configure(&mut config);
+    let clock = ManualClock::new();
+    let application = Application::build_with_clock(config, Arc::new(clock.clone()))
+        .await
+        .expect("the hub starts");
+    let address = format!("http://{}", application.local_addr());
+    let hub = application.hub().clone();
+    tokio::spawn(application.run_until(std::future::pending()));
+
+    let mut keys = KeySet::generate();
+    keys.keys.push(SharedKey::generate(
+        LONG_KEY_INDEX,
+        Algorithm::Aes256,
+        "dek",
+    ));
+    tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys.keys, clock.now_ms())
+        .await
+        .expect("the key ceremony's keys import");
+    hub.reload_keys().await.expect("the keys load");
+
+    let tsp = FakeTsp::spawn().await;
+    let app = TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        hub,
+        clock,
+        keys,
+        tsp,
+        db,
+    };
+    seed::seed(&app).await;
+    app
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Everything the database holds, as bytes: for SQLite the database file and its WAL; for
+    /// PostgreSQL every row of every table as text (`bytea` shows as hex).
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        match &self.db {
+            Database::Sqlite { path, .. } => {
+                let mut bytes = std::fs::read(path).expect("the database file");
+                let wal = path.with_file_name("tokenhub.db-wal");
+                if let Ok(w) = std::fs::read(wal) {
+                    bytes.extend(w);
+                }
+                bytes
+            }
+            Database::Postgres { url } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                assert!(tables.iter().any(|t| t == "token_data"), "{tables:?}");
+                let mut out = Vec::new();
+                for t in tables {
+                    let rows = sqlx::query(&format!("SELECT CAST(t AS text) FROM \"{t}\" t"))
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap();
+                    for r in rows {
+                        let line: String = r.get(0);
+                        out.extend(line.into_bytes());
+                        out.push(b'\n');
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Runs SQL on the test's database outside the hub (to inject a fault the API cannot cause).
+    pub async fn execute_sql(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db.url()).await.unwrap();
+        conn.execute(sql).await.unwrap();
+    }
+}

@@ -1,0 +1,153 @@
+//! The fake TSP the hub calls: it answers `createToken` as a test scripts it, and records and
+//! acknowledges (`204`) every other call of the outgoing API with its body.
+
+use super::{TSP_EXP, TSP_LAST4};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+/// How the fake TSP answers `createToken`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateToken {
+    /// `200` with a fresh tokenId and the token info `TSP_EXP`/`TSP_LAST4`.
+    Create,
+    /// `400 {"responseCode": code}`.
+    Refuse(u32),
+    /// `503`.
+    Down,
+}
+
+/// A call of the outgoing API other than `createToken`, as the fake TSP received it.
+#[derive(Debug, Clone)]
+pub struct TspCall {
+    pub method: String,
+    pub path: String,
+    pub correlation_id: Option<String>,
+    /// `Null` when the body is not JSON.
+    pub body: Value,
+}
+
+struct FakeTspState {
+    mode: CreateToken,
+    next_ids: VecDeque<String>,
+    /// The `x-correlation-id` of every `createToken` received (`None` when absent).
+    correlation_ids: Vec<Option<String>>,
+    bodies: Vec<Value>,
+    /// Every other call (`updateTokenState`, `repersoToken`, …).
+    calls: Vec<TspCall>,
+}
+
+type Shared = Arc<Mutex<FakeTspState>>;
+
+#[derive(Clone)]
+pub struct FakeTsp {
+    state: Shared,
+    address: std::net::SocketAddr,
+}
+
+impl FakeTsp {
+    pub(crate) async fn spawn() -> Self {
+        let state = Arc::new(Mutex::new(FakeTspState {
+            mode: CreateToken::Create,
+            next_ids: VecDeque::new(),
+            correlation_ids: Vec::new(),
+            bodies: Vec::new(),
+            calls: Vec::new(),
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = Router::new()
+            .route("/tsp/trapi/v2.0/tokens", post(create_token))
+            .fallback(record_call)
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { state, address }
+    }
+
+    /// What the hub registers as this TSP's base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/tsp/trapi/v2.0", self.address)
+    }
+
+    pub fn answer_create_token_with(&self, mode: CreateToken) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    /// The next token created gets this id.
+    pub fn next_token_id(&self, id: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .next_ids
+            .push_back(id.to_string());
+    }
+
+    /// The `x-correlation-id` of each `createToken` received.
+    pub fn received_correlation_ids(&self) -> Vec<Option<String>> {
+        self.state.lock().unwrap().correlation_ids.clone()
+    }
+
+    /// The body of each `createToken` received.
+    pub fn received_bodies(&self) -> Vec<Value> {
+        self.state.lock().unwrap().bodies.clone()
+    }
+
+    /// The calls other than `createToken` received so far, oldest first.
+    pub fn other_calls(&self) -> Vec<TspCall> {
+        self.state.lock().unwrap().calls.clone()
+    }
+}
+
+fn correlation_id_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-correlation-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+async fn record_call(State(state): State<Shared>, request: axum::extract::Request) -> StatusCode {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let correlation_id = correlation_id_of(request.headers());
+    let bytes = axum::body::to_bytes(request.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    state.lock().unwrap().calls.push(TspCall {
+        method,
+        path,
+        correlation_id,
+        body,
+    });
+    StatusCode::NO_CONTENT
+}
+
+async fn create_token(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> axum::response::Response {
+    let mut s = state.lock().unwrap();
+    s.correlation_ids.push(correlation_id_of(&headers));
+    s.bodies.push(body);
+    match s.mode {
+        CreateToken::Create => {
+            let token_id = s
+                .next_ids
+                .pop_front()
+                .unwrap_or_else(|| format!("TKN{}", uuid::Uuid::new_v4().simple()));
+            Json(json!({"tokenId": token_id, "tokenInfo": {"exp": TSP_EXP, "last4": TSP_LAST4}}))
+                .into_response()
+        }
+        CreateToken::Refuse(code) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"responseCode": code, "errorMessage": "refused by the fake TSP"})),
+        )
+            .into_response(),
+        CreateToken::Down => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
