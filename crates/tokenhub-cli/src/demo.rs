@@ -500,11 +500,11 @@ async fn wait_outbox_drained(hub: &tokenhub::Hub, timeout: Duration) -> anyhow::
         let counts = hub.store.outbox_counts().await?;
         let pending = counts
             .iter()
-            .find(|(s, _)| s == "PENDING")
+            .find(|(s, _)| s.as_str() == "PENDING")
             .map_or(0, |(_, n)| *n);
         let dead = counts
             .iter()
-            .find(|(s, _)| s == "DEAD")
+            .find(|(s, _)| s.as_str() == "DEAD")
             .map_or(0, |(_, n)| *n);
         if pending == 0 {
             return Ok(dead == 0);

@@ -157,7 +157,12 @@ pub async fn run(
         }
     }
     let counts = hub.store.notification_counts(Some(REQUESTOR_ID)).await?;
-    let count = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+    let count = |s: &str| {
+        counts
+            .iter()
+            .find(|(k, _)| k.as_str() == s)
+            .map_or(0, |(_, n)| *n)
+    };
     report.deliveries = count("DELIVERED");
     report.left_pending = count("PENDING");
     report.left_dead = count("DEAD");
@@ -180,7 +185,7 @@ async fn replay_dead(hub: &tokenhub::Hub) -> anyhow::Result<u64> {
         .transact(move |c| {
             Box::pin(async move {
                 Ok::<_, tokenhub::error::Error>(
-                    tokenhub::store::notifications::replay_dead(c, REQUESTOR_ID, now).await?,
+                    c.replay_dead_notifications(REQUESTOR_ID, now).await?,
                 )
             })
         })
@@ -195,7 +200,10 @@ pub async fn drain(hub: &tokenhub::Hub, timeout: Duration) -> anyhow::Result<()>
     let until = Instant::now() + timeout;
     loop {
         let counts = hub.store.notification_counts(None).await?;
-        if !counts.iter().any(|(s, n)| s == "PENDING" && *n > 0) {
+        if !counts
+            .iter()
+            .any(|(s, n)| s.as_str() == "PENDING" && *n > 0)
+        {
             return Ok(());
         }
         anyhow::ensure!(

@@ -226,7 +226,7 @@ async fn keys_import(args: ImportArgs) -> anyhow::Result<()> {
     let outcome = outcome.map_err(|e| anyhow::anyhow!(e.chain()))?;
     let mut refused = 0;
     for (index, result) in outcome {
-        use tokenhub::store::catalog::PutImmutable::*;
+        use tokenhub::domain::catalog::PutImmutable::*;
         match result {
             Created => println!("{index}: imported"),
             Unchanged => println!("{index}: already imported (same KCV)"),

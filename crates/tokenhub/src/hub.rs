@@ -3,10 +3,10 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::notification::Requestor;
 use crate::domain::ProfileDefinition;
 use crate::error::Error;
 use crate::keys::{KeyError, Keys};
-use crate::store::requestors::Requestor;
 use crate::store::{Store, StoreError};
 use crate::tsp_client::TspClient;
 use secrecy::{ExposeSecret, SecretString};

@@ -1,5 +1,5 @@
 //! The token lifecycle after personalization: updates the TSP sends
-//! (`POST /trapi/v2.0/tokens/{tokenId}/updates`, `shared/spec/README.md`) and the issuer's own
+//! (`POST /trapi/v2.0/tokens/{tokenId}/updates`, `docs/tsp-api.md`) and the issuer's own
 //! actions (suspend, resume, delete, renew or replace the card). Decisions only; the flows apply
 //! them.
 //!

@@ -4,13 +4,19 @@
 //! **Architecture invariant**: nothing here does IO, reads the clock or draws random numbers; the
 //! callers pass `now` and whatever else is needed, and get back decisions.
 
+pub mod campaign;
+pub mod catalog;
 pub mod cps;
 pub mod ids;
 pub mod lifecycle;
+pub mod named;
+pub mod notification;
 pub mod perso;
+pub mod personalization;
 pub mod profile;
 pub mod shared_key;
 pub mod token;
+pub mod tsp_call;
 
 pub use ids::{Code, CorrelationId, IssuerId, Rejection, TokenId};
 pub use profile::{ElementFormat, ProfileDefinition};

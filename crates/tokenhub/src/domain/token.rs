@@ -3,7 +3,7 @@
 use super::ids::{Code, Rejection};
 use serde::{Deserialize, Serialize};
 
-/// Token states, as the admin API reports them (ARCHITECTURE 2.3).
+/// Token states, as the admin API reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TokenState {
@@ -48,7 +48,7 @@ pub struct TokenSnapshot {
     pub data_deadline_ms: i64,
 }
 
-/// May `/data` be applied to this token now? (ARCHITECTURE 2.1: 432 once personalized or deleted,
+/// May `/data` be applied to this token now? (432 once personalized or deleted,
 /// 321 while its profile is being delivered, 322 after the time to live.)
 pub fn check_submit_data(token: &TokenSnapshot, now_ms: i64) -> Result<(), Rejection> {
     match token.state {

@@ -9,9 +9,9 @@
 //! (left on its version; the report lists it); a token provisioned while the campaign runs is built
 //! with the deployed version already, so it needs no re-personalization.
 
+use crate::domain::campaign::{Campaign, CampaignState, ReportLine, Step};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::campaigns::{self, Campaign, Step};
 use crate::store::tokens;
 use crate::store::Tx;
 use std::collections::HashMap;
@@ -72,7 +72,7 @@ pub async fn create(
         issuer_id: issuer_id.to_string(),
         product_id: product_id.to_string(),
         profile_version: version.to_string(),
-        state: "RUNNING".into(),
+        state: CampaignState::Running,
         state_reason: None,
         rate_per_second: s.rate_per_second as i64,
         max_in_flight: s.max_in_flight as i64,
@@ -85,9 +85,10 @@ pub async fn create(
         finished_ms: None,
         canary_passed_ms: None,
     };
-    c.total = campaigns::create(conn, &c).await?;
+    c.total = conn.create_campaign(&c).await?;
     c.canary_size = (c.total * c.canary_percent + 99) / 100;
-    campaigns::set_canary_size(conn, &c.campaign_id, c.canary_size).await?;
+    conn.set_campaign_canary_size(&c.campaign_id, c.canary_size)
+        .await?;
     Ok(c)
 }
 
@@ -123,14 +124,15 @@ async fn step_campaign(
     allowance: i64,
     now: i64,
 ) -> Result<i64, Error> {
-    let Some(c) = campaigns::lock(conn, campaign_id).await? else {
+    let Some(c) = conn.lock_campaign(campaign_id).await? else {
         return Ok(0);
     };
-    if c.state != "RUNNING" {
+    if c.state != CampaignState::Running {
         return Ok(0);
     }
-    campaigns::fold_step_changes(conn, campaign_id).await?;
-    let counts: HashMap<Step, i64> = campaigns::step_counts(&mut *conn, campaign_id)
+    conn.fold_step_changes(campaign_id).await?;
+    let counts: HashMap<Step, i64> = conn
+        .campaign_steps(campaign_id)
         .await?
         .into_iter()
         .collect();
@@ -138,7 +140,8 @@ async fn step_campaign(
     let in_flight = count(Step::Recovering) + count(Step::Delivering);
     let queued = count(Step::Queued);
     if queued == 0 && in_flight == 0 {
-        campaigns::set_state(conn, campaign_id, "COMPLETED", None, now).await?;
+        conn.set_campaign_state(campaign_id, CampaignState::Completed, None, now)
+            .await?;
         tracing::info!(campaign_id, "campaign completed");
         return Ok(0);
     }
@@ -147,8 +150,7 @@ async fn step_campaign(
     if c.canary_passed_ms.is_some() {
         // Judged and passed: the canary is behind.
     } else if c.canary_size > 0 && started_so_far >= c.canary_size {
-        let (failed, finished) =
-            campaigns::canary_outcome(conn, campaign_id, c.canary_size).await?;
+        let (failed, finished) = conn.canary_outcome(campaign_id, c.canary_size).await?;
         if finished < c.canary_size {
             // The canary is still running: nothing else starts until it is judged.
             limit = 0;
@@ -158,10 +160,11 @@ async fn step_campaign(
                 c.canary_size, c.canary_max_failure_percent
             );
             tracing::warn!(campaign_id, reason = %why, "campaign paused by its canary");
-            campaigns::set_state(conn, campaign_id, "PAUSED", Some(&why), now).await?;
+            conn.set_campaign_state(campaign_id, CampaignState::Paused, Some(&why), now)
+                .await?;
             return Ok(0);
         } else {
-            campaigns::set_canary_passed(conn, campaign_id, now).await?;
+            conn.set_canary_passed(campaign_id, now).await?;
         }
     } else if c.canary_size > 0 {
         limit = limit.min(c.canary_size - started_so_far);
@@ -170,7 +173,7 @@ async fn step_campaign(
         return Ok(0);
     }
     let mut started = 0;
-    for token_id in campaigns::next_queued(conn, campaign_id, limit).await? {
+    for token_id in conn.next_queued_tokens(campaign_id, limit).await? {
         let token = tokens::lock_token(conn, &token_id).await?;
         let ok = match &token {
             Some(t) => {
@@ -180,7 +183,8 @@ async fn step_campaign(
             None => false,
         };
         if ok {
-            campaigns::set_step(conn, campaign_id, &token_id, Step::Recovering, None, now).await?;
+            conn.set_campaign_step(campaign_id, &token_id, Step::Recovering, None, now)
+                .await?;
             started += 1;
         } else {
             let why = match &token {
@@ -190,7 +194,7 @@ async fn step_campaign(
                 ),
                 None => "the token no longer exists".into(),
             };
-            campaigns::set_step(conn, campaign_id, &token_id, Step::Skipped, Some(&why), now)
+            conn.set_campaign_step(campaign_id, &token_id, Step::Skipped, Some(&why), now)
                 .await?;
         }
     }
@@ -213,7 +217,7 @@ pub enum CommandError {
     #[error("no such campaign")]
     NotFound,
     #[error("the campaign is {0}")]
-    Finished(String),
+    Finished(CampaignState),
     #[error(transparent)]
     Internal(#[from] Error),
 }
@@ -230,18 +234,17 @@ pub async fn command(hub: &Hub, campaign_id: &str, cmd: Command) -> Result<(), C
     hub.store
         .transact(move |conn| {
             Box::pin(async move {
-                let Some(c) = campaigns::lock(conn, &id).await? else {
+                let Some(c) = conn.lock_campaign(&id).await? else {
                     return Err(CommandError::NotFound);
                 };
-                if matches!(c.state.as_str(), "COMPLETED" | "CANCELLED") {
+                if c.state.is_finished() {
                     return Err(CommandError::Finished(c.state));
                 }
                 match cmd {
                     Command::Pause => {
-                        campaigns::set_state(
-                            conn,
+                        conn.set_campaign_state(
                             &id,
-                            "PAUSED",
+                            CampaignState::Paused,
                             Some("paused by the operator"),
                             now,
                         )
@@ -255,17 +258,17 @@ pub async fn command(hub: &Hub, campaign_id: &str, cmd: Command) -> Result<(), C
                                 .as_deref()
                                 .is_some_and(|r| r.starts_with(CANARY_REASON))
                         {
-                            campaigns::set_canary_passed(conn, &id, now).await?;
+                            conn.set_canary_passed(&id, now).await?;
                         }
-                        campaigns::set_state(conn, &id, "RUNNING", None, now).await?
+                        conn.set_campaign_state(&id, CampaignState::Running, None, now)
+                            .await?
                     }
                     Command::Cancel => {
                         // Tokens under way finish; the others stay on their version.
-                        campaigns::cancel_queued(conn, &id, now).await?;
-                        campaigns::set_state(
-                            conn,
+                        conn.cancel_queued_tokens(&id, now).await?;
+                        conn.set_campaign_state(
                             &id,
-                            "CANCELLED",
+                            CampaignState::Cancelled,
                             Some("cancelled by the operator"),
                             now,
                         )
@@ -276,6 +279,27 @@ pub async fn command(hub: &Hub, campaign_id: &str, cmd: Command) -> Result<(), C
             })
         })
         .await
+}
+
+/// A campaign and its tokens per step.
+pub async fn get(
+    hub: &Hub,
+    campaign_id: &str,
+) -> Result<Option<(Campaign, Vec<(Step, i64)>)>, Error> {
+    let Some(c) = hub.store.campaign(campaign_id).await? else {
+        return Ok(None);
+    };
+    let steps = hub.store.campaign_steps(campaign_id).await?;
+    Ok(Some((c, steps)))
+}
+
+/// Every token the campaign failed or skipped, in the campaign's order; `None` if there is no
+/// such campaign.
+pub async fn report(hub: &Hub, campaign_id: &str) -> Result<Option<Vec<ReportLine>>, Error> {
+    if hub.store.campaign(campaign_id).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(hub.store.campaign_report(campaign_id).await?))
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Importing the keys of a key ceremony into the store (`tokenhub keys import`).
 
+use crate::domain::catalog::PutImmutable;
 use crate::error::Error;
 use crate::keys::Keys;
-use crate::store::catalog::{self, PutImmutable};
+use crate::store::catalog;
 use crate::store::Store;
 use tokenhub_crypto::SharedKey;
 

@@ -4,18 +4,18 @@
 //! ([`notifications::token_changed`]) in the same transaction.
 
 use super::notifications;
+use crate::domain::campaign::Step;
 use crate::domain::lifecycle::{
     decide_issuer_action, decide_tsp_update, next_update_ms, CardInfo, Current, IssuerAction,
     TokenChange, Verdict,
 };
+use crate::domain::tsp_call::TspCall;
 use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::campaigns::{self, Step};
-use crate::store::outbox;
 use crate::store::tokens::{self, TokenRow};
 use crate::store::Tx;
-use crate::store::{catalog, personalizations, StoreError};
+use crate::store::{personalizations, StoreError};
 
 /// What became of an update from the TSP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,7 +199,7 @@ pub async fn card_update(
         .store
         .transact(move |c| {
             Box::pin(async move {
-                if catalog::issuer_tsp(c, &issuer).await?.is_none() {
+                if c.issuer_tsp(&issuer).await?.is_none() {
                     return Err(LifecycleError::NotFound(format!("no issuer {issuer}")));
                 }
                 let tokens = tokens::lock_tokens_of_card(c, &issuer, &card_ref).await?;
@@ -231,10 +231,10 @@ pub async fn card_update(
                 for token in &live {
                     let ts = next_update_ms(token.last_update_ms, now);
                     tokens::apply_change(c, &token.token_id, &change, ts, now).await?;
-                    super::enqueue_tsp_call(
+                    super::tsp_calls::enqueue(
                         c,
                         token,
-                        outbox::UPDATE_TOKEN,
+                        TspCall::UpdateToken,
                         &correlation,
                         &body,
                         now,
@@ -287,7 +287,7 @@ pub(crate) async fn end_work(
     if let Some(recovery) = &token.recovery {
         tokens::set_recovery(c, &token.token_id, None, now).await?;
         if let Some(campaign) = &recovery.campaign_id {
-            campaigns::set_step(c, campaign, &token.token_id, Step::Skipped, Some(why), now)
+            c.set_campaign_step(campaign, &token.token_id, Step::Skipped, Some(why), now)
                 .await?;
         }
     }

@@ -1,14 +1,16 @@
-//! Token updates to token requestors (ARCHITECTURE 2.4): whenever what a requestor is told of a
+//! Token updates to token requestors (`docs/notifications.md`): whenever what a requestor is told of a
 //! token changes, the token's whole current state is queued for it, in the transaction of the
-//! change; `workers::notify` delivers it.
+//! change; `workers::notifier` delivers it.
 
 use crate::domain::lifecycle::{format_timestamp, next_update_ms};
+use crate::domain::notification::{
+    Attempt, Filter, NewNotification, Notification, Requestor, RequestorState, Settlement,
+};
 use crate::domain::TokenState;
 use crate::error::Error;
-use crate::store::notifications::{self, NewNotification};
+use crate::hub::Hub;
 use crate::store::tokens::{self, TokenRow};
-use crate::store::Tx;
-use crate::store::{requestors, StoreError};
+use crate::store::{StoreError, Tx};
 
 /// The body of `POST {baseUrl}/notify-token-update`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -60,7 +62,7 @@ pub async fn token_changed(
     let Some(requestor_id) = token.token_requestor_id.as_deref() else {
         return Ok(false);
     };
-    let requestor = requestors::get(c, requestor_id).await?;
+    let requestor = c.requestor(requestor_id).await?;
     let token = TokenRow {
         last_update_ms: Some(last_update_ms),
         ..token
@@ -73,7 +75,7 @@ pub async fn token_changed(
 pub async fn queue_update(
     c: &mut Tx,
     token: &TokenRow,
-    requestor: Option<&requestors::Requestor>,
+    requestor: Option<&Requestor>,
     correlation_id: &str,
     now: i64,
 ) -> Result<bool, Error> {
@@ -91,19 +93,19 @@ pub async fn queue_update(
     let body = body_of(token, &requestor.merchant_id, last_update_ms);
     let payload = serde_json::to_string(&body).expect("the update body always serializes");
     let webhook_id = format!("tknupd_{}", uuid::Uuid::now_v7().simple());
-    let superseded = notifications::enqueue(
-        c,
-        &NewNotification {
-            webhook_id: &webhook_id,
-            requestor_id,
-            token_id,
-            correlation_id,
-            payload: &payload,
-            last_update_ms,
-        },
-        now,
-    )
-    .await?;
+    let superseded = c
+        .enqueue_notification(
+            &NewNotification {
+                webhook_id: &webhook_id,
+                requestor_id,
+                token_id,
+                correlation_id,
+                payload: &payload,
+                last_update_ms,
+            },
+            now,
+        )
+        .await?;
     if superseded > 0 {
         tracing::debug!(token_id, superseded, "older undelivered updates superseded");
     }
@@ -122,4 +124,92 @@ fn body_of(token: &TokenRow, merchant_id: &str, last_update_ms: i64) -> TokenUpd
         card_art_id: token.card.art_id.clone(),
         last_update_timestamp: format_timestamp(last_update_ms),
     }
+}
+
+/// Updates as the filter picks them, newest first.
+pub async fn list(hub: &Hub, filter: &Filter) -> Result<Vec<Notification>, Error> {
+    Ok(hub.store.notifications(filter).await?)
+}
+
+/// One update and every attempt at it.
+pub async fn get(hub: &Hub, id: i64) -> Result<Option<(Notification, Vec<Attempt>)>, Error> {
+    let Some(n) = hub.store.notification(id).await? else {
+        return Ok(None);
+    };
+    let attempts = hub.store.notification_attempts(id).await?;
+    Ok(Some((n, attempts)))
+}
+
+/// Puts a dead update back in line (a new series of attempts, same `webhook-id`): `None` if
+/// there is no such update, `Some(false)` if it is not dead.
+pub async fn replay(hub: &Hub, id: i64) -> Result<Option<bool>, Error> {
+    if hub.store.notification(id).await?.is_none() {
+        return Ok(None);
+    }
+    let now = hub.now_ms();
+    let replayed = hub
+        .store
+        .transact(move |tx| {
+            Box::pin(async move { Ok::<_, Error>(tx.replay_notification(id, now).await?) })
+        })
+        .await?;
+    if replayed {
+        hub.notify_wake.notify_one();
+    }
+    Ok(Some(replayed))
+}
+
+/// Every requestor whose endpoint is enabled.
+pub async fn enabled_requestors(hub: &Hub) -> Result<Vec<Requestor>, Error> {
+    Ok(hub.store.enabled_requestors().await?)
+}
+
+/// When the next pending update that nobody is sending falls due, if any.
+pub async fn next_due(hub: &Hub) -> Result<Option<i64>, Error> {
+    Ok(hub.store.next_notification_due(hub.now_ms()).await?)
+}
+
+/// Claims, in one transaction, up to `free` due updates of each requestor for `lease_ms`.
+pub async fn claim<R: AsRef<Requestor> + Clone + Send + 'static>(
+    hub: &Hub,
+    wanted: Vec<(R, i64)>,
+    lease_ms: i64,
+) -> Result<Vec<(R, Notification)>, Error> {
+    let now = hub.now_ms();
+    hub.store
+        .transact(move |tx| {
+            Box::pin(async move {
+                let mut all = Vec::new();
+                for (r, free) in wanted {
+                    let id = r.as_ref().requestor_id.clone();
+                    for n in tx.claim_notifications(&id, now, lease_ms, free).await? {
+                        all.push((r.clone(), n));
+                    }
+                }
+                Ok::<_, Error>(all)
+            })
+        })
+        .await
+}
+
+/// Records attempts and their outcomes, and disables the endpoints that answered 410 Gone
+/// (`gone`: the requestor and when it answered).
+pub async fn settle(
+    hub: &Hub,
+    settlements: Vec<Settlement>,
+    gone: Vec<(String, i64)>,
+) -> Result<(), Error> {
+    hub.store
+        .transact(move |tx| {
+            Box::pin(async move {
+                tx.settle_notifications(&settlements).await?;
+                for (requestor_id, at) in gone {
+                    let why = format!("answered 410 Gone at {}", format_timestamp(at));
+                    tx.set_requestor_state(&requestor_id, RequestorState::Disabled, Some(&why), at)
+                        .await?;
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .await
 }

@@ -5,6 +5,7 @@
 use crate::domain::perso::{self, DataSubmission, ElementSizes, Operation};
 use crate::domain::profile::ProfileDefinition;
 use crate::domain::token::{check_submit_data, check_submit_new_data, TokenSnapshot};
+use crate::domain::tsp_call::TspCall;
 use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::flows::deliver;
@@ -12,7 +13,6 @@ use crate::flows::deliver::Target;
 use crate::flows::reperso;
 use crate::hub::Hub;
 use crate::keys::TokenData;
-use crate::store::outbox;
 use crate::store::personalizations::{self, Kind};
 use crate::store::tokens::{self, DataPart, ElementNames};
 use crate::store::Tx;
@@ -281,13 +281,13 @@ async fn apply(
             .into());
         }
         if token.recovery.is_none()
-            && outbox::was_sent(
-                conn,
-                token_id.as_str(),
-                outbox::REPERSO_TOKEN,
-                correlation_id.as_str(),
-            )
-            .await?
+            && conn
+                .tsp_call_was_sent(
+                    token_id.as_str(),
+                    TspCall::RepersoToken,
+                    correlation_id.as_str(),
+                )
+                .await?
         {
             // The recovery this data answers is over. If its data came in whole, this call is
             // the TSP's retry of one whose answer was lost (the hub stopped before it left), and
@@ -409,11 +409,10 @@ async fn apply(
             .as_ref()
             .and_then(|r| r.campaign_id.as_deref())
         {
-            crate::store::campaigns::set_step(
-                conn,
+            conn.set_campaign_step(
                 campaign,
                 token_id.as_str(),
-                crate::store::campaigns::Step::Delivering,
+                crate::domain::campaign::Step::Delivering,
                 None,
                 now,
             )

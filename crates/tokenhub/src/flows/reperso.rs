@@ -7,11 +7,11 @@
 //! A `/newData` for an ACTIVE token with no recovery open is a TSP-initiated renewal: new data is
 //! allowed there; the same delivery and status follow, and the fingerprints are replaced.
 
+use crate::domain::campaign::Step;
+use crate::domain::tsp_call::TspCall;
 use crate::domain::{Code, Rejection, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::campaigns::{self, Step};
-use crate::store::outbox;
 use crate::store::personalizations::Personalization;
 use crate::store::tokens::{self, Recovery, TokenRow};
 use crate::store::StoreError;
@@ -37,10 +37,10 @@ pub async fn start(
     };
     tokens::set_recovery(conn, &token.token_id, Some(&recovery), now).await?;
     let body = serde_json::json!({"issuerId": token.issuer_id, "reason": "PROFILE_UPDATE"});
-    super::enqueue_tsp_call(
+    super::tsp_calls::enqueue(
         conn,
         token,
-        outbox::REPERSO_TOKEN,
+        TspCall::RepersoToken,
         &recovery.correlation_id,
         &body,
         now,
@@ -75,10 +75,10 @@ pub async fn finish(
             serde_json::json!({"issuerId": token.issuer_id, "status": "FAILURE", "errorCode": 911})
         }
     };
-    super::enqueue_tsp_call(
+    super::tsp_calls::enqueue(
         conn,
         token,
-        outbox::NEW_DATA_STATUS,
+        TspCall::NewDataStatus,
         correlation_id,
         &body,
         now,
@@ -94,7 +94,8 @@ pub async fn finish(
             Ok(()) => (Step::Done, None),
             Err(why) => (Step::Failed, Some(why)),
         };
-        campaigns::set_step(conn, &c, &token.token_id, step, reason, now).await?;
+        conn.set_campaign_step(&c, &token.token_id, step, reason, now)
+            .await?;
     }
     Ok(())
 }

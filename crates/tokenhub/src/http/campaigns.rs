@@ -4,9 +4,9 @@
 use super::api_error::ApiErrorBody;
 use super::{ApiError, AppState};
 use crate::clock::iso8601;
+use crate::domain::campaign::{CampaignState, Step};
 use crate::domain::ids::parse_slug;
 use crate::flows::campaign::{self, Command, CommandError};
-use crate::store::campaigns::{ReportLine, Step};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -62,25 +62,19 @@ async fn get_campaign(
     Path(id): Path<String>,
 ) -> Result<Json<CampaignView>, ApiError> {
     let id = parse_slug("campaignId", &id)?;
-    let Some(c) = hub.store.campaign(&id).await? else {
+    let Some((c, counts)) = campaign::get(&hub, &id).await? else {
         return Err(ApiError::not_found(format!("campaign {id} does not exist")));
     };
     let steps: std::collections::BTreeMap<String, i64> = Step::ALL
         .iter()
         .map(|s| (s.as_str().to_string(), 0))
-        .chain(
-            hub.store
-                .campaign_steps(&id)
-                .await?
-                .into_iter()
-                .map(|(s, n)| (s.as_str().to_string(), n)),
-        )
+        .chain(counts.into_iter().map(|(s, n)| (s.as_str().to_string(), n)))
         .collect();
     let n = |s: Step| steps.get(s.as_str()).copied().unwrap_or(0);
     let settled = n(Step::Done) + n(Step::Failed) + n(Step::Skipped) + n(Step::Cancelled);
     let now = hub.now_ms();
     let elapsed = (now - c.created_ms).max(1);
-    let estimated_end = (c.state == "RUNNING" && settled > 0 && settled < c.total)
+    let estimated_end = (c.state == CampaignState::Running && settled > 0 && settled < c.total)
         .then(|| iso8601(now + (c.total - settled) * elapsed / settled));
     Ok(Json(CampaignView {
         done: n(Step::Done),
@@ -90,7 +84,7 @@ async fn get_campaign(
         issuer_id: c.issuer_id,
         product_id: c.product_id,
         profile_version: c.profile_version,
-        state: c.state,
+        state: c.state.as_str().to_string(),
         state_reason: c.state_reason,
         total: c.total,
         steps,
@@ -148,6 +142,16 @@ async fn cancel_campaign(
     campaign_command(&hub, &id, Command::Cancel).await
 }
 
+/// One failed (or skipped) token of a campaign.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportLine {
+    pub token_id: String,
+    /// `FAILED` or `SKIPPED`.
+    pub step: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ReportParams {
     /// `json` (the default) or `csv`.
@@ -165,10 +169,17 @@ async fn campaign_report(
     Query(params): Query<ReportParams>,
 ) -> Result<axum::response::Response, ApiError> {
     let id = parse_slug("campaignId", &id)?;
-    if hub.store.campaign(&id).await?.is_none() {
+    let Some(report) = campaign::report(&hub, &id).await? else {
         return Err(ApiError::not_found(format!("campaign {id} does not exist")));
-    }
-    let lines = hub.store.campaign_report(&id).await?;
+    };
+    let lines: Vec<ReportLine> = report
+        .into_iter()
+        .map(|l| ReportLine {
+            token_id: l.token_id,
+            step: l.step.as_str().to_string(),
+            reason: l.reason,
+        })
+        .collect();
     match params.format.as_deref() {
         None | Some("json") => Ok(Json(lines).into_response()),
         Some("csv") => {

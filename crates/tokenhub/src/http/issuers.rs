@@ -2,9 +2,9 @@
 
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
+use crate::domain::catalog::Issuer;
 use crate::domain::IssuerId;
-use crate::error::Error;
-use crate::store::catalog::{self, Issuer};
+use crate::flows::catalog;
 use axum::extract::{Path, State};
 use axum::routing::put;
 use axum::{Json, Router};
@@ -47,28 +47,12 @@ async fn put_issuer(
     if name.is_empty() || name.chars().count() > 128 {
         return Err(ApiError::bad_request("name must be 1 to 128 characters"));
     }
-    if hub.store.tsp(&body.tsp_id).await?.is_none() {
-        return Err(ApiError::not_found(format!(
-            "TSP {} is not registered",
-            body.tsp_id
-        )));
-    }
     let issuer = Issuer {
         issuer_id: issuer_id.to_string(),
         name: name.to_string(),
         tsp_id: body.tsp_id,
     };
-    let now = hub.now_ms();
-    let stored = issuer.clone();
-    hub.store
-        .transact(move |c| {
-            Box::pin(async move {
-                catalog::put_issuer(c, &stored, now)
-                    .await
-                    .map_err(Error::from)
-            })
-        })
-        .await?;
+    catalog::put_issuer(&hub, issuer.clone()).await?;
     Ok(Json(IssuerView {
         issuer_id: issuer.issuer_id,
         name: issuer.name,

@@ -4,8 +4,8 @@
 use super::api_error::ApiErrorBody;
 use super::{ApiError, AppState};
 use crate::clock::iso8601;
-use crate::error::Error;
-use crate::store::notifications::{self, Attempt, Filter, Notification};
+use crate::domain::notification::{Attempt, Filter, Notification, NotificationState};
+use crate::flows::notifications;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -71,8 +71,9 @@ fn delivery_view(n: Notification) -> DeliveryView {
         requestor_id: n.requestor_id,
         token_id: n.token_id,
         correlation_id: n.correlation_id,
-        next_attempt_at: (n.state == notifications::PENDING).then(|| iso8601(n.next_attempt_ms)),
-        state: n.state,
+        next_attempt_at: (n.state == NotificationState::Pending)
+            .then(|| iso8601(n.next_attempt_ms)),
+        state: n.state.as_str().to_string(),
         last_update_timestamp: crate::domain::lifecycle::format_timestamp(n.last_update_ms),
         attempts: n.attempts,
         last_status: n.last_status,
@@ -94,22 +95,14 @@ pub struct DeliveryQuery {
 }
 
 fn filter(q: DeliveryQuery) -> Result<Filter, ApiError> {
-    if let Some(s) = &q.state {
-        if ![
-            notifications::PENDING,
-            notifications::DELIVERED,
-            notifications::DEAD,
-            notifications::SUPERSEDED,
-        ]
-        .contains(&s.as_str())
-        {
-            return Err(ApiError::bad_request(
-                "state must be PENDING, DELIVERED, DEAD or SUPERSEDED",
-            ));
-        }
-    }
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(NotificationState::parse(s).ok_or_else(|| {
+            ApiError::bad_request("state must be PENDING, DELIVERED, DEAD or SUPERSEDED")
+        })?),
+    };
     Ok(Filter {
-        state: q.state,
+        state,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
         ..Default::default()
     })
@@ -150,7 +143,7 @@ async fn token_deliveries(
 }
 
 async fn list_deliveries(hub: &AppState, f: &Filter) -> Result<Json<Vec<DeliveryView>>, ApiError> {
-    let found = hub.store.notifications(f).await?;
+    let found = notifications::list(hub, f).await?;
     Ok(Json(found.into_iter().map(delivery_view).collect()))
 }
 
@@ -163,10 +156,9 @@ async fn get_delivery(
     State(hub): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<DeliveryView>, ApiError> {
-    let Some(n) = hub.store.notification(id).await? else {
+    let Some((n, attempts)) = notifications::get(&hub, id).await? else {
         return Err(ApiError::not_found(format!("no delivery {id}")));
     };
-    let attempts = hub.store.notification_attempts(id).await?;
     let body = serde_json::from_str(&n.payload).ok();
     let mut view = delivery_view(n);
     view.body = body;
@@ -193,21 +185,11 @@ async fn replay_delivery(
     State(hub): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if hub.store.notification(id).await?.is_none() {
-        return Err(ApiError::not_found(format!("no delivery {id}")));
-    }
-    let now = hub.now_ms();
-    let replayed = hub
-        .store
-        .transact(move |c| {
-            Box::pin(async move { Ok::<_, Error>(notifications::replay(c, id, now).await?) })
-        })
-        .await?;
-    if !replayed {
-        return Err(ApiError::conflict(format!(
+    match notifications::replay(&hub, id).await? {
+        None => Err(ApiError::not_found(format!("no delivery {id}"))),
+        Some(false) => Err(ApiError::conflict(format!(
             "delivery {id} is not in the dead-letter list"
-        )));
+        ))),
+        Some(true) => Ok(StatusCode::NO_CONTENT),
     }
-    hub.notify_wake.notify_one();
-    Ok(StatusCode::NO_CONTENT)
 }

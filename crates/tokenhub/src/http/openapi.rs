@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-/// The published TSP incoming API v2, as shipped in `shared/spec/`.
+/// The published TSP incoming API v2, as shipped in `crates/tokenhub/spec/`.
 pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2.json");
 
 #[derive(OpenApi)]
@@ -93,7 +93,7 @@ pub fn document() -> serde_json::Value {
     doc
 }
 
-/// The hub's addition to the TSP incoming API (`shared/spec/README.md`): token updates.
+/// The hub's addition to the TSP incoming API: token updates (`docs/tsp-api.md`).
 fn add_token_updates(doc: &mut serde_json::Value, prefix: &str) {
     let schema = serde_json::json!({
         "type": "object",

@@ -2,11 +2,11 @@
 
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
+use crate::domain::catalog::PutImmutable;
 use crate::domain::ids::parse_slug;
 use crate::domain::{IssuerId, ProfileDefinition};
-use crate::error::Error;
-use crate::flows::campaign::{self, CampaignSettings};
-use crate::store::catalog::{self, PutImmutable};
+use crate::flows::campaign::CampaignSettings;
+use crate::flows::catalog;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{post, put};
@@ -52,24 +52,9 @@ async fn put_profile_version(
     let product_id = parse_slug("productId", &product_id)?;
     let version = parse_slug("version", &version)?;
     let definition = body.validate()?;
-    if hub.store.issuer(issuer_id.as_str()).await?.is_none() {
-        return Err(ApiError::not_found(format!(
-            "issuer {issuer_id} is not registered"
-        )));
-    }
     let json = definition.canonical_json();
-    let now = hub.now_ms();
-    let (i, p, v) = (issuer_id.to_string(), product_id.clone(), version.clone());
-    let outcome = hub
-        .store
-        .transact(move |c| {
-            Box::pin(async move {
-                catalog::put_profile_version(c, &i, &p, &v, &json, now)
-                    .await
-                    .map_err(Error::from)
-            })
-        })
-        .await?;
+    let outcome =
+        catalog::put_profile_version(&hub, issuer_id.as_str(), &product_id, &version, json).await?;
     let status = match outcome {
         PutImmutable::Created => StatusCode::CREATED,
         PutImmutable::Unchanged => StatusCode::OK,
@@ -138,24 +123,14 @@ async fn deploy(
     if let Some(c) = &body.campaign {
         c.check().map_err(ApiError::bad_request)?;
     }
-    let now = hub.now_ms();
-    let (i, p, v) = (issuer_id.to_string(), product_id.clone(), version.clone());
-    let settings = body.campaign;
-    let deployed = hub
-        .store
-        .transact(move |c| {
-            Box::pin(async move {
-                if !catalog::deploy(c, &i, &p, &v, now).await? {
-                    return Ok::<_, Error>(None);
-                }
-                let campaign = match settings {
-                    Some(s) => Some(campaign::create(c, &i, &p, &v, s, now).await?),
-                    None => None,
-                };
-                Ok(Some(campaign))
-            })
-        })
-        .await?;
+    let deployed = catalog::deploy(
+        &hub,
+        issuer_id.as_str(),
+        &product_id,
+        &version,
+        body.campaign,
+    )
+    .await?;
     let Some(campaign) = deployed else {
         return Err(ApiError::not_found(format!(
             "profile version {version} of {issuer_id}/{product_id} is not defined"

@@ -5,9 +5,8 @@
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
 use crate::domain::ids::parse_slug;
-use crate::error::Error;
-use crate::store::notifications::{self};
-use crate::store::requestors::{self, Requestor};
+use crate::domain::notification::{Requestor, RequestorState};
+use crate::flows::requestors;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{post, put};
@@ -66,11 +65,10 @@ pub struct RequestorView {
 }
 
 async fn requestor_view(hub: &AppState, r: Requestor) -> Result<RequestorView, ApiError> {
-    let deliveries = hub
-        .store
-        .notification_counts(Some(&r.requestor_id))
+    let deliveries = requestors::deliveries_by_state(hub, &r.requestor_id)
         .await?
         .into_iter()
+        .map(|(s, n)| (s.as_str().to_string(), n))
         .collect();
     Ok(RequestorView {
         requestor_id: r.requestor_id,
@@ -78,7 +76,7 @@ async fn requestor_view(hub: &AppState, r: Requestor) -> Result<RequestorView, A
         base_url: r.base_url,
         signing_secrets: r.secret_count,
         max_in_flight: r.max_in_flight,
-        state: r.state,
+        state: r.state.as_str().to_string(),
         disabled_reason: r.disabled_reason,
         deliveries,
     })
@@ -136,24 +134,12 @@ async fn put_requestor(
         credentials,
         secret_count: body.signing_secrets.len() as i64,
         max_in_flight: i64::from(max_in_flight),
-        state: requestors::ENABLED.into(),
+        state: RequestorState::Enabled,
         disabled_reason: None,
         created_ms: 0,
         updated_ms: 0,
     };
-    let now = hub.now_ms();
-    hub.store
-        .transact(move |c| {
-            Box::pin(async move { Ok::<_, Error>(requestors::put(c, &row, now).await?) })
-        })
-        .await?;
-    hub.forget_requestors();
-    hub.notify_wake.notify_one();
-    let r = hub
-        .store
-        .requestor(&requestor_id)
-        .await?
-        .ok_or_else(|| ApiError::internal(&"the requestor just written is gone"))?;
+    let r = requestors::put(&hub, row).await?;
     Ok(Json(requestor_view(&hub, r).await?))
 }
 
@@ -166,7 +152,7 @@ async fn get_requestor(
     State(hub): State<AppState>,
     Path(requestor_id): Path<String>,
 ) -> Result<Json<RequestorView>, ApiError> {
-    let Some(r) = hub.store.requestor(&requestor_id).await? else {
+    let Some(r) = requestors::get(&hub, &requestor_id).await? else {
         return Err(ApiError::not_found(format!(
             "no token requestor {requestor_id}"
         )));
@@ -183,22 +169,12 @@ async fn enable_requestor(
     State(hub): State<AppState>,
     Path(requestor_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let now = hub.now_ms();
-    let id = requestor_id.clone();
-    let found = hub
-        .store
-        .transact(move |c| {
-            Box::pin(async move {
-                Ok::<_, Error>(requestors::set_state(c, &id, requestors::ENABLED, None, now).await?)
-            })
-        })
-        .await?;
+    let found = requestors::enable(&hub, &requestor_id).await?;
     if !found {
         return Err(ApiError::not_found(format!(
             "no token requestor {requestor_id}"
         )));
     }
-    hub.notify_wake.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -217,20 +193,10 @@ async fn replay_dead_letters(
     State(hub): State<AppState>,
     Path(requestor_id): Path<String>,
 ) -> Result<Json<ReplayView>, ApiError> {
-    if hub.store.requestor(&requestor_id).await?.is_none() {
+    let Some(replayed) = requestors::replay_dead(&hub, &requestor_id).await? else {
         return Err(ApiError::not_found(format!(
             "no token requestor {requestor_id}"
         )));
-    }
-    let now = hub.now_ms();
-    let replayed = hub
-        .store
-        .transact(move |c| {
-            Box::pin(async move {
-                Ok::<_, Error>(notifications::replay_dead(c, &requestor_id, now).await?)
-            })
-        })
-        .await?;
-    hub.notify_wake.notify_one();
+    };
     Ok(Json(ReplayView { replayed }))
 }

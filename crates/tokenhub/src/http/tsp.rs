@@ -1,7 +1,7 @@
-//! The TSP incoming API v2 (`shared/spec/tsp-incoming-api-v2.json`), mounted at `/trapi/v2.0`.
+//! The TSP incoming API v2 (`crates/tokenhub/spec/tsp-incoming-api-v2.json`), mounted at `/trapi/v2.0`.
 //!
 //! Every answer echoes `x-correlation-id` (`x-request-id` on the health check). Success is `204`;
-//! a refusal is `400 {"responseCode", "errorMessage"}` with the code ARCHITECTURE 2.1 gives; an
+//! a refusal is `400 {"responseCode", "errorMessage"}` with the code `docs/tsp-api.md` gives; an
 //! unexpected fault is logged with its cause and answered `921` (retryable), revealing nothing.
 //! Bodies are read as bytes and parsed by the domain, so that a body that does not parse is our
 //! `112`, never the framework's text.
@@ -93,7 +93,7 @@ async fn submit_new_token_data(
     submit(hub, path, headers, body, Call::Perso(Operation::NewData)).await
 }
 
-/// `POST /tokens/{tokenId}/updates`: a token update from the TSP (`shared/spec/README.md`).
+/// `POST /tokens/{tokenId}/updates`: a token update from the TSP (`docs/tsp-api.md`).
 async fn submit_token_update(
     State(hub): State<AppState>,
     path: Result<Path<String>, PathRejection>,

@@ -2,9 +2,9 @@
 
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
+use crate::domain::catalog::Tsp;
 use crate::domain::ids::parse_slug;
-use crate::error::Error;
-use crate::store::catalog::{self, Tsp};
+use crate::flows::catalog;
 use axum::extract::{Path, State};
 use axum::routing::put;
 use axum::{Json, Router};
@@ -66,13 +66,7 @@ async fn put_tsp(
             r => r.map(i64::from),
         },
     };
-    let now = hub.now_ms();
-    let stored = tsp.clone();
-    hub.store
-        .transact(move |c| {
-            Box::pin(async move { catalog::put_tsp(c, &stored, now).await.map_err(Error::from) })
-        })
-        .await?;
+    catalog::put_tsp(&hub, tsp.clone()).await?;
     Ok(Json(TspView {
         tsp_id: tsp.tsp_id,
         base_url: tsp.base_url,

@@ -3,13 +3,14 @@
 
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
+use crate::domain::catalog::PutImmutable;
 use crate::domain::ids::parse_slug;
 use crate::domain::lifecycle::parse_card;
 use crate::domain::TokenState;
 use crate::error::Error;
 use crate::flows::deliver::{self, DeviceResult, DeviceWork, SettleError};
 use crate::flows::digitize::{self, Digitization, DigitizeError};
-use crate::store::catalog::{self, PutImmutable};
+use crate::store::catalog;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};

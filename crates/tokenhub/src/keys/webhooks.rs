@@ -92,7 +92,7 @@ mod tests {
     use super::*;
     use tokenhub_receiver::sign;
 
-    /// The vectors of `shared/vectors/webhooks.json` (computed with the reference library).
+    /// The Standard Webhooks vectors the receiver's tests also use (computed with the reference library).
     #[test]
     fn signatures_match_the_reference_vectors() {
         let secret = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";

@@ -2,36 +2,13 @@
 
 use super::{query, query_scalar, Tx};
 use super::{Store, StoreError};
+use crate::domain::catalog::{Issuer, PutImmutable, Tsp};
 use crate::domain::StoredKey;
 use tokenhub_crypto::Algorithm;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tsp {
-    pub tsp_id: String,
-    pub base_url: String,
-    /// Calls per second the TSP agreed to take from the hub; `None`: no limit.
-    pub rate_limit: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issuer {
-    pub issuer_id: String,
-    pub name: String,
-    pub tsp_id: String,
-}
-
-/// What happened to a `PUT` of something that is immutable once written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutImmutable {
-    Created,
-    /// The same thing was there already: nothing changed.
-    Unchanged,
-    /// Something different was there already: refused.
-    Conflict,
-}
-
-pub async fn put_tsp(conn: &mut Tx, tsp: &Tsp, now: i64) -> Result<(), StoreError> {
-    query(
+impl Tx {
+    pub async fn put_tsp(&mut self, tsp: &Tsp, now: i64) -> Result<(), StoreError> {
+        query(
         "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms, rate_limit) VALUES ($1, $2, $3, $3, $4) \
          ON CONFLICT (tsp_id) DO UPDATE SET base_url = excluded.base_url, updated_ms = excluded.updated_ms, \
          rate_limit = excluded.rate_limit",
@@ -40,13 +17,13 @@ pub async fn put_tsp(conn: &mut Tx, tsp: &Tsp, now: i64) -> Result<(), StoreErro
     .bind(&tsp.base_url)
     .bind(now)
     .bind(tsp.rate_limit)
-    .execute(conn)
+    .execute(self)
     .await?;
-    Ok(())
-}
+        Ok(())
+    }
 
-pub async fn put_issuer(conn: &mut Tx, issuer: &Issuer, now: i64) -> Result<(), StoreError> {
-    query(
+    pub async fn put_issuer(&mut self, issuer: &Issuer, now: i64) -> Result<(), StoreError> {
+        query(
         "INSERT INTO issuers (issuer_id, name, tsp_id, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $4) \
          ON CONFLICT (issuer_id) DO UPDATE SET name = excluded.name, tsp_id = excluded.tsp_id, \
          updated_ms = excluded.updated_ms",
@@ -55,33 +32,33 @@ pub async fn put_issuer(conn: &mut Tx, issuer: &Issuer, now: i64) -> Result<(), 
     .bind(&issuer.name)
     .bind(&issuer.tsp_id)
     .bind(now)
-    .execute(conn)
+    .execute(self)
     .await?;
-    Ok(())
-}
+        Ok(())
+    }
 
-/// Stores a profile version unless one exists; an existing one must be identical.
-pub async fn put_profile_version(
-    conn: &mut Tx,
-    issuer_id: &str,
-    product_id: &str,
-    version: &str,
-    definition_json: &str,
-    now: i64,
-) -> Result<PutImmutable, StoreError> {
-    let existing: Option<String> = query_scalar(
+    /// Stores a profile version unless one exists; an existing one must be identical.
+    pub async fn put_profile_version(
+        &mut self,
+        issuer_id: &str,
+        product_id: &str,
+        version: &str,
+        definition_json: &str,
+        now: i64,
+    ) -> Result<PutImmutable, StoreError> {
+        let existing: Option<String> = query_scalar(
         "SELECT definition FROM profile_versions WHERE issuer_id = $1 AND product_id = $2 AND version = $3",
     )
     .bind(issuer_id)
     .bind(product_id)
     .bind(version)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(&mut *self)
     .await?;
-    match existing {
-        Some(def) if def == definition_json => Ok(PutImmutable::Unchanged),
-        Some(_) => Ok(PutImmutable::Conflict),
-        None => {
-            query(
+        match existing {
+            Some(def) if def == definition_json => Ok(PutImmutable::Unchanged),
+            Some(_) => Ok(PutImmutable::Conflict),
+            None => {
+                query(
                 "INSERT INTO profile_versions (issuer_id, product_id, version, definition, created_ms) \
                  VALUES ($1, $2, $3, $4, $5)",
             )
@@ -90,33 +67,33 @@ pub async fn put_profile_version(
             .bind(version)
             .bind(definition_json)
             .bind(now)
-            .execute(conn)
+            .execute(self)
             .await?;
-            Ok(PutImmutable::Created)
+                Ok(PutImmutable::Created)
+            }
         }
     }
-}
 
-/// Makes `version` the product's current one. `false` when the version does not exist.
-pub async fn deploy(
-    conn: &mut Tx,
-    issuer_id: &str,
-    product_id: &str,
-    version: &str,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let exists: Option<i64> = query_scalar(
+    /// Makes `version` the product's current one. `false` when the version does not exist.
+    pub async fn deploy_profile_version(
+        &mut self,
+        issuer_id: &str,
+        product_id: &str,
+        version: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let exists: Option<i64> = query_scalar(
         "SELECT 1 FROM profile_versions WHERE issuer_id = $1 AND product_id = $2 AND version = $3",
     )
     .bind(issuer_id)
     .bind(product_id)
     .bind(version)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(&mut *self)
     .await?;
-    if exists.is_none() {
-        return Ok(false);
-    }
-    query(
+        if exists.is_none() {
+            return Ok(false);
+        }
+        query(
         "INSERT INTO products (issuer_id, product_id, current_version, deployed_ms) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (issuer_id, product_id) DO UPDATE SET current_version = excluded.current_version, \
          deployed_ms = excluded.deployed_ms",
@@ -125,9 +102,10 @@ pub async fn deploy(
     .bind(product_id)
     .bind(version)
     .bind(now)
-    .execute(conn)
+    .execute(self)
     .await?;
-    Ok(true)
+        Ok(true)
+    }
 }
 
 pub async fn insert_shared_key(
@@ -184,23 +162,14 @@ pub async fn put_device(
     }
 }
 
-/// The device's public key, read inside a transaction.
-pub async fn device_key(
-    conn: impl Into<super::sql::Exec<'_>>,
-    device_id: &str,
-) -> Result<Option<String>, StoreError> {
-    query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
-        .bind(device_id)
-        .fetch_optional(conn)
-        .await
-}
-
-/// The TSP connection an issuer's tokens belong to, read inside a transaction.
-pub async fn issuer_tsp(conn: &mut Tx, issuer_id: &str) -> Result<Option<String>, StoreError> {
-    query_scalar("SELECT tsp_id FROM issuers WHERE issuer_id = $1")
-        .bind(issuer_id)
-        .fetch_optional(conn)
-        .await
+impl Tx {
+    /// The TSP an issuer's tokens are with.
+    pub async fn issuer_tsp(&mut self, issuer_id: &str) -> Result<Option<String>, StoreError> {
+        query_scalar("SELECT tsp_id FROM issuers WHERE issuer_id = $1")
+            .bind(issuer_id)
+            .fetch_optional(self)
+            .await
+    }
 }
 
 impl Store {
@@ -211,9 +180,9 @@ impl Store {
             .await?;
         row.map(|r| {
             Ok(Tsp {
-                tsp_id: r.try_get(0)?,
-                base_url: r.try_get(1)?,
-                rate_limit: r.try_get(2)?,
+                tsp_id: r.get("tsp_id")?,
+                base_url: r.get("base_url")?,
+                rate_limit: r.get("rate_limit")?,
             })
         })
         .transpose()
@@ -226,9 +195,9 @@ impl Store {
             .await?;
         row.map(|r| {
             Ok(Issuer {
-                issuer_id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                tsp_id: r.try_get(2)?,
+                issuer_id: r.get("issuer_id")?,
+                name: r.get("name")?,
+                tsp_id: r.get("tsp_id")?,
             })
         })
         .transpose()
@@ -272,13 +241,13 @@ impl Store {
                 .await?;
         rows.into_iter()
             .map(|r| {
-                let alg: String = r.try_get(1)?;
+                let alg: String = r.get("algorithm")?;
                 Ok(StoredKey {
-                    key_index: r.try_get(0)?,
+                    key_index: r.get("key_index")?,
                     algorithm: Algorithm::parse(&alg)
                         .map_err(|_| StoreError::Corrupt(format!("shared key algorithm {alg}")))?,
-                    kcv: r.try_get(2)?,
-                    wrapped: r.try_get(3)?,
+                    kcv: r.get("kcv")?,
+                    wrapped: r.get("wrapped")?,
                 })
             })
             .collect()

@@ -5,85 +5,52 @@
 //! pending; and a newer update **supersedes** an older one that is not being sent (every row
 //! carries the token's whole state, so the newest is all a requestor needs).
 
-use super::{dialect, Store, StoreError};
-use super::{query, query_scalar, Row, Tx};
-
-/// Waiting to be delivered (or being delivered, while its lease holds).
-pub const PENDING: &str = "PENDING";
-pub const DELIVERED: &str = "DELIVERED";
-/// Refused for good (400, 401, 404, …) or out of retries: the dead-letter list, replayable.
-pub const DEAD: &str = "DEAD";
-/// Replaced by a newer update of the same token before it was sent.
-pub const SUPERSEDED: &str = "SUPERSEDED";
-
-/// A token update as the store holds it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Notification {
-    pub id: i64,
-    pub webhook_id: String,
-    pub requestor_id: String,
-    pub token_id: String,
-    pub correlation_id: String,
-    /// The JSON body sent.
-    #[serde(skip)]
-    pub payload: String,
-    pub last_update_ms: i64,
-    pub state: String,
-    pub attempts: i64,
-    pub next_attempt_ms: i64,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
-    pub created_ms: i64,
-    pub delivered_ms: Option<i64>,
-}
+use super::{query, query_scalar, Row, Store, StoreError, Tx};
+use crate::domain::notification::{
+    Attempt, Filter, NewNotification, Notification, NotificationState, Settle, Settlement,
+};
 
 const COLUMNS: &str = "id, webhook_id, requestor_id, token_id, correlation_id, payload, \
     last_update_ms, state, attempts, next_attempt_ms, last_status, last_error, created_ms, delivered_ms";
 
 fn from_row(r: &Row) -> Result<Notification, StoreError> {
     Ok(Notification {
-        id: r.try_get(0)?,
-        webhook_id: r.try_get(1)?,
-        requestor_id: r.try_get(2)?,
-        token_id: r.try_get(3)?,
-        correlation_id: r.try_get(4)?,
-        payload: r.try_get(5)?,
-        last_update_ms: r.try_get(6)?,
-        state: r.try_get(7)?,
-        attempts: r.try_get(8)?,
-        next_attempt_ms: r.try_get(9)?,
-        last_status: r.try_get(10)?,
-        last_error: r.try_get(11)?,
-        created_ms: r.try_get(12)?,
-        delivered_ms: r.try_get(13)?,
+        id: r.get("id")?,
+        webhook_id: r.get("webhook_id")?,
+        requestor_id: r.get("requestor_id")?,
+        token_id: r.get("token_id")?,
+        correlation_id: r.get("correlation_id")?,
+        payload: r.get("payload")?,
+        last_update_ms: r.get("last_update_ms")?,
+        state: r.get("state")?,
+        attempts: r.get("attempts")?,
+        next_attempt_ms: r.get("next_attempt_ms")?,
+        last_status: r.get("last_status")?,
+        last_error: r.get("last_error")?,
+        created_ms: r.get("created_ms")?,
+        delivered_ms: r.get("delivered_ms")?,
     })
 }
 
-/// A new update to deliver.
-pub struct NewNotification<'a> {
-    pub webhook_id: &'a str,
-    pub requestor_id: &'a str,
-    pub token_id: &'a str,
-    pub correlation_id: &'a str,
-    pub payload: &'a str,
-    pub last_update_ms: i64,
-}
-
-/// Queues an update, superseding the pair's older updates that are not being sent. Returns how
-/// many were superseded.
-pub async fn enqueue(conn: &mut Tx, n: &NewNotification<'_>, now: i64) -> Result<u64, StoreError> {
-    let superseded = query(
-        "UPDATE notifications SET state = 'SUPERSEDED', updated_ms = $3 WHERE token_id = $1 \
+impl Tx {
+    /// Queues an update, superseding the pair's older updates that are not being sent. Returns how
+    /// many were superseded.
+    pub async fn enqueue_notification(
+        &mut self,
+        n: &NewNotification<'_>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let superseded = query(
+            "UPDATE notifications SET state = 'SUPERSEDED', updated_ms = $3 WHERE token_id = $1 \
          AND requestor_id = $2 AND state = 'PENDING' AND locked_until_ms <= $3",
-    )
-    .bind(n.token_id)
-    .bind(n.requestor_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    query(
+        )
+        .bind(n.token_id)
+        .bind(n.requestor_id)
+        .bind(now)
+        .execute(&mut *self)
+        .await?
+        .rows_affected();
+        query(
         "INSERT INTO notifications (webhook_id, requestor_id, token_id, correlation_id, payload, \
          last_update_ms, state, attempts, next_attempt_ms, locked_until_ms, created_ms, updated_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', 0, $7, 0, $7, $7)",
@@ -95,26 +62,26 @@ pub async fn enqueue(conn: &mut Tx, n: &NewNotification<'_>, now: i64) -> Result
     .bind(n.payload)
     .bind(n.last_update_ms)
     .bind(now)
-    .execute(conn)
+    .execute(self)
     .await?;
-    Ok(superseded)
-}
+        Ok(superseded)
+    }
 
-/// Claims up to `limit` due updates of one requestor for `lease_ms`, oldest first, at most the
-/// oldest pending one per token.
-///
-/// The scan follows `notifications_claim` (requestor, state, id) and stops at `limit` rows, so a
-/// claim costs the same however long the backlog; the unary `+` keeps the planner from the
-/// next-due index (which would read every pending row and sort them).
-pub async fn claim(
-    conn: &mut Tx,
-    requestor_id: &str,
-    now: i64,
-    lease_ms: i64,
-    limit: i64,
-) -> Result<Vec<Notification>, StoreError> {
-    let sql = format!(
-        "UPDATE notifications SET locked_until_ms = $3, attempts = attempts + 1 WHERE id IN (\
+    /// Claims up to `limit` due updates of one requestor for `lease_ms`, oldest first, at most the
+    /// oldest pending one per token.
+    ///
+    /// The scan follows `notifications_claim` (requestor, state, id) and stops at `limit` rows, so a
+    /// claim costs the same however long the backlog; the unary `+` keeps the planner from the
+    /// next-due index (which would read every pending row and sort them).
+    pub async fn claim_notifications(
+        &mut self,
+        requestor_id: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let sql = format!(
+            "UPDATE notifications SET locked_until_ms = $3, attempts = attempts + 1 WHERE id IN (\
            SELECT n.id FROM notifications n WHERE n.requestor_id = $1 AND n.state = 'PENDING' \
            AND EXISTS (SELECT 1 FROM token_requestors r WHERE r.requestor_id = n.requestor_id \
              AND r.state = 'ENABLED') \
@@ -123,100 +90,76 @@ pub async fn claim(
              AND p.requestor_id = n.requestor_id AND p.state = 'PENDING' AND p.id < n.id) \
            ORDER BY n.id LIMIT $4{}) \
          RETURNING {COLUMNS}",
-        dialect(conn).skip_locked()
-    );
-    let rows = query(&sql)
-        .bind(requestor_id)
-        .bind(now)
-        .bind(now + lease_ms)
-        .bind(limit)
-        .fetch_all(conn)
-        .await?;
-    let mut claimed = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    claimed.sort_by_key(|n| n.id);
-    Ok(claimed)
-}
-
-/// How one attempt ended, as the store records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settle {
-    Delivered,
-    /// Try again at `next_attempt_ms`.
-    Retry {
-        next_attempt_ms: i64,
-    },
-    /// Refused for good, or out of retries.
-    Dead,
-    /// The endpoint is gone: the update waits, untried, until the endpoint is enabled again.
-    Hold,
-}
-
-/// One attempt and its outcome, to record.
-#[derive(Debug, Clone)]
-pub struct Settlement {
-    pub id: i64,
-    pub outcome: Settle,
-    /// The HTTP status the requestor answered, if it answered.
-    pub status: Option<i64>,
-    pub error: Option<String>,
-    pub started_ms: i64,
-    pub ended_ms: i64,
-}
-
-/// Records attempts and their outcomes: one statement for the attempts, one per HTTP status for
-/// the deliveries, one per other outcome (retries, dead letters, holds are the exception).
-pub async fn settle_many(conn: &mut Tx, items: &[Settlement]) -> Result<(), StoreError> {
-    if items.is_empty() {
-        return Ok(());
+            self.dialect().skip_locked()
+        );
+        let rows = query(&sql)
+            .bind(requestor_id)
+            .bind(now)
+            .bind(now + lease_ms)
+            .bind(limit)
+            .fetch_all(self)
+            .await?;
+        let mut claimed = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by_key(|n| n.id);
+        Ok(claimed)
     }
-    let mut sql = String::from(
+
+    /// Records attempts and their outcomes: one statement for the attempts, one per HTTP status for
+    /// the deliveries, one per other outcome (retries, dead letters, holds are the exception).
+    pub async fn settle_notifications(&mut self, items: &[Settlement]) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::from(
         "INSERT INTO notification_attempts (notification_id, at_ms, duration_ms, status, error) VALUES ",
     );
-    for i in 0..items.len() {
-        let p = i * 5;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5
-        ));
-    }
-    let mut insert = query(&sql);
-    for it in items {
-        insert = insert
-            .bind(it.id)
-            .bind(it.started_ms)
-            .bind((it.ended_ms - it.started_ms).max(0))
-            .bind(it.status)
-            .bind(it.error.clone());
-    }
-    insert.execute(&mut *conn).await?;
-
-    // Deliveries grouped by HTTP status, stamped with the group's last answer (a batch spans a
-    // few milliseconds).
-    let mut delivered: std::collections::BTreeMap<Option<i64>, (i64, Vec<i64>)> =
-        Default::default();
-    for it in items {
-        match &it.outcome {
-            Settle::Delivered => {
-                let group = delivered
-                    .entry(it.status)
-                    .or_insert((it.ended_ms, Vec::new()));
-                group.0 = group.0.max(it.ended_ms);
-                group.1.push(it.id);
+        for i in 0..items.len() {
+            let p = i * 5;
+            if i > 0 {
+                sql.push_str(", ");
             }
-            other => {
-                let (state, next) = match other {
-                    Settle::Retry { next_attempt_ms } => (PENDING, Some(*next_attempt_ms)),
-                    Settle::Dead => (DEAD, None),
-                    _ => (PENDING, Some(it.ended_ms)),
-                };
-                query(
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            ));
+        }
+        let mut insert = query(&sql);
+        for it in items {
+            insert = insert
+                .bind(it.id)
+                .bind(it.started_ms)
+                .bind((it.ended_ms - it.started_ms).max(0))
+                .bind(it.status)
+                .bind(it.error.clone());
+        }
+        insert.execute(&mut *self).await?;
+
+        // Deliveries grouped by HTTP status, stamped with the group's last answer (a batch spans a
+        // few milliseconds).
+        let mut delivered: std::collections::BTreeMap<Option<i64>, (i64, Vec<i64>)> =
+            Default::default();
+        for it in items {
+            match &it.outcome {
+                Settle::Delivered => {
+                    let group = delivered
+                        .entry(it.status)
+                        .or_insert((it.ended_ms, Vec::new()));
+                    group.0 = group.0.max(it.ended_ms);
+                    group.1.push(it.id);
+                }
+                other => {
+                    let (state, next) = match other {
+                        Settle::Retry { next_attempt_ms } => {
+                            (NotificationState::Pending, Some(*next_attempt_ms))
+                        }
+                        Settle::Dead => (NotificationState::Dead, None),
+                        _ => (NotificationState::Pending, Some(it.ended_ms)),
+                    };
+                    query(
                     "UPDATE notifications SET state = $2, next_attempt_ms = COALESCE($3, next_attempt_ms), \
                      locked_until_ms = 0, last_status = $4, last_error = $5, updated_ms = $6 WHERE id = $1",
                 )
@@ -226,74 +169,59 @@ pub async fn settle_many(conn: &mut Tx, items: &[Settlement]) -> Result<(), Stor
                 .bind(it.status)
                 .bind(it.error.clone())
                 .bind(it.ended_ms)
-                .execute(&mut *conn)
+                .execute(&mut *self)
                 .await?;
+                }
             }
         }
-    }
-    for (status, (at, ids)) in delivered {
-        let list = (0..ids.len())
-            .map(|i| format!("${}", i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
+        for (status, (at, ids)) in delivered {
+            let list = (0..ids.len())
+                .map(|i| format!("${}", i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
             "UPDATE notifications SET state = 'DELIVERED', locked_until_ms = 0, last_status = $1, \
              last_error = NULL, delivered_ms = $2, updated_ms = $2 WHERE id IN ({list})"
         );
-        let mut q = query(&sql).bind(status).bind(at);
-        for id in ids {
-            q = q.bind(id);
+            let mut q = query(&sql).bind(status).bind(at);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.execute(&mut *self).await?;
         }
-        q.execute(&mut *conn).await?;
+        Ok(())
     }
-    Ok(())
-}
 
-/// Puts a dead update back in line (a new series of attempts, same `webhook-id`). Returns
-/// whether it was dead.
-pub async fn replay(conn: &mut Tx, id: i64, now: i64) -> Result<bool, StoreError> {
-    let done = query(
-        "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_ms = $2, \
+    /// Puts a dead update back in line (a new series of attempts, same `webhook-id`). Returns
+    /// whether it was dead.
+    pub async fn replay_notification(&mut self, id: i64, now: i64) -> Result<bool, StoreError> {
+        let done = query(
+            "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_ms = $2, \
          locked_until_ms = 0, updated_ms = $2 WHERE id = $1 AND state = 'DEAD'",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
-}
+        )
+        .bind(id)
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
 
-/// Replays every dead update of a requestor. Returns how many.
-pub async fn replay_dead(conn: &mut Tx, requestor_id: &str, now: i64) -> Result<u64, StoreError> {
-    let done = query(
-        "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_ms = $2, \
+    /// Replays every dead update of a requestor. Returns how many.
+    pub async fn replay_dead_notifications(
+        &mut self,
+        requestor_id: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let done = query(
+            "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_ms = $2, \
          locked_until_ms = 0, updated_ms = $2 WHERE requestor_id = $1 AND state = 'DEAD'",
-    )
-    .bind(requestor_id)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-/// One attempt at delivering an update.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Attempt {
-    pub at_ms: i64,
-    pub duration_ms: i64,
-    /// The HTTP status the requestor answered, if it answered.
-    pub status: Option<i64>,
-    pub error: Option<String>,
-}
-
-/// Which updates to list.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub requestor_id: Option<String>,
-    pub token_id: Option<String>,
-    pub state: Option<String>,
-    pub limit: i64,
+        )
+        .bind(requestor_id)
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 impl Store {
@@ -305,7 +233,7 @@ impl Store {
         ))
         .bind(&f.requestor_id)
         .bind(&f.token_id)
-        .bind(&f.state)
+        .bind(f.state)
         .bind(f.limit)
         .fetch_all(self.reader())
         .await?;
@@ -333,10 +261,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(Attempt {
-                    at_ms: r.try_get(0)?,
-                    duration_ms: r.try_get(1)?,
-                    status: r.try_get(2)?,
-                    error: r.try_get(3)?,
+                    at_ms: r.get("at_ms")?,
+                    duration_ms: r.get("duration_ms")?,
+                    status: r.get("status")?,
+                    error: r.get("error")?,
                 })
             })
             .collect()
@@ -346,16 +274,16 @@ impl Store {
     pub async fn notification_counts(
         &self,
         requestor_id: Option<&str>,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    ) -> Result<Vec<(NotificationState, i64)>, StoreError> {
         let rows = query(
-            "SELECT state, COUNT(*) FROM notifications WHERE ($1 IS NULL OR requestor_id = $1) \
+            "SELECT state, COUNT(*) AS n FROM notifications WHERE ($1 IS NULL OR requestor_id = $1) \
              GROUP BY state ORDER BY state",
         )
         .bind(requestor_id)
         .fetch_all(self.reader())
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.get("state")?, r.get("n")?)))
             .collect()
     }
 

@@ -7,108 +7,28 @@ use std::collections::BTreeMap;
 use super::{dialect, Store, StoreError};
 use super::{query, query_scalar, Row, Tx};
 
-/// Whether a personalization is a token's first one or a re-personalization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Perso,
-    Reperso,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Perso => "PERSO",
-            Kind::Reperso => "REPERSO",
-        }
-    }
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "PERSO" => Ok(Kind::Perso),
-            "REPERSO" => Ok(Kind::Reperso),
-            _ => Err(StoreError::Corrupt(format!("personalization kind {s}"))),
-        }
-    }
-}
-
-/// Where a personalization stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PersonalizationState {
-    /// Offered to the device until it says how it went.
-    Pending,
-    Confirmed,
-    Failed,
-}
-
-impl PersonalizationState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PersonalizationState::Pending => "PENDING",
-            PersonalizationState::Confirmed => "CONFIRMED",
-            PersonalizationState::Failed => "FAILED",
-        }
-    }
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "PENDING" => Ok(PersonalizationState::Pending),
-            "CONFIRMED" => Ok(PersonalizationState::Confirmed),
-            "FAILED" => Ok(PersonalizationState::Failed),
-            _ => Err(StoreError::Corrupt(format!("personalization state {s}"))),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Personalization {
-    pub personalization_id: String,
-    pub token_id: String,
-    pub device_id: String,
-    pub profile_version: String,
-    pub kind: Kind,
-    pub state: PersonalizationState,
-    /// The HPKE-sealed profile; gone once the personalization is settled.
-    pub enc: Option<Vec<u8>>,
-    pub ciphertext: Option<Vec<u8>>,
-    pub tries: i64,
-    pub next_offer_ms: i64,
-    pub expires_ms: i64,
-    pub result_reason: Option<String>,
-    pub correlation_id: String,
-    pub created_ms: i64,
-}
-
-impl std::fmt::Debug for Personalization {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Personalization")
-            .field("personalization_id", &self.personalization_id)
-            .field("token_id", &self.token_id)
-            .field("state", &self.state)
-            .field("tries", &self.tries)
-            .finish_non_exhaustive()
-    }
-}
+pub use crate::domain::personalization::{Kind, Personalization, PersonalizationState};
 
 const COLUMNS: &str =
     "personalization_id, token_id, device_id, profile_version, kind, state, enc, \
     ciphertext, tries, next_offer_ms, expires_ms, result_reason, correlation_id, created_ms";
 
 fn from_row(r: &Row) -> Result<Personalization, StoreError> {
-    let kind: String = r.try_get(4)?;
-    let state: String = r.try_get(5)?;
     Ok(Personalization {
-        personalization_id: r.try_get(0)?,
-        token_id: r.try_get(1)?,
-        device_id: r.try_get(2)?,
-        profile_version: r.try_get(3)?,
-        kind: Kind::parse(&kind)?,
-        state: PersonalizationState::parse(&state)?,
-        enc: r.try_get(6)?,
-        ciphertext: r.try_get(7)?,
-        tries: r.try_get(8)?,
-        next_offer_ms: r.try_get(9)?,
-        expires_ms: r.try_get(10)?,
-        result_reason: r.try_get(11)?,
-        correlation_id: r.try_get(12)?,
-        created_ms: r.try_get(13)?,
+        personalization_id: r.get("personalization_id")?,
+        token_id: r.get("token_id")?,
+        device_id: r.get("device_id")?,
+        profile_version: r.get("profile_version")?,
+        kind: r.get("kind")?,
+        state: r.get("state")?,
+        enc: r.get("enc")?,
+        ciphertext: r.get("ciphertext")?,
+        tries: r.get("tries")?,
+        next_offer_ms: r.get("next_offer_ms")?,
+        expires_ms: r.get("expires_ms")?,
+        result_reason: r.get("result_reason")?,
+        correlation_id: r.get("correlation_id")?,
+        created_ms: r.get("created_ms")?,
     })
 }
 
@@ -244,16 +164,16 @@ pub async fn device_work(
     now: i64,
 ) -> Result<(bool, bool), StoreError> {
     let row = query(&format!(
-        "SELECT (SELECT 1 FROM personalizations WHERE {OFFERABLE} LIMIT 1), \
-         (SELECT 1 FROM tokens WHERE device_id = $1 AND removal_pending = 1 LIMIT 1)",
+        "SELECT (SELECT 1 FROM personalizations WHERE {OFFERABLE} LIMIT 1) AS offers, \
+         (SELECT 1 FROM tokens WHERE device_id = $1 AND removal_pending = 1 LIMIT 1) AS removals",
     ))
     .bind(device_id)
     .bind(now)
     .bind(max_tries)
     .fetch_one(store.reader())
     .await?;
-    let offers: Option<i64> = row.try_get(0)?;
-    let removals: Option<i64> = row.try_get(1)?;
+    let offers: Option<i64> = row.get("offers")?;
+    let removals: Option<i64> = row.get("removals")?;
     Ok((offers.is_some(), removals.is_some()))
 }
 

@@ -42,7 +42,7 @@ impl Row {
     }
 
     /// The value of column `index` (from 0) as a `T`.
-    pub fn try_get<T: Decode>(&self, index: usize) -> Result<T, StoreError> {
+    pub(super) fn try_get<T: Decode>(&self, index: usize) -> Result<T, StoreError> {
         let v = self
             .values
             .get(index)

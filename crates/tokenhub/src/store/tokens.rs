@@ -92,45 +92,45 @@ const TOKEN_COLUMNS: &str = "token_id, issuer_id, product_id, profile_version, d
     card_last_digits, card_expiry_date, card_art_id, last_update_ms";
 
 fn token_from_row(r: &Row) -> Result<TokenRow, StoreError> {
-    let state: String = r.try_get(7)?;
-    let received: String = r.try_get(12)?;
+    let state: String = r.get("state")?;
+    let received: String = r.get("received_elements")?;
     Ok(TokenRow {
-        token_id: r.try_get(0)?,
-        issuer_id: r.try_get(1)?,
-        product_id: r.try_get(2)?,
-        profile_version: r.try_get(3)?,
-        device_id: r.try_get(4)?,
-        wallet_card_ref_id: r.try_get(5)?,
-        token_requestor_id: r.try_get(6)?,
+        token_id: r.get("token_id")?,
+        issuer_id: r.get("issuer_id")?,
+        product_id: r.get("product_id")?,
+        profile_version: r.get("profile_version")?,
+        device_id: r.get("device_id")?,
+        wallet_card_ref_id: r.get("wallet_card_ref_id")?,
+        token_requestor_id: r.get("token_requestor_id")?,
         state: TokenState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("token state {state}")))?,
-        token_exp: r.try_get(8)?,
-        token_last4: r.try_get(9)?,
-        data_key: r.try_get(10)?,
-        data_deadline_ms: r.try_get(11)?,
+        token_exp: r.get("token_exp")?,
+        token_last4: r.get("token_last4")?,
+        data_key: r.get("data_key")?,
+        data_deadline_ms: r.get("data_deadline_ms")?,
         received_elements: split_names(&received),
-        correlation_id: r.try_get(13)?,
-        created_ms: r.try_get(14)?,
-        updated_ms: r.try_get(15)?,
-        failure_reason: r.try_get(16)?,
+        correlation_id: r.get("correlation_id")?,
+        created_ms: r.get("created_ms")?,
+        updated_ms: r.get("updated_ms")?,
+        failure_reason: r.get("failure_reason")?,
         recovery: match (
-            r.try_get::<Option<String>>(17)?,
-            r.try_get::<Option<String>>(18)?,
+            r.get::<Option<String>>("recovery_correlation_id")?,
+            r.get::<Option<String>>("recovery_version")?,
         ) {
             (Some(correlation_id), Some(target_version)) => Some(Recovery {
                 correlation_id,
                 target_version,
-                deadline_ms: r.try_get(19)?,
-                campaign_id: r.try_get(20)?,
+                deadline_ms: r.get("recovery_deadline_ms")?,
+                campaign_id: r.get("recovery_campaign_id")?,
             }),
             _ => None,
         },
         card: CardInfo {
-            last_digits: r.try_get(21)?,
-            expiry_date: r.try_get(22)?,
-            art_id: r.try_get(23)?,
+            last_digits: r.get("card_last_digits")?,
+            expiry_date: r.get("card_expiry_date")?,
+            art_id: r.get("card_art_id")?,
         },
-        last_update_ms: r.try_get(24)?,
+        last_update_ms: r.get("last_update_ms")?,
     })
 }
 
@@ -490,9 +490,9 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(TokenEvent {
-                    at_ms: r.try_get(0)?,
-                    event: r.try_get(1)?,
-                    correlation_id: r.try_get(2)?,
+                    at_ms: r.get("at_ms")?,
+                    event: r.get("event")?,
+                    correlation_id: r.get("correlation_id")?,
                 })
             })
             .collect()
@@ -513,12 +513,17 @@ impl Store {
 
     /// Tokens by state.
     pub async fn token_states(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = query("SELECT state, COUNT(*) FROM tokens GROUP BY state ORDER BY state")
+        let rows = query("SELECT state, COUNT(*) AS n FROM tokens GROUP BY state ORDER BY state")
             .fetch_all(self.reader())
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.get("state")?, r.get("n")?)))
             .collect()
+    }
+
+    /// The token's sealed data parts, in order.
+    pub async fn data_parts(&self, token_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        data_parts(self.reader(), token_id).await
     }
 
     /// How many sealed data parts the store holds for a token.

@@ -1,6 +1,8 @@
 //! Values crossing the store's boundary: what a statement binds ([`Encode`]) and what a column is
 //! read as ([`Decode`]), the same on both engines.
 
+use crate::domain::named::Named;
+
 /// A parameter or a column value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -178,3 +180,34 @@ impl<T: Decode> Decode for Option<T> {
         }
     }
 }
+
+/// The domain's named enums cross as their text.
+macro_rules! named_codec {
+    ($($t:ty),* $(,)?) => {$(
+        impl Encode for $t {
+            const KIND: Kind = Kind::Text;
+            fn encode(self) -> Value {
+                Value::Text(Named::as_str(self).to_string())
+            }
+        }
+        impl Decode for $t {
+            const NAME: &'static str = <$t as Named>::WHAT;
+            fn decode(v: &Value) -> Option<Self> {
+                match v {
+                    Value::Text(s) => <$t as Named>::parse(s),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+named_codec!(
+    crate::domain::tsp_call::TspCall,
+    crate::domain::tsp_call::OutboxState,
+    crate::domain::notification::NotificationState,
+    crate::domain::notification::RequestorState,
+    crate::domain::campaign::CampaignState,
+    crate::domain::campaign::Step,
+    crate::domain::personalization::Kind,
+    crate::domain::personalization::PersonalizationState,
+);

@@ -8,11 +8,11 @@
 //! once (the dead-letter list, replayable). 410: the requestor's endpoint is disabled and its
 //! updates wait, untried, until an operator enables it again.
 
+use crate::domain::notification::{Notification, Requestor, Settle, Settlement};
 use crate::error::Error;
+use crate::flows::notifications;
 use crate::hub::Hub;
 use crate::requestor_client::{Attempt, Delivery};
-use crate::store::notifications::{self, Notification, Settle, Settlement};
-use crate::store::requestors::{self, Requestor};
 use rand::Rng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -75,7 +75,7 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
         let nap = if busy {
             IDLE
         } else {
-            match hub.store.next_notification_due(hub.now_ms()).await {
+            match notifications::next_due(&hub).await {
                 Ok(Some(due)) => Duration::from_millis((due - hub.now_ms()).clamp(1, 500) as u64),
                 _ => IDLE,
             }
@@ -100,31 +100,13 @@ async fn settle_outcomes(hub: Arc<Hub>, mut rx: tokio::sync::mpsc::UnboundedRece
         let outcomes = std::mem::take(&mut batch);
         let round = std::time::Instant::now();
         let n = outcomes.len();
-        let recorded = hub
-            .store
-            .transact(move |c| {
-                Box::pin(async move {
-                    let settlements: Vec<Settlement> =
-                        outcomes.iter().map(|o| o.settlement.clone()).collect();
-                    notifications::settle_many(c, &settlements).await?;
-                    for o in outcomes.iter().filter(|o| o.gone) {
-                        let why = format!(
-                            "answered 410 Gone at {}",
-                            crate::domain::lifecycle::format_timestamp(o.settlement.ended_ms)
-                        );
-                        requestors::set_state(
-                            c,
-                            &o.requestor_id,
-                            requestors::DISABLED,
-                            Some(&why),
-                            o.settlement.ended_ms,
-                        )
-                        .await?;
-                    }
-                    Ok::<_, Error>(())
-                })
-            })
-            .await;
+        let gone = outcomes
+            .iter()
+            .filter(|o| o.gone)
+            .map(|o| (o.requestor_id.clone(), o.settlement.ended_ms))
+            .collect();
+        let settlements = outcomes.into_iter().map(|o| o.settlement).collect();
+        let recorded = notifications::settle(&hub, settlements, gone).await;
         tracing::debug!(
             settled = n,
             took_us = round.elapsed().as_micros() as u64,
@@ -151,7 +133,7 @@ async fn claim_round(
     hub: &Hub,
     in_flight: &Mutex<HashMap<String, i64>>,
 ) -> Result<Vec<(Arc<Requestor>, Notification)>, Error> {
-    let requestors = hub.store.enabled_requestors().await?;
+    let requestors = notifications::enabled_requestors(hub).await?;
     let wanted: Vec<(Arc<Requestor>, i64)> = {
         let busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
         requestors
@@ -165,21 +147,7 @@ async fn claim_round(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let now = hub.now_ms();
-    let claimed = hub
-        .store
-        .transact(move |c| {
-            Box::pin(async move {
-                let mut all = Vec::new();
-                for (r, free) in wanted {
-                    for n in notifications::claim(c, &r.requestor_id, now, LEASE_MS, free).await? {
-                        all.push((r.clone(), n));
-                    }
-                }
-                Ok::<_, Error>(all)
-            })
-        })
-        .await?;
+    let claimed = notifications::claim(hub, wanted, LEASE_MS).await?;
     let mut busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
     for (r, _) in &claimed {
         *busy.entry(r.requestor_id.clone()).or_insert(0) += 1;

@@ -3,10 +3,10 @@
 //! an exponential backoff with jitter, under the same `x-correlation-id`; a final refusal is kept as
 //! dead, with the TSP's answer, for the operator.
 
+use crate::domain::tsp_call::{CallOutcome, QueuedCall};
 use crate::error::Error;
-use crate::flows::reperso;
+use crate::flows::tsp_calls;
 use crate::hub::Hub;
-use crate::store::outbox::{self, OutboxItem};
 use crate::tsp_client::TspCallError;
 use rand::Rng;
 use reqwest::Method;
@@ -64,17 +64,12 @@ pub struct Dispatched {
 /// the other calls.
 pub async fn dispatch_once(hub: &Hub, batch: i64) -> Result<Dispatched, Error> {
     let now = hub.now_ms();
-    let items = hub
-        .store
-        .transact(move |c| {
-            Box::pin(async move { Ok::<_, Error>(outbox::claim(c, now, LEASE_MS, batch).await?) })
-        })
-        .await?;
+    let items = tsp_calls::claim(hub, LEASE_MS, batch).await?;
     let mut allowed: HashMap<String, i64> = HashMap::new();
     let mut send_now = Vec::with_capacity(items.len());
     let mut held = Vec::new();
     for item in items {
-        let rate = match hub.store.tsp(&item.tsp_id).await? {
+        let rate = match tsp_calls::tsp(hub, &item.tsp_id).await? {
             Some(t) => t.rate_limit,
             None => None,
         };
@@ -95,11 +90,7 @@ pub async fn dispatch_once(hub: &Hub, batch: i64) -> Result<Dispatched, Error> {
     }
     let throttled = !held.is_empty();
     if throttled {
-        hub.store
-            .transact(move |c| {
-                Box::pin(async move { Ok::<_, Error>(outbox::release(c, &held).await?) })
-            })
-            .await?;
+        tsp_calls::release(hub, held).await?;
     }
     let sent = send_now.len();
     let calls = send_now.into_iter().map(|item| async move {
@@ -112,10 +103,8 @@ pub async fn dispatch_once(hub: &Hub, batch: i64) -> Result<Dispatched, Error> {
     Ok(Dispatched { sent, throttled })
 }
 
-async fn send(hub: &Hub, item: &OutboxItem) -> Result<(), TspCallError> {
-    let Some(tsp) = hub
-        .store
-        .tsp(&item.tsp_id)
+async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), TspCallError> {
+    let Some(tsp) = tsp_calls::tsp(hub, &item.tsp_id)
         .await
         .map_err(|e| TspCallError::Unavailable(format!("reading the TSP connection: {e}")))?
     else {
@@ -124,20 +113,8 @@ async fn send(hub: &Hub, item: &OutboxItem) -> Result<(), TspCallError> {
             item.tsp_id
         )));
     };
-    let (method, path) = match item.kind.as_str() {
-        outbox::UPDATE_TOKEN_STATE => (Method::PUT, format!("/tokens/{}/state", item.token_id)),
-        outbox::UPDATE_TOKEN => (Method::PUT, format!("/tokens/{}/card", item.token_id)),
-        outbox::REPERSO_TOKEN => (Method::POST, format!("/tokens/{}/reperso", item.token_id)),
-        outbox::NEW_DATA_STATUS => (
-            Method::PUT,
-            format!("/tokens/{}/newDataStatus", item.token_id),
-        ),
-        other => {
-            return Err(TspCallError::Protocol(format!(
-                "unknown outbox call kind {other}"
-            )))
-        }
-    };
+    let (put, path) = item.call.route(&item.token_id);
+    let method = if put { Method::PUT } else { Method::POST };
     hub.tsp
         .send_once(
             method,
@@ -151,11 +128,10 @@ async fn send(hub: &Hub, item: &OutboxItem) -> Result<(), TspCallError> {
 
 async fn record(
     hub: &Hub,
-    item: OutboxItem,
+    item: QueuedCall,
     outcome: Result<(), TspCallError>,
 ) -> Result<(), Error> {
-    let now = hub.now_ms();
-    let span = tracing::info_span!("outbox", kind = %item.kind, token_id = %item.token_id, correlation_id = %item.correlation_id);
+    let span = tracing::info_span!("outbox", kind = %item.call, token_id = %item.token_id, correlation_id = %item.correlation_id);
     let _g = span.enter();
     match &outcome {
         Ok(()) => tracing::info!(attempts = item.attempts, "delivered"),
@@ -165,47 +141,20 @@ async fn record(
         Err(e) => tracing::error!(attempts = item.attempts, reason = %e, "refused for good"),
     }
     drop(_g);
-    let delay = backoff(hub.config.outbox_backoff, item.attempts);
-    let ttl_ms = hub.config.perso_ttl.as_millis() as i64;
-    hub.store
-        .transact(move |c| {
-            Box::pin(async move {
-                match outcome {
-                    Ok(()) => {
-                        outbox::mark_done(c, item.id, now).await?;
-                        if item.kind == outbox::REPERSO_TOKEN {
-                            reperso::on_reperso_acknowledged(
-                                c,
-                                &item.token_id,
-                                &item.correlation_id,
-                                ttl_ms,
-                                now,
-                            )
-                            .await?;
-                        }
-                    }
-                    Err(TspCallError::Unavailable(why)) => {
-                        outbox::mark_retry(c, item.id, now + delay.as_millis() as i64, &why, now)
-                            .await?
-                    }
-                    Err(e) => {
-                        outbox::mark_dead(c, item.id, &e.to_string(), now).await?;
-                        if item.kind == outbox::REPERSO_TOKEN {
-                            reperso::on_reperso_refused(
-                                c,
-                                &item.token_id,
-                                &item.correlation_id,
-                                &e.to_string(),
-                                now,
-                            )
-                            .await?;
-                        }
-                    }
-                }
-                Ok::<_, Error>(())
-            })
-        })
-        .await
+    let outcome = match outcome {
+        Ok(()) => CallOutcome::Done,
+        Err(TspCallError::Unavailable(error)) => {
+            let delay = backoff(hub.config.outbox_backoff, item.attempts);
+            CallOutcome::Retry {
+                at: hub.now_ms() + delay.as_millis() as i64,
+                error,
+            }
+        }
+        Err(e) => CallOutcome::Dead {
+            error: e.to_string(),
+        },
+    };
+    tsp_calls::settle(hub, item, outcome).await
 }
 
 /// `base × 2^(attempts-1)`, capped, with "equal jitter" (half fixed, half random) so that retries

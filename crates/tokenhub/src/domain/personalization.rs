@@ -1,0 +1,52 @@
+//! Personalizations: a profile for a device, sealed to it when the device first asks for it and
+//! offered until the device settles it.
+
+use super::named::named_enum;
+
+named_enum! {
+    /// Whether a personalization is a token's first one or a re-personalization.
+    pub enum Kind ("a personalization kind") {
+        Perso = "PERSO",
+        Reperso = "REPERSO",
+    }
+}
+
+named_enum! {
+    /// Where a personalization stands.
+    pub enum PersonalizationState ("a personalization state") {
+        /// Offered to the device until it says how it went.
+        Pending = "PENDING",
+        Confirmed = "CONFIRMED",
+        Failed = "FAILED",
+    }
+}
+
+#[derive(Clone)]
+pub struct Personalization {
+    pub personalization_id: String,
+    pub token_id: String,
+    pub device_id: String,
+    pub profile_version: String,
+    pub kind: Kind,
+    pub state: PersonalizationState,
+    /// The HPKE-sealed profile; gone once the personalization is settled.
+    pub enc: Option<Vec<u8>>,
+    pub ciphertext: Option<Vec<u8>>,
+    pub tries: i64,
+    pub next_offer_ms: i64,
+    pub expires_ms: i64,
+    pub result_reason: Option<String>,
+    pub correlation_id: String,
+    pub created_ms: i64,
+}
+
+impl std::fmt::Debug for Personalization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Personalization")
+            .field("personalization_id", &self.personalization_id)
+            .field("token_id", &self.token_id)
+            .field("state", &self.state)
+            .field("tries", &self.tries)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,100 @@
+//! The hub's configuration as the admin API manages it: TSP connections, issuers, and the profile
+//! versions of their products.
+
+use crate::domain::campaign::Campaign;
+use crate::domain::catalog::{Issuer, PutImmutable, Tsp};
+use crate::error::Error;
+use crate::flows::campaign::{self, CampaignSettings};
+use crate::hub::Hub;
+
+/// Registers or replaces a TSP connection.
+pub async fn put_tsp(hub: &Hub, tsp: Tsp) -> Result<(), Error> {
+    let now = hub.now_ms();
+    hub.store
+        .transact(move |tx| Box::pin(async move { Ok::<_, Error>(tx.put_tsp(&tsp, now).await?) }))
+        .await
+}
+
+pub async fn tsp(hub: &Hub, tsp_id: &str) -> Result<Option<Tsp>, Error> {
+    Ok(hub.store.tsp(tsp_id).await?)
+}
+
+/// Registers or replaces an issuer; its TSP must be registered.
+pub async fn put_issuer(hub: &Hub, issuer: Issuer) -> Result<(), Error> {
+    if hub.store.tsp(&issuer.tsp_id).await?.is_none() {
+        return Err(Error::not_found(format!(
+            "TSP {} is not registered",
+            issuer.tsp_id
+        )));
+    }
+    let now = hub.now_ms();
+    hub.store
+        .transact(move |tx| {
+            Box::pin(async move { Ok::<_, Error>(tx.put_issuer(&issuer, now).await?) })
+        })
+        .await
+}
+
+/// Stores a profile version (canonical JSON) of a registered issuer's product; versions are
+/// immutable.
+pub async fn put_profile_version(
+    hub: &Hub,
+    issuer_id: &str,
+    product_id: &str,
+    version: &str,
+    definition_json: String,
+) -> Result<PutImmutable, Error> {
+    if hub.store.issuer(issuer_id).await?.is_none() {
+        return Err(Error::not_found(format!(
+            "issuer {issuer_id} is not registered"
+        )));
+    }
+    let now = hub.now_ms();
+    let (i, p, v) = (
+        issuer_id.to_string(),
+        product_id.to_string(),
+        version.to_string(),
+    );
+    hub.store
+        .transact(move |tx| {
+            Box::pin(async move {
+                Ok::<_, Error>(
+                    tx.put_profile_version(&i, &p, &v, &definition_json, now)
+                        .await?,
+                )
+            })
+        })
+        .await
+}
+
+/// Makes a profile version the product's current one and, with `settings`, starts a campaign
+/// over the product's ACTIVE tokens in the same transaction. `None` when the version is not
+/// defined.
+pub async fn deploy(
+    hub: &Hub,
+    issuer_id: &str,
+    product_id: &str,
+    version: &str,
+    settings: Option<CampaignSettings>,
+) -> Result<Option<Option<Campaign>>, Error> {
+    let now = hub.now_ms();
+    let (i, p, v) = (
+        issuer_id.to_string(),
+        product_id.to_string(),
+        version.to_string(),
+    );
+    hub.store
+        .transact(move |tx| {
+            Box::pin(async move {
+                if !tx.deploy_profile_version(&i, &p, &v, now).await? {
+                    return Ok::<_, Error>(None);
+                }
+                let campaign = match settings {
+                    Some(s) => Some(campaign::create(tx, &i, &p, &v, s, now).await?),
+                    None => None,
+                };
+                Ok(Some(campaign))
+            })
+        })
+        .await
+}

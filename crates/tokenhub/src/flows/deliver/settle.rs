@@ -1,0 +1,211 @@
+//! The device's result, and the personalizations it never confirmed: the token's data goes, the
+//! token's state follows, and the TSP and the token's requestor are told.
+
+use crate::domain::tsp_call::TspCall;
+use crate::domain::TokenState;
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::store::personalizations::{self, Kind, Personalization, PersonalizationState};
+use crate::store::tokens::{self, TokenRow};
+use crate::store::{StoreError, Tx};
+
+/// What the device reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceResult {
+    Success,
+    Failure(String),
+}
+
+/// Why a result was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("no such personalization")]
+    NotFound,
+    #[error("the personalization was already settled as {0}")]
+    Conflict(&'static str),
+    #[error("the personalization was never offered to the device")]
+    NotOffered,
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+impl From<StoreError> for SettleError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+/// Applies the device's result. Repeating the same result is harmless.
+pub async fn settle(
+    hub: &Hub,
+    personalization_id: &str,
+    result: DeviceResult,
+) -> Result<(), SettleError> {
+    let now = hub.now_ms();
+    let pid = personalization_id.to_string();
+    let settled = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                let Some(p) = personalizations::lock(c, &pid).await? else {
+                    return Err(SettleError::NotFound);
+                };
+                match (p.state, &result) {
+                    (PersonalizationState::Confirmed, DeviceResult::Success)
+                    | (PersonalizationState::Failed, DeviceResult::Failure(_)) => return Ok(false),
+                    (PersonalizationState::Confirmed, _) => {
+                        return Err(SettleError::Conflict("SUCCESS"))
+                    }
+                    (PersonalizationState::Failed, _) => {
+                        return Err(SettleError::Conflict("FAILURE"))
+                    }
+                    (PersonalizationState::Pending, _) if p.tries == 0 => {
+                        return Err(SettleError::NotOffered)
+                    }
+                    (PersonalizationState::Pending, _) => {}
+                }
+                match result {
+                    DeviceResult::Success => conclude(c, &p, Ok(()), now).await?,
+                    DeviceResult::Failure(reason) => {
+                        let why = format!("the device reported FAILURE: {reason}");
+                        conclude(c, &p, Err(&why), now).await?
+                    }
+                }
+                Ok(true)
+            })
+        })
+        .await?;
+    if settled {
+        hub.outbox_wake.notify_one();
+        hub.notify_wake.notify_one();
+    }
+    Ok(())
+}
+
+/// Settles a personalization with the device's outcome: the sealed profile and the token's data
+/// go; a first personalization makes the token ACTIVE (or failed, DELETED) and the TSP is told; a
+/// re-personalization ends as `reperso` says.
+pub(super) async fn conclude(
+    c: &mut Tx,
+    p: &Personalization,
+    outcome: Result<(), &str>,
+    now: i64,
+) -> Result<(), Error> {
+    let (state, event) = match outcome {
+        Ok(()) => (
+            PersonalizationState::Confirmed,
+            format!(
+                "device confirmed {} ({}); data elements deleted",
+                p.profile_version, p.personalization_id
+            ),
+        ),
+        Err(reason) => (
+            PersonalizationState::Failed,
+            format!("personalization failed: {reason}"),
+        ),
+    };
+    personalizations::settle(c, &p.personalization_id, state, outcome.err(), now).await?;
+    let token = tokens::lock_token(c, &p.token_id).await?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "token {} of {} is gone",
+            p.token_id, p.personalization_id
+        ))
+    })?;
+    tokens::delete_data(c, &p.token_id, now).await?;
+    tokens::add_event(c, &p.token_id, &event, &p.correlation_id, now).await?;
+    match (p.kind, outcome) {
+        (Kind::Reperso, _) => crate::flows::reperso::on_device_result(c, p, outcome, now).await?,
+        (Kind::Perso, _) if token.state != TokenState::Personalizing => {}
+        (Kind::Perso, Ok(())) => {
+            tokens::set_state(c, &p.token_id, TokenState::Active, now).await?;
+            enqueue_state(c, &token, TokenState::Active, None, &p.correlation_id, now).await?;
+            crate::flows::notifications::token_changed(
+                c,
+                &p.token_id,
+                None,
+                &p.correlation_id,
+                now,
+            )
+            .await?;
+        }
+        (Kind::Perso, Err(reason)) => {
+            let why = format!("personalization failed: {reason}");
+            tokens::set_failure(c, &p.token_id, TokenState::Deleted, &why, now).await?;
+            crate::flows::notifications::token_changed(
+                c,
+                &p.token_id,
+                None,
+                &p.correlation_id,
+                now,
+            )
+            .await?;
+            let reason = Some("personalization failed");
+            enqueue_state(
+                c,
+                &token,
+                TokenState::Deleted,
+                reason,
+                &p.correlation_id,
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues `updateTokenState` for the token's TSP.
+pub async fn enqueue_state(
+    c: &mut Tx,
+    token: &TokenRow,
+    state: TokenState,
+    reason: Option<&str>,
+    correlation_id: &str,
+    now: i64,
+) -> Result<(), Error> {
+    let mut body = serde_json::json!({"issuerId": token.issuer_id, "state": state.as_str()});
+    if let Some(r) = reason {
+        body["reason"] = serde_json::Value::String(r.to_string());
+    }
+    crate::flows::tsp_calls::enqueue(
+        c,
+        token,
+        TspCall::UpdateTokenState,
+        correlation_id,
+        &body,
+        now,
+    )
+    .await
+}
+
+/// Fails the personalizations that ran out of tries or were never fetched. Returns how many.
+pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
+    let now = hub.now_ms();
+    let max_tries = hub.config.delivery.max_tries as i64;
+    let swept = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                let overdue = personalizations::lock_overdue(c, max_tries, now, 256).await?;
+                for p in &overdue {
+                    let reason = if p.tries >= max_tries {
+                        format!("not confirmed by the device after {} deliveries", p.tries)
+                    } else {
+                        "never fetched by the device before it expired".to_string()
+                    };
+                    conclude(c, p, Err(&reason), now).await?;
+                }
+                Ok::<_, Error>(overdue.len())
+            })
+        })
+        .await?;
+    if swept > 0 {
+        tracing::warn!(
+            personalizations = swept,
+            "personalizations failed (not confirmed in time)"
+        );
+        hub.outbox_wake.notify_one();
+        hub.notify_wake.notify_one();
+    }
+    Ok(swept)
+}

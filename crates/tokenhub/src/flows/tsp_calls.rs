@@ -1,0 +1,99 @@
+//! Calls owed to TSPs: queued in the transaction of the change that causes them, claimed and
+//! settled by the outbox worker.
+
+use crate::domain::catalog::Tsp;
+use crate::domain::tsp_call::{CallOutcome, NewCall, QueuedCall, TspCall};
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::store::tokens::TokenRow;
+use crate::store::{StoreError, Tx};
+
+/// Queues `call` to the token's TSP in the caller's transaction (the outbox makes it).
+pub(crate) async fn enqueue(
+    tx: &mut Tx,
+    token: &TokenRow,
+    call: TspCall,
+    correlation_id: &str,
+    body: &serde_json::Value,
+    now: i64,
+) -> Result<(), Error> {
+    let tsp_id = tx.issuer_tsp(&token.issuer_id).await?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "issuer {} of token {} is gone",
+            token.issuer_id, token.token_id
+        ))
+    })?;
+    let new = NewCall {
+        call,
+        token_id: &token.token_id,
+        tsp_id: &tsp_id,
+        correlation_id,
+        payload: &body.to_string(),
+    };
+    tx.enqueue_tsp_call(&new, now).await?;
+    Ok(())
+}
+
+/// The TSP connection calls to `tsp_id` go to.
+pub async fn tsp(hub: &Hub, tsp_id: &str) -> Result<Option<Tsp>, Error> {
+    Ok(hub.store.tsp(tsp_id).await?)
+}
+
+/// Claims up to `limit` due calls for `lease_ms`, oldest first.
+pub async fn claim(hub: &Hub, lease_ms: i64, limit: i64) -> Result<Vec<QueuedCall>, Error> {
+    let now = hub.now_ms();
+    hub.store
+        .transact(move |tx| {
+            Box::pin(async move { Ok::<_, Error>(tx.claim_tsp_calls(now, lease_ms, limit).await?) })
+        })
+        .await
+}
+
+/// Gives claimed calls back untried (not an attempt).
+pub async fn release(hub: &Hub, ids: Vec<i64>) -> Result<(), Error> {
+    hub.store
+        .transact(move |tx| {
+            Box::pin(async move { Ok::<_, Error>(tx.release_tsp_calls(&ids).await?) })
+        })
+        .await
+}
+
+/// Records how an attempt at `call` ended, and what the TSP's answer to a `repersoToken` means
+/// for the token's recovery.
+pub async fn settle(hub: &Hub, call: QueuedCall, outcome: CallOutcome) -> Result<(), Error> {
+    let now = hub.now_ms();
+    let ttl_ms = hub.config.perso_ttl.as_millis() as i64;
+    hub.store
+        .transact(move |tx| {
+            Box::pin(async move {
+                tx.settle_tsp_call(call.id, &outcome, now).await?;
+                if call.call == TspCall::RepersoToken {
+                    match &outcome {
+                        CallOutcome::Done => {
+                            super::reperso::on_reperso_acknowledged(
+                                tx,
+                                &call.token_id,
+                                &call.correlation_id,
+                                ttl_ms,
+                                now,
+                            )
+                            .await?
+                        }
+                        CallOutcome::Dead { error } => {
+                            super::reperso::on_reperso_refused(
+                                tx,
+                                &call.token_id,
+                                &call.correlation_id,
+                                error,
+                                now,
+                            )
+                            .await?
+                        }
+                        CallOutcome::Retry { .. } => {}
+                    }
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+}
