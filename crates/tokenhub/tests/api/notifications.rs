@@ -353,9 +353,9 @@ async fn requestor_disabled(app: &TestApp, requestor_id: &str) -> Value {
 }
 
 /// A requestor disabled by a 410 gets no attempt, and its update waits (PENDING), until it is
-/// enabled again; a newer change supersedes the update that waits. Written out by hand (not
-/// `hub_tests!`) because it finds a hub bug: the notifier may claim the held update again
-/// in the moment the 410 is recorded. The race is short, so the case runs for several requestors.
+/// enabled again; a newer change supersedes the update that waits. It guards a race: the notifier
+/// must not claim the held update again in the moment the 410 is recorded. The race is short, so
+/// the case runs for several requestors.
 mod a_disabled_requestor_gets_no_attempt {
     use super::*;
 
