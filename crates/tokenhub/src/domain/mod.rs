@@ -5,6 +5,8 @@
 //! callers pass `now` and whatever else is needed, and get back decisions.
 
 pub mod cps;
+pub mod data_call;
+pub mod data_part;
 pub mod ids;
 pub mod lifecycle;
 pub mod perso;
