@@ -1,11 +1,13 @@
 //! A call's elements checked against the profile version with the hub's shared keys, and sealed
 //! under the token's data key: each encrypted value is decrypted once, outside the store's writer.
 
-use super::{Fingerprint, KeyError, Keys, TokenData};
+use super::{Fingerprint, KeyError, Keys};
+use crate::domain::cps::{self, ClearValue};
 use crate::domain::data_part;
 use crate::domain::perso::{self, DecryptFault, ElementDecryptor, IncomingElement};
 use crate::domain::{ProfileDefinition, Rejection};
 use secrecy::ExposeSecret;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -41,7 +43,13 @@ impl Keys {
         elements: &[IncomingElement],
         fingerprint: bool,
     ) -> Result<Result<CheckedCall, Rejection>, KeyError> {
-        let sizes = match self.check_elements(profile, elements) {
+        // The clear values the check decrypts are kept (zeroized when dropped) only when they
+        // are fingerprinted.
+        let checker = Checker {
+            keys: self,
+            kept: fingerprint.then(|| RefCell::new(Vec::new())),
+        };
+        let sizes = match perso::check_elements(profile, elements, &checker) {
             Ok(sizes) => sizes,
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -54,31 +62,48 @@ impl Keys {
         }
         let clear = Zeroizing::new(data_part::encode_part(elements));
         let sealed = self.seal_for_token(token_id, wrapped_data_key, &clear)?;
-        let fingerprints = if fingerprint {
-            let data = TokenData {
-                token_id,
-                wrapped_data_key,
-                sealed: &[],
-                incoming: elements,
-            };
-            match self.fingerprints(data, profile) {
+        let fingerprints = match checker.kept {
+            Some(kept) => match self.fingerprints_of(token_id, profile, elements, kept.into_inner()) {
                 Ok(f) => Some(f),
-                Err(super::PersoError::Keys(k)) => return Err(k),
-                Err(e) => {
-                    return Ok(Err(Rejection::new(
-                        crate::domain::Code::InvalidPersoData,
-                        format!("the recovered data cannot be read: {e}"),
-                    )))
-                }
-            }
-        } else {
-            None
+                Err(why) => return Ok(Err(Rejection::perso(format!(
+                    "the recovered data cannot be read: {why}"
+                )))),
+            },
+            None => None,
         };
         Ok(Ok(CheckedCall {
             sizes,
             sealed: Some(sealed),
             fingerprints,
         }))
+    }
+
+    /// The fingerprints of a call's values in their canonical form: clear ones from their text,
+    /// encrypted ones from the clear bytes the check decrypted (`decrypted`, in the call's order).
+    fn fingerprints_of(
+        &self,
+        token_id: &str,
+        profile: &ProfileDefinition,
+        elements: &[IncomingElement],
+        decrypted: Vec<Zeroizing<Vec<u8>>>,
+    ) -> Result<BTreeMap<String, Fingerprint>, String> {
+        let mut decrypted = decrypted.into_iter();
+        let mut out = BTreeMap::new();
+        for e in elements {
+            let Some(def) = profile.element(&e.name) else {
+                continue;
+            };
+            let canonical = match &e.key_index {
+                None => cps::canonical_bytes(def, ClearValue::Text(&e.value)),
+                Some(_) => {
+                    let clear = decrypted.next().ok_or("a value was not decrypted")?;
+                    cps::canonical_bytes(def, ClearValue::Bytes(&clear))
+                }
+            }
+            .map_err(|why| format!("element {}: {why}", e.name))?;
+            out.insert(e.name.clone(), self.fingerprint_of(token_id, &e.name, &canonical));
+        }
+        Ok(out)
     }
 
     /// [`perso::check_elements`] with the hub's keys: each encrypted value is decrypted, checked
@@ -88,12 +113,20 @@ impl Keys {
         profile: &ProfileDefinition,
         elements: &[IncomingElement],
     ) -> Result<perso::ElementSizes, Rejection> {
-        perso::check_elements(profile, elements, &Checker(self))
+        let checker = Checker {
+            keys: self,
+            kept: None,
+        };
+        perso::check_elements(profile, elements, &checker)
     }
 }
 
-/// Decrypts with the hub's keys for [`perso::check_elements`].
-struct Checker<'a>(&'a Keys);
+/// Decrypts with the hub's keys for [`perso::check_elements`], keeping the clear values when
+/// `kept` is given.
+struct Checker<'a> {
+    keys: &'a Keys,
+    kept: Option<RefCell<Vec<Zeroizing<Vec<u8>>>>>,
+}
 
 impl ElementDecryptor for Checker<'_> {
     fn check_decrypted(
@@ -102,8 +135,11 @@ impl ElementDecryptor for Checker<'_> {
         ciphertext: &[u8],
         check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<Result<(), String>, DecryptFault> {
-        let clear = self.0.decrypt(key_index, ciphertext)?;
-        Ok(check(&clear))
+        let clear = self.keys.decrypt(key_index, ciphertext)?;
+        let checked = check(&clear);
+        if let Some(kept) = &self.kept {
+            kept.borrow_mut().push(clear);
+        }
+        Ok(checked)
     }
 }
-

@@ -115,7 +115,7 @@ impl Keys {
         Ok(out)
     }
 
-    fn fingerprint_of(&self, token_id: &str, name: &str, canonical: &[u8]) -> Fingerprint {
+    pub(super) fn fingerprint_of(&self, token_id: &str, name: &str, canonical: &[u8]) -> Fingerprint {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.fingerprint.expose_secret())
             .expect("HMAC takes any key length");
         for piece in [
