@@ -233,20 +233,29 @@ mod tests {
         let b = CallNames::of(["cmk_ac", "psn", "track2_data"]);
         assert_eq!(a.canonical(), b.canonical());
         assert!(a.matches("cmk_ac,psn,track2_data"));
-        assert!(a.matches("psn,track2_data,cmk_ac"), "as the call lists them");
+        assert!(
+            a.matches("psn,track2_data,cmk_ac"),
+            "as the call lists them"
+        );
         assert!(!a.matches("psn"));
         assert!(CallNames::of([]).is_empty());
     }
 
     #[test]
     fn data_is_applied_while_pending_and_refused_after_with_322_321_432() {
-        assert_eq!(decide(DataCall::Data, &token(TokenState::PendingData), None, 1_000), Decision::Apply);
+        assert_eq!(
+            decide(DataCall::Data, &token(TokenState::PendingData), None, 1_000),
+            Decision::Apply
+        );
         let late = decide(DataCall::Data, &token(TokenState::PendingData), None, 1_001);
         assert_eq!(refused(late), Code::Expired);
         let busy = decide(DataCall::Data, &token(TokenState::Personalizing), None, 0);
         assert_eq!(refused(busy), Code::Ongoing);
         for s in [TokenState::Active, TokenState::Deleted] {
-            assert_eq!(refused(decide(DataCall::Data, &token(s), None, 0)), Code::StateForbids);
+            assert_eq!(
+                refused(decide(DataCall::Data, &token(s), None, 0)),
+                Code::StateForbids
+            );
         }
     }
 
@@ -267,7 +276,10 @@ mod tests {
         assert_eq!(decide(DataCall::Data, &t, None, 0), Decision::Repeat);
         // While data is held, another call under the same id is not this one.
         t.holds_data = true;
-        assert_eq!(refused(decide(DataCall::Data, &t, None, 0)), Code::StateForbids);
+        assert_eq!(
+            refused(decide(DataCall::Data, &t, None, 0)),
+            Code::StateForbids
+        );
     }
 
     #[test]
@@ -277,15 +289,24 @@ mod tests {
         let mut t = token(TokenState::Active);
         assert_eq!(decide(DataCall::Renewal, &t, None, 0), Decision::Apply);
         t.delivery_pending = true;
-        assert_eq!(refused(decide(DataCall::Renewal, &t, None, 0)), Code::Ongoing);
-        assert_eq!(refused(decide(DataCall::Recovery, &t, None, 0)), Code::Ongoing);
+        assert_eq!(
+            refused(decide(DataCall::Renewal, &t, None, 0)),
+            Code::Ongoing
+        );
+        assert_eq!(
+            refused(decide(DataCall::Recovery, &t, None, 0)),
+            Code::Ongoing
+        );
     }
 
     #[test]
     fn data_for_a_recovery_that_is_over_is_a_repeat_if_it_completed_else_322() {
         let mut t = token(TokenState::Active);
         t.recovery_asked = true;
-        assert_eq!(refused(decide(DataCall::Renewal, &t, None, 0)), Code::Expired);
+        assert_eq!(
+            refused(decide(DataCall::Renewal, &t, None, 0)),
+            Code::Expired
+        );
         t.recovery_completed = true;
         assert_eq!(decide(DataCall::Renewal, &t, None, 0), Decision::Repeat);
     }
@@ -295,7 +316,10 @@ mod tests {
         let mut t = token(TokenState::Active);
         t.recovery_deadline_ms = Some(10);
         assert_eq!(decide(DataCall::Recovery, &t, None, 10), Decision::Apply);
-        assert_eq!(refused(decide(DataCall::Recovery, &t, None, 11)), Code::Expired);
+        assert_eq!(
+            refused(decide(DataCall::Recovery, &t, None, 11)),
+            Code::Expired
+        );
     }
 
     #[test]
@@ -303,7 +327,10 @@ mod tests {
         let mut t = token(TokenState::Active);
         t.fingerprints.insert("psn".into(), vec![1; 32]);
         let same = BTreeMap::from([("psn".to_string(), [1u8; 32])]);
-        assert_eq!(decide(DataCall::Recovery, &t, Some(&same), 0), Decision::Apply);
+        assert_eq!(
+            decide(DataCall::Recovery, &t, Some(&same), 0),
+            Decision::Apply
+        );
         let other = BTreeMap::from([("psn".to_string(), [2u8; 32])]);
         assert_eq!(
             decide(DataCall::Recovery, &t, Some(&other), 0),

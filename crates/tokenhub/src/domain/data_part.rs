@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(decode_part(&part).unwrap(), elements);
         let json = serde_json::to_vec(&elements).unwrap();
         assert!(part.len() < json.len());
-        assert!(decode_part(&json).is_err(), "only the binary layout is read");
+        assert!(
+            decode_part(&json).is_err(),
+            "only the binary layout is read"
+        );
         assert!(decode_part(b"").is_err());
         assert!(decode_part(&part[..part.len() - 1]).is_err());
     }

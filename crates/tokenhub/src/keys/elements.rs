@@ -63,12 +63,16 @@ impl Keys {
         let clear = Zeroizing::new(data_part::encode_part(elements));
         let sealed = self.seal_for_token(token_id, wrapped_data_key, &clear)?;
         let fingerprints = match checker.kept {
-            Some(kept) => match self.fingerprints_of(token_id, profile, elements, kept.into_inner()) {
-                Ok(f) => Some(f),
-                Err(why) => return Ok(Err(Rejection::perso(format!(
-                    "the recovered data cannot be read: {why}"
-                )))),
-            },
+            Some(kept) => {
+                match self.fingerprints_of(token_id, profile, elements, kept.into_inner()) {
+                    Ok(f) => Some(f),
+                    Err(why) => {
+                        return Ok(Err(Rejection::perso(format!(
+                            "the recovered data cannot be read: {why}"
+                        ))))
+                    }
+                }
+            }
             None => None,
         };
         Ok(Ok(CheckedCall {
@@ -101,7 +105,10 @@ impl Keys {
                 }
             }
             .map_err(|why| format!("element {}: {why}", e.name))?;
-            out.insert(e.name.clone(), self.fingerprint_of(token_id, &e.name, &canonical));
+            out.insert(
+                e.name.clone(),
+                self.fingerprint_of(token_id, &e.name, &canonical),
+            );
         }
         Ok(out)
     }

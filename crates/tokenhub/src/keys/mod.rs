@@ -27,7 +27,9 @@ mod profile;
 pub mod webhooks;
 
 pub use elements::CheckedCall;
-pub use profile::{Fingerprint, PersoError, Personalized, SealedProfile, TokenData, PROFILE_HPKE_INFO};
+pub use profile::{
+    Fingerprint, PersoError, Personalized, SealedProfile, TokenData, PROFILE_HPKE_INFO,
+};
 
 /// Errors of this module. None carries key material.
 #[derive(Debug, thiserror::Error)]

@@ -115,7 +115,12 @@ impl Keys {
         Ok(out)
     }
 
-    pub(super) fn fingerprint_of(&self, token_id: &str, name: &str, canonical: &[u8]) -> Fingerprint {
+    pub(super) fn fingerprint_of(
+        &self,
+        token_id: &str,
+        name: &str,
+        canonical: &[u8],
+    ) -> Fingerprint {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.fingerprint.expose_secret())
             .expect("HMAC takes any key length");
         for piece in [
@@ -198,4 +203,3 @@ impl Keys {
         })
     }
 }
-

@@ -28,7 +28,8 @@ pub(super) async fn run(
     let prepared = Arc::new(prepared);
     let here = prepared.clone();
     let now = hub.now_ms();
-    let (token_id, correlation_id, context) = (token_id.clone(), correlation_id.clone(), hub.clone());
+    let (token_id, correlation_id, context) =
+        (token_id.clone(), correlation_id.clone(), hub.clone());
     let applied = hub
         .store
         .transact(move |conn| {
@@ -76,7 +77,11 @@ async fn decide_and_apply(
         Decision::Repeat => Ok(Applied::Repeat),
         Decision::Refuse(refusal) => Err(refusal.into()),
         Decision::RefuseRecovery(name) => {
-            let recovery = context.token.recovery.as_ref().map(|r| r.correlation_id.clone());
+            let recovery = context
+                .token
+                .recovery
+                .as_ref()
+                .map(|r| r.correlation_id.clone());
             let recovery = recovery.unwrap_or_else(|| correlation_id.to_string());
             let refusal =
                 reperso::refuse_recovery(conn, &context.token, &recovery, &name, now).await?;
@@ -178,7 +183,11 @@ async fn queue_delivery(
     };
     deliver::queue_personalization(conn, hub, token, &p.version, kind, key.correlation_id, now)
         .await?;
-    if let Some(campaign) = token.recovery.as_ref().and_then(|r| r.campaign_id.as_deref()) {
+    if let Some(campaign) = token
+        .recovery
+        .as_ref()
+        .and_then(|r| r.campaign_id.as_deref())
+    {
         crate::store::campaigns::set_step(
             conn,
             campaign,

@@ -68,7 +68,12 @@ pub async fn submit(
         );
     }
     // Decided before anything is decrypted (a recovery's values are compared in the transaction).
-    match data_call::decide(call_of(op, &context.token), &at_call(&context), None, hub.now_ms()) {
+    match data_call::decide(
+        call_of(op, &context.token),
+        &at_call(&context),
+        None,
+        hub.now_ms(),
+    ) {
         Decision::Repeat => return Ok(Applied::Repeat),
         Decision::Refuse(refusal) => return Err(refusal.into()),
         Decision::RefuseRecovery(_) | Decision::Apply => {}
@@ -154,9 +159,13 @@ async fn prepare(
     // A `/newData`'s values are fingerprinted here, so that a recovery's comparison with what
     // the token was personalized with needs no decryption in the transaction.
     let fingerprint = op == Operation::NewData;
-    let checked = hub
-        .keys
-        .check_and_seal(&token.token_id, &token.data_key, &profile, elements, fingerprint)??;
+    let checked = hub.keys.check_and_seal(
+        &token.token_id,
+        &token.data_key,
+        &profile,
+        elements,
+        fingerprint,
+    )??;
     let (held, completes) = held_after(&token.received_elements, &submission, &profile);
     let parts = if completes && checked.sealed.is_some() {
         // A token that held no element had no part stored when it was read.
