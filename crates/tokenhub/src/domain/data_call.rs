@@ -34,7 +34,8 @@ impl CallNames {
     }
 
     /// Whether a recorded call had these names: its canonical form, or the names in the order this
-    /// call lists them (how parts stored before the canonical form were recorded).
+    /// call lists them (the records the store's migration made from the parts it found keep the
+    /// order of their call).
     pub fn matches(&self, recorded: &str) -> bool {
         recorded == self.sorted || recorded == self.listed
     }
