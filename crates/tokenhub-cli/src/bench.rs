@@ -1356,7 +1356,7 @@ async fn breakdown(
             .map_err(|r| anyhow::anyhow!("{r}"))?;
         time(3, STEP_CHECKS, t);
         let t = Instant::now();
-        let clear = perso::encode_part(&submission.elements);
+        let clear = tokenhub::domain::data_part::encode_part(&submission.elements);
         let sealed = hub.keys.seal_for_token(id, &token.data_key, &clear)?;
         time(4, STEP_SEAL, t);
         let t = Instant::now();

@@ -397,7 +397,7 @@ fn seed_row(
             .check_elements(def, &submission.elements)
             .map_err(|r| anyhow::anyhow!("the TSP simulator's data is refused: {r}"))?;
     }
-    let held = perso::encode_part(&submission.elements);
+    let held = tokenhub::domain::data_part::encode_part(&submission.elements);
     let data_key = hub.keys.new_data_key(&token_id)?;
     let sealed = hub.keys.seal_for_token(&token_id, &data_key, &held)?;
     let fingerprints: Vec<(String, Vec<u8>)> = hub

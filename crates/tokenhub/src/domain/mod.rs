@@ -7,6 +7,8 @@
 pub mod campaign;
 pub mod catalog;
 pub mod cps;
+pub mod data_call;
+pub mod data_part;
 pub mod ids;
 pub mod lifecycle;
 pub mod named;

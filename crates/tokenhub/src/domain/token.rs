@@ -41,7 +41,7 @@ impl TokenState {
 }
 
 /// What the hub knows of a token when a TSP operation arrives: enough to decide, nothing secret.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSnapshot {
     pub state: TokenState,
     /// Until when (ms since the epoch) the hub accepts `/data` after `createToken`.

@@ -9,14 +9,11 @@
 //! - A **data key** per token (AES-256-GCM) seals the token's data elements at rest; it is
 //!   unwrapped for the length of one call and zeroized right after.
 
-use crate::domain::cps::{self, BuildError, ClearValue};
-use crate::domain::perso::{self, DecryptFault, ElementDecryptor, IncomingElement};
-use crate::domain::{ProfileDefinition, Rejection, StoredKey};
+use crate::domain::StoredKey;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use secrecy::{ExposeSecret, SecretBox};
+use secrecy::SecretBox;
 use sha2::Sha256;
-use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::RwLock;
@@ -24,8 +21,15 @@ use tokenhub_crypto::{Algorithm, SharedKey};
 use zeroize::Zeroizing;
 
 mod device_seal;
+mod elements;
 mod gcm;
+mod profile;
 pub mod webhooks;
+
+pub use elements::CheckedCall;
+pub use profile::{
+    Fingerprint, PersoError, Personalized, SealedProfile, TokenData, PROFILE_HPKE_INFO,
+};
 
 /// Errors of this module. None carries key material.
 #[derive(Debug, thiserror::Error)]
@@ -192,230 +196,6 @@ impl Keys {
     }
 }
 
-/// A token's data elements as the hub holds them: the parts sealed under its data key, and the
-/// elements of a call being applied, already parsed and checked (a recovery's `/newData`, compared
-/// with what the token was personalized with before it is stored).
-#[derive(Clone, Copy)]
-pub struct TokenData<'a> {
-    pub token_id: &'a str,
-    pub wrapped_data_key: &'a [u8],
-    pub sealed: &'a [Vec<u8>],
-    pub incoming: &'a [IncomingElement],
-}
-
-/// A profile encrypted to a device with HPKE (RFC 9180): mode base, DHKEM(X25519, HKDF-SHA256),
-/// HKDF-SHA256, AES-256-GCM; `info` = [`PROFILE_HPKE_INFO`], `aad` = the personalization id.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SealedProfile {
-    /// The encapsulated key.
-    pub enc: Vec<u8>,
-    pub ciphertext: Vec<u8>,
-}
-
-impl std::fmt::Debug for SealedProfile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SealedProfile({} bytes)", self.ciphertext.len())
-    }
-}
-
-pub const PROFILE_HPKE_INFO: &[u8] = b"tokenhub/profile/v1";
-
-/// A keyed fingerprint of one element's clear value: enough to recognise the same value later,
-/// useless to recover it.
-pub type Fingerprint = [u8; 32];
-
-/// What [`Keys::personalize`] produced.
-#[derive(Debug)]
-pub struct Personalized {
-    pub profile: SealedProfile,
-    /// Per element name, the fingerprint of the value placed in the profile.
-    pub fingerprints: BTreeMap<String, Fingerprint>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PersoError {
-    #[error(transparent)]
-    Keys(#[from] KeyError),
-    #[error("the stored data of the token is not readable: {0}")]
-    Stored(String),
-    #[error("element {0}: {1}")]
-    Element(String, String),
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    #[error("the device's public key is not a valid X25519 key")]
-    DeviceKey,
-}
-
-impl Keys {
-    /// Opens a token's sealed data parts, adds the elements of the call being applied (later
-    /// parts override earlier ones, the incoming elements override them all), recovers each
-    /// element's clear value in its canonical form. Elements the profile version does not define
-    /// are left out.
-    fn clear_values(
-        &self,
-        data: &TokenData<'_>,
-        def: &ProfileDefinition,
-    ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, PersoError> {
-        let mut opened: Vec<Vec<IncomingElement>> = Vec::with_capacity(data.sealed.len());
-        for part in data.sealed {
-            let clear = self.open_for_token(data.token_id, data.wrapped_data_key, part)?;
-            opened.push(perso::decode_part(&clear).map_err(PersoError::Stored)?);
-        }
-        let mut elements: BTreeMap<&str, &IncomingElement> = BTreeMap::new();
-        for e in opened.iter().flatten().chain(data.incoming) {
-            elements.insert(&e.name, e);
-        }
-        let shared = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        let mut out = BTreeMap::new();
-        for (&name, e) in &elements {
-            let Some(element_def) = def.element(name) else {
-                continue;
-            };
-            let fail = |why: &str| PersoError::Element(name.to_string(), why.to_string());
-            let bytes = match &e.key_index {
-                None => cps::canonical_bytes(element_def, ClearValue::Text(&e.value)),
-                Some(index) => {
-                    let ct = perso::decode_hex(&e.value).ok_or_else(|| fail("not hex"))?;
-                    let key = shared
-                        .get(index)
-                        .ok_or_else(|| fail("its keyIndex is not a known key"))?;
-                    let clear = tokenhub_crypto::decrypt_cbc_m2(
-                        key.algorithm,
-                        key.key.expose_secret(),
-                        &ct,
-                    )
-                    .map_err(|_| fail("does not decrypt"))?;
-                    cps::canonical_bytes(element_def, ClearValue::Bytes(&clear))
-                }
-            }
-            .map_err(|why| fail(&why))?;
-            out.insert(name.to_string(), bytes);
-        }
-        Ok(out)
-    }
-
-    fn fingerprint_of(&self, token_id: &str, name: &str, canonical: &[u8]) -> Fingerprint {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.fingerprint.expose_secret())
-            .expect("HMAC takes any key length");
-        for piece in [
-            token_id.as_bytes(),
-            b"\0",
-            name.as_bytes(),
-            b"\0",
-            canonical,
-        ] {
-            mac.update(piece);
-        }
-        mac.finalize().into_bytes().into()
-    }
-
-    /// The fingerprints of the token's elements (for checking recovered data).
-    pub fn fingerprints(
-        &self,
-        data: TokenData<'_>,
-        def: &ProfileDefinition,
-    ) -> Result<BTreeMap<String, Fingerprint>, PersoError> {
-        let values = self.clear_values(&data, def)?;
-        Ok(values
-            .iter()
-            .map(|(n, v)| (n.clone(), self.fingerprint_of(data.token_id, n, v)))
-            .collect())
-    }
-
-    /// Whether the token's data makes a profile of `def` (its DGIs and records within their
-    /// sizes): the sizes of the elements in its stored parts (opened and decrypted only if there
-    /// are any) with those of a call's `incoming` elements, as checking them gave them, over them.
-    pub fn check_builds(
-        &self,
-        data: TokenData<'_>,
-        incoming: &perso::ElementSizes,
-        def: &ProfileDefinition,
-    ) -> Result<(), PersoError> {
-        let stored = if data.sealed.is_empty() {
-            perso::ElementSizes::default()
-        } else {
-            let stored = TokenData {
-                incoming: &[],
-                ..data
-            };
-            let values = self.clear_values(&stored, def)?;
-            perso::ElementSizes::of(def, values.iter().map(|(n, v)| (n.as_str(), v.len())))
-        };
-        cps::check_fits(def, &[incoming, &stored])?;
-        Ok(())
-    }
-
-    /// Builds the token's profile from its data and the profile version, and encrypts it to the
-    /// device: the clear profile exists only inside this call.
-    pub fn personalize(
-        &self,
-        data: TokenData<'_>,
-        def: &ProfileDefinition,
-        device_public_key: &[u8],
-        personalization_id: &str,
-    ) -> Result<Personalized, PersoError> {
-        let values = self.clear_values(&data, def)?;
-        let fingerprints = values
-            .iter()
-            .map(|(n, v)| (n.clone(), self.fingerprint_of(data.token_id, n, v)))
-            .collect();
-        let dgis = cps::build(def, &values)?;
-        let plaintext = cps::encode(&dgis);
-        let sealed = device_seal::seal(
-            device_public_key,
-            PROFILE_HPKE_INFO,
-            personalization_id.as_bytes(),
-            &plaintext,
-        )
-        .map_err(|_| PersoError::DeviceKey)?;
-        Ok(Personalized {
-            profile: SealedProfile {
-                enc: sealed.enc,
-                ciphertext: sealed.ciphertext,
-            },
-            fingerprints,
-        })
-    }
-}
-
-impl Keys {
-    fn decrypt(
-        &self,
-        key_index: &str,
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, DecryptFault> {
-        let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        let key = map.get(key_index).ok_or(DecryptFault::UnknownKey)?;
-        tokenhub_crypto::decrypt_cbc_m2(key.algorithm, key.key.expose_secret(), ciphertext)
-            .map_err(|_| DecryptFault::Undecryptable)
-    }
-
-    /// [`perso::check_elements`] with the hub's keys: each encrypted value is decrypted, checked
-    /// and its clear bytes zeroized at once.
-    pub fn check_elements(
-        &self,
-        profile: &ProfileDefinition,
-        elements: &[IncomingElement],
-    ) -> Result<perso::ElementSizes, Rejection> {
-        perso::check_elements(profile, elements, &Checker(self))
-    }
-}
-
-/// Decrypts with the hub's keys for [`perso::check_elements`].
-struct Checker<'a>(&'a Keys);
-
-impl ElementDecryptor for Checker<'_> {
-    fn check_decrypted(
-        &self,
-        key_index: &str,
-        ciphertext: &[u8],
-        check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
-    ) -> Result<Result<(), String>, DecryptFault> {
-        let clear = self.0.decrypt(key_index, ciphertext)?;
-        Ok(check(&clear))
-    }
-}
-
 fn shared_key_label(key_index: &str) -> Vec<u8> {
     format!("tokenhub/shared-key/v1/{key_index}").into_bytes()
 }
@@ -463,6 +243,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::cps;
+    use crate::domain::perso::{DecryptFault, IncomingElement};
+    use crate::domain::ProfileDefinition;
     use hpke::Deserializable;
 
     fn keys() -> Keys {
@@ -532,8 +315,9 @@ mod tests {
         .unwrap();
         let wrapped = k.new_data_key("T1").unwrap();
         let part = |els: serde_json::Value| {
-            k.seal_for_token("T1", &wrapped, els.to_string().as_bytes())
-                .unwrap()
+            let els: Vec<IncomingElement> = serde_json::from_value(els).unwrap();
+            let clear = crate::domain::data_part::encode_part(&els);
+            k.seal_for_token("T1", &wrapped, &clear).unwrap()
         };
         let parts = vec![
             part(serde_json::json!([{"name": "psn", "value": "07"}])),

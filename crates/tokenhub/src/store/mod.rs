@@ -18,6 +18,7 @@ pub mod personalizations;
 pub mod requestors;
 pub mod sql;
 mod sqlite;
+pub mod token_data;
 pub mod tokens;
 mod value;
 

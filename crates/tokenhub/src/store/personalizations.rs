@@ -255,25 +255,6 @@ pub async fn has_pending(conn: &mut Tx, token_id: &str) -> Result<bool, StoreErr
     Ok(found.is_some())
 }
 
-/// Whether the data of the call under `correlation_id` was complete: a profile of `kind` was
-/// built from it for the token (whatever became of its delivery since).
-pub async fn built_from(
-    conn: &mut Tx,
-    token_id: &str,
-    correlation_id: &str,
-    kind: Kind,
-) -> Result<bool, StoreError> {
-    let found: Option<i64> = query_scalar(
-        "SELECT 1 FROM personalizations WHERE token_id = $1 AND correlation_id = $2 AND kind = $3 LIMIT 1",
-    )
-    .bind(token_id)
-    .bind(correlation_id)
-    .bind(kind.as_str())
-    .fetch_optional(conn)
-    .await?;
-    Ok(found.is_some())
-}
-
 /// The fingerprints the token was personalized with, by element name.
 pub async fn fingerprints(
     conn: impl Into<super::sql::Exec<'_>>,

@@ -222,26 +222,6 @@ pub async fn lock_token(conn: &mut Tx, token_id: &str) -> Result<Option<TokenRow
     .await
 }
 
-/// Whether this data call was already applied to the token (a retry): the same correlation id
-/// and the same elements. (The parts of one recovery share their correlation id: the
-/// repersoToken's.)
-pub async fn data_call_applied(
-    conn: &mut Tx,
-    token_id: &str,
-    correlation_id: &str,
-    element_names: &ElementNames,
-) -> Result<bool, StoreError> {
-    let found: Option<i64> = query_scalar(
-        "SELECT seq FROM token_data WHERE token_id = $1 AND correlation_id = $2 AND element_names = $3 LIMIT 1",
-    )
-    .bind(token_id)
-    .bind(correlation_id)
-    .bind(element_names.joined.as_str())
-    .fetch_optional(conn)
-    .await?;
-    Ok(found.is_some())
-}
-
 /// One call's elements, sealed under the token's data key.
 pub struct DataPart<'a> {
     pub operation: &'a str,
@@ -317,9 +297,14 @@ pub async fn set_state(
 }
 
 /// Deletes every data part held for the token and forgets which elements it held (data
-/// minimization: once the device holds the profile, the hub keeps only fingerprints).
+/// minimization: once the device holds the profile, the hub keeps only fingerprints); the records
+/// of its calls stay, their parts no longer held, so a late retry is still recognised.
 pub async fn delete_data(conn: &mut Tx, token_id: &str, now: i64) -> Result<(), StoreError> {
     query("DELETE FROM token_data WHERE token_id = $1")
+        .bind(token_id)
+        .execute(&mut *conn)
+        .await?;
+    query("UPDATE token_data_calls SET part_held = 0 WHERE token_id = $1 AND part_held = 1")
         .bind(token_id)
         .execute(&mut *conn)
         .await?;

@@ -3,6 +3,8 @@
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::Executor;
+use tokenhub::domain::data_call::{CallNames, PriorCall};
+use tokenhub::store::token_data::CallKey;
 use tokenhub::store::{personalizations, StoreError};
 
 use crate::support::{create_database, database_url, new_database_name, postgres_url_or_skip};
@@ -133,5 +135,112 @@ mod fingerprints_and_events_survive_migration_0011 {
             "postgres",
         )
         .await;
+    }
+}
+
+/// Migration 0013 records the calls applied before it: a part held is found by its names as the
+/// call listed them, a call known only by its event (its part deleted) counts for its operation,
+/// and a recovery a re-personalization was built from counts as completed.
+async fn data_calls_are_recorded_by_migration_0013(url: String, dialect: &str) {
+    sqlx::any::install_default_drivers();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    let mut old = sqlx::migrate::Migrator::new(dir)
+        .await
+        .expect("the migrations folder");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 12)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect");
+    old.run(&pool).await.expect("migrations 1 to 12");
+    for sql in [
+        "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms) VALUES ('tsp', 'http://127.0.0.1:9', 1, 1)",
+        "INSERT INTO issuers (issuer_id, name, tsp_id, created_ms, updated_ms) VALUES ('ISS', 'Bank', 'tsp', 1, 1)",
+        "INSERT INTO devices (device_id, public_key, created_ms) VALUES ('dev', 'key', 1)",
+        "INSERT INTO tokens (token_id, issuer_id, product_id, profile_version, device_id, \
+         wallet_card_ref_id, state, data_key, data_deadline_ms, correlation_id, created_ms, updated_ms) \
+         VALUES ('T1', 'ISS', 'P', 'v1', 'dev', 'card-1', 'PENDING_DATA', x'00', 1, 'c', 1, 1), \
+                ('T2', 'ISS', 'P', 'v1', 'dev', 'card-2', 'ACTIVE', x'00', 1, 'c', 1, 1)",
+        "INSERT INTO token_data (token_id, seq, operation, correlation_id, element_names, sealed, created_ms) \
+         VALUES ('T1', 1, 'data', 'c1', 'psn,cmk_ac', x'01', 5)",
+        "INSERT INTO token_events (token_id, at_ms, event, correlation_id) VALUES \
+         ('T1', 5, 'data received: 2 element(s)', 'c1'), \
+         ('T2', 6, 'data received: 3 element(s); state PERSONALIZING', 'c2'), \
+         ('T2', 7, 'newData received: 3 element(s)', 'c3'), \
+         ('T2', 8, 'newData received: 1 element(s)', 'c4')",
+        "INSERT INTO personalizations (personalization_id, token_id, device_id, profile_version, kind, \
+         state, next_offer_ms, expires_ms, correlation_id, created_ms, updated_ms) \
+         VALUES ('prs_1', 'T2', 'dev', 'v1', 'REPERSO', 'CONFIRMED', 1, 1, 'c3', 7, 7)",
+    ] {
+        let sql = if dialect == "postgres" {
+            blobs_to_bytea(sql)
+        } else {
+            sql.to_string()
+        };
+        pool.execute(sql.as_str()).await.expect(&sql);
+    }
+    pool.close().await;
+
+    let store = tokenhub::Store::connect(&url)
+        .await
+        .expect("migrate to now");
+    let context = |token: &'static str, cid: &'static str, names: Vec<&'static str>, op| {
+        let store = &store;
+        async move {
+            let names = CallNames::of(names);
+            let key = CallKey {
+                token_id: token,
+                correlation_id: cid,
+                names: &names,
+                operation: op,
+            };
+            store.data_call_context(key).await.unwrap().unwrap()
+        }
+    };
+    let held = context("T1", "c1", vec!["psn", "cmk_ac"], "data").await;
+    assert_eq!(held.prior, PriorCall::Held);
+    let other = context("T1", "c1", vec!["psn"], "data").await;
+    assert_eq!(other.prior, PriorCall::Applied, "another call under the id");
+    let deleted = context("T2", "c2", vec!["psn"], "data").await;
+    assert_eq!(deleted.prior, PriorCall::Applied);
+    assert!(!deleted.recovery_completed);
+    let other_operation = context("T2", "c2", vec!["psn"], "newData").await;
+    assert_eq!(other_operation.prior, PriorCall::None);
+    let recovered = context("T2", "c3", vec![], "newData").await;
+    assert!(recovered.recovery_completed);
+    let unfinished = context("T2", "c4", vec![], "newData").await;
+    assert!(!unfinished.recovery_completed);
+    assert_eq!(unfinished.prior, PriorCall::Applied);
+    store.close().await;
+}
+
+mod data_calls_are_recorded_by_migration_0013 {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        super::data_calls_are_recorded_by_migration_0013(url, "sqlite").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(server) = postgres_url_or_skip(module_path!()) else {
+            return;
+        };
+        let name = new_database_name();
+        create_database(&server, &name, "template1").await;
+        super::data_calls_are_recorded_by_migration_0013(database_url(&server, &name), "postgres")
+            .await;
     }
 }

@@ -17,6 +17,9 @@ hub_tests!(
     a_repeat_of_the_completing_call_with_the_same_correlation_id_is_acknowledged_again,
     a_repeat_of_a_partial_call_is_acknowledged_and_not_applied_twice,
     a_repeat_of_the_completing_call_after_the_device_confirmed_is_still_acknowledged,
+    a_repeat_with_the_same_names_in_another_order_is_acknowledged,
+    another_call_under_the_same_correlation_id_with_other_names_is_applied,
+    a_retry_after_the_token_was_deleted_is_rejected_with_432,
     data_while_the_token_is_personalizing_is_rejected_with_321,
     data_after_the_time_to_live_is_rejected_with_322,
     data_one_millisecond_after_the_time_to_live_is_rejected_with_322,
@@ -511,4 +514,52 @@ async fn of_concurrent_completing_calls_exactly_one_is_accepted_and_the_others_g
     }
     assert_eq!(app.token_state(&token).await, "PERSONALIZING");
     assert_eq!(app.hub.store.data_part_count(&token).await.unwrap(), 1);
+}
+
+async fn a_repeat_with_the_same_names_in_another_order_is_acknowledged(app: TestApp) {
+    let token = app.pending_token().await;
+    let cid = correlation_id();
+    app.put_data_as(&token, &cid, &data_body(&[app.cmk_ac(), psn()]))
+        .await
+        .assert_accepted();
+    app.put_data_as(&token, &cid, &data_body(&[psn(), app.cmk_ac()]))
+        .await
+        .assert_accepted();
+    assert_eq!(app.hub.store.data_part_count(&token).await.unwrap(), 1);
+    assert_eq!(
+        app.get_token(&token).await["history"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "the same call is not applied twice"
+    );
+}
+
+async fn another_call_under_the_same_correlation_id_with_other_names_is_applied(app: TestApp) {
+    let token = app.pending_token().await;
+    let cid = correlation_id();
+    app.put_data_as(&token, &cid, &data_body(&[app.cmk_ac()]))
+        .await
+        .assert_accepted();
+    app.put_data_as(&token, &cid, &data_body(&[psn()]))
+        .await
+        .assert_accepted();
+    assert_eq!(app.hub.store.data_part_count(&token).await.unwrap(), 2);
+    assert_eq!(app.elements_held(&token).await, ["cmk_ac", "psn"]);
+}
+
+async fn a_retry_after_the_token_was_deleted_is_rejected_with_432(app: TestApp) {
+    let token = app.pending_token().await;
+    let body = data_body(&app.required_elements());
+    let cid = correlation_id();
+    app.put_data_as(&token, &cid, &body).await.assert_accepted();
+    app.confirm_personalization(&token).await;
+    app.post_update(&token, &update_state(&at(10), "DELETED"))
+        .await
+        .assert_accepted();
+    // The token's records went with it: the retry is a call on a deleted token.
+    app.put_data_as(&token, &cid, &body)
+        .await
+        .assert_refused(432);
 }

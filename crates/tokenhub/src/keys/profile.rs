@@ -1,0 +1,205 @@
+//! A token's profile: its data elements opened and recovered in their canonical form, built into
+//! the profile of its version and encrypted to the device; and the fingerprints that recognise
+//! the values later.
+
+use super::{device_seal, KeyError, Keys};
+use crate::domain::cps::{self, BuildError, ClearValue};
+use crate::domain::data_part;
+use crate::domain::perso::{self, IncomingElement};
+use crate::domain::ProfileDefinition;
+use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// A token's data elements as the hub holds them: the parts sealed under its data key, and the
+/// elements of a call being applied, already parsed and checked (a recovery's `/newData`, compared
+/// with what the token was personalized with before it is stored).
+#[derive(Clone, Copy)]
+pub struct TokenData<'a> {
+    pub token_id: &'a str,
+    pub wrapped_data_key: &'a [u8],
+    pub sealed: &'a [Vec<u8>],
+    pub incoming: &'a [IncomingElement],
+}
+
+/// A profile encrypted to a device with HPKE (RFC 9180): mode base, DHKEM(X25519, HKDF-SHA256),
+/// HKDF-SHA256, AES-256-GCM; `info` = [`PROFILE_HPKE_INFO`], `aad` = the personalization id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedProfile {
+    /// The encapsulated key.
+    pub enc: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedProfile({} bytes)", self.ciphertext.len())
+    }
+}
+
+pub const PROFILE_HPKE_INFO: &[u8] = b"tokenhub/profile/v1";
+
+/// A keyed fingerprint of one element's clear value: enough to recognise the same value later,
+/// useless to recover it.
+pub type Fingerprint = [u8; 32];
+
+/// What [`Keys::personalize`] produced.
+#[derive(Debug)]
+pub struct Personalized {
+    pub profile: SealedProfile,
+    /// Per element name, the fingerprint of the value placed in the profile.
+    pub fingerprints: BTreeMap<String, Fingerprint>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersoError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("the stored data of the token is not readable: {0}")]
+    Stored(String),
+    #[error("element {0}: {1}")]
+    Element(String, String),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("the device's public key is not a valid X25519 key")]
+    DeviceKey,
+}
+
+impl Keys {
+    /// Opens a token's sealed data parts, adds the elements of the call being applied (later
+    /// parts override earlier ones, the incoming elements override them all), recovers each
+    /// element's clear value in its canonical form. Elements the profile version does not define
+    /// are left out.
+    fn clear_values(
+        &self,
+        data: &TokenData<'_>,
+        def: &ProfileDefinition,
+    ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, PersoError> {
+        let mut opened: Vec<Vec<IncomingElement>> = Vec::with_capacity(data.sealed.len());
+        for part in data.sealed {
+            let clear = self.open_for_token(data.token_id, data.wrapped_data_key, part)?;
+            opened.push(data_part::decode_part(&clear).map_err(PersoError::Stored)?);
+        }
+        let mut elements: BTreeMap<&str, &IncomingElement> = BTreeMap::new();
+        for e in opened.iter().flatten().chain(data.incoming) {
+            elements.insert(&e.name, e);
+        }
+        let shared = self.shared.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = BTreeMap::new();
+        for (&name, e) in &elements {
+            let Some(element_def) = def.element(name) else {
+                continue;
+            };
+            let fail = |why: &str| PersoError::Element(name.to_string(), why.to_string());
+            let bytes = match &e.key_index {
+                None => cps::canonical_bytes(element_def, ClearValue::Text(&e.value)),
+                Some(index) => {
+                    let ct = perso::decode_hex(&e.value).ok_or_else(|| fail("not hex"))?;
+                    let key = shared
+                        .get(index)
+                        .ok_or_else(|| fail("its keyIndex is not a known key"))?;
+                    let clear = tokenhub_crypto::decrypt_cbc_m2(
+                        key.algorithm,
+                        key.key.expose_secret(),
+                        &ct,
+                    )
+                    .map_err(|_| fail("does not decrypt"))?;
+                    cps::canonical_bytes(element_def, ClearValue::Bytes(&clear))
+                }
+            }
+            .map_err(|why| fail(&why))?;
+            out.insert(name.to_string(), bytes);
+        }
+        Ok(out)
+    }
+
+    pub(super) fn fingerprint_of(
+        &self,
+        token_id: &str,
+        name: &str,
+        canonical: &[u8],
+    ) -> Fingerprint {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.fingerprint.expose_secret())
+            .expect("HMAC takes any key length");
+        for piece in [
+            token_id.as_bytes(),
+            b"\0",
+            name.as_bytes(),
+            b"\0",
+            canonical,
+        ] {
+            mac.update(piece);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The fingerprints of the token's elements (for checking recovered data).
+    pub fn fingerprints(
+        &self,
+        data: TokenData<'_>,
+        def: &ProfileDefinition,
+    ) -> Result<BTreeMap<String, Fingerprint>, PersoError> {
+        let values = self.clear_values(&data, def)?;
+        Ok(values
+            .iter()
+            .map(|(n, v)| (n.clone(), self.fingerprint_of(data.token_id, n, v)))
+            .collect())
+    }
+
+    /// Whether the token's data makes a profile of `def` (its DGIs and records within their
+    /// sizes): the sizes of the elements in its stored parts (opened and decrypted only if there
+    /// are any) with those of a call's `incoming` elements, as checking them gave them, over them.
+    pub fn check_builds(
+        &self,
+        data: TokenData<'_>,
+        incoming: &perso::ElementSizes,
+        def: &ProfileDefinition,
+    ) -> Result<(), PersoError> {
+        let stored = if data.sealed.is_empty() {
+            perso::ElementSizes::default()
+        } else {
+            let stored = TokenData {
+                incoming: &[],
+                ..data
+            };
+            let values = self.clear_values(&stored, def)?;
+            perso::ElementSizes::of(def, values.iter().map(|(n, v)| (n.as_str(), v.len())))
+        };
+        cps::check_fits(def, &[incoming, &stored])?;
+        Ok(())
+    }
+
+    /// Builds the token's profile from its data and the profile version, and encrypts it to the
+    /// device: the clear profile exists only inside this call.
+    pub fn personalize(
+        &self,
+        data: TokenData<'_>,
+        def: &ProfileDefinition,
+        device_public_key: &[u8],
+        personalization_id: &str,
+    ) -> Result<Personalized, PersoError> {
+        let values = self.clear_values(&data, def)?;
+        let fingerprints = values
+            .iter()
+            .map(|(n, v)| (n.clone(), self.fingerprint_of(data.token_id, n, v)))
+            .collect();
+        let dgis = cps::build(def, &values)?;
+        let plaintext = cps::encode(&dgis);
+        let sealed = device_seal::seal(
+            device_public_key,
+            PROFILE_HPKE_INFO,
+            personalization_id.as_bytes(),
+            &plaintext,
+        )
+        .map_err(|_| PersoError::DeviceKey)?;
+        Ok(Personalized {
+            profile: SealedProfile {
+                enc: sealed.enc,
+                ciphertext: sealed.ciphertext,
+            },
+            fingerprints,
+        })
+    }
+}

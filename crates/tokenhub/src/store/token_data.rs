@@ -1,0 +1,176 @@
+//! What a `/data` or `/newData` call is decided on, read in one place, and the record of each
+//! applied call by which its retry is recognised (`token_data_calls`, found by its key).
+
+use super::personalizations;
+use super::tokens::{self, TokenRow};
+use super::{query, Row, Store, StoreError, Tx};
+use crate::domain::data_call::{CallNames, PriorCall};
+use std::collections::BTreeMap;
+
+/// What a call is decided on: the token, what was recorded of calls under its correlation id,
+/// and, for `/newData`, the delivery under way, the recovery asked under that id and the
+/// fingerprints the token was personalized with.
+#[derive(Debug)]
+pub struct DataCallContext {
+    pub token: TokenRow,
+    pub prior: PriorCall,
+    pub recovery_completed: bool,
+    pub delivery_pending: bool,
+    pub recovery_asked: bool,
+    pub fingerprints: BTreeMap<String, Vec<u8>>,
+}
+
+/// Which call, for reading its context.
+#[derive(Clone, Copy)]
+pub struct CallKey<'a> {
+    pub token_id: &'a str,
+    pub correlation_id: &'a str,
+    pub names: &'a CallNames,
+    /// `"data"` or `"newData"`.
+    pub operation: &'a str,
+}
+
+const CALLS: &str = "SELECT element_names, operation, part_held, completed FROM token_data_calls \
+    WHERE token_id = $1 AND correlation_id = $2";
+const PENDING: &str =
+    "SELECT 1 FROM personalizations WHERE token_id = $1 AND state = 'PENDING' LIMIT 1";
+const ASKED: &str =
+    "SELECT 1 FROM outbox WHERE token_id = $1 AND kind = 'repersoToken' AND correlation_id = $2 LIMIT 1";
+
+/// The calls recorded under the correlation id: whether this one's part is held, whether one of
+/// this operation was applied, whether a `/newData` among them completed the data.
+fn prior_of(rows: &[Row], key: CallKey<'_>) -> Result<(PriorCall, bool), StoreError> {
+    let (mut prior, mut completed) = (PriorCall::None, false);
+    for r in rows {
+        let names: String = r.try_get(0)?;
+        let operation: String = r.try_get(1)?;
+        let held: i64 = r.try_get(2)?;
+        let done: i64 = r.try_get(3)?;
+        completed |= operation == "newData" && done != 0;
+        if held != 0 && key.names.matches(&names) {
+            prior = PriorCall::Held;
+        } else if operation == key.operation && prior == PriorCall::None {
+            prior = PriorCall::Applied;
+        }
+    }
+    Ok((prior, completed))
+}
+
+impl Store {
+    /// The context of a call, as last committed (before its transaction).
+    pub async fn data_call_context(
+        &self,
+        key: CallKey<'_>,
+    ) -> Result<Option<DataCallContext>, StoreError> {
+        let Some(token) = self.token(key.token_id).await? else {
+            return Ok(None);
+        };
+        let rows = query(CALLS)
+            .bind(key.token_id)
+            .bind(key.correlation_id)
+            .fetch_all(self.reader())
+            .await?;
+        let (prior, recovery_completed) = prior_of(&rows, key)?;
+        let mut context = DataCallContext {
+            token,
+            prior,
+            recovery_completed,
+            delivery_pending: false,
+            recovery_asked: false,
+            fingerprints: BTreeMap::new(),
+        };
+        if key.operation == "newData" {
+            context.delivery_pending = query(PENDING)
+                .bind(key.token_id)
+                .fetch_optional(self.reader())
+                .await?
+                .is_some();
+            context.recovery_asked = query(ASKED)
+                .bind(key.token_id)
+                .bind(key.correlation_id)
+                .fetch_optional(self.reader())
+                .await?
+                .is_some();
+            context.fingerprints =
+                personalizations::fingerprints(self.reader(), key.token_id).await?;
+        }
+        Ok(Some(context))
+    }
+}
+
+impl Tx {
+    /// The context of a call inside its transaction, the token locked until it ends.
+    pub async fn data_call_context(
+        &mut self,
+        key: CallKey<'_>,
+    ) -> Result<Option<DataCallContext>, StoreError> {
+        let Some(token) = tokens::lock_token(self, key.token_id).await? else {
+            return Ok(None);
+        };
+        let rows = query(CALLS)
+            .bind(key.token_id)
+            .bind(key.correlation_id)
+            .fetch_all(&mut *self)
+            .await?;
+        let (prior, recovery_completed) = prior_of(&rows, key)?;
+        let mut context = DataCallContext {
+            token,
+            prior,
+            recovery_completed,
+            delivery_pending: false,
+            recovery_asked: false,
+            fingerprints: BTreeMap::new(),
+        };
+        if key.operation == "newData" {
+            context.delivery_pending = query(PENDING)
+                .bind(key.token_id)
+                .fetch_optional(&mut *self)
+                .await?
+                .is_some();
+            context.recovery_asked = query(ASKED)
+                .bind(key.token_id)
+                .bind(key.correlation_id)
+                .fetch_optional(&mut *self)
+                .await?
+                .is_some();
+            context.fingerprints = personalizations::fingerprints(&mut *self, key.token_id).await?;
+        }
+        Ok(Some(context))
+    }
+
+    /// Records an applied call: `part_held` when it stored a part, `completed` when it completed
+    /// the token's data. A call applied again (after its part was deleted) updates its record.
+    pub async fn record_data_call(
+        &mut self,
+        key: CallKey<'_>,
+        part_held: bool,
+        completed: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query(
+            "INSERT INTO token_data_calls (token_id, correlation_id, element_names, operation, part_held, completed, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (token_id, correlation_id, element_names) DO UPDATE SET part_held = excluded.part_held, \
+             completed = CASE WHEN excluded.completed = 1 THEN 1 ELSE token_data_calls.completed END",
+        )
+        .bind(key.token_id)
+        .bind(key.correlation_id)
+        .bind(key.names.canonical())
+        .bind(key.operation)
+        .bind(i64::from(part_held))
+        .bind(i64::from(completed))
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets the token's calls (the token is deleted).
+    pub async fn delete_data_calls(&mut self, token_id: &str) -> Result<(), StoreError> {
+        query("DELETE FROM token_data_calls WHERE token_id = $1")
+            .bind(token_id)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+}
