@@ -1,13 +1,13 @@
-//! `tokenhub deliveries`: token updates to token requestors, through the admin API — list them
-//! per requestor or per token, show one with its attempts, replay dead letters, enable an endpoint
-//! that answered 410.
+//! `tokenhub notifications` (also `deliveries`): token updates to token requestors, through the admin
+//! API — list them per requestor or per token, show one with its attempts, replay dead letters,
+//! enable an endpoint that answered 410.
 
 use crate::campaign::{get, HubArgs};
 use anyhow::{ensure, Context};
 use std::time::Duration;
 
 #[derive(clap::Subcommand)]
-pub enum DeliveriesCommand {
+pub enum NotificationsCommand {
     /// List token updates, newest first: a requestor's (`--requestor`) or a token's (`--token`).
     List {
         #[arg(long, conflicts_with = "token", required_unless_present = "token")]
@@ -47,12 +47,12 @@ pub enum DeliveriesCommand {
     },
 }
 
-pub async fn run(cmd: DeliveriesCommand) -> anyhow::Result<()> {
+pub async fn run(cmd: NotificationsCommand) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
     match cmd {
-        DeliveriesCommand::List {
+        NotificationsCommand::List {
             requestor,
             token,
             state,
@@ -94,13 +94,13 @@ pub async fn run(cmd: DeliveriesCommand) -> anyhow::Result<()> {
             println!("{} update(s)", rows.len());
             Ok(())
         }
-        DeliveriesCommand::Show { delivery_id, hub } => {
+        NotificationsCommand::Show { delivery_id, hub } => {
             let url = format!("{}/admin/v1/deliveries/{delivery_id}", hub.hub_url);
             let v = get(&http, &url, &hub.admin_token).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
-        DeliveriesCommand::Replay {
+        NotificationsCommand::Replay {
             delivery_id,
             all,
             requestor,
@@ -118,7 +118,7 @@ pub async fn run(cmd: DeliveriesCommand) -> anyhow::Result<()> {
             println!("{}", if text.is_empty() { "replayed" } else { &text });
             Ok(())
         }
-        DeliveriesCommand::Enable { requestor, hub } => {
+        NotificationsCommand::Enable { requestor, hub } => {
             let url = format!(
                 "{}/admin/v1/token-requestors/{requestor}/enable",
                 hub.hub_url

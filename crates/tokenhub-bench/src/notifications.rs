@@ -1,4 +1,4 @@
-//! `tokenhub bench notify`: token updates from the TSP to a token requestor, over real loopback
+//! `tokenhub-bench notifications`: token updates from the TSP to a token requestor, over real loopback
 //! HTTP, everything in this process: the hub (SQLite by default, or `--database-url`), a load
 //! generator playing the TSP (`POST /trapi/v2.0/tokens/{tokenId}/updates`) and the requestor
 //! simulator (built on `tokenhub-receiver`, which verifies every signature).
@@ -9,45 +9,44 @@
 //! 2. **max throughput**: `--burst` updates sent as fast as the hub takes them; deliveries per
 //!    second = updates received / time from the first sent to the last received.
 
-use crate::bench::{create_tokens, random_hex, Admin, ISSUER_ID};
+use crate::bootstrap::{self, create_tokens, in_process, Admin, ISSUER_ID};
 use anyhow::ensure;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokenhub::domain::TokenState;
-use tokenhub::Config;
 use tokenhub_sim::requestor::{RequestorSim, RequestorSimConfig};
 
-const REQUESTOR: &str = "bench-psp";
-const SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const GOAL_P99_MS: f64 = 50.0;
+pub(crate) const REQUESTOR: &str = "bench-psp";
+pub(crate) const SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(crate) const GOAL_P99_MS: f64 = 50.0;
 
 #[derive(clap::Args)]
-pub struct NotifyArgs {
+pub struct NotificationsArgs {
     /// The hub's database: a fresh SQLite file by default; `postgres://...` (an empty database).
     #[arg(long)]
-    database_url: Option<String>,
+    pub(crate) database_url: Option<String>,
     /// Updates per second of the fixed-rate phase.
     #[arg(long, default_value_t = 1000)]
-    rate: u32,
+    pub(crate) rate: u32,
     /// Seconds of the fixed-rate phase.
     #[arg(long, default_value_t = 10)]
-    duration: u64,
+    pub(crate) duration: u64,
     /// Updates of the max-throughput phase.
     #[arg(long, default_value_t = 20_000)]
-    burst: usize,
+    pub(crate) burst: usize,
     /// Deliveries under way at once to the requestor (its maxInFlight).
     #[arg(long, default_value_t = 64)]
-    max_in_flight: u32,
+    pub(crate) max_in_flight: u32,
     /// Updates the load generator keeps on the wire at once in the max-throughput phase.
     #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    pub(crate) concurrency: usize,
 }
 
-type Accepted = Arc<Mutex<HashMap<(String, String), Instant>>>;
+pub(crate) type Accepted = Arc<Mutex<HashMap<(String, String), Instant>>>;
 
-pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
+pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
     ensure!(
         args.rate > 0 && args.duration > 0,
         "--rate and --duration must be positive"
@@ -55,22 +54,11 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("tokenhub-bench-")
         .tempdir()?;
-    let url = match &args.database_url {
-        Some(u) => u.clone(),
-        None => format!("sqlite://{}", dir.path().join("tokenhub.db").display()),
-    };
-    let backend = if url.starts_with("postgres") {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    let mut config = Config::for_database(&url);
-    config.listen = "127.0.0.1:0".parse()?;
-    config.admin_token = Some(random_hex(16));
-    config.master_key = Some(random_hex(32));
+    let (url, backend) = bootstrap::database(args.database_url.as_deref(), dir.path());
+    let mut config = bootstrap::hub_config(&url)?;
     config.notify.outbound_allow =
         tokenhub::config::parse_cidrs("127.0.0.0/8").map_err(|e| anyhow::anyhow!(e))?;
-    let local = crate::local_hub::LocalHub::start(config).await?;
+    let local = in_process(config).await?;
     let (hub_url, hub) = (local.url(), local.hub.clone());
 
     let requestor = RequestorSim::start(RequestorSimConfig::new(
@@ -117,7 +105,7 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
     let (fixed_ids, burst_ids) = ids.split_at(fixed_n);
 
     println!(
-        "tokenhub bench notify: token updates TSP -> hub -> requestor (signed, verified), loopback"
+        "tokenhub-bench notifications: token updates TSP -> hub -> requestor (signed, verified), loopback"
     );
     println!(
         "database: {backend}; requestor maxInFlight {}; {} CPU(s)",
@@ -190,7 +178,7 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
         }
     }
     let sent_window = started.elapsed();
-    crate::demo_updates::drain(&hub, Duration::from_secs(120)).await?;
+    crate::bootstrap::drain_notifications(&hub, Duration::from_secs(120)).await?;
     let fixed_accepted: HashMap<(String, String), Instant> =
         std::mem::take(&mut *accepted.lock().unwrap_or_else(|p| p.into_inner()));
 
@@ -210,7 +198,7 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
         refused += results.iter().filter(|r| r.is_err()).count();
     }
     let burst_accepted = burst_started.elapsed();
-    crate::demo_updates::drain(&hub, Duration::from_secs(300)).await?;
+    crate::bootstrap::drain_notifications(&hub, Duration::from_secs(300)).await?;
     let burst_received = requestor.stats().answered_2xx - before_burst;
 
     drop(sender);
@@ -279,15 +267,15 @@ pub async fn run(args: NotifyArgs) -> anyhow::Result<()> {
 
 /// The load generator, playing the TSP.
 #[derive(Clone)]
-struct Sender {
-    http: reqwest::Client,
-    hub_url: String,
-    accepted: Accepted,
+pub(crate) struct Sender {
+    pub(crate) http: reqwest::Client,
+    pub(crate) hub_url: String,
+    pub(crate) accepted: Accepted,
 }
 
 impl Sender {
     /// Suspends the token (an update stamped now) and records when the hub accepted it.
-    async fn send(&self, token_id: &str) -> anyhow::Result<()> {
+    pub(crate) async fn send(&self, token_id: &str) -> anyhow::Result<()> {
         let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let body =
             json!({"issuerId": ISSUER_ID, "lastUpdateTimestamp": ts, "tokenState": "SUSPENDED"});

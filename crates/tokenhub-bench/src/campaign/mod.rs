@@ -1,0 +1,234 @@
+//! `tokenhub-bench campaign`: a re-personalization campaign over `--tokens` ACTIVE tokens, end to
+//! end over loopback HTTP, with the hub in a process of its own so that its memory and CPU are
+//! its own.
+//!
+//! 1. **Seeding** (not measured): the bench opens a fresh SQLite file through the library (an
+//!    in-process hub, stopped afterwards), imports a key set, registers the TSP, the issuer and
+//!    profile versions v1 (deployed) and v2 through the admin API, and inserts, in batched
+//!    transactions, one device and one ACTIVE token per index, each with the data key and element
+//!    fingerprints a personalization leaves behind: the fingerprints of the data the TSP
+//!    simulator will recover, computed from the same derivation ([`DerivedTokens`]).
+//! 2. **The hub** is this binary's hidden `serve` on that file, configured by environment.
+//! 3. **The TSP simulator** runs in this process, in derived mode: it knows every token from the
+//!    start and derives a token's data from its id when it recovers it; optionally rate-limited
+//!    (`--tsp-rate`, 503 above the rate; the hub is told the same rate).
+//! 4. **Devices** ([`LightDevices`]): when the simulator's `/newData` for a token was accepted (the
+//!    hub committed the profile in the same transaction), that token's device is visited: it polls
+//!    the wallet API and confirms with SUCCESS; one profile in `--check-every` is opened (HPKE)
+//!    and checked: profile version v2, the transit DGI v2 adds, the card master key, PSN and PAR
+//!    the TSP holds.
+//! 5. **The campaign**: v2 is deployed with `{"campaign": {"ratePerSecond", "maxInFlight"}}`;
+//!    the bench times each tenth of the tokens confirmed, and ends when the campaign is COMPLETED
+//!    and the TSP reset the ATC of every token (`submitNewTokenDataStatus SUCCESS`).
+
+mod measure;
+mod process;
+mod report;
+mod seed;
+
+use crate::bootstrap::{free_port, random_hex, HubProcess};
+use anyhow::{ensure, Context};
+use measure::measure;
+use process::{file_mb, tail, ProcStats};
+use report::report;
+use seed::seed_hub;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokenhub_sim::device::light::LightDevices;
+use tokenhub_sim::tsp::elements::YearMonth;
+use tokenhub_sim::{DerivedTokens, TspSimConfig};
+
+pub(crate) const ISSUER_ID: &str = "CAMPBANK01";
+pub(crate) const PRODUCT_ID: &str = "classic";
+pub(crate) const TSP_ID: &str = "bench-tsp";
+/// Token ids are this and 10 digits.
+pub(crate) const TOKEN_PREFIX: &str = "TKNB";
+/// X25519 key pairs the devices share (device i uses pair i % this).
+pub(crate) const KEY_PAIRS: usize = 64;
+/// Tokens per seeding transaction.
+pub(crate) const SEED_BATCH: usize = 1000;
+/// The transit record profile v2 adds (`tokenhub_sim::profiles::profile_v2`).
+pub(crate) const TRANSIT_DGI: u16 = 0x0202;
+/// The goals: 1,000,000 tokens in at most 10 minutes, the hub within 300 MB.
+pub(crate) const GOAL_TOKENS_PER_SECOND: f64 = 1_000_000.0 / 600.0;
+pub(crate) const GOAL_RSS_MB: f64 = 300.0;
+pub(crate) const RATE_TOLERANCE: f64 = 0.03;
+
+#[derive(clap::Args)]
+pub struct CampaignArgs {
+    /// ACTIVE tokens the campaign re-personalizes (one device each).
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) tokens: usize,
+    /// The campaign's `ratePerSecond` (tokens started per second); the default does not limit.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) campaign_rate: u32,
+    /// The campaign's `maxInFlight`.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) max_in_flight: u32,
+    /// The TSP simulator answers 503 above this many calls per second, and the hub is told to
+    /// keep to it (`rateLimitPerSecond`). A token costs two calls (repersoToken, newDataStatus).
+    #[arg(long)]
+    pub(crate) tsp_rate: Option<u32>,
+    /// Devices visited at once (each visit: a poll and a result).
+    #[arg(long, default_value_t = 64)]
+    pub(crate) device_concurrency: usize,
+    /// Open and check one profile in this many (1: every one).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) check_every: usize,
+    /// Keep the folder (database, hub log) instead of deleting it.
+    #[arg(long)]
+    pub(crate) keep: bool,
+    /// `RUST_LOG` of the hub process (its log goes to `hub.log` in the folder).
+    #[arg(long, default_value = "warn")]
+    pub(crate) hub_log: String,
+    /// Give up after this many minutes of campaign.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) timeout_minutes: u64,
+}
+
+pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
+    ensure!(args.tokens > 0, "--tokens must be at least 1");
+    ensure!(
+        args.campaign_rate > 0 && args.max_in_flight > 0,
+        "--campaign-rate and --max-in-flight must be at least 1"
+    );
+    ensure!(
+        args.device_concurrency > 0 && args.check_every > 0,
+        "--device-concurrency and --check-every must be at least 1"
+    );
+    ensure!(args.tsp_rate != Some(0), "--tsp-rate must be at least 1");
+    let n = args.tokens;
+    let dir = tempfile::Builder::new()
+        .prefix("tokenhub-bench-campaign-")
+        .tempdir()?;
+    let db_path = dir.path().join("hub.db");
+    let database_url = format!("sqlite://{}", db_path.display());
+    let master_key = random_hex(32);
+    let admin_token = random_hex(16);
+    let key_set = tokenhub_crypto::KeySet::generate();
+    let hub_port = free_port()?;
+    let hub_url = format!("http://127.0.0.1:{hub_port}");
+
+    // The simulators: the TSP knows every token from the start (derived data); the devices share
+    // a few key pairs.
+    let mut seed = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    let derived = DerivedTokens::new(seed, ISSUER_ID, TOKEN_PREFIX, n, YearMonth::now());
+    let (recovered_tx, recovered_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut sim_config = TspSimConfig::new(hub_url.clone(), key_set.clone());
+    sim_config.derived = Some(derived.clone());
+    sim_config.recovered = Some(recovered_tx);
+    sim_config.issuer_ids = Some(vec![ISSUER_ID.to_string()]);
+    sim_config.misbehaviour.rate_limit = args.tsp_rate;
+    let sim = Arc::new(
+        tokenhub_sim::spawn(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+            sim_config,
+        )
+        .await?,
+    );
+    let devices = Arc::new(LightDevices::new(&hub_url, KEY_PAIRS, &seed)?);
+
+    println!(
+        "tokenhub-bench campaign: {n} ACTIVE token(s), profile v1 -> v2, hub in its own process \
+         (SQLite), simulators in this one, loopback HTTP; {} CPU(s)",
+        std::thread::available_parallelism().map_or(0, |c| c.get())
+    );
+    println!(
+        "campaign ratePerSecond {} maxInFlight {}; TSP rate limit {}; devices {} at once, 1 \
+         profile in {} opened and checked",
+        args.campaign_rate,
+        args.max_in_flight,
+        args.tsp_rate
+            .map_or("none".to_string(), |r| format!("{r} calls/s")),
+        args.device_concurrency,
+        args.check_every
+    );
+    println!("folder {}", dir.path().display());
+
+    let seeding = Instant::now();
+    seed_hub(
+        &args,
+        &database_url,
+        &master_key,
+        &admin_token,
+        &key_set,
+        &sim,
+        &derived,
+        &devices,
+    )
+    .await
+    .context("seeding the hub's database")?;
+    let db_mb = file_mb(&db_path);
+    println!(
+        "seeded {n} token(s) in {:.1} s (database {db_mb:.0} MB)",
+        seeding.elapsed().as_secs_f64()
+    );
+
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut hub = HubProcess::spawn(
+        &exe,
+        &database_url,
+        hub_port,
+        &master_key,
+        &admin_token,
+        &args.hub_log,
+        &dir.path().join("hub.log"),
+    )?;
+    hub.wait_ready(&hub_url).await?;
+    let pid = hub.pid();
+    println!("hub started: pid {pid}, {hub_url}");
+    let outcome = measure(
+        &args,
+        &hub,
+        &hub_url,
+        &admin_token,
+        &sim,
+        &derived,
+        devices,
+        recovered_rx,
+    )
+    .await;
+    // The hub's figures at the end, before it goes.
+    let proc_end = ProcStats::read(pid);
+    hub.kill();
+    let log_tail = tail(&dir.path().join("hub.log"), 20);
+    let status = sim.status();
+    // The device tasks hold the simulator (for its counters) until they are gone.
+    let mut sim = sim;
+    for _ in 0..100 {
+        match Arc::try_unwrap(sim) {
+            Ok(only) => {
+                only.shutdown().await?;
+                break;
+            }
+            Err(shared) => {
+                sim = shared;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let measured = match outcome {
+        Ok(m) => m,
+        Err(e) => {
+            if !log_tail.is_empty() {
+                eprintln!("hub.log (last lines):\n{log_tail}");
+            }
+            if args.keep {
+                println!("kept the folder: {}", dir.keep().display());
+            }
+            return Err(e);
+        }
+    };
+    let verdict = report(&args, &measured, &proc_end, &status, db_mb);
+    if args.keep {
+        println!("kept the folder: {}", dir.keep().display());
+    }
+    if let Err(e) = verdict {
+        if !log_tail.is_empty() {
+            eprintln!("hub.log (last lines):\n{log_tail}");
+        }
+        return Err(e);
+    }
+    Ok(())
+}
