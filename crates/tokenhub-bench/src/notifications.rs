@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokenhub::domain::TokenState;
-use tokenhub_sim::requestor::{RequestorSim, RequestorSimConfig};
+use tokenhub::app::LocalHub;
+use tokenhub_sim::requestor::{DeliveryEvent, RequestorSim, RequestorSimConfig, RequestorSimStats};
 
 pub(crate) const REQUESTOR: &str = "bench-psp";
 pub(crate) const SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -46,6 +47,8 @@ pub struct NotificationsArgs {
 
 pub(crate) type Accepted = Arc<Mutex<HashMap<(String, String), Instant>>>;
 
+type Received = HashMap<(String, String), Instant>;
+
 pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
     ensure!(
         args.rate > 0 && args.duration > 0,
@@ -66,10 +69,69 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
         vec![SECRET.to_string()],
     ))
     .await?;
+    register(&local, &requestor, &args).await?;
+    let fixed_n = (args.rate as u64 * args.duration) as usize;
+    let ids = create_tokens(
+        &hub,
+        fixed_n + args.burst,
+        TokenState::Active,
+        Some(REQUESTOR),
+    )
+    .await?;
+    let (fixed_ids, burst_ids) = ids.split_at(fixed_n);
+
+    println!(
+        "tokenhub-bench notifications: token updates TSP -> hub -> requestor (signed, verified), loopback"
+    );
+    println!(
+        "database: {backend}; requestor maxInFlight {}; {} CPU(s)",
+        args.max_in_flight,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // Every update the requestor receives, matched afterwards to when the hub accepted it (a
+    // delivery may reach the requestor before the 204 reaches the TSP).
+    let collector = Collector::start(&requestor);
+    let sender = Sender {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()?,
+        hub_url,
+        accepted: Accepted::default(),
+    };
+    let fixed = fixed_rate(&sender, &hub, fixed_ids, &args).await?;
+    let burst = max_throughput(&sender, &hub, &requestor, burst_ids, &args).await?;
+
+    drop(sender);
+    let collected = collector.stop();
+    let stats = requestor.stats();
+    requestor.shutdown().await?;
+    let received = collected.await?;
+    report(&args, &fixed, &burst, &received, &stats);
+    local.stop().await?;
+    let refused = fixed.refused + burst.refused;
+    ensure!(
+        refused == 0,
+        "{refused} update(s) were not accepted with 204"
+    );
+    ensure!(
+        stats.rejected == 0,
+        "the requestor rejected {} delivery(ies)",
+        stats.rejected
+    );
+    Ok(())
+}
+
+/// The TSP, the issuer, and the requestor with its endpoint and signing secret.
+async fn register(
+    local: &LocalHub,
+    requestor: &RequestorSim,
+    args: &NotificationsArgs,
+) -> anyhow::Result<()> {
     let admin = Admin {
         http: reqwest::Client::new(),
-        base: hub_url.clone(),
-        token: hub.admin_token().to_string(),
+        base: local.url(),
+        token: local.hub.admin_token().to_string(),
     };
     admin
         .send(
@@ -93,78 +155,80 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
                    "apiKey": "bench-key", "signingSecrets": [SECRET],
                    "maxInFlight": args.max_in_flight}),
         )
-        .await?;
-    let fixed_n = (args.rate as u64 * args.duration) as usize;
-    let ids = create_tokens(
-        &hub,
-        fixed_n + args.burst,
-        TokenState::Active,
-        Some(REQUESTOR),
-    )
-    .await?;
-    let (fixed_ids, burst_ids) = ids.split_at(fixed_n);
+        .await
+}
 
-    println!(
-        "tokenhub-bench notifications: token updates TSP -> hub -> requestor (signed, verified), loopback"
-    );
-    println!(
-        "database: {backend}; requestor maxInFlight {}; {} CPU(s)",
-        args.max_in_flight,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
+/// When the requestor received each update (by token and timestamp), from its events.
+struct Collector {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Received>,
+}
 
-    // Every update the requestor receives, matched afterwards to when the hub accepted it (a
-    // delivery may reach the requestor before the 204 reaches the TSP).
-    let accepted: Accepted = Arc::default();
-    let mut events = requestor.subscribe();
-    let (stop_collector, mut collector_stop) = tokio::sync::oneshot::channel::<()>();
-    let collector = tokio::spawn(async move {
-        let mut received: HashMap<(String, String), Instant> = HashMap::new();
-        loop {
-            let next = tokio::select! {
-                e = events.recv() => e,
-                _ = &mut collector_stop => {
-                    // Everything delivered was broadcast before the hub recorded it: drain.
-                    while let Ok(e) = events.try_recv() {
-                        if let (true, Some(t), Some(ts)) =
-                            ((200..300).contains(&e.status), e.token_id, e.last_update_timestamp)
-                        {
-                            received.entry((t, ts)).or_insert(e.received_at);
-                        }
-                    }
-                    break;
+impl Collector {
+    fn start(requestor: &RequestorSim) -> Self {
+        let mut events = requestor.subscribe();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut received = Received::new();
+            let mut keep = |e: DeliveryEvent| {
+                if let (true, Some(t), Some(ts)) = (
+                    (200..300).contains(&e.status),
+                    e.token_id,
+                    e.last_update_timestamp,
+                ) {
+                    received.entry((t, ts)).or_insert(e.received_at);
                 }
             };
-            match next {
-                Ok(e) if (200..300).contains(&e.status) => {
-                    if let (Some(t), Some(ts)) = (e.token_id, e.last_update_timestamp) {
-                        received.entry((t, ts)).or_insert(e.received_at);
+            loop {
+                let next = tokio::select! {
+                    e = events.recv() => e,
+                    _ = &mut stopped => {
+                        // Everything delivered was broadcast before the hub recorded it: drain.
+                        while let Ok(e) = events.try_recv() {
+                            keep(e);
+                        }
+                        break;
                     }
+                };
+                match next {
+                    Ok(e) => keep(e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        eprintln!("the event collector lagged by {n} events");
+                    }
+                    Err(_) => break,
                 }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    eprintln!("the event collector lagged by {n} events");
-                }
-                Err(_) => break,
             }
-        }
-        received
-    });
+            received
+        });
+        Self { stop, task }
+    }
 
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .build()?;
-    let sender = Sender {
-        http,
-        hub_url: hub_url.clone(),
-        accepted: accepted.clone(),
-    };
+    /// Tells it to drain what is left and stop; its task gives what it collected.
+    fn stop(self) -> tokio::task::JoinHandle<Received> {
+        let _ = self.stop.send(());
+        self.task
+    }
+}
 
-    // Phase 1: fixed rate.
+/// What the fixed-rate phase sent.
+struct Fixed {
+    /// When the hub accepted each update.
+    accepted: Received,
+    window: Duration,
+    refused: usize,
+}
+
+/// Phase 1: one update every `1/rate` s, each to another token.
+async fn fixed_rate(
+    sender: &Sender,
+    hub: &tokenhub::Hub,
+    ids: &[String],
+    args: &NotificationsArgs,
+) -> anyhow::Result<Fixed> {
     let started = Instant::now();
     let period = Duration::from_secs_f64(1.0 / args.rate as f64);
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, id) in fixed_ids.iter().enumerate() {
+    for (i, id) in ids.iter().enumerate() {
         let at = started + period * i as u32;
         tokio::time::sleep_until(at.into()).await;
         let s = sender.clone();
@@ -177,40 +241,69 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
             refused += 1;
         }
     }
-    let sent_window = started.elapsed();
-    crate::bootstrap::drain_notifications(&hub, Duration::from_secs(120)).await?;
-    let fixed_accepted: HashMap<(String, String), Instant> =
-        std::mem::take(&mut *accepted.lock().unwrap_or_else(|p| p.into_inner()));
+    let window = started.elapsed();
+    crate::bootstrap::drain_notifications(hub, Duration::from_secs(120)).await?;
+    let accepted = std::mem::take(&mut *sender.accepted.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Fixed {
+        accepted,
+        window,
+        refused,
+    })
+}
 
+/// What the max-throughput phase sent and the requestor received.
+struct Burst {
+    started: Instant,
+    /// From the first update sent to the last accepted.
+    accepted: Duration,
+    received: u64,
+    refused: usize,
+}
+
+/// Phase 2: `--burst` updates, `--concurrency` on the wire at once.
+async fn max_throughput(
+    sender: &Sender,
+    hub: &tokenhub::Hub,
+    requestor: &RequestorSim,
+    ids: &[String],
+    args: &NotificationsArgs,
+) -> anyhow::Result<Burst> {
+    use futures::stream::{self, StreamExt};
     // The collector holds every latency so far; phase 2 starts from a clean count.
-    let before_burst = requestor.stats().answered_2xx;
-    let burst_started = Instant::now();
-    {
-        use futures::stream::{self, StreamExt};
-        let results: Vec<anyhow::Result<()>> = stream::iter(burst_ids.iter())
-            .map(|id| {
-                let s = sender.clone();
-                async move { s.send(id).await }
-            })
-            .buffer_unordered(args.concurrency.max(1))
-            .collect()
-            .await;
-        refused += results.iter().filter(|r| r.is_err()).count();
-    }
-    let burst_accepted = burst_started.elapsed();
-    crate::bootstrap::drain_notifications(&hub, Duration::from_secs(300)).await?;
-    let burst_received = requestor.stats().answered_2xx - before_burst;
+    let before = requestor.stats().answered_2xx;
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<()>> = stream::iter(ids.iter())
+        .map(|id| {
+            let s = sender.clone();
+            async move { s.send(id).await }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    let refused = results.iter().filter(|r| r.is_err()).count();
+    let accepted = started.elapsed();
+    crate::bootstrap::drain_notifications(hub, Duration::from_secs(300)).await?;
+    Ok(Burst {
+        started,
+        accepted,
+        received: requestor.stats().answered_2xx - before,
+        refused,
+    })
+}
 
-    drop(sender);
-    let _ = stop_collector.send(());
-    let stats = requestor.stats();
-    requestor.shutdown().await?;
-    let received = collector.await?;
+fn report(
+    args: &NotificationsArgs,
+    fixed: &Fixed,
+    burst: &Burst,
+    received: &Received,
+    stats: &RequestorSimStats,
+) {
     let last = received.values().max().copied();
-    let burst_window = last.map_or(burst_accepted, |l| {
-        l.saturating_duration_since(burst_started)
+    let burst_window = last.map_or(burst.accepted, |l| {
+        l.saturating_duration_since(burst.started)
     });
-    let mut fixed: Vec<u64> = fixed_accepted
+    let mut latencies: Vec<u64> = fixed
+        .accepted
         .iter()
         .filter_map(|(k, at)| {
             received
@@ -218,8 +311,9 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
                 .map(|r| r.saturating_duration_since(*at).as_micros() as u64)
         })
         .collect();
-    fixed.sort_unstable();
-    let pct = |v: &[u64], p: f64| -> f64 {
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        let v = &latencies;
         if v.is_empty() {
             return f64::NAN;
         }
@@ -230,39 +324,28 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
         "fixed rate {} updates/s for {} s: {} sent in {:.2} s, {} received",
         args.rate,
         args.duration,
-        fixed_n,
-        sent_window.as_secs_f64(),
-        fixed.len()
+        (args.rate as u64 * args.duration) as usize,
+        fixed.window.as_secs_f64(),
+        latencies.len()
     );
     println!(
         "  accepted -> received (ms): p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}   goal p99 <= {GOAL_P99_MS} ms: {}",
-        pct(&fixed, 0.50), pct(&fixed, 0.90), pct(&fixed, 0.99), pct(&fixed, 1.0),
-        if pct(&fixed, 0.99) <= GOAL_P99_MS { "met" } else { "NOT met" }
+        pct(0.50), pct(0.90), pct(0.99), pct(1.0),
+        if pct(0.99) <= GOAL_P99_MS { "met" } else { "NOT met" }
     );
     println!(
         "max throughput: {} updates accepted in {:.2} s ({:.0}/s), {} delivered in {:.2} s = {:.0} deliveries/s",
         args.burst,
-        burst_accepted.as_secs_f64(),
-        args.burst as f64 / burst_accepted.as_secs_f64(),
-        burst_received,
+        burst.accepted.as_secs_f64(),
+        args.burst as f64 / burst.accepted.as_secs_f64(),
+        burst.received,
         burst_window.as_secs_f64(),
-        burst_received as f64 / burst_window.as_secs_f64()
+        burst.received as f64 / burst_window.as_secs_f64()
     );
     println!(
         "requestor: received {}, applied {}, duplicates {}, obsolete {}, rejected {}",
         stats.received, stats.applied, stats.duplicates, stats.obsolete, stats.rejected
     );
-    local.stop().await?;
-    ensure!(
-        refused == 0,
-        "{refused} update(s) were not accepted with 204"
-    );
-    ensure!(
-        stats.rejected == 0,
-        "the requestor rejected {} delivery(ies)",
-        stats.rejected
-    );
-    Ok(())
 }
 
 /// The load generator, playing the TSP.
