@@ -29,14 +29,14 @@ mod seed;
 use crate::bootstrap::{free_port, random_hex, HubProcess};
 use anyhow::{ensure, Context};
 use measure::measure;
-use process::{file_mb, tail, ProcStats};
+use process::{tail, ProcStats};
 use report::report;
 use seed::seed_hub;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokenhub_sim::device::light::LightDevices;
 use tokenhub_sim::tsp::elements::YearMonth;
-use tokenhub_sim::{DerivedTokens, TspSimConfig};
+use tokenhub_sim::{DerivedTokens, TspSimConfig, TspSimHandle};
 
 pub(crate) const ISSUER_ID: &str = "CAMPBANK01";
 pub(crate) const PRODUCT_ID: &str = "classic";
@@ -87,17 +87,7 @@ pub struct CampaignArgs {
 }
 
 pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
-    ensure!(args.tokens > 0, "--tokens must be at least 1");
-    ensure!(
-        args.campaign_rate > 0 && args.max_in_flight > 0,
-        "--campaign-rate and --max-in-flight must be at least 1"
-    );
-    ensure!(
-        args.device_concurrency > 0 && args.check_every > 0,
-        "--device-concurrency and --check-every must be at least 1"
-    );
-    ensure!(args.tsp_rate != Some(0), "--tsp-rate must be at least 1");
-    let n = args.tokens;
+    check_args(&args)?;
     let dir = tempfile::Builder::new()
         .prefix("tokenhub-bench-campaign-")
         .tempdir()?;
@@ -108,62 +98,21 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
     let key_set = tokenhub_crypto::KeySet::generate();
     let hub_port = free_port()?;
     let hub_url = format!("http://127.0.0.1:{hub_port}");
+    let sims = Simulators::start(&args, &hub_url, &key_set).await?;
+    print_header(&args, dir.path());
 
-    // The simulators: the TSP knows every token from the start (derived data); the devices share
-    // a few key pairs.
-    let mut seed = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-    let derived = DerivedTokens::new(seed, ISSUER_ID, TOKEN_PREFIX, n, YearMonth::now());
-    let (recovered_tx, recovered_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut sim_config = TspSimConfig::new(hub_url.clone(), key_set.clone());
-    sim_config.derived = Some(derived.clone());
-    sim_config.recovered = Some(recovered_tx);
-    sim_config.issuer_ids = Some(vec![ISSUER_ID.to_string()]);
-    sim_config.misbehaviour.rate_limit = args.tsp_rate;
-    let sim = Arc::new(
-        tokenhub_sim::spawn(
-            tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-            sim_config,
-        )
-        .await?,
-    );
-    let devices = Arc::new(LightDevices::new(&hub_url, KEY_PAIRS, &seed)?);
-
-    println!(
-        "tokenhub-bench campaign: {n} ACTIVE token(s), profile v1 -> v2, hub in its own process \
-         (SQLite), simulators in this one, loopback HTTP; {} CPU(s)",
-        std::thread::available_parallelism().map_or(0, |c| c.get())
-    );
-    println!(
-        "campaign ratePerSecond {} maxInFlight {}; TSP rate limit {}; devices {} at once, 1 \
-         profile in {} opened and checked",
-        args.campaign_rate,
-        args.max_in_flight,
-        args.tsp_rate
-            .map_or("none".to_string(), |r| format!("{r} calls/s")),
-        args.device_concurrency,
-        args.check_every
-    );
-    println!("folder {}", dir.path().display());
-
-    let seeding = Instant::now();
-    seed_hub(
+    let db_mb = seed_hub(
         &args,
         &database_url,
         &master_key,
         &admin_token,
         &key_set,
-        &sim,
-        &derived,
-        &devices,
+        &sims.tsp,
+        &sims.derived,
+        &sims.devices,
     )
     .await
     .context("seeding the hub's database")?;
-    let db_mb = file_mb(&db_path);
-    println!(
-        "seeded {n} token(s) in {:.1} s (database {db_mb:.0} MB)",
-        seeding.elapsed().as_secs_f64()
-    );
 
     let exe = std::env::current_exe().context("locating this binary")?;
     let mut hub = HubProcess::spawn(
@@ -178,15 +127,16 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
     hub.wait_ready(&hub_url).await?;
     let pid = hub.pid();
     println!("hub started: pid {pid}, {hub_url}");
+    let sim = sims.tsp;
     let outcome = measure(
         &args,
         &hub,
         &hub_url,
         &admin_token,
         &sim,
-        &derived,
-        devices,
-        recovered_rx,
+        &sims.derived,
+        sims.devices,
+        sims.recovered,
     )
     .await;
     // The hub's figures at the end, before it goes.
@@ -194,8 +144,111 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
     hub.kill();
     let log_tail = tail(&dir.path().join("hub.log"), 20);
     let status = sim.status();
-    // The device tasks hold the simulator (for its counters) until they are gone.
-    let mut sim = sim;
+    shut_down(sim).await?;
+    let print_tail = || {
+        if !log_tail.is_empty() {
+            eprintln!("hub.log (last lines):\n{log_tail}");
+        }
+    };
+    let measured = match outcome {
+        Ok(m) => m,
+        Err(e) => {
+            print_tail();
+            if args.keep {
+                println!("kept the folder: {}", dir.keep().display());
+            }
+            return Err(e);
+        }
+    };
+    let verdict = report(&args, &measured, &proc_end, &status, db_mb);
+    if args.keep {
+        println!("kept the folder: {}", dir.keep().display());
+    }
+    if verdict.is_err() {
+        print_tail();
+    }
+    verdict
+}
+
+fn check_args(args: &CampaignArgs) -> anyhow::Result<()> {
+    ensure!(args.tokens > 0, "--tokens must be at least 1");
+    ensure!(
+        args.campaign_rate > 0 && args.max_in_flight > 0,
+        "--campaign-rate and --max-in-flight must be at least 1"
+    );
+    ensure!(
+        args.device_concurrency > 0 && args.check_every > 0,
+        "--device-concurrency and --check-every must be at least 1"
+    );
+    ensure!(args.tsp_rate != Some(0), "--tsp-rate must be at least 1");
+    Ok(())
+}
+
+fn print_header(args: &CampaignArgs, dir: &std::path::Path) {
+    println!(
+        "tokenhub-bench campaign: {} ACTIVE token(s), profile v1 -> v2, hub in its own process \
+         (SQLite), simulators in this one, loopback HTTP; {} CPU(s)",
+        args.tokens,
+        std::thread::available_parallelism().map_or(0, |c| c.get())
+    );
+    println!(
+        "campaign ratePerSecond {} maxInFlight {}; TSP rate limit {}; devices {} at once, 1 \
+         profile in {} opened and checked",
+        args.campaign_rate,
+        args.max_in_flight,
+        args.tsp_rate
+            .map_or("none".to_string(), |r| format!("{r} calls/s")),
+        args.device_concurrency,
+        args.check_every
+    );
+    println!("folder {}", dir.display());
+}
+
+/// The simulators: the TSP knows every token from the start (derived data); the devices share
+/// a few key pairs.
+struct Simulators {
+    tsp: Arc<TspSimHandle>,
+    derived: DerivedTokens,
+    devices: Arc<LightDevices>,
+    /// The tokens whose data the TSP recovered, as it recovers them.
+    recovered: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Simulators {
+    async fn start(
+        args: &CampaignArgs,
+        hub_url: &str,
+        key_set: &tokenhub_crypto::KeySet,
+    ) -> anyhow::Result<Self> {
+        let mut seed = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+        let derived =
+            DerivedTokens::new(seed, ISSUER_ID, TOKEN_PREFIX, args.tokens, YearMonth::now());
+        let (recovered_tx, recovered) = tokio::sync::mpsc::unbounded_channel();
+        let mut sim_config = TspSimConfig::new(hub_url.to_string(), key_set.clone());
+        sim_config.derived = Some(derived.clone());
+        sim_config.recovered = Some(recovered_tx);
+        sim_config.issuer_ids = Some(vec![ISSUER_ID.to_string()]);
+        sim_config.misbehaviour.rate_limit = args.tsp_rate;
+        let tsp = Arc::new(
+            tokenhub_sim::spawn(
+                tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+                sim_config,
+            )
+            .await?,
+        );
+        let devices = Arc::new(LightDevices::new(hub_url, KEY_PAIRS, &seed)?);
+        Ok(Self {
+            tsp,
+            derived,
+            devices,
+            recovered,
+        })
+    }
+}
+
+/// Shuts the TSP simulator down once the device tasks, which hold it for its counters, are gone.
+async fn shut_down(mut sim: Arc<TspSimHandle>) -> anyhow::Result<()> {
     for _ in 0..100 {
         match Arc::try_unwrap(sim) {
             Ok(only) => {
@@ -207,28 +260,6 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-    }
-    let measured = match outcome {
-        Ok(m) => m,
-        Err(e) => {
-            if !log_tail.is_empty() {
-                eprintln!("hub.log (last lines):\n{log_tail}");
-            }
-            if args.keep {
-                println!("kept the folder: {}", dir.keep().display());
-            }
-            return Err(e);
-        }
-    };
-    let verdict = report(&args, &measured, &proc_end, &status, db_mb);
-    if args.keep {
-        println!("kept the folder: {}", dir.keep().display());
-    }
-    if let Err(e) = verdict {
-        if !log_tail.is_empty() {
-            eprintln!("hub.log (last lines):\n{log_tail}");
-        }
-        return Err(e);
     }
     Ok(())
 }
