@@ -25,6 +25,7 @@ pub(crate) struct Mark {
 }
 
 /// What the device driver shares with the bench.
+#[derive(Default)]
 pub(crate) struct Driven {
     pub(crate) confirmed: AtomicUsize,
     pub(crate) opened: AtomicUsize,
@@ -63,13 +64,7 @@ pub(crate) async fn measure(
 ) -> anyhow::Result<Measured> {
     let n = args.tokens;
     let pid = hub.pid();
-    let driven = Arc::new(Driven {
-        confirmed: AtomicUsize::new(0),
-        opened: AtomicUsize::new(0),
-        refused: Mutex::default(),
-        errors: Mutex::default(),
-        marks: Mutex::default(),
-    });
+    let driven = Arc::new(Driven::default());
     let sample = {
         let sim = sim.clone();
         move |confirmed: usize| Mark {
@@ -96,65 +91,9 @@ pub(crate) async fn measure(
     let start = sample(0);
     let bench_start = ProcStats::own();
     let busy_start = machine_busy_ticks();
-    let deployed = http
-        .post(format!(
-            "{hub_url}/admin/v1/issuers/{ISSUER_ID}/products/{PRODUCT_ID}/profiles/v2/deploy"
-        ))
-        .bearer_auth(admin_token)
-        .json(&json!({"campaign": {"ratePerSecond": args.campaign_rate,
-                                    "maxInFlight": args.max_in_flight}}))
-        .send()
-        .await
-        .context("deploying v2 with a campaign")?;
-    let status = deployed.status();
-    let text = deployed.text().await?;
-    ensure!(status.is_success(), "deploy: HTTP {status}: {text}");
-    let deploy = start.at.elapsed();
-    let answer: Value = serde_json::from_str(&text)?;
-    let campaign_id = answer["campaignId"]
-        .as_str()
-        .context("the deploy's answer has no campaignId")?
-        .to_string();
-    println!(
-        "campaign {campaign_id}: {} token(s); deploy answered in {:.2} s",
-        answer["total"],
-        deploy.as_secs_f64()
-    );
-    ensure!(
-        answer["total"].as_u64() == Some(n as u64),
-        "the campaign covers {} token(s), not {n}",
-        answer["total"]
-    );
-
+    let (campaign_id, deploy) = deploy(&http, hub_url, admin_token, args, start.at).await?;
     let url = format!("{hub_url}/admin/v1/campaigns/{campaign_id}");
-    let until = start.at + Duration::from_secs(args.timeout_minutes * 60);
-    let mut last_print = Instant::now();
-    let view = loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let v = crate::bootstrap::get_json(&http, &url, admin_token).await?;
-        let state = v["state"].as_str().unwrap_or("?").to_string();
-        if state != "RUNNING" {
-            break v;
-        }
-        if last_print.elapsed() >= Duration::from_secs(10) {
-            last_print = Instant::now();
-            let p = ProcStats::read(pid);
-            println!(
-                "  {:>6.0} s  done {:>8}  failed {}  in progress {:>4}  hub RSS {:.0} MB",
-                start.at.elapsed().as_secs_f64(),
-                v["done"],
-                v["failed"],
-                v["inProgress"],
-                mb(p.rss_kb)
-            );
-        }
-        if Instant::now() > until {
-            bail!(
-                "the campaign did not end within {} minute(s): {v}",
-                args.timeout_minutes
-            );
-        }
-    };
+    let view = follow(&http, &url, admin_token, args, pid, start.at).await?;
     let campaign = start.at.elapsed();
     let state = view["state"].as_str().unwrap_or("?");
     ensure!(state == "COMPLETED", "the campaign ended {state}: {view}");
@@ -191,6 +130,86 @@ pub(crate) async fn measure(
         bench: (bench_start, bench_end),
         machine_busy: (busy_start, busy_end),
     })
+}
+
+/// Deploys v2 with a campaign over every ACTIVE token; its id and how long the deploy took.
+async fn deploy(
+    http: &reqwest::Client,
+    hub_url: &str,
+    admin_token: &str,
+    args: &CampaignArgs,
+    start: Instant,
+) -> anyhow::Result<(String, Duration)> {
+    let n = args.tokens;
+    let deployed = http
+        .post(format!(
+            "{hub_url}/admin/v1/issuers/{ISSUER_ID}/products/{PRODUCT_ID}/profiles/v2/deploy"
+        ))
+        .bearer_auth(admin_token)
+        .json(&json!({"campaign": {"ratePerSecond": args.campaign_rate,
+                                    "maxInFlight": args.max_in_flight}}))
+        .send()
+        .await
+        .context("deploying v2 with a campaign")?;
+    let status = deployed.status();
+    let text = deployed.text().await?;
+    ensure!(status.is_success(), "deploy: HTTP {status}: {text}");
+    let deploy = start.elapsed();
+    let answer: Value = serde_json::from_str(&text)?;
+    let campaign_id = answer["campaignId"]
+        .as_str()
+        .context("the deploy's answer has no campaignId")?
+        .to_string();
+    println!(
+        "campaign {campaign_id}: {} token(s); deploy answered in {:.2} s",
+        answer["total"],
+        deploy.as_secs_f64()
+    );
+    ensure!(
+        answer["total"].as_u64() == Some(n as u64),
+        "the campaign covers {} token(s), not {n}",
+        answer["total"]
+    );
+    Ok((campaign_id, deploy))
+}
+
+/// Follows the campaign until it is no longer RUNNING (a line every 10 s); its last view.
+async fn follow(
+    http: &reqwest::Client,
+    url: &str,
+    admin_token: &str,
+    args: &CampaignArgs,
+    pid: u32,
+    start: Instant,
+) -> anyhow::Result<Value> {
+    let until = start + Duration::from_secs(args.timeout_minutes * 60);
+    let mut last_print = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let v = crate::bootstrap::get_json(http, url, admin_token).await?;
+        let state = v["state"].as_str().unwrap_or("?").to_string();
+        if state != "RUNNING" {
+            return Ok(v);
+        }
+        if last_print.elapsed() >= Duration::from_secs(10) {
+            last_print = Instant::now();
+            let p = ProcStats::read(pid);
+            println!(
+                "  {:>6.0} s  done {:>8}  failed {}  in progress {:>4}  hub RSS {:.0} MB",
+                start.elapsed().as_secs_f64(),
+                v["done"],
+                v["failed"],
+                v["inProgress"],
+                mb(p.rss_kb)
+            );
+        }
+        if Instant::now() > until {
+            bail!(
+                "the campaign did not end within {} minute(s): {v}",
+                args.timeout_minutes
+            );
+        }
+    }
 }
 
 /// Visits the device of every token whose data the TSP recovered, `concurrency` at a time;

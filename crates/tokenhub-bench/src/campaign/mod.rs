@@ -114,19 +114,9 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
     .await
     .context("seeding the hub's database")?;
 
-    let exe = std::env::current_exe().context("locating this binary")?;
-    let mut hub = HubProcess::spawn(
-        &exe,
-        &database_url,
-        hub_port,
-        &master_key,
-        &admin_token,
-        &args.hub_log,
-        &dir.path().join("hub.log"),
-    )?;
-    hub.wait_ready(&hub_url).await?;
+    let mut hub = start_hub(&args, dir.path(), &database_url, hub_port, &master_key, &admin_token)
+        .await?;
     let pid = hub.pid();
-    println!("hub started: pid {pid}, {hub_url}");
     let sim = sims.tsp;
     let outcome = measure(
         &args,
@@ -168,6 +158,31 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
         print_tail();
     }
     verdict
+}
+
+/// The hub as a process of its own on the seeded database, ready to serve.
+async fn start_hub(
+    args: &CampaignArgs,
+    dir: &std::path::Path,
+    database_url: &str,
+    port: u16,
+    master_key: &str,
+    admin_token: &str,
+) -> anyhow::Result<HubProcess> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut hub = HubProcess::spawn(
+        &exe,
+        database_url,
+        port,
+        master_key,
+        admin_token,
+        &args.hub_log,
+        &dir.join("hub.log"),
+    )?;
+    let url = format!("http://127.0.0.1:{port}");
+    hub.wait_ready(&url).await?;
+    println!("hub started: pid {}, {url}", hub.pid());
+    Ok(hub)
 }
 
 fn check_args(args: &CampaignArgs) -> anyhow::Result<()> {
