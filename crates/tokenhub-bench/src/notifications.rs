@@ -15,8 +15,8 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokenhub::domain::TokenState;
 use tokenhub::app::LocalHub;
+use tokenhub::domain::TokenState;
 use tokenhub_sim::requestor::{DeliveryEvent, RequestorSim, RequestorSimConfig, RequestorSimStats};
 
 pub(crate) const REQUESTOR: &str = "bench-psp";

@@ -7,13 +7,7 @@ use std::process::Command;
 #[test]
 fn a_small_campaign_bench_runs_and_passes_its_checks() {
     let out = Command::new(env!("CARGO_BIN_EXE_tokenhub-bench"))
-        .args([
-            "campaign",
-            "--tokens",
-            "200",
-            "--check-every",
-            "10",
-        ])
+        .args(["campaign", "--tokens", "200", "--check-every", "10"])
         .args(["--max-in-flight", "64", "--timeout-minutes", "5"])
         .env("RUST_LOG", "error")
         .output()

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use tokenhub_sim::device::light::{LightDevices, OpenedProfile};
 use tokenhub_sim::{DerivedTokens, TspSimHandle};
 
-
 /// The state of things when a tenth of the tokens was confirmed (and at the start).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Mark {

@@ -114,8 +114,15 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
     .await
     .context("seeding the hub's database")?;
 
-    let mut hub = start_hub(&args, dir.path(), &database_url, hub_port, &master_key, &admin_token)
-        .await?;
+    let mut hub = start_hub(
+        &args,
+        dir.path(),
+        &database_url,
+        hub_port,
+        &master_key,
+        &admin_token,
+    )
+    .await?;
     let pid = hub.pid();
     let sim = sims.tsp;
     let outcome = measure(

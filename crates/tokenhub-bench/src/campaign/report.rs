@@ -5,7 +5,6 @@ use super::process::{mb, ProcStats};
 use super::{CampaignArgs, GOAL_RSS_MB, GOAL_TOKENS_PER_SECOND, RATE_TOLERANCE};
 use anyhow::ensure;
 
-
 /// The figures the report draws from what was measured.
 struct Figures {
     n: usize,
@@ -253,7 +252,10 @@ fn checks(
         if m.marks.len() >= 3 {
             checks.push((
                 (f.achieved - f64::from(r)).abs() <= RATE_TOLERANCE * f64::from(r),
-                format!("the TSP saw {:.1} calls/s, not within 3 % of {r}", f.achieved),
+                format!(
+                    "the TSP saw {:.1} calls/s, not within 3 % of {r}",
+                    f.achieved
+                ),
             ));
         }
     }
@@ -271,9 +273,21 @@ fn print_goals(f: &Figures, hub_end: &ProcStats) {
         "goals: 1M tokens in <= 10 min ({:.0} tokens/s): {}; hub RSS <= {GOAL_RSS_MB:.0} MB: {} \
          ({rss_mb:.0} MB); time per token flat: slowest / fastest tenth after the first = {:.2}",
         GOAL_TOKENS_PER_SECOND,
-        if f.tps >= GOAL_TOKENS_PER_SECOND { "met at this size" } else { "NOT met" },
-        if rss_mb <= GOAL_RSS_MB { "met at this size" } else { "NOT met" },
-        if fastest > 0.0 { slowest / fastest } else { f64::NAN },
+        if f.tps >= GOAL_TOKENS_PER_SECOND {
+            "met at this size"
+        } else {
+            "NOT met"
+        },
+        if rss_mb <= GOAL_RSS_MB {
+            "met at this size"
+        } else {
+            "NOT met"
+        },
+        if fastest > 0.0 {
+            slowest / fastest
+        } else {
+            f64::NAN
+        },
     );
 }
 

@@ -1,22 +1,22 @@
 //! Seeding (not measured): the hub's catalogue through the admin API, then the ACTIVE tokens and
 //! the fingerprints a personalization leaves behind, straight into the store.
 
-use super::{CampaignArgs, ISSUER_ID, PRODUCT_ID, SEED_BATCH, TSP_ID};
 use super::process::file_mb;
+use super::{CampaignArgs, ISSUER_ID, PRODUCT_ID, SEED_BATCH, TSP_ID};
 use crate::bootstrap::{import_key_set, in_process, Admin};
-use tokenhub::app::LocalHub;
 use anyhow::{ensure, Context};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 use std::sync::Arc;
+use tokenhub::app::LocalHub;
 use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::{ProfileDefinition, TokenState};
 use tokenhub::keys::TokenData;
 use tokenhub::store::tokens::TokenRow;
 use tokenhub::store::{catalog, personalizations, tokens};
+use tokenhub::Config;
 use tokenhub_sim::device::light::LightDevices;
 use tokenhub_sim::tsp::elements::SimKeys;
-use tokenhub::Config;
 use tokenhub_sim::{DerivedTokens, TspSimHandle};
 
 /// Seeds the hub's database (timed, not measured); the database's size after, in MB.

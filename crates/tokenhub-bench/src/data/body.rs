@@ -79,7 +79,11 @@ pub(crate) fn parse_only_router() -> axum::Router {
 }
 
 /// What the hub does before any lookup: the correlation id, the token id, the body; then `204`.
-pub(crate) async fn parse_only(Path(raw): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn parse_only(
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let outcome = CorrelationId::parse(
         "x-correlation-id",
         headers.get(&X_CORRELATION_ID).map(|v| v.as_bytes()),

@@ -10,8 +10,7 @@ use std::time::Instant;
 use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::{CorrelationId, TokenId, TokenState};
 use tokenhub::keys::TokenData;
-use tokenhub::store::tokens;
-
+use tokenhub::store::{tokens, StoreError};
 
 pub(crate) const BREAKDOWN_CALLS: usize = 2000;
 pub(crate) const CONCURRENT_CALLS: usize = 20_000;
@@ -163,11 +162,81 @@ pub(crate) async fn breakdown(
     concurrency: usize,
     pending: usize,
 ) -> anyhow::Result<Breakdown> {
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    use tokenhub::flows::perso::{submit, Applied};
     let (ids, rest) = ids.split_at(BREAKDOWN_CALLS);
     let (flow_ids, rest) = rest.split_at(CONCURRENT_CALLS);
     let (data_ids, full_ids) = rest.split_at(CONCURRENT_CALLS);
+    let sweep_ms = sweep_ms(hub).await?;
+    let (rows, part_size) = one_at_a_time(hub, body, ids).await?;
+    let t = Instant::now();
+    for _ in 0..BREAKDOWN_CALLS {
+        hub.store
+            .transact(|_| Box::pin(async { Ok::<_, tokenhub::store::StoreError>(()) }))
+            .await?;
+    }
+    let per = t.elapsed() / BREAKDOWN_CALLS as u32;
+
+    // The flow alone, many calls at a time.
+    let cpu = own_cpu_ns();
+    let t = Instant::now();
+    flow_concurrently(hub, body, flow_ids, concurrency).await?;
+    let flow_rate = CONCURRENT_CALLS as f64 / t.elapsed().as_secs_f64();
+    let flow_cpu_us = cpu_us_per_call(cpu, CONCURRENT_CALLS);
+
+    // Its SQL alone: the statements the call runs, with values of the same sizes, no crypto.
+    let submission =
+        perso::parse_submission(body, Operation::Data).map_err(|r| anyhow::anyhow!("{r}"))?;
+    // Joined once, outside the transactions, as the flow's HTTP worker joins them.
+    let names = Arc::new(tokens::ElementNames::of(
+        submission.elements.iter().map(|e| e.name.as_str()),
+    ));
+    let part = Arc::new(vec![0x5A; part_size]);
+    let cpu = own_cpu_ns();
+    let (store_data_rate, statements_data) =
+        sql_alone(hub, data_ids, concurrency, false, &names, &part).await?;
+    let store_data_cpu_us = cpu_us_per_call(cpu, data_ids.len());
+    let cpu = own_cpu_ns();
+    let (store_full_rate, statements_full) =
+        sql_alone(hub, full_ids, concurrency, true, &names, &part).await?;
+    let store_full_cpu_us = cpu_us_per_call(cpu, full_ids.len());
+
+    Ok(Breakdown {
+        rows,
+        empty_commit_ms: per.as_secs_f64() * 1000.0,
+        concurrency,
+        flow_rate,
+        store_data_rate,
+        store_full_rate,
+        flow_cpu_us,
+        store_data_cpu_us,
+        store_full_cpu_us,
+        statements_data,
+        statements_full,
+        sweep_ms,
+        pending,
+    })
+}
+
+/// The delivery sweep's median time over 9 runs: every accepted call left a personalization
+/// pending (no device fetches them here).
+async fn sweep_ms(hub: &Arc<tokenhub::Hub>) -> anyhow::Result<f64> {
+    let mut sweeps = Vec::new();
+    for _ in 0..9 {
+        let t = Instant::now();
+        tokenhub::flows::deliver::sweep(hub)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+        sweeps.push(t.elapsed().as_micros() as u64);
+    }
+    Ok(Histogram::new(&sweeps).ms(50.0))
+}
+
+/// The steps of a call, timed one call at a time on `ids`; the sealed part's size.
+async fn one_at_a_time(
+    hub: &Arc<tokenhub::Hub>,
+    body: &'static [u8],
+    ids: &[String],
+) -> anyhow::Result<(Vec<(&'static str, Histogram)>, usize)> {
+    use tokenhub::flows::perso::{submit, Applied};
     let mut steps: BTreeMap<usize, (&'static str, Vec<u64>)> = BTreeMap::new();
     let mut time = |i: usize, name: &'static str, t: Instant| {
         steps
@@ -181,17 +250,6 @@ pub(crate) async fn breakdown(
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?
         .context("the bench profile is not defined")?;
-    // Every accepted call left a personalization pending (no device fetches them here).
-    let mut sweeps = Vec::new();
-    for _ in 0..9 {
-        let t = Instant::now();
-        tokenhub::flows::deliver::sweep(hub)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.chain()))?;
-        sweeps.push(t.elapsed().as_micros() as u64);
-    }
-    let sweep_ms = Histogram::new(&sweeps).ms(50.0);
-    let device_key = [9u8; 32];
     let mut part_size = 0;
     for (n, id) in ids.iter().enumerate() {
         let t = Instant::now();
@@ -223,7 +281,7 @@ pub(crate) async fn breakdown(
                     incoming: &[],
                 },
                 &profile,
-                &device_key,
+                &[9u8; 32],
                 "prs_bench",
             )
             .map_err(|e| anyhow::anyhow!("the profile could not be built: {e}"))?;
@@ -247,18 +305,23 @@ pub(crate) async fn breakdown(
             "the breakdown's call was not stored"
         );
     }
-    let t = Instant::now();
-    for _ in 0..BREAKDOWN_CALLS {
-        hub.store
-            .transact(|_| Box::pin(async { Ok::<_, tokenhub::store::StoreError>(()) }))
-            .await?;
-    }
-    let per = t.elapsed() / BREAKDOWN_CALLS as u32;
+    let rows = steps
+        .into_values()
+        .map(|(name, v)| (name, Histogram::new(&v)))
+        .collect();
+    Ok((rows, part_size))
+}
 
-    // The flow alone, many calls at a time.
-    let cpu = own_cpu_ns();
-    let t = Instant::now();
-    stream::iter(flow_ids.iter().enumerate())
+/// The whole flow on `ids`, `concurrency` calls at a time.
+async fn flow_concurrently(
+    hub: &Arc<tokenhub::Hub>,
+    body: &'static [u8],
+    ids: &[String],
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    use tokenhub::flows::perso::submit;
+    stream::iter(ids.iter().enumerate())
         .map(|(n, id)| async move {
             let token_id = TokenId::parse(id).map_err(|r| anyhow::anyhow!("{r}"))?;
             let correlation =
@@ -271,45 +334,7 @@ pub(crate) async fn breakdown(
         .buffer_unordered(concurrency)
         .try_collect::<Vec<_>>()
         .await?;
-    let flow_rate = CONCURRENT_CALLS as f64 / t.elapsed().as_secs_f64();
-    let flow_cpu_us = cpu_us_per_call(cpu, CONCURRENT_CALLS);
-
-    // Its SQL alone: the statements the call runs, with values of the same sizes, no crypto.
-    let submission =
-        perso::parse_submission(body, Operation::Data).map_err(|r| anyhow::anyhow!("{r}"))?;
-    // Joined once, outside the transactions, as the flow's HTTP worker joins them.
-    let names = Arc::new(tokens::ElementNames::of(
-        submission.elements.iter().map(|e| e.name.as_str()),
-    ));
-    let part = Arc::new(vec![0x5A; part_size]);
-    let cpu = own_cpu_ns();
-    let (store_data_rate, statements_data) =
-        sql_alone(hub, data_ids, concurrency, false, &names, &part).await?;
-    let store_data_cpu_us = cpu_us_per_call(cpu, data_ids.len());
-    let cpu = own_cpu_ns();
-    let (store_full_rate, statements_full) =
-        sql_alone(hub, full_ids, concurrency, true, &names, &part).await?;
-    let store_full_cpu_us = cpu_us_per_call(cpu, full_ids.len());
-
-    let rows = steps
-        .into_values()
-        .map(|(name, v)| (name, Histogram::new(&v)))
-        .collect::<Vec<_>>();
-    Ok(Breakdown {
-        rows,
-        empty_commit_ms: per.as_secs_f64() * 1000.0,
-        concurrency,
-        flow_rate,
-        store_data_rate,
-        store_full_rate,
-        flow_cpu_us,
-        store_data_cpu_us,
-        store_full_cpu_us,
-        statements_data,
-        statements_full,
-        sweep_ms,
-        pending,
-    })
+    Ok(())
 }
 
 /// Runs, for each token, the statements `flows::perso::apply` runs for a call that completes the
@@ -333,9 +358,8 @@ pub(crate) async fn sql_alone(
             hub.store.transact(move |c| {
                 Box::pin(async move {
                     let correlation = format!("sql-{n}");
-                    let token = tokens::lock_token(c, &id)
-                        .await?
-                        .ok_or_else(|| tokenhub::store::StoreError::Corrupt("no token".into()))?;
+                    let token = tokens::lock_token(c, &id).await?;
+                    let token = token.ok_or_else(|| StoreError::Corrupt("no token".into()))?;
                     // The token holds no element yet: the flow skips the repeat check and the
                     // read of its parts.
                     let part = tokens::DataPart {

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 /// Where requests go: a parse-only server takes any token id; the hub takes each of its
 /// pre-created tokens once.
 pub(crate) struct Target {
@@ -21,7 +20,11 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) fn new(server: &'static str, base: String, tokens: Option<Vec<String>>) -> Arc<Self> {
+    pub(crate) fn new(
+        server: &'static str,
+        base: String,
+        tokens: Option<Vec<String>>,
+    ) -> Arc<Self> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
@@ -57,7 +60,12 @@ impl Target {
         self.tokens.as_ref().map_or(n, |t| n.min(t.len()))
     }
 
-    pub(crate) async fn send(&self, url: String, correlation: String, body: &'static [u8]) -> Answer {
+    pub(crate) async fn send(
+        &self,
+        url: String,
+        correlation: String,
+        body: &'static [u8],
+    ) -> Answer {
         let sent = self
             .client
             .put(url)
@@ -87,7 +95,6 @@ pub(crate) enum Answer {
     NoContent,
     Other(String),
 }
-
 
 #[derive(Clone, Copy)]
 pub(crate) enum Phase {
@@ -222,33 +229,9 @@ pub(crate) async fn open_loop(
     let period = Duration::from_secs_f64(1.0 / f64::from(args.rate));
     let warm = u64::from(args.rate) * args.warmup;
     let measured = u64::from(args.rate) * args.duration;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
-    let server = target.server;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
     // Answers are collected by their own task, so that the schedule never waits on them.
-    let collector = tokio::spawn(async move {
-        let mut samples = Samples {
-            server,
-            phase: "fixed rate",
-            ..Samples::default()
-        };
-        let mut first_scheduled: Option<Instant> = None;
-        let mut last_done: Option<Instant> = None;
-        while let Some(d) = rx.recv().await {
-            if d.measured {
-                samples.record(d.done - d.scheduled, Some(d.done - d.sent), d.answer);
-                first_scheduled = Some(first_scheduled.map_or(d.scheduled, |f| f.min(d.scheduled)));
-                last_done = Some(last_done.map_or(d.done, |l| l.max(d.done)));
-            } else if let Answer::Other(why) = d.answer {
-                samples.non_204 += 1;
-                samples.first_failure.get_or_insert(why);
-            }
-        }
-        samples.window = match (first_scheduled, last_done) {
-            (Some(f), Some(l)) => l - f,
-            _ => Duration::ZERO,
-        };
-        samples
-    });
+    let collector = tokio::spawn(collect(target.server, rx));
     // The schedule is kept by a thread of its own that sleeps until each request's time (within
     // ~0.1 ms): tokio's timer has a 1 ms grain, which sent the requests in pairs, up to 1 ms late.
     let start = Instant::now();
@@ -302,11 +285,40 @@ pub(crate) async fn open_loop(
     Ok(samples)
 }
 
-
 pub(crate) struct Done {
     pub(crate) measured: bool,
     pub(crate) scheduled: Instant,
     pub(crate) sent: Instant,
     pub(crate) done: Instant,
     pub(crate) answer: Answer,
+}
+
+/// The fixed-rate phase's answers as they come; the window runs from the first measured
+/// request's scheduled start to the last one's answer.
+async fn collect(
+    server: &'static str,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Done>,
+) -> Samples {
+    let mut samples = Samples {
+        server,
+        phase: "fixed rate",
+        ..Samples::default()
+    };
+    let mut first_scheduled: Option<Instant> = None;
+    let mut last_done: Option<Instant> = None;
+    while let Some(d) = rx.recv().await {
+        if d.measured {
+            samples.record(d.done - d.scheduled, Some(d.done - d.sent), d.answer);
+            first_scheduled = Some(first_scheduled.map_or(d.scheduled, |f| f.min(d.scheduled)));
+            last_done = Some(last_done.map_or(d.done, |l| l.max(d.done)));
+        } else if let Answer::Other(why) = d.answer {
+            samples.non_204 += 1;
+            samples.first_failure.get_or_insert(why);
+        }
+    }
+    samples.window = match (first_scheduled, last_done) {
+        (Some(f), Some(l)) => l - f,
+        _ => Duration::ZERO,
+    };
+    samples
 }

@@ -149,7 +149,6 @@ pub(crate) fn cpu_ticks() -> Option<Ticks> {
     })
 }
 
-
 /// Percentiles over every sample (sorted once): exact, as an HDR histogram with full precision.
 pub(crate) struct Histogram {
     pub(crate) sorted: Vec<u64>,

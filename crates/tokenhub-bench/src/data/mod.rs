@@ -222,9 +222,7 @@ async fn register(local: &LocalHub) -> anyhow::Result<&'static [u8]> {
         .await?;
     let (profile, body) = profile_and_body(&key_set)?;
     let version = format!("/admin/v1/issuers/{ISSUER_ID}/products/{PRODUCT_ID}/profiles/{VERSION}");
-    admin
-        .send(reqwest::Method::PUT, &version, profile)
-        .await?;
+    admin.send(reqwest::Method::PUT, &version, profile).await?;
     admin
         .send(
             reqwest::Method::POST,
@@ -271,8 +269,12 @@ async fn measure_phases(
     // hub's latency.
     let load = LoadRuntime::new()?;
     // Parse-only first: its throughput bounds the hub's, so it tells how many tokens to create.
-    let parse_max = load.run_unless(args.fixed_only, Phase::Max, &parse_target, body, args).await?;
-    let parse_fixed = load.run_unless(args.max_only, Phase::Fixed, &parse_target, body, args).await?;
+    let parse_max = load
+        .run_unless(args.fixed_only, Phase::Max, &parse_target, body, args)
+        .await?;
+    let parse_fixed = load
+        .run_unless(args.max_only, Phase::Fixed, &parse_target, body, args)
+        .await?;
 
     let (fixed_ids, max_ids, breakdown_ids) = hub_tokens(hub, &parse_max, args).await?;
     let hub_fixed_target = Target::new("hub", hub_base.clone(), Some(fixed_ids));

@@ -3,7 +3,6 @@
 use super::measure::{Histogram, Samples};
 use super::{DataArgs, GOAL_P99_MS, GOAL_RATIO};
 
-
 pub(crate) fn report(args: &DataArgs, backend: &str, max: [&Samples; 2], fixed: [&Samples; 2]) {
     let ratio = max[1].completed_per_sec() / max[0].completed_per_sec();
     if !args.fixed_only {

@@ -200,8 +200,7 @@ impl Summary {
                 ),
             ),
             (
-                c.txns_after.approved == self.expected_txns()
-                    && c.txns_after.declined_total() == 0,
+                c.txns_after.approved == self.expected_txns() && c.txns_after.declined_total() == 0,
                 format!("transactions after the campaign: {:?}", c.txns_after),
             ),
             (
@@ -227,7 +226,11 @@ impl Summary {
             ),
             (
                 f.active == n,
-                format!("{} token(s) are not ACTIVE: {:?}", n.saturating_sub(f.active), f.states),
+                format!(
+                    "{} token(s) are not ACTIVE: {:?}",
+                    n.saturating_sub(f.active),
+                    f.states
+                ),
             ),
             (
                 p.outbox_drained,
