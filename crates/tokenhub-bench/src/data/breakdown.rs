@@ -445,6 +445,7 @@ pub(crate) fn cpu_us_per_call(before: Option<u64>, calls: usize) -> Option<f64> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// The breakdown's CPU per call counts this process's threads, at a grain fine enough to see
     /// a few milliseconds of work.
