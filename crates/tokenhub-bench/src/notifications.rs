@@ -1,6 +1,6 @@
-//! `tokenhub-bench notifications`: token updates from the TSP to a token requestor, over real loopback
-//! HTTP, everything in this process: the hub (SQLite by default, or `--database-url`), a load
-//! generator playing the TSP (`POST /trapi/v2.0/tokens/{tokenId}/updates`) and the requestor
+//! `tokenhub-bench notifications`: token updates from the TSP to a token requestor, over real
+//! loopback HTTP, everything in this process: the hub (SQLite by default, or `--database-url`), a
+//! load generator playing the TSP (`POST /trapi/v2.0/tokens/{tokenId}/updates`) and the requestor
 //! simulator (built on `tokenhub-receiver`, which verifies every signature).
 //!
 //! 1. **fixed rate**: one update every `1/--rate` s (open loop, each to another token so none is

@@ -1,6 +1,6 @@
-//! `tokenhub notifications` (also `deliveries`): token updates to token requestors, through the admin
-//! API — list them per requestor or per token, show one with its attempts, replay dead letters,
-//! enable an endpoint that answered 410.
+//! `tokenhub notifications` (also `deliveries`): token updates to token requestors, through the
+//! admin API — list them per requestor or per token, show one with its attempts, replay dead
+//! letters, enable an endpoint that answered 410.
 
 use crate::campaign::{get, HubArgs};
 use anyhow::{ensure, Context};
