@@ -13,14 +13,9 @@ use tokenhub::config::{Config, ServeArgs, StoreArgs};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod bench;
-mod bench_campaign;
-mod bench_notify;
 mod campaign;
-mod deliveries;
 mod demo;
-mod demo_updates;
-mod local_hub;
+mod notifications;
 
 #[derive(Parser)]
 #[command(
@@ -53,10 +48,8 @@ enum Command {
     /// tokenhub-receiver library; it can fail on purpose (POST /sim/misbehaviour).
     RequestorSim(RequestorSimArgs),
     /// Token updates to token requestors: list, show, replay dead letters, enable an endpoint.
-    #[command(subcommand)]
-    Deliveries(deliveries::DeliveriesCommand),
-    /// Measure the hub: `bench data` times submitTokenData against a parse-only handler.
-    Bench(bench::BenchArgs),
+    #[command(subcommand, alias = "deliveries")]
+    Notifications(notifications::NotificationsCommand),
 }
 
 #[derive(Subcommand)]
@@ -125,7 +118,7 @@ async fn requestor_sim(args: RequestorSimArgs) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo draws progress bars: only warnings and errors go to the log there.
-    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    let quiet = matches!(cli.command, Command::Demo(_));
     // (The demo's requestor refuses updates on purpose: its dead letters are no news.)
     tokenhub::telemetry::init(if quiet {
         "warn,tokenhub::workers::notify=error"
@@ -146,9 +139,8 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(args) => demo::run(args).await,
             Command::DeviceSim(args) => demo::device_sim(args).await,
             Command::Campaign(cmd) => campaign::run(cmd).await,
-            Command::Deliveries(cmd) => deliveries::run(cmd).await,
+            Command::Notifications(cmd) => notifications::run(cmd).await,
             Command::RequestorSim(args) => requestor_sim(args).await,
-            Command::Bench(args) => bench::run(args).await,
         }
     })
 }

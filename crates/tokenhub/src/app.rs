@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+mod local;
+pub use local::LocalHub;
+
 /// The hub, bound to its listener and ready to serve.
 pub struct Application {
     listener: TcpListener,

@@ -4,7 +4,6 @@
 
 #[macro_use]
 mod harness;
-mod bench;
 mod campaign_crash;
 mod campaigns;
 mod notifications;

@@ -1,13 +1,13 @@
-//! `tokenhub deliveries`: token updates to token requestors, through the admin API — list them
-//! per requestor or per token, show one with its attempts, replay dead letters, enable an endpoint
-//! that answered 410.
+//! `tokenhub notifications` (also `deliveries`): token updates to token requestors, through the
+//! admin API — list them per requestor or per token, show one with its attempts, replay dead
+//! letters, enable an endpoint that answered 410.
 
 use crate::campaign::{get, HubArgs};
 use anyhow::{ensure, Context};
 use std::time::Duration;
 
 #[derive(clap::Subcommand)]
-pub enum DeliveriesCommand {
+pub enum NotificationsCommand {
     /// List token updates, newest first: a requestor's (`--requestor`) or a token's (`--token`).
     List {
         #[arg(long, conflicts_with = "token", required_unless_present = "token")]
@@ -47,60 +47,25 @@ pub enum DeliveriesCommand {
     },
 }
 
-pub async fn run(cmd: DeliveriesCommand) -> anyhow::Result<()> {
+pub async fn run(cmd: NotificationsCommand) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
     match cmd {
-        DeliveriesCommand::List {
+        NotificationsCommand::List {
             requestor,
             token,
             state,
             limit,
             hub,
-        } => {
-            let base = match (&requestor, &token) {
-                (Some(r), _) => format!("{}/admin/v1/token-requestors/{r}/deliveries", hub.hub_url),
-                (None, Some(t)) => format!("{}/admin/v1/tokens/{t}/deliveries", hub.hub_url),
-                (None, None) => unreachable!("clap requires one of them"),
-            };
-            let mut url = reqwest::Url::parse(&base).context("the hub URL")?;
-            url.query_pairs_mut()
-                .append_pair("limit", &limit.to_string());
-            if let Some(s) = &state {
-                url.query_pairs_mut().append_pair("state", s);
-            }
-            let v = get(&http, url.as_str(), &hub.admin_token).await?;
-            let rows = v.as_array().cloned().unwrap_or_default();
-            println!(
-                "{:>8}  {:<10}  {:<24}  {:<25}  {:>8}  last",
-                "id", "state", "token", "lastUpdateTimestamp", "attempts"
-            );
-            for r in &rows {
-                println!(
-                    "{:>8}  {:<10}  {:<24}  {:<25}  {:>8}  {}",
-                    r["deliveryId"],
-                    r["state"].as_str().unwrap_or(""),
-                    r["tokenId"].as_str().unwrap_or(""),
-                    r["lastUpdateTimestamp"].as_str().unwrap_or(""),
-                    r["attempts"],
-                    r["lastError"]
-                        .as_str()
-                        .map(str::to_string)
-                        .or_else(|| r["lastStatus"].as_i64().map(|s| format!("HTTP {s}")))
-                        .unwrap_or_default()
-                );
-            }
-            println!("{} update(s)", rows.len());
-            Ok(())
-        }
-        DeliveriesCommand::Show { delivery_id, hub } => {
+        } => list(&http, requestor, token, state, limit, &hub).await,
+        NotificationsCommand::Show { delivery_id, hub } => {
             let url = format!("{}/admin/v1/deliveries/{delivery_id}", hub.hub_url);
             let v = get(&http, &url, &hub.admin_token).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
-        DeliveriesCommand::Replay {
+        NotificationsCommand::Replay {
             delivery_id,
             all,
             requestor,
@@ -118,7 +83,7 @@ pub async fn run(cmd: DeliveriesCommand) -> anyhow::Result<()> {
             println!("{}", if text.is_empty() { "replayed" } else { &text });
             Ok(())
         }
-        DeliveriesCommand::Enable { requestor, hub } => {
+        NotificationsCommand::Enable { requestor, hub } => {
             let url = format!(
                 "{}/admin/v1/token-requestors/{requestor}/enable",
                 hub.hub_url
@@ -128,6 +93,51 @@ pub async fn run(cmd: DeliveriesCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A requestor's or a token's updates, newest first, as a table.
+async fn list(
+    http: &reqwest::Client,
+    requestor: Option<String>,
+    token: Option<String>,
+    state: Option<String>,
+    limit: u32,
+    hub: &HubArgs,
+) -> anyhow::Result<()> {
+    let base = match (&requestor, &token) {
+        (Some(r), _) => format!("{}/admin/v1/token-requestors/{r}/deliveries", hub.hub_url),
+        (None, Some(t)) => format!("{}/admin/v1/tokens/{t}/deliveries", hub.hub_url),
+        (None, None) => anyhow::bail!("give --requestor or --token"),
+    };
+    let mut url = reqwest::Url::parse(&base).context("the hub URL")?;
+    url.query_pairs_mut()
+        .append_pair("limit", &limit.to_string());
+    if let Some(s) = &state {
+        url.query_pairs_mut().append_pair("state", s);
+    }
+    let v = get(http, url.as_str(), &hub.admin_token).await?;
+    let rows = v.as_array().cloned().unwrap_or_default();
+    println!(
+        "{:>8}  {:<10}  {:<24}  {:<25}  {:>8}  last",
+        "id", "state", "token", "lastUpdateTimestamp", "attempts"
+    );
+    for r in &rows {
+        println!(
+            "{:>8}  {:<10}  {:<24}  {:<25}  {:>8}  {}",
+            r["deliveryId"],
+            r["state"].as_str().unwrap_or(""),
+            r["tokenId"].as_str().unwrap_or(""),
+            r["lastUpdateTimestamp"].as_str().unwrap_or(""),
+            r["attempts"],
+            r["lastError"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| r["lastStatus"].as_i64().map(|s| format!("HTTP {s}")))
+                .unwrap_or_default()
+        );
+    }
+    println!("{} update(s)", rows.len());
+    Ok(())
 }
 
 async fn post(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<String> {

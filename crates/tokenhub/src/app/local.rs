@@ -1,13 +1,14 @@
-//! A hub served in this process on a loopback port, for the demo and the benches.
+//! A hub served inside the calling process on a loopback port, for the demo and the benches: the
+//! same [`Application`] as `tokenhub serve`, with a handle to stop it and reach its state.
 
-use anyhow::Context;
+use super::Application;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::hub::{Hub, StartError};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokenhub::clock::SystemClock;
-use tokenhub::config::Config;
-use tokenhub::Hub;
 
-pub(crate) struct LocalHub {
+pub struct LocalHub {
     pub hub: Arc<Hub>,
     pub addr: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -16,10 +17,8 @@ pub(crate) struct LocalHub {
 
 impl LocalHub {
     /// Builds the hub from `config` (its database migrated, its workers started) and serves it.
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let app = tokenhub::Application::build_with_clock(config, Arc::new(SystemClock))
-            .await
-            .context("starting the hub")?;
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let app = Application::build_with_clock(config, Arc::new(SystemClock)).await?;
         let addr = app.local_addr();
         let hub = app.hub().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -39,9 +38,8 @@ impl LocalHub {
     }
 
     /// Stops serving and the workers, and waits for them.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.stop.send(());
-        self.server.await??;
-        Ok(())
+        self.server.await.map_err(std::io::Error::other)?
     }
 }

@@ -58,7 +58,32 @@ pub async fn run(
         .status_next(400, 5, None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     requestor.fail_next((token_ids.len() / 10) as u32, None);
+    first_wave(sim, issuer_id, token_ids, &mut report).await?;
+    drain(hub, Duration::from_secs(120)).await?;
 
+    // A second wave, newer: every token still alive gets a new card art; then the dead letters
+    // of the first wave are replayed: older than what the requestor holds, it drops them.
+    second_wave(sim, issuer_id, token_ids, &mut report).await?;
+    drain(hub, Duration::from_secs(120)).await?;
+    let replayed = replay_dead(hub).await?;
+    report.dead_replayed = replayed;
+    drain(hub, Duration::from_secs(60)).await?;
+
+    // The requestor's view against the hub's.
+    compare_views(hub, requestor, token_ids, &mut report).await?;
+    count_outcomes(hub, requestor, &mut report).await?;
+    report.time = started.elapsed();
+    Ok(report)
+}
+
+/// Expiry extensions, new last digits, suspensions, resumptions (out of order), deletions; some
+/// sent twice.
+async fn first_wave(
+    sim: &TspSimHandle,
+    issuer_id: &str,
+    token_ids: &[String],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let base = Utc::now();
     let mut wave: Vec<(TokenUpdate, usize)> = Vec::new(); // (update, times to send)
     for (i, id) in token_ids.iter().enumerate() {
@@ -100,10 +125,16 @@ pub async fn run(
         report.duplicates_sent += statuses.len() - 1;
         report.refused_by_hub += statuses.iter().filter(|s| **s != 204).count();
     }
-    drain(hub, Duration::from_secs(120)).await?;
+    Ok(())
+}
 
-    // A second wave, newer: every token still alive gets a new card art; then the dead letters
-    // of the first wave are replayed: older than what the requestor holds, it drops them.
+/// A new card art for every token still alive.
+async fn second_wave(
+    sim: &TspSimHandle,
+    issuer_id: &str,
+    token_ids: &[String],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let later = Utc::now();
     let alive: Vec<&String> = token_ids
         .iter()
@@ -124,12 +155,16 @@ pub async fn run(
         report.updates_sent += 1;
         report.refused_by_hub += usize::from(a? != 204);
     }
-    drain(hub, Duration::from_secs(120)).await?;
-    let replayed = replay_dead(hub).await?;
-    report.dead_replayed = replayed;
-    drain(hub, Duration::from_secs(60)).await?;
+    Ok(())
+}
 
-    // The requestor's view against the hub's.
+/// Every token as the requestor holds it against the hub's.
+async fn compare_views(
+    hub: &tokenhub::Hub,
+    requestor: &RequestorSim,
+    token_ids: &[String],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let view = requestor.tokens().await?;
     for id in token_ids {
         let hub_token = hub.store.token(id).await?.context("a demo token is gone")?;
@@ -156,6 +191,15 @@ pub async fn run(
             report.deleted += 1;
         }
     }
+    Ok(())
+}
+
+/// What the hub delivered and the requestor did with it.
+async fn count_outcomes(
+    hub: &tokenhub::Hub,
+    requestor: &RequestorSim,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let counts = hub.store.notification_counts(Some(REQUESTOR_ID)).await?;
     let count = |s: &str| {
         counts
@@ -173,8 +217,7 @@ pub async fn run(
     report.receiver_obsolete = stats.obsolete;
     report.failed_on_purpose = stats.failed_on_purpose;
     report.pan_discards = stats.pan_discards;
-    report.time = started.elapsed();
-    Ok(report)
+    Ok(())
 }
 
 /// Replays the requestor's dead letters, as an operator would.

@@ -1,0 +1,64 @@
+//! `tokenhub-bench`: measures the hub over real loopback HTTP. Apart from the product binary, so
+//! that it carries none of this; the same allocator as the product, so that the figures are the
+//! product's.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// The product's allocator (see the `tokenhub` binary): the hub measured here allocates as the
+/// one in production does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod bootstrap;
+mod campaign;
+mod data;
+mod notifications;
+
+#[derive(Parser)]
+#[command(name = "tokenhub-bench", version, about = "Measure the hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// submitTokenData (40 elements, ~9.5 KB, validated, sealed, committed before the 204) against
+    /// a parse-only handler, at max throughput and at a fixed rate.
+    Data(data::DataArgs),
+    /// Token updates from the TSP to a token requestor (requestor-sim, loopback): latency from
+    /// the update accepted (204 to the TSP) to the update received, at a fixed rate; and the
+    /// highest sustained delivery rate.
+    #[command(alias = "notify")]
+    Notifications(notifications::NotificationsArgs),
+    /// A re-personalization campaign over N ACTIVE tokens (seeded straight into the database),
+    /// the hub in its own process: tokens/s per tenth, the hub's RSS and CPU, the TSP's rate.
+    Campaign(campaign::CampaignArgs),
+    /// The hub alone, configured as `tokenhub serve` is: the campaign bench runs it as a process
+    /// of its own.
+    #[command(hide = true)]
+    Serve(tokenhub::config::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tokenhub::telemetry::init(match cli.command {
+        Command::Serve(_) => tokenhub::telemetry::DEFAULT_FILTER,
+        // The benches print their own figures: only warnings and errors go to the log.
+        _ => "warn,tokenhub::workers::notifier=error",
+    });
+    tokenhub::telemetry::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Data(args) => data::run(args).await,
+            Command::Notifications(args) => notifications::run(args).await,
+            Command::Campaign(args) => campaign::run(args).await,
+            Command::Serve(args) => bootstrap::serve(args).await,
+        }
+    })
+}

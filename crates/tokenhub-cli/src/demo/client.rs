@@ -1,0 +1,62 @@
+//! A small client of the hub's own APIs, as an operator's script would use them.
+
+use anyhow::{ensure, Context};
+use serde_json::Value;
+
+pub(super) struct Client {
+    pub(super) http: reqwest::Client,
+    pub(super) base: String,
+    pub(super) admin_token: String,
+}
+
+impl Client {
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        ensure!(status.is_success(), "HTTP {status}: {text}");
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
+    }
+
+    pub(super) async fn admin_put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.send(
+            self.http
+                .put(format!("{}{path}", self.base))
+                .bearer_auth(&self.admin_token)
+                .json(&body),
+        )
+        .await
+        .with_context(|| format!("PUT {path}"))
+    }
+
+    pub(super) async fn admin_post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.admin_token)
+                .json(&body),
+        )
+        .await
+        .with_context(|| format!("POST {path}"))
+    }
+
+    pub(super) async fn get_admin(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(&self.admin_token),
+        )
+        .await
+        .with_context(|| format!("GET {path}"))
+    }
+
+    pub(super) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await
+            .with_context(|| format!("POST {path}"))
+    }
+}
