@@ -165,6 +165,16 @@ impl Tx {
         Ok(())
     }
 
+    /// The token's parts are deleted: the records of its calls stay, their parts no longer held,
+    /// so that a late retry is still recognised.
+    pub async fn release_call_parts(&mut self, token_id: &str) -> Result<(), StoreError> {
+        query("UPDATE token_data_calls SET part_held = 0 WHERE token_id = $1 AND part_held = 1")
+            .bind(token_id)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets the token's calls (the token is deleted).
     pub async fn delete_data_calls(&mut self, token_id: &str) -> Result<(), StoreError> {
         query("DELETE FROM token_data_calls WHERE token_id = $1")

@@ -297,17 +297,13 @@ pub async fn set_state(
 }
 
 /// Deletes every data part held for the token and forgets which elements it held (data
-/// minimization: once the device holds the profile, the hub keeps only fingerprints); the records
-/// of its calls stay, their parts no longer held, so a late retry is still recognised.
+/// minimization: once the device holds the profile, the hub keeps only fingerprints).
 pub async fn delete_data(conn: &mut Tx, token_id: &str, now: i64) -> Result<(), StoreError> {
     query("DELETE FROM token_data WHERE token_id = $1")
         .bind(token_id)
         .execute(&mut *conn)
         .await?;
-    query("UPDATE token_data_calls SET part_held = 0 WHERE token_id = $1 AND part_held = 1")
-        .bind(token_id)
-        .execute(&mut *conn)
-        .await?;
+    conn.release_call_parts(token_id).await?;
     query("UPDATE tokens SET received_elements = '', updated_ms = $2 WHERE token_id = $1")
         .bind(token_id)
         .bind(now)
