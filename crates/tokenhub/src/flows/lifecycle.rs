@@ -284,7 +284,6 @@ pub(crate) async fn end_work(
     tokens::set_removal_pending(c, &token.token_id, true).await?;
     personalizations::fail_pending_of_token(c, &token.token_id, why, now).await?;
     tokens::delete_data(c, &token.token_id, now).await?;
-    c.delete_data_calls(&token.token_id).await?;
     if let Some(recovery) = &token.recovery {
         tokens::set_recovery(c, &token.token_id, None, now).await?;
         if let Some(campaign) = &recovery.campaign_id {

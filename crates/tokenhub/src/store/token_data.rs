@@ -174,13 +174,4 @@ impl Tx {
             .await?;
         Ok(())
     }
-
-    /// Forgets the token's calls (the token is deleted).
-    pub async fn delete_data_calls(&mut self, token_id: &str) -> Result<(), StoreError> {
-        query("DELETE FROM token_data_calls WHERE token_id = $1")
-            .bind(token_id)
-            .execute(self)
-            .await?;
-        Ok(())
-    }
 }

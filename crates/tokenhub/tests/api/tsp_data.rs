@@ -19,7 +19,7 @@ hub_tests!(
     a_repeat_of_the_completing_call_after_the_device_confirmed_is_still_acknowledged,
     a_repeat_with_the_same_names_in_another_order_is_acknowledged,
     another_call_under_the_same_correlation_id_with_other_names_is_applied,
-    a_retry_after_the_token_was_deleted_is_rejected_with_432,
+    a_retry_after_the_token_was_deleted_is_acknowledged,
     data_while_the_token_is_personalizing_is_rejected_with_321,
     data_after_the_time_to_live_is_rejected_with_322,
     data_one_millisecond_after_the_time_to_live_is_rejected_with_322,
@@ -549,7 +549,7 @@ async fn another_call_under_the_same_correlation_id_with_other_names_is_applied(
     assert_eq!(app.elements_held(&token).await, ["cmk_ac", "psn"]);
 }
 
-async fn a_retry_after_the_token_was_deleted_is_rejected_with_432(app: TestApp) {
+async fn a_retry_after_the_token_was_deleted_is_acknowledged(app: TestApp) {
     let token = app.pending_token().await;
     let body = data_body(&app.required_elements());
     let cid = correlation_id();
@@ -558,8 +558,13 @@ async fn a_retry_after_the_token_was_deleted_is_rejected_with_432(app: TestApp) 
     app.post_update(&token, &update_state(&at(10), "DELETED"))
         .await
         .assert_accepted();
-    // The token's records went with it: the retry is a call on a deleted token.
+    // The call was applied before the deletion: its retry is acknowledged and changes nothing.
     app.put_data_as(&token, &cid, &body)
+        .await
+        .assert_accepted();
+    assert_eq!(app.token_state(&token).await, "DELETED");
+    // A call that was never applied is refused.
+    app.put_data_as(&token, &correlation_id(), &body)
         .await
         .assert_refused(432);
 }
