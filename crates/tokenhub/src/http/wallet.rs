@@ -7,10 +7,9 @@ use crate::domain::catalog::PutImmutable;
 use crate::domain::ids::parse_slug;
 use crate::domain::lifecycle::parse_card;
 use crate::domain::TokenState;
-use crate::error::Error;
+use crate::flows::catalog;
 use crate::flows::deliver::{self, DeviceResult, DeviceWork, SettleError};
 use crate::flows::digitize::{self, Digitization, DigitizeError};
-use crate::store::catalog;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -67,7 +66,7 @@ async fn poll_personalizations(
             "waitSeconds must be at most {MAX_WAIT_SECONDS}"
         )));
     }
-    if hub.store.device_public_key(&device_id).await?.is_none() {
+    if !catalog::device_registered(&hub, &device_id).await? {
         return Err(ApiError::not_found(format!(
             "device {device_id} is not registered"
         )));
@@ -175,18 +174,7 @@ async fn register_device(
         ));
     }
     let canonical = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&key);
-    let now = hub.now_ms();
-    let id = device_id.clone();
-    let outcome = hub
-        .store
-        .transact(move |c| {
-            Box::pin(async move {
-                catalog::put_device(c, &id, &canonical, now)
-                    .await
-                    .map_err(Error::from)
-            })
-        })
-        .await?;
+    let outcome = catalog::put_device(&hub, &device_id, canonical).await?;
     let status = match outcome {
         PutImmutable::Created => StatusCode::CREATED,
         PutImmutable::Unchanged => StatusCode::OK,
