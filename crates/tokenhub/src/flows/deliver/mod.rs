@@ -12,7 +12,7 @@ mod poll;
 mod profile;
 mod settle;
 
-pub use poll::{poll, DeviceWork, Offer, OfferedProfile, Removal};
+pub use poll::{poll, DeviceWork, Offer};
 pub use settle::{enqueue_state, settle, sweep, DeviceResult, SettleError};
 
 use crate::domain::perso::ElementSizes;
