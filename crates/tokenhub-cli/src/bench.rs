@@ -506,7 +506,7 @@ pub(crate) async fn create_tokens(
                 Box::pin(async move {
                     for row in &rows {
                         catalog::put_device(c, &row.device_id, &random_public_key(), now).await?;
-                        tokens::insert_token(c, row).await?;
+                        c.insert_token(row).await?;
                     }
                     Ok::<_, tokenhub::store::StoreError>(())
                 })
@@ -1470,7 +1470,7 @@ async fn sql_alone(
     part: &Arc<Vec<u8>>,
 ) -> anyhow::Result<(f64, usize)> {
     use futures::stream::{self, StreamExt, TryStreamExt};
-    use tokenhub::store::personalizations::{self, Kind, Personalization, PersonalizationState};
+    use tokenhub::store::personalizations::{Kind, Personalization, PersonalizationState};
     let now = hub.now_ms();
     let t = Instant::now();
     let counts = stream::iter(ids.iter().enumerate())
@@ -1479,7 +1479,8 @@ async fn sql_alone(
             hub.store.transact(move |c| {
                 Box::pin(async move {
                     let correlation = format!("sql-{n}");
-                    let token = tokens::lock_token(c, &id)
+                    let token = c
+                        .lock_token(&id)
                         .await?
                         .ok_or_else(|| tokenhub::store::StoreError::Corrupt("no token".into()))?;
                     // The token holds no element yet: the flow skips the repeat check and the
@@ -1501,8 +1502,7 @@ async fn sql_alone(
                     .await?;
                     let mut statements = 3;
                     if full {
-                        personalizations::insert(
-                            c,
+                        c.insert_personalization(
                             &Personalization {
                                 personalization_id: format!("prs_sql_{n}_{id}"),
                                 token_id: id.clone(),
@@ -1524,8 +1524,7 @@ async fn sql_alone(
                         .await?;
                         statements += 1;
                     }
-                    tokens::add_event(
-                        c,
+                    c.add_token_event(
                         &id,
                         "data received: 40 element(s); state PERSONALIZING",
                         &correlation,

@@ -12,7 +12,6 @@
 use crate::domain::campaign::{Campaign, CampaignState, ReportLine, Step};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::tokens;
 use crate::store::Tx;
 use std::collections::HashMap;
 
@@ -174,7 +173,7 @@ async fn step_campaign(
     }
     let mut started = 0;
     for token_id in conn.next_queued_tokens(campaign_id, limit).await? {
-        let token = tokens::lock_token(conn, &token_id).await?;
+        let token = conn.lock_token(&token_id).await?;
         let ok = match &token {
             Some(t) => {
                 crate::flows::reperso::start(conn, t, &c.profile_version, Some(campaign_id), now)

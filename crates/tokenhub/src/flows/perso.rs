@@ -255,7 +255,7 @@ async fn apply(
     checked: &Checked,
     now: i64,
 ) -> Result<Applied, Error> {
-    let Some(token) = tokens::lock_token(conn, token_id.as_str()).await? else {
+    let Some(token) = conn.lock_token(token_id.as_str()).await? else {
         return Err(Rejection::new(Code::UnknownToken, "no such token").into());
     };
     let names = &checked.names;
@@ -273,7 +273,7 @@ async fn apply(
     check_state(op, &token.snapshot(), now)?;
     let profile = target.def;
     if op == Operation::NewData {
-        if personalizations::has_pending(conn, token_id.as_str()).await? {
+        if conn.has_pending_personalization(token_id.as_str()).await? {
             return Err(Rejection::new(
                 Code::Ongoing,
                 "the token's profile is being delivered to the device",
@@ -425,7 +425,8 @@ async fn apply(
     if let Some(info) = &submission.token_info {
         let exp = info.exp.as_ref().map(|e| e.as_str());
         let last4 = info.last4.as_ref().map(|l| l.as_str());
-        tokens::set_token_info(conn, token_id.as_str(), exp, last4, now).await?;
+        conn.set_token_info(token_id.as_str(), exp, last4, now)
+            .await?;
         // A renewal's new expiry or last digits are news for the token's requestor.
         let changed = (exp.is_some() && exp != token.token_exp.as_deref())
             || (last4.is_some() && last4 != token.token_last4.as_deref());
@@ -450,14 +451,8 @@ async fn apply(
             String::new()
         }
     );
-    tokens::add_event(
-        conn,
-        token_id.as_str(),
-        &event,
-        correlation_id.as_str(),
-        now,
-    )
-    .await?;
+    conn.add_token_event(token_id.as_str(), &event, correlation_id.as_str(), now)
+        .await?;
     Ok(Applied::Stored {
         state,
         held: held.len(),

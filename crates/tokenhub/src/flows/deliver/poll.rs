@@ -4,7 +4,6 @@
 use super::profile::{build, store_built, Built};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::personalizations;
 use std::time::Duration;
 
 /// What a device's poll brings: profiles to install, tokens to remove.
@@ -33,13 +32,14 @@ pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Devi
     let signal = hub.devices.subscribe(device_id);
     let deadline = tokio::time::Instant::now() + wait;
     let result = loop {
-        let (offers, removals) = personalizations::device_work(
-            &hub.store,
-            device_id,
-            hub.config.delivery.max_tries as i64,
-            hub.now_ms(),
-        )
-        .await?;
+        let (offers, removals) = hub
+            .store
+            .device_work(
+                device_id,
+                hub.config.delivery.max_tries as i64,
+                hub.now_ms(),
+            )
+            .await?;
         let mut work: Vec<DeviceWork> = Vec::new();
         if offers {
             work.extend(
@@ -78,7 +78,11 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
     let max_tries = delivery.max_tries as i64;
     // Profiles are built when their device first asks for them: sealed to the key it has now.
     let mut built = Vec::new();
-    for p in personalizations::unbuilt(&hub.store, device_id, max_tries, hub.now_ms()).await? {
+    for p in hub
+        .store
+        .unbuilt_personalizations(device_id, max_tries, hub.now_ms())
+        .await?
+    {
         let b = build(hub, &p).await?;
         built.push((p, b));
     }
@@ -95,9 +99,7 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
                     store_built(c, &p, b, now).await?;
                 }
                 let window = delivery.window.as_millis() as i64;
-                Ok::<_, Error>(
-                    personalizations::take_offers(c, &device, max_tries, window, now).await?,
-                )
+                Ok::<_, Error>(c.take_offers(&device, max_tries, window, now).await?)
             })
         })
         .await?;
