@@ -121,7 +121,7 @@ fn main() -> anyhow::Result<()> {
     let quiet = matches!(cli.command, Command::Demo(_));
     // (The demo's requestor refuses updates on purpose: its dead letters are no news.)
     tokenhub::telemetry::init(if quiet {
-        "warn,tokenhub::workers::notify=error"
+        "warn,tokenhub::workers::notifier=error"
     } else {
         tokenhub::telemetry::DEFAULT_FILTER
     });

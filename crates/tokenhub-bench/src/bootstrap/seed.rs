@@ -4,7 +4,7 @@
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokenhub::domain::TokenState;
 use tokenhub::store::catalog;
-use tokenhub::store::tokens::{self, TokenRow};
+use tokenhub::store::tokens::TokenRow;
 
 /// The issuer, product and profile version the data and notifications benches register.
 pub(crate) const ISSUER_ID: &str = "BENCHBANK1";
@@ -69,7 +69,7 @@ pub(crate) async fn create_tokens(
                 Box::pin(async move {
                     for row in &rows {
                         catalog::put_device(c, &row.device_id, &random_public_key(), now).await?;
-                        tokens::insert_token(c, row).await?;
+                        c.insert_token(row).await?;
                     }
                     Ok::<_, tokenhub::store::StoreError>(())
                 })

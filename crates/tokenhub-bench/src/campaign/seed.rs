@@ -13,7 +13,7 @@ use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::{ProfileDefinition, TokenState};
 use tokenhub::keys::TokenData;
 use tokenhub::store::tokens::TokenRow;
-use tokenhub::store::{catalog, personalizations, tokens};
+use tokenhub::store::{catalog, personalizations};
 use tokenhub::Config;
 use tokenhub_sim::device::light::LightDevices;
 use tokenhub_sim::tsp::elements::SimKeys;
@@ -167,7 +167,7 @@ async fn insert_rows(hub: &tokenhub::Hub, rows: Vec<SeedRow>, now: i64) -> anyho
             Box::pin(async move {
                 for r in &rows {
                     catalog::put_device(c, &r.token.device_id, &r.public_key, now).await?;
-                    tokens::insert_token(c, &r.token).await?;
+                    c.insert_token(&r.token).await?;
                     personalizations::replace_fingerprints(c, &r.token.token_id, &r.fingerprints)
                         .await?;
                 }

@@ -7,9 +7,11 @@ use anyhow::{ensure, Context};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+use tokenhub::domain::data_call::CallNames;
 use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::{CorrelationId, TokenId, TokenState};
 use tokenhub::keys::TokenData;
+use tokenhub::store::token_data::CallKey;
 use tokenhub::store::{tokens, StoreError};
 
 pub(crate) const BREAKDOWN_CALLS: usize = 2000;
@@ -186,8 +188,9 @@ pub(crate) async fn breakdown(
     let submission =
         perso::parse_submission(body, Operation::Data).map_err(|r| anyhow::anyhow!("{r}"))?;
     // Joined once, outside the transactions, as the flow's HTTP worker joins them.
-    let names = Arc::new(tokens::ElementNames::of(
-        submission.elements.iter().map(|e| e.name.as_str()),
+    let names = Arc::new((
+        tokens::ElementNames::of(submission.elements.iter().map(|e| e.name.as_str())),
+        CallNames::of(submission.elements.iter().map(|e| e.name.as_str())),
     ));
     let part = Arc::new(vec![0x5A; part_size]);
     let cpu = own_cpu_ns();
@@ -345,11 +348,11 @@ pub(crate) async fn sql_alone(
     ids: &[String],
     concurrency: usize,
     full: bool,
-    names: &Arc<tokens::ElementNames>,
+    names: &Arc<(tokens::ElementNames, CallNames)>,
     part: &Arc<Vec<u8>>,
 ) -> anyhow::Result<(f64, usize)> {
     use futures::stream::{self, StreamExt, TryStreamExt};
-    use tokenhub::store::personalizations::{self, Kind, Personalization, PersonalizationState};
+    use tokenhub::domain::personalization::{Kind, Personalization, PersonalizationState};
     let now = hub.now_ms();
     let t = Instant::now();
     let counts = stream::iter(ids.iter().enumerate())
@@ -358,14 +361,21 @@ pub(crate) async fn sql_alone(
             hub.store.transact(move |c| {
                 Box::pin(async move {
                     let correlation = format!("sql-{n}");
-                    let token = tokens::lock_token(c, &id).await?;
-                    let token = token.ok_or_else(|| StoreError::Corrupt("no token".into()))?;
-                    // The token holds no element yet: the flow skips the repeat check and the
-                    // read of its parts.
+                    let key = CallKey {
+                        token_id: &id,
+                        correlation_id: &correlation,
+                        names: &names.1,
+                        operation: "data",
+                    };
+                    // The token and the calls recorded under the id, as the flow reads them.
+                    let context = c.data_call_context(key).await?;
+                    let token = context
+                        .ok_or_else(|| StoreError::Corrupt("no token".into()))?
+                        .token;
                     let part = tokens::DataPart {
                         operation: "data",
                         correlation_id: &correlation,
-                        element_names: &names,
+                        element_names: &names.0,
                         sealed: &part,
                     };
                     tokens::append_data(c, &id, &part, now).await?;
@@ -377,10 +387,9 @@ pub(crate) async fn sql_alone(
                         now,
                     )
                     .await?;
-                    let mut statements = 3;
+                    let mut statements = 4;
                     if full {
-                        personalizations::insert(
-                            c,
+                        c.insert_personalization(
                             &Personalization {
                                 personalization_id: format!("prs_sql_{n}_{id}"),
                                 token_id: id.clone(),
@@ -402,15 +411,15 @@ pub(crate) async fn sql_alone(
                         .await?;
                         statements += 1;
                     }
-                    tokens::add_event(
-                        c,
+                    c.record_data_call(key, true, full, now).await?;
+                    c.add_token_event(
                         &id,
                         "data received: 40 element(s); state PERSONALIZING",
                         &correlation,
                         now,
                     )
                     .await?;
-                    Ok::<_, tokenhub::store::StoreError>(statements + 1)
+                    Ok::<_, tokenhub::store::StoreError>(statements + 2)
                 })
             })
         })

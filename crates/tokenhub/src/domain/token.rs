@@ -1,6 +1,7 @@
 //! The token lifecycle and which TSP operations each state allows.
 
 use super::ids::{Code, Rejection};
+use super::lifecycle::{CardInfo, TokenChange};
 use serde::{Deserialize, Serialize};
 
 /// Token states, as the admin API reports them.
@@ -84,6 +85,85 @@ pub fn check_submit_new_data(token: &TokenSnapshot) -> Result<(), Rejection> {
             "the token is not personalized yet: send its data with /data",
         )),
         TokenState::Deleted => Err(Rejection::new(Code::StateForbids, "the token is deleted")),
+    }
+}
+
+/// A token as the hub holds it. `data_key` is wrapped under the master key.
+#[derive(Clone)]
+pub struct TokenRow {
+    pub token_id: String,
+    pub issuer_id: String,
+    pub product_id: String,
+    pub profile_version: String,
+    pub device_id: String,
+    pub wallet_card_ref_id: String,
+    pub token_requestor_id: Option<String>,
+    pub state: TokenState,
+    pub token_exp: Option<String>,
+    pub token_last4: Option<String>,
+    pub data_key: Vec<u8>,
+    pub data_deadline_ms: i64,
+    /// Lower-case names of the elements held, sorted.
+    pub received_elements: Vec<String>,
+    pub correlation_id: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// Why the token's personalization failed, if it did.
+    pub failure_reason: Option<String>,
+    /// The re-personalization under way, if any: the TSP was asked to recover the token's data.
+    pub recovery: Option<Recovery>,
+    /// What the issuer said of the funding card (never its number).
+    pub card: CardInfo,
+    /// The `lastUpdateTimestamp` (ms since the epoch) of the newest change the hub holds.
+    pub last_update_ms: Option<i64>,
+}
+
+/// An open recovery: the hub asked the TSP (`repersoToken`) to send the token's existing data
+/// again (`/newData`, same `x-correlation-id`) to rebuild it with `target_version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub correlation_id: String,
+    pub target_version: String,
+    /// Until when `/newData` is accepted; `None` until the TSP acknowledged `repersoToken`.
+    pub deadline_ms: Option<i64>,
+    pub campaign_id: Option<String>,
+}
+
+impl std::fmt::Debug for TokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRow")
+            .field("token_id", &self.token_id)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenRow {
+    /// The token as a lifecycle change leaves it.
+    pub fn with_change(&self, change: &TokenChange, last_update_ms: i64) -> TokenRow {
+        let mut t = self.clone();
+        let keep = |new: &Option<String>, old: &mut Option<String>| {
+            if new.is_some() {
+                old.clone_from(new);
+            }
+        };
+        if let Some(s) = change.state {
+            t.state = s;
+        }
+        keep(&change.token_exp, &mut t.token_exp);
+        keep(&change.token_last4, &mut t.token_last4);
+        keep(&change.card.last_digits, &mut t.card.last_digits);
+        keep(&change.card.expiry_date, &mut t.card.expiry_date);
+        keep(&change.card.art_id, &mut t.card.art_id);
+        t.last_update_ms = Some(last_update_ms);
+        t
+    }
+
+    pub fn snapshot(&self) -> TokenSnapshot {
+        TokenSnapshot {
+            state: self.state,
+            data_deadline_ms: self.data_deadline_ms,
+        }
     }
 }
 

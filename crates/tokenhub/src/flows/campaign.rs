@@ -12,7 +12,6 @@
 use crate::domain::campaign::{Campaign, CampaignState, ReportLine, Step};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::tokens;
 use crate::store::Tx;
 use std::collections::HashMap;
 
@@ -172,13 +171,24 @@ async fn step_campaign(
     if limit <= 0 {
         return Ok(0);
     }
+    start_tokens(conn, campaign_id, &c.profile_version, limit, now).await
+}
+
+/// Starts the next `limit` queued tokens of the campaign (those that cannot start are skipped).
+/// Returns how many started.
+async fn start_tokens(
+    conn: &mut Tx,
+    campaign_id: &str,
+    version: &str,
+    limit: i64,
+    now: i64,
+) -> Result<i64, Error> {
     let mut started = 0;
     for token_id in conn.next_queued_tokens(campaign_id, limit).await? {
-        let token = tokens::lock_token(conn, &token_id).await?;
+        let token = conn.lock_token(&token_id).await?;
         let ok = match &token {
             Some(t) => {
-                crate::flows::reperso::start(conn, t, &c.profile_version, Some(campaign_id), now)
-                    .await?
+                crate::flows::reperso::start(conn, t, version, Some(campaign_id), now).await?
             }
             None => false,
         };

@@ -98,3 +98,25 @@ pub async fn deploy(
         })
         .await
 }
+
+/// Whether a device is registered.
+pub async fn device_registered(hub: &Hub, device_id: &str) -> Result<bool, Error> {
+    Ok(hub.store.device_public_key(device_id).await?.is_some())
+}
+
+/// Registers a device and its public key (canonical base64url); a device's key never changes.
+pub async fn put_device(
+    hub: &Hub,
+    device_id: &str,
+    public_key: String,
+) -> Result<PutImmutable, Error> {
+    let now = hub.now_ms();
+    let id = device_id.to_string();
+    hub.store
+        .transact(move |tx| {
+            Box::pin(async move {
+                Ok::<_, Error>(crate::store::catalog::put_device(tx, &id, &public_key, now).await?)
+            })
+        })
+        .await
+}

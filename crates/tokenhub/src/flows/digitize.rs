@@ -6,7 +6,7 @@ use crate::domain::lifecycle::CardInfo;
 use crate::domain::{CorrelationId, IssuerId, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::tokens::{self, TokenRow};
+use crate::store::tokens::TokenRow;
 use crate::tsp_client::{CreateTokenRequest, DeviceInfo, TspCallError};
 
 /// A parsed digitization request.
@@ -192,12 +192,11 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
         .store
         .transact(move |conn| {
             Box::pin(async move {
-                if tokens::lock_token(conn, &row.token_id).await?.is_some() {
+                if conn.lock_token(&row.token_id).await?.is_some() {
                     return Ok::<_, Error>(false);
                 }
-                tokens::insert_token(conn, &row).await?;
-                tokens::add_event(
-                    conn,
+                conn.insert_token(&row).await?;
+                conn.add_token_event(
                     &row.token_id,
                     "created at the TSP (createToken)",
                     &row.correlation_id,

@@ -13,9 +13,9 @@ use crate::domain::tsp_call::TspCall;
 use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::tokens::{self, TokenRow};
+use crate::store::tokens::TokenRow;
+use crate::store::StoreError;
 use crate::store::Tx;
-use crate::store::{personalizations, StoreError};
 
 /// What became of an update from the TSP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub async fn tsp_update(
         .store
         .transact(move |c| {
             Box::pin(async move {
-                let Some(token) = tokens::lock_token(c, &token_id).await? else {
+                let Some(token) = c.lock_token(&token_id).await? else {
                     return Err(Rejection::new(Code::UnknownToken, "no such token").into());
                 };
                 let requestor = token
@@ -75,14 +75,16 @@ pub async fn tsp_update(
                     return Ok((TspUpdateOutcome::Ignored, None));
                 }
                 let ts = update.last_update_ms;
-                tokens::apply_change(c, &token_id, &update.change, ts, now).await?;
+                c.apply_token_change(&token_id, &update.change, ts, now)
+                    .await?;
                 let deleted = update.change.state == Some(TokenState::Deleted)
                     && token.state != TokenState::Deleted;
                 if deleted {
                     end_work(c, &token, "the TSP deleted the token", now).await?;
                 }
                 let event = format!("TSP update applied: {}", describe(&update.change));
-                tokens::add_event(c, &token_id, &event, &correlation, now).await?;
+                c.add_token_event(&token_id, &event, &correlation, now)
+                    .await?;
                 let changed = token.with_change(&update.change, ts);
                 notifications::queue_update(c, &changed, requestor, &correlation, now).await?;
                 Ok::<_, Error>((
@@ -128,7 +130,7 @@ pub async fn issuer_action(
         .store
         .transact(move |c| {
             Box::pin(async move {
-                let Some(token) = tokens::lock_token(c, &id).await? else {
+                let Some(token) = c.lock_token(&id).await? else {
                     return Err(LifecycleError::NotFound(format!("no token {id}")));
                 };
                 let Some(to) =
@@ -142,7 +144,7 @@ pub async fn issuer_action(
                     ..Default::default()
                 };
                 let ts = next_update_ms(token.last_update_ms, now);
-                tokens::apply_change(c, &id, &change, ts, now).await?;
+                c.apply_token_change(&id, &change, ts, now).await?;
                 let deleted = to == TokenState::Deleted;
                 if deleted {
                     end_work(c, &token, "the issuer deleted the token", now).await?;
@@ -158,9 +160,10 @@ pub async fn issuer_action(
                         .map(|r| format!(" ({r})"))
                         .unwrap_or_default()
                 );
-                tokens::add_event(c, &id, &event, &correlation, now).await?;
+                c.add_token_event(&id, &event, &correlation, now).await?;
                 notifications::token_changed(c, &id, Some(ts), &correlation, now).await?;
-                let row = tokens::lock_token(c, &id)
+                let row = c
+                    .lock_token(&id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt(format!("token {id} is gone")))?;
                 Ok::<_, LifecycleError>((row, deleted.then_some(token.device_id)))
@@ -202,7 +205,7 @@ pub async fn card_update(
                 if c.issuer_tsp(&issuer).await?.is_none() {
                     return Err(LifecycleError::NotFound(format!("no issuer {issuer}")));
                 }
-                let tokens = tokens::lock_tokens_of_card(c, &issuer, &card_ref).await?;
+                let tokens = c.lock_tokens_of_card(&issuer, &card_ref).await?;
                 let live: Vec<TokenRow> = tokens
                     .into_iter()
                     .filter(|t| matches!(t.state, TokenState::Active | TokenState::Suspended))
@@ -230,7 +233,8 @@ pub async fn card_update(
                 let mut ids = Vec::with_capacity(live.len());
                 for token in &live {
                     let ts = next_update_ms(token.last_update_ms, now);
-                    tokens::apply_change(c, &token.token_id, &change, ts, now).await?;
+                    c.apply_token_change(&token.token_id, &change, ts, now)
+                        .await?;
                     super::tsp_calls::enqueue(
                         c,
                         token,
@@ -241,7 +245,8 @@ pub async fn card_update(
                     )
                     .await?;
                     let event = format!("issuer {} the card: {}", update.what, describe(&change));
-                    tokens::add_event(c, &token.token_id, &event, &correlation, now).await?;
+                    c.add_token_event(&token.token_id, &event, &correlation, now)
+                        .await?;
                     notifications::token_changed(c, &token.token_id, Some(ts), &correlation, now)
                         .await?;
                     ids.push(token.token_id.clone());
@@ -261,9 +266,9 @@ pub async fn removal_done(hub: &Hub, device_id: &str, token_id: &str) -> Result<
     hub.store
         .transact(move |c| {
             Box::pin(async move {
-                match tokens::lock_token(c, &id).await? {
+                match c.lock_token(&id).await? {
                     Some(t) if t.device_id == device && t.state == TokenState::Deleted => {
-                        tokens::set_removal_pending(c, &id, false).await?;
+                        c.set_removal_pending(&id, false).await?;
                         Ok::<_, Error>(true)
                     }
                     _ => Ok(false),
@@ -281,11 +286,12 @@ pub(crate) async fn end_work(
     why: &str,
     now: i64,
 ) -> Result<(), Error> {
-    tokens::set_removal_pending(c, &token.token_id, true).await?;
-    personalizations::fail_pending_of_token(c, &token.token_id, why, now).await?;
-    tokens::delete_data(c, &token.token_id, now).await?;
+    c.set_removal_pending(&token.token_id, true).await?;
+    c.fail_pending_personalizations(&token.token_id, why, now)
+        .await?;
+    c.delete_token_data(&token.token_id, now).await?;
     if let Some(recovery) = &token.recovery {
-        tokens::set_recovery(c, &token.token_id, None, now).await?;
+        c.set_recovery(&token.token_id, None, now).await?;
         if let Some(campaign) = &recovery.campaign_id {
             c.set_campaign_step(campaign, &token.token_id, Step::Skipped, Some(why), now)
                 .await?;

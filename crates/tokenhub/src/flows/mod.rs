@@ -12,4 +12,5 @@ pub mod notifications;
 pub mod perso;
 pub mod reperso;
 pub mod requestors;
+pub mod tokens;
 pub mod tsp_calls;

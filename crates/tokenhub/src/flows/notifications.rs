@@ -9,7 +9,7 @@ use crate::domain::notification::{
 use crate::domain::TokenState;
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::tokens::{self, TokenRow};
+use crate::store::tokens::TokenRow;
 use crate::store::{StoreError, Tx};
 
 /// The body of `POST {baseUrl}/notify-token-update`.
@@ -42,14 +42,15 @@ pub async fn token_changed(
     correlation_id: &str,
     now: i64,
 ) -> Result<bool, Error> {
-    let token = tokens::lock_token(c, token_id)
+    let token = c
+        .lock_token(token_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("token {token_id} is gone")))?;
     let last_update_ms = match stamp {
         Some(ms) => ms,
         None => {
             let ms = next_update_ms(token.last_update_ms, now);
-            tokens::set_last_update(c, token_id, ms).await?;
+            c.set_token_last_update(token_id, ms).await?;
             ms
         }
     };

@@ -13,7 +13,7 @@ use crate::domain::{Code, Rejection, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::personalizations::Personalization;
-use crate::store::tokens::{self, Recovery, TokenRow};
+use crate::store::tokens::{Recovery, TokenRow};
 use crate::store::StoreError;
 use crate::store::Tx;
 
@@ -35,7 +35,8 @@ pub async fn start(
         deadline_ms: None,
         campaign_id: campaign_id.map(str::to_string),
     };
-    tokens::set_recovery(conn, &token.token_id, Some(&recovery), now).await?;
+    conn.set_recovery(&token.token_id, Some(&recovery), now)
+        .await?;
     let body = serde_json::json!({"issuerId": token.issuer_id, "reason": "PROFILE_UPDATE"});
     super::tsp_calls::enqueue(
         conn,
@@ -46,8 +47,7 @@ pub async fn start(
         now,
     )
     .await?;
-    tokens::add_event(
-        conn,
+    conn.add_token_event(
         &token.token_id,
         &format!("re-personalization to {target_version} started: repersoToken queued"),
         &recovery.correlation_id,
@@ -67,8 +67,8 @@ pub async fn finish(
     now: i64,
 ) -> Result<(), Error> {
     let campaign = token.recovery.as_ref().and_then(|r| r.campaign_id.clone());
-    tokens::set_recovery(conn, &token.token_id, None, now).await?;
-    tokens::delete_data(conn, &token.token_id, now).await?;
+    conn.set_recovery(&token.token_id, None, now).await?;
+    conn.delete_token_data(&token.token_id, now).await?;
     let body = match outcome {
         Ok(()) => serde_json::json!({"issuerId": token.issuer_id, "status": "SUCCESS"}),
         Err(_) => {
@@ -88,7 +88,8 @@ pub async fn finish(
         Ok(()) => "re-personalization done: newDataStatus SUCCESS queued".to_string(),
         Err(why) => format!("re-personalization failed: {why}; newDataStatus FAILURE queued"),
     };
-    tokens::add_event(conn, &token.token_id, &event, correlation_id, now).await?;
+    conn.add_token_event(&token.token_id, &event, correlation_id, now)
+        .await?;
     if let Some(c) = campaign {
         let (step, reason) = match outcome {
             Ok(()) => (Step::Done, None),
@@ -107,11 +108,13 @@ pub async fn on_device_result(
     outcome: Result<(), &str>,
     now: i64,
 ) -> Result<(), Error> {
-    let token = tokens::lock_token(conn, &p.token_id)
+    let token = conn
+        .lock_token(&p.token_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("token {} is gone", p.token_id)))?;
     if outcome.is_ok() {
-        tokens::set_profile_version(conn, &p.token_id, &p.profile_version, now).await?;
+        conn.set_token_profile_version(&p.token_id, &p.profile_version, now)
+            .await?;
     }
     finish(conn, &token, &p.correlation_id, outcome, now).await
 }
@@ -141,7 +144,8 @@ pub async fn on_reperso_acknowledged(
     ttl_ms: i64,
     now: i64,
 ) -> Result<(), Error> {
-    tokens::start_recovery_clock(conn, token_id, correlation_id, now + ttl_ms).await?;
+    conn.start_recovery_clock(token_id, correlation_id, now + ttl_ms)
+        .await?;
     Ok(())
 }
 
@@ -153,7 +157,7 @@ pub async fn on_reperso_refused(
     why: &str,
     now: i64,
 ) -> Result<(), Error> {
-    let Some(token) = tokens::lock_token(conn, token_id).await? else {
+    let Some(token) = conn.lock_token(token_id).await? else {
         return Ok(());
     };
     if token
@@ -180,9 +184,9 @@ pub async fn expire(hub: &Hub) -> Result<usize, Error> {
     hub.store
         .transact(move |c| {
             Box::pin(async move {
-                let ids = tokens::expired_recoveries(c, now, 128).await?;
+                let ids = c.expired_recoveries(now, 128).await?;
                 for id in &ids {
-                    if let Some(token) = tokens::lock_token(c, id).await? {
+                    if let Some(token) = c.lock_token(id).await? {
                         if let Some(r) = token.recovery.clone() {
                             finish(
                                 c,

@@ -102,12 +102,6 @@ fn tsp_refusal_code(code: u32) -> &'static str {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        Self::internal(&e)
-    }
-}
-
 impl From<crate::domain::Rejection> for ApiError {
     fn from(r: crate::domain::Rejection) -> Self {
         Self::bad_request(r.message)

@@ -7,6 +7,7 @@ use crate::clock::iso8601;
 use crate::domain::lifecycle::IssuerAction;
 use crate::domain::{TokenId, TokenState};
 use crate::flows::lifecycle::{self, LifecycleError};
+use crate::flows::tokens;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -106,15 +107,14 @@ async fn get_token(
     Path(token_id): Path<String>,
 ) -> Result<Json<TokenView>, ApiError> {
     let token_id = TokenId::parse(&token_id)?;
-    let Some(t) = hub.store.token(token_id.as_str()).await? else {
+    let Some(detail) = tokens::detail(&hub, token_id.as_str()).await? else {
         return Err(ApiError::not_found(format!(
             "token {token_id} does not exist"
         )));
     };
-    let history = hub
-        .store
-        .token_events(token_id.as_str())
-        .await?
+    let t = detail.token;
+    let history = detail
+        .history
         .into_iter()
         .map(|e| TokenEventView {
             at: iso8601(e.at_ms),
@@ -136,12 +136,10 @@ async fn get_token(
             last4: t.token_last4,
         },
         elements_held: t.received_elements,
-        elements_fingerprinted: hub.store.fingerprint_names(token_id.as_str()).await?,
+        elements_fingerprinted: detail.fingerprinted,
         failure_reason: t.failure_reason,
-        personalizations: hub
-            .store
-            .personalizations_of(token_id.as_str())
-            .await?
+        personalizations: detail
+            .personalizations
             .into_iter()
             .map(|p| PersonalizationView {
                 personalization_id: p.personalization_id,

@@ -233,7 +233,7 @@ async fn health_check(State(hub): State<AppState>, headers: HeaderMap) -> Respon
         headers.get(&X_REQUEST_ID).map(|v| v.as_bytes()),
     ) {
         Err(r) => Err(r),
-        Ok(_) => match hub.store.ping().await {
+        Ok(_) => match crate::flows::tokens::store_answers(&hub).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::error!(cause = %e, "health check: the store does not answer");

@@ -7,10 +7,9 @@ use crate::domain::catalog::PutImmutable;
 use crate::domain::ids::parse_slug;
 use crate::domain::lifecycle::parse_card;
 use crate::domain::TokenState;
-use crate::error::Error;
-use crate::flows::deliver::{self, DeviceResult, DeviceWork, SettleError};
+use crate::flows::catalog;
+use crate::flows::deliver::{self, DeviceResult, SettleError};
 use crate::flows::digitize::{self, Digitization, DigitizeError};
-use crate::store::catalog;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -67,13 +66,70 @@ async fn poll_personalizations(
             "waitSeconds must be at most {MAX_WAIT_SECONDS}"
         )));
     }
-    if hub.store.device_public_key(&device_id).await?.is_none() {
+    if !catalog::device_registered(&hub, &device_id).await? {
         return Err(ApiError::not_found(format!(
             "device {device_id} is not registered"
         )));
     }
-    let offers = deliver::poll(&hub, &device_id, std::time::Duration::from_secs(wait)).await?;
-    Ok(Json(offers))
+    let work = deliver::poll(&hub, &device_id, std::time::Duration::from_secs(wait)).await?;
+    Ok(Json(work.into_iter().map(work_view).collect()))
+}
+
+/// What a device's poll brings: profiles to install, tokens to remove.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum DeviceWork {
+    Install(Offer),
+    Remove(Removal),
+}
+
+/// A deleted token the device must remove (listed until the device confirms the removal).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Removal {
+    /// `REMOVE`.
+    pub action: &'static str,
+    pub token_id: String,
+}
+
+/// A personalization as the device receives it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Offer {
+    /// `INSTALL`.
+    pub action: &'static str,
+    pub personalization_id: String,
+    pub token_id: String,
+    pub profile_version: String,
+    pub profile: OfferedProfile,
+}
+
+/// The profile, HPKE-sealed to the device (mode base, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+/// AES-256-GCM; info `tokenhub/profile/v1`; aad the personalization id). Base64url, no padding.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OfferedProfile {
+    pub enc: String,
+    pub ciphertext: String,
+}
+
+fn work_view(w: deliver::DeviceWork) -> DeviceWork {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    match w {
+        deliver::DeviceWork::Install(o) => DeviceWork::Install(Offer {
+            action: "INSTALL",
+            personalization_id: o.personalization_id,
+            token_id: o.token_id,
+            profile_version: o.profile_version,
+            profile: OfferedProfile {
+                enc: b64.encode(&o.enc),
+                ciphertext: b64.encode(&o.ciphertext),
+            },
+        }),
+        deliver::DeviceWork::Remove { token_id } => DeviceWork::Remove(Removal {
+            action: "REMOVE",
+            token_id,
+        }),
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -175,18 +231,7 @@ async fn register_device(
         ));
     }
     let canonical = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&key);
-    let now = hub.now_ms();
-    let id = device_id.clone();
-    let outcome = hub
-        .store
-        .transact(move |c| {
-            Box::pin(async move {
-                catalog::put_device(c, &id, &canonical, now)
-                    .await
-                    .map_err(Error::from)
-            })
-        })
-        .await?;
+    let outcome = catalog::put_device(&hub, &device_id, canonical).await?;
     let status = match outcome {
         PutImmutable::Created => StatusCode::CREATED,
         PutImmutable::Unchanged => StatusCode::OK,

@@ -110,33 +110,7 @@ impl Tx {
         if items.is_empty() {
             return Ok(());
         }
-        let mut sql = String::from(
-        "INSERT INTO notification_attempts (notification_id, at_ms, duration_ms, status, error) VALUES ",
-    );
-        for i in 0..items.len() {
-            let p = i * 5;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            ));
-        }
-        let mut insert = query(&sql);
-        for it in items {
-            insert = insert
-                .bind(it.id)
-                .bind(it.started_ms)
-                .bind((it.ended_ms - it.started_ms).max(0))
-                .bind(it.status)
-                .bind(it.error.clone());
-        }
-        insert.execute(&mut *self).await?;
+        self.insert_attempts(items).await?;
 
         // Deliveries grouped by HTTP status, stamped with the group's last answer (a batch spans a
         // few milliseconds).
@@ -221,6 +195,40 @@ impl Tx {
         .execute(self)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+impl Tx {
+    /// One statement for every attempt of the batch.
+    async fn insert_attempts(&mut self, items: &[Settlement]) -> Result<(), StoreError> {
+        let mut sql = String::from(
+        "INSERT INTO notification_attempts (notification_id, at_ms, duration_ms, status, error) VALUES ",
+    );
+        for i in 0..items.len() {
+            let p = i * 5;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            ));
+        }
+        let mut insert = query(&sql);
+        for it in items {
+            insert = insert
+                .bind(it.id)
+                .bind(it.started_ms)
+                .bind((it.ended_ms - it.started_ms).max(0))
+                .bind(it.status)
+                .bind(it.error.clone());
+        }
+        insert.execute(&mut *self).await?;
+        Ok(())
     }
 }
 

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{dialect, Store, StoreError};
 use super::{query, query_scalar, Row, Tx};
+use super::{Store, StoreError};
 
 pub use crate::domain::personalization::{Kind, Personalization, PersonalizationState};
 
@@ -32,228 +32,9 @@ fn from_row(r: &Row) -> Result<Personalization, StoreError> {
     })
 }
 
-pub async fn insert(conn: &mut Tx, p: &Personalization, now: i64) -> Result<(), StoreError> {
-    query(&format!(
-        "INSERT INTO personalizations ({COLUMNS}, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)"
-    ))
-    .bind(&p.personalization_id)
-    .bind(&p.token_id)
-    .bind(&p.device_id)
-    .bind(&p.profile_version)
-    .bind(p.kind.as_str())
-    .bind(p.state.as_str())
-    .bind(&p.enc)
-    .bind(&p.ciphertext)
-    .bind(p.tries)
-    .bind(p.next_offer_ms)
-    .bind(p.expires_ms)
-    .bind(&p.result_reason)
-    .bind(&p.correlation_id)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub async fn lock(
-    conn: &mut Tx,
-    personalization_id: &str,
-) -> Result<Option<Personalization>, StoreError> {
-    super::lock_row(
-        conn,
-        "personalizations",
-        COLUMNS,
-        "personalization_id",
-        personalization_id,
-        from_row,
-    )
-    .await
-}
-
 /// The personalizations of device `$1` that may be offered at `$2` with at most `$3` offers each.
 const OFFERABLE: &str = "device_id = $1 AND state = 'PENDING' AND next_offer_ms <= $2 \
     AND tries < $3 AND expires_ms > $2";
-
-/// The device's pending personalizations whose profile is not built yet (never offered).
-pub async fn unbuilt(
-    store: &Store,
-    device_id: &str,
-    max_tries: i64,
-    now: i64,
-) -> Result<Vec<Personalization>, StoreError> {
-    let rows = query(&format!(
-        "SELECT {COLUMNS} FROM personalizations WHERE {OFFERABLE} AND enc IS NULL \
-         ORDER BY created_ms"
-    ))
-    .bind(device_id)
-    .bind(now)
-    .bind(max_tries)
-    .fetch_all(store.reader())
-    .await?;
-    rows.iter().map(from_row).collect()
-}
-
-/// Stores the sealed profile of a pending personalization that has none yet. Returns whether it
-/// did (another poll may have stored one first).
-pub async fn set_profile(
-    conn: &mut Tx,
-    personalization_id: &str,
-    enc: &[u8],
-    ciphertext: &[u8],
-    now: i64,
-) -> Result<bool, StoreError> {
-    let done = query(
-        "UPDATE personalizations SET enc = $2, ciphertext = $3, updated_ms = $4 \
-         WHERE personalization_id = $1 AND state = 'PENDING' AND enc IS NULL",
-    )
-    .bind(personalization_id)
-    .bind(enc)
-    .bind(ciphertext)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Takes the device's personalizations that may be offered now (their profile built), counting
-/// one more try for each and holding them back for `window_ms` (the time the device has to
-/// confirm).
-pub async fn take_offers(
-    conn: &mut Tx,
-    device_id: &str,
-    max_tries: i64,
-    window_ms: i64,
-    now: i64,
-) -> Result<Vec<Personalization>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM personalizations WHERE {OFFERABLE} AND enc IS NOT NULL \
-         ORDER BY created_ms{}",
-        dialect(conn).for_update()
-    );
-    let rows = query(&sql)
-        .bind(device_id)
-        .bind(now)
-        .bind(max_tries)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let mut p = from_row(r)?;
-        p.tries += 1;
-        p.next_offer_ms = now + window_ms;
-        query(
-            "UPDATE personalizations SET tries = $2, next_offer_ms = $3, updated_ms = $4 WHERE personalization_id = $1",
-        )
-        .bind(&p.personalization_id)
-        .bind(p.tries)
-        .bind(p.next_offer_ms)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        out.push(p);
-    }
-    Ok(out)
-}
-
-/// Whether the device has a personalization it could be offered now, and whether it has a
-/// deleted token to remove: one cheap query for each turn of a long poll.
-pub async fn device_work(
-    store: &Store,
-    device_id: &str,
-    max_tries: i64,
-    now: i64,
-) -> Result<(bool, bool), StoreError> {
-    let row = query(&format!(
-        "SELECT (SELECT 1 FROM personalizations WHERE {OFFERABLE} LIMIT 1) AS offers, \
-         (SELECT 1 FROM tokens WHERE device_id = $1 AND removal_pending = 1 LIMIT 1) AS removals",
-    ))
-    .bind(device_id)
-    .bind(now)
-    .bind(max_tries)
-    .fetch_one(store.reader())
-    .await?;
-    let offers: Option<i64> = row.get("offers")?;
-    let removals: Option<i64> = row.get("removals")?;
-    Ok((offers.is_some(), removals.is_some()))
-}
-
-/// Settles a personalization: its sealed profile is dropped, its outcome kept.
-pub async fn settle(
-    conn: &mut Tx,
-    personalization_id: &str,
-    state: PersonalizationState,
-    reason: Option<&str>,
-    now: i64,
-) -> Result<(), StoreError> {
-    query(
-        "UPDATE personalizations SET state = $2, result_reason = $3, enc = NULL, ciphertext = NULL, \
-         updated_ms = $4 WHERE personalization_id = $1",
-    )
-    .bind(personalization_id)
-    .bind(state.as_str())
-    .bind(reason)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Pending personalizations that ran out of tries (and of the last window) or expired unfetched.
-pub async fn lock_overdue(
-    conn: &mut Tx,
-    max_tries: i64,
-    now: i64,
-    limit: i64,
-) -> Result<Vec<Personalization>, StoreError> {
-    // Two indexed lookups (expired; out of tries and past their last offer's window) rather than
-    // one OR that would read every pending personalization.
-    let lock = dialect(conn).skip_locked();
-    let expired = format!(
-        "SELECT {COLUMNS} FROM personalizations WHERE state = 'PENDING' AND expires_ms <= $1 \
-         LIMIT $2{lock}"
-    );
-    let exhausted = format!(
-        "SELECT {COLUMNS} FROM personalizations WHERE state = 'PENDING' AND tries >= $3 \
-         AND next_offer_ms <= $1 LIMIT $2{lock}"
-    );
-    let mut rows = query(&expired)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.extend(
-        query(&exhausted)
-            .bind(now)
-            .bind(limit)
-            .bind(max_tries)
-            .fetch_all(&mut *conn)
-            .await?,
-    );
-    let mut found: Vec<Personalization> = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let p = from_row(r)?;
-        if !found
-            .iter()
-            .any(|f| f.personalization_id == p.personalization_id)
-        {
-            found.push(p);
-        }
-    }
-    found.sort_by_key(|p| p.created_ms);
-    found.truncate(limit.max(0) as usize);
-    Ok(found)
-}
-
-/// Whether the token has a personalization waiting for its device.
-pub async fn has_pending(conn: &mut Tx, token_id: &str) -> Result<bool, StoreError> {
-    let found: Option<i64> = query_scalar(
-        "SELECT 1 FROM personalizations WHERE token_id = $1 AND state = 'PENDING' LIMIT 1",
-    )
-    .bind(token_id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(found.is_some())
-}
 
 /// The fingerprints the token was personalized with, by element name.
 pub async fn fingerprints(
@@ -357,23 +138,253 @@ impl Store {
     }
 }
 
-/// Fails the token's pending personalizations (the token was deleted). Returns how many.
-pub async fn fail_pending_of_token(
-    conn: &mut Tx,
-    token_id: &str,
-    reason: &str,
-    now: i64,
-) -> Result<u64, StoreError> {
-    let done = query(
-        "UPDATE personalizations SET state = 'FAILED', result_reason = $2, enc = NULL, \
-         ciphertext = NULL, updated_ms = $3 WHERE token_id = $1 AND state = 'PENDING'",
+impl Tx {
+    pub async fn insert_personalization(
+        &mut self,
+        p: &Personalization,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query(&format!(
+        "INSERT INTO personalizations ({COLUMNS}, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)"
+    ))
+    .bind(&p.personalization_id)
+    .bind(&p.token_id)
+    .bind(&p.device_id)
+    .bind(&p.profile_version)
+    .bind(p.kind.as_str())
+    .bind(p.state.as_str())
+    .bind(&p.enc)
+    .bind(&p.ciphertext)
+    .bind(p.tries)
+    .bind(p.next_offer_ms)
+    .bind(p.expires_ms)
+    .bind(&p.result_reason)
+    .bind(&p.correlation_id)
+    .bind(now)
+    .execute(self)
+    .await?;
+        Ok(())
+    }
+
+    pub async fn lock_personalization(
+        &mut self,
+        personalization_id: &str,
+    ) -> Result<Option<Personalization>, StoreError> {
+        super::lock_row(
+            self,
+            "personalizations",
+            COLUMNS,
+            "personalization_id",
+            personalization_id,
+            from_row,
+        )
+        .await
+    }
+
+    /// Stores the sealed profile of a pending personalization that has none yet. Returns whether it
+    /// did (another poll may have stored one first).
+    pub async fn set_personalization_profile(
+        &mut self,
+        personalization_id: &str,
+        enc: &[u8],
+        ciphertext: &[u8],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = query(
+            "UPDATE personalizations SET enc = $2, ciphertext = $3, updated_ms = $4 \
+         WHERE personalization_id = $1 AND state = 'PENDING' AND enc IS NULL",
+        )
+        .bind(personalization_id)
+        .bind(enc)
+        .bind(ciphertext)
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes the device's personalizations that may be offered now (their profile built), counting
+    /// one more try for each and holding them back for `window_ms` (the time the device has to
+    /// confirm).
+    pub async fn take_offers(
+        &mut self,
+        device_id: &str,
+        max_tries: i64,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<Vec<Personalization>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM personalizations WHERE {OFFERABLE} AND enc IS NOT NULL \
+         ORDER BY created_ms{}",
+            self.dialect().for_update()
+        );
+        let rows = query(&sql)
+            .bind(device_id)
+            .bind(now)
+            .bind(max_tries)
+            .fetch_all(&mut *self)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut p = from_row(r)?;
+            p.tries += 1;
+            p.next_offer_ms = now + window_ms;
+            query(
+            "UPDATE personalizations SET tries = $2, next_offer_ms = $3, updated_ms = $4 WHERE personalization_id = $1",
+        )
+        .bind(&p.personalization_id)
+        .bind(p.tries)
+        .bind(p.next_offer_ms)
+        .bind(now)
+        .execute(&mut *self)
+        .await?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// Settles a personalization: its sealed profile is dropped, its outcome kept.
+    pub async fn settle_personalization(
+        &mut self,
+        personalization_id: &str,
+        state: PersonalizationState,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query(
+        "UPDATE personalizations SET state = $2, result_reason = $3, enc = NULL, ciphertext = NULL, \
+         updated_ms = $4 WHERE personalization_id = $1",
     )
-    .bind(token_id)
+    .bind(personalization_id)
+    .bind(state.as_str())
     .bind(reason)
     .bind(now)
-    .execute(conn)
+    .execute(self)
     .await?;
-    Ok(done.rows_affected())
+        Ok(())
+    }
+
+    /// Pending personalizations that ran out of tries (and of the last window) or expired unfetched.
+    pub async fn lock_overdue_personalizations(
+        &mut self,
+        max_tries: i64,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<Personalization>, StoreError> {
+        // Two indexed lookups (expired; out of tries and past their last offer's window) rather than
+        // one OR that would read every pending personalization.
+        let lock = self.dialect().skip_locked();
+        let expired = format!(
+            "SELECT {COLUMNS} FROM personalizations WHERE state = 'PENDING' AND expires_ms <= $1 \
+         LIMIT $2{lock}"
+        );
+        let exhausted = format!(
+            "SELECT {COLUMNS} FROM personalizations WHERE state = 'PENDING' AND tries >= $3 \
+         AND next_offer_ms <= $1 LIMIT $2{lock}"
+        );
+        let mut rows = query(&expired)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *self)
+            .await?;
+        rows.extend(
+            query(&exhausted)
+                .bind(now)
+                .bind(limit)
+                .bind(max_tries)
+                .fetch_all(&mut *self)
+                .await?,
+        );
+        let mut found: Vec<Personalization> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let p = from_row(r)?;
+            if !found
+                .iter()
+                .any(|f| f.personalization_id == p.personalization_id)
+            {
+                found.push(p);
+            }
+        }
+        found.sort_by_key(|p| p.created_ms);
+        found.truncate(limit.max(0) as usize);
+        Ok(found)
+    }
+
+    /// Whether the token has a personalization waiting for its device.
+    pub async fn has_pending_personalization(
+        &mut self,
+        token_id: &str,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = query_scalar(
+            "SELECT 1 FROM personalizations WHERE token_id = $1 AND state = 'PENDING' LIMIT 1",
+        )
+        .bind(token_id)
+        .fetch_optional(self)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// Fails the token's pending personalizations (the token was deleted). Returns how many.
+    pub async fn fail_pending_personalizations(
+        &mut self,
+        token_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let done = query(
+            "UPDATE personalizations SET state = 'FAILED', result_reason = $2, enc = NULL, \
+         ciphertext = NULL, updated_ms = $3 WHERE token_id = $1 AND state = 'PENDING'",
+        )
+        .bind(token_id)
+        .bind(reason)
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+impl Store {
+    /// The device's pending personalizations whose profile is not built yet (never offered).
+    pub async fn unbuilt_personalizations(
+        &self,
+        device_id: &str,
+        max_tries: i64,
+        now: i64,
+    ) -> Result<Vec<Personalization>, StoreError> {
+        let rows = query(&format!(
+            "SELECT {COLUMNS} FROM personalizations WHERE {OFFERABLE} AND enc IS NULL \
+         ORDER BY created_ms"
+        ))
+        .bind(device_id)
+        .bind(now)
+        .bind(max_tries)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Whether the device has a personalization it could be offered now, and whether it has a
+    /// deleted token to remove: one cheap query for each turn of a long poll.
+    pub async fn device_work(
+        &self,
+        device_id: &str,
+        max_tries: i64,
+        now: i64,
+    ) -> Result<(bool, bool), StoreError> {
+        let row = query(&format!(
+            "SELECT (SELECT 1 FROM personalizations WHERE {OFFERABLE} LIMIT 1) AS offers, \
+         (SELECT 1 FROM tokens WHERE device_id = $1 AND removal_pending = 1 LIMIT 1) AS removals",
+        ))
+        .bind(device_id)
+        .bind(now)
+        .bind(max_tries)
+        .fetch_one(self.reader())
+        .await?;
+        let offers: Option<i64> = row.get("offers")?;
+        let removals: Option<i64> = row.get("removals")?;
+        Ok((offers.is_some(), removals.is_some()))
+    }
 }
 
 #[cfg(test)]

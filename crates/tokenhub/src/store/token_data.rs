@@ -2,7 +2,7 @@
 //! applied call by which its retry is recognised (`token_data_calls`, found by its key).
 
 use super::personalizations;
-use super::tokens::{self, TokenRow};
+use super::tokens::TokenRow;
 use super::{query, Row, Store, StoreError, Tx};
 use crate::domain::data_call::{CallNames, PriorCall};
 use std::collections::BTreeMap;
@@ -42,10 +42,10 @@ const ASKED: &str =
 fn prior_of(rows: &[Row], key: CallKey<'_>) -> Result<(PriorCall, bool), StoreError> {
     let (mut prior, mut completed) = (PriorCall::None, false);
     for r in rows {
-        let names: String = r.try_get(0)?;
-        let operation: String = r.try_get(1)?;
-        let held: i64 = r.try_get(2)?;
-        let done: i64 = r.try_get(3)?;
+        let names: String = r.get("element_names")?;
+        let operation: String = r.get("operation")?;
+        let held: i64 = r.get("part_held")?;
+        let done: i64 = r.get("completed")?;
         completed |= operation == "newData" && done != 0;
         if held != 0 && key.names.matches(&names) {
             prior = PriorCall::Held;
@@ -104,7 +104,7 @@ impl Tx {
         &mut self,
         key: CallKey<'_>,
     ) -> Result<Option<DataCallContext>, StoreError> {
-        let Some(token) = tokens::lock_token(self, key.token_id).await? else {
+        let Some(token) = self.lock_token(key.token_id).await? else {
             return Ok(None);
         };
         let rows = query(CALLS)

@@ -3,87 +3,9 @@
 use super::{query, query_scalar, Row, Tx};
 use super::{Store, StoreError};
 use crate::domain::lifecycle::{CardInfo, TokenChange};
-use crate::domain::token::TokenSnapshot;
 use crate::domain::TokenState;
 
-/// A token as the store holds it. `data_key` is wrapped under the master key.
-#[derive(Clone)]
-pub struct TokenRow {
-    pub token_id: String,
-    pub issuer_id: String,
-    pub product_id: String,
-    pub profile_version: String,
-    pub device_id: String,
-    pub wallet_card_ref_id: String,
-    pub token_requestor_id: Option<String>,
-    pub state: TokenState,
-    pub token_exp: Option<String>,
-    pub token_last4: Option<String>,
-    pub data_key: Vec<u8>,
-    pub data_deadline_ms: i64,
-    /// Lower-case names of the elements held, sorted.
-    pub received_elements: Vec<String>,
-    pub correlation_id: String,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-    /// Why the token's personalization failed, if it did.
-    pub failure_reason: Option<String>,
-    /// The re-personalization under way, if any: the TSP was asked to recover the token's data.
-    pub recovery: Option<Recovery>,
-    /// What the issuer said of the funding card (never its number).
-    pub card: CardInfo,
-    /// The `lastUpdateTimestamp` (ms since the epoch) of the newest change the hub holds.
-    pub last_update_ms: Option<i64>,
-}
-
-/// An open recovery: the hub asked the TSP (`repersoToken`) to send the token's existing data
-/// again (`/newData`, same `x-correlation-id`) to rebuild it with `target_version`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recovery {
-    pub correlation_id: String,
-    pub target_version: String,
-    /// Until when `/newData` is accepted; `None` until the TSP acknowledged `repersoToken`.
-    pub deadline_ms: Option<i64>,
-    pub campaign_id: Option<String>,
-}
-
-impl std::fmt::Debug for TokenRow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenRow")
-            .field("token_id", &self.token_id)
-            .field("state", &self.state)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TokenRow {
-    /// The token as [`apply_change`] leaves it.
-    pub fn with_change(&self, change: &TokenChange, last_update_ms: i64) -> TokenRow {
-        let mut t = self.clone();
-        let keep = |new: &Option<String>, old: &mut Option<String>| {
-            if new.is_some() {
-                old.clone_from(new);
-            }
-        };
-        if let Some(s) = change.state {
-            t.state = s;
-        }
-        keep(&change.token_exp, &mut t.token_exp);
-        keep(&change.token_last4, &mut t.token_last4);
-        keep(&change.card.last_digits, &mut t.card.last_digits);
-        keep(&change.card.expiry_date, &mut t.card.expiry_date);
-        keep(&change.card.art_id, &mut t.card.art_id);
-        t.last_update_ms = Some(last_update_ms);
-        t
-    }
-
-    pub fn snapshot(&self) -> TokenSnapshot {
-        TokenSnapshot {
-            state: self.state,
-            data_deadline_ms: self.data_deadline_ms,
-        }
-    }
-}
+pub use crate::domain::token::{Recovery, TokenRow};
 
 const TOKEN_COLUMNS: &str = "token_id, issuer_id, product_id, profile_version, device_id, \
     wallet_card_ref_id, token_requestor_id, state, token_exp, token_last4, data_key, \
@@ -175,53 +97,6 @@ fn split_names(s: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn insert_token(conn: &mut Tx, t: &TokenRow) -> Result<(), StoreError> {
-    query(&format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
-    ))
-    .bind(&t.token_id)
-    .bind(&t.issuer_id)
-    .bind(&t.product_id)
-    .bind(&t.profile_version)
-    .bind(&t.device_id)
-    .bind(&t.wallet_card_ref_id)
-    .bind(&t.token_requestor_id)
-    .bind(t.state.as_str())
-    .bind(&t.token_exp)
-    .bind(&t.token_last4)
-    .bind(&t.data_key)
-    .bind(t.data_deadline_ms)
-    .bind(t.received_elements.join(","))
-    .bind(&t.correlation_id)
-    .bind(t.created_ms)
-    .bind(t.updated_ms)
-    .bind(&t.failure_reason)
-    .bind(t.recovery.as_ref().map(|r| r.correlation_id.clone()))
-    .bind(t.recovery.as_ref().map(|r| r.target_version.clone()))
-    .bind(t.recovery.as_ref().and_then(|r| r.deadline_ms))
-    .bind(t.recovery.as_ref().and_then(|r| r.campaign_id.clone()))
-    .bind(&t.card.last_digits)
-    .bind(&t.card.expiry_date)
-    .bind(&t.card.art_id)
-    .bind(t.last_update_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Reads the token and locks it until the transaction ends.
-pub async fn lock_token(conn: &mut Tx, token_id: &str) -> Result<Option<TokenRow>, StoreError> {
-    super::lock_row(
-        conn,
-        "tokens",
-        TOKEN_COLUMNS,
-        "token_id",
-        token_id,
-        token_from_row,
-    )
-    .await
-}
-
 /// One call's elements, sealed under the token's data key.
 pub struct DataPart<'a> {
     pub operation: &'a str,
@@ -276,167 +151,6 @@ pub async fn set_state_and_elements(
     .bind(state.as_str())
     .bind(received_elements.joined.as_str())
     .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub async fn set_state(
-    conn: &mut Tx,
-    token_id: &str,
-    state: TokenState,
-    now: i64,
-) -> Result<(), StoreError> {
-    query("UPDATE tokens SET state = $2, updated_ms = $3 WHERE token_id = $1")
-        .bind(token_id)
-        .bind(state.as_str())
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Deletes every data part held for the token and forgets which elements it held (data
-/// minimization: once the device holds the profile, the hub keeps only fingerprints).
-pub async fn delete_data(conn: &mut Tx, token_id: &str, now: i64) -> Result<(), StoreError> {
-    query("DELETE FROM token_data WHERE token_id = $1")
-        .bind(token_id)
-        .execute(&mut *conn)
-        .await?;
-    conn.release_call_parts(token_id).await?;
-    query("UPDATE tokens SET received_elements = '', updated_ms = $2 WHERE token_id = $1")
-        .bind(token_id)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Opens (or, with `None`, closes) the token's recovery.
-pub async fn set_recovery(
-    conn: &mut Tx,
-    token_id: &str,
-    recovery: Option<&Recovery>,
-    now: i64,
-) -> Result<(), StoreError> {
-    query(
-        "UPDATE tokens SET recovery_correlation_id = $2, recovery_version = $3, recovery_deadline_ms = $4, \
-         recovery_campaign_id = $5, updated_ms = $6 WHERE token_id = $1",
-    )
-    .bind(token_id)
-    .bind(recovery.map(|r| r.correlation_id.clone()))
-    .bind(recovery.map(|r| r.target_version.clone()))
-    .bind(recovery.and_then(|r| r.deadline_ms))
-    .bind(recovery.and_then(|r| r.campaign_id.clone()))
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Tokens whose recovery's time to live ran out and that have no delivery under way.
-pub async fn expired_recoveries(
-    conn: &mut Tx,
-    now: i64,
-    limit: i64,
-) -> Result<Vec<String>, StoreError> {
-    query_scalar(
-        "SELECT t.token_id FROM tokens t WHERE t.recovery_deadline_ms IS NOT NULL AND t.recovery_deadline_ms < $1 \
-         AND NOT EXISTS (SELECT 1 FROM personalizations p WHERE p.token_id = t.token_id AND p.state = 'PENDING') \
-         ORDER BY t.recovery_deadline_ms LIMIT $2",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
-}
-
-/// Starts the recovery's time to live, once the TSP acknowledged `repersoToken`.
-pub async fn start_recovery_clock(
-    conn: &mut Tx,
-    token_id: &str,
-    correlation_id: &str,
-    deadline_ms: i64,
-) -> Result<(), StoreError> {
-    query(
-        "UPDATE tokens SET recovery_deadline_ms = $3 WHERE token_id = $1 AND recovery_correlation_id = $2 \
-         AND recovery_deadline_ms IS NULL",
-    )
-    .bind(token_id)
-    .bind(correlation_id)
-    .bind(deadline_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Sets the profile version the token's device holds.
-pub async fn set_profile_version(
-    conn: &mut Tx,
-    token_id: &str,
-    version: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    query("UPDATE tokens SET profile_version = $2, updated_ms = $3 WHERE token_id = $1")
-        .bind(token_id)
-        .bind(version)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn set_failure(
-    conn: &mut Tx,
-    token_id: &str,
-    state: TokenState,
-    reason: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    query("UPDATE tokens SET state = $2, failure_reason = $3, updated_ms = $4 WHERE token_id = $1")
-        .bind(token_id)
-        .bind(state.as_str())
-        .bind(reason)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn set_token_info(
-    conn: &mut Tx,
-    token_id: &str,
-    exp: Option<&str>,
-    last4: Option<&str>,
-    now: i64,
-) -> Result<(), StoreError> {
-    query(
-        "UPDATE tokens SET token_exp = COALESCE($2, token_exp), token_last4 = COALESCE($3, token_last4), \
-         updated_ms = $4 WHERE token_id = $1",
-    )
-    .bind(token_id)
-    .bind(exp)
-    .bind(last4)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub async fn add_event(
-    conn: &mut Tx,
-    token_id: &str,
-    event: &str,
-    correlation_id: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    query(
-        "INSERT INTO token_events (token_id, at_ms, event, correlation_id) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(token_id)
-    .bind(now)
-    .bind(event)
-    .bind(correlation_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -516,15 +230,236 @@ impl Store {
     }
 }
 
-/// Applies a lifecycle change and records `last_update_ms` as the newest change held.
-pub async fn apply_change(
-    conn: &mut Tx,
-    token_id: &str,
-    change: &TokenChange,
-    last_update_ms: i64,
-    now: i64,
-) -> Result<(), StoreError> {
-    query(
+impl Store {
+    /// The tokens the device must remove (deleted since it last acknowledged).
+    pub async fn removals_for_device(&self, device_id: &str) -> Result<Vec<String>, StoreError> {
+        query_scalar(
+            "SELECT token_id FROM tokens WHERE device_id = $1 AND removal_pending = 1 ORDER BY token_id",
+        )
+        .bind(device_id)
+        .fetch_all(self.reader())
+        .await
+    }
+}
+
+impl Tx {
+    pub async fn insert_token(&mut self, t: &TokenRow) -> Result<(), StoreError> {
+        query(&format!(
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+    ))
+    .bind(&t.token_id)
+    .bind(&t.issuer_id)
+    .bind(&t.product_id)
+    .bind(&t.profile_version)
+    .bind(&t.device_id)
+    .bind(&t.wallet_card_ref_id)
+    .bind(&t.token_requestor_id)
+    .bind(t.state.as_str())
+    .bind(&t.token_exp)
+    .bind(&t.token_last4)
+    .bind(&t.data_key)
+    .bind(t.data_deadline_ms)
+    .bind(t.received_elements.join(","))
+    .bind(&t.correlation_id)
+    .bind(t.created_ms)
+    .bind(t.updated_ms)
+    .bind(&t.failure_reason)
+    .bind(t.recovery.as_ref().map(|r| r.correlation_id.clone()))
+    .bind(t.recovery.as_ref().map(|r| r.target_version.clone()))
+    .bind(t.recovery.as_ref().and_then(|r| r.deadline_ms))
+    .bind(t.recovery.as_ref().and_then(|r| r.campaign_id.clone()))
+    .bind(&t.card.last_digits)
+    .bind(&t.card.expiry_date)
+    .bind(&t.card.art_id)
+    .bind(t.last_update_ms)
+    .execute(self)
+    .await?;
+        Ok(())
+    }
+
+    /// Reads the token and locks it until the transaction ends.
+    pub async fn lock_token(&mut self, token_id: &str) -> Result<Option<TokenRow>, StoreError> {
+        super::lock_row(
+            self,
+            "tokens",
+            TOKEN_COLUMNS,
+            "token_id",
+            token_id,
+            token_from_row,
+        )
+        .await
+    }
+
+    pub async fn set_token_state(
+        &mut self,
+        token_id: &str,
+        state: TokenState,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query("UPDATE tokens SET state = $2, updated_ms = $3 WHERE token_id = $1")
+            .bind(token_id)
+            .bind(state.as_str())
+            .bind(now)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every data part held for the token and forgets which elements it held (data
+    /// minimization: once the device holds the profile, the hub keeps only fingerprints).
+    pub async fn delete_token_data(&mut self, token_id: &str, now: i64) -> Result<(), StoreError> {
+        query("DELETE FROM token_data WHERE token_id = $1")
+            .bind(token_id)
+            .execute(&mut *self)
+            .await?;
+        self.release_call_parts(token_id).await?;
+        query("UPDATE tokens SET received_elements = '', updated_ms = $2 WHERE token_id = $1")
+            .bind(token_id)
+            .bind(now)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    /// Opens (or, with `None`, closes) the token's recovery.
+    pub async fn set_recovery(
+        &mut self,
+        token_id: &str,
+        recovery: Option<&Recovery>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query(
+        "UPDATE tokens SET recovery_correlation_id = $2, recovery_version = $3, recovery_deadline_ms = $4, \
+         recovery_campaign_id = $5, updated_ms = $6 WHERE token_id = $1",
+    )
+    .bind(token_id)
+    .bind(recovery.map(|r| r.correlation_id.clone()))
+    .bind(recovery.map(|r| r.target_version.clone()))
+    .bind(recovery.and_then(|r| r.deadline_ms))
+    .bind(recovery.and_then(|r| r.campaign_id.clone()))
+    .bind(now)
+    .execute(self)
+    .await?;
+        Ok(())
+    }
+
+    /// Tokens whose recovery's time to live ran out and that have no delivery under way.
+    pub async fn expired_recoveries(
+        &mut self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        query_scalar(
+        "SELECT t.token_id FROM tokens t WHERE t.recovery_deadline_ms IS NOT NULL AND t.recovery_deadline_ms < $1 \
+         AND NOT EXISTS (SELECT 1 FROM personalizations p WHERE p.token_id = t.token_id AND p.state = 'PENDING') \
+         ORDER BY t.recovery_deadline_ms LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(self)
+    .await
+    }
+
+    /// Starts the recovery's time to live, once the TSP acknowledged `repersoToken`.
+    pub async fn start_recovery_clock(
+        &mut self,
+        token_id: &str,
+        correlation_id: &str,
+        deadline_ms: i64,
+    ) -> Result<(), StoreError> {
+        query(
+        "UPDATE tokens SET recovery_deadline_ms = $3 WHERE token_id = $1 AND recovery_correlation_id = $2 \
+         AND recovery_deadline_ms IS NULL",
+    )
+    .bind(token_id)
+    .bind(correlation_id)
+    .bind(deadline_ms)
+    .execute(self)
+    .await?;
+        Ok(())
+    }
+
+    /// Sets the profile version the token's device holds.
+    pub async fn set_token_profile_version(
+        &mut self,
+        token_id: &str,
+        version: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query("UPDATE tokens SET profile_version = $2, updated_ms = $3 WHERE token_id = $1")
+            .bind(token_id)
+            .bind(version)
+            .bind(now)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_token_failure(
+        &mut self,
+        token_id: &str,
+        state: TokenState,
+        reason: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query("UPDATE tokens SET state = $2, failure_reason = $3, updated_ms = $4 WHERE token_id = $1")
+        .bind(token_id)
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_token_info(
+        &mut self,
+        token_id: &str,
+        exp: Option<&str>,
+        last4: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query(
+        "UPDATE tokens SET token_exp = COALESCE($2, token_exp), token_last4 = COALESCE($3, token_last4), \
+         updated_ms = $4 WHERE token_id = $1",
+    )
+    .bind(token_id)
+    .bind(exp)
+    .bind(last4)
+    .bind(now)
+    .execute(self)
+    .await?;
+        Ok(())
+    }
+
+    pub async fn add_token_event(
+        &mut self,
+        token_id: &str,
+        event: &str,
+        correlation_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query(
+        "INSERT INTO token_events (token_id, at_ms, event, correlation_id) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_id)
+    .bind(now)
+    .bind(event)
+    .bind(correlation_id)
+    .execute(self)
+    .await?;
+        Ok(())
+    }
+
+    /// Applies a lifecycle change and records `last_update_ms` as the newest change held.
+    pub async fn apply_token_change(
+        &mut self,
+        token_id: &str,
+        change: &TokenChange,
+        last_update_ms: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query(
         "UPDATE tokens SET state = COALESCE($2, state), token_exp = COALESCE($3, token_exp), \
          token_last4 = COALESCE($4, token_last4), card_last_digits = COALESCE($5, card_last_digits), \
          card_expiry_date = COALESCE($6, card_expiry_date), card_art_id = COALESCE($7, card_art_id), \
@@ -539,68 +474,57 @@ pub async fn apply_change(
     .bind(&change.card.art_id)
     .bind(last_update_ms)
     .bind(now)
-    .execute(conn)
+    .execute(self)
     .await?;
-    Ok(())
-}
-
-/// Marks (or clears) the token as one its device must remove.
-pub async fn set_removal_pending(
-    conn: &mut Tx,
-    token_id: &str,
-    pending: bool,
-) -> Result<(), StoreError> {
-    query("UPDATE tokens SET removal_pending = $2 WHERE token_id = $1")
-        .bind(token_id)
-        .bind(i64::from(pending))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// The tokens of one card (an issuer's `walletCardRefId`) in the given states, locked.
-pub async fn lock_tokens_of_card(
-    conn: &mut Tx,
-    issuer_id: &str,
-    wallet_card_ref_id: &str,
-) -> Result<Vec<TokenRow>, StoreError> {
-    let sql = format!(
-        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE issuer_id = $1 AND wallet_card_ref_id = $2 \
-         ORDER BY token_id{}",
-        super::dialect(conn).for_update()
-    );
-    let rows = query(&sql)
-        .bind(issuer_id)
-        .bind(wallet_card_ref_id)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(token_from_row).collect()
-}
-
-impl Store {
-    /// The tokens the device must remove (deleted since it last acknowledged).
-    pub async fn removals_for_device(&self, device_id: &str) -> Result<Vec<String>, StoreError> {
-        query_scalar(
-            "SELECT token_id FROM tokens WHERE device_id = $1 AND removal_pending = 1 ORDER BY token_id",
-        )
-        .bind(device_id)
-        .fetch_all(self.reader())
-        .await
+        Ok(())
     }
-}
 
-/// Records the `lastUpdateTimestamp` of a change the hub made itself.
-pub async fn set_last_update(
-    conn: &mut Tx,
-    token_id: &str,
-    last_update_ms: i64,
-) -> Result<(), StoreError> {
-    query("UPDATE tokens SET last_update_ms = $2 WHERE token_id = $1")
-        .bind(token_id)
-        .bind(last_update_ms)
-        .execute(conn)
-        .await?;
-    Ok(())
+    /// Marks (or clears) the token as one its device must remove.
+    pub async fn set_removal_pending(
+        &mut self,
+        token_id: &str,
+        pending: bool,
+    ) -> Result<(), StoreError> {
+        query("UPDATE tokens SET removal_pending = $2 WHERE token_id = $1")
+            .bind(token_id)
+            .bind(i64::from(pending))
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    /// The tokens of one card (an issuer's `walletCardRefId`) in the given states, locked.
+    pub async fn lock_tokens_of_card(
+        &mut self,
+        issuer_id: &str,
+        wallet_card_ref_id: &str,
+    ) -> Result<Vec<TokenRow>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE issuer_id = $1 AND wallet_card_ref_id = $2 \
+         ORDER BY token_id{}",
+            self.dialect().for_update()
+        );
+        let rows = query(&sql)
+            .bind(issuer_id)
+            .bind(wallet_card_ref_id)
+            .fetch_all(self)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Records the `lastUpdateTimestamp` of a change the hub made itself.
+    pub async fn set_token_last_update(
+        &mut self,
+        token_id: &str,
+        last_update_ms: i64,
+    ) -> Result<(), StoreError> {
+        query("UPDATE tokens SET last_update_ms = $2 WHERE token_id = $1")
+            .bind(token_id)
+            .bind(last_update_ms)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -159,35 +159,7 @@ async fn claim_round(
 async fn deliver(hub: &Hub, requestor: &Requestor, n: Notification) -> Outcome {
     let started = hub.now_ms();
     let timestamp = started / 1000;
-    let attempt = match hub.keys.authenticate_delivery(
-        &requestor.requestor_id,
-        &requestor.credentials,
-        &n.webhook_id,
-        timestamp,
-        n.payload.as_bytes(),
-    ) {
-        Err(e) => Attempt::Refused {
-            status: None,
-            error: format!("the requestor's credentials: {e}"),
-        },
-        Ok(auth) => {
-            let url = format!(
-                "{}/notify-token-update",
-                requestor.base_url.trim_end_matches('/')
-            );
-            hub.requestor_client
-                .send(&Delivery {
-                    url: &url,
-                    authorization: &auth.authorization,
-                    correlation_id: &n.correlation_id,
-                    webhook_id: &n.webhook_id,
-                    timestamp,
-                    signature: &auth.signature,
-                    body: &n.payload,
-                })
-                .await
-        }
-    };
+    let attempt = send(hub, requestor, &n, timestamp).await;
     let now = hub.now_ms();
     let schedule = &hub.config.notify.retry_schedule;
     let (settle, status, error, gone) = match attempt {
@@ -244,6 +216,39 @@ async fn deliver(hub: &Hub, requestor: &Requestor, n: Notification) -> Outcome {
             ended_ms: now,
         },
         gone,
+    }
+}
+
+/// Signs the update and sends it to the requestor's endpoint.
+async fn send(hub: &Hub, requestor: &Requestor, n: &Notification, timestamp: i64) -> Attempt {
+    match hub.keys.authenticate_delivery(
+        &requestor.requestor_id,
+        &requestor.credentials,
+        &n.webhook_id,
+        timestamp,
+        n.payload.as_bytes(),
+    ) {
+        Err(e) => Attempt::Refused {
+            status: None,
+            error: format!("the requestor's credentials: {e}"),
+        },
+        Ok(auth) => {
+            let url = format!(
+                "{}/notify-token-update",
+                requestor.base_url.trim_end_matches('/')
+            );
+            hub.requestor_client
+                .send(&Delivery {
+                    url: &url,
+                    authorization: &auth.authorization,
+                    correlation_id: &n.correlation_id,
+                    webhook_id: &n.webhook_id,
+                    timestamp,
+                    signature: &auth.signature,
+                    body: &n.payload,
+                })
+                .await
+        }
     }
 }
 

@@ -73,7 +73,7 @@ async fn fingerprints_and_events_survive_migration_0011(url: String, dialect: &s
             Box::pin(async move {
                 let t1 = personalizations::fingerprints(&mut *c, "T1").await?;
                 let t2 = personalizations::fingerprints(&mut *c, "T2").await?;
-                tokenhub::store::tokens::add_event(c, "T1", "third", "c", 4).await?;
+                c.add_token_event("T1", "third", "c", 4).await?;
                 Ok::<_, StoreError>((t1, t2))
             })
         })

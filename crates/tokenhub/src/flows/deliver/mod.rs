@@ -12,7 +12,7 @@ mod poll;
 mod profile;
 mod settle;
 
-pub use poll::{poll, DeviceWork, Offer, OfferedProfile, Removal};
+pub use poll::{poll, DeviceWork, Offer};
 pub use settle::{enqueue_state, settle, sweep, DeviceResult, SettleError};
 
 use crate::domain::perso::ElementSizes;
@@ -20,7 +20,7 @@ use crate::domain::{Code, ProfileDefinition, Rejection};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::keys::{PersoError, TokenData};
-use crate::store::personalizations::{self, Kind, Personalization, PersonalizationState};
+use crate::store::personalizations::{Kind, Personalization, PersonalizationState};
 use crate::store::tokens::TokenRow;
 use crate::store::Tx;
 
@@ -51,8 +51,7 @@ pub async fn queue_personalization(
 ) -> Result<String, Error> {
     let personalization_id = new_personalization_id();
     let delivery = hub.config.delivery;
-    personalizations::insert(
-        conn,
+    conn.insert_personalization(
         &Personalization {
             personalization_id: personalization_id.clone(),
             token_id: token.token_id.clone(),

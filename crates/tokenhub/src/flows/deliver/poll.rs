@@ -4,45 +4,26 @@
 use super::profile::{build, store_built, Built};
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::personalizations;
-use base64::Engine;
 use std::time::Duration;
 
 /// What a device's poll brings: profiles to install, tokens to remove.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum DeviceWork {
     Install(Offer),
-    Remove(Removal),
+    /// A deleted token the device must remove (listed until the device confirms the removal).
+    Remove {
+        token_id: String,
+    },
 }
 
-/// A deleted token the device must remove (listed until the device confirms the removal).
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Removal {
-    /// `REMOVE`.
-    pub action: &'static str,
-    pub token_id: String,
-}
-
-/// A personalization as the device receives it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// A personalization to offer the device, its profile sealed to the device.
+#[derive(Debug, Clone)]
 pub struct Offer {
-    /// `INSTALL`.
-    pub action: &'static str,
     pub personalization_id: String,
     pub token_id: String,
     pub profile_version: String,
-    pub profile: OfferedProfile,
-}
-
-/// The profile, HPKE-sealed to the device (mode base, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
-/// AES-256-GCM; info `tokenhub/profile/v1`; aad the personalization id). Base64url, no padding.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct OfferedProfile {
-    pub enc: String,
-    pub ciphertext: String,
+    pub enc: Vec<u8>,
+    pub ciphertext: Vec<u8>,
 }
 
 /// The device's personalizations that may be offered now; when there are none, waits up to `wait`
@@ -51,13 +32,14 @@ pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Devi
     let signal = hub.devices.subscribe(device_id);
     let deadline = tokio::time::Instant::now() + wait;
     let result = loop {
-        let (offers, removals) = personalizations::device_work(
-            &hub.store,
-            device_id,
-            hub.config.delivery.max_tries as i64,
-            hub.now_ms(),
-        )
-        .await?;
+        let (offers, removals) = hub
+            .store
+            .device_work(
+                device_id,
+                hub.config.delivery.max_tries as i64,
+                hub.now_ms(),
+            )
+            .await?;
         let mut work: Vec<DeviceWork> = Vec::new();
         if offers {
             work.extend(
@@ -73,12 +55,7 @@ pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Devi
                     .removals_for_device(device_id)
                     .await?
                     .into_iter()
-                    .map(|token_id| {
-                        DeviceWork::Remove(Removal {
-                            action: "REMOVE",
-                            token_id,
-                        })
-                    }),
+                    .map(|token_id| DeviceWork::Remove { token_id }),
             );
         }
         let now = tokio::time::Instant::now();
@@ -101,7 +78,11 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
     let max_tries = delivery.max_tries as i64;
     // Profiles are built when their device first asks for them: sealed to the key it has now.
     let mut built = Vec::new();
-    for p in personalizations::unbuilt(&hub.store, device_id, max_tries, hub.now_ms()).await? {
+    for p in hub
+        .store
+        .unbuilt_personalizations(device_id, max_tries, hub.now_ms())
+        .await?
+    {
         let b = build(hub, &p).await?;
         built.push((p, b));
     }
@@ -118,9 +99,7 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
                     store_built(c, &p, b, now).await?;
                 }
                 let window = delivery.window.as_millis() as i64;
-                Ok::<_, Error>(
-                    personalizations::take_offers(c, &device, max_tries, window, now).await?,
-                )
+                Ok::<_, Error>(c.take_offers(&device, max_tries, window, now).await?)
             })
         })
         .await?;
@@ -128,16 +107,12 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
         hub.outbox_wake.notify_one();
         hub.notify_wake.notify_one();
     }
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     Ok(taken
         .into_iter()
         .filter_map(|p| {
             Some(Offer {
-                profile: OfferedProfile {
-                    enc: b64.encode(p.enc.as_ref()?),
-                    ciphertext: b64.encode(p.ciphertext.as_ref()?),
-                },
-                action: "INSTALL",
+                enc: p.enc?,
+                ciphertext: p.ciphertext?,
                 personalization_id: p.personalization_id,
                 token_id: p.token_id,
                 profile_version: p.profile_version,

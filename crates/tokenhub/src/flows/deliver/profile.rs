@@ -6,7 +6,6 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::keys::{PersoError, Personalized, SealedProfile, TokenData};
 use crate::store::personalizations::{self, Personalization, PersonalizationState};
-use crate::store::tokens;
 use crate::store::{StoreError, Tx};
 use base64::Engine;
 
@@ -83,7 +82,8 @@ pub(super) async fn store_built(
             profile: SealedProfile { enc, ciphertext },
             fingerprints,
         }) => {
-            if !personalizations::set_profile(c, &p.personalization_id, &enc, &ciphertext, now)
+            if !c
+                .set_personalization_profile(&p.personalization_id, &enc, &ciphertext, now)
                 .await?
             {
                 return Ok(());
@@ -97,10 +97,11 @@ pub(super) async fn store_built(
                 "profile {} built and sealed to device {} ({})",
                 p.profile_version, p.device_id, p.personalization_id
             );
-            tokens::add_event(c, &p.token_id, &event, &p.correlation_id, now).await?;
+            c.add_token_event(&p.token_id, &event, &p.correlation_id, now)
+                .await?;
         }
         Built::Unbuildable(reason) => {
-            if let Some(p) = personalizations::lock(c, &p.personalization_id).await? {
+            if let Some(p) = c.lock_personalization(&p.personalization_id).await? {
                 if p.state == PersonalizationState::Pending && p.enc.is_none() {
                     conclude(c, &p, Err(&reason), now).await?;
                 }

@@ -5,8 +5,8 @@ use crate::domain::tsp_call::TspCall;
 use crate::domain::TokenState;
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::store::personalizations::{self, Kind, Personalization, PersonalizationState};
-use crate::store::tokens::{self, TokenRow};
+use crate::store::personalizations::{Kind, Personalization, PersonalizationState};
+use crate::store::tokens::TokenRow;
 use crate::store::{StoreError, Tx};
 
 /// What the device reported.
@@ -47,7 +47,7 @@ pub async fn settle(
         .store
         .transact(move |c| {
             Box::pin(async move {
-                let Some(p) = personalizations::lock(c, &pid).await? else {
+                let Some(p) = c.lock_personalization(&pid).await? else {
                     return Err(SettleError::NotFound);
                 };
                 match (p.state, &result) {
@@ -104,20 +104,23 @@ pub(super) async fn conclude(
             format!("personalization failed: {reason}"),
         ),
     };
-    personalizations::settle(c, &p.personalization_id, state, outcome.err(), now).await?;
-    let token = tokens::lock_token(c, &p.token_id).await?.ok_or_else(|| {
+    c.settle_personalization(&p.personalization_id, state, outcome.err(), now)
+        .await?;
+    let token = c.lock_token(&p.token_id).await?.ok_or_else(|| {
         StoreError::Corrupt(format!(
             "token {} of {} is gone",
             p.token_id, p.personalization_id
         ))
     })?;
-    tokens::delete_data(c, &p.token_id, now).await?;
-    tokens::add_event(c, &p.token_id, &event, &p.correlation_id, now).await?;
+    c.delete_token_data(&p.token_id, now).await?;
+    c.add_token_event(&p.token_id, &event, &p.correlation_id, now)
+        .await?;
     match (p.kind, outcome) {
         (Kind::Reperso, _) => crate::flows::reperso::on_device_result(c, p, outcome, now).await?,
         (Kind::Perso, _) if token.state != TokenState::Personalizing => {}
         (Kind::Perso, Ok(())) => {
-            tokens::set_state(c, &p.token_id, TokenState::Active, now).await?;
+            c.set_token_state(&p.token_id, TokenState::Active, now)
+                .await?;
             enqueue_state(c, &token, TokenState::Active, None, &p.correlation_id, now).await?;
             crate::flows::notifications::token_changed(
                 c,
@@ -130,7 +133,8 @@ pub(super) async fn conclude(
         }
         (Kind::Perso, Err(reason)) => {
             let why = format!("personalization failed: {reason}");
-            tokens::set_failure(c, &p.token_id, TokenState::Deleted, &why, now).await?;
+            c.set_token_failure(&p.token_id, TokenState::Deleted, &why, now)
+                .await?;
             crate::flows::notifications::token_changed(
                 c,
                 &p.token_id,
@@ -186,7 +190,7 @@ pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
         .store
         .transact(move |c| {
             Box::pin(async move {
-                let overdue = personalizations::lock_overdue(c, max_tries, now, 256).await?;
+                let overdue = c.lock_overdue_personalizations(max_tries, now, 256).await?;
                 for p in &overdue {
                     let reason = if p.tries >= max_tries {
                         format!("not confirmed by the device after {} deliveries", p.tries)

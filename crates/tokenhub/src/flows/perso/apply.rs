@@ -159,7 +159,8 @@ async fn apply(
             String::new()
         }
     );
-    tokens::add_event(conn, key.token_id, &event, key.correlation_id, now).await?;
+    conn.add_token_event(key.token_id, &event, key.correlation_id, now)
+        .await?;
     Ok(Applied::Stored {
         state,
         held: held.len(),
@@ -210,7 +211,7 @@ async fn set_token_info(
     let token = &context.token;
     let exp = info.exp.as_ref().map(|e| e.as_str());
     let last4 = info.last4.as_ref().map(|l| l.as_str());
-    tokens::set_token_info(conn, key.token_id, exp, last4, now).await?;
+    conn.set_token_info(key.token_id, exp, last4, now).await?;
     let changed = (exp.is_some() && exp != token.token_exp.as_deref())
         || (last4.is_some() && last4 != token.token_last4.as_deref());
     if changed {

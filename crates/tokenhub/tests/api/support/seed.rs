@@ -153,7 +153,7 @@ impl TestApp {
             .store
             .transact(move |conn| {
                 Box::pin(
-                    async move { tokenhub::store::tokens::set_state(conn, &id, state, now).await },
+                    async move { conn.set_token_state(&id, state, now).await },
                 )
             })
             .await

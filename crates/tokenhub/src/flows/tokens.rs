@@ -1,0 +1,38 @@
+//! A token as the admin API shows it: its row, its history, what was fingerprinted and its
+//! personalizations.
+
+use crate::domain::personalization::Personalization;
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::store::tokens::{TokenEvent, TokenRow};
+
+/// Everything the hub holds of a token that may be shown (no data, no keys).
+#[derive(Debug)]
+pub struct TokenDetail {
+    pub token: TokenRow,
+    pub history: Vec<TokenEvent>,
+    /// Names of the elements whose keyed fingerprints are kept.
+    pub fingerprinted: Vec<String>,
+    /// Newest first.
+    pub personalizations: Vec<Personalization>,
+}
+
+pub async fn detail(hub: &Hub, token_id: &str) -> Result<Option<TokenDetail>, Error> {
+    let Some(token) = hub.store.token(token_id).await? else {
+        return Ok(None);
+    };
+    let history = hub.store.token_events(token_id).await?;
+    let fingerprinted = hub.store.fingerprint_names(token_id).await?;
+    let personalizations = hub.store.personalizations_of(token_id).await?;
+    Ok(Some(TokenDetail {
+        token,
+        history,
+        fingerprinted,
+        personalizations,
+    }))
+}
+
+/// Whether the store answers (health checks).
+pub async fn store_answers(hub: &Hub) -> Result<(), Error> {
+    Ok(hub.store.ping().await?)
+}
