@@ -24,14 +24,14 @@ pub enum NotificationsCommand {
     },
     /// One token update: its body and every attempt.
     Show {
-        delivery_id: i64,
+        notification_id: i64,
         #[command(flatten)]
         hub: HubArgs,
     },
     /// Replay a dead update (`--all --requestor R`: every dead update of the requestor).
     Replay {
         #[arg(required_unless_present = "all")]
-        delivery_id: Option<i64>,
+        notification_id: Option<i64>,
         #[arg(long, requires = "requestor")]
         all: bool,
         #[arg(long)]
@@ -59,25 +59,25 @@ pub async fn run(cmd: NotificationsCommand) -> anyhow::Result<()> {
             limit,
             hub,
         } => list(&http, requestor, token, state, limit, &hub).await,
-        NotificationsCommand::Show { delivery_id, hub } => {
-            let url = format!("{}/admin/v1/deliveries/{delivery_id}", hub.hub_url);
+        NotificationsCommand::Show { notification_id, hub } => {
+            let url = format!("{}/admin/v1/notifications/{notification_id}", hub.hub_url);
             let v = get(&http, &url, &hub.admin_token).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
         NotificationsCommand::Replay {
-            delivery_id,
+            notification_id,
             all,
             requestor,
             hub,
         } => {
-            let url = match (all, delivery_id, requestor) {
+            let url = match (all, notification_id, requestor) {
                 (true, _, Some(r)) => format!(
                     "{}/admin/v1/token-requestors/{r}/dead-letters/replay",
                     hub.hub_url
                 ),
-                (_, Some(id), _) => format!("{}/admin/v1/deliveries/{id}/replay", hub.hub_url),
-                _ => anyhow::bail!("give a delivery id, or --all --requestor R"),
+                (_, Some(id), _) => format!("{}/admin/v1/notifications/{id}/replay", hub.hub_url),
+                _ => anyhow::bail!("give a notification id, or --all --requestor R"),
             };
             let text = post(&http, &url, &hub.admin_token).await?;
             println!("{}", if text.is_empty() { "replayed" } else { &text });
@@ -105,8 +105,8 @@ async fn list(
     hub: &HubArgs,
 ) -> anyhow::Result<()> {
     let base = match (&requestor, &token) {
-        (Some(r), _) => format!("{}/admin/v1/token-requestors/{r}/deliveries", hub.hub_url),
-        (None, Some(t)) => format!("{}/admin/v1/tokens/{t}/deliveries", hub.hub_url),
+        (Some(r), _) => format!("{}/admin/v1/token-requestors/{r}/notifications", hub.hub_url),
+        (None, Some(t)) => format!("{}/admin/v1/tokens/{t}/notifications", hub.hub_url),
         (None, None) => anyhow::bail!("give --requestor or --token"),
     };
     let mut url = reqwest::Url::parse(&base).context("the hub URL")?;
@@ -124,7 +124,7 @@ async fn list(
     for r in &rows {
         println!(
             "{:>8}  {:<10}  {:<24}  {:<25}  {:>8}  {}",
-            r["deliveryId"],
+            r["notificationId"],
             r["state"].as_str().unwrap_or(""),
             r["tokenId"].as_str().unwrap_or(""),
             r["lastUpdateTimestamp"].as_str().unwrap_or(""),

@@ -185,7 +185,7 @@ async fn requestor(w: &World) -> Value {
 
 /// A requestor's updates by state, 0 when there is none.
 fn count(view: &Value, state: &str) -> i64 {
-    view["deliveries"][state].as_i64().unwrap_or(0)
+    view["notifications"][state].as_i64().unwrap_or(0)
 }
 
 /// Suspends, resumes or deletes a token; returns the `lastUpdateTimestamp` the requestor is told.
@@ -206,11 +206,11 @@ async fn act(w: &World, token: &str, action: &str) -> String {
     v["lastUpdateTimestamp"].as_str().unwrap().to_string()
 }
 
-async fn token_deliveries(w: &World, token: &str) -> Vec<Value> {
+async fn token_notifications(w: &World, token: &str) -> Vec<Value> {
     let v = admin_ok(
         w,
         Method::GET,
-        &format!("/admin/v1/tokens/{token}/deliveries"),
+        &format!("/admin/v1/tokens/{token}/notifications"),
         None,
     )
     .await;
@@ -218,20 +218,20 @@ async fn token_deliveries(w: &World, token: &str) -> Vec<Value> {
 }
 
 async fn delivery(w: &World, id: i64) -> Value {
-    admin_ok(w, Method::GET, &format!("/admin/v1/deliveries/{id}"), None).await
+    admin_ok(w, Method::GET, &format!("/admin/v1/notifications/{id}"), None).await
 }
 
 /// Waits until the token's update stamped `ts` is in `state`; returns it with its attempt log.
 async fn wait_delivery(w: &World, token: &str, ts: &str, state: &str) -> Value {
     let until = Instant::now() + WAIT;
     loop {
-        let found = token_deliveries(w, token)
+        let found = token_notifications(w, token)
             .await
             .into_iter()
             .find(|d| d["lastUpdateTimestamp"] == ts);
         if let Some(d) = &found {
             if d["state"] == state {
-                return delivery(w, d["deliveryId"].as_i64().unwrap()).await;
+                return delivery(w, d["notificationId"].as_i64().unwrap()).await;
             }
         }
         assert!(
@@ -316,7 +316,7 @@ async fn provision(w: &World, psp: &Psp, n: usize) -> Vec<String> {
 async fn assert_requestor_in_sync(w: &World, psp: &Psp, tokens: &[String]) {
     for t in tokens {
         let hub = w.token(t).await;
-        let newest = token_deliveries(w, t)
+        let newest = token_notifications(w, t)
             .await
             .into_iter()
             .max_by_key(|d| d["lastUpdateTimestamp"].as_str().unwrap().to_string())
@@ -385,10 +385,10 @@ e2e_tests! {
         let d = wait_delivery(&w, &t, &ts, "DEAD").await;
         assert_eq!(attempt_statuses(&d), vec![Some(503), Some(400)], "{d}");
         assert_eq!(d["lastStatus"], 400, "{d}");
-        let id = d["deliveryId"].as_i64().unwrap();
+        let id = d["notificationId"].as_i64().unwrap();
         let dead = admin_ok(&w, Method::GET,
-            &format!("/admin/v1/token-requestors/{REQUESTOR}/deliveries?state=DEAD"), None).await;
-        let dead_ids: Vec<i64> = dead.as_array().unwrap().iter().map(|d| d["deliveryId"].as_i64().unwrap()).collect();
+            &format!("/admin/v1/token-requestors/{REQUESTOR}/notifications?state=DEAD"), None).await;
+        let dead_ids: Vec<i64> = dead.as_array().unwrap().iter().map(|d| d["notificationId"].as_i64().unwrap()).collect();
         assert_eq!(dead_ids, vec![id], "{dead}");
         assert_eq!(count(&requestor(&w).await, "DEAD"), 1);
         // Dead stays dead: nothing more is sent on its own.
@@ -396,7 +396,7 @@ e2e_tests! {
         assert_eq!(psp.events_of(&t, &ts).len(), 2);
         assert_eq!(psp.view(&t).await.unwrap()["tokenState"], "ACTIVE");
 
-        let (status, _) = admin(&w, Method::POST, &format!("/admin/v1/deliveries/{id}/replay"), None).await;
+        let (status, _) = admin(&w, Method::POST, &format!("/admin/v1/notifications/{id}/replay"), None).await;
         assert_eq!(status, 204);
         let d = wait_delivery(&w, &t, &ts, "DELIVERED").await;
         assert_eq!(attempt_statuses(&d), vec![Some(503), Some(400), Some(204)], "{d}");
@@ -407,7 +407,7 @@ e2e_tests! {
         for e in &events {
             assert_eq!(e.webhook_id.as_deref(), Some(webhook_id), "one webhook-id across retries and replay");
         }
-        let (status, _) = admin(&w, Method::POST, &format!("/admin/v1/deliveries/{id}/replay"), None).await;
+        let (status, _) = admin(&w, Method::POST, &format!("/admin/v1/notifications/{id}/replay"), None).await;
         assert_eq!(status, 409, "a delivered update is not replayed");
         assert_eq!(count(&requestor(&w).await, "DEAD"), 0);
 
@@ -441,12 +441,12 @@ e2e_tests! {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert!(r["disabledReason"].as_str().unwrap_or("").contains("410"), "{r}");
-        let held = token_deliveries(&w, a)
+        let held = token_notifications(&w, a)
             .await
             .into_iter()
             .find(|d| d["lastUpdateTimestamp"] == a_suspended.as_str())
             .expect("the suspension is queued");
-        let d = delivery(&w, held["deliveryId"].as_i64().unwrap()).await;
+        let d = delivery(&w, held["notificationId"].as_i64().unwrap()).await;
         assert_eq!(attempt_statuses(&d).first(), Some(&Some(410)), "{d}");
 
         // Later updates wait, untried. (The update that met the 410 may be sent once more right
@@ -462,7 +462,7 @@ e2e_tests! {
         assert_eq!(r["state"], "DISABLED", "{r}");
         // The newest update of each token supersedes the ones before it.
         assert_eq!(count(&r, "PENDING"), 2, "{r}");
-        let superseded = token_deliveries(&w, b)
+        let superseded = token_notifications(&w, b)
             .await
             .into_iter()
             .find(|d| d["lastUpdateTimestamp"] == b_suspended.as_str())
@@ -500,12 +500,12 @@ e2e_tests! {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let held = token_deliveries(&w, &t)
+            let held = token_notifications(&w, &t)
                 .await
                 .into_iter()
                 .find(|d| d["lastUpdateTimestamp"] == ts.as_str())
                 .expect("the update is queued");
-            let d = delivery(&w, held["deliveryId"].as_i64().unwrap()).await;
+            let d = delivery(&w, held["notificationId"].as_i64().unwrap()).await;
             assert_eq!(
                 (&d["state"], attempt_statuses(&d)),
                 (&json!("PENDING"), vec![Some(410)]),
@@ -562,8 +562,8 @@ e2e_tests! {
         // The hub did try while the port was closed.
         let mut refused = 0;
         for t in &tokens {
-            for d in token_deliveries(&w, t).await {
-                let full = delivery(&w, d["deliveryId"].as_i64().unwrap()).await;
+            for d in token_notifications(&w, t).await {
+                let full = delivery(&w, d["notificationId"].as_i64().unwrap()).await;
                 refused += full["attemptLog"].as_array().unwrap().iter()
                     .filter(|a| a["status"].is_null() && a["error"].as_str().unwrap_or("").contains("connect"))
                     .count();
@@ -614,7 +614,7 @@ e2e_tests! {
         assert_eq!(applied, 2, "{hub}");
         let v = psp.wait_view(&t, "ACTIVE", Some(&stamp(base + 2_000))).await;
         assert_eq!((&v["tokenLastDigits"], &v["tokenExpiryDate"]), (&json!("9876"), &json!("1230")), "{v}");
-        let stamps: Vec<String> = token_deliveries(&w, &t).await.iter()
+        let stamps: Vec<String> = token_notifications(&w, &t).await.iter()
             .map(|d| d["lastUpdateTimestamp"].as_str().unwrap().to_string()).collect();
         assert_eq!(stamps.len(), 3, "ACTIVE, u1, u2 and nothing else: {stamps:?}");
         assert!(!stamps.contains(&stamp(base + 1_000)), "{stamps:?}");
@@ -634,7 +634,7 @@ e2e_tests! {
         assert_eq!(answered(w.tsp.send_update(&again).await.unwrap()), (204, None));
         assert_eq!(w.token(&t).await["state"], "DELETED");
         psp.wait_view(&t, "DELETED", Some(&stamp(base + 3_000))).await;
-        assert_eq!(token_deliveries(&w, &t).await.len(), 4, "nothing queued for the refused updates");
+        assert_eq!(token_notifications(&w, &t).await.len(), 4, "nothing queued for the refused updates");
         assert_requestor_in_sync(&w, &psp, std::slice::from_ref(&t)).await;
     }
 
@@ -649,8 +649,8 @@ e2e_tests! {
         assert_eq!(attempt_statuses(&d), vec![Some(401)], "signed with the old secret only: {d}");
 
         put_requestor(&w, &new.sim.base_url(), &[SECRET, NEW_SECRET]).await;
-        let id = d["deliveryId"].as_i64().unwrap();
-        let (status, _) = admin(&w, Method::POST, &format!("/admin/v1/deliveries/{id}/replay"), None).await;
+        let id = d["notificationId"].as_i64().unwrap();
+        let (status, _) = admin(&w, Method::POST, &format!("/admin/v1/notifications/{id}/replay"), None).await;
         assert_eq!(status, 204);
         wait_delivery(&w, &t, &ts, "DELIVERED").await;
         new.wait_view(&t, "SUSPENDED", Some(&ts)).await;
@@ -696,7 +696,7 @@ e2e_tests! {
         let until = Instant::now() + WAIT;
         loop {
             let pending = admin_ok(&w, Method::GET,
-                &format!("/admin/v1/token-requestors/{REQUESTOR}/deliveries?state=PENDING"), None).await;
+                &format!("/admin/v1/token-requestors/{REQUESTOR}/notifications?state=PENDING"), None).await;
             let pending = pending.as_array().unwrap();
             let tried = pending.iter().filter(|d| d["lastStatus"] == 503).count();
             let owed: std::collections::BTreeSet<&str> =

@@ -27,7 +27,7 @@ pub async fn get(hub: &Hub, requestor_id: &str) -> Result<Option<Requestor>, Err
 }
 
 /// The requestor's updates by state.
-pub async fn deliveries_by_state(
+pub async fn notifications_by_state(
     hub: &Hub,
     requestor_id: &str,
 ) -> Result<Vec<(NotificationState, i64)>, Error> {

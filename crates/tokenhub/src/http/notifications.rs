@@ -1,4 +1,4 @@
-//! Admin API: token updates owed to token requestors (`/admin/v1/deliveries`, a token's and a
+//! Admin API: token updates owed to token requestors (`/admin/v1/notifications`, a token's and a
 //! requestor's lists): their bodies, attempts, and replay.
 
 use super::api_error::ApiErrorBody;
@@ -15,20 +15,20 @@ use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/tokens/{token_id}/deliveries", get(token_deliveries))
+        .route("/tokens/{token_id}/notifications", get(token_notifications))
         .route(
-            "/token-requestors/{requestor_id}/deliveries",
-            get(requestor_deliveries),
+            "/token-requestors/{requestor_id}/notifications",
+            get(requestor_notifications),
         )
-        .route("/deliveries/{delivery_id}", get(get_delivery))
-        .route("/deliveries/{delivery_id}/replay", post(replay_delivery))
+        .route("/notifications/{notification_id}", get(get_notification))
+        .route("/notifications/{notification_id}/replay", post(replay_notification))
 }
 
 /// A token update and where its delivery stands (never its API key or signature).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DeliveryView {
-    pub delivery_id: i64,
+pub struct NotificationView {
+    pub notification_id: i64,
     pub webhook_id: String,
     pub requestor_id: String,
     pub token_id: String,
@@ -46,7 +46,7 @@ pub struct DeliveryView {
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<String>,
-    /// On `GET /deliveries/{id}` only.
+    /// On `GET /notifications/{id}` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,9 +64,9 @@ pub struct AttemptView {
     pub error: Option<String>,
 }
 
-fn delivery_view(n: Notification) -> DeliveryView {
-    DeliveryView {
-        delivery_id: n.id,
+fn notification_view(n: Notification) -> NotificationView {
+    NotificationView {
+        notification_id: n.id,
         webhook_id: n.webhook_id,
         requestor_id: n.requestor_id,
         token_id: n.token_id,
@@ -87,14 +87,14 @@ fn delivery_view(n: Notification) -> DeliveryView {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DeliveryQuery {
+pub struct NotificationQuery {
     /// `PENDING`, `DELIVERED`, `DEAD` or `SUPERSEDED`.
     pub state: Option<String>,
     /// At most this many, newest first (default 100, at most 1000).
     pub limit: Option<i64>,
 }
 
-fn filter(q: DeliveryQuery) -> Result<Filter, ApiError> {
+fn filter(q: NotificationQuery) -> Result<Filter, ApiError> {
     let state = match q.state.as_deref() {
         None => None,
         Some(s) => Some(NotificationState::parse(s).ok_or_else(|| {
@@ -109,58 +109,58 @@ fn filter(q: DeliveryQuery) -> Result<Filter, ApiError> {
 }
 
 /// A requestor's token updates, newest first; `?state=DEAD` is its dead-letter list.
-#[utoipa::path(get, path = "/admin/v1/token-requestors/{requestorId}/deliveries", tag = "token requestors",
-    params(("requestorId" = String, Path), DeliveryQuery),
-    responses((status = 200, body = [DeliveryView]), (status = 400, body = ApiErrorBody)),
+#[utoipa::path(get, path = "/admin/v1/token-requestors/{requestorId}/notifications", tag = "token requestors",
+    params(("requestorId" = String, Path), NotificationQuery),
+    responses((status = 200, body = [NotificationView]), (status = 400, body = ApiErrorBody)),
     security(("admin" = [])))]
-async fn requestor_deliveries(
+async fn requestor_notifications(
     State(hub): State<AppState>,
     Path(requestor_id): Path<String>,
-    Query(q): Query<DeliveryQuery>,
-) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    Query(q): Query<NotificationQuery>,
+) -> Result<Json<Vec<NotificationView>>, ApiError> {
     let f = Filter {
         requestor_id: Some(requestor_id),
         ..filter(q)?
     };
-    list_deliveries(&hub, &f).await
+    list_notifications(&hub, &f).await
 }
 
 /// A token's updates to its requestor, newest first.
-#[utoipa::path(get, path = "/admin/v1/tokens/{tokenId}/deliveries", tag = "token requestors",
-    params(("tokenId" = String, Path), DeliveryQuery),
-    responses((status = 200, body = [DeliveryView]), (status = 400, body = ApiErrorBody)),
+#[utoipa::path(get, path = "/admin/v1/tokens/{tokenId}/notifications", tag = "token requestors",
+    params(("tokenId" = String, Path), NotificationQuery),
+    responses((status = 200, body = [NotificationView]), (status = 400, body = ApiErrorBody)),
     security(("admin" = [])))]
-async fn token_deliveries(
+async fn token_notifications(
     State(hub): State<AppState>,
     Path(token_id): Path<String>,
-    Query(q): Query<DeliveryQuery>,
-) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    Query(q): Query<NotificationQuery>,
+) -> Result<Json<Vec<NotificationView>>, ApiError> {
     let f = Filter {
         token_id: Some(token_id),
         ..filter(q)?
     };
-    list_deliveries(&hub, &f).await
+    list_notifications(&hub, &f).await
 }
 
-async fn list_deliveries(hub: &AppState, f: &Filter) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+async fn list_notifications(hub: &AppState, f: &Filter) -> Result<Json<Vec<NotificationView>>, ApiError> {
     let found = notifications::list(hub, f).await?;
-    Ok(Json(found.into_iter().map(delivery_view).collect()))
+    Ok(Json(found.into_iter().map(notification_view).collect()))
 }
 
 /// One token update: its body (the token's state, no secrets) and every attempt.
-#[utoipa::path(get, path = "/admin/v1/deliveries/{deliveryId}", tag = "token requestors",
-    params(("deliveryId" = i64, Path)),
-    responses((status = 200, body = DeliveryView), (status = 404, body = ApiErrorBody)),
+#[utoipa::path(get, path = "/admin/v1/notifications/{notificationId}", tag = "token requestors",
+    params(("notificationId" = i64, Path)),
+    responses((status = 200, body = NotificationView), (status = 404, body = ApiErrorBody)),
     security(("admin" = [])))]
-async fn get_delivery(
+async fn get_notification(
     State(hub): State<AppState>,
     Path(id): Path<i64>,
-) -> Result<Json<DeliveryView>, ApiError> {
+) -> Result<Json<NotificationView>, ApiError> {
     let Some((n, attempts)) = notifications::get(&hub, id).await? else {
-        return Err(ApiError::not_found(format!("no delivery {id}")));
+        return Err(ApiError::not_found(format!("no notification {id}")));
     };
     let body = serde_json::from_str(&n.payload).ok();
-    let mut view = delivery_view(n);
+    let mut view = notification_view(n);
     view.body = body;
     view.attempt_log = Some(
         attempts
@@ -177,18 +177,18 @@ async fn get_delivery(
 }
 
 /// Replay a dead update: a new series of attempts, same `webhook-id`.
-#[utoipa::path(post, path = "/admin/v1/deliveries/{deliveryId}/replay", tag = "token requestors",
-    params(("deliveryId" = i64, Path)),
+#[utoipa::path(post, path = "/admin/v1/notifications/{notificationId}/replay", tag = "token requestors",
+    params(("notificationId" = i64, Path)),
     responses((status = 204), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody, description = "not dead")),
     security(("admin" = [])))]
-async fn replay_delivery(
+async fn replay_notification(
     State(hub): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     match notifications::replay(&hub, id).await? {
-        None => Err(ApiError::not_found(format!("no delivery {id}"))),
+        None => Err(ApiError::not_found(format!("no notification {id}"))),
         Some(false) => Err(ApiError::conflict(format!(
-            "delivery {id} is not in the dead-letter list"
+            "notification {id} is not in the dead-letter list"
         ))),
         Some(true) => Ok(StatusCode::NO_CONTENT),
     }

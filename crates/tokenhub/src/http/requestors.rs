@@ -61,11 +61,11 @@ pub struct RequestorView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
     /// Updates by state (`PENDING`, `DELIVERED`, `DEAD`, `SUPERSEDED`).
-    pub deliveries: std::collections::BTreeMap<String, i64>,
+    pub notifications: std::collections::BTreeMap<String, i64>,
 }
 
 async fn requestor_view(hub: &AppState, r: Requestor) -> Result<RequestorView, ApiError> {
-    let deliveries = requestors::deliveries_by_state(hub, &r.requestor_id)
+    let notifications = requestors::notifications_by_state(hub, &r.requestor_id)
         .await?
         .into_iter()
         .map(|(s, n)| (s.as_str().to_string(), n))
@@ -78,7 +78,7 @@ async fn requestor_view(hub: &AppState, r: Requestor) -> Result<RequestorView, A
         max_in_flight: r.max_in_flight,
         state: r.state.as_str().to_string(),
         disabled_reason: r.disabled_reason,
-        deliveries,
+        notifications,
     })
 }
 

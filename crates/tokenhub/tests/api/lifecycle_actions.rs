@@ -254,7 +254,7 @@ async fn the_lifecycle_admin_api_needs_the_bearer_token(app: TestApp) {
         format!("/admin/v1/tokens/{token}/suspend"),
         format!("/admin/v1/tokens/{token}/delete"),
         card_url("card-1", "renew"),
-        "/admin/v1/deliveries/1/replay".to_string(),
+        "/admin/v1/notifications/1/replay".to_string(),
         format!("/admin/v1/token-requestors/{REQUESTOR}/enable"),
     ] {
         assert_eq!(post(path.clone()).await, 401, "{path}");
@@ -269,7 +269,7 @@ async fn the_lifecycle_admin_api_needs_the_bearer_token(app: TestApp) {
     assert_eq!(put.status(), 401);
     let get = app
         .client
-        .get(app.url(&format!("/admin/v1/tokens/{token}/deliveries")))
+        .get(app.url(&format!("/admin/v1/tokens/{token}/notifications")))
         .send()
         .await
         .unwrap();

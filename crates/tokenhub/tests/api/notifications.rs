@@ -14,7 +14,7 @@ hub_tests!(
     a_retryable_failure_is_delivered_on_the_next_try,
     a_gone_endpoint_disables_the_requestor_until_it_is_enabled_again,
     the_dead_letters_of_a_requestor_are_replayed_together,
-    deliveries_are_listed_by_state_and_unknown_ones_are_404,
+    notifications_are_listed_by_state_and_unknown_ones_are_404,
 );
 
 async fn a_token_update_reaches_the_requestor_signed_with_every_secret(app: TestApp) {
@@ -59,8 +59,8 @@ async fn a_token_update_reaches_the_requestor_signed_with_every_secret(app: Test
     assert_eq!(body, expected_body(&token, REQUESTOR, "ACTIVE", &card()));
 
     // As the admin API lists it: delivered, once, never with a secret.
-    let d = app.newest_delivery_of(&token).await;
-    let d = app.delivery_in_state(delivery_id(&d), "DELIVERED").await;
+    let d = app.newest_notification_of(&token).await;
+    let d = app.notification_in_state(notification_id(&d), "DELIVERED").await;
     assert_eq!(d["webhookId"], webhook_id);
     assert_eq!(d["requestorId"], REQUESTOR);
     assert_eq!(d["tokenId"], token.as_str());
@@ -78,16 +78,16 @@ async fn a_token_update_reaches_the_requestor_signed_with_every_secret(app: Test
         "{text}"
     );
 
-    let listed = app.requestor_deliveries(REQUESTOR, "").await;
+    let listed = app.requestor_notifications(REQUESTOR, "").await;
     let listed = listed.expect(200).as_array().unwrap().clone();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["deliveryId"], d["deliveryId"]);
+    assert_eq!(listed[0]["notificationId"], d["notificationId"]);
     assert!(listed[0].get("body").is_none(), "the list has no bodies");
-    assert_eq!(app.token_deliveries(&token).await, listed);
+    assert_eq!(app.token_notifications(&token).await, listed);
     let view = app
         .admin_get(&format!("/admin/v1/token-requestors/{REQUESTOR}"))
         .await;
-    assert_eq!(view.expect(200)["deliveries"], json!({"DELIVERED": 1}));
+    assert_eq!(view.expect(200)["notifications"], json!({"DELIVERED": 1}));
 }
 
 async fn updates_are_queued_only_for_personalized_tokens_of_registered_requestors(app: TestApp) {
@@ -98,11 +98,11 @@ async fn updates_are_queued_only_for_personalized_tokens_of_registered_requestor
         .active_token_from(json!({"tokenRequestorId": "not-registered"}))
         .await;
     assert_eq!(
-        app.token_deliveries(&unregistered).await,
+        app.token_notifications(&unregistered).await,
         Vec::<Value>::new()
     );
     let without = app.active_token_from(json!({})).await;
-    assert_eq!(app.token_deliveries(&without).await, Vec::<Value>::new());
+    assert_eq!(app.token_notifications(&without).await, Vec::<Value>::new());
 
     // Not while the token waits for its data or its device.
     let token = app
@@ -111,15 +111,15 @@ async fn updates_are_queued_only_for_personalized_tokens_of_registered_requestor
     let mut body = update(&at(0));
     body["tokenExpiryDate"] = json!("0131");
     app.post_update(&token, &body).await.assert_accepted();
-    assert_eq!(app.token_deliveries(&token).await, Vec::<Value>::new());
+    assert_eq!(app.token_notifications(&token).await, Vec::<Value>::new());
     app.complete_data(&token).await;
-    assert_eq!(app.token_deliveries(&token).await, Vec::<Value>::new());
+    assert_eq!(app.token_notifications(&token).await, Vec::<Value>::new());
     app.confirm_personalization(&token).await;
     assert_eq!(app.token_state(&token).await, "ACTIVE");
-    let deliveries = app.token_deliveries(&token).await;
-    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    let notifications = app.token_notifications(&token).await;
+    assert_eq!(notifications.len(), 1, "{notifications:?}");
     let d = app
-        .delivery_in_state(delivery_id(&deliveries[0]), "DELIVERED")
+        .notification_in_state(notification_id(&notifications[0]), "DELIVERED")
         .await;
     assert_eq!(d["body"]["tokenState"], "ACTIVE");
     assert_eq!(d["body"]["tokenExpiryDate"], "0131");
@@ -131,11 +131,11 @@ async fn updates_are_queued_only_for_personalized_tokens_of_registered_requestor
     app.post_update(&deleted, &update_state(&at(0), "DELETED"))
         .await
         .assert_accepted();
-    let d = app.newest_delivery_of(&deleted).await;
-    let d = app.delivery_in_state(delivery_id(&d), "DELIVERED").await;
+    let d = app.newest_notification_of(&deleted).await;
+    let d = app.notification_in_state(notification_id(&d), "DELIVERED").await;
     assert_eq!(d["body"]["tokenState"], "DELETED");
 
-    let all = app.requestor_deliveries(REQUESTOR, "").await;
+    let all = app.requestor_notifications(REQUESTOR, "").await;
     assert_eq!(all.expect(200).as_array().unwrap().len(), 2);
     assert_eq!(receiver.wait_for(2).await.len(), 2);
 }
@@ -199,30 +199,30 @@ async fn every_change_reaches_the_requestor_with_the_tokens_whole_state(app: Tes
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 5, "every update has its own webhook-id");
-    assert_eq!(app.token_deliveries(&token).await.len(), 5);
+    assert_eq!(app.token_notifications(&token).await.len(), 5);
 }
 
 async fn a_refused_update_is_dead_until_it_is_replayed(app: TestApp) {
     let (receiver, creds, token) = token_of_a_requestor(&app, &[400]).await;
-    let d = app.newest_delivery_of(&token).await;
-    let id = delivery_id(&d);
-    let dead = app.delivery_in_state(id, "DEAD").await;
+    let d = app.newest_notification_of(&token).await;
+    let id = notification_id(&d);
+    let dead = app.notification_in_state(id, "DEAD").await;
     assert_eq!(dead["attempts"], 1);
     assert_eq!(dead["lastStatus"], 400);
     assert!(dead.get("nextAttemptAt").is_none(), "{dead}");
     assert_eq!(dead["attemptLog"].as_array().unwrap().len(), 1);
-    let dead_letters = app.requestor_deliveries(REQUESTOR, "?state=DEAD").await;
+    let dead_letters = app.requestor_notifications(REQUESTOR, "?state=DEAD").await;
     let dead_letters = dead_letters.expect(200).as_array().unwrap().clone();
     assert_eq!(dead_letters.len(), 1);
-    assert_eq!(dead_letters[0]["deliveryId"], id);
+    assert_eq!(dead_letters[0]["notificationId"], id);
     let view = app
         .admin_get(&format!("/admin/v1/token-requestors/{REQUESTOR}"))
         .await;
-    assert_eq!(view.expect(200)["deliveries"], json!({"DEAD": 1}));
+    assert_eq!(view.expect(200)["notifications"], json!({"DEAD": 1}));
 
-    let replay = format!("/admin/v1/deliveries/{id}/replay");
+    let replay = format!("/admin/v1/notifications/{id}/replay");
     app.admin_post(&replay, None).await.expect(204);
-    let delivered = app.delivery_in_state(id, "DELIVERED").await;
+    let delivered = app.notification_in_state(id, "DELIVERED").await;
     let statuses: Vec<&Value> = delivered["attemptLog"]
         .as_array()
         .unwrap()
@@ -263,8 +263,8 @@ async fn a_failing_update_is_retried_on_the_schedule_then_dead(app: TestApp) {
         .await;
     // RETRY_SCHEDULE has two waits: three attempts in all.
     let received = app.wait_for_attempts(&receiver, 3).await;
-    let d = app.newest_delivery_of(&token).await;
-    let dead = app.delivery_in_state(delivery_id(&d), "DEAD").await;
+    let d = app.newest_notification_of(&token).await;
+    let dead = app.notification_in_state(notification_id(&d), "DEAD").await;
     assert_eq!(dead["attempts"], 3);
     assert!(
         dead["lastError"]
@@ -291,7 +291,7 @@ async fn a_failing_update_is_retried_on_the_schedule_then_dead(app: TestApp) {
     let replay = format!("/admin/v1/token-requestors/{REQUESTOR}/dead-letters/replay");
     let answer = app.admin_post(&replay, None).await;
     assert_eq!(answer.expect(200), &json!({"replayed": 1}));
-    app.delivery_in_state(delivery_id(&d), "DELIVERED").await;
+    app.notification_in_state(notification_id(&d), "DELIVERED").await;
     assert_eq!(receiver.wait_for(4).await[3].answered, 204);
 }
 
@@ -300,8 +300,8 @@ async fn a_retryable_failure_is_delivered_on_the_next_try(app: TestApp) {
     let received = app.wait_for_attempts(&receiver, 3).await;
     let answered: Vec<u16> = received.iter().map(|r| r.answered).collect();
     assert_eq!(answered, [503, 429, 204]);
-    let d = app.newest_delivery_of(&token).await;
-    let d = app.delivery_in_state(delivery_id(&d), "DELIVERED").await;
+    let d = app.newest_notification_of(&token).await;
+    let d = app.notification_in_state(notification_id(&d), "DELIVERED").await;
     assert_eq!(d["attempts"], 3);
     assert_eq!(d["lastStatus"], 204);
 }
@@ -325,8 +325,8 @@ async fn a_gone_endpoint_disables_the_requestor_until_it_is_enabled_again(app: T
     app.admin_post(&format!("{path}/enable"), None)
         .await
         .expect(204);
-    let newest = app.newest_delivery_of(&token).await;
-    app.delivery_in_state(delivery_id(&newest), "DELIVERED")
+    let newest = app.newest_notification_of(&token).await;
+    app.notification_in_state(notification_id(&newest), "DELIVERED")
         .await;
     let last = receiver.received().last().unwrap().clone();
     assert_eq!(last.json()["tokenState"], "SUSPENDED");
@@ -381,13 +381,13 @@ mod a_disabled_requestor_gets_no_attempt {
                 1,
                 "requestor {i}: an attempt after the 410: {received:?}"
             );
-            let first = app.newest_delivery_of(&token).await;
+            let first = app.newest_notification_of(&token).await;
             assert_eq!(first["state"], "PENDING", "it waits: {first}");
             assert_eq!(first["lastStatus"], 410);
 
             app.token_action(&token, "suspend", None).await.expect(200);
-            let deliveries = app.token_deliveries(&token).await;
-            let states: Vec<&Value> = deliveries.iter().map(|d| &d["state"]).collect();
+            let notifications = app.token_notifications(&token).await;
+            let states: Vec<&Value> = notifications.iter().map(|d| &d["state"]).collect();
             assert_eq!(states, [&json!("PENDING"), &json!("SUPERSEDED")]);
         }
     }
@@ -413,15 +413,15 @@ async fn the_dead_letters_of_a_requestor_are_replayed_together(app: TestApp) {
         .await;
     let mut ids = Vec::new();
     for token in [&first, &second] {
-        let d = app.newest_delivery_of(token).await;
-        app.delivery_in_state(delivery_id(&d), "DEAD").await;
-        ids.push(delivery_id(&d));
+        let d = app.newest_notification_of(token).await;
+        app.notification_in_state(notification_id(&d), "DEAD").await;
+        ids.push(notification_id(&d));
     }
     let replay = format!("/admin/v1/token-requestors/{REQUESTOR}/dead-letters/replay");
     let answer = app.admin_post(&replay, None).await;
     assert_eq!(answer.expect(200), &json!({"replayed": 2}));
     for id in ids {
-        app.delivery_in_state(id, "DELIVERED").await;
+        app.notification_in_state(id, "DELIVERED").await;
     }
     assert_eq!(receiver.wait_for(4).await.len(), 4);
     let answer = app.admin_post(&replay, None).await;
@@ -434,27 +434,27 @@ async fn the_dead_letters_of_a_requestor_are_replayed_together(app: TestApp) {
     .expect(404);
 }
 
-async fn deliveries_are_listed_by_state_and_unknown_ones_are_404(app: TestApp) {
+async fn notifications_are_listed_by_state_and_unknown_ones_are_404(app: TestApp) {
     let (_receiver, _, token) = token_of_a_requestor(&app, &[]).await;
     app.token_action(&token, "suspend", None).await.expect(200);
-    let newest = app.newest_delivery_of(&token).await;
-    app.delivery_in_state(delivery_id(&newest), "DELIVERED")
+    let newest = app.newest_notification_of(&token).await;
+    app.notification_in_state(notification_id(&newest), "DELIVERED")
         .await;
-    let all = app.requestor_deliveries(REQUESTOR, "").await;
+    let all = app.requestor_notifications(REQUESTOR, "").await;
     let all = all.expect(200).as_array().unwrap().clone();
     assert!(!all.is_empty());
-    assert_eq!(all[0]["deliveryId"], newest["deliveryId"], "newest first");
-    let limited = app.requestor_deliveries(REQUESTOR, "?limit=1").await;
+    assert_eq!(all[0]["notificationId"], newest["notificationId"], "newest first");
+    let limited = app.requestor_notifications(REQUESTOR, "?limit=1").await;
     assert_eq!(limited.expect(200).as_array().unwrap().len(), 1);
-    let pending = app.requestor_deliveries(REQUESTOR, "?state=DEAD").await;
+    let pending = app.requestor_notifications(REQUESTOR, "?state=DEAD").await;
     assert_eq!(pending.expect(200), &json!([]));
-    app.requestor_deliveries(REQUESTOR, "?state=BOGUS")
+    app.requestor_notifications(REQUESTOR, "?state=BOGUS")
         .await
         .expect(400);
-    app.admin_get("/admin/v1/deliveries/999999")
+    app.admin_get("/admin/v1/notifications/999999")
         .await
         .expect(404);
-    app.admin_post("/admin/v1/deliveries/999999/replay", None)
+    app.admin_post("/admin/v1/notifications/999999/replay", None)
         .await
         .expect(404);
 }

@@ -31,7 +31,7 @@ async fn a_requestor_is_registered_and_its_api_key_and_secrets_are_never_shown(a
         "signingSecrets": 2,
         "maxInFlight": 16,
         "state": "ENABLED",
-        "deliveries": {},
+        "notifications": {},
     });
     let put = app.put_requestor_body(REQUESTOR, &body).await;
     let get = app

@@ -167,9 +167,9 @@ impl TestApp {
             .await
     }
 
-    /// `GET /admin/v1/tokens/{tokenId}/deliveries`.
-    pub async fn token_deliveries(&self, token_id: &str) -> Vec<Value> {
-        self.admin_get(&format!("/admin/v1/tokens/{token_id}/deliveries"))
+    /// `GET /admin/v1/tokens/{tokenId}/notifications`.
+    pub async fn token_notifications(&self, token_id: &str) -> Vec<Value> {
+        self.admin_get(&format!("/admin/v1/tokens/{token_id}/notifications"))
             .await
             .expect(200)
             .as_array()
@@ -177,9 +177,9 @@ impl TestApp {
             .clone()
     }
 
-    /// `GET /admin/v1/deliveries/{id}`, which must find it.
+    /// `GET /admin/v1/notifications/{id}`, which must find it.
     pub async fn delivery(&self, id: i64) -> Value {
-        self.admin_get(&format!("/admin/v1/deliveries/{id}"))
+        self.admin_get(&format!("/admin/v1/notifications/{id}"))
             .await
             .expect(200)
             .clone()

@@ -87,16 +87,16 @@ impl TestApp {
         creds
     }
 
-    /// `GET /admin/v1/token-requestors/{id}/deliveries` with a query (`""` or `?state=…`).
-    pub async fn requestor_deliveries(&self, requestor_id: &str, query: &str) -> Answer {
+    /// `GET /admin/v1/token-requestors/{id}/notifications` with a query (`""` or `?state=…`).
+    pub async fn requestor_notifications(&self, requestor_id: &str, query: &str) -> Answer {
         self.admin_get(&format!(
-            "/admin/v1/token-requestors/{requestor_id}/deliveries{query}"
+            "/admin/v1/token-requestors/{requestor_id}/notifications{query}"
         ))
         .await
     }
 
-    /// Waits until delivery `id` is in `state`; returns it (`GET /deliveries/{id}`).
-    pub async fn delivery_in_state(&self, id: i64, state: &str) -> Value {
+    /// Waits until delivery `id` is in `state`; returns it (`GET /notifications/{id}`).
+    pub async fn notification_in_state(&self, id: i64, state: &str) -> Value {
         eventually(&format!("delivery {id} to be {state}"), || async move {
             let d = self.delivery(id).await;
             (d["state"] == state).then_some(d)
@@ -105,9 +105,9 @@ impl TestApp {
     }
 
     /// The newest delivery of the token (waits until there is one).
-    pub async fn newest_delivery_of(&self, token_id: &str) -> Value {
+    pub async fn newest_notification_of(&self, token_id: &str) -> Value {
         eventually(&format!("a delivery for {token_id}"), || async move {
-            self.token_deliveries(token_id).await.into_iter().next()
+            self.token_notifications(token_id).await.into_iter().next()
         })
         .await
     }
@@ -178,6 +178,6 @@ pub async fn token_of_a_requestor(
 }
 
 /// The id of a delivery as the admin API shows it.
-pub fn delivery_id(d: &Value) -> i64 {
-    d["deliveryId"].as_i64().unwrap()
+pub fn notification_id(d: &Value) -> i64 {
+    d["notificationId"].as_i64().unwrap()
 }
