@@ -60,6 +60,65 @@ fn valid_tag(hex_tag: &str) -> bool {
     }
 }
 
+/// Checks one element definition and writes its name in lower case and its DGI and tag in upper
+/// case; `seen` holds the names already defined, so that a name is defined once.
+fn normalize_element(e: &mut ElementDef, seen: &mut HashSet<String>) -> Result<(), Rejection> {
+    let n = e.name.chars().count();
+    if n == 0 || n > 32 || e.name.chars().any(char::is_control) {
+        return Err(Rejection::format(
+            "an element name must be 1 to 32 characters",
+        ));
+    }
+    e.name = e.name.to_lowercase();
+    if !seen.insert(e.name.clone()) {
+        return Err(Rejection::format(format!(
+            "element {} is defined twice (names are case-insensitive)",
+            e.name
+        )));
+    }
+    if let Some(dgi) = &mut e.dgi {
+        if dgi.len() != 4 || !dgi.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Rejection::format(format!(
+                "element {}: dgi must be 4 hex digits",
+                e.name
+            )));
+        }
+        *dgi = dgi.to_ascii_uppercase();
+    }
+    if let Some(tag) = &mut e.tag {
+        if e.dgi.is_none() || !valid_tag(tag) {
+            return Err(Rejection::format(format!(
+                "element {}: tag must be a BER-TLV tag in hex, with a dgi",
+                e.name
+            )));
+        }
+        *tag = tag.to_ascii_uppercase();
+    }
+    if e.max_length == Some(0) {
+        return Err(Rejection::format(format!(
+            "element {}: maxLength must be positive",
+            e.name
+        )));
+    }
+    Ok(())
+}
+
+/// Checks one DGI of the template and writes its number and data in upper case.
+fn normalize_template_dgi(d: &mut TemplateDgi) -> Result<(), Rejection> {
+    if d.dgi.len() != 4 || !d.dgi.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Rejection::format("a template dgi must be 4 hex digits"));
+    }
+    if d.data.len() % 2 != 0 || !d.data.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Rejection::format(format!(
+            "template DGI {}: data must be an even number of hex digits",
+            d.dgi
+        )));
+    }
+    d.dgi = d.dgi.to_ascii_uppercase();
+    d.data = d.data.to_ascii_uppercase();
+    Ok(())
+}
+
 /// One DGI of the issuer's banking-profile template.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -107,59 +166,18 @@ impl ProfileDefinition {
         }
         let mut seen = HashSet::new();
         for e in &mut self.data_elements {
-            let n = e.name.chars().count();
-            if n == 0 || n > 32 || e.name.chars().any(char::is_control) {
-                return Err(Rejection::format(
-                    "an element name must be 1 to 32 characters",
-                ));
-            }
-            e.name = e.name.to_lowercase();
-            if !seen.insert(e.name.clone()) {
-                return Err(Rejection::format(format!(
-                    "element {} is defined twice (names are case-insensitive)",
-                    e.name
-                )));
-            }
-            if let Some(dgi) = &mut e.dgi {
-                if dgi.len() != 4 || !dgi.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(Rejection::format(format!(
-                        "element {}: dgi must be 4 hex digits",
-                        e.name
-                    )));
-                }
-                *dgi = dgi.to_ascii_uppercase();
-            }
-            if let Some(tag) = &mut e.tag {
-                if e.dgi.is_none() || !valid_tag(tag) {
-                    return Err(Rejection::format(format!(
-                        "element {}: tag must be a BER-TLV tag in hex, with a dgi",
-                        e.name
-                    )));
-                }
-                *tag = tag.to_ascii_uppercase();
-            }
-            if e.max_length == Some(0) {
-                return Err(Rejection::format(format!(
-                    "element {}: maxLength must be positive",
-                    e.name
-                )));
-            }
+            normalize_element(e, &mut seen)?;
         }
         for d in &mut self.template {
-            if d.dgi.len() != 4 || !d.dgi.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Rejection::format("a template dgi must be 4 hex digits"));
-            }
-            if d.data.len() % 2 != 0 || !d.data.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Rejection::format(format!(
-                    "template DGI {}: data must be an even number of hex digits",
-                    d.dgi
-                )));
-            }
-            d.dgi = d.dgi.to_ascii_uppercase();
-            d.data = d.data.to_ascii_uppercase();
+            normalize_template_dgi(d)?;
         }
-        // A DGI that takes tagged elements must be a record: empty, or one `70` template, and
-        // takes no untagged element.
+        self.check_record_dgis()?;
+        Ok(self)
+    }
+
+    /// A DGI that takes tagged elements must be a record: empty, or one `70` template, and
+    /// takes no untagged element.
+    fn check_record_dgis(&self) -> Result<(), Rejection> {
         for e in self.data_elements.iter().filter(|e| e.tag.is_some()) {
             let dgi = e.dgi.as_deref().unwrap_or_default();
             if let Some(raw) = self
@@ -188,7 +206,7 @@ impl ProfileDefinition {
                 }
             }
         }
-        Ok(self)
+        Ok(())
     }
 
     /// The element called `name` (already lower-case).

@@ -1,13 +1,14 @@
 //! A wallet asks to digitize a card onto a device: the hub asks the issuer's TSP to create a token
 //! (`createToken`) and records it, waiting for the TSP's data preparation.
 
+use crate::domain::catalog::Tsp;
 use crate::domain::ids::{parse_slug, LastDigits, Mmyy};
 use crate::domain::lifecycle::CardInfo;
 use crate::domain::{CorrelationId, IssuerId, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::tokens::TokenRow;
-use crate::tsp_client::{CreateTokenRequest, DeviceInfo, TspCallError};
+use crate::tsp_client::{CreateTokenRequest, CreateTokenResponse, DeviceInfo, TspCallError};
 
 /// A parsed digitization request.
 #[derive(Debug, Clone)]
@@ -80,7 +81,52 @@ impl Digitization {
     }
 }
 
+/// Digitizes a card: checks the catalog knows everything the call needs, asks the TSP to create
+/// the token and records it, waiting for its data.
 pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeError> {
+    let (tsp, version) = check_catalog(hub, &d).await?;
+    let correlation_id = CorrelationId::from_uuid(uuid::Uuid::new_v4());
+    let answer = request_token(hub, &tsp, &d, &correlation_id).await?;
+    let (token_id, exp, last4) = read_answer(answer)?;
+    let now = hub.now_ms();
+    let row = TokenRow {
+        token_id: token_id.to_string(),
+        issuer_id: d.issuer_id.to_string(),
+        product_id: d.product_id,
+        profile_version: version,
+        device_id: d.device_id,
+        wallet_card_ref_id: d.wallet_card_ref_id,
+        token_requestor_id: d.token_requestor_id,
+        state: TokenState::PendingData,
+        token_exp: exp.map(|e| e.as_str().to_string()),
+        token_last4: last4.map(|l| l.as_str().to_string()),
+        data_key: hub
+            .keys
+            .new_data_key(token_id.as_str())
+            .map_err(Error::from)?,
+        data_deadline_ms: now + hub.config.perso_ttl.as_millis() as i64,
+        received_elements: Vec::new(),
+        correlation_id: correlation_id.to_string(),
+        created_ms: now,
+        updated_ms: now,
+        failure_reason: None,
+        recovery: None,
+        card: d.card,
+        last_update_ms: None,
+    };
+    let stored = row.clone();
+    if !record_token(hub, row, now).await? {
+        return Err(DigitizeError::TspProtocol(format!(
+            "createToken returned tokenId {token_id}, which already exists"
+        )));
+    }
+    tracing::info!(correlation_id = %correlation_id, token_id = %token_id, "token created; waiting for its data");
+    Ok(stored)
+}
+
+/// The issuer's TSP and the product's deployed profile version, once the issuer, its TSP, the
+/// product's version and the device are all known (checked in that order).
+async fn check_catalog(hub: &Hub, d: &Digitization) -> Result<(Tsp, String), DigitizeError> {
     let issuer = hub
         .store
         .issuer(d.issuer_id.as_str())
@@ -110,8 +156,17 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
             d.device_id
         )));
     }
+    Ok((tsp, version))
+}
 
-    let correlation_id = CorrelationId::from_uuid(uuid::Uuid::new_v4());
+/// Asks the TSP to create the token (`createToken`), at the pace the TSP allows; its refusal or
+/// silence becomes the wallet's error.
+async fn request_token(
+    hub: &Hub,
+    tsp: &Tsp,
+    d: &Digitization,
+    correlation_id: &CorrelationId,
+) -> Result<CreateTokenResponse, DigitizeError> {
     let span =
         tracing::info_span!("digitize", correlation_id = %correlation_id, issuer_id = %d.issuer_id);
     let _enter = span.enter();
@@ -130,9 +185,8 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
             .acquire(&tsp.tsp_id, rate, hub.clock.as_ref())
             .await;
     }
-    let answer = hub
-        .tsp
-        .create_token(&tsp.base_url, &correlation_id, &request)
+    hub.tsp
+        .create_token(&tsp.base_url, correlation_id, &request)
         .await
         .map_err(|e| match e {
             TspCallError::Refused { code, message } => DigitizeError::TspRefused {
@@ -144,7 +198,14 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
                 DigitizeError::TspUnavailable
             }
             TspCallError::Protocol(why) => DigitizeError::TspProtocol(why),
-        })?;
+        })
+}
+
+/// The token id, expiry and last digits of the TSP's answer; any that does not parse is the
+/// TSP's breach of the contract.
+fn read_answer(
+    answer: CreateTokenResponse,
+) -> Result<(TokenId, Option<Mmyy>, Option<LastDigits>), DigitizeError> {
     let token_id = TokenId::parse(&answer.token_id)
         .map_err(|r| DigitizeError::TspProtocol(format!("tokenId: {}", r.message)))?;
     let info = answer.token_info.unwrap_or_default();
@@ -160,34 +221,12 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
         .map(|l| LastDigits::parse("tokenInfo.last4", l, 2, 10))
         .transpose()
         .map_err(|r| DigitizeError::TspProtocol(r.message))?;
+    Ok((token_id, exp, last4))
+}
 
-    let now = hub.now_ms();
-    let row = TokenRow {
-        token_id: token_id.to_string(),
-        issuer_id: d.issuer_id.to_string(),
-        product_id: d.product_id,
-        profile_version: version,
-        device_id: d.device_id,
-        wallet_card_ref_id: d.wallet_card_ref_id,
-        token_requestor_id: d.token_requestor_id,
-        state: TokenState::PendingData,
-        token_exp: exp.map(|e| e.as_str().to_string()),
-        token_last4: last4.map(|l| l.as_str().to_string()),
-        data_key: hub
-            .keys
-            .new_data_key(token_id.as_str())
-            .map_err(Error::from)?,
-        data_deadline_ms: now + hub.config.perso_ttl.as_millis() as i64,
-        received_elements: Vec::new(),
-        correlation_id: correlation_id.to_string(),
-        created_ms: now,
-        updated_ms: now,
-        failure_reason: None,
-        recovery: None,
-        card: d.card,
-        last_update_ms: None,
-    };
-    let stored = row.clone();
+/// Records the new token and its first event in one transaction; `false` when a token of that id
+/// already exists (nothing is written then).
+async fn record_token(hub: &Hub, row: TokenRow, now: i64) -> Result<bool, DigitizeError> {
     let inserted = hub
         .store
         .transact(move |conn| {
@@ -207,13 +246,7 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
             })
         })
         .await?;
-    if !inserted {
-        return Err(DigitizeError::TspProtocol(format!(
-            "createToken returned tokenId {token_id}, which already exists"
-        )));
-    }
-    tracing::info!(correlation_id = %correlation_id, token_id = %token_id, "token created; waiting for its data");
-    Ok(stored)
+    Ok(inserted)
 }
 
 /// The errorRes table's descriptions, for a TSP that sent a code without a message.

@@ -110,6 +110,8 @@ enum Call {
     Update,
 }
 
+/// One call with a body: read and check the request, hand it to its flow, log the outcome and
+/// answer it as the contract says.
 async fn submit(
     hub: AppState,
     path: Result<Path<String>, PathRejection>,
@@ -120,64 +122,23 @@ async fn submit(
     let echo = headers
         .get(&X_CORRELATION_ID)
         .map(|v| (X_CORRELATION_ID, v.clone()));
-    let operation = match call {
-        Call::Perso(Operation::Data) => "submitTokenData",
-        Call::Perso(Operation::NewData) => "submitNewTokenData",
-        Call::Update => "submitTokenUpdate",
-    };
     let correlation = headers
         .get(&X_CORRELATION_ID)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let span = tracing::info_span!("tsp", operation, correlation_id = %correlation, token_id = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "tsp",
+        operation = operation_name(call),
+        correlation_id = %correlation,
+        token_id = tracing::field::Empty
+    );
     let mut status_on_error = StatusCode::BAD_REQUEST;
     let outcome = async {
-        let correlation_id = CorrelationId::parse(
-            "x-correlation-id",
-            headers.get(&X_CORRELATION_ID).map(|v| v.as_bytes()),
-        )?;
-        let Path(raw) =
-            path.map_err(|_| Rejection::format("tokenId is not a valid path segment"))?;
-        let token_id = TokenId::parse(&raw)?;
-        tracing::Span::current().record("token_id", token_id.as_str());
-        check_content_type(&headers)?;
-        let body = body.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                status_on_error = StatusCode::PAYLOAD_TOO_LARGE;
-                Rejection::format(format!("the body is larger than {MAX_BODY_BYTES} bytes"))
-            } else {
-                Rejection::format("the body could not be read")
-            }
-        })?;
-        let op = match call {
-            Call::Perso(op) => op,
-            Call::Update => {
-                return match lifecycle::tsp_update(&hub, &token_id, &correlation_id, &body).await {
-                    Ok(TspUpdateOutcome::Applied) => {
-                        tracing::info!("token update applied");
-                        Ok(())
-                    }
-                    Ok(TspUpdateOutcome::Ignored) => {
-                        tracing::info!(
-                            "token update not newer than the one held; acknowledged, not applied"
-                        );
-                        Ok(())
-                    }
-                    Err(e) => Err(refusal(e)),
-                };
-            }
-        };
-        match perso::submit(&hub, &token_id, &correlation_id, &body, op).await {
-            Ok(Applied::Stored { state, held, .. }) => {
-                tracing::info!(state = state.as_str(), elements_held = held, "accepted");
-                Ok(())
-            }
-            Ok(Applied::Repeat) => {
-                tracing::info!("repeat of a call already applied; acknowledged again");
-                Ok(())
-            }
-            Ok(Applied::Refused(r)) => Err(r),
-            Err(e) => Err(refusal(e)),
+        let (correlation_id, token_id, body) =
+            read_request(path, &headers, body, &mut status_on_error)?;
+        match call {
+            Call::Perso(op) => apply_perso(&hub, &token_id, &correlation_id, &body, op).await,
+            Call::Update => apply_update(&hub, &token_id, &correlation_id, &body).await,
         }
     }
     .instrument(span.clone())
@@ -193,6 +154,86 @@ async fn submit(
         status_on_error,
     }
     .into_response()
+}
+
+/// The contract's name of the call, for the logs.
+fn operation_name(call: Call) -> &'static str {
+    match call {
+        Call::Perso(Operation::Data) => "submitTokenData",
+        Call::Perso(Operation::NewData) => "submitNewTokenData",
+        Call::Update => "submitTokenUpdate",
+    }
+}
+
+/// The request's correlation id, token id and body, checked in the contract's order; a body too
+/// large to read turns the answer's status into `413`.
+fn read_request(
+    path: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    status_on_error: &mut StatusCode,
+) -> Result<(CorrelationId, TokenId, Bytes), Rejection> {
+    let correlation_id = CorrelationId::parse(
+        "x-correlation-id",
+        headers.get(&X_CORRELATION_ID).map(|v| v.as_bytes()),
+    )?;
+    let Path(raw) = path.map_err(|_| Rejection::format("tokenId is not a valid path segment"))?;
+    let token_id = TokenId::parse(&raw)?;
+    tracing::Span::current().record("token_id", token_id.as_str());
+    check_content_type(headers)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            *status_on_error = StatusCode::PAYLOAD_TOO_LARGE;
+            Rejection::format(format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+        } else {
+            Rejection::format("the body could not be read")
+        }
+    })?;
+    Ok((correlation_id, token_id, body))
+}
+
+/// A token update from the TSP through its flow; one not newer than the one held is
+/// acknowledged all the same.
+async fn apply_update(
+    hub: &AppState,
+    token_id: &TokenId,
+    correlation_id: &CorrelationId,
+    body: &Bytes,
+) -> Result<(), Rejection> {
+    match lifecycle::tsp_update(hub, token_id, correlation_id, body).await {
+        Ok(TspUpdateOutcome::Applied) => {
+            tracing::info!("token update applied");
+            Ok(())
+        }
+        Ok(TspUpdateOutcome::Ignored) => {
+            tracing::info!("token update not newer than the one held; acknowledged, not applied");
+            Ok(())
+        }
+        Err(e) => Err(refusal(e)),
+    }
+}
+
+/// Personalization data through its flow; a repeat of a call already applied is acknowledged
+/// again.
+async fn apply_perso(
+    hub: &AppState,
+    token_id: &TokenId,
+    correlation_id: &CorrelationId,
+    body: &Bytes,
+    op: Operation,
+) -> Result<(), Rejection> {
+    match perso::submit(hub, token_id, correlation_id, body, op).await {
+        Ok(Applied::Stored { state, held, .. }) => {
+            tracing::info!(state = state.as_str(), elements_held = held, "accepted");
+            Ok(())
+        }
+        Ok(Applied::Repeat) => {
+            tracing::info!("repeat of a call already applied; acknowledged again");
+            Ok(())
+        }
+        Ok(Applied::Refused(r)) => Err(r),
+        Err(e) => Err(refusal(e)),
+    }
 }
 
 /// A flow's error as the contract's refusal: its own code, or 921 (retryable) for an

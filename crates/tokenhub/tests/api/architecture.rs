@@ -147,7 +147,6 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
 }
 
 #[test]
-#[ignore = "checked once the restructuring of the source has landed"]
 fn each_module_uses_only_the_layers_below_it() {
     let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
     let mut wrong = Vec::new();
@@ -169,7 +168,6 @@ fn each_module_uses_only_the_layers_below_it() {
 }
 
 #[test]
-#[ignore = "checked once the restructuring of the source has landed"]
 fn the_modules_make_no_cycle() {
     let graph = graph();
     fn visit(
@@ -207,7 +205,6 @@ fn the_modules_make_no_cycle() {
 }
 
 #[test]
-#[ignore = "checked once the restructuring of the source has landed"]
 fn no_file_or_function_is_too_long_to_read() {
     let mut long = Vec::new();
     for (path, code) in sources(&src()) {
