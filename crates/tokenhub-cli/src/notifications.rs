@@ -59,7 +59,10 @@ pub async fn run(cmd: NotificationsCommand) -> anyhow::Result<()> {
             limit,
             hub,
         } => list(&http, requestor, token, state, limit, &hub).await,
-        NotificationsCommand::Show { notification_id, hub } => {
+        NotificationsCommand::Show {
+            notification_id,
+            hub,
+        } => {
             let url = format!("{}/admin/v1/notifications/{notification_id}", hub.hub_url);
             let v = get(&http, &url, &hub.admin_token).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -105,7 +108,10 @@ async fn list(
     hub: &HubArgs,
 ) -> anyhow::Result<()> {
     let base = match (&requestor, &token) {
-        (Some(r), _) => format!("{}/admin/v1/token-requestors/{r}/notifications", hub.hub_url),
+        (Some(r), _) => format!(
+            "{}/admin/v1/token-requestors/{r}/notifications",
+            hub.hub_url
+        ),
         (None, Some(t)) => format!("{}/admin/v1/tokens/{t}/notifications", hub.hub_url),
         (None, None) => anyhow::bail!("give --requestor or --token"),
     };

@@ -25,12 +25,12 @@ pub mod flows;
 pub mod http;
 pub mod hub;
 pub mod keys;
-pub mod pacer;
+mod pacer;
 pub mod requestor_client;
 pub mod store;
 pub mod telemetry;
 pub mod tsp_client;
-pub mod workers;
+mod workers;
 
 pub use app::Application;
 pub use config::Config;

@@ -218,7 +218,13 @@ async fn token_notifications(w: &World, token: &str) -> Vec<Value> {
 }
 
 async fn delivery(w: &World, id: i64) -> Value {
-    admin_ok(w, Method::GET, &format!("/admin/v1/notifications/{id}"), None).await
+    admin_ok(
+        w,
+        Method::GET,
+        &format!("/admin/v1/notifications/{id}"),
+        None,
+    )
+    .await
 }
 
 /// Waits until the token's update stamped `ts` is in `state`; returns it with its attempt log.

@@ -21,7 +21,10 @@ pub fn router() -> Router<AppState> {
             get(requestor_notifications),
         )
         .route("/notifications/{notification_id}", get(get_notification))
-        .route("/notifications/{notification_id}/replay", post(replay_notification))
+        .route(
+            "/notifications/{notification_id}/replay",
+            post(replay_notification),
+        )
 }
 
 /// A token update and where its delivery stands (never its API key or signature).
@@ -142,7 +145,10 @@ async fn token_notifications(
     list_notifications(&hub, &f).await
 }
 
-async fn list_notifications(hub: &AppState, f: &Filter) -> Result<Json<Vec<NotificationView>>, ApiError> {
+async fn list_notifications(
+    hub: &AppState,
+    f: &Filter,
+) -> Result<Json<Vec<NotificationView>>, ApiError> {
     let found = notifications::list(hub, f).await?;
     Ok(Json(found.into_iter().map(notification_view).collect()))
 }

@@ -60,7 +60,9 @@ async fn a_token_update_reaches_the_requestor_signed_with_every_secret(app: Test
 
     // As the admin API lists it: delivered, once, never with a secret.
     let d = app.newest_notification_of(&token).await;
-    let d = app.notification_in_state(notification_id(&d), "DELIVERED").await;
+    let d = app
+        .notification_in_state(notification_id(&d), "DELIVERED")
+        .await;
     assert_eq!(d["webhookId"], webhook_id);
     assert_eq!(d["requestorId"], REQUESTOR);
     assert_eq!(d["tokenId"], token.as_str());
@@ -132,7 +134,9 @@ async fn updates_are_queued_only_for_personalized_tokens_of_registered_requestor
         .await
         .assert_accepted();
     let d = app.newest_notification_of(&deleted).await;
-    let d = app.notification_in_state(notification_id(&d), "DELIVERED").await;
+    let d = app
+        .notification_in_state(notification_id(&d), "DELIVERED")
+        .await;
     assert_eq!(d["body"]["tokenState"], "DELETED");
 
     let all = app.requestor_notifications(REQUESTOR, "").await;
@@ -291,7 +295,8 @@ async fn a_failing_update_is_retried_on_the_schedule_then_dead(app: TestApp) {
     let replay = format!("/admin/v1/token-requestors/{REQUESTOR}/dead-letters/replay");
     let answer = app.admin_post(&replay, None).await;
     assert_eq!(answer.expect(200), &json!({"replayed": 1}));
-    app.notification_in_state(notification_id(&d), "DELIVERED").await;
+    app.notification_in_state(notification_id(&d), "DELIVERED")
+        .await;
     assert_eq!(receiver.wait_for(4).await[3].answered, 204);
 }
 
@@ -301,7 +306,9 @@ async fn a_retryable_failure_is_delivered_on_the_next_try(app: TestApp) {
     let answered: Vec<u16> = received.iter().map(|r| r.answered).collect();
     assert_eq!(answered, [503, 429, 204]);
     let d = app.newest_notification_of(&token).await;
-    let d = app.notification_in_state(notification_id(&d), "DELIVERED").await;
+    let d = app
+        .notification_in_state(notification_id(&d), "DELIVERED")
+        .await;
     assert_eq!(d["attempts"], 3);
     assert_eq!(d["lastStatus"], 204);
 }
@@ -443,7 +450,10 @@ async fn notifications_are_listed_by_state_and_unknown_ones_are_404(app: TestApp
     let all = app.requestor_notifications(REQUESTOR, "").await;
     let all = all.expect(200).as_array().unwrap().clone();
     assert!(!all.is_empty());
-    assert_eq!(all[0]["notificationId"], newest["notificationId"], "newest first");
+    assert_eq!(
+        all[0]["notificationId"], newest["notificationId"],
+        "newest first"
+    );
     let limited = app.requestor_notifications(REQUESTOR, "?limit=1").await;
     assert_eq!(limited.expect(200).as_array().unwrap().len(), 1);
     let pending = app.requestor_notifications(REQUESTOR, "?state=DEAD").await;

@@ -3,15 +3,15 @@
 //! and the decision applied.
 
 use super::{at_call, call_of, held_after, op_name, Applied, Prepared};
-use crate::domain::data_call::{self, DataCall, Decision};
 use crate::domain::campaign::Step;
+use crate::domain::data_call::{self, DataCall, Decision};
 use crate::domain::perso::Operation;
+use crate::domain::personalization::Kind;
 use crate::domain::{Code, CorrelationId, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::flows::deliver;
 use crate::flows::reperso;
 use crate::hub::Hub;
-use crate::domain::personalization::Kind;
 use crate::store::token_data::{CallKey, DataCallContext};
 use crate::store::tokens::{self, DataPart};
 use crate::store::Tx;
