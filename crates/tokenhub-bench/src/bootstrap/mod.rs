@@ -103,7 +103,10 @@ pub(crate) async fn drain_notifications(
     let until = Instant::now() + timeout;
     loop {
         let counts = hub.store.notification_counts(None).await?;
-        if !counts.iter().any(|(s, n)| *s == NotificationState::Pending && *n > 0) {
+        if !counts
+            .iter()
+            .any(|(s, n)| *s == NotificationState::Pending && *n > 0)
+        {
             return Ok(());
         }
         ensure!(

@@ -559,9 +559,7 @@ async fn a_retry_after_the_token_was_deleted_is_acknowledged(app: TestApp) {
         .await
         .assert_accepted();
     // The call was applied before the deletion: its retry is acknowledged and changes nothing.
-    app.put_data_as(&token, &cid, &body)
-        .await
-        .assert_accepted();
+    app.put_data_as(&token, &cid, &body).await.assert_accepted();
     assert_eq!(app.token_state(&token).await, "DELETED");
     // A call that was never applied is refused.
     app.put_data_as(&token, &correlation_id(), &body)

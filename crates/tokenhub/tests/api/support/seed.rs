@@ -152,9 +152,7 @@ impl TestApp {
         self.hub
             .store
             .transact(move |conn| {
-                Box::pin(
-                    async move { conn.set_token_state(&id, state, now).await },
-                )
+                Box::pin(async move { conn.set_token_state(&id, state, now).await })
             })
             .await
             .expect("set the token's state");
