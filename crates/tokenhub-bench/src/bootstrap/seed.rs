@@ -3,7 +3,6 @@
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokenhub::domain::TokenState;
-use tokenhub::store::catalog;
 use tokenhub::store::tokens::TokenRow;
 
 /// The issuer, product and profile version the data and notifications benches register.
@@ -68,7 +67,8 @@ pub(crate) async fn create_tokens(
             hub.store.transact(move |c| {
                 Box::pin(async move {
                     for row in &rows {
-                        catalog::put_device(c, &row.device_id, &random_public_key(), now).await?;
+                        c.put_device(&row.device_id, &random_public_key(), now)
+                            .await?;
                         c.insert_token(row).await?;
                     }
                     Ok::<_, tokenhub::store::StoreError>(())

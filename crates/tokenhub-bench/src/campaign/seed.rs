@@ -13,7 +13,6 @@ use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::{ProfileDefinition, TokenState};
 use tokenhub::keys::TokenData;
 use tokenhub::store::tokens::TokenRow;
-use tokenhub::store::{catalog, personalizations};
 use tokenhub::Config;
 use tokenhub_sim::device::light::LightDevices;
 use tokenhub_sim::tsp::elements::SimKeys;
@@ -166,9 +165,9 @@ async fn insert_rows(hub: &tokenhub::Hub, rows: Vec<SeedRow>, now: i64) -> anyho
         .transact(move |c| {
             Box::pin(async move {
                 for r in &rows {
-                    catalog::put_device(c, &r.token.device_id, &r.public_key, now).await?;
+                    c.put_device(&r.token.device_id, &r.public_key, now).await?;
                     c.insert_token(&r.token).await?;
-                    personalizations::replace_fingerprints(c, &r.token.token_id, &r.fingerprints)
+                    c.replace_token_fingerprints(&r.token.token_id, &r.fingerprints)
                         .await?;
                 }
                 Ok::<_, tokenhub::store::StoreError>(())

@@ -378,9 +378,8 @@ pub(crate) async fn sql_alone(
                         element_names: &names.0,
                         sealed: &part,
                     };
-                    tokens::append_data(c, &id, &part, now).await?;
-                    tokens::set_state_and_elements(
-                        c,
+                    c.append_token_data(&id, &part, now).await?;
+                    c.set_token_state_and_elements(
                         &id,
                         TokenState::Personalizing,
                         part.element_names,

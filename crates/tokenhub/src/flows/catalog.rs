@@ -114,9 +114,7 @@ pub async fn put_device(
     let id = device_id.to_string();
     hub.store
         .transact(move |tx| {
-            Box::pin(async move {
-                Ok::<_, Error>(crate::store::catalog::put_device(tx, &id, &public_key, now).await?)
-            })
+            Box::pin(async move { Ok::<_, Error>(tx.put_device(&id, &public_key, now).await?) })
         })
         .await
 }

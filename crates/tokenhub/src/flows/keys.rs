@@ -3,7 +3,6 @@
 use crate::domain::catalog::PutImmutable;
 use crate::error::Error;
 use crate::keys::Keys;
-use crate::store::catalog;
 use crate::store::Store;
 use tokenhub_crypto::SharedKey;
 
@@ -24,10 +23,7 @@ pub async fn import(
             Box::pin(async move {
                 let mut out = Vec::new();
                 for k in &wrapped {
-                    out.push((
-                        k.key_index.clone(),
-                        catalog::insert_shared_key(conn, k, now).await?,
-                    ));
+                    out.push((k.key_index.clone(), conn.insert_shared_key(k, now).await?));
                 }
                 Ok::<_, Error>(out)
             })

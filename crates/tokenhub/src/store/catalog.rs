@@ -108,56 +108,63 @@ impl Tx {
     }
 }
 
-pub async fn insert_shared_key(
-    conn: &mut Tx,
-    key: &StoredKey,
-    now: i64,
-) -> Result<PutImmutable, StoreError> {
-    let existing: Option<String> = query_scalar("SELECT kcv FROM shared_keys WHERE key_index = $1")
-        .bind(&key.key_index)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match existing {
-        Some(kcv) if kcv.eq_ignore_ascii_case(&key.kcv) => Ok(PutImmutable::Unchanged),
-        Some(_) => Ok(PutImmutable::Conflict),
-        None => {
-            query(
-                "INSERT INTO shared_keys (key_index, algorithm, kcv, wrapped, created_ms) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&key.key_index)
-            .bind(key.algorithm.as_str())
-            .bind(&key.kcv)
-            .bind(&key.wrapped)
-            .bind(now)
-            .execute(conn)
-            .await?;
-            Ok(PutImmutable::Created)
+impl Tx {
+    /// Stores a shared key once; a second put of the same key (same KCV) changes nothing.
+    pub async fn insert_shared_key(
+        &mut self,
+        key: &StoredKey,
+        now: i64,
+    ) -> Result<PutImmutable, StoreError> {
+        let existing: Option<String> =
+            query_scalar("SELECT kcv FROM shared_keys WHERE key_index = $1")
+                .bind(&key.key_index)
+                .fetch_optional(&mut *self)
+                .await?;
+        match existing {
+            Some(kcv) if kcv.eq_ignore_ascii_case(&key.kcv) => Ok(PutImmutable::Unchanged),
+            Some(_) => Ok(PutImmutable::Conflict),
+            None => {
+                query(
+                    "INSERT INTO shared_keys (key_index, algorithm, kcv, wrapped, created_ms) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&key.key_index)
+                .bind(key.algorithm.as_str())
+                .bind(&key.kcv)
+                .bind(&key.wrapped)
+                .bind(now)
+                .execute(self)
+                .await?;
+                Ok(PutImmutable::Created)
+            }
         }
     }
-}
 
-pub async fn put_device(
-    conn: &mut Tx,
-    device_id: &str,
-    public_key: &str,
-    now: i64,
-) -> Result<PutImmutable, StoreError> {
-    let existing: Option<String> =
-        query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
-            .bind(device_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match existing {
-        Some(pk) if pk == public_key => Ok(PutImmutable::Unchanged),
-        Some(_) => Ok(PutImmutable::Conflict),
-        None => {
-            query("INSERT INTO devices (device_id, public_key, created_ms) VALUES ($1, $2, $3)")
+    /// Registers a device's public key once; a second put of the same key changes nothing.
+    pub async fn put_device(
+        &mut self,
+        device_id: &str,
+        public_key: &str,
+        now: i64,
+    ) -> Result<PutImmutable, StoreError> {
+        let existing: Option<String> =
+            query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
+                .bind(device_id)
+                .fetch_optional(&mut *self)
+                .await?;
+        match existing {
+            Some(pk) if pk == public_key => Ok(PutImmutable::Unchanged),
+            Some(_) => Ok(PutImmutable::Conflict),
+            None => {
+                query(
+                    "INSERT INTO devices (device_id, public_key, created_ms) VALUES ($1, $2, $3)",
+                )
                 .bind(device_id)
                 .bind(public_key)
                 .bind(now)
-                .execute(conn)
+                .execute(self)
                 .await?;
-            Ok(PutImmutable::Created)
+                Ok(PutImmutable::Created)
+            }
         }
     }
 }

@@ -16,13 +16,14 @@ pub mod notifications;
 pub mod outbox;
 pub mod personalizations;
 pub mod requestors;
-pub mod sql;
+mod sql;
 mod sqlite;
 pub mod token_data;
 pub mod tokens;
 mod value;
 
-pub use sql::{query, query_scalar, Row, Tx};
+use sql::{query, query_scalar};
+pub use sql::{Row, Tx};
 pub use sqlite::MAX_BATCH;
 
 use futures::future::BoxFuture;
@@ -86,7 +87,7 @@ impl Dialect {
 
 /// Reads one row by its key and locks it until the transaction ends:
 /// `SELECT {columns} FROM {table} WHERE {key} = $1` (+ `FOR UPDATE` on PostgreSQL).
-pub(crate) async fn lock_row<T>(
+async fn lock_row<T>(
     conn: &mut Tx,
     table: &str,
     columns: &str,
@@ -102,11 +103,6 @@ pub(crate) async fn lock_row<T>(
     row.as_ref().map(parse).transpose()
 }
 
-/// The dialect of the transaction a closure was given.
-pub fn dialect(conn: &Tx) -> Dialect {
-    conn.dialect()
-}
-
 pub(super) type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 pub(super) type Job =
     Box<dyn for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, (bool, Completion)> + Send>;
@@ -119,7 +115,7 @@ pub(super) enum Writer {
 }
 
 /// Where reads outside a transaction run.
-pub(crate) enum Reader {
+enum Reader {
     Pool(AnyPool),
     Lite(sql::LitePool),
 }
@@ -182,7 +178,7 @@ impl Store {
     }
 
     /// The pool for reads outside a transaction.
-    pub(crate) fn reader(&self) -> &Reader {
+    fn reader(&self) -> &Reader {
         &self.read
     }
 

@@ -37,7 +37,7 @@ const OFFERABLE: &str = "device_id = $1 AND state = 'PENDING' AND next_offer_ms 
     AND tries < $3 AND expires_ms > $2";
 
 /// The fingerprints the token was personalized with, by element name.
-pub async fn fingerprints(
+async fn fingerprints(
     conn: impl Into<super::sql::Exec<'_>>,
     token_id: &str,
 ) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
@@ -49,29 +49,40 @@ pub async fn fingerprints(
     blob.map_or_else(|| Ok(BTreeMap::new()), |b| decode_fingerprints(&b))
 }
 
-/// Replaces the token's fingerprints (one row per token: one page written, where a row per
-/// element wrote 40 rows and their index entries).
-pub async fn replace_fingerprints(
-    conn: &mut Tx,
-    token_id: &str,
-    fingerprints: &[(String, Vec<u8>)],
-) -> Result<(), StoreError> {
-    if fingerprints.is_empty() {
-        query("DELETE FROM token_fingerprint_sets WHERE token_id = $1")
-            .bind(token_id)
-            .execute(conn)
-            .await?;
-        return Ok(());
+impl Tx {
+    /// The fingerprints the token was personalized with, by element name, as this transaction
+    /// sees them.
+    pub async fn token_fingerprints(
+        &mut self,
+        token_id: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        fingerprints(self, token_id).await
     }
-    query(
-        "INSERT INTO token_fingerprint_sets (token_id, fingerprints) VALUES ($1, $2) \
-         ON CONFLICT (token_id) DO UPDATE SET fingerprints = excluded.fingerprints",
-    )
-    .bind(token_id)
-    .bind(encode_fingerprints(fingerprints)?)
-    .execute(conn)
-    .await?;
-    Ok(())
+
+    /// Replaces the token's fingerprints (one row per token: one page written, where a row per
+    /// element wrote 40 rows and their index entries).
+    pub async fn replace_token_fingerprints(
+        &mut self,
+        token_id: &str,
+        fingerprints: &[(String, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        if fingerprints.is_empty() {
+            query("DELETE FROM token_fingerprint_sets WHERE token_id = $1")
+                .bind(token_id)
+                .execute(self)
+                .await?;
+            return Ok(());
+        }
+        query(
+            "INSERT INTO token_fingerprint_sets (token_id, fingerprints) VALUES ($1, $2) \
+             ON CONFLICT (token_id) DO UPDATE SET fingerprints = excluded.fingerprints",
+        )
+        .bind(token_id)
+        .bind(encode_fingerprints(fingerprints)?)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
 }
 
 /// A token's fingerprints as one blob: for each element, the length of its name (2 bytes, big
@@ -115,6 +126,14 @@ fn decode_fingerprints(mut blob: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, Sto
 }
 
 impl Store {
+    /// The fingerprints the token was personalized with, by element name.
+    pub async fn token_fingerprints(
+        &self,
+        token_id: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        fingerprints(self.reader(), token_id).await
+    }
+
     /// Names of the elements the hub keeps fingerprints of for a token.
     pub async fn fingerprint_names(&self, token_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(fingerprints(self.reader(), token_id)

@@ -149,7 +149,7 @@ impl Tx {
 }
 
 /// Where a statement runs: a write transaction or the read pool.
-pub enum Exec<'e> {
+pub(super) enum Exec<'e> {
     Tx(&'e mut Tx),
     Pool(&'e AnyPool),
     Lite(&'e LitePool),

@@ -1,7 +1,6 @@
 //! What a `/data` or `/newData` call is decided on, read in one place, and the record of each
 //! applied call by which its retry is recognised (`token_data_calls`, found by its key).
 
-use super::personalizations;
 use super::tokens::TokenRow;
 use super::{query, Row, Store, StoreError, Tx};
 use crate::domain::data_call::{CallNames, PriorCall};
@@ -91,8 +90,7 @@ impl Store {
                 .fetch_optional(self.reader())
                 .await?
                 .is_some();
-            context.fingerprints =
-                personalizations::fingerprints(self.reader(), key.token_id).await?;
+            context.fingerprints = self.token_fingerprints(key.token_id).await?;
         }
         Ok(Some(context))
     }
@@ -133,7 +131,7 @@ impl Tx {
                 .fetch_optional(&mut *self)
                 .await?
                 .is_some();
-            context.fingerprints = personalizations::fingerprints(&mut *self, key.token_id).await?;
+            context.fingerprints = self.token_fingerprints(key.token_id).await?;
         }
         Ok(Some(context))
     }

@@ -105,13 +105,15 @@ pub struct DataPart<'a> {
     pub sealed: &'a [u8],
 }
 
-pub async fn append_data(
-    conn: &mut Tx,
-    token_id: &str,
-    part: &DataPart<'_>,
-    now: i64,
-) -> Result<(), StoreError> {
-    query(
+impl Tx {
+    /// Appends one call's sealed part after the token's last one.
+    pub async fn append_token_data(
+        &mut self,
+        token_id: &str,
+        part: &DataPart<'_>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query(
         "INSERT INTO token_data (token_id, seq, operation, correlation_id, element_names, sealed, created_ms) \
          VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM token_data WHERE token_id = $1), $2, $3, $4, $5, $6)",
     )
@@ -121,13 +123,38 @@ pub async fn append_data(
     .bind(part.element_names.joined.as_str())
     .bind(part.sealed)
     .bind(now)
-    .execute(conn)
+    .execute(self)
     .await?;
-    Ok(())
+        Ok(())
+    }
+
+    /// The sealed parts held for a token, oldest first, as this transaction sees them.
+    pub async fn data_parts(&mut self, token_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        data_parts(self, token_id).await
+    }
+
+    pub async fn set_token_state_and_elements(
+        &mut self,
+        token_id: &str,
+        state: TokenState,
+        received_elements: &ElementNames,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        query(
+            "UPDATE tokens SET state = $2, received_elements = $3, updated_ms = $4 WHERE token_id = $1",
+        )
+        .bind(token_id)
+        .bind(state.as_str())
+        .bind(received_elements.joined.as_str())
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
 }
 
 /// The sealed parts held for a token, oldest first.
-pub async fn data_parts(
+async fn data_parts(
     conn: impl Into<super::sql::Exec<'_>>,
     token_id: &str,
 ) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -135,25 +162,6 @@ pub async fn data_parts(
         .bind(token_id)
         .fetch_all(conn)
         .await
-}
-
-pub async fn set_state_and_elements(
-    conn: &mut Tx,
-    token_id: &str,
-    state: TokenState,
-    received_elements: &ElementNames,
-    now: i64,
-) -> Result<(), StoreError> {
-    query(
-        "UPDATE tokens SET state = $2, received_elements = $3, updated_ms = $4 WHERE token_id = $1",
-    )
-    .bind(token_id)
-    .bind(state.as_str())
-    .bind(received_elements.joined.as_str())
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// One line of a token's history.

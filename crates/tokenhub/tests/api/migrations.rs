@@ -5,7 +5,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::Executor;
 use tokenhub::domain::data_call::{CallNames, PriorCall};
 use tokenhub::store::token_data::CallKey;
-use tokenhub::store::{personalizations, StoreError};
+use tokenhub::store::StoreError;
 
 use crate::support::{create_database, database_url, new_database_name, postgres_url_or_skip};
 
@@ -71,8 +71,8 @@ async fn fingerprints_and_events_survive_migration_0011(url: String, dialect: &s
     let (t1, t2) = store
         .transact(|c| {
             Box::pin(async move {
-                let t1 = personalizations::fingerprints(&mut *c, "T1").await?;
-                let t2 = personalizations::fingerprints(&mut *c, "T2").await?;
+                let t1 = c.token_fingerprints("T1").await?;
+                let t2 = c.token_fingerprints("T2").await?;
                 c.add_token_event("T1", "third", "c", 4).await?;
                 Ok::<_, StoreError>((t1, t2))
             })

@@ -5,7 +5,7 @@ use super::settle::conclude;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::keys::{PersoError, Personalized, SealedProfile, TokenData};
-use crate::store::personalizations::{self, Personalization, PersonalizationState};
+use crate::store::personalizations::{Personalization, PersonalizationState};
 use crate::store::{StoreError, Tx};
 use base64::Engine;
 
@@ -92,7 +92,8 @@ pub(super) async fn store_built(
                 .into_iter()
                 .map(|(n, f)| (n, f.to_vec()))
                 .collect();
-            personalizations::replace_fingerprints(c, &p.token_id, &fingerprints).await?;
+            c.replace_token_fingerprints(&p.token_id, &fingerprints)
+                .await?;
             let event = format!(
                 "profile {} built and sealed to device {} ({})",
                 p.profile_version, p.device_id, p.personalization_id

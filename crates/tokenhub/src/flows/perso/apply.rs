@@ -13,7 +13,7 @@ use crate::flows::deliver;
 use crate::flows::reperso;
 use crate::hub::Hub;
 use crate::store::token_data::{CallKey, DataCallContext};
-use crate::store::tokens::{self, DataPart};
+use crate::store::tokens::DataPart;
 use crate::store::Tx;
 use std::sync::Arc;
 
@@ -117,7 +117,7 @@ async fn apply(
             let parts = if token.received_elements.is_empty() {
                 Vec::new()
             } else {
-                tokens::data_parts(&mut *conn, key.token_id).await?
+                conn.data_parts(key.token_id).await?
             };
             if p.parts.as_ref() != Some(&parts) {
                 deliver::check_builds(hub, token, &p.profile, &parts, &p.checked.sizes)?;
@@ -129,7 +129,7 @@ async fn apply(
             element_names: &p.listed,
             sealed,
         };
-        tokens::append_data(conn, key.token_id, &part, now).await?;
+        conn.append_token_data(key.token_id, &part, now).await?;
     }
     let state = match p.op {
         Operation::Data if complete => TokenState::Personalizing,
@@ -138,7 +138,8 @@ async fn apply(
     // A recovery is complete when every element the token was personalized with is back.
     let complete = complete
         && (call != DataCall::Recovery || context.fingerprints.keys().all(|n| held.contains(n)));
-    tokens::set_state_and_elements(conn, key.token_id, state, held, now).await?;
+    conn.set_token_state_and_elements(key.token_id, state, held, now)
+        .await?;
     let delivery = if complete && (state == TokenState::Personalizing || p.op == Operation::NewData)
     {
         queue_delivery(conn, hub, key, p, context, now).await?;

@@ -18,7 +18,7 @@ use crate::flows::deliver;
 use crate::hub::Hub;
 use crate::keys::CheckedCall;
 use crate::store::token_data::{CallKey, DataCallContext};
-use crate::store::tokens::{self, ElementNames, TokenRow};
+use crate::store::tokens::{ElementNames, TokenRow};
 use std::sync::Arc;
 
 /// What a successful call did.
@@ -172,7 +172,7 @@ async fn prepare(
         let parts = if token.received_elements.is_empty() {
             Vec::new()
         } else {
-            tokens::data_parts(hub.store.reader(), &token.token_id).await?
+            hub.store.data_parts(&token.token_id).await?
         };
         deliver::check_builds(hub, token, &profile, &parts, &checked.sizes)?;
         Some(parts)
