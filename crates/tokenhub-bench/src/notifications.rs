@@ -6,7 +6,7 @@
 //! 1. **fixed rate**: one update every `1/--rate` s (open loop, each to another token so none is
 //!    superseded); the latency counted is from the moment the hub answered 204 (the update is
 //!    durable) to the moment the requestor received it;
-//! 2. **max throughput**: `--burst` updates sent as fast as the hub takes them; deliveries per
+//! 2. **max throughput**: `--burst` updates sent as fast as the hub takes them; notifications per
 //!    second = updates received / time from the first sent to the last received.
 
 use crate::bootstrap::{self, create_tokens, in_process, Admin, ISSUER_ID};
@@ -90,7 +90,7 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
     );
 
     // Every update the requestor receives, matched afterwards to when the hub accepted it (a
-    // delivery may reach the requestor before the 204 reaches the TSP).
+    // notification may reach the requestor before the 204 reaches the TSP).
     let collector = Collector::start(&requestor);
     let sender = Sender {
         http: reqwest::Client::builder()
@@ -116,7 +116,7 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
     );
     ensure!(
         stats.rejected == 0,
-        "the requestor rejected {} delivery(ies)",
+        "the requestor rejected {} notification(s)",
         stats.rejected
     );
     Ok(())
@@ -334,7 +334,7 @@ fn report(
         if pct(0.99) <= GOAL_P99_MS { "met" } else { "NOT met" }
     );
     println!(
-        "max throughput: {} updates accepted in {:.2} s ({:.0}/s), {} delivered in {:.2} s = {:.0} deliveries/s",
+        "max throughput: {} updates accepted in {:.2} s ({:.0}/s), {} delivered in {:.2} s = {:.0} notifications/s",
         args.burst,
         burst.accepted.as_secs_f64(),
         args.burst as f64 / burst.accepted.as_secs_f64(),

@@ -2,7 +2,8 @@
 -- names in any order) is recognised, by its key, whatever the length of the token's history.
 -- `element_names`: the call's names sorted and comma-joined ('' when not known: a call recorded
 -- only by its event). `part_held`: its sealed part is still held. `completed`: the call completed
--- the token's data (a personalization was queued from it).
+-- the token's data (a personalization was queued from it). Without a rowid: one b-tree, the key's,
+-- so a call's record costs its commit the pages of one tree, not two.
 CREATE TABLE token_data_calls (
     token_id        TEXT NOT NULL,
     correlation_id  TEXT NOT NULL,
@@ -12,7 +13,7 @@ CREATE TABLE token_data_calls (
     completed       BIGINT NOT NULL,
     created_ms      BIGINT NOT NULL,
     PRIMARY KEY (token_id, correlation_id, element_names)
-);
+) WITHOUT ROWID;
 
 -- The parts held: their names as the call listed them (a retry lists them the same way).
 INSERT INTO token_data_calls (token_id, correlation_id, element_names, operation, part_held, completed, created_ms)

@@ -4,6 +4,7 @@
 use super::tokens::TokenRow;
 use super::{query, Row, Store, StoreError, Tx};
 use crate::domain::data_call::{CallNames, PriorCall};
+use crate::domain::TokenState;
 use std::collections::BTreeMap;
 
 /// What a call is decided on: the token, what was recorded of calls under its correlation id,
@@ -55,6 +56,14 @@ fn prior_of(rows: &[Row], key: CallKey<'_>) -> Result<(PriorCall, bool), StoreEr
     Ok((prior, completed))
 }
 
+/// Whether calls may have been applied to the token. A token waiting for its first data that
+/// holds no element has had none: an applied call leaves its part, and a token's elements are the
+/// names of its parts, deleted only once it is personalized or deleted. This spares the writer a
+/// read for the most common call.
+fn may_have_calls(token: &TokenRow) -> bool {
+    token.state != TokenState::PendingData || !token.received_elements.is_empty()
+}
+
 impl Store {
     /// The context of a call, as last committed (before its transaction).
     pub async fn data_call_context(
@@ -64,11 +73,15 @@ impl Store {
         let Some(token) = self.token(key.token_id).await? else {
             return Ok(None);
         };
-        let rows = query(CALLS)
-            .bind(key.token_id)
-            .bind(key.correlation_id)
-            .fetch_all(self.reader())
-            .await?;
+        let rows = if may_have_calls(&token) {
+            query(CALLS)
+                .bind(key.token_id)
+                .bind(key.correlation_id)
+                .fetch_all(self.reader())
+                .await?
+        } else {
+            Vec::new()
+        };
         let (prior, recovery_completed) = prior_of(&rows, key)?;
         let mut context = DataCallContext {
             token,
@@ -105,11 +118,15 @@ impl Tx {
         let Some(token) = self.lock_token(key.token_id).await? else {
             return Ok(None);
         };
-        let rows = query(CALLS)
-            .bind(key.token_id)
-            .bind(key.correlation_id)
-            .fetch_all(&mut *self)
-            .await?;
+        let rows = if may_have_calls(&token) {
+            query(CALLS)
+                .bind(key.token_id)
+                .bind(key.correlation_id)
+                .fetch_all(&mut *self)
+                .await?
+        } else {
+            Vec::new()
+        };
         let (prior, recovery_completed) = prior_of(&rows, key)?;
         let mut context = DataCallContext {
             token,

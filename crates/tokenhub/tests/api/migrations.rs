@@ -167,9 +167,10 @@ async fn data_calls_are_recorded_by_migration_0013(url: String, dialect: &str) {
         "INSERT INTO issuers (issuer_id, name, tsp_id, created_ms, updated_ms) VALUES ('ISS', 'Bank', 'tsp', 1, 1)",
         "INSERT INTO devices (device_id, public_key, created_ms) VALUES ('dev', 'key', 1)",
         "INSERT INTO tokens (token_id, issuer_id, product_id, profile_version, device_id, \
-         wallet_card_ref_id, state, data_key, data_deadline_ms, correlation_id, created_ms, updated_ms) \
-         VALUES ('T1', 'ISS', 'P', 'v1', 'dev', 'card-1', 'PENDING_DATA', x'00', 1, 'c', 1, 1), \
-                ('T2', 'ISS', 'P', 'v1', 'dev', 'card-2', 'ACTIVE', x'00', 1, 'c', 1, 1)",
+         wallet_card_ref_id, state, data_key, data_deadline_ms, correlation_id, received_elements, \
+         created_ms, updated_ms) \
+         VALUES ('T1', 'ISS', 'P', 'v1', 'dev', 'card-1', 'PENDING_DATA', x'00', 1, 'c', 'psn,cmk_ac', 1, 1), \
+                ('T2', 'ISS', 'P', 'v1', 'dev', 'card-2', 'ACTIVE', x'00', 1, 'c', '', 1, 1)",
         "INSERT INTO token_data (token_id, seq, operation, correlation_id, element_names, sealed, created_ms) \
          VALUES ('T1', 1, 'data', 'c1', 'psn,cmk_ac', x'01', 5)",
         "INSERT INTO token_events (token_id, at_ms, event, correlation_id) VALUES \
