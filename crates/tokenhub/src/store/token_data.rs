@@ -5,6 +5,7 @@ use super::tokens::TokenRow;
 use super::{query, Row, Store, StoreError, Tx};
 use crate::domain::data_call::{CallNames, PriorCall};
 use crate::domain::TokenState;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// What a call is decided on: the token, what was recorded of calls under its correlation id,
@@ -30,7 +31,8 @@ pub struct CallKey<'a> {
     pub operation: &'a str,
 }
 
-const CALLS: &str = "SELECT element_names, operation, part_held, completed FROM token_data_calls \
+const CALLS: &str =
+    "SELECT names_digest, element_names, operation, part_held, completed FROM token_data_calls \
     WHERE token_id = $1 AND correlation_id = $2";
 const PENDING: &str =
     "SELECT 1 FROM personalizations WHERE token_id = $1 AND state = 'PENDING' LIMIT 1";
@@ -41,19 +43,31 @@ const ASKED: &str =
 /// this operation was applied, whether a `/newData` among them completed the data.
 fn prior_of(rows: &[Row], key: CallKey<'_>) -> Result<(PriorCall, bool), StoreError> {
     let (mut prior, mut completed) = (PriorCall::None, false);
+    let digest = names_digest(key.names);
     for r in rows {
+        let recorded: i64 = r.get("names_digest")?;
         let names: String = r.get("element_names")?;
         let operation: String = r.get("operation")?;
         let held: i64 = r.get("part_held")?;
         let done: i64 = r.get("completed")?;
         completed |= operation == "newData" && done != 0;
-        if held != 0 && key.names.matches(&names) {
+        let same = recorded == digest || (!names.is_empty() && key.names.matches(&names));
+        if held != 0 && same {
             prior = PriorCall::Held;
         } else if operation == key.operation && prior == PriorCall::None {
             prior = PriorCall::Applied;
         }
     }
     Ok((prior, completed))
+}
+
+/// The key a call is recorded under: the first 8 bytes of the SHA-256 of its canonical names (a
+/// short key keeps the record's row, and the pages it costs the writer, small).
+fn names_digest(names: &CallNames) -> i64 {
+    let hash = Sha256::digest(names.canonical().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    i64::from_be_bytes(first)
 }
 
 /// Whether calls may have been applied to the token. A token waiting for its first data that
@@ -163,14 +177,14 @@ impl Tx {
         now: i64,
     ) -> Result<(), StoreError> {
         query(
-            "INSERT INTO token_data_calls (token_id, correlation_id, element_names, operation, part_held, completed, created_ms) \
+            "INSERT INTO token_data_calls (token_id, correlation_id, names_digest, operation, part_held, completed, created_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (token_id, correlation_id, element_names) DO UPDATE SET part_held = excluded.part_held, \
+             ON CONFLICT (token_id, correlation_id, names_digest) DO UPDATE SET part_held = excluded.part_held, \
              completed = CASE WHEN excluded.completed = 1 THEN 1 ELSE token_data_calls.completed END",
         )
         .bind(key.token_id)
         .bind(key.correlation_id)
-        .bind(key.names.canonical())
+        .bind(names_digest(key.names))
         .bind(key.operation)
         .bind(i64::from(part_held))
         .bind(i64::from(completed))
