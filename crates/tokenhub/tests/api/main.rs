@@ -22,6 +22,7 @@ mod requestors;
 mod tsp_data;
 mod tsp_formats;
 mod tsp_new_data;
+mod tsp_oracle;
 mod tsp_perso_data;
 mod tsp_updates;
 mod wallet;

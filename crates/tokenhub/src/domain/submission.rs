@@ -1,0 +1,286 @@
+//! Parsing a `/data` or `/newData` body into the exact error codes of the contract.
+//!
+//! Parsing walks a `serde_json::Value` by hand rather than deriving, because the contract tells a
+//! missing field (111) from a malformed one (112) and serde's errors do not.
+
+use super::ids::{IssuerId, LastDigits, Mmyy, Rejection};
+use serde_json::{Map, Value};
+
+/// At most this many elements in one call (`maxItems`).
+pub const MAX_ELEMENTS: usize = 200;
+/// One element as the TSP sent it. `value` may be ciphertext; it never appears in a message.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncomingElement {
+    /// Lower-cased: names are case-insensitive.
+    pub name: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "keyIndex")]
+    pub key_index: Option<String>,
+}
+
+impl std::fmt::Debug for IncomingElement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingElement")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("key_index", &self.key_index)
+            .finish()
+    }
+}
+
+/// `tokenInfo` of `/newData`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenInfo {
+    pub exp: Option<Mmyy>,
+    pub last4: Option<LastDigits>,
+}
+
+/// A parsed `/data` or `/newData` body.
+#[derive(Debug, Clone)]
+pub struct DataSubmission {
+    pub issuer_id: IssuerId,
+    pub elements: Vec<IncomingElement>,
+    pub token_info: Option<TokenInfo>,
+}
+
+/// Which operation the body is for: `/data` requires `tokenPersoInfo` and has no `tokenInfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Data,
+    NewData,
+}
+
+pub fn parse_submission(body: &[u8], op: Operation) -> Result<DataSubmission, Rejection> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| Rejection::format("the body is not valid JSON"))?;
+    let Value::Object(obj) = value else {
+        return Err(Rejection::format("the body must be a JSON object"));
+    };
+    let issuer_id = match present(&obj, "issuerId") {
+        None => return Err(Rejection::missing("issuerId")),
+        Some(Value::String(s)) => IssuerId::parse(s)?,
+        Some(_) => return Err(Rejection::format("issuerId must be a string")),
+    };
+    let elements = match present(&obj, "tokenPersoInfo") {
+        None if op == Operation::Data => return Err(Rejection::missing("tokenPersoInfo")),
+        None => Vec::new(),
+        Some(Value::Array(items)) => parse_elements(items)?,
+        Some(_) => return Err(Rejection::format("tokenPersoInfo must be an array")),
+    };
+    let token_info = match (op, present(&obj, "tokenInfo")) {
+        (Operation::NewData, Some(Value::Object(info))) => Some(parse_token_info(info)?),
+        (Operation::NewData, Some(_)) => {
+            return Err(Rejection::format("tokenInfo must be an object"));
+        }
+        _ => None,
+    };
+    Ok(DataSubmission {
+        issuer_id,
+        elements,
+        token_info,
+    })
+}
+
+/// A field that is there and not `null`.
+fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn parse_elements(items: &[Value]) -> Result<Vec<IncomingElement>, Rejection> {
+    if items.len() > MAX_ELEMENTS {
+        return Err(Rejection::format(format!(
+            "tokenPersoInfo has {} elements; at most {MAX_ELEMENTS} are allowed",
+            items.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(e) = item else {
+            return Err(Rejection::format(format!(
+                "tokenPersoInfo[{i}] must be an object"
+            )));
+        };
+        let name = match present(e, "name") {
+            None => return Err(Rejection::missing(&format!("tokenPersoInfo[{i}].name"))),
+            Some(Value::String(s)) => s,
+            Some(_) => {
+                return Err(Rejection::format(format!(
+                    "tokenPersoInfo[{i}].name must be a string"
+                )));
+            }
+        };
+        let value = match present(e, "value") {
+            None => return Err(Rejection::missing(&format!("tokenPersoInfo[{i}].value"))),
+            Some(Value::String(s)) => s,
+            Some(_) => {
+                return Err(Rejection::format(format!(
+                    "tokenPersoInfo[{i}].value must be a string"
+                )));
+            }
+        };
+        let n = name.chars().count();
+        if n == 0 || n > 32 {
+            return Err(Rejection::format(format!(
+                "tokenPersoInfo[{i}].name must be 1 to 32 characters"
+            )));
+        }
+        if value.is_empty() {
+            return Err(Rejection::format(format!(
+                "tokenPersoInfo[{i}].value must not be empty"
+            )));
+        }
+        let key_index = match present(e, "keyIndex") {
+            None => None,
+            Some(Value::String(k)) if (1..=32).contains(&k.chars().count()) => Some(k.clone()),
+            Some(_) => {
+                return Err(Rejection::format(format!(
+                    "tokenPersoInfo[{i}].keyIndex must be a string of 1 to 32 characters"
+                )));
+            }
+        };
+        out.push(IncomingElement {
+            name: name.to_lowercase(),
+            value: value.clone(),
+            key_index,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_token_info(info: &Map<String, Value>) -> Result<TokenInfo, Rejection> {
+    let exp = match present(info, "exp") {
+        None => None,
+        Some(Value::String(s)) => Some(Mmyy::parse("tokenInfo.exp", s)?),
+        Some(_) => return Err(Rejection::format("tokenInfo.exp must be MMYY")),
+    };
+    let last4 = match present(info, "last4") {
+        None => None,
+        Some(Value::String(s)) => Some(LastDigits::parse("tokenInfo.last4", s, 2, 10)?),
+        Some(_) => return Err(Rejection::format("tokenInfo.last4 must be 2 to 10 digits")),
+    };
+    Ok(TokenInfo { exp, last4 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Code;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn parse(v: Value, op: Operation) -> Result<DataSubmission, Rejection> {
+        parse_submission(&serde_json::to_vec(&v).unwrap(), op)
+    }
+
+    fn code(v: Value) -> Code {
+        parse(v, Operation::Data).unwrap_err().code
+    }
+
+    #[test]
+    fn missing_fields_are_111_and_malformed_ones_112() {
+        assert_eq!(code(json!({"tokenPersoInfo": []})), Code::Missing);
+        assert_eq!(
+            code(json!({"issuerId": null, "tokenPersoInfo": []})),
+            Code::Missing
+        );
+        assert_eq!(code(json!({"issuerId": "ISSUER0001"})), Code::Missing);
+        assert_eq!(
+            code(json!({"issuerId": 12, "tokenPersoInfo": []})),
+            Code::Format
+        );
+        assert_eq!(
+            code(json!({"issuerId": "SHORT", "tokenPersoInfo": []})),
+            Code::Format
+        );
+        assert_eq!(
+            code(json!({"issuerId": "ISSUER0001", "tokenPersoInfo": {}})),
+            Code::Format
+        );
+        assert_eq!(
+            code(json!({"issuerId": "ISSUER0001", "tokenPersoInfo": [{"value": "00"}]})),
+            Code::Missing
+        );
+        assert_eq!(
+            code(json!({"issuerId": "ISSUER0001", "tokenPersoInfo": [{"name": "psn"}]})),
+            Code::Missing
+        );
+        assert_eq!(
+            code(
+                json!({"issuerId": "ISSUER0001", "tokenPersoInfo": [{"name": "", "value": "00"}]})
+            ),
+            Code::Format
+        );
+        assert_eq!(
+            code(
+                json!({"issuerId": "ISSUER0001", "tokenPersoInfo": [{"name": "psn", "value": ""}]})
+            ),
+            Code::Format
+        );
+        assert_eq!(
+            code(
+                json!({"issuerId": "ISSUER0001", "tokenPersoInfo": [{"name": "psn", "value": "00", "keyIndex": ""}]})
+            ),
+            Code::Format
+        );
+        assert_eq!(
+            parse_submission(b"{", Operation::Data).unwrap_err().code,
+            Code::Format
+        );
+        assert_eq!(
+            parse_submission(b"[]", Operation::Data).unwrap_err().code,
+            Code::Format
+        );
+    }
+
+    #[test]
+    fn new_data_may_omit_elements_and_checks_token_info() {
+        let ok = parse(
+            json!({"issuerId": "ISSUER0001", "tokenInfo": {"exp": "1230", "last4": "1234"}}),
+            Operation::NewData,
+        )
+        .unwrap();
+        assert!(ok.elements.is_empty());
+        assert_eq!(ok.token_info.unwrap().exp.unwrap().as_str(), "1230");
+        let bad = parse(
+            json!({"issuerId": "ISSUER0001", "tokenInfo": {"exp": "12/30"}}),
+            Operation::NewData,
+        );
+        assert_eq!(bad.unwrap_err().code, Code::Format);
+        let bad = parse(
+            json!({"issuerId": "ISSUER0001", "tokenInfo": {"last4": "1"}}),
+            Operation::NewData,
+        );
+        assert_eq!(bad.unwrap_err().code, Code::Format);
+    }
+
+    #[test]
+    fn element_names_are_case_insensitive() {
+        let s = parse(
+            json!({"issuerId": "ISSUER0001", "tokenPersoInfo": [{"name": "PSN", "value": "01"}]}),
+            Operation::Data,
+        )
+        .unwrap();
+        assert_eq!(s.elements[0].name, "psn");
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_submission(&body, Operation::Data);
+            let _ = parse_submission(&body, Operation::NewData);
+        }
+
+        #[test]
+        fn name_length_limit_is_32_characters(name in "\\PC{1,40}") {
+            let r = parse(json!({"issuerId": "ISSUER0001", "tokenPersoInfo": [{"name": name.clone(), "value": "00"}]}), Operation::Data);
+            prop_assert_eq!(r.is_ok(), name.chars().count() <= 32);
+        }
+
+        #[test]
+        fn element_count_limit_is_200(n in 0usize..260) {
+            let items: Vec<Value> = (0..n).map(|i| json!({"name": format!("e{i}"), "value": "00"})).collect();
+            let r = parse(json!({"issuerId": "ISSUER0001", "tokenPersoInfo": items}), Operation::Data);
+            prop_assert_eq!(r.is_ok(), n <= 200);
+        }
+    }
+}
