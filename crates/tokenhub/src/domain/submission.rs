@@ -1,7 +1,8 @@
 //! Parsing a `/data` or `/newData` body into the exact error codes of the contract.
 //!
-//! Parsing walks a `serde_json::Value` by hand rather than deriving, because the contract tells a
-//! missing field (111) from a malformed one (112) and serde's errors do not.
+//! Parsing walks the JSON by hand rather than deriving, because the contract tells a missing field
+//! (111) from a malformed one (112) and serde's errors do not; and because the element count must
+//! be known before the elements are built.
 
 use super::ids::{IssuerId, LastDigits, Mmyy, Rejection};
 use serde_json::{Map, Value};
@@ -41,6 +42,10 @@ pub struct DataSubmission {
     pub issuer_id: IssuerId,
     pub elements: Vec<IncomingElement>,
     pub token_info: Option<TokenInfo>,
+    /// Where the body carries parameters the contract does not define (`the body`,
+    /// `tokenPersoInfo[2]`, `tokenInfo`); their names and values are not kept. Refused with 112
+    /// unless the TSP is registered as one that sends extras.
+    pub extras: Vec<String>,
 }
 
 /// Which operation the body is for: `/data` requires `tokenPersoInfo` and has no `tokenInfo`.
@@ -50,25 +55,41 @@ pub enum Operation {
     NewData,
 }
 
+/// Parses a `/data` or `/newData` body. The body is read in one pass that keeps at most
+/// [`MAX_ELEMENTS`] elements: the elements after those are only counted, never built, so that a
+/// body of many tiny elements costs no more memory than the limit allows.
 pub fn parse_submission(body: &[u8], op: Operation) -> Result<DataSubmission, Rejection> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| Rejection::format("the body is not valid JSON"))?;
-    let Value::Object(obj) = value else {
-        return Err(Rejection::format("the body must be a JSON object"));
-    };
-    let issuer_id = match present(&obj, "issuerId") {
+    let top: Top = serde_json::from_slice(body)
+        .map_err(|_| Rejection::format("the body is not a valid JSON object"))?;
+    let Top { fields, extra } = top;
+    let mut extras = Vec::new();
+    if extra || (op == Operation::Data && fields.token_info.is_some()) {
+        extras.push("the body".to_string());
+    }
+    let issuer_id = match fields.issuer_id.filter(|v| !v.is_null()) {
         None => return Err(Rejection::missing("issuerId")),
-        Some(Value::String(s)) => IssuerId::parse(s)?,
+        Some(Value::String(s)) => IssuerId::parse(&s)?,
         Some(_) => return Err(Rejection::format("issuerId must be a string")),
     };
-    let elements = match present(&obj, "tokenPersoInfo") {
-        None if op == Operation::Data => return Err(Rejection::missing("tokenPersoInfo")),
-        None => Vec::new(),
-        Some(Value::Array(items)) => parse_elements(items)?,
-        Some(_) => return Err(Rejection::format("tokenPersoInfo must be an array")),
+    let elements = match fields.elements {
+        None | Some(Elements::Null) if op == Operation::Data => {
+            return Err(Rejection::missing("tokenPersoInfo"))
+        }
+        None | Some(Elements::Null) => Vec::new(),
+        Some(Elements::Items(items)) => parse_elements(&items, &mut extras)?,
+        Some(Elements::TooMany(n)) => {
+            return Err(Rejection::format(format!(
+                "tokenPersoInfo has {n} elements; at most {MAX_ELEMENTS} are allowed"
+            )))
+        }
+        Some(Elements::NotArray) => {
+            return Err(Rejection::format("tokenPersoInfo must be an array"))
+        }
     };
-    let token_info = match (op, present(&obj, "tokenInfo")) {
-        (Operation::NewData, Some(Value::Object(info))) => Some(parse_token_info(info)?),
+    let token_info = match (op, fields.token_info.filter(|v| !v.is_null())) {
+        (Operation::NewData, Some(Value::Object(info))) => {
+            Some(parse_token_info(&info, &mut extras)?)
+        }
         (Operation::NewData, Some(_)) => {
             return Err(Rejection::format("tokenInfo must be an object"));
         }
@@ -78,7 +99,118 @@ pub fn parse_submission(body: &[u8], op: Operation) -> Result<DataSubmission, Re
         issuer_id,
         elements,
         token_info,
+        extras,
     })
+}
+
+/// The body's top level: the fields the contract defines, and whether there are others (skipped
+/// unread).
+struct Top {
+    fields: TopFields,
+    extra: bool,
+}
+
+#[derive(Default)]
+struct TopFields {
+    issuer_id: Option<Value>,
+    elements: Option<Elements>,
+    token_info: Option<Value>,
+}
+
+/// `tokenPersoInfo` as read: its first [`MAX_ELEMENTS`] items, or only how many there are.
+enum Elements {
+    Null,
+    NotArray,
+    Items(Vec<Value>),
+    TooMany(usize),
+}
+
+impl<'de> serde::Deserialize<'de> for Top {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Top;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+                let mut fields = TopFields::default();
+                let mut extra = false;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "issuerId" => fields.issuer_id = Some(map.next_value()?),
+                        "tokenPersoInfo" => fields.elements = Some(map.next_value()?),
+                        "tokenInfo" => fields.token_info = Some(map.next_value()?),
+                        _ => {
+                            extra = true;
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Top { fields, extra })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Elements {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Elements;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Elements, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Value>()? {
+                    if items.len() == MAX_ELEMENTS {
+                        // The rest is counted, unbuilt.
+                        let mut n = MAX_ELEMENTS + 1;
+                        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                            n += 1;
+                        }
+                        return Ok(Elements::TooMany(n));
+                    }
+                    items.push(item);
+                }
+                Ok(Elements::Items(items))
+            }
+            fn visit_unit<E>(self) -> Result<Elements, E> {
+                Ok(Elements::Null)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Elements, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Elements::NotArray)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Elements, E> {
+                Ok(Elements::NotArray)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Elements, E> {
+                Ok(Elements::NotArray)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Elements, E> {
+                Ok(Elements::NotArray)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Elements, E> {
+                Ok(Elements::NotArray)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Elements, E> {
+                Ok(Elements::NotArray)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A field that is there and not `null`.
@@ -86,13 +218,10 @@ fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !v.is_null())
 }
 
-fn parse_elements(items: &[Value]) -> Result<Vec<IncomingElement>, Rejection> {
-    if items.len() > MAX_ELEMENTS {
-        return Err(Rejection::format(format!(
-            "tokenPersoInfo has {} elements; at most {MAX_ELEMENTS} are allowed",
-            items.len()
-        )));
-    }
+fn parse_elements(
+    items: &[Value],
+    extras: &mut Vec<String>,
+) -> Result<Vec<IncomingElement>, Rejection> {
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let Value::Object(e) = item else {
@@ -138,6 +267,11 @@ fn parse_elements(items: &[Value]) -> Result<Vec<IncomingElement>, Rejection> {
                 )));
             }
         };
+        if e.keys()
+            .any(|k| !matches!(k.as_str(), "name" | "value" | "keyIndex"))
+        {
+            extras.push(format!("tokenPersoInfo[{i}]"));
+        }
         out.push(IncomingElement {
             name: name.to_lowercase(),
             value: value.clone(),
@@ -147,7 +281,13 @@ fn parse_elements(items: &[Value]) -> Result<Vec<IncomingElement>, Rejection> {
     Ok(out)
 }
 
-fn parse_token_info(info: &Map<String, Value>) -> Result<TokenInfo, Rejection> {
+fn parse_token_info(
+    info: &Map<String, Value>,
+    extras: &mut Vec<String>,
+) -> Result<TokenInfo, Rejection> {
+    if info.keys().any(|k| !matches!(k.as_str(), "exp" | "last4")) {
+        extras.push("tokenInfo".to_string());
+    }
     let exp = match present(info, "exp") {
         None => None,
         Some(Value::String(s)) => Some(Mmyy::parse("tokenInfo.exp", s)?),
@@ -282,5 +422,48 @@ mod tests {
             let r = parse(json!({"issuerId": "ISSUER0001", "tokenPersoInfo": items}), Operation::Data);
             prop_assert_eq!(r.is_ok(), n <= 200);
         }
+
+        #[test]
+        fn the_element_count_is_known_before_the_elements_are_built(n in 201usize..100_000) {
+            let body = format!(r#"{{"issuerId":"ISSUER0001","tokenPersoInfo":[{}{{}}]}}"#, "{},".repeat(n - 1));
+            let r = parse_submission(body.as_bytes(), Operation::Data).unwrap_err();
+            prop_assert_eq!(r.code, Code::Format);
+            prop_assert!(r.message.contains(&format!("has {n} elements")), "{}", r.message);
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_elements_are_counted_not_built() {
+        let body = format!(
+            r#"{{"tokenPersoInfo":[{}[]]}}"#,
+            r#"{"name":"a","value":"b"},"#.repeat(99_999)
+        );
+        let top: Top = serde_json::from_str(&body).unwrap();
+        assert!(matches!(
+            top.fields.elements,
+            Some(Elements::TooMany(100_000))
+        ));
+    }
+
+    #[test]
+    fn parameters_the_contract_does_not_define_are_located_not_named() {
+        let s = parse(
+            json!({"issuerId": "ISSUER0001", "x": 1, "tokenPersoInfo": [{"name": "psn", "value": "01"}, {"name": "psn", "value": "01", "cvv": "123"}], "tokenInfo": {"exp": "1230", "cvv": "1"}}),
+            Operation::NewData,
+        )
+        .unwrap();
+        assert_eq!(s.extras, ["the body", "tokenPersoInfo[1]", "tokenInfo"]);
+        let s = parse(
+            json!({"issuerId": "ISSUER0001", "tokenPersoInfo": [], "tokenInfo": {}}),
+            Operation::Data,
+        )
+        .unwrap();
+        assert_eq!(s.extras, ["the body"]);
+        let s = parse(
+            json!({"issuerId": "ISSUER0001", "tokenPersoInfo": [{"name": "psn", "value": "01", "keyIndex": "K"}]}),
+            Operation::Data,
+        )
+        .unwrap();
+        assert!(s.extras.is_empty());
     }
 }

@@ -19,6 +19,7 @@ mod notifications;
 mod properties;
 mod removals;
 mod requestors;
+mod tsp_bounds;
 mod tsp_data;
 mod tsp_formats;
 mod tsp_new_data;

@@ -154,7 +154,8 @@ async fn prepare(
         .filter_map(|e| e.key_index.as_deref())
         .any(|k| !hub.keys.knows_key(k))
     {
-        hub.reload_keys().await?;
+        // Rate-limited: an unknown key is otherwise a cheap refusal (431).
+        hub.reload_keys_if_due().await?;
     }
     // A `/newData`'s values are fingerprinted here, so that a recovery's comparison with what
     // the token was personalized with needs no decryption in the transaction.
