@@ -64,6 +64,17 @@ impl ElementsRefused {
     }
 }
 
+/// Gives each element that arrived without `keyIndex` the key its profile version names for it,
+/// if any (the contract: a value may be encrypted even if no key index is given), so that it is
+/// decrypted, checked, stored and built as one that named its key.
+pub fn resolve_default_keys(profile: &ProfileDefinition, elements: &mut [IncomingElement]) {
+    for e in elements.iter_mut().filter(|e| e.key_index.is_none()) {
+        if let Some(place) = profile.element_index(&e.name) {
+            e.key_index = profile.default_key(place).map(str::to_string);
+        }
+    }
+}
+
 /// Checks every element of one call against the profile version (431 for any fault); returns the
 /// size each takes in a profile. What the call's shape shows (names, repeats, total size, a
 /// sensitive element with no key) is checked first and told; then every value is checked, all of

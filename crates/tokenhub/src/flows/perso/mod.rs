@@ -52,6 +52,16 @@ pub async fn submit(
             Rejection::new(Code::UnknownIssuer, "issuerId is not a registered issuer").into(),
         );
     }
+    if !submission.extras.is_empty()
+        && !crate::flows::catalog::issuer_tsp_accepts_extras(hub, submission.issuer_id.as_str())
+            .await?
+    {
+        return Err(Rejection::format(format!(
+            "unsupported non-standard parameters (in {}): the contract does not define them",
+            submission.extras.join(", ")
+        ))
+        .into());
+    }
     let names = CallNames::of(submission.elements.iter().map(|e| e.name.as_str()));
     let key = CallKey {
         token_id: token_id.as_str(),
@@ -130,7 +140,7 @@ struct Prepared {
 async fn prepare(
     hub: &Hub,
     token: &TokenRow,
-    submission: DataSubmission,
+    mut submission: DataSubmission,
     names: CallNames,
     op: Operation,
 ) -> Result<Prepared, Error> {
@@ -148,6 +158,7 @@ async fn prepare(
                 "the token's profile version is not defined at the hub",
             )
         })?;
+    perso::resolve_default_keys(&profile, &mut submission.elements);
     let elements = &submission.elements;
     if elements
         .iter()
