@@ -171,6 +171,66 @@ pub fn decrypt_cbc_m2(
     }
 }
 
+/// Decrypts a CBC (zero IV) ciphertext and reads its ISO 9797-1 method 2 padding without a branch
+/// on what the clear bytes hold: every block is decrypted and every byte of the last one read, so
+/// the time taken does not tell a wrong padding from a right one (that difference alone is a
+/// padding oracle). Returns the clear bytes without their padding and `1` when the padding is
+/// right; all the clear bytes and `0` otherwise. Only the key's and the ciphertext's lengths,
+/// which the caller knows, are refused as errors.
+pub fn decrypt_cbc_m2_ct(
+    alg: Algorithm,
+    key: &[u8],
+    ciphertext: &[u8],
+) -> Result<(Zeroizing<Vec<u8>>, subtle::Choice), CryptoError> {
+    if !alg.accepts_key_len(key.len()) {
+        return Err(CryptoError::KeyLength);
+    }
+    if ciphertext.is_empty() || ciphertext.len() % alg.block_len() != 0 {
+        return Err(CryptoError::CiphertextLength);
+    }
+    let mut clear = match alg {
+        Algorithm::Aes128 => dec_raw::<aes::Aes128>(key, ciphertext),
+        Algorithm::Aes256 => dec_raw::<aes::Aes256>(key, ciphertext),
+        Algorithm::Tdes => tdes::cbc(key, ciphertext, tdes::Direction::Decrypt)?,
+    };
+    let last = clear.len() - alg.block_len();
+    let (right, pad) = m2_padding_ct(&clear[last..]);
+    let kept = clear.len() - pad;
+    clear.truncate(kept);
+    Ok((clear, right))
+}
+
+/// The length of the method 2 padding that ends `block` (`80` then zeros) and whether there is
+/// one, found by reading every byte with constant-time selections; `0` when there is none.
+fn m2_padding_ct(block: &[u8]) -> (subtle::Choice, usize) {
+    use subtle::{ConditionallySelectable, ConstantTimeEq};
+    let mut found = subtle::Choice::from(0);
+    let mut wrong = subtle::Choice::from(0);
+    let mut len = 0u64;
+    for (i, byte) in block.iter().enumerate().rev() {
+        let marker = byte.ct_eq(&0x80);
+        let zero = byte.ct_eq(&0x00);
+        len.conditional_assign(&((block.len() - i) as u64), !found & marker);
+        wrong |= !found & !marker & !zero;
+        found |= marker;
+    }
+    let right = found & !wrong;
+    let len = u64::conditional_select(&0, &len, right);
+    (right, len as usize)
+}
+
+fn dec_raw<C>(key: &[u8], ciphertext: &[u8]) -> Zeroizing<Vec<u8>>
+where
+    C: aes::cipher::BlockCipher + aes::cipher::BlockDecryptMut + KeyInit,
+{
+    let mut buf = Zeroizing::new(ciphertext.to_vec());
+    cbc::Decryptor::<C>::new_from_slices(key, &[0; 16])
+        .expect("key and IV lengths checked")
+        .decrypt_padded_mut::<aes::cipher::block_padding::NoPadding>(&mut buf)
+        .expect("whole blocks checked");
+    buf
+}
+
 fn enc<C>(key: &[u8], iv: &[u8], plaintext: &[u8]) -> Vec<u8>
 where
     C: aes::cipher::BlockCipher + aes::cipher::BlockEncryptMut + KeyInit,
@@ -315,6 +375,53 @@ mod tests {
             let key = hex::decode(case["key"].as_str().unwrap()).unwrap();
             let got = hex::encode_upper(kcv(alg, &key).unwrap());
             assert_eq!(got, case["kcv"].as_str().unwrap(), "{case}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_constant_time_decryption_agrees_with_the_padded_one(
+            alg in prop_oneof![Just(Algorithm::Aes128), Just(Algorithm::Aes256), Just(Algorithm::Tdes)],
+            plain in proptest::collection::vec(any::<u8>(), 0..40),
+            flip in any::<(usize, u8)>(),
+        ) {
+            let len = if alg == Algorithm::Aes256 { 32 } else { 16 };
+            let key: Vec<u8> = (0..len).map(|i| i as u8 * 7 + 1).collect();
+            let mut ct = encrypt_cbc_m2(alg, &key, &plain).unwrap();
+            let (clear, right) = decrypt_cbc_m2_ct(alg, &key, &ct).unwrap();
+            prop_assert!(bool::from(right));
+            prop_assert_eq!(clear.as_slice(), plain.as_slice());
+            // Any corruption: both agree on whether the padding is right, and on the value.
+            let at = flip.0 % ct.len();
+            ct[at] ^= flip.1;
+            let (clear, right) = decrypt_cbc_m2_ct(alg, &key, &ct).unwrap();
+            match decrypt_cbc_m2(alg, &key, &ct) {
+                Ok(v) => {
+                    prop_assert!(bool::from(right));
+                    prop_assert_eq!(clear.as_slice(), v.as_slice());
+                }
+                Err(e) => {
+                    prop_assert_eq!(e, CryptoError::Padding);
+                    prop_assert!(!bool::from(right));
+                    prop_assert_eq!(clear.len(), ct.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn method_2_padding_is_read_from_the_whole_last_block() {
+        let cases: [(&[u8], Option<usize>); 6] = [
+            (&[1, 2, 0x80, 0], Some(2)),
+            (&[1, 2, 3, 0x80], Some(1)),
+            (&[0x80, 0, 0, 0], Some(4)),
+            (&[0x80, 0x80, 0, 0], Some(3)),
+            (&[1, 0x80, 0, 1], None),
+            (&[0, 0, 0, 0], None),
+        ];
+        for (block, want) in cases {
+            let (right, len) = m2_padding_ct(block);
+            assert_eq!(bool::from(right).then_some(len), want, "{block:?}");
         }
     }
 

@@ -32,7 +32,7 @@
 //!   as its `/data`) goes to the hub with `PUT {hub}/trapi/v2.0/tokens/{tokenId}/newData`,
 //!   `x-correlation-id: C` on every part and retry, body `{"issuerId", "tokenPersoInfo"}`, spread
 //!   over `partial_calls` calls. Retried on connection errors, 5xx and 921; anything else (431,
-//!   322, 321, 432, 119, …) is final and ends the recovery. The same C again while its recovery
+//!   432, 321, 119, …) is final and ends the recovery. The same C again while its recovery
 //!   is in flight, done or dropped → 204 and nothing more; after a failed one it starts over.
 //!   Refusals: 111/112, 119 unknown token, 113 wrong issuer, 432 for a `DELETED` token.
 //! - `GET|PUT /sim/misbehaviour`: the [`Misbehaviour`] switches as JSON (`{"newDataOnRecovery",

@@ -41,7 +41,15 @@ pub struct Hub {
     /// within [`REQUESTOR_CACHE_TTL`]).
     #[allow(clippy::type_complexity)]
     requestor_cache: RwLock<Option<(std::time::Instant, Arc<HashMap<String, Requestor>>)>>,
+    /// When an unknown `keyIndex` may next make this node re-read the shared keys (ms).
+    next_key_reload_ms: std::sync::atomic::AtomicI64,
 }
+
+/// How often at most an unknown `keyIndex` makes a node re-read the shared keys. A key imported
+/// by `tokenhub keys import` while the hub runs (another process, writing the store) becomes
+/// usable within this time, and a caller sending unknown indexes cannot make each call read and
+/// unwrap every key.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long a token requestor read from the store is reused.
 pub const REQUESTOR_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -108,6 +116,7 @@ impl Hub {
                 profiles: RwLock::new(HashMap::new()),
                 known_issuers: RwLock::default(),
                 requestor_cache: RwLock::default(),
+                next_key_reload_ms: Default::default(),
                 config,
             },
             notes,
@@ -215,6 +224,24 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, def.clone());
         Ok(Some(def))
+    }
+
+    /// Re-reads the shared keys for a call that names a key this node does not hold, unless they
+    /// were re-read so within [`KEY_RELOAD_INTERVAL`] (concurrent calls: one of them reads).
+    pub async fn reload_keys_if_due(&self) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        let now = self.now_ms();
+        let due = self.next_key_reload_ms.load(Ordering::Acquire);
+        let next = now.saturating_add(KEY_RELOAD_INTERVAL.as_millis() as i64);
+        if now < due
+            || self
+                .next_key_reload_ms
+                .compare_exchange(due, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return Ok(());
+        }
+        self.reload_keys().await
     }
 
     /// Re-reads the shared keys from the store (keys imported while the hub runs).

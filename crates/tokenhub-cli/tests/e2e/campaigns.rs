@@ -249,7 +249,7 @@ e2e_tests! {
         assert!(o.approved, "{o:?}");
     }
 
-    async fn new_data_after_the_recovery_time_to_live_is_rejected_with_322(backend) {
+    async fn new_data_after_the_recovery_time_to_live_is_rejected_with_432(backend) {
         let options = WorldOptions {
             devices: 1,
             hub: HubSettings { perso_ttl_secs: 1, ..Default::default() },
@@ -282,7 +282,7 @@ e2e_tests! {
             .unwrap();
         assert_eq!(r.status(), 400);
         let body: Value = r.json().await.unwrap();
-        assert_eq!(body["responseCode"], 322, "{body}");
+        assert_eq!(body["responseCode"], 432, "{body}");
     }
 
     async fn a_failing_canary_pauses_the_campaign(backend) {

@@ -5,7 +5,7 @@
 //! "tokenPersoInfo"}`: the same elements, with the same wire values, as the token's `/data`
 //! (encryption is deterministic), spread over `partial_calls` calls like `/data`, every part and
 //! every retry carrying C. Each call is retried on connection errors, 5xx and 921, up to the
-//! retry policy; anything else (431 the hub refuses the data, 322 too late, 321, 432, 119, …) is
+//! retry policy; anything else (431 the hub refuses the data, 432 too late or the state refuses, 321, 119, …) is
 //! final and ends the recovery.
 //!
 //! Refusals: 111/112 (`x-correlation-id` 1..64, `issuerId` 10 characters, `reason` if present

@@ -6,6 +6,9 @@ pub struct Tsp {
     pub base_url: String,
     /// Calls per second the TSP agreed to take from the hub; `None`: no limit.
     pub rate_limit: Option<i64>,
+    /// The TSP is known to send parameters the contract does not define: they are ignored
+    /// rather than refused with 112.
+    pub accepts_extra_parameters: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -148,15 +148,12 @@ fn decide_renewal(token: &TokenAtCall) -> Decision {
     }
     // The recovery this data answers is over: if its data came in whole, this call is the TSP's
     // retry of one whose answer was lost; otherwise its time to live ran out, or it failed,
-    // before the data was whole (322).
+    // before the data was whole (432: `/newData` may not answer 322).
     if token.recovery_asked {
         return if token.recovery_completed {
             Decision::Repeat
         } else {
-            Decision::Refuse(Rejection::new(
-                Code::Expired,
-                "the time to live of the recovery this data answers has expired",
-            ))
+            recovery_over()
         };
     }
     Decision::Apply
@@ -172,12 +169,9 @@ fn decide_recovery(
     if token.delivery_pending {
         return ongoing();
     }
-    // 322: the recovery's time to live ran out.
+    // 432: the recovery's time to live ran out.
     if token.recovery_deadline_ms.is_some_and(|d| now_ms > d) {
-        return Decision::Refuse(Rejection::new(
-            Code::Expired,
-            "the time to live of the recovery has expired",
-        ));
+        return recovery_over();
     }
     // The TSP must recover the existing data, never generate new data: a value that differs
     // from the one the token was personalized with fails the recovery.
@@ -191,6 +185,15 @@ fn decide_recovery(
         Some((name, _)) => Decision::RefuseRecovery(name.clone()),
         None => Decision::Apply,
     }
+}
+
+/// A late answer to a recovery. `/newData`'s contract lists no 322; the data is not invalid
+/// (431), the token's state no longer takes it: 432.
+fn recovery_over() -> Decision {
+    Decision::Refuse(Rejection::new(
+        Code::StateForbids,
+        "the recovery this data answers is over (its time to live ran out or it failed)",
+    ))
 }
 
 fn ongoing() -> Decision {
@@ -301,25 +304,25 @@ mod tests {
     }
 
     #[test]
-    fn data_for_a_recovery_that_is_over_is_a_repeat_if_it_completed_else_322() {
+    fn data_for_a_recovery_that_is_over_is_a_repeat_if_it_completed_else_432() {
         let mut t = token(TokenState::Active);
         t.recovery_asked = true;
         assert_eq!(
             refused(decide(DataCall::Renewal, &t, None, 0)),
-            Code::Expired
+            Code::StateForbids
         );
         t.recovery_completed = true;
         assert_eq!(decide(DataCall::Renewal, &t, None, 0), Decision::Repeat);
     }
 
     #[test]
-    fn a_recovery_after_its_deadline_is_322() {
+    fn a_recovery_after_its_deadline_is_432() {
         let mut t = token(TokenState::Active);
         t.recovery_deadline_ms = Some(10);
         assert_eq!(decide(DataCall::Recovery, &t, None, 10), Decision::Apply);
         assert_eq!(
             refused(decide(DataCall::Recovery, &t, None, 11)),
-            Code::Expired
+            Code::StateForbids
         );
     }
 

@@ -17,6 +17,7 @@ pub mod perso;
 pub mod personalization;
 pub mod profile;
 pub mod shared_key;
+pub mod submission;
 pub mod token;
 pub mod tsp_call;
 

@@ -42,6 +42,21 @@ pub struct ElementDef {
     /// absent: the element's bytes are the DGI's value (secret DGIs, `8xxx`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// The key a value of this element is encrypted under when it arrives without `keyIndex`
+    /// (the contract: the value may be encrypted even if no key index is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_key_index: Option<String>,
+}
+
+/// A key index a profile names: as the contract's `keyIndex`, 1 to 32 characters.
+fn check_key_index(owner: &str, k: &str) -> Result<(), Rejection> {
+    let n = k.chars().count();
+    if n == 0 || n > 32 || k.chars().any(char::is_control) {
+        return Err(Rejection::format(format!(
+            "{owner}: defaultKeyIndex must be 1 to 32 characters"
+        )));
+    }
+    Ok(())
 }
 
 /// A BER-TLV tag: 1 to 3 bytes, multi-byte only when the first byte says so.
@@ -94,6 +109,9 @@ fn normalize_element(e: &mut ElementDef, seen: &mut HashSet<String>) -> Result<(
         }
         *tag = tag.to_ascii_uppercase();
     }
+    if let Some(k) = &e.default_key_index {
+        check_key_index(&format!("element {}", e.name), k)?;
+    }
     if e.max_length == Some(0) {
         return Err(Rejection::format(format!(
             "element {}: maxLength must be positive",
@@ -135,6 +153,10 @@ pub struct TemplateDgi {
 pub struct ProfileDefinition {
     pub data_elements: Vec<ElementDef>,
     pub template: Vec<TemplateDgi>,
+    /// The key of every sensitive element that names none of its own, for values that arrive
+    /// without `keyIndex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_key_index: Option<String>,
     /// Positions in `data_elements` by name, made at the first lookup (a `/data` call looks up
     /// each of its elements, and linear scans showed in the hub's profile).
     #[serde(skip)]
@@ -149,7 +171,9 @@ pub struct ProfileDefinition {
 /// Two definitions are equal when they define the same elements and template.
 impl PartialEq for ProfileDefinition {
     fn eq(&self, other: &Self) -> bool {
-        self.data_elements == other.data_elements && self.template == other.template
+        self.data_elements == other.data_elements
+            && self.template == other.template
+            && self.default_key_index == other.default_key_index
     }
 }
 
@@ -170,6 +194,9 @@ impl ProfileDefinition {
         }
         for d in &mut self.template {
             normalize_template_dgi(d)?;
+        }
+        if let Some(k) = &self.default_key_index {
+            check_key_index("the profile", k)?;
         }
         self.check_record_dgis()?;
         Ok(self)
@@ -212,6 +239,28 @@ impl ProfileDefinition {
     /// The element called `name` (already lower-case).
     pub fn element(&self, name: &str) -> Option<&ElementDef> {
         self.element_index(name).map(|i| &self.data_elements[i])
+    }
+
+    /// The key a value of the element at `place` is encrypted under when it arrives without
+    /// `keyIndex`: its own default, or the profile's for a sensitive element; `None`: such a
+    /// value is clear.
+    pub fn default_key(&self, place: usize) -> Option<&str> {
+        let e = &self.data_elements[place];
+        e.default_key_index
+            .as_deref()
+            .or(self.default_key_index.as_deref().filter(|_| e.sensitive))
+    }
+
+    /// Every key index the definition names as a default.
+    pub fn default_keys(&self) -> impl Iterator<Item = &str> {
+        self.default_key_index
+            .iter()
+            .chain(
+                self.data_elements
+                    .iter()
+                    .filter_map(|e| e.default_key_index.as_ref()),
+            )
+            .map(String::as_str)
     }
 
     /// The place of the element `name` in [`Self::data_elements`].

@@ -3,6 +3,7 @@
 
 use crate::domain::campaign::Campaign;
 use crate::domain::catalog::{Issuer, PutImmutable, Tsp};
+use crate::domain::ProfileDefinition;
 use crate::error::Error;
 use crate::flows::campaign::{self, CampaignSettings};
 use crate::hub::Hub;
@@ -17,6 +18,35 @@ pub async fn put_tsp(hub: &Hub, tsp: Tsp) -> Result<(), Error> {
 
 pub async fn tsp(hub: &Hub, tsp_id: &str) -> Result<Option<Tsp>, Error> {
     Ok(hub.store.tsp(tsp_id).await?)
+}
+
+/// Whether the TSP of a registered issuer is registered as one that sends parameters the contract
+/// does not define (read only for a call that carries some).
+pub async fn issuer_tsp_accepts_extras(hub: &Hub, issuer_id: &str) -> Result<bool, Error> {
+    let Some(issuer) = hub.store.issuer(issuer_id).await? else {
+        return Ok(false);
+    };
+    Ok(hub
+        .store
+        .tsp(&issuer.tsp_id)
+        .await?
+        .is_some_and(|t| t.accepts_extra_parameters))
+}
+
+/// The first key a profile version names as a default that the hub does not hold (the keys are
+/// re-read once first: one may have been imported by another process).
+pub async fn unknown_default_key(
+    hub: &Hub,
+    definition: &ProfileDefinition,
+) -> Result<Option<String>, Error> {
+    if definition.default_keys().all(|k| hub.keys.knows_key(k)) {
+        return Ok(None);
+    }
+    hub.reload_keys().await?;
+    Ok(definition
+        .default_keys()
+        .find(|k| !hub.keys.knows_key(k))
+        .map(str::to_string))
 }
 
 /// Registers or replaces an issuer; its TSP must be registered.

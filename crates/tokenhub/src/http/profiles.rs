@@ -52,6 +52,11 @@ async fn put_profile_version(
     let product_id = parse_slug("productId", &product_id)?;
     let version = parse_slug("version", &version)?;
     let definition = body.validate()?;
+    if let Some(k) = catalog::unknown_default_key(&hub, &definition).await? {
+        return Err(ApiError::bad_request(format!(
+            "defaultKeyIndex {k} is not a key the hub holds: import it first"
+        )));
+    }
     let json = definition.canonical_json();
     let outcome =
         catalog::put_profile_version(&hub, issuer_id.as_str(), &product_id, &version, json).await?;

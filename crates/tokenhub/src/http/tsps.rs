@@ -24,6 +24,10 @@ pub struct TspBody {
     /// newDataStatus, updateTokenState…); absent: no limit. Campaigns are paced by it.
     #[serde(default)]
     pub rate_limit_per_second: Option<u32>,
+    /// The TSP is known to send parameters the TSP API does not define: `/data` and `/newData`
+    /// ignore them instead of refusing the call with `112`. Default `false`.
+    #[serde(default)]
+    pub accepts_extra_parameters: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -33,6 +37,7 @@ pub struct TspView {
     pub base_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_second: Option<i64>,
+    pub accepts_extra_parameters: bool,
 }
 
 /// Register or update a TSP connection.
@@ -65,11 +70,13 @@ async fn put_tsp(
             }
             r => r.map(i64::from),
         },
+        accepts_extra_parameters: body.accepts_extra_parameters,
     };
     catalog::put_tsp(&hub, tsp.clone()).await?;
     Ok(Json(TspView {
         tsp_id: tsp.tsp_id,
         base_url: tsp.base_url,
         rate_limit_per_second: tsp.rate_limit,
+        accepts_extra_parameters: tsp.accepts_extra_parameters,
     }))
 }

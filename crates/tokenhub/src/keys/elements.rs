@@ -9,6 +9,7 @@ use crate::domain::{ProfileDefinition, Rejection};
 use secrecy::ExposeSecret;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use tokenhub_crypto::Algorithm;
 use zeroize::Zeroizing;
 
 /// A call's elements once checked: their sizes in a profile, their part sealed under the token's
@@ -20,15 +21,42 @@ pub struct CheckedCall {
 }
 
 impl Keys {
-    pub(super) fn decrypt(
+    /// Decrypts an element's value doing the same work whatever is wrong with it: an unknown key
+    /// is replaced by a stand-in, a ciphertext that is not whole blocks is decrypted on its whole
+    /// blocks (one zero block when it has none), and the padding is read in constant time. The
+    /// clear bytes (without the padding when it is right) and the fault, if any.
+    pub(super) fn decrypt_whatever(
         &self,
         key_index: &str,
         ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, DecryptFault> {
+    ) -> (Zeroizing<Vec<u8>>, Option<DecryptFault>) {
+        const STAND_IN: [u8; 16] = [0; 16];
         let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        let key = map.get(key_index).ok_or(DecryptFault::UnknownKey)?;
-        tokenhub_crypto::decrypt_cbc_m2(key.algorithm, key.key.expose_secret(), ciphertext)
-            .map_err(|_| DecryptFault::Undecryptable)
+        let shared = map.get(key_index);
+        let known = shared.is_some();
+        let (algorithm, key) = match shared {
+            Some(k) => (k.algorithm, k.key.expose_secret().as_slice()),
+            None => (Algorithm::Aes128, STAND_IN.as_slice()),
+        };
+        let block = algorithm.block_len();
+        let whole = ciphertext.len() / block * block;
+        let blocks: &[u8] = if whole == 0 {
+            &[0; 16][..block]
+        } else {
+            &ciphertext[..whole]
+        };
+        let (clear, padded) = tokenhub_crypto::decrypt_cbc_m2_ct(algorithm, key, blocks)
+            .unwrap_or_else(|_| (Zeroizing::new(Vec::new()), 0.into()));
+        let fault = if !known {
+            Some(DecryptFault::UnknownKey)
+        } else if whole != ciphertext.len() || whole == 0 {
+            Some(DecryptFault::Length)
+        } else if !bool::from(padded) {
+            Some(DecryptFault::Padding)
+        } else {
+            None
+        };
+        (clear, fault)
     }
 
     /// Checks a call's elements against the profile version (431 for any fault) and seals them
@@ -51,7 +79,7 @@ impl Keys {
         };
         let sizes = match perso::check_elements(profile, elements, &checker) {
             Ok(sizes) => sizes,
-            Err(refusal) => return Ok(Err(refusal)),
+            Err(refused) => return Ok(Err(logged(refused))),
         };
         if elements.is_empty() {
             return Ok(Ok(CheckedCall {
@@ -67,9 +95,10 @@ impl Keys {
                 match self.fingerprints_of(token_id, profile, elements, kept.into_inner()) {
                     Ok(f) => Some(f),
                     Err(why) => {
-                        return Ok(Err(Rejection::perso(format!(
-                            "the recovered data cannot be read: {why}"
-                        ))))
+                        return Ok(Err(logged(perso::ElementsRefused {
+                            rejection: Rejection::perso(perso::VALUE_REFUSED),
+                            detail: format!("the recovered data cannot be read: {why}"),
+                        })))
                     }
                 }
             }
@@ -124,8 +153,15 @@ impl Keys {
             keys: self,
             kept: None,
         };
-        perso::check_elements(profile, elements, &checker)
+        perso::check_elements(profile, elements, &checker).map_err(logged)
     }
+}
+
+/// The answer to refused elements; why they were refused goes to the hub's log only (the detail
+/// names elements, key indexes and rules, never a value).
+fn logged(refused: perso::ElementsRefused) -> Rejection {
+    tracing::info!(detail = %refused.detail, "elements refused with 431");
+    refused.rejection
 }
 
 /// Decrypts with the hub's keys for [`perso::check_elements`], keeping the clear values when
@@ -141,12 +177,12 @@ impl ElementDecryptor for Checker<'_> {
         key_index: &str,
         ciphertext: &[u8],
         check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
-    ) -> Result<Result<(), String>, DecryptFault> {
-        let clear = self.keys.decrypt(key_index, ciphertext)?;
+    ) -> (Option<DecryptFault>, Result<(), String>) {
+        let (clear, fault) = self.keys.decrypt_whatever(key_index, ciphertext);
         let checked = check(&clear);
         if let Some(kept) = &self.kept {
             kept.borrow_mut().push(clear);
         }
-        Ok(checked)
+        (fault, checked)
     }
 }

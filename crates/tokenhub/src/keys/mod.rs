@@ -280,15 +280,24 @@ mod tests {
         k.load_shared_keys(&[stored]).unwrap();
         let clear = shared.key_bytes().unwrap();
         let ct = tokenhub_crypto::encrypt_cbc_m2(Algorithm::Aes128, &clear, b"1234").unwrap();
-        assert_eq!(k.decrypt("KEK01", &ct).unwrap().as_slice(), b"1234");
-        assert!(matches!(
-            k.decrypt("NOPE", &ct),
-            Err(DecryptFault::UnknownKey)
-        ));
-        assert!(matches!(
-            k.decrypt("KEK01", &ct[..15]),
-            Err(DecryptFault::Undecryptable)
-        ));
+        let (clear, fault) = k.decrypt_whatever("KEK01", &ct);
+        assert_eq!((clear.as_slice(), fault), (&b"1234"[..], None));
+        assert_eq!(
+            k.decrypt_whatever("NOPE", &ct).1,
+            Some(DecryptFault::UnknownKey)
+        );
+        assert_eq!(
+            k.decrypt_whatever("KEK01", &ct[..15]).1,
+            Some(DecryptFault::Length)
+        );
+        assert_eq!(
+            k.decrypt_whatever("KEK01", &[]).1,
+            Some(DecryptFault::Length)
+        );
+        let mut bad = ct.clone();
+        bad[15] ^= 1;
+        let (clear, fault) = k.decrypt_whatever("KEK01", &bad);
+        assert_eq!((clear.len(), fault), (16, Some(DecryptFault::Padding)));
     }
 
     #[test]

@@ -9,14 +9,16 @@ use tokenhub_crypto::Algorithm;
 impl Tx {
     pub async fn put_tsp(&mut self, tsp: &Tsp, now: i64) -> Result<(), StoreError> {
         query(
-        "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms, rate_limit) VALUES ($1, $2, $3, $3, $4) \
+        "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms, rate_limit, accepts_extra_parameters) \
+         VALUES ($1, $2, $3, $3, $4, $5) \
          ON CONFLICT (tsp_id) DO UPDATE SET base_url = excluded.base_url, updated_ms = excluded.updated_ms, \
-         rate_limit = excluded.rate_limit",
+         rate_limit = excluded.rate_limit, accepts_extra_parameters = excluded.accepts_extra_parameters",
     )
     .bind(&tsp.tsp_id)
     .bind(&tsp.base_url)
     .bind(now)
     .bind(tsp.rate_limit)
+    .bind(tsp.accepts_extra_parameters)
     .execute(self)
     .await?;
         Ok(())
@@ -181,7 +183,9 @@ impl Tx {
 
 impl Store {
     pub async fn tsp(&self, tsp_id: &str) -> Result<Option<Tsp>, StoreError> {
-        let row = query("SELECT tsp_id, base_url, rate_limit FROM tsps WHERE tsp_id = $1")
+        let row = query(
+            "SELECT tsp_id, base_url, rate_limit, accepts_extra_parameters FROM tsps WHERE tsp_id = $1",
+        )
             .bind(tsp_id)
             .fetch_optional(self.reader())
             .await?;
@@ -190,6 +194,7 @@ impl Store {
                 tsp_id: r.get("tsp_id")?,
                 base_url: r.get("base_url")?,
                 rate_limit: r.get("rate_limit")?,
+                accepts_extra_parameters: r.get("accepts_extra_parameters")?,
             })
         })
         .transpose()

@@ -32,7 +32,7 @@ hub_tests!(
     x_correlation_id_of_1_and_64_characters_is_accepted_and_65_is_rejected_with_112,
     a_content_type_that_is_not_json_is_rejected_with_112,
     json_with_a_charset_or_without_a_content_type_is_accepted,
-    unknown_fields_are_ignored,
+    parameters_the_contract_does_not_define_are_refused_with_112_unless_the_tsp_sends_them,
     a_body_of_2_mib_is_refused_and_the_hub_still_answers,
     x_correlation_id_is_echoed_on_every_answer,
 );
@@ -442,25 +442,60 @@ async fn json_with_a_charset_or_without_a_content_type_is_accepted(app: TestApp)
         .assert_accepted();
 }
 
-async fn unknown_fields_are_ignored(app: TestApp) {
+async fn parameters_the_contract_does_not_define_are_refused_with_112_unless_the_tsp_sends_them(
+    app: TestApp,
+) {
     let token = app.pending_token().await;
+    let active = app.active_token().await;
     let mut cmk = app.cmk_ac();
     cmk["checkValue"] = json!("ABCDEF");
-    let body = json!({
+    let top = json!({
+        "issuerId": ISSUER,
+        "tokenPersoInfo": app.required_elements(),
+        "requestTimestamp": "2025-01-01T00:00:00Z",
+    });
+    let in_element = json!({
         "issuerId": ISSUER,
         "tokenPersoInfo": [cmk, app.track2_data(), {"name": "psn", "value": "01", "comment": "x"}],
-        "requestTimestamp": "2025-01-01T00:00:00Z",
-        "tokenInfo": {"exp": "not MMYY, and not part of /data"},
     });
-    app.put_data(&token, &body).await.assert_accepted();
+    // tokenInfo is not part of /data.
+    let token_info_on_data = json!({
+        "issuerId": ISSUER,
+        "tokenPersoInfo": app.required_elements(),
+        "tokenInfo": {"exp": "1230"},
+    });
+    for body in [&top, &in_element, &token_info_on_data] {
+        let answer = app.put_data(&token, body).await;
+        answer.assert_refused(112);
+        assert!(
+            answer.message().contains("non-standard"),
+            "{}",
+            answer.message()
+        );
+        assert!(!answer.body.contains("checkValue") && !answer.body.contains("ABCDEF"));
+    }
+    assert_eq!(app.token_state(&token).await, "PENDING_DATA");
+    let new_data =
+        json!({"issuerId": ISSUER, "tokenInfo": {"exp": "0131", "cvv": "x"}, "extra": [1, 2]});
+    app.put_new_data(&active, &new_data)
+        .await
+        .assert_refused(112);
+    assert_ne!(app.get_token(&active).await["tokenInfo"]["exp"], "0131");
+
+    // The TSP registered as one that sends extras: they are ignored.
+    let r = app
+        .admin(reqwest::Method::PUT, &format!("/admin/v1/tsps/{TSP_ID}"))
+        .json(&json!({"baseUrl": app.tsp.base_url(), "acceptsExtraParameters": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["acceptsExtraParameters"], true);
+    app.put_data(&token, &in_element).await.assert_accepted();
     assert_eq!(app.token_state(&token).await, "PERSONALIZING");
-    let active = app.active_token().await;
-    app.put_new_data(
-        &active,
-        &json!({"issuerId": ISSUER, "tokenInfo": {"exp": "0131", "cvv": "x"}, "extra": [1, 2]}),
-    )
-    .await
-    .assert_accepted();
+    app.put_new_data(&active, &new_data).await.assert_accepted();
+    assert_eq!(app.get_token(&active).await["tokenInfo"]["exp"], "0131");
 }
 
 async fn a_body_of_2_mib_is_refused_and_the_hub_still_answers(app: TestApp) {

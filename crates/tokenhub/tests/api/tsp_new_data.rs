@@ -37,7 +37,7 @@ hub_tests!(
     a_refused_new_data_changes_nothing,
     recovered_data_that_is_the_data_the_token_was_personalized_with_is_accepted,
     recovered_data_that_differs_from_what_the_token_was_personalized_with_is_rejected_with_431,
-    recovered_data_after_the_recovery_time_to_live_is_rejected_with_322,
+    recovered_data_after_the_recovery_time_to_live_is_rejected_with_432,
     a_retry_of_a_recovered_part_is_acknowledged_and_not_applied_twice,
     a_retry_of_the_completing_recovered_call_after_the_device_confirmed_is_acknowledged,
 );
@@ -288,7 +288,7 @@ async fn recovered_data_that_differs_from_what_the_token_was_personalized_with_i
     );
 }
 
-async fn recovered_data_after_the_recovery_time_to_live_is_rejected_with_322(app: TestApp) {
+async fn recovered_data_after_the_recovery_time_to_live_is_rejected_with_432(app: TestApp) {
     let (elements, token, correlation_id) = recovering(&app).await;
     app.clock.advance(PERSO_TTL * 2);
     let body = json!({"issuerId": ISSUER, "tokenPersoInfo": elements});
@@ -298,7 +298,7 @@ async fn recovered_data_after_the_recovery_time_to_live_is_rejected_with_322(app
         serde_json::to_vec(&body).unwrap(),
     )
     .await
-    .assert_refused(322);
+    .assert_refused(432);
     assert_eq!(app.get_token(&token).await["profileVersion"], VERSION);
 }
 

@@ -24,6 +24,8 @@ hub_tests!(
     the_100000_character_limit_counts_characters_not_bytes,
     one_invalid_element_refuses_the_whole_call,
     new_data_with_invalid_elements_is_rejected_with_431,
+    a_value_the_profile_says_is_encrypted_may_arrive_without_its_key_index,
+    a_default_key_must_be_one_the_hub_holds_when_the_profile_is_defined,
 );
 
 /// Sends `elements` to a fresh pending token; the call must be refused with 431 and leave the
@@ -249,4 +251,73 @@ async fn new_data_with_invalid_elements_is_rejected_with_431(app: TestApp) {
     }
     assert_eq!(app.hub.store.data_part_count(&token).await.unwrap(), 0);
     assert_eq!(app.token_state(&token).await, "ACTIVE");
+}
+
+/// The seeded profile with defaults: `cmk_ac` names the KEK, and the profile names the DEK for
+/// its other sensitive elements.
+fn profile_with_default_keys(cmk_key: &str, profile_key: &str) -> Value {
+    let mut def = profile_definition();
+    def["defaultKeyIndex"] = json!(profile_key);
+    for e in def["dataElements"].as_array_mut().unwrap() {
+        if e["name"] == "cmk_ac" {
+            e["defaultKeyIndex"] = json!(cmk_key);
+        }
+    }
+    def
+}
+
+async fn a_value_the_profile_says_is_encrypted_may_arrive_without_its_key_index(app: TestApp) {
+    let r = app
+        .put_profile_version(
+            ISSUER,
+            "defaults",
+            "v1",
+            &profile_with_default_keys(KEK, DEK),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    assert_eq!(app.deploy(ISSUER, "defaults", "v1").await.status(), 200);
+    let without_index = |v: Value| json!({"name": v["name"], "value": v["value"]});
+    // Under the wrong default (cmk_ac under the DEK): refused like any value.
+    let token = app.digitize_with(json!({"productId": "defaults"})).await;
+    let wrong = without_index(app.encrypted("cmk_ac", DEK, &random_bytes(16)));
+    let answer = app.put_data(&token, &data_body(&[wrong, psn()])).await;
+    answer.assert_refused(431);
+    // Under their defaults, with no keyIndex: decrypted, stored, and built for the device.
+    let elements = [
+        without_index(app.cmk_ac()),
+        without_index(app.track2_data()),
+        psn(),
+    ];
+    app.put_data(&token, &data_body(&elements))
+        .await
+        .assert_accepted();
+    assert_eq!(app.token_state(&token).await, "PERSONALIZING");
+    app.confirm_personalization(&token).await;
+    assert_eq!(app.token_state(&token).await, "ACTIVE");
+    // Without defaults, a sensitive element without keyIndex is still refused.
+    assert_invalid(&app, &[without_index(app.cmk_ac()), psn()]).await;
+}
+
+async fn a_default_key_must_be_one_the_hub_holds_when_the_profile_is_defined(app: TestApp) {
+    for def in [
+        profile_with_default_keys("NO-SUCH-KEY", DEK),
+        profile_with_default_keys(KEK, "NO-SUCH-KEY"),
+        profile_with_default_keys("", DEK),
+        profile_with_default_keys(KEK, &"K".repeat(33)),
+    ] {
+        let r = app
+            .put_profile_version(ISSUER, "defaults", "v1", &def)
+            .await;
+        assert_eq!(r.status(), 400, "{def}");
+    }
+    let r = app
+        .put_profile_version(
+            ISSUER,
+            "defaults",
+            "v1",
+            &profile_with_default_keys(KEK, LONG_KEY_INDEX),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
 }

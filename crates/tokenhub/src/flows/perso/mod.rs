@@ -52,6 +52,16 @@ pub async fn submit(
             Rejection::new(Code::UnknownIssuer, "issuerId is not a registered issuer").into(),
         );
     }
+    if !submission.extras.is_empty()
+        && !crate::flows::catalog::issuer_tsp_accepts_extras(hub, submission.issuer_id.as_str())
+            .await?
+    {
+        return Err(Rejection::format(format!(
+            "unsupported non-standard parameters (in {}): the contract does not define them",
+            submission.extras.join(", ")
+        ))
+        .into());
+    }
     let names = CallNames::of(submission.elements.iter().map(|e| e.name.as_str()));
     let key = CallKey {
         token_id: token_id.as_str(),
@@ -130,7 +140,7 @@ struct Prepared {
 async fn prepare(
     hub: &Hub,
     token: &TokenRow,
-    submission: DataSubmission,
+    mut submission: DataSubmission,
     names: CallNames,
     op: Operation,
 ) -> Result<Prepared, Error> {
@@ -148,13 +158,15 @@ async fn prepare(
                 "the token's profile version is not defined at the hub",
             )
         })?;
+    perso::resolve_default_keys(&profile, &mut submission.elements);
     let elements = &submission.elements;
     if elements
         .iter()
         .filter_map(|e| e.key_index.as_deref())
         .any(|k| !hub.keys.knows_key(k))
     {
-        hub.reload_keys().await?;
+        // Rate-limited: an unknown key is otherwise a cheap refusal (431).
+        hub.reload_keys_if_due().await?;
     }
     // A `/newData`'s values are fingerprinted here, so that a recovery's comparison with what
     // the token was personalized with needs no decryption in the transaction.
