@@ -19,6 +19,7 @@ pub mod profile;
 pub mod shared_key;
 pub mod token;
 pub mod tsp_call;
+pub mod wallet_provider;
 
 pub use ids::{Code, CorrelationId, IssuerId, Rejection, TokenId};
 pub use profile::{ElementFormat, ProfileDefinition};

@@ -25,3 +25,4 @@ mod tsp_new_data;
 mod tsp_perso_data;
 mod tsp_updates;
 mod wallet;
+mod wallet_auth;
