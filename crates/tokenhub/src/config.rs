@@ -9,6 +9,7 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tokenhub.db";
 pub const DEFAULT_PERSO_TTL_SECS: u64 = 900;
+pub const DEFAULT_WALLET_MAX_LONG_POLLS: usize = 1000;
 
 /// Flags and environment variables shared by every command that opens the store.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -18,7 +19,7 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
     /// A TOML file with any of: listen, database_url, perso_ttl, delivery_window,
     /// delivery_max_tries, delivery_ttl, admin_token, master_key, notify_retry_schedule,
-    /// outbound_allow.
+    /// outbound_allow, wallet_max_long_polls.
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -51,6 +52,9 @@ pub struct ServeArgs {
     /// reached at, e.g. `127.0.0.0/8,10.0.0.0/8`. Public addresses are always allowed.
     #[arg(long, env = "TOKENHUB_OUTBOUND_ALLOW")]
     pub outbound_allow: Option<String>,
+    /// Long polls (`waitSeconds` > 0) one wallet provider may hold open at once; more get `503`.
+    #[arg(long, env = "TOKENHUB_WALLET_MAX_LONG_POLLS")]
+    pub wallet_max_long_polls: Option<usize>,
 }
 
 /// The optional TOML file.
@@ -67,6 +71,7 @@ struct FileConfig {
     master_key: Option<String>,
     notify_retry_schedule: Option<String>,
     outbound_allow: Option<String>,
+    wallet_max_long_polls: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +101,8 @@ pub struct Config {
     pub notify: NotifySettings,
     /// How far ahead of the hub's clock a TSP's `lastUpdateTimestamp` may be (5 minutes).
     pub max_update_skew: Duration,
+    /// Long polls one wallet provider may hold open at once.
+    pub wallet_max_long_polls: usize,
 }
 
 /// How token updates are delivered to token requestors.
@@ -184,6 +191,7 @@ impl std::fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("perso_ttl", &self.perso_ttl)
             .field("delivery", &self.delivery)
+            .field("wallet_max_long_polls", &self.wallet_max_long_polls)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
             .finish()
@@ -203,6 +211,7 @@ impl Config {
             master_key: None,
             notify: NotifySettings::default(),
             max_update_skew: Duration::from_secs(300),
+            wallet_max_long_polls: DEFAULT_WALLET_MAX_LONG_POLLS,
         }
     }
 
@@ -271,6 +280,10 @@ impl Config {
                 ..NotifySettings::default()
             },
             max_update_skew: Duration::from_secs(300),
+            wallet_max_long_polls: args
+                .wallet_max_long_polls
+                .or(file.wallet_max_long_polls)
+                .unwrap_or(DEFAULT_WALLET_MAX_LONG_POLLS),
         };
         if config.perso_ttl.is_zero() {
             return Err(ConfigError::Invalid(

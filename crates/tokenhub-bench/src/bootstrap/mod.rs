@@ -30,6 +30,16 @@ impl Admin {
         path: &str,
         body: Value,
     ) -> anyhow::Result<()> {
+        self.send_json(method, path, body).await.map(|_| ())
+    }
+
+    /// [`Self::send`], and the answer's JSON (`Null` when empty).
+    pub(crate) async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> anyhow::Result<Value> {
         let resp = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -44,7 +54,7 @@ impl Admin {
             status.is_success(),
             "{method} {path}: HTTP {status}: {text}"
         );
-        Ok(())
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }
 

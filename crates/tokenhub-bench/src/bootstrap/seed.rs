@@ -67,7 +67,7 @@ pub(crate) async fn create_tokens(
             hub.store.transact(move |c| {
                 Box::pin(async move {
                     for row in &rows {
-                        c.put_device(&row.device_id, &random_public_key(), now)
+                        c.put_device(&row.device_id, &random_public_key(), None, now)
                             .await?;
                         c.insert_token(row).await?;
                     }

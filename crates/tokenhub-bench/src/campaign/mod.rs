@@ -101,7 +101,7 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
     let sims = Simulators::start(&args, &hub_url, &key_set).await?;
     print_header(&args, dir.path());
 
-    let db_mb = seed_hub(
+    let (db_mb, wallet_key) = seed_hub(
         &args,
         &database_url,
         &master_key,
@@ -125,6 +125,10 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
     .await?;
     let pid = hub.pid();
     let sim = sims.tsp;
+    // The devices call the wallet API with the provider's key, made while seeding.
+    let devices = Arc::try_unwrap(sims.devices)
+        .map_err(|_| anyhow::anyhow!("the devices are still shared after seeding"))?
+        .with_api_key(&wallet_key)?;
     let outcome = measure(
         &args,
         &hub,
@@ -132,7 +136,7 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
         &admin_token,
         &sim,
         &sims.derived,
-        sims.devices,
+        Arc::new(devices),
         sims.recovered,
     )
     .await;

@@ -3,6 +3,9 @@
 
 use super::process::file_mb;
 use super::{CampaignArgs, ISSUER_ID, PRODUCT_ID, SEED_BATCH, TSP_ID};
+
+/// The wallet provider whose devices the bench's are, and whose API key they call with.
+const WALLET_PROVIDER: &str = "bench-wallet";
 use crate::bootstrap::{import_key_set, in_process, Admin};
 use anyhow::{ensure, Context};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -18,7 +21,8 @@ use tokenhub_sim::device::light::LightDevices;
 use tokenhub_sim::tsp::elements::SimKeys;
 use tokenhub_sim::{DerivedTokens, TspSimHandle};
 
-/// Seeds the hub's database (timed, not measured); the database's size after, in MB.
+/// Seeds the hub's database (timed, not measured); the database's size after, in MB, and the
+/// wallet provider's API key.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn seed_hub(
     args: &CampaignArgs,
@@ -29,7 +33,7 @@ pub(crate) async fn seed_hub(
     sim: &TspSimHandle,
     derived: &DerivedTokens,
     devices: &Arc<LightDevices>,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, String)> {
     let seeding = std::time::Instant::now();
     let mut config = Config::for_database(database_url);
     config.listen = "127.0.0.1:0".parse()?;
@@ -37,12 +41,13 @@ pub(crate) async fn seed_hub(
     config.master_key = Some(master_key.to_string());
     let local = in_process(config).await?;
     let seeded = async {
-        register(args, &local, key_set, sim).await?;
-        insert_tokens(args, &local.hub, key_set, derived, devices).await
+        let wallet_key = register(args, &local, key_set, sim).await?;
+        insert_tokens(args, &local.hub, key_set, derived, devices).await?;
+        anyhow::Ok(wallet_key)
     }
     .await;
     local.stop().await?;
-    seeded?;
+    let wallet_key = seeded?;
     let db_path = database_url.trim_start_matches("sqlite://");
     let db_mb = file_mb(std::path::Path::new(db_path));
     println!(
@@ -50,16 +55,17 @@ pub(crate) async fn seed_hub(
         args.tokens,
         seeding.elapsed().as_secs_f64()
     );
-    Ok(db_mb)
+    Ok((db_mb, wallet_key))
 }
 
-/// The key set, the TSP, the issuer, profile v1 deployed and v2 put, through the admin API.
+/// The key set, the TSP, the issuer, profile v1 deployed and v2 put, the wallet provider, through
+/// the admin API; the provider's API key.
 async fn register(
     args: &CampaignArgs,
     local: &LocalHub,
     key_set: &tokenhub_crypto::KeySet,
     sim: &TspSimHandle,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     import_key_set(&local.hub, key_set).await?;
     let admin = Admin {
         http: reqwest::Client::new(),
@@ -98,7 +104,18 @@ async fn register(
             &format!("{product}/v2"),
             tokenhub_sim::profiles::profile_v2(),
         )
-        .await
+        .await?;
+    let provider = format!("/admin/v1/wallet-providers/{WALLET_PROVIDER}");
+    admin
+        .send(Method::PUT, &provider, json!({"name": "Bench Wallet"}))
+        .await?;
+    let key = admin
+        .send_json(Method::POST, &format!("{provider}/api-keys"), json!({}))
+        .await?;
+    key["apiKey"]
+        .as_str()
+        .map(str::to_string)
+        .context("the new key's answer has no apiKey")
 }
 
 /// One device and one ACTIVE token per index, with its fingerprints, in batched transactions;
@@ -165,7 +182,13 @@ async fn insert_rows(hub: &tokenhub::Hub, rows: Vec<SeedRow>, now: i64) -> anyho
         .transact(move |c| {
             Box::pin(async move {
                 for r in &rows {
-                    c.put_device(&r.token.device_id, &r.public_key, now).await?;
+                    c.put_device(
+                        &r.token.device_id,
+                        &r.public_key,
+                        Some(WALLET_PROVIDER),
+                        now,
+                    )
+                    .await?;
                     c.insert_token(&r.token).await?;
                     c.replace_token_fingerprints(&r.token.token_id, &r.fingerprints)
                         .await?;

@@ -67,8 +67,19 @@ impl Demo {
             sim_config,
         )
         .await?;
+        // The wallets' provider, whose key every wallet call carries.
+        let mut client = Client {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            base: hub_url.clone(),
+            admin_token: hub.admin_token().to_string(),
+            wallet_key: String::new(),
+        };
+        client.register_wallet_provider("demo-wallet").await?;
         let mut fleet_config = tokenhub_sim::device::FleetConfig::new(hub_url.clone(), args.tokens);
         fleet_config.wait_seconds = 5;
+        fleet_config.api_key = Some(tokenhub_sim::device::ApiKey(client.wallet_key.clone()));
         let fleet = Fleet::start(fleet_config).await?;
 
         // A PSP keeping the tokens on file, receiving their updates.
@@ -78,13 +89,6 @@ impl Demo {
         ))
         .await?;
 
-        let client = Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-            base: hub_url,
-            admin_token: hub.admin_token().to_string(),
-        };
         Ok(Self {
             args,
             started,
@@ -168,7 +172,7 @@ impl Demo {
         stream::iter(self.fleet.device_ids().iter().enumerate())
             .map(|(i, device_id)| async move {
                 let answer = client
-                    .post(
+                    .wallet_post(
                         "/wallet/v1/digitizations",
                         json!({"issuerId": ISSUER_ID, "productId": "classic", "deviceId": device_id,
                                "walletCardRefId": format!("card-{i:06}"),

@@ -7,6 +7,8 @@ pub(super) struct Client {
     pub(super) http: reqwest::Client,
     pub(super) base: String,
     pub(super) admin_token: String,
+    /// The demo wallet provider's API key, which every wallet call carries.
+    pub(super) wallet_key: String,
 }
 
 impl Client {
@@ -54,9 +56,33 @@ impl Client {
         .with_context(|| format!("GET {path}"))
     }
 
-    pub(super) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
-            .await
-            .with_context(|| format!("POST {path}"))
+    /// A wallet API call, as the demo's wallet provider.
+    pub(super) async fn wallet_post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.wallet_key)
+                .json(&body),
+        )
+        .await
+        .with_context(|| format!("POST {path}"))
+    }
+
+    /// Registers a wallet provider and makes it an API key; the key.
+    pub(super) async fn register_wallet_provider(
+        &mut self,
+        provider_id: &str,
+    ) -> anyhow::Result<()> {
+        let path = format!("/admin/v1/wallet-providers/{provider_id}");
+        self.admin_put(&path, serde_json::json!({"name": "Demo Wallet"}))
+            .await?;
+        let key = self
+            .admin_post(&format!("{path}/api-keys"), serde_json::json!({}))
+            .await?;
+        self.wallet_key = key["apiKey"]
+            .as_str()
+            .context("the new key's answer has no apiKey")?
+            .to_string();
+        Ok(())
     }
 }

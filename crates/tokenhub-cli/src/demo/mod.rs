@@ -54,11 +54,16 @@ pub struct DeviceSimArgs {
     /// Seconds between two rounds of transactions.
     #[arg(long, default_value_t = 10)]
     transactions_every: u64,
+    /// The wallet provider's API key (`POST /admin/v1/wallet-providers/{id}/api-keys`) every
+    /// wallet call carries.
+    #[arg(long, env = "TOKENHUB_WALLET_API_KEY", hide_env_values = true)]
+    wallet_api_key: Option<String>,
 }
 
 pub async fn device_sim(args: DeviceSimArgs) -> anyhow::Result<()> {
     let mut fleet = tokenhub_sim::device::FleetConfig::new(args.hub_url, args.devices);
     fleet.id_prefix = args.id_prefix;
+    fleet.api_key = args.wallet_api_key.map(tokenhub_sim::device::ApiKey);
     let mut config = tokenhub_sim::device::DeviceSimConfig::new(fleet);
     config.tsp_sim_url = args.tsp_sim_url;
     config.transactions_every = Duration::from_secs(args.transactions_every.max(1));

@@ -280,6 +280,8 @@ pub struct World {
     pub tsp: TspSimHandle,
     pub fleet: Fleet,
     pub http: reqwest::Client,
+    /// The wallet provider's API key, which every wallet call (the fleet's too) carries.
+    pub wallet_key: String,
 }
 
 pub struct WorldOptions {
@@ -311,18 +313,22 @@ impl World {
         )
         .await
         .unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let wallet_key = register_wallet_provider(&http, &hub.url()).await;
         let mut fleet_config = FleetConfig::new(hub.url(), options.devices);
         fleet_config.wait_seconds = 2;
         fleet_config.id_prefix = format!("dev-{}-", uuid::Uuid::new_v4().simple());
+        fleet_config.api_key = Some(tokenhub_sim::device::ApiKey(wallet_key.clone()));
         let fleet = Fleet::start(fleet_config).await.unwrap();
         let world = Self {
             hub,
             tsp,
             fleet,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http,
+            wallet_key,
         };
         world
             .admin_put(
@@ -358,15 +364,7 @@ impl World {
     }
 
     async fn admin_put(&self, path: &str, body: Value) {
-        let r = self
-            .http
-            .put(format!("{}{path}", self.hub.url()))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+        admin_put(&self.http, &self.hub.url(), path, body).await;
     }
 
     /// Digitizes a card onto the `i`-th device, retrying while the hub is down.
@@ -388,6 +386,7 @@ impl World {
             let r = self
                 .http
                 .post(format!("{}/wallet/v1/digitizations", self.hub.url()))
+                .bearer_auth(&self.wallet_key)
                 .json(&body)
                 .send()
                 .await;
@@ -464,4 +463,31 @@ impl World {
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn admin_put(http: &reqwest::Client, hub: &str, path: &str, body: Value) -> Value {
+    let r = http
+        .put(format!("{hub}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+    r.json().await.unwrap_or(Value::Null)
+}
+
+/// Registers the e2e wallet provider and makes it an API key; the key.
+async fn register_wallet_provider(http: &reqwest::Client, hub: &str) -> String {
+    let path = "/admin/v1/wallet-providers/e2e-wallet";
+    admin_put(http, hub, path, json!({"name": "E2E Wallet"})).await;
+    let r = http
+        .post(format!("{hub}{path}/api-keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "a wallet API key");
+    let v: Value = r.json().await.unwrap();
+    v["apiKey"].as_str().unwrap().to_string()
 }

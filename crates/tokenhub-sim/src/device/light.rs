@@ -78,11 +78,7 @@ impl LightDevices {
         let hub = hub_url(hub_url_text)?;
         crate::tsp::ensure_crypto_provider();
         let request_timeout = Duration::from_secs(10);
-        let http = reqwest::Client::builder()
-            .connect_timeout(request_timeout)
-            .tcp_nodelay(true)
-            .build()
-            .context("building the HTTP client")?;
+        let http = wallet::client(request_timeout, None).context("building the HTTP client")?;
         let pairs = (0..key_pairs)
             .map(|i| {
                 let mut ikm = Zeroizing::new(seed.to_vec());
@@ -101,6 +97,13 @@ impl LightDevices {
             pairs,
             request_timeout,
         })
+    }
+
+    /// Every wallet call carries `api_key`, the wallet provider's.
+    pub fn with_api_key(mut self, api_key: &str) -> anyhow::Result<Self> {
+        self.http = wallet::client(self.request_timeout, Some(api_key))
+            .context("building the HTTP client")?;
+        Ok(self)
     }
 
     /// The public key (base64url, no padding) device `device_index` registers.

@@ -83,6 +83,18 @@ pub struct FleetConfig {
     /// Time allowed for a registration, a result or a transaction (a poll gets `wait_seconds`
     /// more).
     pub request_timeout: Duration,
+    /// The wallet provider's API key every wallet call carries (the hub refuses calls without).
+    pub api_key: Option<ApiKey>,
+}
+
+/// A wallet provider's API key; its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
 }
 
 impl FleetConfig {
@@ -100,6 +112,7 @@ impl FleetConfig {
                 .saturating_mul(devices.try_into().unwrap_or(u32::MAX))
                 .min(Duration::from_secs(2)),
             request_timeout: Duration::from_secs(10),
+            api_key: None,
         }
     }
 }
@@ -334,11 +347,11 @@ impl Fleet {
         }
         let hub = hub_url(&config.hub_url)?;
         crate::tsp::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.request_timeout)
-            .tcp_nodelay(true)
-            .build()
-            .context("building the HTTP client")?;
+        let http = wallet::client(
+            config.request_timeout,
+            config.api_key.as_ref().map(|k| k.0.as_str()),
+        )
+        .context("building the HTTP client")?;
 
         let ids = device_ids(&config.id_prefix, config.devices);
         let devices: Vec<Arc<Device>> = tokio::task::spawn_blocking(move || {

@@ -44,6 +44,26 @@ fn transport(e: reqwest::Error) -> CallError {
     CallError::Transport(text)
 }
 
+/// The wallet API's HTTP client: every request carries the wallet provider's API key
+/// (`Authorization: Bearer`), when one is given, marked sensitive so that no log shows it.
+pub(crate) fn client(
+    connect_timeout: Duration,
+    api_key: Option<&str>,
+) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = api_key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| anyhow::anyhow!("the wallet API key is not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .build()?)
+}
+
 /// `base` + path segments, each percent-encoded as needed.
 pub(crate) fn url(base: &Url, segments: &[&str]) -> Url {
     let mut url = base.clone();

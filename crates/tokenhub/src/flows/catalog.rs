@@ -129,22 +129,24 @@ pub async fn deploy(
         .await
 }
 
-/// Whether a device is registered.
-pub async fn device_registered(hub: &Hub, device_id: &str) -> Result<bool, Error> {
-    Ok(hub.store.device_public_key(device_id).await?.is_some())
-}
-
-/// Registers a device and its public key (canonical base64url); a device's key never changes.
+/// Registers a device and its public key (canonical base64url) for the wallet provider that
+/// registers it; a device's key and provider never change.
 pub async fn put_device(
     hub: &Hub,
     device_id: &str,
     public_key: String,
+    provider_id: &str,
 ) -> Result<PutImmutable, Error> {
     let now = hub.now_ms();
-    let id = device_id.to_string();
+    let (id, provider) = (device_id.to_string(), provider_id.to_string());
     hub.store
         .transact(move |tx| {
-            Box::pin(async move { Ok::<_, Error>(tx.put_device(&id, &public_key, now).await?) })
+            Box::pin(async move {
+                Ok::<_, Error>(
+                    tx.put_device(&id, &public_key, Some(&provider), now)
+                        .await?,
+                )
+            })
         })
         .await
 }

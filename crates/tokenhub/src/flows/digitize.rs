@@ -81,10 +81,14 @@ impl Digitization {
     }
 }
 
-/// Digitizes a card: checks the catalog knows everything the call needs, asks the TSP to create
-/// the token and records it, waiting for its data.
-pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeError> {
-    let (tsp, version) = check_catalog(hub, &d).await?;
+/// Digitizes a card onto a device of `provider_id`: checks the catalog knows everything the call
+/// needs, asks the TSP to create the token and records it, waiting for its data.
+pub async fn digitize(
+    hub: &Hub,
+    provider_id: &str,
+    d: Digitization,
+) -> Result<TokenRow, DigitizeError> {
+    let (tsp, version) = check_catalog(hub, provider_id, &d).await?;
     let correlation_id = CorrelationId::from_uuid(uuid::Uuid::new_v4());
     let answer = request_token(hub, &tsp, &d, &correlation_id).await?;
     let (token_id, exp, last4) = read_answer(answer)?;
@@ -125,8 +129,13 @@ pub async fn digitize(hub: &Hub, d: Digitization) -> Result<TokenRow, DigitizeEr
 }
 
 /// The issuer's TSP and the product's deployed profile version, once the issuer, its TSP, the
-/// product's version and the device are all known (checked in that order).
-async fn check_catalog(hub: &Hub, d: &Digitization) -> Result<(Tsp, String), DigitizeError> {
+/// product's version, the device (the caller's: another provider's answers as an unknown one) and
+/// the token requestor are all known (checked in that order).
+async fn check_catalog(
+    hub: &Hub,
+    provider_id: &str,
+    d: &Digitization,
+) -> Result<(Tsp, String), DigitizeError> {
     let issuer = hub
         .store
         .issuer(d.issuer_id.as_str())
@@ -150,11 +159,18 @@ async fn check_catalog(hub: &Hub, d: &Digitization) -> Result<(Tsp, String), Dig
                 d.product_id, d.issuer_id
             ))
         })?;
-    if hub.store.device_public_key(&d.device_id).await?.is_none() {
+    if hub.store.device_provider(&d.device_id).await?.as_deref() != Some(provider_id) {
         return Err(DigitizeError::NotFound(format!(
             "device {} is not registered",
             d.device_id
         )));
+    }
+    if let Some(requestor) = &d.token_requestor_id {
+        if hub.store.requestor(requestor).await?.is_none() {
+            return Err(DigitizeError::Invalid(format!(
+                "tokenRequestorId {requestor} is not a registered token requestor"
+            )));
+        }
     }
     Ok((tsp, version))
 }

@@ -14,3 +14,4 @@ pub mod reperso;
 pub mod requestors;
 pub mod tokens;
 pub mod tsp_calls;
+pub mod wallet_providers;

@@ -18,6 +18,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(super::cards::router())
         .merge(super::requestors::router())
         .merge(super::notifications::router())
+        .merge(super::wallet_providers::router())
         .layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 

@@ -14,12 +14,15 @@ mod tokens;
 mod tsp;
 mod tsps;
 mod wallet;
+mod wallet_auth;
+mod wallet_providers;
 
 use crate::hub::Hub;
 use axum::Router;
 use std::sync::Arc;
 
 pub use api_error::ApiError;
+pub use wallet_auth::PeerCertificate;
 
 /// Largest request body any API accepts; larger ones get `413` (with `112` on the TSP API). Sized
 /// for the largest valid `/data` or `/newData` body: The contract
@@ -36,7 +39,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/trapi/v2.0", tsp::router())
         .nest("/admin/v1", admin::router(state.clone()))
-        .nest("/wallet/v1", wallet::router())
+        .nest("/wallet/v1", wallet::router(state.clone()))
         .merge(openapi::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())

@@ -42,6 +42,10 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::wallet::poll_personalizations,
         super::wallet::post_result,
         super::wallet::token_removed,
+        super::wallet_providers::put_provider,
+        super::wallet_providers::get_provider,
+        super::wallet_providers::create_key,
+        super::wallet_providers::revoke_key,
     ),
     modifiers(&AdminSecurity)
 )]
@@ -55,6 +59,10 @@ impl utoipa::Modify for AdminSecurity {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "admin",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "wallet",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }

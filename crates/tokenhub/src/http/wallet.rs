@@ -1,7 +1,10 @@
 //! The wallet API (`/wallet/v1`): devices register their X25519 public key, and ask for a card to
-//! be digitized onto them.
+//! be digitized onto them. Every call is a wallet provider's ([`wallet_auth`](super::wallet_auth));
+//! a device is the provider's that registered it, and another provider's device, personalization
+//! or removal answers `404` exactly as a missing one, and changes nothing.
 
 use super::api_error::{ApiErrorBody, JsonBody};
+use super::wallet_auth::{require_provider, LongPolls, WalletCaller};
 use super::{ApiError, AppState};
 use crate::domain::catalog::PutImmutable;
 use crate::domain::ids::parse_slug;
@@ -10,15 +13,18 @@ use crate::domain::TokenState;
 use crate::flows::catalog;
 use crate::flows::deliver::{self, DeviceResult, SettleError};
 use crate::flows::digitize::{self, Digitization, DigitizeError};
-use axum::extract::{Path, Query, State};
+use crate::flows::wallet_providers::owns_device;
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: AppState) -> Router<AppState> {
+    let long_polls = LongPolls::new(state.config.wallet_max_long_polls);
     Router::new()
         .route("/devices", post(register_device))
         .route("/digitizations", post(create_digitization))
@@ -34,6 +40,11 @@ pub fn router() -> Router<AppState> {
             "/devices/{device_id}/tokens/{token_id}/removed",
             post(token_removed),
         )
+        .layer(Extension(long_polls))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            require_provider,
+        ))
 }
 
 /// Longest long poll.
@@ -53,12 +64,17 @@ pub struct PollParams {
 /// device confirms it (`POST …/tokens/{tokenId}/removed`).
 #[utoipa::path(get, path = "/wallet/v1/devices/{deviceId}/personalizations", tag = "wallet",
     params(("deviceId" = String, Path), PollParams),
-    responses((status = 200, body = [DeviceWork]), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = [DeviceWork]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 404, body = ApiErrorBody, description = "no device of the caller's"),
+        (status = 503, body = ApiErrorBody, description = "the caller holds its cap of long polls (Retry-After)")),
+    security(("wallet" = [])))]
 async fn poll_personalizations(
     State(hub): State<AppState>,
+    Extension(caller): Extension<WalletCaller>,
+    Extension(long_polls): Extension<LongPolls>,
     Path(device_id): Path<String>,
     Query(params): Query<PollParams>,
-) -> Result<Json<Vec<DeviceWork>>, ApiError> {
+) -> Result<Response, ApiError> {
     let device_id = parse_slug("deviceId", &device_id)?;
     let wait = params.wait_seconds.unwrap_or(0);
     if wait > MAX_WAIT_SECONDS {
@@ -66,13 +82,21 @@ async fn poll_personalizations(
             "waitSeconds must be at most {MAX_WAIT_SECONDS}"
         )));
     }
-    if !catalog::device_registered(&hub, &device_id).await? {
+    if !owns_device(&hub, &caller.0, &device_id).await? {
         return Err(ApiError::not_found(format!(
             "device {device_id} is not registered"
         )));
     }
+    let _held = if wait > 0 {
+        match long_polls.enter(&caller.0) {
+            Some(held) => Some(held),
+            None => return Ok(LongPolls::refusal()),
+        }
+    } else {
+        None
+    };
     let work = deliver::poll(&hub, &device_id, std::time::Duration::from_secs(wait)).await?;
-    Ok(Json(work.into_iter().map(work_view).collect()))
+    Ok(Json(work.into_iter().map(work_view).collect::<Vec<_>>()).into_response())
 }
 
 /// What a device's poll brings: profiles to install, tokens to remove.
@@ -102,6 +126,20 @@ pub struct Offer {
     pub token_id: String,
     pub profile_version: String,
     pub profile: OfferedProfile,
+    /// What the TSP said of the token, to display.
+    pub token_info: TokenInfoView,
+}
+
+/// The token as the TSP described it (`tokenInfo`): never a card or token number.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfoView {
+    /// The token's expiry, MMYY.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<String>,
+    /// The token's last digits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last4: Option<String>,
 }
 
 /// The profile, HPKE-sealed to the device (mode base, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
@@ -124,6 +162,10 @@ fn work_view(w: deliver::DeviceWork) -> DeviceWork {
                 enc: b64.encode(&o.enc),
                 ciphertext: b64.encode(&o.ciphertext),
             },
+            token_info: TokenInfoView {
+                exp: o.token_exp,
+                last4: o.token_last4,
+            },
         }),
         deliver::DeviceWork::Remove { token_id } => DeviceWork::Remove(Removal {
             action: "REMOVE",
@@ -144,11 +186,14 @@ pub struct ResultBody {
 
 /// The device says how the personalization went. Repeating the same result is harmless (`204`);
 /// another result for a settled personalization, or any result for one never offered, is `409`.
+/// A personalization of another provider's device is `404`, as a missing one.
 #[utoipa::path(post, path = "/wallet/v1/personalizations/{personalizationId}/result", tag = "wallet",
     params(("personalizationId" = String, Path)), request_body = ResultBody,
-    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+    security(("wallet" = [])))]
 async fn post_result(
     State(hub): State<AppState>,
+    Extension(caller): Extension<WalletCaller>,
     Path(personalization_id): Path<String>,
     JsonBody(body): JsonBody<ResultBody>,
 ) -> Result<StatusCode, ApiError> {
@@ -169,7 +214,7 @@ async fn post_result(
         }
         _ => return Err(ApiError::bad_request("status must be SUCCESS or FAILURE")),
     };
-    match deliver::settle(&hub, &personalization_id, result).await {
+    match deliver::settle(&hub, &caller.0, &personalization_id, result).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(SettleError::NotFound) => Err(ApiError::not_found(format!(
             "personalization {personalization_id} does not exist"
@@ -184,12 +229,17 @@ async fn post_result(
 /// The device removed a deleted token: it is no longer listed in the device's polls.
 #[utoipa::path(post, path = "/wallet/v1/devices/{deviceId}/tokens/{tokenId}/removed", tag = "wallet",
     params(("deviceId" = String, Path), ("tokenId" = String, Path)),
-    responses((status = 204), (status = 404, body = ApiErrorBody, description = "no deleted token of this device")))]
+    responses((status = 204), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "no deleted token of this device of the caller's")),
+    security(("wallet" = [])))]
 async fn token_removed(
     State(hub): State<AppState>,
+    Extension(caller): Extension<WalletCaller>,
     Path((device_id, token_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    if crate::flows::lifecycle::removal_done(&hub, &device_id, &token_id).await? {
+    // A device's provider never changes, so this check holds for the removal's transaction too.
+    if owns_device(&hub, &caller.0, &device_id).await?
+        && crate::flows::lifecycle::removal_done(&hub, &device_id, &token_id).await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(
@@ -212,13 +262,16 @@ pub struct DeviceView {
     pub device_id: String,
 }
 
-/// Register a device and the X25519 public key its profiles will be encrypted to. Registering the
-/// same key again is harmless (`200`); another key for a known device is refused (`409`).
+/// Register a device of the caller's and the X25519 public key its profiles will be encrypted to.
+/// Registering the same key again is harmless (`200`); another key for a known device, or a device
+/// another provider registered, is refused (`409`, the same answer for both).
 #[utoipa::path(post, path = "/wallet/v1/devices", tag = "wallet",
     request_body = DeviceBody,
-    responses((status = 201, body = DeviceView), (status = 200, body = DeviceView), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+    responses((status = 201, body = DeviceView), (status = 200, body = DeviceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+    security(("wallet" = [])))]
 async fn register_device(
     State(hub): State<AppState>,
+    Extension(caller): Extension<WalletCaller>,
     JsonBody(body): JsonBody<DeviceBody>,
 ) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
     let device_id = parse_slug("deviceId", &body.device_id)?;
@@ -231,13 +284,13 @@ async fn register_device(
         ));
     }
     let canonical = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&key);
-    let outcome = catalog::put_device(&hub, &device_id, canonical).await?;
+    let outcome = catalog::put_device(&hub, &device_id, canonical, &caller.0).await?;
     let status = match outcome {
         PutImmutable::Created => StatusCode::CREATED,
         PutImmutable::Unchanged => StatusCode::OK,
         PutImmutable::Conflict => {
             return Err(ApiError::conflict(format!(
-                "device {device_id} is registered with another public key"
+                "device {device_id} is already registered"
             )));
         }
     };
@@ -276,20 +329,26 @@ pub struct CardBody {
 pub struct DigitizationView {
     pub token_id: String,
     pub state: TokenState,
+    /// What the TSP said of the token in its `createToken` answer, to display.
+    pub token_info: TokenInfoView,
 }
 
 /// Digitize a card onto a device: the hub asks the issuer's TSP to create the token and answers
-/// with its id; the token then waits for the TSP's data preparation.
+/// with its id; the token then waits for the TSP's data preparation. The device must be the
+/// caller's, and a `tokenRequestorId` must name a registered token requestor (else `400`).
 #[utoipa::path(post, path = "/wallet/v1/digitizations", tag = "wallet",
     request_body = DigitizationBody,
     responses((status = 201, body = DigitizationView),
-        (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "unknown issuer or device"),
+        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 404, body = ApiErrorBody, description = "unknown issuer, or no device of the caller's"),
         (status = 409, body = ApiErrorBody, description = "the product has no deployed profile version"),
         (status = 422, body = ApiErrorBody, description = "the TSP refused (tspResponseCode says why)"),
         (status = 502, body = ApiErrorBody, description = "the TSP answered outside the contract"),
-        (status = 503, body = ApiErrorBody, description = "the TSP is unavailable")))]
+        (status = 503, body = ApiErrorBody, description = "the TSP is unavailable")),
+    security(("wallet" = [])))]
 async fn create_digitization(
     State(hub): State<AppState>,
+    Extension(caller): Extension<WalletCaller>,
     JsonBody(body): JsonBody<DigitizationBody>,
 ) -> Result<(StatusCode, Json<DigitizationView>), ApiError> {
     let d = Digitization::parse(
@@ -307,12 +366,16 @@ async fn create_digitization(
             )?
         },
     )?;
-    match digitize::digitize(&hub, d).await {
+    match digitize::digitize(&hub, &caller.0, d).await {
         Ok(token) => Ok((
             StatusCode::CREATED,
             Json(DigitizationView {
                 token_id: token.token_id,
                 state: token.state,
+                token_info: TokenInfoView {
+                    exp: token.token_exp,
+                    last4: token.token_last4,
+                },
             }),
         )),
         Err(e) => Err(match e {

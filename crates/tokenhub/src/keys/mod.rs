@@ -24,6 +24,7 @@ mod device_seal;
 mod elements;
 mod gcm;
 mod profile;
+pub mod wallet_keys;
 pub mod webhooks;
 
 pub use elements::CheckedCall;

@@ -141,33 +141,41 @@ impl Tx {
         }
     }
 
-    /// Registers a device's public key once; a second put of the same key changes nothing.
+    /// Registers a device's public key once, for the wallet provider that registers it (a device
+    /// of none is no provider's); a second put of the same key by the same provider changes
+    /// nothing, anything else is a conflict.
     pub async fn put_device(
         &mut self,
         device_id: &str,
         public_key: &str,
+        provider_id: Option<&str>,
         now: i64,
     ) -> Result<PutImmutable, StoreError> {
-        let existing: Option<String> =
-            query_scalar("SELECT public_key FROM devices WHERE device_id = $1")
-                .bind(device_id)
-                .fetch_optional(&mut *self)
-                .await?;
-        match existing {
-            Some(pk) if pk == public_key => Ok(PutImmutable::Unchanged),
-            Some(_) => Ok(PutImmutable::Conflict),
-            None => {
-                query(
-                    "INSERT INTO devices (device_id, public_key, created_ms) VALUES ($1, $2, $3)",
-                )
-                .bind(device_id)
-                .bind(public_key)
-                .bind(now)
-                .execute(self)
-                .await?;
-                Ok(PutImmutable::Created)
-            }
+        let existing = query("SELECT public_key, provider_id FROM devices WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_optional(&mut *self)
+            .await?;
+        if let Some(r) = existing {
+            let pk: String = r.get("public_key")?;
+            let owner: Option<String> = r.get("provider_id")?;
+            return Ok(
+                if pk == public_key && owner.is_some() && owner.as_deref() == provider_id {
+                    PutImmutable::Unchanged
+                } else {
+                    PutImmutable::Conflict
+                },
+            );
         }
+        query(
+            "INSERT INTO devices (device_id, public_key, provider_id, created_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(device_id)
+        .bind(public_key)
+        .bind(provider_id)
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(PutImmutable::Created)
     }
 }
 

@@ -21,6 +21,7 @@ mod sqlite;
 pub mod token_data;
 pub mod tokens;
 mod value;
+pub mod wallet_providers;
 
 use sql::{query, query_scalar};
 pub use sql::{Row, Tx};

@@ -27,3 +27,4 @@ mod tsp_oracle;
 mod tsp_perso_data;
 mod tsp_updates;
 mod wallet;
+mod wallet_auth;

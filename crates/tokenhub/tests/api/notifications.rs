@@ -96,13 +96,12 @@ async fn updates_are_queued_only_for_personalized_tokens_of_registered_requestor
     let receiver = Receiver::start().await;
     app.register_requestor(REQUESTOR, &receiver.base_url(), 1)
         .await;
-    let unregistered = app
-        .active_token_from(json!({"tokenRequestorId": "not-registered"}))
-        .await;
-    assert_eq!(
-        app.token_notifications(&unregistered).await,
-        Vec::<Value>::new()
-    );
+    // A requestor that is not registered cannot be named (wallet_auth.rs shows nothing is made).
+    let mut unregistered = digitization_body();
+    unregistered["tokenRequestorId"] = json!("not-registered");
+    Answer::read(app.post_digitization(&unregistered).await)
+        .await
+        .expect(400);
     let without = app.active_token_from(json!({})).await;
     assert_eq!(app.token_notifications(&without).await, Vec::<Value>::new());
 

@@ -138,7 +138,7 @@ async fn deleted_on_a_personalizing_token_withdraws_its_personalization(app: Tes
     assert_eq!(app.removals(DEVICE).await, [token.as_str()]);
     // ...and its SUCCESS after it does not bring the token back.
     let r = app
-        .client
+        .wallet
         .post(format!(
             "{}/wallet/v1/personalizations/{personalization}/result",
             app.address
@@ -205,7 +205,7 @@ async fn a_waiting_long_poll_returns_the_removal(app: TestApp) {
         "{}/wallet/v1/devices/{DEVICE}/personalizations?waitSeconds=10",
         app.address
     );
-    let client = app.client.clone();
+    let client = app.wallet.clone();
     let poll = tokio::spawn(async move {
         let started = std::time::Instant::now();
         let work: Value = client.get(url).send().await.unwrap().json().await.unwrap();

@@ -461,7 +461,7 @@ async fn a_result_for_a_personalization_never_offered_is_409_and_changes_nothing
         json!({"status": "FAILURE", "reason": "x"}),
     ] {
         let r = app
-            .client
+            .wallet
             .post(app.url(&format!("/wallet/v1/personalizations/{id}/result")))
             .json(&status)
             .send()

@@ -24,6 +24,10 @@ pub struct Offer {
     pub profile_version: String,
     pub enc: Vec<u8>,
     pub ciphertext: Vec<u8>,
+    /// What the TSP said of the token (`tokenInfo`: expiry MMYY, last digits) for the wallet to
+    /// display, as the token holds it when offered.
+    pub token_exp: Option<String>,
+    pub token_last4: Option<String>,
 }
 
 /// The device's personalizations that may be offered now; when there are none, waits up to `wait`
@@ -107,16 +111,22 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
         hub.outbox_wake.notify_one();
         hub.notify_wake.notify_one();
     }
-    Ok(taken
-        .into_iter()
-        .filter_map(|p| {
-            Some(Offer {
-                enc: p.enc?,
-                ciphertext: p.ciphertext?,
-                personalization_id: p.personalization_id,
-                token_id: p.token_id,
-                profile_version: p.profile_version,
-            })
-        })
-        .collect())
+    let mut offers = Vec::with_capacity(taken.len());
+    for p in taken {
+        let (Some(enc), Some(ciphertext)) = (p.enc, p.ciphertext) else {
+            continue;
+        };
+        let token = hub.store.token(&p.token_id).await?;
+        let (token_exp, token_last4) = token.map_or((None, None), |t| (t.token_exp, t.token_last4));
+        offers.push(Offer {
+            enc,
+            ciphertext,
+            personalization_id: p.personalization_id,
+            token_id: p.token_id,
+            profile_version: p.profile_version,
+            token_exp,
+            token_last4,
+        });
+    }
+    Ok(offers)
 }

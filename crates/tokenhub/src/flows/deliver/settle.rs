@@ -35,14 +35,17 @@ impl From<StoreError> for SettleError {
     }
 }
 
-/// Applies the device's result. Repeating the same result is harmless.
+/// Applies the device's result, sent by `provider_id`. Repeating the same result is harmless. A
+/// personalization of a device of another provider is [`SettleError::NotFound`], as a missing one.
 pub async fn settle(
     hub: &Hub,
+    provider_id: &str,
     personalization_id: &str,
     result: DeviceResult,
 ) -> Result<(), SettleError> {
     let now = hub.now_ms();
     let pid = personalization_id.to_string();
+    let provider = provider_id.to_string();
     let settled = hub
         .store
         .transact(move |c| {
@@ -50,6 +53,9 @@ pub async fn settle(
                 let Some(p) = c.lock_personalization(&pid).await? else {
                     return Err(SettleError::NotFound);
                 };
+                if c.device_provider(&p.device_id).await?.as_deref() != Some(provider.as_str()) {
+                    return Err(SettleError::NotFound);
+                }
                 match (p.state, &result) {
                     (PersonalizationState::Confirmed, DeviceResult::Success)
                     | (PersonalizationState::Failed, DeviceResult::Failure(_)) => return Ok(false),

@@ -42,7 +42,13 @@ impl Database {
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub address: String,
+    /// A client without credentials (each API's calls add their own).
     pub client: reqwest::Client,
+    /// The wallet provider [`WALLET_PROVIDER`](super::WALLET_PROVIDER)'s client: every request
+    /// carries its API key.
+    pub wallet: reqwest::Client,
+    /// That provider's API key.
+    pub wallet_key: String,
     pub hub: Arc<Hub>,
     /// The hub's clock: a test moves it to reach deadlines and retry times.
     pub clock: ManualClock,
@@ -104,19 +110,22 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
     hub.reload_keys().await.expect("the keys load");
 
     let tsp = FakeTsp::spawn().await;
-    let app = TestApp {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut app = TestApp {
         address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        wallet: client.clone(),
+        wallet_key: String::new(),
+        client,
         hub,
         clock,
         keys,
         tsp,
         db,
     };
-    seed::seed(&app).await;
+    seed::seed(&mut app).await;
     app
 }
 

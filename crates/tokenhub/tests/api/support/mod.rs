@@ -40,6 +40,8 @@ pub const OTHER_ISSUER: &str = "ISSUER0002";
 pub const PRODUCT: &str = "visa-classic";
 pub const VERSION: &str = "v1";
 pub const DEVICE: &str = "device-0001";
+/// The wallet provider that registers [`DEVICE`] and makes every wallet call of the harness.
+pub const WALLET_PROVIDER: &str = "wallet-under-test";
 /// The ceremony's keys: an AES-128 KEK and a 3DES DEK (`KeySet::generate`), plus a key whose
 /// index is 32 characters long, the most the contract allows.
 pub const KEK: &str = "KEK01";

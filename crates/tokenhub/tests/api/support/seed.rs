@@ -3,14 +3,18 @@
 
 use super::{
     TestApp, DEK, DEVICE, ISSUER, KEK, LONG_NAME, OPTIONAL_COUNT, PRODUCT, TSP_ID, VERSION,
+    WALLET_PROVIDER,
 };
 use base64::Engine;
 use serde_json::{json, Value};
 use tokenhub::clock::Clock;
 use tokenhub::domain::TokenState;
 
-/// Registers the fake TSP, the issuer, the product's profile (deployed) and the device.
-pub(crate) async fn seed(app: &TestApp) {
+/// Registers the wallet provider (its key in `app.wallet`), the fake TSP, the issuer, the
+/// product's profile (deployed) and the device (the provider's).
+pub(crate) async fn seed(app: &mut TestApp) {
+    app.wallet_key = app.register_wallet_provider(WALLET_PROVIDER).await;
+    app.wallet = app.wallet_client(&app.wallet_key);
     let r = app.put_tsp(TSP_ID, &app.tsp.base_url()).await;
     assert_eq!(r.status(), 200, "register the TSP");
     let r = app.put_issuer(ISSUER, "First Test Bank", TSP_ID).await;

@@ -14,8 +14,47 @@ pub fn digitization_body() -> Value {
 }
 
 impl TestApp {
+    /// Registers a wallet provider through the admin API and makes it an API key; the key.
+    pub async fn register_wallet_provider(&self, provider_id: &str) -> String {
+        let path = format!("/admin/v1/wallet-providers/{provider_id}");
+        let body = json!({"name": format!("{provider_id} Inc.")});
+        self.admin_send(reqwest::Method::PUT, &path, Some(&body))
+            .await
+            .expect(200);
+        self.new_wallet_key(provider_id).await.1
+    }
+
+    /// A new API key of a registered provider: its id and the key.
+    pub async fn new_wallet_key(&self, provider_id: &str) -> (String, String) {
+        let a = self
+            .admin_post(
+                &format!("/admin/v1/wallet-providers/{provider_id}/api-keys"),
+                None,
+            )
+            .await;
+        let v = a.expect(201);
+        (
+            v["keyId"].as_str().expect("a keyId").to_string(),
+            v["apiKey"].as_str().expect("an apiKey").to_string(),
+        )
+    }
+
+    /// A client whose every request carries `api_key` (`Authorization: Bearer`).
+    pub fn wallet_client(&self, api_key: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut value: reqwest::header::HeaderValue =
+            format!("Bearer {api_key}").parse().expect("a header value");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("a client")
+    }
+
     pub async fn register_device(&self, body: &Value) -> reqwest::Response {
-        self.client
+        self.wallet
             .post(self.url("/wallet/v1/devices"))
             .json(body)
             .send()
@@ -24,7 +63,7 @@ impl TestApp {
     }
 
     pub async fn post_digitization(&self, body: &Value) -> reqwest::Response {
-        self.client
+        self.wallet
             .post(self.url("/wallet/v1/digitizations"))
             .json(body)
             .send()
@@ -64,7 +103,7 @@ impl TestApp {
 
     /// Plays the device: what its poll (no wait) brings.
     pub async fn device_offers(&self) -> Value {
-        self.client
+        self.wallet
             .get(self.url(&format!("/wallet/v1/devices/{DEVICE}/personalizations")))
             .send()
             .await
@@ -85,7 +124,7 @@ impl TestApp {
             .unwrap_or_else(|| panic!("a personalization is offered for {token_id}: {offers}"));
         let id = offer["personalizationId"].as_str().unwrap();
         let r = self
-            .client
+            .wallet
             .post(self.url(&format!("/wallet/v1/personalizations/{id}/result")))
             .json(&json!({"status": "SUCCESS"}))
             .send()
@@ -97,7 +136,7 @@ impl TestApp {
     /// The device's work now (`waitSeconds=0`).
     pub async fn device_work(&self, device_id: &str) -> Vec<Value> {
         let r = self
-            .client
+            .wallet
             .get(self.url(&format!(
                 "/wallet/v1/devices/{device_id}/personalizations?waitSeconds=0"
             )))
@@ -131,7 +170,7 @@ impl TestApp {
 
     /// The device confirms it removed the token; the status.
     pub async fn confirm_removed(&self, device_id: &str, token_id: &str) -> u16 {
-        self.client
+        self.wallet
             .post(self.url(&format!(
                 "/wallet/v1/devices/{device_id}/tokens/{token_id}/removed"
             )))
