@@ -32,11 +32,14 @@ impl From<LifecycleError> for ApiError {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// The token as the TSP described it (`tokenInfo`): never a card or token number.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfoView {
+    /// The token's expiry, MMYY.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<String>,
+    /// The token's last digits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last4: Option<String>,
 }

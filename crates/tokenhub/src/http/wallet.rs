@@ -4,6 +4,7 @@
 //! or removal answers `404` exactly as a missing one, and changes nothing.
 
 use super::api_error::{ApiErrorBody, JsonBody};
+use super::tokens::TokenInfoView;
 use super::wallet_auth::{require_provider, LongPolls, WalletCaller};
 use super::{ApiError, AppState};
 use crate::domain::catalog::PutImmutable;
@@ -128,18 +129,6 @@ pub struct Offer {
     pub profile: OfferedProfile,
     /// What the TSP said of the token, to display.
     pub token_info: TokenInfoView,
-}
-
-/// The token as the TSP described it (`tokenInfo`): never a card or token number.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenInfoView {
-    /// The token's expiry, MMYY.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<String>,
-    /// The token's last digits.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last4: Option<String>,
 }
 
 /// The profile, HPKE-sealed to the device (mode base, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
