@@ -52,7 +52,7 @@ impl Demo {
 
         // The key ceremony: one key set, imported by the hub, handed to the TSP.
         let key_set = tokenhub_crypto::KeySet::generate();
-        tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, hub.now_ms())
+        tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, "cli", hub.now_ms())
             .await
             .map_err(|e| anyhow::anyhow!(e.chain()))?;
 
@@ -78,12 +78,20 @@ impl Demo {
         ))
         .await?;
 
+        // The demo's admin key, made as an operator makes the first one: with the bootstrap token.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let bootstrap = hub
+            .bootstrap_token()
+            .context("the demo sets a bootstrap token")?;
+        let admin_key = crate::admin_keys::create_over_api(&http, &hub_url, bootstrap, "demo")
+            .await
+            .context("creating the demo's admin key")?;
         let client = Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            http,
             base: hub_url,
-            admin_token: hub.admin_token().to_string(),
+            admin_key,
         };
         Ok(Self {
             args,
@@ -269,7 +277,7 @@ impl Demo {
             deployed["total"]
         );
         let campaign_url = format!("{}/admin/v1/campaigns/{campaign_id}", client.base);
-        crate::campaign::watch_campaign(&client.http, &campaign_url, &client.admin_token).await?;
+        crate::campaign::watch_campaign(&client.http, &campaign_url, &client.admin_key).await?;
         client
             .get_admin(&format!("/admin/v1/campaigns/{campaign_id}"))
             .await

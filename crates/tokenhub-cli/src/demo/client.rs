@@ -6,7 +6,7 @@ use serde_json::Value;
 pub(super) struct Client {
     pub(super) http: reqwest::Client,
     pub(super) base: String,
-    pub(super) admin_token: String,
+    pub(super) admin_key: String,
 }
 
 impl Client {
@@ -26,7 +26,7 @@ impl Client {
         self.send(
             self.http
                 .put(format!("{}{path}", self.base))
-                .bearer_auth(&self.admin_token)
+                .bearer_auth(&self.admin_key)
                 .json(&body),
         )
         .await
@@ -37,7 +37,7 @@ impl Client {
         self.send(
             self.http
                 .post(format!("{}{path}", self.base))
-                .bearer_auth(&self.admin_token)
+                .bearer_auth(&self.admin_key)
                 .json(&body),
         )
         .await
@@ -48,7 +48,7 @@ impl Client {
         self.send(
             self.http
                 .get(format!("{}{path}", self.base))
-                .bearer_auth(&self.admin_token),
+                .bearer_auth(&self.admin_key),
         )
         .await
         .with_context(|| format!("GET {path}"))

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokenhub_sim::device::{Fleet, FleetConfig};
 use tokenhub_sim::{TspSimConfig, TspSimHandle};
 
+/// The bootstrap token: it may only manage admin keys.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 pub const MASTER_KEY: &str = "6d6173746572206b657920666f722074686520656e6420746f20656e64207465";
 pub const ISSUER: &str = "E2EISSUER1";
@@ -88,6 +89,8 @@ pub struct HubProcess {
     child: Option<Child>,
     pub port: u16,
     pub database_url: String,
+    /// An `admin` key, made by `tokenhub admin-keys create` before the first start.
+    pub admin_key: String,
     settings: HubSettings,
     _dir: tempfile::TempDir,
     postgres: Option<(String, String)>,
@@ -134,10 +137,20 @@ impl HubProcess {
             .status()
             .unwrap();
         assert!(status.success(), "tokenhub keys import");
+        let admin_key = tokenhub(
+            &["admin-keys", "create", "--role", "admin", "--label", "e2e"],
+            &database_url,
+        );
+        assert!(admin_key.status.success(), "tokenhub admin-keys create");
+        let admin_key = String::from_utf8(admin_key.stdout)
+            .unwrap()
+            .trim()
+            .to_string();
         let port = free_port();
         let mut hub = Self {
             child: None,
             port,
+            admin_key,
             database_url,
             settings,
             _dir: dir,
@@ -348,7 +361,7 @@ impl World {
                 "{}/admin/v1/issuers/{ISSUER}/products/classic/profiles/v1/deploy",
                 world.hub.url()
             ))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&world.hub.admin_key)
             .json(&json!({}))
             .send()
             .await
@@ -361,7 +374,7 @@ impl World {
         let r = self
             .http
             .put(format!("{}{path}", self.hub.url()))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&self.hub.admin_key)
             .json(&body)
             .send()
             .await
@@ -413,7 +426,7 @@ impl World {
             let r = self
                 .http
                 .get(format!("{}/admin/v1/tokens/{token_id}", self.hub.url()))
-                .bearer_auth(ADMIN_TOKEN)
+                .bearer_auth(&self.hub.admin_key)
                 .send()
                 .await;
             if let Ok(r) = r {
@@ -464,4 +477,15 @@ impl World {
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Runs the `tokenhub` binary with `args` and `--database-url`; its output.
+pub fn tokenhub(args: &[&str], database_url: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenhub"))
+        .args(args)
+        .args(["--database-url", database_url])
+        .env("TOKENHUB_MASTER_KEY", MASTER_KEY)
+        .env_remove("TOKENHUB_CONFIG")
+        .output()
+        .unwrap()
 }

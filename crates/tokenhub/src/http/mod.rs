@@ -2,7 +2,10 @@
 //! OpenAPI document, and [`router`], which puts them together.
 
 mod admin;
+mod admin_keys;
+mod admin_scope;
 mod api_error;
+mod audit;
 mod campaigns;
 mod cards;
 mod issuers;

@@ -1,8 +1,10 @@
 //! Starting a hub under test: its database, its configuration, its clock.
 
 use super::{
-    create_postgres_database, seed, FakeTsp, ADMIN_TOKEN, LONG_KEY_INDEX, MASTER_KEY, PERSO_TTL,
+    create_key_with, create_postgres_database, seed, FakeTsp, ADMIN_TOKEN, LONG_KEY_INDEX,
+    MASTER_KEY, PERSO_TTL,
 };
+use serde_json::json;
 use sqlx::{Connection, Executor, Row};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,9 @@ pub struct TestApp {
     /// The keys shared with the TSP at the key ceremony (clear: the test plays the TSP).
     pub keys: KeySet,
     pub tsp: FakeTsp,
+    /// The `admin`-role key the harness made with the bootstrap token: every admin call of the
+    /// tests goes with it.
+    pub admin_key: String,
     db: Database,
 }
 
@@ -98,18 +103,26 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
         Algorithm::Aes256,
         "dek",
     ));
-    tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys.keys, clock.now_ms())
+    tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys.keys, "cli", clock.now_ms())
         .await
         .expect("the key ceremony's keys import");
     hub.reload_keys().await.expect("the keys load");
 
     let tsp = FakeTsp::spawn().await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let admin_key = create_key_with(&client, &address, ADMIN_TOKEN, &json!({"role": "admin"}))
+        .await
+        .expect(201)["apiKey"]
+        .as_str()
+        .expect("the new key")
+        .to_string();
     let app = TestApp {
         address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        client,
+        admin_key,
         hub,
         clock,
         keys,

@@ -1,0 +1,192 @@
+//! Admin keys: made with the bootstrap token or an admin key, shown once, stored hashed, refused
+//! once revoked; the bootstrap token reaches nothing else.
+
+use crate::support::*;
+use reqwest::Method;
+use serde_json::json;
+
+hub_tests!(
+    the_bootstrap_token_manages_admin_keys_and_nothing_else,
+    a_revoked_key_is_refused_from_the_next_request_on,
+    a_keys_secret_is_shown_once_and_stored_only_as_a_hash,
+    a_key_that_is_not_quite_a_live_key_is_401,
+    an_issuer_admin_key_needs_registered_issuers_and_only_it_takes_issuers,
+);
+
+async fn the_bootstrap_token_manages_admin_keys_and_nothing_else(app: TestApp) {
+    let token = app.pending_token().await;
+    for (method, path) in [
+        (Method::GET, format!("/admin/v1/tokens/{token}")),
+        (Method::POST, format!("/admin/v1/tokens/{token}/delete")),
+        (Method::PUT, format!("/admin/v1/tsps/{TSP_ID}")),
+        (Method::GET, "/admin/v1/audit".to_string()),
+    ] {
+        let a = app.admin_as(ADMIN_TOKEN, method.clone(), &path, None).await;
+        assert_eq!(a.status, 403, "{method} {path}: {a:?}");
+    }
+    assert_eq!(app.token_state(&token).await, "PENDING_DATA");
+    let listed = app
+        .admin_as(ADMIN_TOKEN, Method::GET, "/admin/v1/admin-keys", None)
+        .await;
+    assert_eq!(listed.expect(200).as_array().unwrap().len(), 1);
+    let made = create_key_with(
+        &app.client,
+        &app.address,
+        ADMIN_TOKEN,
+        &json!({"role": "read-only", "label": "ops"}),
+    )
+    .await;
+    let made = made.expect(201);
+    assert_eq!(made["createdBy"], "bootstrap");
+    assert_eq!(made["role"], "read-only");
+    let key = made["apiKey"].as_str().unwrap();
+    let a = app
+        .admin_as(key, Method::GET, &format!("/admin/v1/tokens/{token}"), None)
+        .await;
+    a.expect(200);
+}
+
+async fn a_revoked_key_is_refused_from_the_next_request_on(app: TestApp) {
+    let key = app.create_admin_key(&json!({"role": "admin"})).await;
+    let id = key.split('_').nth(1).unwrap().to_string();
+    app.admin_as(&key, Method::GET, "/admin/v1/audit", None)
+        .await
+        .expect(200);
+    let revoke = format!("/admin/v1/admin-keys/{id}");
+    app.admin_send(Method::DELETE, &revoke, None)
+        .await
+        .expect(204);
+    for (method, path) in [
+        (Method::GET, "/admin/v1/audit"),
+        (Method::POST, "/admin/v1/admin-keys"),
+    ] {
+        let a = app
+            .admin_as(&key, method, path, Some(&json!({"role": "admin"})))
+            .await;
+        assert_eq!(a.status, 401, "{path}: {a:?}");
+    }
+    // Revoked once; the list keeps it, marked.
+    app.admin_send(Method::DELETE, &revoke, None)
+        .await
+        .expect(404);
+    let listed = app.admin_get("/admin/v1/admin-keys").await;
+    let entry = listed
+        .expect(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["keyId"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert!(entry["revokedAt"].is_string(), "{entry}");
+    // The bootstrap token revokes too, and a key cannot outlive its revocation by the CLI's path.
+    let other = app.create_admin_key(&json!({"role": "read-only"})).await;
+    let other_id = other.split('_').nth(1).unwrap();
+    let a = app
+        .admin_as(
+            ADMIN_TOKEN,
+            Method::DELETE,
+            &format!("/admin/v1/admin-keys/{other_id}"),
+            None,
+        )
+        .await;
+    a.expect(204);
+    let a = app
+        .admin_as(&other, Method::GET, "/admin/v1/audit", None)
+        .await;
+    assert_eq!(a.status, 401);
+}
+
+async fn a_keys_secret_is_shown_once_and_stored_only_as_a_hash(app: TestApp) {
+    let key = app
+        .create_admin_key(&json!({"role": "admin", "label": "alice"}))
+        .await;
+    let (id, secret) = key.strip_prefix("thk_").unwrap().split_once('_').unwrap();
+    assert_eq!((id.len(), secret.len()), (16, 64));
+    app.put_tsp(TSP_ID, &app.tsp.base_url()).await;
+    let stored = app.stored_bytes().await;
+    assert!(contains(&stored, id.as_bytes()), "the key's id is stored");
+    assert!(
+        !contains(&stored, secret.as_bytes()),
+        "the secret is stored in clear"
+    );
+    assert!(!contains(&stored, &hex::decode(secret).unwrap()));
+    assert!(
+        !contains(&stored, ADMIN_TOKEN.as_bytes()),
+        "the bootstrap token is stored"
+    );
+    for path in ["/admin/v1/admin-keys", "/admin/v1/audit"] {
+        let a = app.admin_get(path).await;
+        assert!(a.text.contains(id), "{path}");
+        assert!(!a.text.contains(secret), "{path} shows the secret");
+        assert!(
+            !a.text.contains(&app.admin_key[20..]),
+            "{path} shows a secret"
+        );
+    }
+}
+
+async fn a_key_that_is_not_quite_a_live_key_is_401(app: TestApp) {
+    let key = app.create_admin_key(&json!({"role": "admin"})).await;
+    let (id, secret) = key.strip_prefix("thk_").unwrap().split_once('_').unwrap();
+    let flipped = format!(
+        "thk_{id}_{}{}",
+        if secret.starts_with('0') { '1' } else { '0' },
+        &secret[1..]
+    );
+    let other_id = format!("thk_{}_{secret}", "0".repeat(16));
+    for bad in [
+        flipped.as_str(),
+        other_id.as_str(),
+        &key[..key.len() - 1],
+        &format!("{key}0"),
+        &key.to_uppercase(),
+        "",
+    ] {
+        let a = app
+            .admin_as(bad, Method::GET, "/admin/v1/audit", None)
+            .await;
+        assert_eq!(a.status, 401, "{bad}");
+    }
+    app.admin_as(&key, Method::GET, "/admin/v1/audit", None)
+        .await
+        .expect(200);
+}
+
+async fn an_issuer_admin_key_needs_registered_issuers_and_only_it_takes_issuers(app: TestApp) {
+    for (body, status) in [
+        (json!({"role": "issuer-admin"}), 400),
+        (
+            json!({"role": "issuer-admin", "issuers": ["UNKNOWN001"]}),
+            404,
+        ),
+        (json!({"role": "read-only", "issuers": [ISSUER]}), 400),
+        (json!({"role": "root"}), 400),
+        (json!({"role": "admin", "label": "x".repeat(129)}), 400),
+    ] {
+        let a = app
+            .admin_send(Method::POST, "/admin/v1/admin-keys", Some(&body))
+            .await;
+        assert_eq!(a.status, status, "{body}: {a:?}");
+    }
+    let listed = app.admin_get("/admin/v1/admin-keys").await;
+    assert_eq!(
+        listed.expect(200).as_array().unwrap().len(),
+        1,
+        "nothing made"
+    );
+    let key = app
+        .create_admin_key(&json!({"role": "issuer-admin", "issuers": [ISSUER, ISSUER]}))
+        .await;
+    let id = key.split('_').nth(1).unwrap();
+    let listed = app.admin_get("/admin/v1/admin-keys").await;
+    let made = listed
+        .expect(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["keyId"] == id)
+        .cloned()
+        .unwrap();
+    assert_eq!(made["issuers"], json!([ISSUER]));
+}
