@@ -190,3 +190,62 @@ async fn an_issuer_admin_key_needs_registered_issuers_and_only_it_takes_issuers(
         .unwrap();
     assert_eq!(made["issuers"], json!([ISSUER]));
 }
+
+/// Without `TOKENHUB_ADMIN_TOKEN`, a hub on SQLite writes its bootstrap token to `admin.token`
+/// beside the database (mode 0600), the same one at every start, and it works as the bootstrap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_bootstrap_token_sqlite_keeps_one_in_a_private_file_beside_the_database() {
+    tokenhub::telemetry::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let start = || async {
+        let mut config = tokenhub::Config::for_database(&db);
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.master_key = Some(MASTER_KEY.into());
+        tokenhub::Application::build(config)
+            .await
+            .expect("the hub starts")
+    };
+    let app = start().await;
+    let file = dir.path().join("admin.token");
+    assert_eq!(
+        app.notes().bootstrap_token_file.as_deref(),
+        Some(file.as_path())
+    );
+    assert!(app.notes().created_bootstrap_token_file);
+    let token = std::fs::read_to_string(&file).unwrap();
+    assert!(token.len() >= 64, "a long random token");
+    assert_eq!(app.hub().bootstrap_token(), Some(token.as_str()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::new();
+    create_key_with(&client, &address, &token, &json!({"role": "admin"}))
+        .await
+        .expect(201);
+    let again = start().await;
+    assert!(!again.notes().created_bootstrap_token_file);
+    assert_eq!(again.hub().bootstrap_token(), Some(token.as_str()));
+}
+
+/// With PostgreSQL there is no file to keep it in: the hub does not start without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_bootstrap_token_a_hub_on_postgresql_does_not_start() {
+    let Some(server) = postgres_url_or_skip(module_path!()) else {
+        return;
+    };
+    tokenhub::telemetry::install_crypto_provider();
+    let mut config = tokenhub::Config::for_database(&create_postgres_database(&server).await);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.master_key = Some(MASTER_KEY.into());
+    let refused = tokenhub::Application::build(config).await.err().unwrap();
+    assert!(
+        refused.to_string().contains("TOKENHUB_ADMIN_TOKEN"),
+        "{refused}"
+    );
+}
