@@ -51,3 +51,8 @@ pub async fn import(
         })
         .await
 }
+
+/// The shared keys (index, algorithm, KCV; wrapped, as stored).
+pub async fn list(store: &Store) -> Result<Vec<crate::domain::StoredKey>, Error> {
+    Ok(store.shared_keys().await?)
+}

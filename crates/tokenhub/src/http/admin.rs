@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(super::notifications::router())
         .merge(super::admin_keys::router())
         .merge(super::audit::router())
+        .merge(super::shared_keys::router())
         .layer(axum::middleware::from_fn_with_state(state, authorize))
 }
 
@@ -36,6 +37,10 @@ pub struct AdminContext {
     pub caller: Caller,
     pub correlation_id: String,
 }
+
+/// On a response whose flow wrote its own audit entry (in its transaction): the edge adds none.
+#[derive(Debug, Clone, Copy)]
+pub struct Audited;
 
 /// The header a caller may name its request with (else the hub makes an id); echoed back.
 const CORRELATION_HEADER: &str = "x-correlation-id";
@@ -87,8 +92,8 @@ async fn authorize(State(hub): State<AppState>, mut req: Request, next: Next) ->
     if let Ok(v) = HeaderValue::from_str(&correlation_id) {
         response.headers_mut().insert(CORRELATION_HEADER, v);
     }
-    // Admin keys are audited by their flow, in the key's own transaction.
-    if method != Method::GET && method != Method::HEAD && !local.starts_with("/admin-keys") {
+    let audited = response.extensions().get::<Audited>().is_some();
+    if method != Method::GET && method != Method::HEAD && !audited {
         let record = AuditRecord {
             at_ms: hub.now_ms(),
             actor: caller.actor().to_string(),

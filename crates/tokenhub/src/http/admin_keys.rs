@@ -1,7 +1,7 @@
 //! Admin API: admin keys (`/admin/v1/admin-keys`), for the admin role and the bootstrap token.
 //! A key's secret is in the creation's answer only.
 
-use super::admin::AdminContext;
+use super::admin::{AdminContext, Audited};
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
 use crate::clock::iso8601;
@@ -77,7 +77,7 @@ async fn create_key(
     State(hub): State<AppState>,
     Extension(ctx): Extension<AdminContext>,
     JsonBody(body): JsonBody<AdminKeyBody>,
-) -> Result<(StatusCode, Json<CreatedKeyView>), ApiError> {
+) -> Result<(StatusCode, Extension<Audited>, Json<CreatedKeyView>), ApiError> {
     let Some(role) = Role::parse(&body.role) else {
         return Err(ApiError::bad_request(
             "role must be read-only, issuer-admin, key-custodian or admin",
@@ -99,6 +99,7 @@ async fn create_key(
     tracing::info!(key_id = %created.key.key_id, role = %role, by = ctx.caller.actor(), "admin key created");
     Ok((
         StatusCode::CREATED,
+        Extension(Audited),
         Json(CreatedKeyView {
             api_key: created.presented.expose_secret().to_string(),
             key: view(created.key),
@@ -124,7 +125,7 @@ async fn revoke_key(
     State(hub): State<AppState>,
     Extension(ctx): Extension<AdminContext>,
     Path(key_id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(Extension<Audited>, StatusCode), (Extension<Audited>, ApiError)> {
     let key_id: String = key_id.chars().take(64).collect();
     let revoked = admin_keys::revoke(
         &hub.store,
@@ -133,10 +134,12 @@ async fn revoke_key(
         &ctx.correlation_id,
         hub.now_ms(),
     )
-    .await?;
+    .await
+    .map_err(|e| (Extension(Audited), ApiError::from(e)))?;
     if !revoked {
-        return Err(ApiError::not_found(format!("no live admin key {key_id}")));
+        let missing = ApiError::not_found(format!("no live admin key {key_id}"));
+        return Err((Extension(Audited), missing));
     }
     tracing::info!(key_id, by = ctx.caller.actor(), "admin key revoked");
-    Ok(StatusCode::NO_CONTENT)
+    Ok((Extension(Audited), StatusCode::NO_CONTENT))
 }

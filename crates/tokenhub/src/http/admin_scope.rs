@@ -20,12 +20,15 @@ enum Object {
     Global,
     AdminKeys,
     Audit,
+    /// The keys shared with TSPs: the key custodian's.
+    SharedKeys,
 }
 
 fn object(route: &str) -> Object {
     match route {
         r if r.starts_with("/admin-keys") => Object::AdminKeys,
         r if r.starts_with("/audit") => Object::Audit,
+        r if r.starts_with("/shared-keys") => Object::SharedKeys,
         r if r.starts_with("/issuers/") => Object::Issuer,
         r if r.starts_with("/tokens/")
             || r.starts_with("/campaigns/")
@@ -63,8 +66,8 @@ pub enum Decision {
 }
 
 /// The table: bootstrap → admin keys only; admin → all; read-only → every read but the admin
-/// keys; key-custodian → the shared-key routes (none on the API yet: `tokenhub keys import`);
-/// issuer-admin → its issuers' objects, reads and changes.
+/// keys; key-custodian → the shared keys (import, list); issuer-admin → its issuers' objects,
+/// reads and changes.
 pub fn decide(
     caller: &Caller,
     method: &Method,
@@ -81,6 +84,7 @@ pub fn decide(
     match key.role {
         Role::Admin => Decision::Allow,
         Role::ReadOnly if read && object != Object::AdminKeys => Decision::Allow,
+        Role::KeyCustodian if object == Object::SharedKeys => Decision::Allow,
         Role::ReadOnly | Role::KeyCustodian => Decision::Forbidden,
         Role::IssuerAdmin => match object {
             Object::OfIssuer => Decision::Allow,
@@ -92,7 +96,9 @@ pub fn decide(
                     Decision::Missing(unknown_issuer(route, params))
                 }
             }
-            Object::Global | Object::AdminKeys | Object::Audit => Decision::Forbidden,
+            Object::Global | Object::AdminKeys | Object::Audit | Object::SharedKeys => {
+                Decision::Forbidden
+            }
         },
     }
 }

@@ -13,6 +13,7 @@ mod notifications;
 pub mod openapi;
 mod profiles;
 mod requestors;
+mod shared_keys;
 mod tokens;
 mod tsp;
 mod tsps;

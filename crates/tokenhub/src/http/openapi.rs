@@ -41,6 +41,8 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::admin_keys::list_keys,
         super::admin_keys::revoke_key,
         super::audit::list_audit,
+        super::shared_keys::list_keys,
+        super::shared_keys::import_keys,
         super::wallet::register_device,
         super::wallet::create_digitization,
         super::wallet::poll_personalizations,

@@ -11,6 +11,7 @@ hub_tests!(
     a_keys_secret_is_shown_once_and_stored_only_as_a_hash,
     a_key_that_is_not_quite_a_live_key_is_401,
     an_issuer_admin_key_needs_registered_issuers_and_only_it_takes_issuers,
+    the_key_custodian_imports_a_key_set_and_only_its_indexes_and_kcvs_show,
 );
 
 async fn the_bootstrap_token_manages_admin_keys_and_nothing_else(app: TestApp) {
@@ -248,4 +249,117 @@ async fn without_a_bootstrap_token_a_hub_on_postgresql_does_not_start() {
         refused.to_string().contains("TOKENHUB_ADMIN_TOKEN"),
         "{refused}"
     );
+}
+
+async fn the_key_custodian_imports_a_key_set_and_only_its_indexes_and_kcvs_show(app: TestApp) {
+    let custodian = app
+        .create_admin_key(&json!({"role": "key-custodian"}))
+        .await;
+    let custodian_id = custodian.split('_').nth(1).unwrap().to_string();
+    let mut set = tokenhub_crypto::KeySet::generate();
+    for k in &mut set.keys {
+        k.key_index = format!("ROT-{}", k.key_index);
+    }
+    let body = serde_json::to_value(&set).unwrap();
+    // A key whose KCV does not match refuses the whole set.
+    let mut bad = body.clone();
+    bad["keys"][1]["kcv"] = json!("000000");
+    let a = app
+        .admin_as(
+            &custodian,
+            Method::POST,
+            "/admin/v1/shared-keys",
+            Some(&bad),
+        )
+        .await;
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(!a.text.contains(&set.keys[1].hex), "{a:?}");
+    let a = app
+        .admin_as(
+            &custodian,
+            Method::POST,
+            "/admin/v1/shared-keys",
+            Some(&body),
+        )
+        .await;
+    let imported = a.expect(200).as_array().unwrap().clone();
+    assert!(
+        imported.iter().all(|k| k["outcome"] == "IMPORTED"),
+        "{imported:?}"
+    );
+    let a = app
+        .admin_as(
+            &custodian,
+            Method::POST,
+            "/admin/v1/shared-keys",
+            Some(&body),
+        )
+        .await;
+    assert!(a
+        .expect(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["outcome"] == "UNCHANGED"));
+
+    let listed = app
+        .admin_as(&custodian, Method::GET, "/admin/v1/shared-keys", None)
+        .await;
+    listed.expect(200);
+    let audit = app.admin_get("/admin/v1/audit").await;
+    let stored = app.stored_bytes().await;
+    for k in &set.keys {
+        assert!(listed.text.contains(&k.key_index) && listed.text.contains(&k.kcv.to_uppercase()));
+        for text in [&listed.text, &audit.text] {
+            assert!(
+                !text.to_lowercase().contains(&k.hex.to_lowercase()),
+                "a key shows"
+            );
+        }
+        assert!(
+            !contains(&stored, &hex::decode(&k.hex).unwrap()),
+            "a key is stored in clear"
+        );
+    }
+    let entries = audit.json["entries"].as_array().unwrap();
+    let by_custodian: Vec<(&str, &str, i64)> = entries
+        .iter()
+        .filter(|e| e["actor"] == custodian_id.as_str())
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["objectId"].as_str().unwrap(),
+                e["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let (kek, dek) = (
+        set.keys[0].key_index.as_str(),
+        set.keys[1].key_index.as_str(),
+    );
+    assert_eq!(
+        by_custodian,
+        [
+            ("POST /admin/v1/shared-keys", "", 400),
+            ("shared-key.import", kek, 201),
+            ("shared-key.import", dek, 201),
+            ("shared-key.import", kek, 200),
+            ("shared-key.import", dek, 200),
+        ]
+    );
+    // The new key is in use at once: the TSP encrypts under it.
+    let token = app.pending_token().await;
+    let mut elements = app.required_elements();
+    let cmk = elements.iter_mut().find(|e| e["name"] == "cmk_ac").unwrap();
+    let key = set.find(kek).unwrap();
+    let sealed = tokenhub_crypto::encrypt_cbc_m2(
+        key.algorithm,
+        &key.key_bytes().unwrap(),
+        &random_bytes(16),
+    )
+    .unwrap();
+    *cmk = json!({"name": "cmk_ac", "value": hex::encode_upper(sealed), "keyIndex": kek});
+    app.put_data(&token, &data_body(&elements))
+        .await
+        .assert_accepted();
 }

@@ -19,6 +19,7 @@ enum Kind {
     OfIssuer,
     AdminKeys,
     Audit,
+    SharedKeys,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,7 +43,7 @@ fn expect(caller: Caller, kind: Kind, method: &Method) -> Expect {
         Caller::Bootstrap => kind == Kind::AdminKeys,
         Caller::Admin => true,
         Caller::ReadOnly => read && kind != Kind::AdminKeys,
-        Caller::KeyCustodian => false,
+        Caller::KeyCustodian => kind == Kind::SharedKeys,
         Caller::IssuerAdmin => matches!(kind, Kind::Issuer | Kind::OfIssuer),
     };
     if allowed {
@@ -190,6 +191,9 @@ fn routes(w: &World) -> Vec<Route> {
         route(Method::GET, AdminKeys, "/admin/v1/admin-keys", None),
         route(Method::POST, AdminKeys, "/admin/v1/admin-keys", Some(json!({"role": "read-only"}))),
         route(Method::GET, Audit, "/admin/v1/audit", None),
+        route(Method::GET, SharedKeys, "/admin/v1/shared-keys", None),
+        route(Method::POST, SharedKeys, "/admin/v1/shared-keys", None)
+            .with_body(serde_json::to_value(tokenhub_crypto::KeySet::generate()).unwrap()),
     ]
 }
 
