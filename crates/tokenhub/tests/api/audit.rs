@@ -11,6 +11,7 @@ hub_tests!(
     every_admin_mutation_and_key_operation_is_audited_and_no_read_is,
     the_audit_log_is_read_a_page_at_a_time_by_admin_and_read_only_keys,
     a_changed_removed_or_reordered_entry_breaks_the_chain_at_that_entry,
+    concurrent_mutations_append_to_one_unbroken_chain,
 );
 
 async fn entries(app: &TestApp) -> Vec<Value> {
@@ -216,4 +217,31 @@ async fn a_changed_removed_or_reordered_entry_breaks_the_chain_at_that_entry(app
     assert_eq!(broken_at(&app).await, Some(n));
     app.execute_sql("DELETE FROM audit_log WHERE seq = 4").await;
     assert_eq!(broken_at(&app).await, Some(4));
+}
+
+async fn concurrent_mutations_append_to_one_unbroken_chain(app: TestApp) {
+    let before = entries(&app).await.len();
+    let calls = (0..24).map(|n| {
+        let app = &app;
+        async move {
+            let r = app
+                .put_tsp(&format!("tsp-{n}"), "http://127.0.0.1:9/tsp")
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+    });
+    futures::future::join_all(calls).await;
+    let after = entries(&app).await;
+    assert_eq!(after.len(), before + 24);
+    let mut objects: Vec<&str> = after[before..]
+        .iter()
+        .map(|e| e["objectId"].as_str().unwrap())
+        .collect();
+    objects.sort();
+    objects.dedup();
+    assert_eq!(objects.len(), 24);
+    assert_eq!(
+        verify(&app.hub.store).await.unwrap().map(|v| v.entries),
+        Ok(after.len() as i64)
+    );
 }
