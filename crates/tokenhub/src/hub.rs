@@ -69,6 +69,8 @@ pub enum StartError {
     MasterKeyRequired,
     #[error("TOKENHUB_ADMIN_TOKEN (the bootstrap token, which creates the first admin keys) is required with PostgreSQL")]
     BootstrapTokenRequired,
+    #[error("TOKENHUB_ADMIN_TOKEN (the bootstrap token) must be at least {MIN_BOOTSTRAP_CHARS} characters")]
+    BootstrapTokenTooShort,
     #[error("the bootstrap token file {0}: {1}")]
     BootstrapTokenFile(std::path::PathBuf, std::io::Error),
     #[error("cannot listen on {0}: {1}")]
@@ -277,6 +279,9 @@ fn open_keys(config: &Config, notes: &mut StartupNotes) -> Result<Keys, StartErr
     Ok(keys)
 }
 
+/// The shortest bootstrap token accepted: it must not be guessed by trying.
+pub const MIN_BOOTSTRAP_CHARS: usize = 32;
+
 /// The configured bootstrap token; else, beside an SQLite file, the one in `admin.token` (made
 /// on first start, mode 0600; never printed); else (PostgreSQL) none.
 fn bootstrap_token(
@@ -284,6 +289,9 @@ fn bootstrap_token(
     notes: &mut StartupNotes,
 ) -> Result<Option<String>, StartError> {
     if let Some(t) = &config.admin_token {
+        if t.chars().count() < MIN_BOOTSTRAP_CHARS {
+            return Err(StartError::BootstrapTokenTooShort);
+        }
         return Ok(Some(t.clone()));
     }
     let Some(path) = config

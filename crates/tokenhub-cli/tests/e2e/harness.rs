@@ -8,7 +8,7 @@ use tokenhub_sim::device::{Fleet, FleetConfig};
 use tokenhub_sim::{TspSimConfig, TspSimHandle};
 
 /// The bootstrap token: it may only manage admin keys.
-pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+pub const ADMIN_TOKEN: &str = "e2e-bootstrap-token-0123456789abcdef";
 pub const MASTER_KEY: &str = "6d6173746572206b657920666f722074686520656e6420746f20656e64207465";
 pub const ISSUER: &str = "E2EISSUER1";
 

@@ -234,6 +234,24 @@ async fn without_a_bootstrap_token_sqlite_keeps_one_in_a_private_file_beside_the
     assert_eq!(again.hub().bootstrap_token(), Some(token.as_str()));
 }
 
+/// A bootstrap token short enough to guess is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_bootstrap_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let mut config = tokenhub::Config::for_database(&db);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.master_key = Some(MASTER_KEY.into());
+    config.admin_token = Some("x".repeat(31));
+    let refused = tokenhub::Application::build(config.clone())
+        .await
+        .err()
+        .unwrap();
+    assert!(refused.to_string().contains("at least 32"), "{refused}");
+    config.admin_token = Some("x".repeat(32));
+    assert!(tokenhub::Application::build(config).await.is_ok());
+}
+
 /// With PostgreSQL there is no file to keep it in: the hub does not start without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_bootstrap_token_a_hub_on_postgresql_does_not_start() {
