@@ -48,9 +48,10 @@ pub struct HubArgs {
     /// The hub's base URL.
     #[arg(long, env = "TOKENHUB_URL", default_value = "http://127.0.0.1:8080")]
     pub hub_url: String,
-    /// The admin token.
-    #[arg(long, env = "TOKENHUB_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: String,
+    /// An admin key (`thk_...`, from `tokenhub admin-keys create`). Prefer the environment: a
+    /// key on the command line is visible to other local users.
+    #[arg(long, env = "TOKENHUB_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: String,
 }
 
 pub async fn run(cmd: CampaignCommand) -> anyhow::Result<()> {
@@ -65,11 +66,11 @@ pub async fn run(cmd: CampaignCommand) -> anyhow::Result<()> {
         } => {
             let url = format!("{}/admin/v1/campaigns/{campaign_id}", hub.hub_url);
             if !watch {
-                let v = get(&http, &url, &hub.admin_token).await?;
+                let v = get(&http, &url, &hub.admin_key).await?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }
-            watch_campaign(&http, &url, &hub.admin_token).await
+            watch_campaign(&http, &url, &hub.admin_key).await
         }
         CampaignCommand::Pause { campaign_id, hub } => {
             post(&http, &hub, &campaign_id, "pause").await
@@ -89,7 +90,7 @@ pub async fn run(cmd: CampaignCommand) -> anyhow::Result<()> {
                 "{}/admin/v1/campaigns/{campaign_id}/report?format={format}",
                 hub.hub_url
             );
-            let r = http.get(&url).bearer_auth(&hub.admin_token).send().await?;
+            let r = http.get(&url).bearer_auth(&hub.admin_key).send().await?;
             let status = r.status();
             let text = r.text().await?;
             ensure!(status.is_success(), "HTTP {status}: {text}");
@@ -114,7 +115,7 @@ pub async fn get(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Resu
 
 async fn post(http: &reqwest::Client, hub: &HubArgs, id: &str, action: &str) -> anyhow::Result<()> {
     let url = format!("{}/admin/v1/campaigns/{id}/{action}", hub.hub_url);
-    let r = http.post(&url).bearer_auth(&hub.admin_token).send().await?;
+    let r = http.post(&url).bearer_auth(&hub.admin_key).send().await?;
     let status = r.status();
     ensure!(
         status.is_success(),

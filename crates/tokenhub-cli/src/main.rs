@@ -13,6 +13,7 @@ use tokenhub::config::{Config, ServeArgs, StoreArgs};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod admin_keys;
 mod campaign;
 mod demo;
 mod notifications;
@@ -47,6 +48,12 @@ enum Command {
     /// A token requestor (a PSP keeping tokens on file) receiving token updates, built on the
     /// tokenhub-receiver library; it can fail on purpose (POST /sim/misbehaviour).
     RequestorSim(RequestorSimArgs),
+    /// Admin API keys: create (the key is shown once), list, revoke; on the store directly.
+    #[command(subcommand)]
+    AdminKeys(admin_keys::AdminKeysCommand),
+    /// The audit log: verify its hash chain.
+    #[command(subcommand)]
+    Audit(admin_keys::AuditCommand),
     /// Token updates to token requestors: list, show, replay dead letters, enable an endpoint.
     #[command(subcommand, alias = "deliveries")]
     Notifications(notifications::NotificationsCommand),
@@ -140,6 +147,8 @@ fn main() -> anyhow::Result<()> {
             Command::DeviceSim(args) => demo::device_sim(args).await,
             Command::Campaign(cmd) => campaign::run(cmd).await,
             Command::Notifications(cmd) => notifications::run(cmd).await,
+            Command::AdminKeys(cmd) => admin_keys::run(cmd).await,
+            Command::Audit(cmd) => admin_keys::audit(cmd).await,
             Command::RequestorSim(args) => requestor_sim(args).await,
         }
     })
@@ -155,12 +164,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "TOKENHUB_MASTER_KEY is not set: generated a master key into this file (mode 0600). \
              Everything the database holds is wrapped under it: back it up apart from the database, \
              or set TOKENHUB_MASTER_KEY in production"
-        );
-    }
-    if app.notes().generated_admin_token {
-        println!(
-            "admin token (shown once; set TOKENHUB_ADMIN_TOKEN to choose your own): {}",
-            app.hub().admin_token()
         );
     }
     tracing::info!(listen = %app.local_addr(), "tokenhub is serving");
@@ -214,7 +217,7 @@ async fn keys_import(args: ImportArgs) -> anyhow::Result<()> {
         tracing::warn!(path = %path.display(), "generated a new master key file");
     }
     let now = hub.now_ms();
-    let outcome = tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys, now).await;
+    let outcome = tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys, "cli", now).await;
     let outcome = outcome.map_err(|e| anyhow::anyhow!(e.chain()))?;
     let mut refused = 0;
     for (index, result) in outcome {

@@ -64,7 +64,7 @@ pub async fn run(cmd: NotificationsCommand) -> anyhow::Result<()> {
             hub,
         } => {
             let url = format!("{}/admin/v1/notifications/{notification_id}", hub.hub_url);
-            let v = get(&http, &url, &hub.admin_token).await?;
+            let v = get(&http, &url, &hub.admin_key).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
@@ -82,7 +82,7 @@ pub async fn run(cmd: NotificationsCommand) -> anyhow::Result<()> {
                 (_, Some(id), _) => format!("{}/admin/v1/notifications/{id}/replay", hub.hub_url),
                 _ => anyhow::bail!("give a notification id, or --all --requestor R"),
             };
-            let text = post(&http, &url, &hub.admin_token).await?;
+            let text = post(&http, &url, &hub.admin_key).await?;
             println!("{}", if text.is_empty() { "replayed" } else { &text });
             Ok(())
         }
@@ -91,7 +91,7 @@ pub async fn run(cmd: NotificationsCommand) -> anyhow::Result<()> {
                 "{}/admin/v1/token-requestors/{requestor}/enable",
                 hub.hub_url
             );
-            post(&http, &url, &hub.admin_token).await?;
+            post(&http, &url, &hub.admin_key).await?;
             println!("token requestor {requestor}: endpoint enabled");
             Ok(())
         }
@@ -121,7 +121,7 @@ async fn list(
     if let Some(s) = &state {
         url.query_pairs_mut().append_pair("state", s);
     }
-    let v = get(http, url.as_str(), &hub.admin_token).await?;
+    let v = get(http, url.as_str(), &hub.admin_key).await?;
     let rows = v.as_array().cloned().unwrap_or_default();
     println!(
         "{:>8}  {:<10}  {:<24}  {:<25}  {:>8}  last",

@@ -32,6 +32,16 @@ impl Application {
         crate::telemetry::install_crypto_provider();
         let listen = config.listen;
         let (hub, notes) = Hub::open(config, clock).await?;
+        if hub.bootstrap_token().is_none() {
+            return Err(StartError::BootstrapTokenRequired);
+        }
+        if let Some(path) = &notes.bootstrap_token_file {
+            tracing::info!(
+                path = %path.display(),
+                created = notes.created_bootstrap_token_file,
+                "the bootstrap token (it may only create and revoke admin keys) is in this file"
+            );
+        }
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| StartError::Listen(listen, e))?;

@@ -22,7 +22,8 @@ pub struct Hub {
     pub tsp: TspClient,
     /// Delivers token updates to token requestors.
     pub requestor_client: crate::requestor_client::RequestorClient,
-    admin_token: SecretString,
+    /// The bootstrap token: it may only manage admin keys (`None`: no bootstrap).
+    bootstrap: Option<SecretString>,
     /// Wakes a device's long poll when a personalization for it is committed.
     pub devices: DeviceSignals,
     /// Wakes the outbox worker when a call is enqueued.
@@ -57,8 +58,11 @@ pub const REQUESTOR_CACHE_TTL: Duration = Duration::from_secs(1);
 /// What start-up did that the operator must be told about.
 #[derive(Debug, Default, Clone)]
 pub struct StartupNotes {
-    /// The admin token was generated (print it once).
-    pub generated_admin_token: bool,
+    /// The file the bootstrap token was read from or written to (mode 0600), when it was not
+    /// configured.
+    pub bootstrap_token_file: Option<std::path::PathBuf>,
+    /// That file was created at this start.
+    pub created_bootstrap_token_file: bool,
     /// The master key file that was created, if one was.
     pub created_master_key_file: Option<std::path::PathBuf>,
 }
@@ -71,6 +75,12 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error("TOKENHUB_MASTER_KEY is required with PostgreSQL (64 hex digits); it wraps every key and data element the database holds")]
     MasterKeyRequired,
+    #[error("TOKENHUB_ADMIN_TOKEN (the bootstrap token, which creates the first admin keys) is required with PostgreSQL")]
+    BootstrapTokenRequired,
+    #[error("TOKENHUB_ADMIN_TOKEN (the bootstrap token) must be at least {MIN_BOOTSTRAP_CHARS} characters")]
+    BootstrapTokenTooShort,
+    #[error("the bootstrap token file {0}: {1}")]
+    BootstrapTokenFile(std::path::PathBuf, std::io::Error),
     #[error("cannot listen on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
 }
@@ -88,13 +98,7 @@ impl Hub {
             tracing::info!(released, "claims left by a previous run released");
         }
         keys.load_shared_keys(&store.shared_keys().await?)?;
-        let admin_token = match &config.admin_token {
-            Some(t) => t.clone(),
-            None => {
-                notes.generated_admin_token = true;
-                random_token()
-            }
-        };
+        let bootstrap = bootstrap_token(&config, &mut notes)?;
         Ok((
             Self {
                 store,
@@ -107,7 +111,7 @@ impl Hub {
                     ),
                     config.notify.timeout,
                 ),
-                admin_token: SecretString::from(admin_token),
+                bootstrap: bootstrap.map(SecretString::from),
                 devices: DeviceSignals::default(),
                 outbox_wake: tokio::sync::Notify::new(),
                 notify_wake: tokio::sync::Notify::new(),
@@ -127,8 +131,9 @@ impl Hub {
         self.clock.now_ms()
     }
 
-    pub fn admin_token(&self) -> &str {
-        self.admin_token.expose_secret()
+    /// The bootstrap token, if there is one: it may only manage admin keys.
+    pub fn bootstrap_token(&self) -> Option<&str> {
+        self.bootstrap.as_ref().map(|t| t.expose_secret())
     }
 
     /// Whether the issuer is registered (positive answers cached).
@@ -301,9 +306,53 @@ fn open_keys(config: &Config, notes: &mut StartupNotes) -> Result<Keys, StartErr
     Ok(keys)
 }
 
-fn random_token() -> String {
+/// The shortest bootstrap token accepted: it must not be guessed by trying.
+pub const MIN_BOOTSTRAP_CHARS: usize = 32;
+
+/// The configured bootstrap token; else, beside an SQLite file, the one in `admin.token` (made
+/// on first start, mode 0600; never printed); else (PostgreSQL) none.
+fn bootstrap_token(
+    config: &Config,
+    notes: &mut StartupNotes,
+) -> Result<Option<String>, StartError> {
+    if let Some(t) = &config.admin_token {
+        if t.chars().count() < MIN_BOOTSTRAP_CHARS {
+            return Err(StartError::BootstrapTokenTooShort);
+        }
+        return Ok(Some(t.clone()));
+    }
+    let Some(path) = config
+        .master_key_file()
+        .map(|p| p.with_file_name("admin.token"))
+    else {
+        return Ok(None);
+    };
+    let fail = |e| StartError::BootstrapTokenFile(path.clone(), e);
+    notes.bootstrap_token_file = Some(path.clone());
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(Some(t.trim().to_string())),
+        Ok(_) => return Err(fail(std::io::Error::other("it is empty"))),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+        Err(_) => {}
+    }
     use rand::RngCore;
-    let mut b = [0u8; 24];
+    use std::io::Write;
+    let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
-    format!("thk_{}", hex::encode(b))
+    let token = format!("thb_{}", hex::encode(b));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts.open(&path).map_err(fail)?;
+    file.write_all(token.as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    notes.created_bootstrap_token_file = true;
+    Ok(Some(token))
 }

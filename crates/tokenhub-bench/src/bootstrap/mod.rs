@@ -67,12 +67,26 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 
 /// Imports a key set into the hub's store and loads it (as `tokenhub keys import` would).
 pub(crate) async fn import_key_set(hub: &tokenhub::Hub, key_set: &KeySet) -> anyhow::Result<()> {
-    tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, hub.now_ms())
+    tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, "cli", hub.now_ms())
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
     hub.reload_keys()
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))
+}
+
+/// An admin-role key made on the hub's store (as `tokenhub admin-keys create` makes one).
+pub(crate) async fn admin_key(store: &tokenhub::Store) -> anyhow::Result<String> {
+    let new = tokenhub::flows::admin_keys::NewKey {
+        role: tokenhub::domain::admin::Role::Admin,
+        issuers: Vec::new(),
+        label: "bench".into(),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let created = tokenhub::flows::admin_keys::create(store, new, "cli", "bench", now)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    Ok(secrecy::ExposeSecret::expose_secret(&created.presented).to_string())
 }
 
 /// A fresh hub's configuration on `database_url`: a loopback port of its own, a random admin

@@ -113,6 +113,13 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
     )
     .await
     .context("seeding the hub's database")?;
+    // The admin key the measure's calls go with (the bootstrap token may only manage keys).
+    let admin_key = {
+        let store = tokenhub::Store::connect(&database_url).await?;
+        let key = crate::bootstrap::admin_key(&store).await?;
+        store.close().await;
+        key
+    };
 
     let mut hub = start_hub(
         &args,
@@ -133,7 +140,7 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
         &args,
         &hub,
         &hub_url,
-        &admin_token,
+        &admin_key,
         &sim,
         &sims.derived,
         Arc::new(devices),

@@ -70,7 +70,7 @@ async fn register(
     let admin = Admin {
         http: reqwest::Client::new(),
         base: local.url(),
-        token: local.hub.admin_token().to_string(),
+        token: crate::bootstrap::admin_key(&local.hub.store).await?,
     };
     use reqwest::Method;
     admin

@@ -204,7 +204,7 @@ async fn register(local: &LocalHub) -> anyhow::Result<&'static [u8]> {
     let admin = Admin {
         http: reqwest::Client::new(),
         base: local.url(),
-        token: hub.admin_token().to_string(),
+        token: crate::bootstrap::admin_key(&hub.store).await?,
     };
     admin
         .send(

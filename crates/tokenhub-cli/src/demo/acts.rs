@@ -52,7 +52,7 @@ impl Demo {
 
         // The key ceremony: one key set, imported by the hub, handed to the TSP.
         let key_set = tokenhub_crypto::KeySet::generate();
-        tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, hub.now_ms())
+        tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, "cli", hub.now_ms())
             .await
             .map_err(|e| anyhow::anyhow!(e.chain()))?;
 
@@ -67,13 +67,21 @@ impl Demo {
             sim_config,
         )
         .await?;
+        // The demo's admin key, made as an operator makes the first one: with the bootstrap token.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let bootstrap = hub
+            .bootstrap_token()
+            .context("the demo sets a bootstrap token")?;
+        let admin_key = crate::admin_keys::create_over_api(&http, &hub_url, bootstrap, "demo")
+            .await
+            .context("creating the demo's admin key")?;
         // The wallets' provider, whose key every wallet call carries.
         let mut client = Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            http,
             base: hub_url.clone(),
-            admin_token: hub.admin_token().to_string(),
+            admin_key,
             wallet_key: String::new(),
         };
         client.register_wallet_provider("demo-wallet").await?;
@@ -273,7 +281,7 @@ impl Demo {
             deployed["total"]
         );
         let campaign_url = format!("{}/admin/v1/campaigns/{campaign_id}", client.base);
-        crate::campaign::watch_campaign(&client.http, &campaign_url, &client.admin_token).await?;
+        crate::campaign::watch_campaign(&client.http, &campaign_url, &client.admin_key).await?;
         client
             .get_admin(&format!("/admin/v1/campaigns/{campaign_id}"))
             .await

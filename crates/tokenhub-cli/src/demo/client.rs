@@ -6,7 +6,7 @@ use serde_json::Value;
 pub(super) struct Client {
     pub(super) http: reqwest::Client,
     pub(super) base: String,
-    pub(super) admin_token: String,
+    pub(super) admin_key: String,
     /// The demo wallet provider's API key, which every wallet call carries.
     pub(super) wallet_key: String,
 }
@@ -28,7 +28,7 @@ impl Client {
         self.send(
             self.http
                 .put(format!("{}{path}", self.base))
-                .bearer_auth(&self.admin_token)
+                .bearer_auth(&self.admin_key)
                 .json(&body),
         )
         .await
@@ -39,7 +39,7 @@ impl Client {
         self.send(
             self.http
                 .post(format!("{}{path}", self.base))
-                .bearer_auth(&self.admin_token)
+                .bearer_auth(&self.admin_key)
                 .json(&body),
         )
         .await
@@ -50,7 +50,7 @@ impl Client {
         self.send(
             self.http
                 .get(format!("{}{path}", self.base))
-                .bearer_auth(&self.admin_token),
+                .bearer_auth(&self.admin_key),
         )
         .await
         .with_context(|| format!("GET {path}"))

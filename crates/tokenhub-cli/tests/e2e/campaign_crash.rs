@@ -105,7 +105,7 @@ impl World {
             if let Ok(r) = self
                 .http
                 .get(format!("{}/admin/v1/campaigns/{id}", self.hub.url()))
-                .bearer_auth(ADMIN_TOKEN)
+                .bearer_auth(&self.hub.admin_key)
                 .send()
                 .await
             {

@@ -28,7 +28,7 @@ impl World {
                 "{}/admin/v1/issuers/{ISSUER}/products/classic/profiles/v2",
                 self.hub.url()
             ))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&self.hub.admin_key)
             .json(&p)
             .send()
             .await
@@ -43,7 +43,7 @@ impl World {
                 "{}/admin/v1/issuers/{ISSUER}/products/classic/profiles/v2/deploy",
                 self.hub.url()
             ))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&self.hub.admin_key)
             .json(&json!({"campaign": settings}))
             .send()
             .await
@@ -59,7 +59,7 @@ impl World {
             if let Ok(r) = self
                 .http
                 .get(format!("{}/admin/v1/campaigns/{id}", self.hub.url()))
-                .bearer_auth(ADMIN_TOKEN)
+                .bearer_auth(&self.hub.admin_key)
                 .send()
                 .await
             {
@@ -89,7 +89,7 @@ impl World {
                 "{}/admin/v1/campaigns/{id}/{action}",
                 self.hub.url()
             ))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&self.hub.admin_key)
             .send()
             .await
             .unwrap()
@@ -178,7 +178,7 @@ impl World {
     pub async fn report(&self, id: &str) -> Value {
         self.http
             .get(format!("{}/admin/v1/campaigns/{id}/report", self.hub.url()))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&self.hub.admin_key)
             .send()
             .await
             .unwrap()

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use tokenhub_sim::device::{Fleet, FleetConfig};
 use tokenhub_sim::{TspSimConfig, TspSimHandle};
 
-pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+/// The bootstrap token: it may only manage admin keys.
+pub const ADMIN_TOKEN: &str = "e2e-bootstrap-token-0123456789abcdef";
 pub const MASTER_KEY: &str = "6d6173746572206b657920666f722074686520656e6420746f20656e64207465";
 pub const ISSUER: &str = "E2EISSUER1";
 
@@ -88,6 +89,8 @@ pub struct HubProcess {
     child: Option<Child>,
     pub port: u16,
     pub database_url: String,
+    /// An `admin` key, made by `tokenhub admin-keys create` before the first start.
+    pub admin_key: String,
     settings: HubSettings,
     _dir: tempfile::TempDir,
     postgres: Option<(String, String)>,
@@ -134,10 +137,20 @@ impl HubProcess {
             .status()
             .unwrap();
         assert!(status.success(), "tokenhub keys import");
+        let admin_key = tokenhub(
+            &["admin-keys", "create", "--role", "admin", "--label", "e2e"],
+            &database_url,
+        );
+        assert!(admin_key.status.success(), "tokenhub admin-keys create");
+        let admin_key = String::from_utf8(admin_key.stdout)
+            .unwrap()
+            .trim()
+            .to_string();
         let port = free_port();
         let mut hub = Self {
             child: None,
             port,
+            admin_key,
             database_url,
             settings,
             _dir: dir,
@@ -266,7 +279,7 @@ impl Drop for HubProcess {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -317,7 +330,7 @@ impl World {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        let wallet_key = register_wallet_provider(&http, &hub.url()).await;
+        let wallet_key = register_wallet_provider(&http, &hub).await;
         let mut fleet_config = FleetConfig::new(hub.url(), options.devices);
         fleet_config.wait_seconds = 2;
         fleet_config.id_prefix = format!("dev-{}-", uuid::Uuid::new_v4().simple());
@@ -354,7 +367,7 @@ impl World {
                 "{}/admin/v1/issuers/{ISSUER}/products/classic/profiles/v1/deploy",
                 world.hub.url()
             ))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&world.hub.admin_key)
             .json(&json!({}))
             .send()
             .await
@@ -364,7 +377,7 @@ impl World {
     }
 
     async fn admin_put(&self, path: &str, body: Value) {
-        admin_put(&self.http, &self.hub.url(), path, body).await;
+        admin_put(&self.http, &self.hub, path, body).await;
     }
 
     /// Digitizes a card onto the `i`-th device, retrying while the hub is down.
@@ -412,7 +425,7 @@ impl World {
             let r = self
                 .http
                 .get(format!("{}/admin/v1/tokens/{token_id}", self.hub.url()))
-                .bearer_auth(ADMIN_TOKEN)
+                .bearer_auth(&self.hub.admin_key)
                 .send()
                 .await;
             if let Ok(r) = r {
@@ -465,10 +478,10 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-async fn admin_put(http: &reqwest::Client, hub: &str, path: &str, body: Value) -> Value {
+async fn admin_put(http: &reqwest::Client, hub: &HubProcess, path: &str, body: Value) -> Value {
     let r = http
-        .put(format!("{hub}{path}"))
-        .bearer_auth(ADMIN_TOKEN)
+        .put(format!("{}{path}", hub.url()))
+        .bearer_auth(&hub.admin_key)
         .json(&body)
         .send()
         .await
@@ -478,16 +491,27 @@ async fn admin_put(http: &reqwest::Client, hub: &str, path: &str, body: Value) -
 }
 
 /// Registers the e2e wallet provider and makes it an API key; the key.
-async fn register_wallet_provider(http: &reqwest::Client, hub: &str) -> String {
+async fn register_wallet_provider(http: &reqwest::Client, hub: &HubProcess) -> String {
     let path = "/admin/v1/wallet-providers/e2e-wallet";
     admin_put(http, hub, path, json!({"name": "E2E Wallet"})).await;
     let r = http
-        .post(format!("{hub}{path}/api-keys"))
-        .bearer_auth(ADMIN_TOKEN)
+        .post(format!("{}{path}/api-keys", hub.url()))
+        .bearer_auth(&hub.admin_key)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "a wallet API key");
     let v: Value = r.json().await.unwrap();
     v["apiKey"].as_str().unwrap().to_string()
+}
+
+/// Runs the `tokenhub` binary with `args` and `--database-url`; its output.
+pub fn tokenhub(args: &[&str], database_url: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenhub"))
+        .args(args)
+        .args(["--database-url", database_url])
+        .env("TOKENHUB_MASTER_KEY", MASTER_KEY)
+        .env_remove("TOKENHUB_CONFIG")
+        .output()
+        .unwrap()
 }

@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod harness;
+mod audit;
 mod campaign_crash;
 mod campaigns;
 mod notifications;

@@ -133,7 +133,7 @@ async fn admin(w: &World, method: Method, path: &str, body: Option<Value>) -> (u
         let mut rq = w
             .http
             .request(method.clone(), format!("{}{path}", w.hub.url()))
-            .bearer_auth(ADMIN_TOKEN);
+            .bearer_auth(&w.hub.admin_key);
         if let Some(b) = &body {
             rq = rq.json(b);
         }

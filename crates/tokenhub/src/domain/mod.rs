@@ -4,6 +4,7 @@
 //! **Architecture invariant**: nothing here does IO, reads the clock or draws random numbers; the
 //! callers pass `now` and whatever else is needed, and get back decisions.
 
+pub mod admin;
 pub mod campaign;
 pub mod catalog;
 pub mod cps;

@@ -2,6 +2,8 @@
 //! domain for decisions, applies them in store transactions, and returns the outcome to the edge
 //! (an HTTP handler, a worker or the CLI) that called it.
 
+pub mod admin_keys;
+pub mod audit;
 pub mod campaign;
 pub mod catalog;
 pub mod deliver;

@@ -1,9 +1,11 @@
 //! Admin API: re-personalization campaigns (`/admin/v1/campaigns`): progress, operator
 //! commands, the report.
 
+use super::admin::{sees, AdminContext};
 use super::api_error::ApiErrorBody;
 use super::{ApiError, AppState};
 use crate::clock::iso8601;
+use crate::domain::admin::IssuerObject;
 use crate::domain::campaign::{CampaignState, Step};
 use crate::domain::ids::parse_slug;
 use crate::flows::campaign::{self, Command, CommandError};
@@ -11,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -59,10 +61,15 @@ pub struct CampaignView {
     security(("admin" = [])))]
 async fn get_campaign(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(id): Path<String>,
 ) -> Result<Json<CampaignView>, ApiError> {
     let id = parse_slug("campaignId", &id)?;
-    let Some((c, counts)) = campaign::get(&hub, &id).await? else {
+    let found = match sees(&hub, &ctx, IssuerObject::Campaign, &id).await? {
+        true => campaign::get(&hub, &id).await?,
+        false => None,
+    };
+    let Some((c, counts)) = found else {
         return Err(ApiError::not_found(format!("campaign {id} does not exist")));
     };
     let steps: std::collections::BTreeMap<String, i64> = Step::ALL
@@ -97,8 +104,16 @@ async fn get_campaign(
     }))
 }
 
-async fn campaign_command(hub: &AppState, id: &str, cmd: Command) -> Result<StatusCode, ApiError> {
+async fn campaign_command(
+    hub: &AppState,
+    ctx: &AdminContext,
+    id: &str,
+    cmd: Command,
+) -> Result<StatusCode, ApiError> {
     let id = parse_slug("campaignId", id)?;
+    if !sees(hub, ctx, IssuerObject::Campaign, &id).await? {
+        return Err(ApiError::not_found(format!("campaign {id} does not exist")));
+    }
     match campaign::command(hub, &id, cmd).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(CommandError::NotFound) => {
@@ -115,9 +130,10 @@ async fn campaign_command(hub: &AppState, id: &str, cmd: Command) -> Result<Stat
     security(("admin" = [])))]
 async fn pause_campaign(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    campaign_command(&hub, &id, Command::Pause).await
+    campaign_command(&hub, &ctx, &id, Command::Pause).await
 }
 
 /// Resume a paused campaign.
@@ -126,9 +142,10 @@ async fn pause_campaign(
     security(("admin" = [])))]
 async fn resume_campaign(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    campaign_command(&hub, &id, Command::Resume).await
+    campaign_command(&hub, &ctx, &id, Command::Resume).await
 }
 
 /// Cancel a campaign: queued tokens stay on their version; tokens under way finish.
@@ -137,9 +154,10 @@ async fn resume_campaign(
     security(("admin" = [])))]
 async fn cancel_campaign(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    campaign_command(&hub, &id, Command::Cancel).await
+    campaign_command(&hub, &ctx, &id, Command::Cancel).await
 }
 
 /// One failed (or skipped) token of a campaign.
@@ -165,11 +183,16 @@ pub struct ReportParams {
     security(("admin" = [])))]
 async fn campaign_report(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(id): Path<String>,
     Query(params): Query<ReportParams>,
 ) -> Result<axum::response::Response, ApiError> {
     let id = parse_slug("campaignId", &id)?;
-    let Some(report) = campaign::report(&hub, &id).await? else {
+    let found = match sees(&hub, &ctx, IssuerObject::Campaign, &id).await? {
+        true => campaign::report(&hub, &id).await?,
+        false => None,
+    };
+    let Some(report) = found else {
         return Err(ApiError::not_found(format!("campaign {id} does not exist")));
     };
     let lines: Vec<ReportLine> = report

@@ -2,7 +2,10 @@
 //! OpenAPI document, and [`router`], which puts them together.
 
 mod admin;
+mod admin_keys;
+mod admin_scope;
 mod api_error;
+mod audit;
 mod campaigns;
 mod cards;
 mod issuers;
@@ -10,6 +13,7 @@ mod notifications;
 pub mod openapi;
 mod profiles;
 mod requestors;
+mod shared_keys;
 mod tokens;
 mod tsp;
 mod tsps;

@@ -1,15 +1,17 @@
 //! Admin API: token updates owed to token requestors (`/admin/v1/notifications`, a token's and a
 //! requestor's lists): their bodies, attempts, and replay.
 
+use super::admin::{sees, AdminContext};
 use super::api_error::ApiErrorBody;
 use super::{ApiError, AppState};
 use crate::clock::iso8601;
+use crate::domain::admin::IssuerObject;
 use crate::domain::notification::{Attempt, Filter, Notification, NotificationState};
 use crate::flows::notifications;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -135,13 +137,17 @@ async fn requestor_notifications(
     security(("admin" = [])))]
 async fn token_notifications(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(token_id): Path<String>,
     Query(q): Query<NotificationQuery>,
 ) -> Result<Json<Vec<NotificationView>>, ApiError> {
     let f = Filter {
-        token_id: Some(token_id),
+        token_id: Some(token_id.clone()),
         ..filter(q)?
     };
+    if !sees(&hub, &ctx, IssuerObject::Token, &token_id).await? {
+        return Ok(Json(Vec::new()));
+    }
     list_notifications(&hub, &f).await
 }
 
@@ -160,9 +166,14 @@ async fn list_notifications(
     security(("admin" = [])))]
 async fn get_notification(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(id): Path<i64>,
 ) -> Result<Json<NotificationView>, ApiError> {
-    let Some((n, attempts)) = notifications::get(&hub, id).await? else {
+    let found = match sees(&hub, &ctx, IssuerObject::Notification, &id.to_string()).await? {
+        true => notifications::get(&hub, id).await?,
+        false => None,
+    };
+    let Some((n, attempts)) = found else {
         return Err(ApiError::not_found(format!("no notification {id}")));
     };
     let body = serde_json::from_str(&n.payload).ok();
@@ -189,8 +200,12 @@ async fn get_notification(
     security(("admin" = [])))]
 async fn replay_notification(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
+    if !sees(&hub, &ctx, IssuerObject::Notification, &id.to_string()).await? {
+        return Err(ApiError::not_found(format!("no notification {id}")));
+    }
     match notifications::replay(&hub, id).await? {
         None => Err(ApiError::not_found(format!("no notification {id}"))),
         Some(false) => Err(ApiError::conflict(format!(

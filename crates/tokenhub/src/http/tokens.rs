@@ -1,16 +1,18 @@
 //! Admin API: tokens (`/admin/v1/tokens`): reading one (never its secrets) and the issuer's
 //! lifecycle actions (suspend, resume, delete).
 
+use super::admin::{sees, AdminContext};
 use super::api_error::ApiErrorBody;
 use super::{ApiError, AppState};
 use crate::clock::iso8601;
+use crate::domain::admin::IssuerObject;
 use crate::domain::lifecycle::IssuerAction;
 use crate::domain::{TokenId, TokenState};
 use crate::flows::lifecycle::{self, LifecycleError};
 use crate::flows::tokens;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -107,10 +109,16 @@ pub struct TokenView {
     security(("admin" = [])))]
 async fn get_token(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(token_id): Path<String>,
 ) -> Result<Json<TokenView>, ApiError> {
     let token_id = TokenId::parse(&token_id)?;
-    let Some(detail) = tokens::detail(&hub, token_id.as_str()).await? else {
+    let seen = sees(&hub, &ctx, IssuerObject::Token, token_id.as_str()).await?;
+    let detail = match seen {
+        true => tokens::detail(&hub, token_id.as_str()).await?,
+        false => None,
+    };
+    let Some(detail) = detail else {
         return Err(ApiError::not_found(format!(
             "token {token_id} does not exist"
         )));
@@ -182,6 +190,7 @@ pub struct TokenStateView {
 
 async fn act(
     hub: AppState,
+    ctx: AdminContext,
     token_id: String,
     body: axum::body::Bytes,
     action: IssuerAction,
@@ -200,6 +209,9 @@ async fn act(
         .is_some_and(|r| r.is_empty() || r.chars().count() > 64)
     {
         return Err(ApiError::bad_request("reason must be 1 to 64 characters"));
+    }
+    if !sees(&hub, &ctx, IssuerObject::Token, token_id.as_str()).await? {
+        return Err(ApiError::not_found(format!("no token {token_id}")));
     }
     let t = lifecycle::issuer_action(&hub, token_id.as_str(), action, reason).await?;
     Ok(Json(TokenStateView {
@@ -220,10 +232,11 @@ async fn act(
     security(("admin" = [])))]
 async fn suspend_token(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(token_id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<TokenStateView>, ApiError> {
-    act(hub, token_id, body, IssuerAction::Suspend).await
+    act(hub, ctx, token_id, body, IssuerAction::Suspend).await
 }
 
 /// Resume a SUSPENDED token: `updateTokenState ACTIVE` to the TSP, the requestor is told.
@@ -234,10 +247,11 @@ async fn suspend_token(
     security(("admin" = [])))]
 async fn resume_token(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(token_id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<TokenStateView>, ApiError> {
-    act(hub, token_id, body, IssuerAction::Resume).await
+    act(hub, ctx, token_id, body, IssuerAction::Resume).await
 }
 
 /// Delete a token (card destroyed, account closed): `updateTokenState DELETED` to the TSP, the
@@ -248,8 +262,9 @@ async fn resume_token(
     security(("admin" = [])))]
 async fn delete_token(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(token_id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<TokenStateView>, ApiError> {
-    act(hub, token_id, body, IssuerAction::Delete).await
+    act(hub, ctx, token_id, body, IssuerAction::Delete).await
 }

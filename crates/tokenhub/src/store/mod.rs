@@ -10,6 +10,8 @@
 //! - Migrations, embedded from `migrations/<engine>/`, run through sqlx's migrator on both
 //!   engines.
 
+pub mod admin_keys;
+pub mod audit;
 pub mod campaigns;
 pub mod catalog;
 pub mod notifications;

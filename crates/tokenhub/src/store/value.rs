@@ -202,6 +202,7 @@ macro_rules! named_codec {
     )*};
 }
 named_codec!(
+    crate::domain::admin::Role,
     crate::domain::tsp_call::TspCall,
     crate::domain::tsp_call::OutboxState,
     crate::domain::notification::NotificationState,

@@ -9,7 +9,10 @@
 mod support;
 
 mod admin;
+mod admin_keys;
+mod admin_roles;
 mod architecture;
+mod audit;
 mod cards;
 mod confidentiality;
 mod health_check;

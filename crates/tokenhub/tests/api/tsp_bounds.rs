@@ -58,6 +58,7 @@ async fn import_aside(app: &TestApp, key: &SharedKey) {
         &app.hub.store,
         &cli,
         std::slice::from_ref(key),
+        "cli",
         app.clock.now_ms(),
     )
     .await

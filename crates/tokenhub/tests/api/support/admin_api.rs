@@ -1,6 +1,6 @@
 //! Calling the admin API (`/admin/v1`) with the bearer token.
 
-use super::{names, TestApp, ADMIN_TOKEN, TSP_ID};
+use super::{names, TestApp, TSP_ID};
 use serde_json::{json, Value};
 
 /// What the admin API says about a token.
@@ -31,11 +31,40 @@ impl Answer {
 }
 
 impl TestApp {
-    /// An admin call, with the bearer token.
+    /// An admin call, with the harness's `admin` key.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client
             .request(method, self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&self.admin_key)
+    }
+
+    /// An admin call with `credential` as the bearer, with an optional JSON body, read whole.
+    pub async fn admin_as(
+        &self,
+        credential: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
+        let mut r = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(credential);
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        Answer::read(r.send().await.expect("the hub answers")).await
+    }
+
+    /// Creates an admin key (`{"role": ..., "issuers": [...]}`) with the harness's admin key;
+    /// the presented key.
+    pub async fn create_admin_key(&self, body: &Value) -> String {
+        create_key_with(&self.client, &self.address, &self.admin_key, body)
+            .await
+            .expect(201)["apiKey"]
+            .as_str()
+            .expect("the new key")
+            .to_string()
     }
 
     /// An admin call with an optional JSON body, read whole.
@@ -184,4 +213,21 @@ impl TestApp {
             .expect(200)
             .clone()
     }
+}
+
+/// `POST /admin/v1/admin-keys` with `credential`.
+pub async fn create_key_with(
+    client: &reqwest::Client,
+    address: &str,
+    credential: &str,
+    body: &Value,
+) -> Answer {
+    let r = client
+        .post(format!("{address}/admin/v1/admin-keys"))
+        .bearer_auth(credential)
+        .json(body)
+        .send()
+        .await
+        .expect("the hub answers");
+    Answer::read(r).await
 }

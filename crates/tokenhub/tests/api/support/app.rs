@@ -1,8 +1,10 @@
 //! Starting a hub under test: its database, its configuration, its clock.
 
 use super::{
-    create_postgres_database, seed, FakeTsp, ADMIN_TOKEN, LONG_KEY_INDEX, MASTER_KEY, PERSO_TTL,
+    create_key_with, create_postgres_database, seed, FakeTsp, ADMIN_TOKEN, LONG_KEY_INDEX,
+    MASTER_KEY, PERSO_TTL,
 };
+use serde_json::json;
 use sqlx::{Connection, Executor, Row};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +57,9 @@ pub struct TestApp {
     /// The keys shared with the TSP at the key ceremony (clear: the test plays the TSP).
     pub keys: KeySet,
     pub tsp: FakeTsp,
+    /// The `admin`-role key the harness made with the bootstrap token: every admin call of the
+    /// tests goes with it.
+    pub admin_key: String,
     db: Database,
 }
 
@@ -104,7 +109,7 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
         Algorithm::Aes256,
         "dek",
     ));
-    tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys.keys, clock.now_ms())
+    tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys.keys, "cli", clock.now_ms())
         .await
         .expect("the key ceremony's keys import");
     hub.reload_keys().await.expect("the keys load");
@@ -114,11 +119,18 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
+    let admin_key = create_key_with(&client, &address, ADMIN_TOKEN, &json!({"role": "admin"}))
+        .await
+        .expect(201)["apiKey"]
+        .as_str()
+        .expect("the new key")
+        .to_string();
     let mut app = TestApp {
         address,
         wallet: client.clone(),
         wallet_key: String::new(),
         client,
+        admin_key,
         hub,
         clock,
         keys,

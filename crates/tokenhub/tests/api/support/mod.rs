@@ -30,7 +30,7 @@ pub use wallet_api::*;
 
 use std::time::Duration;
 
-pub const ADMIN_TOKEN: &str = "admin-token-for-the-api-tests";
+pub const ADMIN_TOKEN: &str = "bootstrap-token-for-the-api-tests-0123456789";
 pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 pub const PERSO_TTL: Duration = Duration::from_secs(900);
 pub const TSP_ID: &str = "tsp-under-test";
