@@ -20,7 +20,8 @@ async fn entries(app: &TestApp) -> Vec<Value> {
 }
 
 async fn every_admin_mutation_and_key_operation_is_audited_and_no_read_is(app: TestApp) {
-    // The harness's own: three shared keys imported, its admin key, four seed calls.
+    // The harness's own: three shared keys imported, its admin key, its wallet provider and the
+    // provider's key, four seed calls.
     let before = entries(&app).await;
     let actions: Vec<&str> = before
         .iter()
@@ -36,7 +37,7 @@ async fn every_admin_mutation_and_key_operation_is_audited_and_no_read_is(app: T
         ]
     );
     assert_eq!(before[3]["actor"], "bootstrap");
-    assert_eq!(before.len(), 8, "{actions:?}");
+    assert_eq!(before.len(), 10, "{actions:?}");
     let admin_id = app.admin_key.split('_').nth(1).unwrap().to_string();
     assert!(before[4..].iter().all(|e| e["actor"] == admin_id.as_str()));
 
