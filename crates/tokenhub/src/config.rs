@@ -18,7 +18,7 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
     /// A TOML file with any of: listen, database_url, perso_ttl, delivery_window,
     /// delivery_max_tries, delivery_ttl, admin_token, master_key, notify_retry_schedule,
-    /// outbound_allow.
+    /// outbound_allow, allow_plain_http_endpoints, outbound_proxy.
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -51,6 +51,14 @@ pub struct ServeArgs {
     /// reached at, e.g. `127.0.0.0/8,10.0.0.0/8`. Public addresses are always allowed.
     #[arg(long, env = "TOKENHUB_OUTBOUND_ALLOW")]
     pub outbound_allow: Option<String>,
+    /// Accept `http://` TSP and requestor endpoints: for development only (the simulators on
+    /// loopback); without it they are refused.
+    #[arg(long, env = "TOKENHUB_ALLOW_PLAIN_HTTP_ENDPOINTS")]
+    pub allow_plain_http_endpoints: bool,
+    /// A proxy every call to TSPs and requestors goes through. Without it `HTTP_PROXY`,
+    /// `HTTPS_PROXY` and `ALL_PROXY` are ignored.
+    #[arg(long, env = "TOKENHUB_OUTBOUND_PROXY")]
+    pub outbound_proxy: Option<String>,
 }
 
 /// The optional TOML file.
@@ -67,6 +75,8 @@ struct FileConfig {
     master_key: Option<String>,
     notify_retry_schedule: Option<String>,
     outbound_allow: Option<String>,
+    allow_plain_http_endpoints: Option<bool>,
+    outbound_proxy: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +106,18 @@ pub struct Config {
     pub notify: NotifySettings,
     /// How far ahead of the hub's clock a TSP's `lastUpdateTimestamp` may be (5 minutes).
     pub max_update_skew: Duration,
+    /// How the hub's calls to TSPs and requestors leave it.
+    pub outbound: OutboundSettings,
+}
+
+/// How the hub's calls to TSPs and requestors leave it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundSettings {
+    /// `http://` endpoints are accepted (development only); refused by default.
+    pub allow_plain_http: bool,
+    /// The one proxy outbound calls go through; `None`: none, whatever the environment says,
+    /// so that no proxy resolves a requestor's name behind the address guard's back.
+    pub proxy: Option<String>,
 }
 
 /// How token updates are delivered to token requestors.
@@ -186,6 +208,11 @@ impl std::fmt::Debug for Config {
             .field("delivery", &self.delivery)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
+            .field("allow_plain_http", &self.outbound.allow_plain_http)
+            .field(
+                "outbound_proxy",
+                &self.outbound.proxy.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -203,6 +230,7 @@ impl Config {
             master_key: None,
             notify: NotifySettings::default(),
             max_update_skew: Duration::from_secs(300),
+            outbound: OutboundSettings::default(),
         }
     }
 
@@ -271,7 +299,19 @@ impl Config {
                 ..NotifySettings::default()
             },
             max_update_skew: Duration::from_secs(300),
+            outbound: OutboundSettings {
+                allow_plain_http: args.allow_plain_http_endpoints
+                    || file.allow_plain_http_endpoints.unwrap_or(false),
+                proxy: non_empty(args.outbound_proxy.clone()).or(file.outbound_proxy),
+            },
         };
+        if let Some(proxy) = &config.outbound.proxy {
+            if reqwest::Proxy::all(proxy.as_str()).is_err() {
+                return Err(ConfigError::Invalid(
+                    "outbound_proxy is not a proxy URL".into(),
+                ));
+            }
+        }
         if config.perso_ttl.is_zero() {
             return Err(ConfigError::Invalid(
                 "perso_ttl must be at least 1 second".into(),
