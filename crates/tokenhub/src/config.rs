@@ -395,6 +395,45 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_is_refused_and_proxies_ignored_unless_configured() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser;
+        let none = Config::load_with_env(&ServeArgs::default(), |_| None).unwrap();
+        assert_eq!(none.outbound, OutboundSettings::default());
+        assert!(!none.outbound.allow_plain_http && none.outbound.proxy.is_none());
+        let cli = Cli::try_parse_from([
+            "t",
+            "--allow-plain-http-endpoints",
+            "--outbound-proxy",
+            "http://proxy.internal:3128",
+        ])
+        .unwrap();
+        let c = Config::load_with_env(&cli.serve, |_| None).unwrap();
+        assert!(c.outbound.allow_plain_http);
+        assert_eq!(
+            c.outbound.proxy.as_deref(),
+            Some("http://proxy.internal:3128")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hub.toml");
+        std::fs::write(&file, "allow_plain_http_endpoints = true\n").unwrap();
+        let mut args = ServeArgs::default();
+        args.store.config = Some(file);
+        assert!(
+            Config::load_with_env(&args, |_| None)
+                .unwrap()
+                .outbound
+                .allow_plain_http
+        );
+        args.outbound_proxy = Some("not a proxy".into());
+        assert!(Config::load_with_env(&args, |_| None).is_err());
+    }
+
+    #[test]
     fn the_key_file_sits_beside_the_database() {
         let c = Config::for_database("sqlite://data/tokenhub.db");
         assert_eq!(c.master_key_file().unwrap(), Path::new("data/master.key"));
