@@ -19,7 +19,7 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
     /// A TOML file with any of: listen, database_url, perso_ttl, delivery_window,
     /// delivery_max_tries, delivery_ttl, admin_token, master_key, notify_retry_schedule,
-    /// outbound_allow, wallet_max_long_polls.
+    /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy.
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -55,6 +55,14 @@ pub struct ServeArgs {
     /// Long polls (`waitSeconds` > 0) one wallet provider may hold open at once; more get `503`.
     #[arg(long, env = "TOKENHUB_WALLET_MAX_LONG_POLLS")]
     pub wallet_max_long_polls: Option<usize>,
+    /// Accept `http://` TSP and requestor endpoints: for development only (the simulators on
+    /// loopback); without it they are refused.
+    #[arg(long, env = "TOKENHUB_ALLOW_PLAIN_HTTP_ENDPOINTS")]
+    pub allow_plain_http_endpoints: bool,
+    /// A proxy every call to TSPs and requestors goes through. Without it `HTTP_PROXY`,
+    /// `HTTPS_PROXY` and `ALL_PROXY` are ignored.
+    #[arg(long, env = "TOKENHUB_OUTBOUND_PROXY")]
+    pub outbound_proxy: Option<String>,
 }
 
 /// The optional TOML file.
@@ -72,6 +80,8 @@ struct FileConfig {
     notify_retry_schedule: Option<String>,
     outbound_allow: Option<String>,
     wallet_max_long_polls: Option<usize>,
+    allow_plain_http_endpoints: Option<bool>,
+    outbound_proxy: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +113,18 @@ pub struct Config {
     pub max_update_skew: Duration,
     /// Long polls one wallet provider may hold open at once.
     pub wallet_max_long_polls: usize,
+    /// How the hub's calls to TSPs and requestors leave it.
+    pub outbound: OutboundSettings,
+}
+
+/// How the hub's calls to TSPs and requestors leave it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundSettings {
+    /// `http://` endpoints are accepted (development only); refused by default.
+    pub allow_plain_http: bool,
+    /// The one proxy outbound calls go through; `None`: none, whatever the environment says,
+    /// so that no proxy resolves a requestor's name behind the address guard's back.
+    pub proxy: Option<String>,
 }
 
 /// How token updates are delivered to token requestors.
@@ -194,6 +216,11 @@ impl std::fmt::Debug for Config {
             .field("wallet_max_long_polls", &self.wallet_max_long_polls)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
+            .field("allow_plain_http", &self.outbound.allow_plain_http)
+            .field(
+                "outbound_proxy",
+                &self.outbound.proxy.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -212,6 +239,7 @@ impl Config {
             notify: NotifySettings::default(),
             max_update_skew: Duration::from_secs(300),
             wallet_max_long_polls: DEFAULT_WALLET_MAX_LONG_POLLS,
+            outbound: OutboundSettings::default(),
         }
     }
 
@@ -284,7 +312,19 @@ impl Config {
                 .wallet_max_long_polls
                 .or(file.wallet_max_long_polls)
                 .unwrap_or(DEFAULT_WALLET_MAX_LONG_POLLS),
+            outbound: OutboundSettings {
+                allow_plain_http: args.allow_plain_http_endpoints
+                    || file.allow_plain_http_endpoints.unwrap_or(false),
+                proxy: non_empty(args.outbound_proxy.clone()).or(file.outbound_proxy),
+            },
         };
+        if let Some(proxy) = &config.outbound.proxy {
+            if reqwest::Proxy::all(proxy.as_str()).is_err() {
+                return Err(ConfigError::Invalid(
+                    "outbound_proxy is not a proxy URL".into(),
+                ));
+            }
+        }
         if config.perso_ttl.is_zero() {
             return Err(ConfigError::Invalid(
                 "perso_ttl must be at least 1 second".into(),
@@ -365,6 +405,45 @@ mod tests {
         assert_eq!(nets.len(), 3);
         assert!(nets[1].contains(&"::1".parse::<std::net::IpAddr>().unwrap()));
         assert!(parse_cidrs("localhost").is_err());
+    }
+
+    #[test]
+    fn plain_http_is_refused_and_proxies_ignored_unless_configured() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser;
+        let none = Config::load_with_env(&ServeArgs::default(), |_| None).unwrap();
+        assert_eq!(none.outbound, OutboundSettings::default());
+        assert!(!none.outbound.allow_plain_http && none.outbound.proxy.is_none());
+        let cli = Cli::try_parse_from([
+            "t",
+            "--allow-plain-http-endpoints",
+            "--outbound-proxy",
+            "http://proxy.internal:3128",
+        ])
+        .unwrap();
+        let c = Config::load_with_env(&cli.serve, |_| None).unwrap();
+        assert!(c.outbound.allow_plain_http);
+        assert_eq!(
+            c.outbound.proxy.as_deref(),
+            Some("http://proxy.internal:3128")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hub.toml");
+        std::fs::write(&file, "allow_plain_http_endpoints = true\n").unwrap();
+        let mut args = ServeArgs::default();
+        args.store.config = Some(file);
+        assert!(
+            Config::load_with_env(&args, |_| None)
+                .unwrap()
+                .outbound
+                .allow_plain_http
+        );
+        args.outbound_proxy = Some("not a proxy".into());
+        assert!(Config::load_with_env(&args, |_| None).is_err());
     }
 
     #[test]

@@ -104,12 +104,13 @@ impl Hub {
                 store,
                 keys,
                 clock,
-                tsp: TspClient::new(Duration::from_secs(10)),
+                tsp: TspClient::new(Duration::from_secs(10), &config.outbound),
                 requestor_client: crate::requestor_client::RequestorClient::new(
                     crate::requestor_client::OutboundPolicy::new(
                         config.notify.outbound_allow.clone(),
                     ),
                     config.notify.timeout,
+                    &config.outbound,
                 ),
                 bootstrap: bootstrap.map(SecretString::from),
                 devices: DeviceSignals::default(),

@@ -2,8 +2,12 @@
 //! an address the operator did not allow: private, loopback, link-local and other non-public
 //! addresses are refused unless they are in `TOKENHUB_OUTBOUND_ALLOW`. The check is made on every
 //! address a name resolves to, at connection time (so a name that later resolves elsewhere is
-//! checked again), and on IP literals before sending. Redirects are not followed.
+//! checked again), and on IP literals before sending. Redirects are not followed; no proxy is used
+//! unless one is configured (a proxy would resolve names past the check); an answer's body is read
+//! up to [`MAX_ANSWER_BYTES`] at most; `http://` endpoints are refused unless plain HTTP was
+//! allowed for development.
 
+use crate::config::OutboundSettings;
 use ipnet::IpNet;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use std::net::{IpAddr, SocketAddr};
@@ -134,25 +138,41 @@ pub struct Delivery<'a> {
     pub body: &'a str,
 }
 
+/// The most of a requestor's answer the hub reads (it needs only the status); past it the
+/// connection is dropped rather than drained.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 #[derive(Clone)]
 pub struct RequestorClient {
     http: reqwest::Client,
     policy: Arc<OutboundPolicy>,
+    allow_plain_http: bool,
 }
 
 impl RequestorClient {
-    pub fn new(policy: OutboundPolicy, timeout: Duration) -> Self {
+    pub fn new(policy: OutboundPolicy, timeout: Duration, outbound: &OutboundSettings) -> Self {
         crate::telemetry::install_crypto_provider();
         let policy = Arc::new(policy);
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(64);
+        // A proxy the operator configured resolves names itself: the literal check still runs,
+        // the proxy answers for the rest.
+        let builder = match &outbound.proxy {
+            Some(p) => builder.proxy(reqwest::Proxy::all(p).expect("checked by the configuration")),
+            None => builder.no_proxy(),
+        };
+        let http = builder
             .build()
             .expect("the HTTP client's configuration is static and valid");
-        Self { http, policy }
+        Self {
+            http,
+            policy,
+            allow_plain_http: outbound.allow_plain_http,
+        }
     }
 
     /// Whether a requestor's base URL may be used: http(s), and a literal address the policy
@@ -161,6 +181,12 @@ impl RequestorClient {
         let u = reqwest::Url::parse(url).map_err(|_| "baseUrl is not a valid URL".to_string())?;
         if !matches!(u.scheme(), "http" | "https") {
             return Err("baseUrl must be http:// or https://".into());
+        }
+        if u.scheme() == "http" && !self.allow_plain_http {
+            return Err(
+                "baseUrl must be https:// (http:// is accepted only with allow_plain_http_endpoints, for development)"
+                    .into(),
+            );
         }
         let host = u
             .host_str()
@@ -218,7 +244,7 @@ impl RequestorClient {
             .body(d.body.to_string())
             .send()
             .await;
-        let resp = match sent {
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => return classify_error(&e),
         };
@@ -228,8 +254,21 @@ impl RequestorClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        // The body is not needed; reading it lets the connection be reused.
-        let _ = resp.bytes().await;
+        // The body is not needed; reading a small one lets the connection be reused, a large one
+        // is dropped with its connection.
+        let mut read = 0;
+        if resp
+            .content_length()
+            .is_none_or(|n| n <= MAX_ANSWER_BYTES as u64)
+        {
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                read += chunk.len();
+                if read > MAX_ANSWER_BYTES {
+                    break;
+                }
+            }
+        }
+        drop(resp);
         classify_status(status, retry_after)
     }
 }
@@ -333,7 +372,11 @@ mod tests {
 
     #[test]
     fn literal_urls_are_checked_before_anything_is_sent() {
-        let c = RequestorClient::new(OutboundPolicy::default(), Duration::from_secs(1));
+        let plain = OutboundSettings {
+            allow_plain_http: true,
+            proxy: None,
+        };
+        let c = RequestorClient::new(OutboundPolicy::default(), Duration::from_secs(1), &plain);
         assert!(c
             .check_url("http://127.0.0.1:9/x")
             .unwrap_err()
@@ -341,11 +384,26 @@ mod tests {
         assert!(c.check_url("http://[::1]:9/").is_err());
         assert!(c.check_url("ftp://example.com/").is_err());
         assert!(c.check_url("https://psp.example.com/hooks").is_ok());
+        assert!(c.check_url("http://psp.example.com/hooks").is_ok());
+        let strict = RequestorClient::new(
+            OutboundPolicy::default(),
+            Duration::from_secs(1),
+            &OutboundSettings::default(),
+        );
+        assert!(strict
+            .check_url("http://psp.example.com/hooks")
+            .unwrap_err()
+            .contains("https://"));
+        assert!(strict.check_url("https://psp.example.com/hooks").is_ok());
     }
 
     #[tokio::test]
     async fn names_resolving_to_blocked_addresses_are_refused_at_connection_time() {
-        let c = RequestorClient::new(OutboundPolicy::default(), Duration::from_secs(2));
+        let plain = OutboundSettings {
+            allow_plain_http: true,
+            proxy: None,
+        };
+        let c = RequestorClient::new(OutboundPolicy::default(), Duration::from_secs(2), &plain);
         let d = Delivery {
             url: "http://localhost:9/notify-token-update",
             authorization: "APIKEY k",

@@ -1,14 +1,25 @@
 //! Calls the hub makes on a TSP (the TSP outgoing API v2). Every call carries an
 //! `x-correlation-id`; `5xx`, timeouts, connection errors and response code 921 are retried with
 //! backoff under the same correlation id (so the TSP can recognise a repeat); other `4xx` are final.
+//!
+//! Redirects are not followed (a `3xx` is a final refusal: the hub talks to the endpoint it was
+//! given), no proxy is used unless one is configured, an answer is read up to
+//! [`MAX_ANSWER_BYTES`] only, and an `http://` endpoint is refused unless plain HTTP was allowed
+//! for development.
 
+use crate::config::OutboundSettings;
 use crate::domain::CorrelationId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// The most of a TSP's answer the hub reads: the contract's answers are small JSON documents, and
+/// a TSP that sends more is not following it.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct TspClient {
     http: reqwest::Client,
+    allow_plain_http: bool,
     /// Attempts per call, the first included.
     attempts: u32,
     first_backoff: Duration,
@@ -68,15 +79,23 @@ pub struct TokenInfoWire {
 }
 
 impl TspClient {
-    pub fn new(timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
+    pub fn new(timeout: Duration, outbound: &OutboundSettings) -> Self {
+        crate::telemetry::install_crypto_provider();
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
-            .pool_max_idle_per_host(64)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(64);
+        let builder = match &outbound.proxy {
+            Some(p) => builder.proxy(reqwest::Proxy::all(p).expect("checked by the configuration")),
+            None => builder.no_proxy(),
+        };
+        let http = builder
             .build()
             .expect("the HTTP client's configuration is static and valid");
         Self {
             http,
+            allow_plain_http: outbound.allow_plain_http,
             attempts: 3,
             first_backoff: Duration::from_millis(200),
         }
@@ -153,6 +172,12 @@ impl TspClient {
         correlation_id: &str,
         body: String,
     ) -> Result<Vec<u8>, TspCallError> {
+        if !self.allow_plain_http && !url.starts_with("https://") {
+            return Err(TspCallError::Protocol(
+                "the TSP's endpoint is not https:// (plain HTTP is allowed only for development)"
+                    .into(),
+            ));
+        }
         let sent = self
             .http
             .request(method, url)
@@ -163,12 +188,9 @@ impl TspClient {
             .await;
         let resp = sent.map_err(|e| TspCallError::Unavailable(e.to_string()))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| TspCallError::Unavailable(e.to_string()))?;
+        let bytes = read_capped(resp).await?;
         if status.is_success() {
-            return Ok(bytes.to_vec());
+            return Ok(bytes);
         }
         let parsed: Option<TspErrorBody> = serde_json::from_slice(&bytes).ok();
         let code = parsed
@@ -186,4 +208,28 @@ impl TspClient {
             message: parsed.and_then(|b| b.error_message),
         })
     }
+}
+
+/// An answer's body, read as it arrives and given up at [`MAX_ANSWER_BYTES`] (a body announced or
+/// found larger is refused without reading the rest).
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, TspCallError> {
+    let too_big = || TspCallError::Protocol(format!("an answer over {MAX_ANSWER_BYTES} bytes"));
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| TspCallError::Unavailable(e.to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

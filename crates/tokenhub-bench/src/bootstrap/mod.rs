@@ -96,6 +96,8 @@ pub(crate) fn hub_config(database_url: &str) -> anyhow::Result<Config> {
     config.listen = "127.0.0.1:0".parse()?;
     config.admin_token = Some(random_hex(16));
     config.master_key = Some(random_hex(32));
+    // The simulators listen on http:// loopback.
+    config.outbound.allow_plain_http = true;
     Ok(config)
 }
 

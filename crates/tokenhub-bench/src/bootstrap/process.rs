@@ -32,6 +32,7 @@ impl HubProcess {
             .env("TOKENHUB_LISTEN", format!("127.0.0.1:{port}"))
             .env("TOKENHUB_MASTER_KEY", master_key)
             .env("TOKENHUB_ADMIN_TOKEN", admin_token)
+            .env("TOKENHUB_ALLOW_PLAIN_HTTP_ENDPOINTS", "true")
             .env("RUST_LOG", log_filter)
             .env_remove("TOKENHUB_CONFIG")
             .stdin(Stdio::null())

@@ -39,6 +39,8 @@ pub(crate) async fn seed_hub(
     config.listen = "127.0.0.1:0".parse()?;
     config.admin_token = Some(admin_token.to_string());
     config.master_key = Some(master_key.to_string());
+    // The simulators listen on http:// loopback.
+    config.outbound.allow_plain_http = true;
     let local = in_process(config).await?;
     let seeded = async {
         let wallet_key = register(args, &local, key_set, sim).await?;

@@ -359,6 +359,8 @@ fn hub_config(db_path: &std::path::Path) -> anyhow::Result<Config> {
     config.listen = "127.0.0.1:0".parse()?;
     config.admin_token = Some(format!("demo-{}", uuid::Uuid::new_v4().simple()));
     config.outbox_backoff = Duration::from_millis(200);
+    // The simulated TSP and requestor listen on http:// loopback.
+    config.outbound.allow_plain_http = true;
     // The token requestor runs on loopback; its retries are quick in a demo.
     config.notify.outbound_allow =
         tokenhub::config::parse_cidrs("127.0.0.0/8").map_err(|e| anyhow::anyhow!(e))?;

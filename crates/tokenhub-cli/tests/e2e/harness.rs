@@ -175,6 +175,8 @@ impl HubProcess {
             .args(["--perso-ttl", &self.settings.perso_ttl_secs.to_string()])
             .env("TOKENHUB_MASTER_KEY", MASTER_KEY)
             .env("TOKENHUB_ADMIN_TOKEN", ADMIN_TOKEN)
+            // The simulators listen on http:// loopback.
+            .env("TOKENHUB_ALLOW_PLAIN_HTTP_ENDPOINTS", "true")
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_HUB_LOG").unwrap_or_else(|_| "warn".into()),

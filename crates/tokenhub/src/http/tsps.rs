@@ -59,6 +59,11 @@ async fn put_tsp(
             "baseUrl must be an absolute http(s) URL",
         ));
     }
+    if url.scheme() == "http" && !hub.config.outbound.allow_plain_http {
+        return Err(ApiError::bad_request(
+            "baseUrl must be https:// (http:// is accepted only with allow_plain_http_endpoints, for development)",
+        ));
+    }
     let tsp = Tsp {
         tsp_id,
         base_url: body.base_url.trim_end_matches('/').to_string(),

@@ -14,7 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("pacer", &["clock"]),
     ("store", &["domain"]),
     ("keys", &["domain"]),
-    ("tsp_client", &["domain", "telemetry"]),
+    ("tsp_client", &["domain", "telemetry", "config"]),
     ("requestor_client", &["domain", "telemetry", "config"]),
     ("error", &["domain", "keys", "store", "tsp_client"]),
     (

@@ -19,6 +19,7 @@ mod health_check;
 mod lifecycle_actions;
 mod migrations;
 mod notifications;
+mod outbound;
 mod properties;
 mod removals;
 mod requestors;

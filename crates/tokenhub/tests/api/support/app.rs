@@ -72,6 +72,8 @@ pub fn default_config(config: &mut Config) {
     config.perso_ttl = PERSO_TTL;
     // Token updates in these tests are stamped in 2035, after anything the hub stamps itself.
     config.max_update_skew = Duration::from_secs(20 * 365 * 24 * 3600);
+    // The fake TSP and the test requestors listen on http:// loopback.
+    config.outbound.allow_plain_http = true;
 }
 
 /// A hub with [`default_config`], seeded (TSP, issuer, deployed profile, device).
@@ -79,7 +81,8 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, default_config).await
 }
 
-/// A hub whose configuration is [`default_config`] then `configure`, seeded like [`spawn_app`].
+/// A hub whose configuration is [`default_config`] then `configure`, seeded like [`spawn_app`]
+/// unless `configure` refused `http://` endpoints (the fake TSP listens on one).
 pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> TestApp {
     tokenhub::telemetry::install_crypto_provider();
     let db = match backend {
@@ -95,6 +98,7 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
     let mut config = Config::for_database(&db.url());
     default_config(&mut config);
     configure(&mut config);
+    let seeded = config.outbound.allow_plain_http;
     let clock = ManualClock::new();
     let application = Application::build_with_clock(config, Arc::new(clock.clone()))
         .await
@@ -137,7 +141,9 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
         tsp,
         db,
     };
-    seed::seed(&mut app).await;
+    if seeded {
+        seed::seed(&mut app).await;
+    }
     app
 }
 
