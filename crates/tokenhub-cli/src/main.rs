@@ -14,6 +14,7 @@ use tokenhub::config::{Config, ServeArgs, StoreArgs};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod campaign;
+mod certs;
 mod demo;
 mod notifications;
 
@@ -35,6 +36,9 @@ enum Command {
     /// Keys shared with TSPs at a key ceremony.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Development certificates (`certs dev --out DIR`).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Run a TSP simulator against a hub.
     TspSim(demo::TspSimArgs),
     /// Run the whole story end to end on a fresh embedded database and check it.
@@ -133,6 +137,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Certs(c) => certs::run(c),
             Command::Keys(KeysCommand::Generate { out }) => keys_generate(&out),
             Command::Keys(KeysCommand::Import(args)) => keys_import(args).await,
             Command::TspSim(args) => demo::tsp_sim(args).await,

@@ -1,12 +1,14 @@
 //! Starting a hub under test: its database, its configuration, its clock.
 
 use super::{
-    create_postgres_database, seed, FakeTsp, ADMIN_TOKEN, LONG_KEY_INDEX, MASTER_KEY, PERSO_TTL,
+    client_with, create_postgres_database, seed, test_certs, FakeTsp, ADMIN_TOKEN, LONG_KEY_INDEX,
+    MASTER_KEY, PERSO_TTL,
 };
 use sqlx::{Connection, Executor, Row};
 use std::sync::Arc;
 use std::time::Duration;
 use tokenhub::clock::{Clock, ManualClock};
+use tokenhub::config::{ListenerConfig, ListenerSecurity, Listeners};
 use tokenhub::{Application, Config, Hub};
 use tokenhub_crypto::{Algorithm, KeySet, SharedKey};
 
@@ -40,9 +42,14 @@ impl Database {
 
 /// A hub under test and everything around it.
 pub struct TestApp {
-    /// `http://127.0.0.1:PORT`.
-    pub address: String,
+    /// `https://127.0.0.1:PORT` of the TSP (mutual TLS), wallet and admin listeners.
+    pub tsp_address: String,
+    pub wallet_address: String,
+    pub admin_address: String,
+    /// Trusts the test CA and presents the TSP under test's client certificate.
     pub client: reqwest::Client,
+    /// The folder of the hub's certificate files (`hub.crt`, `hub.key`).
+    pub cert_dir: std::path::PathBuf,
     pub hub: Arc<Hub>,
     /// The hub's clock: a test moves it to reach deadlines and retry times.
     pub clock: ManualClock,
@@ -50,12 +57,15 @@ pub struct TestApp {
     pub keys: KeySet,
     pub tsp: FakeTsp,
     db: Database,
+    _certs: tempfile::TempDir,
 }
 
 /// The configuration every test starts from: the admin token, the master key, the perso time to
 /// live, and token updates accepted however far ahead they are stamped.
 pub fn default_config(config: &mut Config) {
     config.listen = "127.0.0.1:0".parse().unwrap();
+    // Certificates changed on disk are seen quickly.
+    config.limits.cert_poll = Duration::from_millis(100);
     config.admin_token = Some(ADMIN_TOKEN.into());
     config.master_key = Some(MASTER_KEY.into());
     config.perso_ttl = PERSO_TTL;
@@ -81,14 +91,30 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
             url: create_postgres_database(&server_url).await,
         },
     };
+    let certs = tempfile::tempdir().expect("a temporary folder");
+    let (cert, key) = (certs.path().join("hub.crt"), certs.path().join("hub.key"));
+    std::fs::write(&cert, &test_certs().hub.cert).unwrap();
+    std::fs::write(&key, &test_certs().hub.key).unwrap();
+    let tls = |addr: &str| ListenerConfig {
+        addr: addr.parse().unwrap(),
+        security: ListenerSecurity::Tls {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+    };
     let mut config = Config::for_database(&db.url());
+    config.listeners = Some(Listeners {
+        tsp: tls("127.0.0.1:0"),
+        wallet: tls("127.0.0.1:0"),
+        admin: tls("127.0.0.1:0"),
+    });
     default_config(&mut config);
     configure(&mut config);
     let clock = ManualClock::new();
     let application = Application::build_with_clock(config, Arc::new(clock.clone()))
         .await
         .expect("the hub starts");
-    let address = format!("http://{}", application.local_addr());
+    let addresses = application.addresses();
     let hub = application.hub().clone();
     tokio::spawn(application.run_until(std::future::pending()));
 
@@ -105,11 +131,12 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
 
     let tsp = FakeTsp::spawn().await;
     let app = TestApp {
-        address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        tsp_address: format!("https://{}", addresses.tsp),
+        wallet_address: format!("https://{}", addresses.wallet),
+        admin_address: format!("https://{}", addresses.admin),
+        client: client_with(Some(&test_certs().tsp)),
+        cert_dir: certs.path().to_path_buf(),
+        _certs: certs,
         hub,
         clock,
         keys,
@@ -121,8 +148,17 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
 }
 
 impl TestApp {
+    /// `path` on the listener that serves it: `/trapi/...` on the TSP listener, `/wallet/...` on
+    /// the wallet listener, anything else on the admin listener.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
+        let base = if path.starts_with("/trapi/") {
+            &self.tsp_address
+        } else if path.starts_with("/wallet/") {
+            &self.wallet_address
+        } else {
+            &self.admin_address
+        };
+        format!("{base}{path}")
     }
 
     /// Everything the database holds, as bytes: for SQLite the database file and its WAL; for

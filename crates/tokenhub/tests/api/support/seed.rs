@@ -11,7 +11,9 @@ use tokenhub::domain::TokenState;
 
 /// Registers the fake TSP, the issuer, the product's profile (deployed) and the device.
 pub(crate) async fn seed(app: &TestApp) {
-    let r = app.put_tsp(TSP_ID, &app.tsp.base_url()).await;
+    let r = app
+        .put_tsp_with_subject(TSP_ID, &app.tsp.base_url(), super::TSP_SUBJECT)
+        .await;
     assert_eq!(r.status(), 200, "register the TSP");
     let r = app.put_issuer(ISSUER, "First Test Bank", TSP_ID).await;
     assert_eq!(r.status(), 200, "register the issuer");
