@@ -51,6 +51,13 @@ fn params(cn: &str, sans: &[&str]) -> anyhow::Result<CertificateParams> {
 }
 
 pub fn dev(out: &Path) -> anyhow::Result<()> {
+    write_dev(out)?;
+    print_dev(out);
+    Ok(())
+}
+
+/// Writes the development CA and certificates into `out`.
+pub fn write_dev(out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let ca_key = KeyPair::generate()?;
     let mut ca = params("tokenhub development CA", &[])?;
@@ -79,6 +86,10 @@ pub fn dev(out: &Path) -> anyhow::Result<()> {
         write(out, &format!("{file}.crt"), &cert.pem(), false)?;
         write(out, &format!("{file}.key"), &key.serialize_pem(), true)?;
     }
+    Ok(())
+}
+
+fn print_dev(out: &Path) {
     let d = out.display();
     println!("development certificates written to {d} (never use them in production):");
     println!("  ca.crt            the development CA (trust it in clients; ca.key signs more)");
@@ -88,7 +99,6 @@ pub fn dev(out: &Path) -> anyhow::Result<()> {
     println!("                    \"clientCertificates\": {{\"caPem\": <ca.crt>, \"subject\": \"{TSP_SUBJECT}\"}}, \"serverCaPem\": <ca.crt>");
     println!("  wallet.crt/.key   a wallet provider's client certificate");
     println!("  requestor.crt/.key a token requestor's server certificate");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -168,7 +168,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             app.hub().admin_token()
         );
     }
-    tracing::info!(listen = %app.local_addr(), "tokenhub is serving");
+    tracing::info!(addresses = ?app.addresses(), "tokenhub is serving");
     app.run().await.context("serving")
 }
 

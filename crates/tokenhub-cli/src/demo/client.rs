@@ -5,7 +5,10 @@ use serde_json::Value;
 
 pub(super) struct Client {
     pub(super) http: reqwest::Client,
+    /// The admin API's base URL.
     pub(super) base: String,
+    /// The wallet API's base URL.
+    pub(super) wallet_base: String,
     pub(super) admin_token: String,
 }
 
@@ -54,9 +57,14 @@ impl Client {
         .with_context(|| format!("GET {path}"))
     }
 
+    /// A wallet API call.
     pub(super) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
-            .await
-            .with_context(|| format!("POST {path}"))
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.wallet_base))
+                .json(&body),
+        )
+        .await
+        .with_context(|| format!("POST {path}"))
     }
 }

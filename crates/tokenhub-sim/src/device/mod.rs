@@ -83,6 +83,9 @@ pub struct FleetConfig {
     /// Time allowed for a registration, a result or a transaction (a poll gets `wait_seconds`
     /// more).
     pub request_timeout: Duration,
+    /// The CA (PEM) the hub's wallet listener certificate is issued from, trusted instead of the
+    /// public roots; `None`: the public roots (or plain HTTP).
+    pub ca_pem: Option<String>,
 }
 
 impl FleetConfig {
@@ -100,6 +103,7 @@ impl FleetConfig {
                 .saturating_mul(devices.try_into().unwrap_or(u32::MAX))
                 .min(Duration::from_secs(2)),
             request_timeout: Duration::from_secs(10),
+            ca_pem: None,
         }
     }
 }
@@ -334,11 +338,15 @@ impl Fleet {
         }
         let hub = hub_url(&config.hub_url)?;
         crate::tsp::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(config.request_timeout)
-            .tcp_nodelay(true)
-            .build()
-            .context("building the HTTP client")?;
+            .tcp_nodelay(true);
+        if let Some(ca) = &config.ca_pem {
+            http = http.tls_built_in_root_certs(false).add_root_certificate(
+                reqwest::Certificate::from_pem(ca.as_bytes()).context("the CA")?,
+            );
+        }
+        let http = http.build().context("building the HTTP client")?;
 
         let ids = device_ids(&config.id_prefix, config.devices);
         let devices: Vec<Arc<Device>> = tokio::task::spawn_blocking(move || {
