@@ -45,7 +45,9 @@ pub struct ServerLimits {
     pub handshake_timeout: Duration,
     /// Connections open at once; a new one above it is closed at once.
     pub max_connections: usize,
-    /// Requests in progress at once; one above it is shed (`503`, `921` on the TSP API).
+    /// Requests in progress at once; one above it is shed (`503`, `921` on the TSP API). By
+    /// default the connection cap (HTTP/1.1 has one request in progress per connection), since
+    /// the wallet's long polls hold theirs; set lower to shed earlier.
     pub max_requests: usize,
     /// How often the certificate files are looked at for a change.
     pub cert_poll: Duration,
@@ -58,7 +60,7 @@ impl Default for ServerLimits {
             request_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 10_000,
-            max_requests: 1_024,
+            max_requests: 10_000,
             cert_poll: Duration::from_secs(5),
         }
     }

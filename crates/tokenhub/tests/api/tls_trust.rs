@@ -238,3 +238,34 @@ async fn a_tsp_registration_with_a_ca_but_nothing_to_recognise_its_certificate_i
         .unwrap();
     assert_eq!(r.status(), 204);
 }
+
+/// A plain TSP listener has no certificate to tell the TSP by: it must be told which TSP it acts
+/// for, or the hub does not start; and every API on one plain port is for loopback only.
+#[tokio::test]
+async fn a_plain_tsp_listener_without_its_tsp_or_a_public_development_port_does_not_start() {
+    use tokenhub::config::{ListenerConfig, ListenerSecurity, Listeners};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let plain = || ListenerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        security: ListenerSecurity::Plain,
+    };
+    let mut config = tokenhub::Config::for_database(&url);
+    config.master_key = Some(MASTER_KEY.into());
+    config.listeners = Some(Listeners {
+        tsp: plain(),
+        wallet: plain(),
+        admin: plain(),
+    });
+    let e = tokenhub::Application::build(config.clone()).await.err();
+    assert!(
+        e.is_some_and(|e| e.to_string().contains("TOKENHUB_TSP_PLAIN_AS")),
+        "a plain TSP listener needs its TSP"
+    );
+    config.tsp_plain_as = Some(TSP_ID.into());
+    assert!(tokenhub::Application::build(config.clone()).await.is_ok());
+    config.listeners = None;
+    config.listen = "0.0.0.0:0".parse().unwrap();
+    let e = tokenhub::Application::build(config).await.err();
+    assert!(e.is_some_and(|e| e.to_string().contains("loopback")));
+}
