@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin_keys;
 mod campaign;
+mod certs;
 mod demo;
 mod notifications;
 
@@ -36,6 +37,9 @@ enum Command {
     /// Keys shared with TSPs at a key ceremony.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Development certificates (`certs dev --out DIR`).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Run a TSP simulator against a hub.
     TspSim(demo::TspSimArgs),
     /// Run the whole story end to end on a fresh embedded database and check it.
@@ -140,6 +144,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Certs(c) => certs::run(c),
             Command::Keys(KeysCommand::Generate { out }) => keys_generate(&out),
             Command::Keys(KeysCommand::Import(args)) => keys_import(args).await,
             Command::TspSim(args) => demo::tsp_sim(args).await,
@@ -166,7 +171,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              or set TOKENHUB_MASTER_KEY in production"
         );
     }
-    tracing::info!(listen = %app.local_addr(), "tokenhub is serving");
+    tracing::info!(addresses = ?app.addresses(), "tokenhub is serving");
     app.run().await.context("serving")
 }
 

@@ -116,7 +116,7 @@ pub use device::{
 };
 
 pub use tsp::{
-    load_key_set, run, spawn, DerivedTokens, Misbehaviour, RetryPolicy, SimTokenView, TokenUpdate,
-    TransactionAnswer, TransactionRequest, TspSimConfig, TspSimHandle, TspSimStatus, TspTokenState,
-    TxnReason, UpdateAnswer, ELEMENT_NAMES, TRANSACTIONS_PATH,
+    load_key_set, run, spawn, DerivedTokens, Misbehaviour, RetryPolicy, SimTls, SimTokenView,
+    TokenUpdate, TransactionAnswer, TransactionRequest, TspSimConfig, TspSimHandle, TspSimStatus,
+    TspTokenState, TxnReason, UpdateAnswer, ELEMENT_NAMES, TRANSACTIONS_PATH,
 };

@@ -1,6 +1,9 @@
 //! Configuration: command-line flags, `TOKENHUB_*` environment variables and an optional TOML file,
 //! in that order of precedence, over the defaults.
 
+mod listeners;
+
+pub use listeners::{ListenerConfig, ListenerSecurity, Listeners, ServerLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,9 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
     /// A TOML file with any of: listen, database_url, perso_ttl, delivery_window,
     /// delivery_max_tries, delivery_ttl, admin_token, master_key, notify_retry_schedule,
-    /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy.
+    /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy, tls_cert,
+    /// tls_key, tsp_plain_as, client_cert, client_key, and the tables
+    /// `[listeners.tsp|wallet|admin]` (address, cert, key, plain) and `[limits]`.
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -29,9 +34,13 @@ pub struct StoreArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Address to listen on.
+    /// Development only: every API on this one plain-HTTP loopback address, when none of the
+    /// three listeners below is configured.
     #[arg(long, env = "TOKENHUB_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// The three listeners, TLS and the hub's client certificate (boxed: the flags are many).
+    #[command(flatten)]
+    pub tls: Box<ListenArgs>,
     /// Seconds after createToken (repersoToken) during which /data (/newData) is accepted.
     #[arg(long, env = "TOKENHUB_PERSO_TTL")]
     pub perso_ttl: Option<u64>,
@@ -65,6 +74,38 @@ pub struct ServeArgs {
     pub outbound_proxy: Option<String>,
 }
 
+/// Flags and environment variables of the listeners, their TLS and the hub's client certificate.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ListenArgs {
+    /// The TSP API's address (mutual TLS with the registered TSPs).
+    #[arg(long, env = "TOKENHUB_TSP_LISTEN")]
+    pub tsp_listen: Option<SocketAddr>,
+    /// The wallet and requestor APIs' address.
+    #[arg(long, env = "TOKENHUB_WALLET_LISTEN")]
+    pub wallet_listen: Option<SocketAddr>,
+    /// The admin API's address.
+    #[arg(long, env = "TOKENHUB_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// The listeners' certificate chain (PEM), reloaded when it changes or on SIGHUP.
+    #[arg(long, env = "TOKENHUB_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The listeners' private key (PEM).
+    #[arg(long, env = "TOKENHUB_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Listeners served in plain HTTP, development only: any of `tsp,wallet,admin`.
+    #[arg(long, env = "TOKENHUB_PLAIN_LISTENERS")]
+    pub plain_listeners: Option<String>,
+    /// The TSP a plain (certificate-less) TSP API acts for, development only.
+    #[arg(long, env = "TOKENHUB_TSP_PLAIN_AS")]
+    pub tsp_plain_as: Option<String>,
+    /// The certificate chain (PEM) the hub presents to the TSPs.
+    #[arg(long, env = "TOKENHUB_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of the hub's client certificate.
+    #[arg(long, env = "TOKENHUB_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
+}
+
 /// The optional TOML file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +123,15 @@ struct FileConfig {
     wallet_max_long_polls: Option<usize>,
     allow_plain_http_endpoints: Option<bool>,
     outbound_proxy: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tsp_plain_as: Option<String>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    #[serde(default)]
+    listeners: listeners::FileListeners,
+    #[serde(default)]
+    limits: listeners::FileLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +147,17 @@ pub enum ConfigError {
 /// Everything the hub needs to start.
 #[derive(Clone)]
 pub struct Config {
+    /// Development only, used when `listeners` is `None`: every API on this one plain-HTTP
+    /// loopback address.
     pub listen: SocketAddr,
+    /// The TSP, wallet and admin listeners, each on its own address.
+    pub listeners: Option<Listeners>,
+    /// The TSP a plain TSP API (no client certificate to tell) acts for; without it the single
+    /// development port's TSP API is bound to no TSP and acts on every token.
+    pub tsp_plain_as: Option<String>,
+    pub limits: ServerLimits,
+    /// The certificate chain and key (PEM) the hub presents to the TSPs.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
     pub database_url: String,
     pub perso_ttl: Duration,
     pub delivery: DeliverySettings,
@@ -210,6 +270,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("listeners", &self.listeners)
             .field("database_url", &redact_url(&self.database_url))
             .field("perso_ttl", &self.perso_ttl)
             .field("delivery", &self.delivery)
@@ -230,6 +291,10 @@ impl Config {
     pub fn for_database(database_url: &str) -> Self {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            listeners: None,
+            tsp_plain_as: None,
+            limits: ServerLimits::default(),
+            client_identity: None,
             database_url: database_url.to_string(),
             perso_ttl: Duration::from_secs(DEFAULT_PERSO_TTL_SECS),
             delivery: DeliverySettings::default(),
@@ -257,11 +322,16 @@ impl Config {
             None => FileConfig::default(),
         };
         let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let (listeners, client_identity) = listening(&args.tls, &file)?;
         let config = Self {
             listen: args
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            listeners,
+            tsp_plain_as: non_empty(args.tls.tsp_plain_as.clone()).or(file.tsp_plain_as),
+            limits: file.limits.apply().map_err(ConfigError::Invalid)?,
+            client_identity,
             database_url: args
                 .store
                 .database_url
@@ -342,6 +412,41 @@ impl Config {
         let path = Path::new(path.split('?').next().unwrap_or(path));
         Some(path.parent().unwrap_or(Path::new(".")).join("master.key"))
     }
+}
+
+/// The listeners, and the hub's client certificate and key files.
+#[allow(clippy::type_complexity)]
+fn listening(
+    args: &ListenArgs,
+    file: &FileConfig,
+) -> Result<(Option<Listeners>, Option<(PathBuf, PathBuf)>), ConfigError> {
+    let listeners = listeners::resolve(
+        listeners::ListenerArgs {
+            tsp: args.tsp_listen,
+            wallet: args.wallet_listen,
+            admin: args.admin_listen,
+            cert: args.tls_cert.as_ref(),
+            key: args.tls_key.as_ref(),
+            plain: args.plain_listeners.as_deref(),
+        },
+        &file.listeners,
+        file.tls_cert.as_ref(),
+        file.tls_key.as_ref(),
+    )
+    .map_err(ConfigError::Invalid)?;
+    let client_identity = match (
+        args.client_cert.clone().or(file.client_cert.clone()),
+        args.client_key.clone().or(file.client_key.clone()),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Invalid(
+                "the hub's client certificate needs both client_cert and client_key".into(),
+            ))
+        }
+    };
+    Ok((listeners, client_identity))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -452,6 +557,36 @@ mod tests {
         assert_eq!(c.master_key_file().unwrap(), Path::new("data/master.key"));
         assert!(Config::for_database("postgres://u@h/db")
             .master_key_file()
+            .is_none());
+    }
+
+    #[test]
+    fn three_listeners_need_addresses_and_certificates_unless_plain() {
+        let mut args = ServeArgs::default();
+        args.tls.tsp_listen = Some("127.0.0.1:1".parse().unwrap());
+        let e = Config::load_with_env(&args, |_| None).err().unwrap();
+        assert!(e.to_string().contains("certificate and key"), "{e}");
+        args.tls.tls_cert = Some("hub.crt".into());
+        args.tls.tls_key = Some("hub.key".into());
+        let e = Config::load_with_env(&args, |_| None).err().unwrap();
+        assert!(
+            e.to_string().contains("wallet listener has no address"),
+            "{e}"
+        );
+        args.tls.wallet_listen = Some("127.0.0.1:2".parse().unwrap());
+        args.tls.admin_listen = Some("127.0.0.1:3".parse().unwrap());
+        args.tls.plain_listeners = Some("admin".into());
+        let l = Config::load_with_env(&args, |_| None)
+            .unwrap()
+            .listeners
+            .unwrap();
+        assert_eq!(l.admin.security, ListenerSecurity::Plain);
+        assert!(matches!(l.tsp.security, ListenerSecurity::Tls { .. }));
+        args.tls.plain_listeners = Some("console".into());
+        assert!(Config::load_with_env(&args, |_| None).is_err());
+        assert!(Config::load_with_env(&ServeArgs::default(), |_| None)
+            .unwrap()
+            .listeners
             .is_none());
     }
 

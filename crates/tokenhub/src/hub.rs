@@ -38,6 +38,11 @@ pub struct Hub {
     profiles: RwLock<HashMap<(String, String, String), Arc<ProfileDefinition>>>,
     /// Issuers known to exist (an issuer is never removed, so a hit is good forever).
     known_issuers: RwLock<std::collections::HashSet<String>>,
+    /// The TSP each issuer is bound to, as read lately (an issuer may be moved to another TSP:
+    /// re-read after [`REQUESTOR_CACHE_TTL`], at once on this node).
+    issuer_tsps: RwLock<HashMap<String, (std::time::Instant, String)>>,
+    /// Which client certificates the TSP listener accepts, and as which TSP.
+    pub tsp_trust: Arc<crate::tls::TspTrust>,
     /// Token requestors as read lately (they change rarely; a change on another node is seen
     /// within [`REQUESTOR_CACHE_TTL`]).
     #[allow(clippy::type_complexity)]
@@ -83,6 +88,23 @@ pub enum StartError {
     BootstrapTokenFile(std::path::PathBuf, std::io::Error),
     #[error("cannot listen on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The hub's client certificate chain then key (PEM), read from `config.client_identity`.
+fn client_identity_pem(config: &Config) -> Result<Option<Vec<u8>>, StartError> {
+    let Some((cert, key)) = &config.client_identity else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p)
+            .map_err(|e| StartError::Config(format!("cannot read {}: {e}", p.display())))
+    };
+    let mut pem = read(cert)?;
+    pem.push(b'\n');
+    pem.extend(read(key)?);
+    Ok(Some(pem))
 }
 
 impl Hub {
@@ -104,7 +126,12 @@ impl Hub {
                 store,
                 keys,
                 clock,
-                tsp: TspClient::new(Duration::from_secs(10), &config.outbound),
+                tsp: TspClient::with_identity(
+                    Duration::from_secs(10),
+                    client_identity_pem(&config)?,
+                    &config.outbound,
+                )
+                .map_err(StartError::Config)?,
                 requestor_client: crate::requestor_client::RequestorClient::new(
                     crate::requestor_client::OutboundPolicy::new(
                         config.notify.outbound_allow.clone(),
@@ -120,6 +147,8 @@ impl Hub {
                 tsp_pacer: Default::default(),
                 profiles: RwLock::new(HashMap::new()),
                 known_issuers: RwLock::default(),
+                issuer_tsps: RwLock::default(),
+                tsp_trust: Arc::default(),
                 requestor_cache: RwLock::default(),
                 next_key_reload_ms: Default::default(),
                 config,
@@ -155,6 +184,78 @@ impl Hub {
                 .insert(issuer_id.to_string());
         }
         Ok(exists)
+    }
+
+    /// Whether the issuer is registered and, when the caller is bound to a TSP, bound to that TSP:
+    /// another TSP's issuer is as unknown to a TSP as an unregistered one.
+    pub async fn issuer_of(
+        &self,
+        caller_tsp: Option<&str>,
+        issuer_id: &str,
+    ) -> Result<bool, StoreError> {
+        match caller_tsp {
+            None => self.issuer_exists(issuer_id).await,
+            Some(tsp) => Ok(self.issuer_tsp(issuer_id).await?.as_deref() == Some(tsp)),
+        }
+    }
+
+    /// The TSP the issuer is bound to; `None`: no such issuer.
+    pub async fn issuer_tsp(&self, issuer_id: &str) -> Result<Option<String>, StoreError> {
+        if let Some((at, tsp)) = self
+            .issuer_tsps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(issuer_id)
+        {
+            if at.elapsed() < REQUESTOR_CACHE_TTL {
+                return Ok(Some(tsp.clone()));
+            }
+        }
+        let tsp = self.store.issuer(issuer_id).await?.map(|i| i.tsp_id);
+        let mut cache = self.issuer_tsps.write().unwrap_or_else(|p| p.into_inner());
+        match &tsp {
+            Some(t) => cache.insert(
+                issuer_id.to_string(),
+                (std::time::Instant::now(), t.clone()),
+            ),
+            None => cache.remove(issuer_id),
+        };
+        Ok(tsp)
+    }
+
+    /// Drops the cached binding of an issuer (it was just changed).
+    pub fn forget_issuer(&self, issuer_id: &str) {
+        self.issuer_tsps
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(issuer_id);
+    }
+
+    /// Reads the registered TSPs' client CAs and identities again into [`Hub::tsp_trust`].
+    /// The hub's calls to each TSP trust its registered server CA likewise.
+    pub async fn refresh_tsp_trust(&self) -> Result<(), StoreError> {
+        let mut servers = Vec::new();
+        let identities = self
+            .store
+            .tsps()
+            .await?
+            .into_iter()
+            .filter_map(|t| {
+                if let Some(ca) = &t.server_ca_pem {
+                    servers.push((t.base_url.clone(), ca.clone()));
+                }
+                let auth = t.client_auth?;
+                Some(crate::tls::TspIdentity {
+                    tsp_id: t.tsp_id,
+                    ca_pem: auth.ca_pem,
+                    subject: auth.subject,
+                    spki_sha256: auth.spki_sha256,
+                })
+            })
+            .collect();
+        self.tsp_trust.replace(identities);
+        self.tsp.trust_servers(servers);
+        Ok(())
     }
 
     /// Every token requestor by id, read at most once per [`REQUESTOR_CACHE_TTL`] (and again at

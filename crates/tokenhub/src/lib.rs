@@ -12,6 +12,7 @@
 //! - [`store`]: the only place that knows SQL (SQLite by default, PostgreSQL for scale).
 //! - [`keys`]: the only place that sees clear key material.
 //! - [`tsp_client`]: the calls the hub makes on a TSP.
+//! - [`tls`]: the listeners' certificates (reloaded on change) and the TSPs' mutual TLS.
 //! - [`workers`]: background work (the outbox dispatcher, the delivery sweeper).
 //! - [`hub`]: the shared context; [`config`], [`clock`], [`telemetry`], [`error`].
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@ mod pacer;
 pub mod requestor_client;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod tsp_client;
 mod workers;
 

@@ -10,6 +10,7 @@
 use crate::config::OutboundSettings;
 use crate::domain::CorrelationId;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The most of a TSP's answer the hub reads: the contract's answers are small JSON documents, and
@@ -18,8 +19,16 @@ pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct TspClient {
+    /// Trusts the public roots; presents the hub's client certificate when it has one.
     http: reqwest::Client,
     allow_plain_http: bool,
+    /// The one proxy calls go through; `None`: none, whatever the environment says.
+    proxy: Option<String>,
+    /// Clients that also trust a TSP's registered server CA, by the TSP's base URL.
+    by_base: Arc<RwLock<Vec<(String, reqwest::Client)>>>,
+    /// The hub's client certificate and key (PEM), presented to every TSP.
+    identity_pem: Option<Arc<Vec<u8>>>,
+    timeout: Duration,
     /// Attempts per call, the first included.
     attempts: u32,
     first_backoff: Duration,
@@ -80,25 +89,85 @@ pub struct TokenInfoWire {
 
 impl TspClient {
     pub fn new(timeout: Duration, outbound: &OutboundSettings) -> Self {
+        Self::with_identity(timeout, None, outbound).expect("no identity to load")
+    }
+
+    /// A client that presents `identity_pem` (certificate chain then private key, PEM) to the
+    /// TSPs.
+    pub fn with_identity(
+        timeout: Duration,
+        identity_pem: Option<Vec<u8>>,
+        outbound: &OutboundSettings,
+    ) -> Result<Self, String> {
         crate::telemetry::install_crypto_provider();
-        let builder = reqwest::Client::builder()
+        let identity_pem = identity_pem.map(Arc::new);
+        let proxy = outbound.proxy.clone();
+        let http = Self::build(timeout, identity_pem.as_deref(), None, proxy.as_deref())?;
+        Ok(Self {
+            http,
+            allow_plain_http: outbound.allow_plain_http,
+            proxy,
+            by_base: Arc::default(),
+            identity_pem,
+            timeout,
+            attempts: 3,
+            first_backoff: Duration::from_millis(200),
+        })
+    }
+
+    fn build(
+        timeout: Duration,
+        identity_pem: Option<&Vec<u8>>,
+        server_ca_pem: Option<&str>,
+        proxy: Option<&str>,
+    ) -> Result<reqwest::Client, String> {
+        let mut b = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64);
-        let builder = match &outbound.proxy {
-            Some(p) => builder.proxy(reqwest::Proxy::all(p).expect("checked by the configuration")),
-            None => builder.no_proxy(),
+        b = match proxy {
+            Some(p) => {
+                b.proxy(reqwest::Proxy::all(p).map_err(|_| "the outbound proxy is not valid")?)
+            }
+            None => b.no_proxy(),
         };
-        let http = builder
-            .build()
-            .expect("the HTTP client's configuration is static and valid");
-        Self {
-            http,
-            allow_plain_http: outbound.allow_plain_http,
-            attempts: 3,
-            first_backoff: Duration::from_millis(200),
+        if let Some(pem) = identity_pem {
+            let id = reqwest::Identity::from_pem(pem)
+                .map_err(|_| "the hub's client certificate or key does not load".to_string())?;
+            b = b.identity(id);
         }
+        if let Some(pem) = server_ca_pem {
+            for ca in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|_| "a TSP's server CA does not load".to_string())?
+            {
+                b = b.add_root_certificate(ca);
+            }
+        }
+        b.build().map_err(|e| e.to_string())
+    }
+
+    /// Trusts each TSP's server CA (base URL, PEM) for the calls under its base URL, from now on.
+    pub fn trust_servers(&self, tsps: Vec<(String, String)>) {
+        let mut clients = Vec::new();
+        for (base, ca) in tsps {
+            let proxy = self.proxy.as_deref();
+            match Self::build(self.timeout, self.identity_pem.as_deref(), Some(&ca), proxy) {
+                Ok(c) => clients.push((base, c)),
+                Err(e) => tracing::error!(base_url = %base, error = %e, "TSP server CA ignored"),
+            }
+        }
+        *self.by_base.write().unwrap_or_else(|p| p.into_inner()) = clients;
+    }
+
+    fn client_for(&self, url: &str) -> reqwest::Client {
+        self.by_base
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(base, _)| url.starts_with(base.as_str()))
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(|| self.http.clone())
     }
 
     /// `createToken`: `POST {base}/tokens`.
@@ -179,7 +248,7 @@ impl TspClient {
             ));
         }
         let sent = self
-            .http
+            .client_for(url)
             .request(method, url)
             .header("x-correlation-id", correlation_id)
             .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -299,7 +299,7 @@ async fn one_at_a_time(
         let correlation =
             CorrelationId::parse("x-correlation-id", Some(format!("bd-{n}").as_bytes()))
                 .map_err(|r| anyhow::anyhow!("{r}"))?;
-        let applied = submit(hub, &token_id, &correlation, body, Operation::Data)
+        let applied = submit(hub, None, &token_id, &correlation, body, Operation::Data)
             .await
             .map_err(|e| anyhow::anyhow!(e.chain()))?;
         time(6, "the whole flow, alone (flows::perso::submit)", t);
@@ -330,7 +330,7 @@ async fn flow_concurrently(
             let correlation =
                 CorrelationId::parse("x-correlation-id", Some(format!("cf-{n}").as_bytes()))
                     .map_err(|r| anyhow::anyhow!("{r}"))?;
-            submit(hub, &token_id, &correlation, body, Operation::Data)
+            submit(hub, None, &token_id, &correlation, body, Operation::Data)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.chain()))
         })

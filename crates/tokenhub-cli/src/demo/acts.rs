@@ -45,9 +45,19 @@ impl Demo {
             args.tokens,
             db_path.display()
         );
-        let local = LocalHub::start(hub_config(&db_path)?)
+        // Every edge over TLS, mutual with the TSP: development certificates made for the run.
+        let certs = dir.path().join("certs");
+        crate::certs::write_dev(&certs)?;
+        let ca_pem = std::fs::read_to_string(certs.join("ca.crt"))?;
+        let local = LocalHub::start(hub_config(&db_path, &certs)?)
             .await
             .context("starting the hub")?;
+        println!(
+            "hub over TLS: TSP API {} (mutual TLS), wallet API {}, admin API {}",
+            local.tsp_url(),
+            local.url(),
+            local.admin_url()
+        );
         let hub = local.hub.clone();
 
         // The key ceremony: one key set, imported by the hub, handed to the TSP.
@@ -57,8 +67,8 @@ impl Demo {
             .map_err(|e| anyhow::anyhow!(e.chain()))?;
 
         // The TSP simulator and the wallets, real HTTP peers on loopback.
-        let hub_url = local.url();
-        let mut sim_config = tokenhub_sim::TspSimConfig::new(hub_url.clone(), key_set);
+        let mut sim_config = tokenhub_sim::TspSimConfig::new(local.tsp_url(), key_set);
+        sim_config.tls = Some(tokenhub_sim::SimTls::from_dir(&certs)?);
         sim_config.partial_calls = args.partial_calls;
         // The TSP enforces the rate it agreed with the hub (503 above it); the hub keeps to it.
         sim_config.misbehaviour.rate_limit = args.tsp_rate;
@@ -70,23 +80,28 @@ impl Demo {
         // The demo's admin key, made as an operator makes the first one: with the bootstrap token.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes())?)
             .build()?;
         let bootstrap = hub
             .bootstrap_token()
             .context("the demo sets a bootstrap token")?;
-        let admin_key = crate::admin_keys::create_over_api(&http, &hub_url, bootstrap, "demo")
-            .await
-            .context("creating the demo's admin key")?;
+        let admin_key =
+            crate::admin_keys::create_over_api(&http, &local.admin_url(), bootstrap, "demo")
+                .await
+                .context("creating the demo's admin key")?;
         // The wallets' provider, whose key every wallet call carries.
         let mut client = Client {
             http,
-            base: hub_url.clone(),
+            base: local.admin_url(),
+            wallet_base: local.url(),
             admin_key,
             wallet_key: String::new(),
         };
         client.register_wallet_provider("demo-wallet").await?;
-        let mut fleet_config = tokenhub_sim::device::FleetConfig::new(hub_url.clone(), args.tokens);
+        let mut fleet_config = tokenhub_sim::device::FleetConfig::new(local.url(), args.tokens);
         fleet_config.wait_seconds = 5;
+        fleet_config.ca_pem = Some(ca_pem.clone());
         fleet_config.api_key = Some(tokenhub_sim::device::ApiKey(client.wallet_key.clone()));
         let fleet = Fleet::start(fleet_config).await?;
 
@@ -113,10 +128,13 @@ impl Demo {
     /// The TSP, the issuer, profile v1 deployed, the token requestor.
     pub(super) async fn register(&self) -> anyhow::Result<()> {
         let client = &self.client;
+        let ca = std::fs::read_to_string(self.dir.path().join("certs").join("ca.crt"))?;
         client
             .admin_put(
                 "/admin/v1/tsps/demo-tsp",
-                json!({"baseUrl": self.sim.base_url(), "rateLimitPerSecond": self.args.tsp_rate}),
+                json!({"baseUrl": self.sim.base_url(), "rateLimitPerSecond": self.args.tsp_rate,
+                       "clientCertificates": {"caPem": ca, "subject": crate::certs::TSP_SUBJECT},
+                       "serverCaPem": ca}),
             )
             .await?;
         client
@@ -354,9 +372,25 @@ impl Demo {
 
 /// The hub's configuration: a fresh embedded database, quick retries towards the TSP and the
 /// token requestor (both on loopback).
-fn hub_config(db_path: &std::path::Path) -> anyhow::Result<Config> {
+fn hub_config(db_path: &std::path::Path, certs: &std::path::Path) -> anyhow::Result<Config> {
+    use tokenhub::config::{ListenerConfig, ListenerSecurity, Listeners};
     let mut config = Config::for_database(&format!("sqlite://{}", db_path.display()));
     config.listen = "127.0.0.1:0".parse()?;
+    let tls = || -> anyhow::Result<ListenerConfig> {
+        Ok(ListenerConfig {
+            addr: "127.0.0.1:0".parse()?,
+            security: ListenerSecurity::Tls {
+                cert: certs.join("hub.crt"),
+                key: certs.join("hub.key"),
+            },
+        })
+    };
+    config.listeners = Some(Listeners {
+        tsp: tls()?,
+        wallet: tls()?,
+        admin: tls()?,
+    });
+    config.client_identity = Some((certs.join("hub-client.crt"), certs.join("hub-client.key")));
     config.admin_token = Some(format!("demo-{}", uuid::Uuid::new_v4().simple()));
     config.outbox_backoff = Duration::from_millis(200);
     // The simulated TSP and requestor listen on http:// loopback.

@@ -5,7 +5,10 @@ use serde_json::Value;
 
 pub(super) struct Client {
     pub(super) http: reqwest::Client,
+    /// The admin API's base URL.
     pub(super) base: String,
+    /// The wallet API's base URL.
+    pub(super) wallet_base: String,
     pub(super) admin_key: String,
     /// The demo wallet provider's API key, which every wallet call carries.
     pub(super) wallet_key: String,
@@ -60,7 +63,7 @@ impl Client {
     pub(super) async fn wallet_post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.send(
             self.http
-                .post(format!("{}{path}", self.base))
+                .post(format!("{}{path}", self.wallet_base))
                 .bearer_auth(&self.wallet_key)
                 .json(&body),
         )

@@ -28,12 +28,21 @@ pub struct TspSimArgs {
     /// Over how many /data calls each token's elements are spread.
     #[arg(long, default_value_t = 1)]
     partial_calls: usize,
+    /// Mutual TLS with the certificates of `tokenhub certs dev` in this folder: `tsp.crt` presented
+    /// to the hub and served, `ca.crt` trusted.
+    #[arg(long)]
+    certs: Option<PathBuf>,
 }
 
 pub async fn tsp_sim(args: TspSimArgs) -> anyhow::Result<()> {
     let keys = tokenhub_sim::load_key_set(&args.keys)?;
     let mut config = tokenhub_sim::TspSimConfig::new(args.hub_url, keys);
     config.partial_calls = args.partial_calls;
+    config.tls = args
+        .certs
+        .as_deref()
+        .map(tokenhub_sim::SimTls::from_dir)
+        .transpose()?;
     tokenhub_sim::run(args.listen, config).await
 }
 
@@ -58,12 +67,16 @@ pub struct DeviceSimArgs {
     /// wallet call carries.
     #[arg(long, env = "TOKENHUB_WALLET_API_KEY", hide_env_values = true)]
     wallet_api_key: Option<String>,
+    /// Trust this CA (PEM, e.g. `ca.crt` of `tokenhub certs dev`) for the hub's certificate.
+    #[arg(long)]
+    ca: Option<PathBuf>,
 }
 
 pub async fn device_sim(args: DeviceSimArgs) -> anyhow::Result<()> {
     let mut fleet = tokenhub_sim::device::FleetConfig::new(args.hub_url, args.devices);
     fleet.id_prefix = args.id_prefix;
     fleet.api_key = args.wallet_api_key.map(tokenhub_sim::device::ApiKey);
+    fleet.ca_pem = args.ca.map(std::fs::read_to_string).transpose()?;
     let mut config = tokenhub_sim::device::DeviceSimConfig::new(fleet);
     config.tsp_sim_url = args.tsp_sim_url;
     config.transactions_every = Duration::from_secs(args.transactions_every.max(1));

@@ -78,7 +78,8 @@ impl LightDevices {
         let hub = hub_url(hub_url_text)?;
         crate::tsp::ensure_crypto_provider();
         let request_timeout = Duration::from_secs(10);
-        let http = wallet::client(request_timeout, None).context("building the HTTP client")?;
+        let http =
+            wallet::client(request_timeout, None, None).context("building the HTTP client")?;
         let pairs = (0..key_pairs)
             .map(|i| {
                 let mut ikm = Zeroizing::new(seed.to_vec());
@@ -101,7 +102,7 @@ impl LightDevices {
 
     /// Every wallet call carries `api_key`, the wallet provider's.
     pub fn with_api_key(mut self, api_key: &str) -> anyhow::Result<Self> {
-        self.http = wallet::client(self.request_timeout, Some(api_key))
+        self.http = wallet::client(self.request_timeout, Some(api_key), None)
             .context("building the HTTP client")?;
         Ok(self)
     }

@@ -83,6 +83,9 @@ pub struct FleetConfig {
     /// Time allowed for a registration, a result or a transaction (a poll gets `wait_seconds`
     /// more).
     pub request_timeout: Duration,
+    /// The CA (PEM) the hub's wallet listener certificate is issued from, trusted instead of the
+    /// public roots; `None`: the public roots (or plain HTTP).
+    pub ca_pem: Option<String>,
     /// The wallet provider's API key every wallet call carries (the hub refuses calls without).
     pub api_key: Option<ApiKey>,
 }
@@ -113,6 +116,7 @@ impl FleetConfig {
                 .min(Duration::from_secs(2)),
             request_timeout: Duration::from_secs(10),
             api_key: None,
+            ca_pem: None,
         }
     }
 }
@@ -350,6 +354,7 @@ impl Fleet {
         let http = wallet::client(
             config.request_timeout,
             config.api_key.as_ref().map(|k| k.0.as_str()),
+            config.ca_pem.as_deref(),
         )
         .context("building the HTTP client")?;
 

@@ -49,6 +49,7 @@ fn transport(e: reqwest::Error) -> CallError {
 pub(crate) fn client(
     connect_timeout: Duration,
     api_key: Option<&str>,
+    ca_pem: Option<&str>,
 ) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(key) = api_key {
@@ -57,11 +58,17 @@ pub(crate) fn client(
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    Ok(reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .default_headers(headers)
         .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .build()?)
+        .tcp_nodelay(true);
+    if let Some(ca) = ca_pem {
+        // The hub's wallet listener is trusted through this CA only, not the public roots.
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes())?);
+    }
+    Ok(builder.build()?)
 }
 
 /// `base` + path segments, each percent-encoded as needed.

@@ -15,6 +15,7 @@ mod misbehaviour;
 mod reperso;
 mod scan;
 mod status;
+mod tls;
 mod transactions;
 mod updates;
 mod vault;
@@ -36,6 +37,7 @@ pub use derived::{DerivedTokens, DERIVED_INDEX_DIGITS};
 pub use elements::{PersoElement, TokenInfo, ELEMENT_NAMES};
 pub use misbehaviour::Misbehaviour;
 pub use status::TspSimStatus;
+pub use tls::SimTls;
 pub use transactions::{TransactionAnswer, TransactionRequest, TxnReason, TRANSACTIONS_PATH};
 pub use updates::{TokenUpdate, UpdateAnswer};
 pub use vault::{SimTokenView, TspTokenState};
@@ -74,6 +76,9 @@ pub struct TspSimConfig {
     /// accepted is sent here, as a push notification would wake the wallet that now has a
     /// profile to fetch.
     pub recovered: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Mutual TLS: the certificate presented to the hub and served on the simulator's own API,
+    /// and the CA trusted for the hub's. `None`: plain HTTP both ways.
+    pub tls: Option<SimTls>,
 }
 
 impl TspSimConfig {
@@ -89,6 +94,7 @@ impl TspSimConfig {
             misbehaviour: Misbehaviour::default(),
             derived: None,
             recovered: None,
+            tls: None,
         }
     }
 }
@@ -147,7 +153,12 @@ impl TspSimHandle {
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+        let scheme = if self.state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", SocketAddr::new(ip, self.addr.port()))
     }
 
     /// The counters, as `GET /sim/status` serves them.
@@ -221,14 +232,16 @@ pub async fn spawn(listener: TcpListener, config: TspSimConfig) -> anyhow::Resul
     let hub_api = hub_api_url(&config.hub_url)?;
 
     ensure_crypto_provider();
-    let http = reqwest::Client::builder()
+    let mut http = reqwest::Client::builder()
         .timeout(config.retry.request_timeout)
         .connect_timeout(config.retry.request_timeout)
         // A redirect on a PUT carrying keys is not something to follow blindly: the answer is
         // counted as a refusal instead.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the HTTP client")?;
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(tls) = &config.tls {
+        http = tls.client(http)?;
+    }
+    let http = http.build().context("building the HTTP client")?;
 
     let (stop, shutdown) = watch::channel(false);
     let config_misbehaviour = config.misbehaviour.clone();
@@ -245,7 +258,11 @@ pub async fn spawn(listener: TcpListener, config: TspSimConfig) -> anyhow::Resul
     });
     let app = api::router(state.clone());
     let mut server_stop = shutdown;
+    let tls = state.config.tls.clone();
     let server = tokio::spawn(async move {
+        if let Some(tls) = tls {
+            return tls::serve(listener, app, &tls, server_stop).await;
+        }
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 // Err means the handle was dropped: stop as well.

@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 pub struct LocalHub {
     pub hub: Arc<Hub>,
+    /// The wallet API's address (on the development port, every API's).
     pub addr: SocketAddr,
+    pub addresses: super::Addresses,
+    /// Whether the listeners serve TLS (`https://`).
+    pub tls: bool,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -20,6 +24,8 @@ impl LocalHub {
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let app = Application::build_with_clock(config, Arc::new(SystemClock)).await?;
         let addr = app.local_addr();
+        let addresses = app.addresses();
+        let tls = app.bound.iter().all(|b| b.cert.is_some());
         let hub = app.hub().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
@@ -28,13 +34,29 @@ impl LocalHub {
         Ok(Self {
             hub,
             addr,
+            addresses,
+            tls,
             stop,
             server,
         })
     }
 
+    /// The wallet API's base URL (on the development port, every API's).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url_of(self.addr)
+    }
+
+    pub fn tsp_url(&self) -> String {
+        self.url_of(self.addresses.tsp)
+    }
+
+    pub fn admin_url(&self) -> String {
+        self.url_of(self.addresses.admin)
+    }
+
+    fn url_of(&self, addr: SocketAddr) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{addr}")
     }
 
     /// Stops serving and the workers, and waits for them.

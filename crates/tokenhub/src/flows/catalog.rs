@@ -9,11 +9,14 @@ use crate::flows::campaign::{self, CampaignSettings};
 use crate::hub::Hub;
 
 /// Registers or replaces a TSP connection.
+/// The TSP listener trusts the TSPs as now registered from the next handshake on.
 pub async fn put_tsp(hub: &Hub, tsp: Tsp) -> Result<(), Error> {
     let now = hub.now_ms();
     hub.store
         .transact(move |tx| Box::pin(async move { Ok::<_, Error>(tx.put_tsp(&tsp, now).await?) }))
-        .await
+        .await?;
+    hub.refresh_tsp_trust().await?;
+    Ok(())
 }
 
 pub async fn tsp(hub: &Hub, tsp_id: &str) -> Result<Option<Tsp>, Error> {
@@ -58,11 +61,14 @@ pub async fn put_issuer(hub: &Hub, issuer: Issuer) -> Result<(), Error> {
         )));
     }
     let now = hub.now_ms();
+    let id = issuer.issuer_id.clone();
     hub.store
         .transact(move |tx| {
             Box::pin(async move { Ok::<_, Error>(tx.put_issuer(&issuer, now).await?) })
         })
-        .await
+        .await?;
+    hub.forget_issuer(&id);
+    Ok(())
 }
 
 /// Stores a profile version (canonical JSON) of a registered issuer's product; versions are

@@ -26,9 +26,11 @@ pub enum TspUpdateOutcome {
 }
 
 /// `POST /tokens/{tokenId}/updates` from the TSP: validated, applied if newer, durable before
-/// the caller answers.
+/// the caller answers. From `caller_tsp` (`None`: any TSP, development only), another TSP's
+/// issuer and token answer as unknown ones do.
 pub async fn tsp_update(
     hub: &Hub,
+    caller_tsp: Option<&str>,
     token_id: &TokenId,
     correlation_id: &CorrelationId,
     body: &[u8],
@@ -40,7 +42,8 @@ pub async fn tsp_update(
     let correlation = correlation_id.as_str().to_string();
     // What rarely changes is read before the transaction, off the (serial) writer: whether the
     // issuer is registered, and the token's requestor (re-checked by id under the lock).
-    let issuer_known = hub.issuer_exists(update.issuer_id.as_str()).await?;
+    let issuer_known = hub.issuer_of(caller_tsp, update.issuer_id.as_str()).await?;
+    let caller = caller_tsp.map(str::to_string);
     let requestors = hub.requestors().await?;
     let (outcome, device) = hub
         .store
@@ -49,6 +52,11 @@ pub async fn tsp_update(
                 let Some(token) = c.lock_token(&token_id).await? else {
                     return Err(Rejection::new(Code::UnknownToken, "no such token").into());
                 };
+                if let Some(caller) = &caller {
+                    if c.issuer_tsp(&token.issuer_id).await?.as_ref() != Some(caller) {
+                        return Err(Rejection::new(Code::UnknownToken, "no such token").into());
+                    }
+                }
                 let requestor = token
                     .token_requestor_id
                     .as_ref()

@@ -8,6 +8,7 @@ mod api_error;
 mod audit;
 mod campaigns;
 mod cards;
+mod edge;
 mod issuers;
 mod notifications;
 pub mod openapi;
@@ -26,6 +27,7 @@ use axum::Router;
 use std::sync::Arc;
 
 pub use api_error::ApiError;
+pub use edge::TspCaller;
 pub use wallet_auth::PeerCertificate;
 
 /// Largest request body any API accepts; larger ones get `413` (with `112` on the TSP API). Sized
@@ -38,14 +40,47 @@ pub const MAX_BODY_BYTES: usize = 1536 * 1024;
 
 pub type AppState = Arc<Hub>;
 
+/// The APIs a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Apis {
+    /// `/trapi/v2.0`.
+    Tsp,
+    /// `/wallet/v1`.
+    Wallet,
+    /// `/admin/v1`, `/openapi.json`.
+    Admin,
+    /// Every API on one port (development only).
+    All,
+}
+
 /// Every route of the hub.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .nest("/trapi/v2.0", tsp::router())
-        .nest("/admin/v1", admin::router(state.clone()))
-        .nest("/wallet/v1", wallet::router(state.clone()))
-        .merge(openapi::router())
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+    router_for(state, Apis::All)
+}
+
+/// The routes of `apis`; a TSP API request must carry a [`TspCaller`] extension.
+pub fn router_for(state: AppState, apis: Apis) -> Router {
+    let mut r = Router::new();
+    if matches!(apis, Apis::Tsp | Apis::All) {
+        r = r.nest(
+            "/trapi/v2.0",
+            tsp::router().layer(axum::middleware::from_fn(edge::require_tsp)),
+        );
+    }
+    if matches!(apis, Apis::Admin | Apis::All) {
+        r = r
+            .nest("/admin/v1", admin::router(state.clone()))
+            .merge(openapi::router());
+    }
+    if matches!(apis, Apis::Wallet | Apis::All) {
+        r = r.nest("/wallet/v1", wallet::router(state.clone()));
+    }
+    r.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
+}
+
+/// A listener's routes behind its request cap and timeout.
+pub fn bounded(router: Router, max_requests: usize, timeout: std::time::Duration) -> Router {
+    edge::bounded(router, max_requests, timeout)
 }

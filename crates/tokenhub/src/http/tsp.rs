@@ -6,7 +6,7 @@
 //! Bodies are read as bytes and parsed by the domain, so that a body that does not parse is our
 //! `112`, never the framework's text.
 
-use super::{AppState, MAX_BODY_BYTES};
+use super::{AppState, TspCaller, MAX_BODY_BYTES};
 use crate::domain::perso::Operation;
 use crate::domain::{Code, CorrelationId, Rejection, TokenId};
 use crate::error::Error;
@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -77,30 +77,49 @@ impl IntoResponse for Reply {
 
 async fn submit_token_data(
     State(hub): State<AppState>,
+    Extension(caller): Extension<TspCaller>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    submit(hub, path, headers, body, Call::Perso(Operation::Data)).await
+    submit(
+        hub,
+        caller,
+        path,
+        headers,
+        body,
+        Call::Perso(Operation::Data),
+    )
+    .await
 }
 
 async fn submit_new_token_data(
     State(hub): State<AppState>,
+    Extension(caller): Extension<TspCaller>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    submit(hub, path, headers, body, Call::Perso(Operation::NewData)).await
+    submit(
+        hub,
+        caller,
+        path,
+        headers,
+        body,
+        Call::Perso(Operation::NewData),
+    )
+    .await
 }
 
 /// `POST /tokens/{tokenId}/updates`: a token update from the TSP (`docs/tsp-api.md`).
 async fn submit_token_update(
     State(hub): State<AppState>,
+    Extension(caller): Extension<TspCaller>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    submit(hub, path, headers, body, Call::Update).await
+    submit(hub, caller, path, headers, body, Call::Update).await
 }
 
 /// The calls of this API that carry a body.
@@ -114,6 +133,7 @@ enum Call {
 /// answer it as the contract says.
 async fn submit(
     hub: AppState,
+    caller: TspCaller,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -137,8 +157,12 @@ async fn submit(
         let (correlation_id, token_id, body) =
             read_request(path, &headers, body, &mut status_on_error)?;
         match call {
-            Call::Perso(op) => apply_perso(&hub, &token_id, &correlation_id, &body, op).await,
-            Call::Update => apply_update(&hub, &token_id, &correlation_id, &body).await,
+            Call::Perso(op) => {
+                apply_perso(&hub, caller.scope(), &token_id, &correlation_id, &body, op).await
+            }
+            Call::Update => {
+                apply_update(&hub, caller.scope(), &token_id, &correlation_id, &body).await
+            }
         }
     }
     .instrument(span.clone())
@@ -196,11 +220,12 @@ fn read_request(
 /// acknowledged all the same.
 async fn apply_update(
     hub: &AppState,
+    caller_tsp: Option<&str>,
     token_id: &TokenId,
     correlation_id: &CorrelationId,
     body: &Bytes,
 ) -> Result<(), Rejection> {
-    match lifecycle::tsp_update(hub, token_id, correlation_id, body).await {
+    match lifecycle::tsp_update(hub, caller_tsp, token_id, correlation_id, body).await {
         Ok(TspUpdateOutcome::Applied) => {
             tracing::info!("token update applied");
             Ok(())
@@ -217,12 +242,13 @@ async fn apply_update(
 /// again.
 async fn apply_perso(
     hub: &AppState,
+    caller_tsp: Option<&str>,
     token_id: &TokenId,
     correlation_id: &CorrelationId,
     body: &Bytes,
     op: Operation,
 ) -> Result<(), Rejection> {
-    match perso::submit(hub, token_id, correlation_id, body, op).await {
+    match perso::submit(hub, caller_tsp, token_id, correlation_id, body, op).await {
         Ok(Applied::Stored { state, held, .. }) => {
             tracing::info!(state = state.as_str(), elements_held = held, "accepted");
             Ok(())

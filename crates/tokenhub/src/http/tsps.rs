@@ -1,8 +1,9 @@
-//! Admin API: TSP connections (`/admin/v1/tsps`).
+//! Admin API: TSP connections (`/admin/v1/tsps`): where the hub calls each TSP, and how it
+//! recognises the TSP's client certificates and server certificate.
 
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
-use crate::domain::catalog::Tsp;
+use crate::domain::catalog::{Tsp, TspClientAuth};
 use crate::domain::ids::parse_slug;
 use crate::flows::catalog;
 use axum::extract::{Path, State};
@@ -28,6 +29,26 @@ pub struct TspBody {
     /// ignore them instead of refusing the call with `112`. Default `false`.
     #[serde(default)]
     pub accepts_extra_parameters: bool,
+    /// How the TSP's client certificates are recognised on the TSP listener; absent: none is.
+    #[serde(default)]
+    pub client_certificates: Option<ClientCertificates>,
+    /// The CA certificates (PEM) the TSP's server certificate is issued from, trusted for the
+    /// hub's calls to it besides the public roots.
+    #[serde(default)]
+    pub server_ca_pem: Option<String>,
+}
+
+/// The CAs (PEM) a TSP's client certificates are issued from, and how its own are told from
+/// others of the same CAs: the leaf's subject (e.g. `CN=tsp-a, O=Example`) and/or SHA-256 pins of
+/// its SubjectPublicKeyInfo (64 hex digits; any one matches). At least one of the two.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientCertificates {
+    pub ca_pem: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spki_sha256: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -38,6 +59,39 @@ pub struct TspView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_second: Option<i64>,
     pub accepts_extra_parameters: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificates: Option<ClientCertificates>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_ca_pem: Option<String>,
+}
+
+fn client_auth(c: ClientCertificates) -> Result<TspClientAuth, ApiError> {
+    crate::tls::parse_certificates(&c.ca_pem)
+        .map_err(|e| ApiError::bad_request(format!("clientCertificates.caPem: {e}")))?;
+    let subject = c.subject.filter(|s| !s.trim().is_empty());
+    let pins: Vec<String> = c
+        .spki_sha256
+        .iter()
+        .map(|p| p.to_ascii_lowercase())
+        .collect();
+    if pins
+        .iter()
+        .any(|p| p.len() != 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::bad_request(
+            "clientCertificates.spkiSha256: each pin is 64 hex digits",
+        ));
+    }
+    if subject.is_none() && pins.is_empty() {
+        return Err(ApiError::bad_request(
+            "clientCertificates needs a subject or spkiSha256 pins: a CA alone may issue to others",
+        ));
+    }
+    Ok(TspClientAuth {
+        ca_pem: c.ca_pem,
+        subject,
+        spki_sha256: pins,
+    })
 }
 
 /// Register or update a TSP connection.
@@ -76,6 +130,15 @@ async fn put_tsp(
             r => r.map(i64::from),
         },
         accepts_extra_parameters: body.accepts_extra_parameters,
+        client_auth: body.client_certificates.map(client_auth).transpose()?,
+        server_ca_pem: match body.server_ca_pem {
+            Some(pem) => {
+                crate::tls::parse_certificates(&pem)
+                    .map_err(|e| ApiError::bad_request(format!("serverCaPem: {e}")))?;
+                Some(pem)
+            }
+            None => None,
+        },
     };
     catalog::put_tsp(&hub, tsp.clone()).await?;
     Ok(Json(TspView {
@@ -83,5 +146,11 @@ async fn put_tsp(
         base_url: tsp.base_url,
         rate_limit_per_second: tsp.rate_limit,
         accepts_extra_parameters: tsp.accepts_extra_parameters,
+        client_certificates: tsp.client_auth.map(|a| ClientCertificates {
+            ca_pem: a.ca_pem,
+            subject: a.subject,
+            spki_sha256: a.spki_sha256,
+        }),
+        server_ca_pem: tsp.server_ca_pem,
     }))
 }

@@ -2,23 +2,31 @@
 
 use super::{query, query_scalar, Tx};
 use super::{Store, StoreError};
-use crate::domain::catalog::{Issuer, PutImmutable, Tsp};
+use crate::domain::catalog::{Issuer, PutImmutable, Tsp, TspClientAuth};
 use crate::domain::StoredKey;
 use tokenhub_crypto::Algorithm;
 
 impl Tx {
     pub async fn put_tsp(&mut self, tsp: &Tsp, now: i64) -> Result<(), StoreError> {
         query(
-        "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms, rate_limit, accepts_extra_parameters) \
-         VALUES ($1, $2, $3, $3, $4, $5) \
+        "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms, rate_limit, accepts_extra_parameters, \
+         client_ca_pem, client_subject, client_spki_sha256, server_ca_pem) \
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (tsp_id) DO UPDATE SET base_url = excluded.base_url, updated_ms = excluded.updated_ms, \
-         rate_limit = excluded.rate_limit, accepts_extra_parameters = excluded.accepts_extra_parameters",
+         rate_limit = excluded.rate_limit, accepts_extra_parameters = excluded.accepts_extra_parameters, \
+         client_ca_pem = excluded.client_ca_pem, \
+         client_subject = excluded.client_subject, client_spki_sha256 = excluded.client_spki_sha256, \
+         server_ca_pem = excluded.server_ca_pem",
     )
     .bind(&tsp.tsp_id)
     .bind(&tsp.base_url)
     .bind(now)
     .bind(tsp.rate_limit)
     .bind(tsp.accepts_extra_parameters)
+    .bind(tsp.client_auth.as_ref().map(|a| a.ca_pem.clone()))
+    .bind(tsp.client_auth.as_ref().and_then(|a| a.subject.clone()))
+    .bind(tsp.client_auth.as_ref().map(|a| a.spki_sha256.join(",")))
+    .bind(tsp.server_ca_pem.clone())
     .execute(self)
     .await?;
         Ok(())
@@ -189,23 +197,49 @@ impl Tx {
     }
 }
 
+const TSP_COLUMNS: &str = "SELECT tsp_id, base_url, rate_limit, accepts_extra_parameters, \
+     client_ca_pem, client_subject, client_spki_sha256, server_ca_pem FROM tsps";
+
+fn tsp_of_row(r: &super::sql::Row) -> Result<Tsp, StoreError> {
+    let ca: Option<String> = r.get("client_ca_pem")?;
+    let pins: Option<String> = r.get("client_spki_sha256")?;
+    Ok(Tsp {
+        tsp_id: r.get("tsp_id")?,
+        base_url: r.get("base_url")?,
+        rate_limit: r.get("rate_limit")?,
+        accepts_extra_parameters: r.get("accepts_extra_parameters")?,
+        client_auth: match ca {
+            Some(ca_pem) => Some(TspClientAuth {
+                ca_pem,
+                subject: r.get("client_subject")?,
+                spki_sha256: pins
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            }),
+            None => None,
+        },
+        server_ca_pem: r.get("server_ca_pem")?,
+    })
+}
+
 impl Store {
     pub async fn tsp(&self, tsp_id: &str) -> Result<Option<Tsp>, StoreError> {
-        let row = query(
-            "SELECT tsp_id, base_url, rate_limit, accepts_extra_parameters FROM tsps WHERE tsp_id = $1",
-        )
+        let row = query(&format!("{TSP_COLUMNS} WHERE tsp_id = $1"))
             .bind(tsp_id)
             .fetch_optional(self.reader())
             .await?;
-        row.map(|r| {
-            Ok(Tsp {
-                tsp_id: r.get("tsp_id")?,
-                base_url: r.get("base_url")?,
-                rate_limit: r.get("rate_limit")?,
-                accepts_extra_parameters: r.get("accepts_extra_parameters")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(tsp_of_row).transpose()
+    }
+
+    /// Every registered TSP.
+    pub async fn tsps(&self) -> Result<Vec<Tsp>, StoreError> {
+        let rows = query(&format!("{TSP_COLUMNS} ORDER BY tsp_id"))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(tsp_of_row).collect()
     }
 
     pub async fn issuer(&self, issuer_id: &str) -> Result<Option<Issuer>, StoreError> {

@@ -16,7 +16,7 @@ hub_tests!(
 
 async fn the_admin_api_refuses_a_call_without_or_with_a_wrong_bearer_token_with_401(app: TestApp) {
     let token = app.pending_token().await;
-    let url = format!("{}/admin/v1/tokens/{token}", app.address);
+    let url = app.url(&format!("/admin/v1/tokens/{token}"));
     let without = app.client.get(&url).send().await.unwrap();
     assert_eq!(without.status(), 401);
     let body: serde_json::Value = without.json().await.unwrap();
@@ -40,7 +40,7 @@ async fn the_admin_api_refuses_a_call_without_or_with_a_wrong_bearer_token_with_
     }
     let put = app
         .client
-        .put(format!("{}/admin/v1/tsps/evil", app.address))
+        .put(app.url("/admin/v1/tsps/evil"))
         .json(&json!({"baseUrl": "http://127.0.0.1:1/tsp"}))
         .send()
         .await

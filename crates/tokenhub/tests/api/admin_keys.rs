@@ -32,7 +32,7 @@ async fn the_bootstrap_token_manages_admin_keys_and_nothing_else(app: TestApp) {
     assert_eq!(listed.expect(200).as_array().unwrap().len(), 1);
     let made = create_key_with(
         &app.client,
-        &app.address,
+        &app.admin_address,
         ADMIN_TOKEN,
         &json!({"role": "read-only", "label": "ops"}),
     )

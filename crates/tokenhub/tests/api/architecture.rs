@@ -15,6 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["domain"]),
     ("keys", &["domain"]),
     ("tsp_client", &["domain", "telemetry", "config"]),
+    ("tls", &[]),
     ("requestor_client", &["domain", "telemetry", "config"]),
     ("error", &["domain", "keys", "store", "tsp_client"]),
     (
@@ -28,6 +29,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "pacer",
             "requestor_client",
             "store",
+            "tls",
             "tsp_client",
         ],
     ),
@@ -61,7 +63,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "http",
-        &["clock", "config", "domain", "error", "flows", "hub"],
+        &["clock", "config", "domain", "error", "flows", "hub", "tls"],
     ),
 ];
 

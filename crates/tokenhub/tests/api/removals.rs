@@ -139,10 +139,9 @@ async fn deleted_on_a_personalizing_token_withdraws_its_personalization(app: Tes
     // ...and its SUCCESS after it does not bring the token back.
     let r = app
         .wallet
-        .post(format!(
-            "{}/wallet/v1/personalizations/{personalization}/result",
-            app.address
-        ))
+        .post(app.url(&format!(
+            "/wallet/v1/personalizations/{personalization}/result"
+        )))
         .json(&json!({"status": "SUCCESS"}))
         .send()
         .await
@@ -201,10 +200,9 @@ async fn a_removal_confirmation_for_a_token_that_is_not_a_deleted_token_of_the_d
 
 async fn a_waiting_long_poll_returns_the_removal(app: TestApp) {
     let token = app.active_token().await;
-    let url = format!(
-        "{}/wallet/v1/devices/{DEVICE}/personalizations?waitSeconds=10",
-        app.address
-    );
+    let url = app.url(&format!(
+        "/wallet/v1/devices/{DEVICE}/personalizations?waitSeconds=10"
+    ));
     let client = app.wallet.clone();
     let poll = tokio::spawn(async move {
         let started = std::time::Instant::now();

@@ -38,16 +38,22 @@ pub enum Applied {
     Refused(Rejection),
 }
 
-/// Handles `PUT /tokens/{tokenId}/data` (`op = Data`) or `/newData` (`op = NewData`).
+/// Handles `PUT /tokens/{tokenId}/data` (`op = Data`) or `/newData` (`op = NewData`) from
+/// `caller_tsp` (`None`: any TSP, development only): another TSP's issuer and token answer as
+/// unknown ones do.
 pub async fn submit(
     hub: &Arc<Hub>,
+    caller_tsp: Option<&str>,
     token_id: &TokenId,
     correlation_id: &CorrelationId,
     body: &[u8],
     op: Operation,
 ) -> Result<Applied, Error> {
     let submission = perso::parse_submission(body, op)?;
-    if !hub.issuer_exists(submission.issuer_id.as_str()).await? {
+    if !hub
+        .issuer_of(caller_tsp, submission.issuer_id.as_str())
+        .await?
+    {
         return Err(
             Rejection::new(Code::UnknownIssuer, "issuerId is not a registered issuer").into(),
         );
@@ -72,6 +78,9 @@ pub async fn submit(
     let Some(context) = hub.store.data_call_context(key).await? else {
         return Err(Rejection::new(Code::UnknownToken, "no such token").into());
     };
+    if !hub.issuer_of(caller_tsp, &context.token.issuer_id).await? {
+        return Err(Rejection::new(Code::UnknownToken, "no such token").into());
+    }
     if context.token.issuer_id != submission.issuer_id.as_str() {
         return Err(
             Rejection::new(Code::UnknownIssuer, "issuerId is not the token's issuer").into(),

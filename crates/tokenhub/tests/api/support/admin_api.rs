@@ -59,7 +59,7 @@ impl TestApp {
     /// Creates an admin key (`{"role": ..., "issuers": [...]}`) with the harness's admin key;
     /// the presented key.
     pub async fn create_admin_key(&self, body: &Value) -> String {
-        create_key_with(&self.client, &self.address, &self.admin_key, body)
+        create_key_with(&self.client, &self.admin_address, &self.admin_key, body)
             .await
             .expect(201)["apiKey"]
             .as_str()
@@ -89,9 +89,29 @@ impl TestApp {
         self.admin_send(reqwest::Method::POST, path, body).await
     }
 
+    #[allow(dead_code)]
     pub async fn put_tsp(&self, tsp_id: &str, base_url: &str) -> reqwest::Response {
+        self.put_tsp_body(tsp_id, &json!({"baseUrl": base_url}))
+            .await
+    }
+
+    /// Registers a TSP whose client certificates come from the test CA with this subject.
+    pub async fn put_tsp_with_subject(
+        &self,
+        tsp_id: &str,
+        base_url: &str,
+        subject: &str,
+    ) -> reqwest::Response {
+        let body = json!({
+            "baseUrl": base_url,
+            "clientCertificates": {"caPem": super::test_certs().ca, "subject": subject},
+        });
+        self.put_tsp_body(tsp_id, &body).await
+    }
+
+    pub async fn put_tsp_body(&self, tsp_id: &str, body: &Value) -> reqwest::Response {
         self.admin(reqwest::Method::PUT, &format!("/admin/v1/tsps/{tsp_id}"))
-            .json(&json!({"baseUrl": base_url}))
+            .json(body)
             .send()
             .await
             .expect("the hub answers")

@@ -1,14 +1,15 @@
 //! Starting a hub under test: its database, its configuration, its clock.
 
 use super::{
-    create_key_with, create_postgres_database, seed, FakeTsp, ADMIN_TOKEN, LONG_KEY_INDEX,
-    MASTER_KEY, PERSO_TTL,
+    client_with, create_key_with, create_postgres_database, seed, test_certs, FakeTsp, ADMIN_TOKEN,
+    LONG_KEY_INDEX, MASTER_KEY, PERSO_TTL,
 };
 use serde_json::json;
 use sqlx::{Connection, Executor, Row};
 use std::sync::Arc;
 use std::time::Duration;
 use tokenhub::clock::{Clock, ManualClock};
+use tokenhub::config::{ListenerConfig, ListenerSecurity, Listeners};
 use tokenhub::{Application, Config, Hub};
 use tokenhub_crypto::{Algorithm, KeySet, SharedKey};
 
@@ -42,10 +43,14 @@ impl Database {
 
 /// A hub under test and everything around it.
 pub struct TestApp {
-    /// `http://127.0.0.1:PORT`.
-    pub address: String,
-    /// A client without credentials (each API's calls add their own).
+    /// `https://127.0.0.1:PORT` of the TSP (mutual TLS), wallet and admin listeners.
+    pub tsp_address: String,
+    pub wallet_address: String,
+    pub admin_address: String,
+    /// Trusts the test CA and presents the TSP under test's client certificate.
     pub client: reqwest::Client,
+    /// The folder of the hub's certificate files (`hub.crt`, `hub.key`).
+    pub cert_dir: std::path::PathBuf,
     /// The wallet provider [`WALLET_PROVIDER`](super::WALLET_PROVIDER)'s client: every request
     /// carries its API key.
     pub wallet: reqwest::Client,
@@ -61,12 +66,15 @@ pub struct TestApp {
     /// tests goes with it.
     pub admin_key: String,
     db: Database,
+    _certs: tempfile::TempDir,
 }
 
 /// The configuration every test starts from: the admin token, the master key, the perso time to
 /// live, and token updates accepted however far ahead they are stamped.
 pub fn default_config(config: &mut Config) {
     config.listen = "127.0.0.1:0".parse().unwrap();
+    // Certificates changed on disk are seen quickly.
+    config.limits.cert_poll = Duration::from_millis(100);
     config.admin_token = Some(ADMIN_TOKEN.into());
     config.master_key = Some(MASTER_KEY.into());
     config.perso_ttl = PERSO_TTL;
@@ -95,7 +103,23 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
             url: create_postgres_database(&server_url).await,
         },
     };
+    let certs = tempfile::tempdir().expect("a temporary folder");
+    let (cert, key) = (certs.path().join("hub.crt"), certs.path().join("hub.key"));
+    std::fs::write(&cert, &test_certs().hub.cert).unwrap();
+    std::fs::write(&key, &test_certs().hub.key).unwrap();
+    let tls = |addr: &str| ListenerConfig {
+        addr: addr.parse().unwrap(),
+        security: ListenerSecurity::Tls {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+    };
     let mut config = Config::for_database(&db.url());
+    config.listeners = Some(Listeners {
+        tsp: tls("127.0.0.1:0"),
+        wallet: tls("127.0.0.1:0"),
+        admin: tls("127.0.0.1:0"),
+    });
     default_config(&mut config);
     configure(&mut config);
     let seeded = config.outbound.allow_plain_http;
@@ -103,7 +127,7 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
     let application = Application::build_with_clock(config, Arc::new(clock.clone()))
         .await
         .expect("the hub starts");
-    let address = format!("http://{}", application.local_addr());
+    let addresses = application.addresses();
     let hub = application.hub().clone();
     tokio::spawn(application.run_until(std::future::pending()));
 
@@ -119,22 +143,29 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
     hub.reload_keys().await.expect("the keys load");
 
     let tsp = FakeTsp::spawn().await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let admin_key = create_key_with(&client, &address, ADMIN_TOKEN, &json!({"role": "admin"}))
-        .await
-        .expect(201)["apiKey"]
+    let client = client_with(Some(&test_certs().tsp));
+    let admin_address = format!("https://{}", addresses.admin);
+    let admin_key = create_key_with(
+        &client,
+        &admin_address,
+        ADMIN_TOKEN,
+        &json!({"role": "admin"}),
+    )
+    .await
+    .expect(201)["apiKey"]
         .as_str()
         .expect("the new key")
         .to_string();
     let mut app = TestApp {
-        address,
+        tsp_address: format!("https://{}", addresses.tsp),
+        wallet_address: format!("https://{}", addresses.wallet),
+        admin_address,
         wallet: client.clone(),
         wallet_key: String::new(),
         client,
         admin_key,
+        cert_dir: certs.path().to_path_buf(),
+        _certs: certs,
         hub,
         clock,
         keys,
@@ -148,8 +179,17 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
 }
 
 impl TestApp {
+    /// `path` on the listener that serves it: `/trapi/...` on the TSP listener, `/wallet/...` on
+    /// the wallet listener, anything else on the admin listener.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
+        let base = if path.starts_with("/trapi/") {
+            &self.tsp_address
+        } else if path.starts_with("/wallet/") {
+            &self.wallet_address
+        } else {
+            &self.admin_address
+        };
+        format!("{base}{path}")
     }
 
     /// Everything the database holds, as bytes: for SQLite the database file and its WAL; for

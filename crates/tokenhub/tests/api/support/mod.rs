@@ -8,22 +8,28 @@
 
 pub mod admin_api;
 pub mod app;
+pub mod certs;
 pub mod lifecycle;
 pub mod postgres;
 pub mod receiver;
 pub mod requestors;
 pub mod seed;
+pub mod tls;
+pub mod tls_tsp;
 pub mod tsp;
 pub mod tsp_api;
 pub mod wallet_api;
 
 pub use admin_api::*;
 pub use app::*;
+pub use certs::*;
 pub use lifecycle::*;
 pub use postgres::*;
 pub use receiver::*;
 pub use requestors::*;
 pub use seed::*;
+pub use tls::*;
+pub use tls_tsp::*;
 pub use tsp::*;
 pub use tsp_api::*;
 pub use wallet_api::*;

@@ -15,7 +15,9 @@ use tokenhub::domain::TokenState;
 pub(crate) async fn seed(app: &mut TestApp) {
     app.wallet_key = app.register_wallet_provider(WALLET_PROVIDER).await;
     app.wallet = app.wallet_client(&app.wallet_key);
-    let r = app.put_tsp(TSP_ID, &app.tsp.base_url()).await;
+    let r = app
+        .put_tsp_with_subject(TSP_ID, &app.tsp.base_url(), super::TSP_SUBJECT)
+        .await;
     assert_eq!(r.status(), 200, "register the TSP");
     let r = app.put_issuer(ISSUER, "First Test Bank", TSP_ID).await;
     assert_eq!(r.status(), 200, "register the issuer");

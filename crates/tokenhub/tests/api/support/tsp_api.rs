@@ -14,7 +14,7 @@ pub struct TspAnswer {
 }
 
 impl TspAnswer {
-    async fn read(r: reqwest::Response) -> Self {
+    pub(crate) async fn read(r: reqwest::Response) -> Self {
         let header = |name: &str| {
             r.headers()
                 .get(name)

@@ -46,9 +46,8 @@ impl TestApp {
             format!("Bearer {api_key}").parse().expect("a header value");
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
-        reqwest::Client::builder()
+        super::client_builder()
             .default_headers(headers)
-            .timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("a client")
     }
