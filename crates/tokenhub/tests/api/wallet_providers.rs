@@ -231,3 +231,86 @@ async fn a_client_certificate_pinned_to_a_provider_authenticates_it(app: TestApp
     .await;
     assert_eq!(a.status, 404, "another provider's device");
 }
+
+/// Migration 0015: a device registered before wallet providers existed keeps its row and key but
+/// is no provider's, and no provider can claim it by registering it again.
+async fn devices_from_before_migration_0015_are_no_providers(url: String, dialect: &str) {
+    use sqlx::Executor;
+    use tokenhub::domain::catalog::PutImmutable;
+    use tokenhub::domain::wallet_provider::WalletProvider;
+    sqlx::any::install_default_drivers();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    let mut old = sqlx::migrate::Migrator::new(dir).await.unwrap();
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 13)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    old.run(&pool).await.expect("migrations 1 to 13");
+    pool.execute(
+        "INSERT INTO devices (device_id, public_key, created_ms) VALUES ('dev', 'key', 1)",
+    )
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = tokenhub::Store::connect(&url)
+        .await
+        .expect("migrate to now");
+    assert_eq!(
+        store.device_public_key("dev").await.unwrap().as_deref(),
+        Some("key")
+    );
+    assert_eq!(store.device_provider("dev").await.unwrap(), None);
+    let claimed = store
+        .transact(|c| {
+            Box::pin(async move {
+                let p = WalletProvider {
+                    provider_id: "p".into(),
+                    name: "P".into(),
+                    spki_sha256: None,
+                };
+                assert!(c.put_wallet_provider(&p, 2).await?);
+                c.put_device("dev", "key", Some("p"), 2).await
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed, PutImmutable::Conflict);
+    assert_eq!(store.device_provider("dev").await.unwrap(), None);
+    store.close().await;
+}
+
+mod devices_from_before_migration_0015_are_no_providers {
+    use crate::support::{create_database, database_url, new_database_name, postgres_url_or_skip};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        super::devices_from_before_migration_0015_are_no_providers(url, "sqlite").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(server) = postgres_url_or_skip(module_path!()) else {
+            return;
+        };
+        let name = new_database_name();
+        create_database(&server, &name, "template1").await;
+        super::devices_from_before_migration_0015_are_no_providers(
+            database_url(&server, &name),
+            "postgres",
+        )
+        .await;
+    }
+}
