@@ -431,3 +431,30 @@ async fn shutdown_stops_polling_and_start_refuses_what_it_cannot_do() {
         assert!(Fleet::start(bad).await.is_err());
     }
 }
+
+#[tokio::test]
+async fn every_wallet_call_of_the_fleet_carries_its_providers_key() {
+    install_crypto_provider();
+    let hub = WalletHub::start_requiring_key("twk_0123456789abcdef_secret").await;
+    let start = |key: Option<&str>| {
+        let mut config = FleetConfig::new(hub.url(), 1);
+        config.wait_seconds = 1;
+        config.id_prefix = "dev-".into();
+        config.api_key = key.map(|k| tokenhub_sim::device::ApiKey(k.to_string()));
+        Fleet::start(config)
+    };
+    assert!(start(None).await.is_err(), "no key: registration refused");
+    assert!(start(Some("twk_0123456789abcdef_other")).await.is_err());
+    let fleet = start(Some("twk_0123456789abcdef_secret")).await.unwrap();
+    let id = fleet.device_ids().remove(0);
+    assert!(hub.public_key(&id).is_some(), "registered");
+    tokio::time::timeout(PATIENCE, async {
+        while hub.polls(&id) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("its polls are served");
+    assert_eq!(fleet.status().poll_errors, 0);
+    fleet.shutdown().await;
+}

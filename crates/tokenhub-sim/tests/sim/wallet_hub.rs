@@ -50,6 +50,8 @@ struct WalletState {
     /// One per device, so that an offer wakes only its device's poll.
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
     reoffer_after: Duration,
+    /// The wallet provider's API key every call must carry (`Authorization: Bearer`), if any.
+    api_key: Option<String>,
 }
 
 impl WalletState {
@@ -61,6 +63,23 @@ impl WalletState {
             .or_default()
             .clone()
     }
+}
+
+async fn require_key(
+    State(state): State<Arc<WalletState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(key) = &state.api_key {
+        let given = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(format!("Bearer {key}").as_str()) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+    }
+    next.run(req).await
 }
 
 pub struct WalletHub {
@@ -80,10 +99,25 @@ impl WalletHub {
     }
 
     pub async fn start_with(reoffer_after: Duration) -> Self {
-        let state = Arc::new(WalletState {
+        Self::serve(WalletState {
             reoffer_after,
             ..WalletState::default()
-        });
+        })
+        .await
+    }
+
+    /// A hub that answers `401` to any call without `Authorization: Bearer <api_key>`.
+    pub async fn start_requiring_key(api_key: &str) -> Self {
+        Self::serve(WalletState {
+            reoffer_after: Duration::from_millis(300),
+            api_key: Some(api_key.to_string()),
+            ..WalletState::default()
+        })
+        .await
+    }
+
+    async fn serve(state: WalletState) -> Self {
+        let state = Arc::new(state);
         let app = Router::new()
             .route("/wallet/v1/devices", post(register))
             .route("/wallet/v1/devices/{device_id}/personalizations", get(poll))
@@ -91,6 +125,10 @@ impl WalletHub {
                 "/wallet/v1/personalizations/{personalization_id}/result",
                 post(result),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                require_key,
+            ))
             .with_state(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -35,3 +35,4 @@ mod tsp_perso_data;
 mod tsp_updates;
 mod wallet;
 mod wallet_auth;
+mod wallet_providers;
