@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bootstrap;
 mod campaign;
 mod data;
+mod edge;
 mod notifications;
 
 #[derive(Parser)]
@@ -27,6 +28,9 @@ enum Command {
     /// submitTokenData (40 elements, ~9.5 KB, validated, sealed, committed before the 204) against
     /// a parse-only handler, at max throughput and at a fixed rate.
     Data(data::DataArgs),
+    /// What the trusted edge costs `/data`: mutual TLS against plain HTTP, and the p99 with idle
+    /// and slowloris connections on the wallet listener.
+    Edge(edge::EdgeArgs),
     /// Token updates from the TSP to a token requestor (requestor-sim, loopback): latency from
     /// the update accepted (204 to the TSP) to the update received, at a fixed rate; and the
     /// highest sustained delivery rate.
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Data(args) => data::run(args).await,
+            Command::Edge(args) => edge::run(args).await,
             Command::Notifications(args) => notifications::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,
             Command::Serve(args) => bootstrap::serve(args).await,

@@ -105,6 +105,7 @@
 //! before, or ignore the "already installed" error.
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod device;
 pub mod emv;
 pub mod profiles;

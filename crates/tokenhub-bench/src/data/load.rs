@@ -9,6 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The load's client settings: keep-alive, no Nagle.
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+}
+
 /// Where requests go: a parse-only server takes any token id; the hub takes each of its
 /// pre-created tokens once.
 pub(crate) struct Target {
@@ -25,12 +33,19 @@ impl Target {
         base: String,
         tokens: Option<Vec<String>>,
     ) -> Arc<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
+        let client = client_builder()
             .build()
             .expect("a client without TLS settings builds");
+        Self::with_client(server, base, tokens, client)
+    }
+
+    /// The same, sending with `client` (e.g. one that presents a TSP's certificate).
+    pub(crate) fn with_client(
+        server: &'static str,
+        base: String,
+        tokens: Option<Vec<String>>,
+        client: reqwest::Client,
+    ) -> Arc<Self> {
         Arc::new(Self {
             server,
             base,

@@ -25,8 +25,9 @@ use anyhow::{bail, ensure, Context};
 use axum::http::HeaderName;
 use body::{parse_only_router, profile_and_body};
 use breakdown::{breakdown, BREAKDOWN_TOKENS};
-use load::{LoadRuntime, Phase, Target};
-use measure::Samples;
+pub(crate) use load::{client_builder, LoadRuntime, Phase, Target};
+pub(crate) use measure::{Histogram, Samples};
+pub(crate) use report::verdict;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,7 +91,8 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
     let local = bootstrap::in_process(bootstrap::hub_config(&url)?).await?;
     let hub = local.hub.clone();
     let parse_only = ParseOnly::start().await?;
-    let body = register(&local).await?;
+    let tsp = json!({"baseUrl": "http://127.0.0.1:9/tsp/trapi/v2.0"});
+    let body = register(&local, reqwest::Client::new(), tsp).await?;
 
     println!(
         "tokenhub-bench data: submitTokenData, 40 elements, {} bytes per body",
@@ -196,28 +198,36 @@ impl ParseOnly {
     }
 }
 
-/// Keys, TSP, issuer, a 40-element profile version, deployed; returns the `/data` body.
-async fn register(local: &LocalHub) -> anyhow::Result<&'static [u8]> {
+/// The TSP every data bench registers.
+pub(crate) const BENCH_TSP: &str = "bench-tsp";
+
+/// Keys, the TSP (`tsp`: its registration), the issuer, a 40-element profile version, deployed,
+/// through the admin API with `http`; returns the `/data` body.
+pub(crate) async fn register(
+    local: &LocalHub,
+    http: reqwest::Client,
+    tsp: serde_json::Value,
+) -> anyhow::Result<&'static [u8]> {
     let hub = &local.hub;
     let key_set = KeySet::generate();
     import_key_set(hub, &key_set).await?;
     let admin = Admin {
-        http: reqwest::Client::new(),
-        base: local.url(),
+        http,
+        base: local.admin_url(),
         token: crate::bootstrap::admin_key(&hub.store).await?,
     };
     admin
         .send(
             reqwest::Method::PUT,
-            "/admin/v1/tsps/bench-tsp",
-            json!({"baseUrl": "http://127.0.0.1:9/tsp/trapi/v2.0"}),
+            &format!("/admin/v1/tsps/{BENCH_TSP}"),
+            tsp,
         )
         .await?;
     admin
         .send(
             reqwest::Method::PUT,
             &format!("/admin/v1/issuers/{ISSUER_ID}"),
-            json!({"name": "Bench Bank", "tspId": "bench-tsp"}),
+            json!({"name": "Bench Bank", "tspId": BENCH_TSP}),
         )
         .await?;
     let (profile, body) = profile_and_body(&key_set)?;
