@@ -51,38 +51,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         crate::telemetry::install_crypto_provider();
-        let plan: Vec<(Apis, ListenerConfig)> = match &config.listeners {
-            Some(l) => vec![
-                (Apis::Tsp, l.tsp.clone()),
-                (Apis::Wallet, l.wallet.clone()),
-                (Apis::Admin, l.admin.clone()),
-            ],
-            None => {
-                if !config.listen.ip().is_loopback() {
-                    return Err(StartError::Config(format!(
-                        "{} is not a loopback address: every API on one plain-HTTP port is for \
-                         development only; configure the TSP, wallet and admin listeners",
-                        config.listen
-                    )));
-                }
-                vec![(
-                    Apis::All,
-                    ListenerConfig {
-                        addr: config.listen,
-                        security: ListenerSecurity::Plain,
-                    },
-                )]
-            }
-        };
-        let tsp_plain = plan
-            .iter()
-            .any(|(a, l)| *a == Apis::Tsp && l.security == ListenerSecurity::Plain);
-        if tsp_plain && config.tsp_plain_as.is_none() {
-            return Err(StartError::Config(
-                "a plain TSP listener must be told the TSP it acts for (TOKENHUB_TSP_PLAIN_AS)"
-                    .into(),
-            ));
-        }
+        let plan = listener_plan(&config)?;
         let (hub, notes) = Hub::open(config, clock).await?;
         if hub.bootstrap_token().is_none() {
             return Err(StartError::BootstrapTokenRequired);
@@ -94,24 +63,7 @@ impl Application {
                 "the bootstrap token (it may only create and revoke admin keys) is in this file"
             );
         }
-        let mut bound = Vec::new();
-        for (apis, l) in plan {
-            let cert = match &l.security {
-                ListenerSecurity::Tls { cert, key } => Some(Arc::new(
-                    ReloadingCert::load(cert, key)
-                        .map_err(|e| StartError::Config(e.to_string()))?,
-                )),
-                ListenerSecurity::Plain => None,
-            };
-            let listener = TcpListener::bind(l.addr)
-                .await
-                .map_err(|e| StartError::Listen(l.addr, e))?;
-            bound.push(Bound {
-                apis,
-                listener,
-                cert,
-            });
-        }
+        let bound = bind(plan).await?;
         let addr_of = |want: Apis| {
             bound
                 .iter()
@@ -259,6 +211,65 @@ async fn watch_certificates(
             c.reload_if_changed();
         }
     }
+}
+
+/// The listeners `config` asks for: the three of `config.listeners`, or the single development
+/// port, which must be a loopback address; a plain TSP listener must name the TSP it acts for.
+fn listener_plan(config: &Config) -> Result<Vec<(Apis, ListenerConfig)>, StartError> {
+    let plan: Vec<(Apis, ListenerConfig)> = match &config.listeners {
+        Some(l) => vec![
+            (Apis::Tsp, l.tsp.clone()),
+            (Apis::Wallet, l.wallet.clone()),
+            (Apis::Admin, l.admin.clone()),
+        ],
+        None => {
+            if !config.listen.ip().is_loopback() {
+                return Err(StartError::Config(format!(
+                    "{} is not a loopback address: every API on one plain-HTTP port is for \
+                     development only; configure the TSP, wallet and admin listeners",
+                    config.listen
+                )));
+            }
+            vec![(
+                Apis::All,
+                ListenerConfig {
+                    addr: config.listen,
+                    security: ListenerSecurity::Plain,
+                },
+            )]
+        }
+    };
+    let tsp_plain = plan
+        .iter()
+        .any(|(a, l)| *a == Apis::Tsp && l.security == ListenerSecurity::Plain);
+    if tsp_plain && config.tsp_plain_as.is_none() {
+        return Err(StartError::Config(
+            "a plain TSP listener must be told the TSP it acts for (TOKENHUB_TSP_PLAIN_AS)".into(),
+        ));
+    }
+    Ok(plan)
+}
+
+/// Loads each listener's certificate and binds its address.
+async fn bind(plan: Vec<(Apis, ListenerConfig)>) -> Result<Vec<Bound>, StartError> {
+    let mut bound = Vec::new();
+    for (apis, l) in plan {
+        let cert = match &l.security {
+            ListenerSecurity::Tls { cert, key } => Some(Arc::new(
+                ReloadingCert::load(cert, key).map_err(|e| StartError::Config(e.to_string()))?,
+            )),
+            ListenerSecurity::Plain => None,
+        };
+        let listener = TcpListener::bind(l.addr)
+            .await
+            .map_err(|e| StartError::Listen(l.addr, e))?;
+        bound.push(Bound {
+            apis,
+            listener,
+            cert,
+        });
+    }
+    Ok(bound)
 }
 
 async fn shutdown_signal() {

@@ -3,7 +3,7 @@
 
 mod listeners;
 
-pub use listeners::{ListenerConfig, ListenerSecurity, Listeners, ServerLimits};
+pub use listeners::{ListenArgs, ListenerConfig, ListenerSecurity, Listeners, ServerLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -72,38 +72,6 @@ pub struct ServeArgs {
     /// `HTTPS_PROXY` and `ALL_PROXY` are ignored.
     #[arg(long, env = "TOKENHUB_OUTBOUND_PROXY")]
     pub outbound_proxy: Option<String>,
-}
-
-/// Flags and environment variables of the listeners, their TLS and the hub's client certificate.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ListenArgs {
-    /// The TSP API's address (mutual TLS with the registered TSPs).
-    #[arg(long, env = "TOKENHUB_TSP_LISTEN")]
-    pub tsp_listen: Option<SocketAddr>,
-    /// The wallet and requestor APIs' address.
-    #[arg(long, env = "TOKENHUB_WALLET_LISTEN")]
-    pub wallet_listen: Option<SocketAddr>,
-    /// The admin API's address.
-    #[arg(long, env = "TOKENHUB_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
-    /// The listeners' certificate chain (PEM), reloaded when it changes or on SIGHUP.
-    #[arg(long, env = "TOKENHUB_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// The listeners' private key (PEM).
-    #[arg(long, env = "TOKENHUB_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// Listeners served in plain HTTP, development only: any of `tsp,wallet,admin`.
-    #[arg(long, env = "TOKENHUB_PLAIN_LISTENERS")]
-    pub plain_listeners: Option<String>,
-    /// The TSP a plain (certificate-less) TSP API acts for, development only.
-    #[arg(long, env = "TOKENHUB_TSP_PLAIN_AS")]
-    pub tsp_plain_as: Option<String>,
-    /// The certificate chain (PEM) the hub presents to the TSPs.
-    #[arg(long, env = "TOKENHUB_CLIENT_CERT")]
-    pub client_cert: Option<PathBuf>,
-    /// The private key (PEM) of the hub's client certificate.
-    #[arg(long, env = "TOKENHUB_CLIENT_KEY")]
-    pub client_key: Option<PathBuf>,
 }
 
 /// The optional TOML file.
@@ -323,6 +291,8 @@ impl Config {
         };
         let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         let (listeners, client_identity) = listening(&args.tls, &file)?;
+        let delivery = delivery_settings(args, &file);
+        let notify = notify_settings(args, &file)?;
         let config = Self {
             listen: args
                 .listen
@@ -343,40 +313,11 @@ impl Config {
                     .or(file.perso_ttl)
                     .unwrap_or(DEFAULT_PERSO_TTL_SECS),
             ),
-            delivery: DeliverySettings {
-                window: Duration::from_secs(
-                    args.delivery_window
-                        .or(file.delivery_window)
-                        .unwrap_or(DEFAULT_DELIVERY_WINDOW_SECS),
-                ),
-                max_tries: args
-                    .delivery_max_tries
-                    .or(file.delivery_max_tries)
-                    .unwrap_or(DEFAULT_DELIVERY_MAX_TRIES),
-                ttl: Duration::from_secs(
-                    args.delivery_ttl
-                        .or(file.delivery_ttl)
-                        .unwrap_or(DEFAULT_DELIVERY_TTL_SECS),
-                ),
-            },
+            delivery,
             outbox_backoff: Duration::from_secs(1),
             admin_token: non_empty(env("TOKENHUB_ADMIN_TOKEN")).or(file.admin_token),
             master_key: non_empty(env("TOKENHUB_MASTER_KEY")).or(file.master_key),
-            notify: NotifySettings {
-                retry_schedule: match args
-                    .notify_retry_schedule
-                    .clone()
-                    .or(file.notify_retry_schedule)
-                {
-                    Some(s) => parse_schedule(&s).map_err(ConfigError::Invalid)?,
-                    None => NotifySettings::default().retry_schedule,
-                },
-                outbound_allow: match args.outbound_allow.clone().or(file.outbound_allow) {
-                    Some(s) => parse_cidrs(&s).map_err(ConfigError::Invalid)?,
-                    None => Vec::new(),
-                },
-                ..NotifySettings::default()
-            },
+            notify,
             max_update_skew: Duration::from_secs(300),
             wallet_max_long_polls: args
                 .wallet_max_long_polls
@@ -464,6 +405,43 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+fn delivery_settings(args: &ServeArgs, file: &FileConfig) -> DeliverySettings {
+    DeliverySettings {
+        window: Duration::from_secs(
+            args.delivery_window
+                .or(file.delivery_window)
+                .unwrap_or(DEFAULT_DELIVERY_WINDOW_SECS),
+        ),
+        max_tries: args
+            .delivery_max_tries
+            .or(file.delivery_max_tries)
+            .unwrap_or(DEFAULT_DELIVERY_MAX_TRIES),
+        ttl: Duration::from_secs(
+            args.delivery_ttl
+                .or(file.delivery_ttl)
+                .unwrap_or(DEFAULT_DELIVERY_TTL_SECS),
+        ),
+    }
+}
+
+fn notify_settings(args: &ServeArgs, file: &FileConfig) -> Result<NotifySettings, ConfigError> {
+    Ok(NotifySettings {
+        retry_schedule: match args
+            .notify_retry_schedule
+            .clone()
+            .or(file.notify_retry_schedule.clone())
+        {
+            Some(s) => parse_schedule(&s).map_err(ConfigError::Invalid)?,
+            None => NotifySettings::default().retry_schedule,
+        },
+        outbound_allow: match args.outbound_allow.clone().or(file.outbound_allow.clone()) {
+            Some(s) => parse_cidrs(&s).map_err(ConfigError::Invalid)?,
+            None => Vec::new(),
+        },
+        ..NotifySettings::default()
+    })
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ pub enum Error {
     /// What the request names is in a state that forbids it.
     #[error("{0}")]
     Conflict(String),
+    /// The caller's role does not allow what the request asks.
+    #[error("{0}")]
+    Forbidden(String),
     /// A counterpart (a TSP) refused, with its own response code.
     #[error("{message}")]
     Refused { code: u32, message: String },
@@ -45,6 +48,7 @@ pub enum ErrorKind {
     Invalid,
     NotFound,
     Conflict,
+    Forbidden,
     Refused,
     Unavailable,
     BadCounterpart,
@@ -71,6 +75,7 @@ impl Error {
             Self::Invalid(_) => ErrorKind::Invalid,
             Self::NotFound(_) => ErrorKind::NotFound,
             Self::Conflict(_) => ErrorKind::Conflict,
+            Self::Forbidden(_) => ErrorKind::Forbidden,
             Self::Refused { .. } => ErrorKind::Refused,
             Self::Unavailable(_) => ErrorKind::Unavailable,
             Self::BadCounterpart(_) => ErrorKind::BadCounterpart,

@@ -62,7 +62,12 @@ async fn the_hub_prints_and_logs_no_bootstrap_token_and_no_admin_key() {
     let port = free_port();
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tokenhub"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--allow-plain-http-endpoints",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .arg("--database-url")
         .arg(format!("sqlite://{}", dir.path().join("hub.db").display()))
         .env("TOKENHUB_MASTER_KEY", MASTER_KEY)

@@ -7,6 +7,38 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Flags and environment variables of the listeners, their TLS and the hub's client certificate.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ListenArgs {
+    /// The TSP API's address (mutual TLS with the registered TSPs).
+    #[arg(long, env = "TOKENHUB_TSP_LISTEN")]
+    pub tsp_listen: Option<SocketAddr>,
+    /// The wallet and requestor APIs' address.
+    #[arg(long, env = "TOKENHUB_WALLET_LISTEN")]
+    pub wallet_listen: Option<SocketAddr>,
+    /// The admin API's address.
+    #[arg(long, env = "TOKENHUB_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// The listeners' certificate chain (PEM), reloaded when it changes or on SIGHUP.
+    #[arg(long, env = "TOKENHUB_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The listeners' private key (PEM).
+    #[arg(long, env = "TOKENHUB_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Listeners served in plain HTTP, development only: any of `tsp,wallet,admin`.
+    #[arg(long, env = "TOKENHUB_PLAIN_LISTENERS")]
+    pub plain_listeners: Option<String>,
+    /// The TSP a plain (certificate-less) TSP API acts for, development only.
+    #[arg(long, env = "TOKENHUB_TSP_PLAIN_AS")]
+    pub tsp_plain_as: Option<String>,
+    /// The certificate chain (PEM) the hub presents to the TSPs.
+    #[arg(long, env = "TOKENHUB_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of the hub's client certificate.
+    #[arg(long, env = "TOKENHUB_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
+}
+
 /// One listener: its address and how it is secured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {

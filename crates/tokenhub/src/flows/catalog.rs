@@ -53,7 +53,18 @@ pub async fn unknown_default_key(
 }
 
 /// Registers or replaces an issuer; its TSP must be registered.
-pub async fn put_issuer(hub: &Hub, issuer: Issuer) -> Result<(), Error> {
+/// Registers or updates an issuer. Without `may_bind_tsp` (an issuer administrator) only the name
+/// of an existing issuer may change: the TSP an issuer is bound to decides which TSP acts on its
+/// tokens, so binding it is a global administrator's decision.
+pub async fn put_issuer(hub: &Hub, issuer: Issuer, may_bind_tsp: bool) -> Result<(), Error> {
+    if !may_bind_tsp {
+        let current = hub.store.issuer(&issuer.issuer_id).await?;
+        if current.is_none_or(|c| c.tsp_id != issuer.tsp_id) {
+            return Err(Error::Forbidden(
+                "only an administrator binds an issuer to a TSP".into(),
+            ));
+        }
+    }
     if hub.store.tsp(&issuer.tsp_id).await?.is_none() {
         return Err(Error::not_found(format!(
             "TSP {} is not registered",

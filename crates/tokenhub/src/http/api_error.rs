@@ -73,6 +73,7 @@ impl From<crate::error::Error> for ApiError {
             Error::Invalid(m) => Self::bad_request(m),
             Error::NotFound(m) => Self::not_found(m),
             Error::Conflict(m) => Self::conflict(m),
+            Error::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", m),
             Error::Refused { code, message } => ApiError {
                 tsp_response_code: Some(code),
                 ..Self::new(

@@ -1,13 +1,16 @@
 //! Admin API: issuers (`/admin/v1/issuers`).
 
+use super::admin::AdminContext;
+use super::admin_scope;
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
 use crate::domain::catalog::Issuer;
 use crate::domain::IssuerId;
+use crate::flows::admin_keys::Caller;
 use crate::flows::catalog;
 use axum::extract::{Path, State};
 use axum::routing::put;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -35,10 +38,11 @@ pub struct IssuerView {
 #[utoipa::path(put, path = "/admin/v1/issuers/{issuerId}", tag = "admin",
     params(("issuerId" = String, Path, description = "exactly 10 characters")),
     request_body = IssuerBody,
-    responses((status = 200, body = IssuerView), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody, description = "unknown tspId")),
+    responses((status = 200, body = IssuerView), (status = 400, body = ApiErrorBody), (status = 403, body = ApiErrorBody, description = "an issuer administrator changing the issuer's TSP"), (status = 404, body = ApiErrorBody, description = "unknown tspId")),
     security(("admin" = [])))]
 async fn put_issuer(
     State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
     Path(issuer_id): Path<String>,
     JsonBody(body): JsonBody<IssuerBody>,
 ) -> Result<Json<IssuerView>, ApiError> {
@@ -52,7 +56,11 @@ async fn put_issuer(
         name: name.to_string(),
         tsp_id: body.tsp_id,
     };
-    catalog::put_issuer(&hub, issuer.clone()).await?;
+    let may_bind_tsp = match &ctx.caller {
+        Caller::Key(key) => !admin_scope::issuer_scoped(key.role),
+        Caller::Bootstrap => false,
+    };
+    catalog::put_issuer(&hub, issuer.clone(), may_bind_tsp).await?;
     Ok(Json(IssuerView {
         issuer_id: issuer.issuer_id,
         name: issuer.name,

@@ -12,7 +12,34 @@ hub_tests!(
     a_key_that_is_not_quite_a_live_key_is_401,
     an_issuer_admin_key_needs_registered_issuers_and_only_it_takes_issuers,
     the_key_custodian_imports_a_key_set_and_only_its_indexes_and_kcvs_show,
+    an_issuer_admin_renames_its_issuer_but_never_binds_it_to_another_tsp,
 );
+
+/// The TSP an issuer is bound to is the one that may act on its tokens: an issuer administrator
+/// that could rebind it could hand its tokens to another TSP.
+async fn an_issuer_admin_renames_its_issuer_but_never_binds_it_to_another_tsp(app: TestApp) {
+    let other_tsp = "tsp-other";
+    assert_eq!(
+        app.put_tsp(other_tsp, &app.tsp.base_url()).await.status(),
+        200
+    );
+    let key = app
+        .create_admin_key(&json!({"role": "issuer-admin", "issuers": [ISSUER]}))
+        .await;
+    let path = format!("/admin/v1/issuers/{ISSUER}");
+    let rebind = json!({"name": "First Test Bank", "tspId": other_tsp});
+    let a = app.admin_as(&key, Method::PUT, &path, Some(&rebind)).await;
+    assert_eq!(a.status, 403, "{}", a.text);
+    let rename = json!({"name": "First Test Bank, renamed", "tspId": TSP_ID});
+    let a = app.admin_as(&key, Method::PUT, &path, Some(&rename)).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.expect(200)["tspId"], TSP_ID);
+    // An administrator may.
+    let a = app
+        .admin_as(&app.admin_key, Method::PUT, &path, Some(&rebind))
+        .await;
+    assert_eq!(a.expect(200)["tspId"], other_tsp);
+}
 
 async fn the_bootstrap_token_manages_admin_keys_and_nothing_else(app: TestApp) {
     let token = app.pending_token().await;

@@ -61,7 +61,8 @@ async fn a_certificate_rotated_on_disk_is_served_to_new_connections_without_a_re
     }
     // ...is still served.
     let request = format!(
-        "GET /wallet/v1/devices/{DEVICE}/personalizations HTTP/1.1\r\nhost: hub\r\nconnection: close\r\n\r\n"
+        "GET /wallet/v1/devices/{DEVICE}/personalizations HTTP/1.1\r\nhost: hub\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+        app.wallet_key
     );
     before.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
@@ -122,8 +123,11 @@ async fn a_slowloris_is_closed_by_the_header_timeout(app: TestApp) {
     // Whoever sends a whole request is served.
     tls = tls_connect(&app.wallet_address, None).await.unwrap();
     tls.write_all(
-        format!("GET /wallet/v1/devices/{DEVICE}/personalizations HTTP/1.1\r\nhost: hub\r\nconnection: close\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "GET /wallet/v1/devices/{DEVICE}/personalizations HTTP/1.1\r\nhost: hub\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+            app.wallet_key
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();
@@ -181,11 +185,12 @@ async fn over_the_request_cap_the_wallet_listener_answers_503_with_retry_after(a
     let poll = app.url(&format!(
         "/wallet/v1/devices/{DEVICE}/personalizations?waitSeconds=3"
     ));
-    let client = app.client.clone();
+    let client = app.wallet.clone();
     let waiting = tokio::spawn(async move { client.get(poll).send().await.unwrap().status() });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let r = tsp_client(None)
         .get(app.url(&format!("/wallet/v1/devices/{DEVICE}/personalizations")))
+        .bearer_auth(&app.wallet_key)
         .send()
         .await
         .unwrap();

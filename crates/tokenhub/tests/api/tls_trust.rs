@@ -32,6 +32,7 @@ async fn a_tsp_call_without_a_client_certificate_fails_the_handshake(app: TestAp
     // The same client is fine where no certificate is asked for; with the TSP's, so is the call.
     let r = anonymous
         .get(app.url(&format!("/wallet/v1/devices/{DEVICE}/personalizations")))
+        .bearer_auth(&app.wallet_key)
         .send()
         .await
         .unwrap();
