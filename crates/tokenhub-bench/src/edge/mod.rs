@@ -77,16 +77,39 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let load = LoadRuntime::new()?;
+    // The load's runtime is stopped whatever happened: dropped here, it would panic.
+    let measured = measure(&args, &load, dir.path(), &certs).await;
+    load.stop();
+    let m = measured?;
+    report(&args, &m);
+    Ok(())
+}
 
+/// Every phase's samples.
+struct Measured {
+    plain: Vec<Samples>,
+    tls: Vec<Samples>,
+    quiet: Vec<Samples>,
+    noisy: Vec<Samples>,
+    /// Per hostile phase: connections open before it, at its end, and closed by the hub.
+    pressure: Vec<(u64, u64, u64)>,
+}
+
+async fn measure(
+    args: &EdgeArgs,
+    load: &LoadRuntime,
+    dir: &Path,
+    certs: &Path,
+) -> anyhow::Result<Measured> {
     let (mut plain, mut tls) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
         for edge in [Edge::Plain, Edge::MutualTls] {
-            let db = dir.path().join(format!("max-{run}-{}.db", edge.name()));
-            let hub = BenchHub::start(edge, &db, &certs).await?;
+            let db = dir.join(format!("max-{run}-{}.db", edge.name()));
+            let hub = BenchHub::start(edge, &db, certs).await?;
             let tokens = args.tokens_per_second * (args.duration + args.warmup) as usize;
-            let target = hub.target(tokens).await?;
+            let target = hub.target(hub.tokens(tokens).await?);
             let s = load
-                .run(Phase::Max, &target, hub.body, &data_args(&args))
+                .run(Phase::Max, &target, hub.body, &data_args(args))
                 .await?;
             hub.stop().await?;
             ensure_all_204(&s)?;
@@ -98,24 +121,26 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         }
     }
 
-    let db = dir.path().join("hostile.db");
-    let hub = BenchHub::start(Edge::MutualTls, &db, &certs).await?;
+    let db = dir.join("hostile.db");
+    let hub = BenchHub::start(Edge::MutualTls, &db, certs).await?;
     let per_phase = args.rate as usize * (args.duration + args.warmup) as usize + 1;
+    // Made in one go: each batch of the bench's tokens is numbered from zero.
+    let mut ids = hub.tokens(per_phase * 2 * args.runs).await?;
     let (mut quiet, mut noisy, mut pressure) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.runs {
-        let target = hub.target(per_phase).await?;
+        let target = hub.target(ids.split_off(ids.len() - per_phase));
         let s = load
-            .run(Phase::Fixed, &target, hub.body, &data_args(&args))
+            .run(Phase::Fixed, &target, hub.body, &data_args(args))
             .await?;
         ensure_all_204(&s)?;
         quiet.push(s);
         data::pause().await;
 
-        let hostile = Hostile::start(hub.local.addresses.wallet, args.idle, args.slow, &certs)?;
+        let hostile = Hostile::start(hub.local.addresses.wallet, args.idle, args.slow, certs)?;
         let open = hostile.settle((args.idle + args.slow) as u64).await;
-        let target = hub.target(per_phase).await?;
+        let target = hub.target(ids.split_off(ids.len() - per_phase));
         let s = load
-            .run(Phase::Fixed, &target, hub.body, &data_args(&args))
+            .run(Phase::Fixed, &target, hub.body, &data_args(args))
             .await?;
         ensure_all_204(&s)?;
         noisy.push(s);
@@ -128,10 +153,13 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         data::pause().await;
     }
     hub.stop().await?;
-    load.stop();
-
-    report(&args, &plain, &tls, &quiet, &noisy, &pressure);
-    Ok(())
+    Ok(Measured {
+        plain,
+        tls,
+        quiet,
+        noisy,
+        pressure,
+    })
 }
 
 fn data_args(args: &EdgeArgs) -> DataArgs {
@@ -233,16 +261,21 @@ impl BenchHub {
         })
     }
 
-    /// `tokens` new tokens waiting for their data, and a target that sends each its `/data`.
-    async fn target(&self, tokens: usize) -> anyhow::Result<Arc<Target>> {
-        let ids = create_tokens(&self.local.hub, tokens, TokenState::PendingData, None).await?;
+    /// `n` new tokens waiting for their data.
+    async fn tokens(&self, n: usize) -> anyhow::Result<Vec<String>> {
+        let ids = create_tokens(&self.local.hub, n, TokenState::PendingData, None).await?;
         data::pause().await;
-        Ok(Target::with_client(
+        Ok(ids)
+    }
+
+    /// Sends each of `ids` its `/data`.
+    fn target(&self, ids: Vec<String>) -> Arc<Target> {
+        Target::with_client(
             self.edge.name(),
             format!("{}/trapi/v2.0/tokens/", self.local.tsp_url()),
             Some(ids),
             self.client.clone(),
-        ))
+        )
     }
 
     async fn stop(self) -> anyhow::Result<()> {
@@ -263,14 +296,8 @@ fn p99(s: &Samples) -> f64 {
     data::Histogram::new(&s.latency_us).ms(99.0)
 }
 
-fn report(
-    args: &EdgeArgs,
-    plain: &[Samples],
-    tls: &[Samples],
-    quiet: &[Samples],
-    noisy: &[Samples],
-    pressure: &[(u64, u64, u64)],
-) {
+fn report(args: &EdgeArgs, m: &Measured) {
+    let (plain, tls, quiet, noisy) = (&m.plain, &m.tls, &m.quiet, &m.noisy);
     let rps = |v: &[Samples]| v.iter().map(Samples::completed_per_sec).collect::<Vec<_>>();
     let list = |v: &[f64], unit: &str| {
         v.iter()
@@ -315,7 +342,7 @@ fn report(
     );
     println!("quiet p99   : {}", list_ms(&q));
     println!("hostile p99 : {}", list_ms(&n));
-    for (i, (settled, open, closed)) in pressure.iter().enumerate() {
+    for (i, (settled, open, closed)) in m.pressure.iter().enumerate() {
         println!(
             "hostile run {}: {settled} connections open before the phase, {open} at its end, {closed} \
              closed by the hub and opened again",
