@@ -36,7 +36,20 @@ pub(super) async fn serve(
 ) -> std::io::Result<()> {
     let max = served.limits.max_connections;
     let open = Arc::new(Semaphore::new(max));
+    // The TSP listener's handshakes are its registered TSPs' and are never paced.
+    let pace = (served.tls.is_some() && served.apis != Apis::Tsp)
+        .then(|| Duration::from_secs(1) / served.limits.handshakes_per_second.max(1));
+    let mut next_handshake = tokio::time::Instant::now();
     loop {
+        if let Some(gap) = pace {
+            // Waiting here leaves the next connections in the kernel's backlog, where they cost
+            // nothing.
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_handshake) => {}
+                _ = stopping(&mut stop) => break,
+            }
+            next_handshake = next_handshake.max(tokio::time::Instant::now() - gap * 8) + gap;
+        }
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stopping(&mut stop) => break,

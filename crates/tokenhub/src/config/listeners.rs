@@ -83,6 +83,10 @@ pub struct ServerLimits {
     pub max_requests: usize,
     /// How often the certificate files are looked at for a change.
     pub cert_poll: Duration,
+    /// New TLS connections the wallet and admin listeners take per second; the others wait in the
+    /// kernel's backlog. A handshake costs the hub an asymmetric signature: unbounded, a crowd
+    /// reconnecting to the wallet listener would take the cores the TSP's `/data` needs.
+    pub handshakes_per_second: u32,
 }
 
 impl Default for ServerLimits {
@@ -94,6 +98,7 @@ impl Default for ServerLimits {
             max_connections: 10_000,
             max_requests: 10_000,
             cert_poll: Duration::from_secs(5),
+            handshakes_per_second: 200,
         }
     }
 }
@@ -127,6 +132,7 @@ pub(super) struct FileLimits {
     pub max_connections: Option<usize>,
     pub max_requests: Option<usize>,
     pub cert_poll: Option<u64>,
+    pub handshakes_per_second: Option<u32>,
 }
 
 impl FileLimits {
@@ -157,6 +163,11 @@ impl FileLimits {
             max_connections: count(self.max_connections, d.max_connections, "max_connections")?,
             max_requests: count(self.max_requests, d.max_requests, "max_requests")?,
             cert_poll: secs(self.cert_poll, d.cert_poll, "cert_poll")?,
+            handshakes_per_second: count(
+                self.handshakes_per_second.map(|n| n as usize),
+                d.handshakes_per_second as usize,
+                "handshakes_per_second",
+            )? as u32,
         })
     }
 }
