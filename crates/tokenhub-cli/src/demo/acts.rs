@@ -174,11 +174,14 @@ impl Demo {
         let token_ids = self.digitize_all(&bar).await?;
         bar.finish();
         let bar = progress(tokens as u64, "installing");
+        // Until the hub acknowledged every SUCCESS: only then does its outbox hold the call that
+        // tells the TSP the token is ACTIVE, which the payments need.
         let installed = loop {
-            let n = self.fleet.status().apps_installed;
-            bar.set_position(n);
-            if n as usize >= tokens || started.elapsed() > Duration::from_secs(120) {
-                break n as usize;
+            let status = self.fleet.status();
+            bar.set_position(status.apps_installed);
+            let confirmed = status.confirmed as usize >= tokens;
+            if confirmed || started.elapsed() > Duration::from_secs(120) {
+                break status.apps_installed as usize;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
