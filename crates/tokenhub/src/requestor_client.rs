@@ -162,7 +162,8 @@ impl RequestorClient {
         // A proxy the operator configured resolves names itself: the literal check still runs,
         // the proxy answers for the rest.
         let builder = match &outbound.proxy {
-            Some(p) => builder.proxy(reqwest::Proxy::all(p).expect("checked by the configuration")),
+            // The hub builds its TSP client first, which refuses an invalid proxy at start.
+            Some(p) => builder.proxy(reqwest::Proxy::all(p).expect("refused at start if invalid")),
             None => builder.no_proxy(),
         };
         let http = builder
