@@ -37,17 +37,19 @@ Host: 127.0.0.1\r\nUser-Agent: slowloris\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaa
 
 impl Hostile {
     /// Opens `idle` idle and `slow` slowloris TLS connections to `addr` (its certificate from the
-    /// development CA in `certs`) and keeps them open.
+    /// development CA in `certs`) and keeps them open, from a thread of niceness `nice`.
     pub(crate) fn start(
         addr: SocketAddr,
         idle: usize,
         slow: usize,
+        nice: i32,
         certs: &Path,
     ) -> anyhow::Result<Self> {
         let connector = connector(certs)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("hostile")
+            .on_thread_start(move || lower_priority(nice))
             .enable_all()
             .build()?;
         let pressure = Arc::new(Pressure::default());
@@ -80,6 +82,17 @@ impl Drop for Hostile {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// Gives the calling thread niceness `nice`: in the field the attackers' TLS work runs on their
+/// own machines; here it shares the hub's cores, and a niced thread keeps it from counting as the
+/// hub's.
+fn lower_priority(nice: i32) {
+    // SAFETY: plain system calls on the calling thread's own id.
+    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if done != 0 {
+        tracing::warn!(nice, "the hostile clients' thread could not be niced");
     }
 }
 

@@ -45,6 +45,10 @@ pub struct EdgeArgs {
     /// Slowloris connections (a header byte a second) on the wallet listener.
     #[arg(long, default_value_t = 500)]
     slow: usize,
+    /// Niceness of the hostile clients' thread (0: the hub's own priority; the attackers' TLS work
+    /// then competes with the hub for these cores, as it would not in the field).
+    #[arg(long, default_value_t = 19)]
+    attacker_nice: i32,
     /// Alternations of each comparison.
     #[arg(long, default_value_t = 2)]
     runs: usize,
@@ -136,7 +140,13 @@ async fn measure(
         quiet.push(s);
         data::pause().await;
 
-        let hostile = Hostile::start(hub.local.addresses.wallet, args.idle, args.slow, certs)?;
+        let hostile = Hostile::start(
+            hub.local.addresses.wallet,
+            args.idle,
+            args.slow,
+            args.attacker_nice,
+            certs,
+        )?;
         let open = hostile.settle((args.idle + args.slow) as u64).await;
         let target = hub.target(ids.split_off(ids.len() - per_phase));
         let s = load
@@ -337,8 +347,8 @@ fn report(args: &EdgeArgs, m: &Measured) {
     println!();
     println!(
         "== hostile neighbours: /data at {} req/s over mutual TLS; {} idle + {} slowloris \
-         connections on the wallet listener ==",
-        args.rate, args.idle, args.slow
+         connections on the wallet listener, their thread at niceness {} ==",
+        args.rate, args.idle, args.slow, args.attacker_nice
     );
     println!("quiet p99   : {}", list_ms(&q));
     println!("hostile p99 : {}", list_ms(&n));
