@@ -121,24 +121,23 @@ impl Hub {
         }
         keys.load_shared_keys(&store.shared_keys().await?)?;
         let bootstrap = bootstrap_token(&config, &mut notes)?;
+        let identity = client_identity_pem(&config)?;
         Ok((
             Self {
                 store,
                 keys,
                 clock,
-                tsp: TspClient::with_identity(
-                    Duration::from_secs(10),
-                    client_identity_pem(&config)?,
-                    &config.outbound,
-                )
-                .map_err(StartError::Config)?,
-                requestor_client: crate::requestor_client::RequestorClient::new(
+                requestor_client: crate::requestor_client::RequestorClient::with_identity(
                     crate::requestor_client::OutboundPolicy::new(
                         config.notify.outbound_allow.clone(),
                     ),
                     config.notify.timeout,
+                    identity.as_deref(),
                     &config.outbound,
-                ),
+                )
+                .map_err(StartError::Config)?,
+                tsp: TspClient::with_identity(Duration::from_secs(10), identity, &config.outbound)
+                    .map_err(StartError::Config)?,
                 bootstrap: bootstrap.map(SecretString::from),
                 devices: DeviceSignals::default(),
                 outbox_wake: tokio::sync::Notify::new(),

@@ -5,13 +5,16 @@
 //! checked again), and on IP literals before sending. Redirects are not followed; no proxy is used
 //! unless one is configured (a proxy would resolve names past the check); an answer's body is read
 //! up to [`MAX_ANSWER_BYTES`] at most; `http://` endpoints are refused unless plain HTTP was
-//! allowed for development.
+//! allowed for development. A requestor registered with its server CA is reached through a client
+//! that trusts that CA besides the public roots; every client presents the hub's client
+//! certificate to a requestor that asks for one.
 
 use crate::config::OutboundSettings;
 use ipnet::IpNet;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Which addresses requestors may be reached at.
@@ -136,6 +139,8 @@ pub struct Delivery<'a> {
     pub timestamp: i64,
     pub signature: &'a str,
     pub body: &'a str,
+    /// The requestor's server CA (PEM), if it registered one.
+    pub server_ca_pem: Option<&'a str>,
 }
 
 /// The most of a requestor's answer the hub reads (it needs only the status); past it the
@@ -145,35 +150,95 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct RequestorClient {
     http: reqwest::Client,
+    /// Clients that also trust a requestor's server CA, by that CA's PEM.
+    by_ca: Arc<RwLock<HashMap<String, reqwest::Client>>>,
+    identity: Option<reqwest::Identity>,
+    timeout: Duration,
+    proxy: Option<String>,
     policy: Arc<OutboundPolicy>,
     allow_plain_http: bool,
 }
 
 impl RequestorClient {
     pub fn new(policy: OutboundPolicy, timeout: Duration, outbound: &OutboundSettings) -> Self {
+        Self::with_identity(policy, timeout, None, outbound).expect("no identity to load")
+    }
+
+    /// A client that presents `identity_pem` (certificate chain then private key, PEM) to a
+    /// requestor that asks for a client certificate.
+    pub fn with_identity(
+        policy: OutboundPolicy,
+        timeout: Duration,
+        identity_pem: Option<&[u8]>,
+        outbound: &OutboundSettings,
+    ) -> Result<Self, String> {
         crate::telemetry::install_crypto_provider();
-        let policy = Arc::new(policy);
-        let builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
+        let identity = identity_pem
+            .map(reqwest::Identity::from_pem)
+            .transpose()
+            .map_err(|_| "the hub's client certificate or key does not load".to_string())?;
+        let mut client = Self {
+            http: reqwest::Client::new(),
+            by_ca: Arc::default(),
+            identity,
+            timeout,
+            proxy: outbound.proxy.clone(),
+            policy: Arc::new(policy),
+            allow_plain_http: outbound.allow_plain_http,
+        };
+        client.http = client.build(None)?;
+        Ok(client)
+    }
+
+    fn build(&self, server_ca_pem: Option<&str>) -> Result<reqwest::Client, String> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
+            .dns_resolver(Arc::new(GuardedResolver(self.policy.clone())))
             .pool_max_idle_per_host(64);
         // A proxy the operator configured resolves names itself: the literal check still runs,
         // the proxy answers for the rest.
-        let builder = match &outbound.proxy {
-            // The hub builds its TSP client first, which refuses an invalid proxy at start.
-            Some(p) => builder.proxy(reqwest::Proxy::all(p).expect("refused at start if invalid")),
+        builder = match &self.proxy {
+            Some(p) => builder.proxy(
+                reqwest::Proxy::all(p)
+                    .map_err(|_| "the outbound proxy is not valid".to_string())?,
+            ),
             None => builder.no_proxy(),
         };
-        let http = builder
-            .build()
-            .expect("the HTTP client's configuration is static and valid");
-        Self {
-            http,
-            policy,
-            allow_plain_http: outbound.allow_plain_http,
+        if let Some(id) = &self.identity {
+            builder = builder.identity(id.clone());
         }
+        if let Some(pem) = server_ca_pem {
+            for ca in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|_| "the requestor's server CA does not load".to_string())?
+            {
+                builder = builder.add_root_certificate(ca);
+            }
+        }
+        builder.build().map_err(|e| e.to_string())
+    }
+
+    /// The client for a requestor with this server CA (built once per CA).
+    fn client_for(&self, server_ca_pem: Option<&str>) -> Result<reqwest::Client, String> {
+        let Some(pem) = server_ca_pem else {
+            return Ok(self.http.clone());
+        };
+        if let Some(c) = self
+            .by_ca
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(pem)
+        {
+            return Ok(c.clone());
+        }
+        let c = self.build(Some(pem))?;
+        let mut by_ca = self.by_ca.write().unwrap_or_else(|p| p.into_inner());
+        // Registrations are few; a map that somehow grew large is simply started again.
+        if by_ca.len() >= 1024 {
+            by_ca.clear();
+        }
+        Ok(by_ca.entry(pem.to_string()).or_insert(c).clone())
     }
 
     /// Whether a requestor's base URL may be used: http(s), and a literal address the policy
@@ -238,8 +303,16 @@ impl RequestorClient {
                 headers.insert(HeaderName::from_static(name), v);
             }
         }
-        let sent = self
-            .http
+        let http = match self.client_for(d.server_ca_pem) {
+            Ok(c) => c,
+            Err(error) => {
+                return Attempt::Refused {
+                    status: None,
+                    error,
+                }
+            }
+        };
+        let sent = http
             .post(d.url)
             .headers(headers)
             .body(d.body.to_string())
@@ -413,6 +486,7 @@ mod tests {
             timestamp: 0,
             signature: "v1,x",
             body: "{}",
+            server_ca_pem: None,
         };
         match c.send(&d).await {
             Attempt::Refused { error, .. } => {

@@ -70,6 +70,7 @@ async fn notify(client: &RequestorClient, base: &str) -> Attempt {
             timestamp: 0,
             signature: "v1,x",
             body: "{}",
+            server_ca_pem: None,
         })
         .await
 }

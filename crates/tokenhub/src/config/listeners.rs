@@ -31,7 +31,7 @@ pub struct ListenArgs {
     /// The TSP a plain (certificate-less) TSP API acts for, development only.
     #[arg(long, env = "TOKENHUB_TSP_PLAIN_AS")]
     pub tsp_plain_as: Option<String>,
-    /// The certificate chain (PEM) the hub presents to the TSPs.
+    /// The certificate chain (PEM) the hub presents to the TSPs and requestors that ask for one.
     #[arg(long, env = "TOKENHUB_CLIENT_CERT")]
     pub client_cert: Option<PathBuf>,
     /// The private key (PEM) of the hub's client certificate.

@@ -34,6 +34,8 @@ pub struct Requestor {
     pub credentials: Vec<u8>,
     pub secret_count: i64,
     pub max_in_flight: i64,
+    /// The CAs (PEM) its server certificate is issued from, trusted besides the public roots.
+    pub server_ca_pem: Option<String>,
     pub state: RequestorState,
     pub disabled_reason: Option<String>,
     pub created_ms: i64,

@@ -45,6 +45,11 @@ pub struct RequestorBody {
     /// Deliveries under way at once to this requestor (default 16).
     #[serde(default)]
     pub max_in_flight: Option<u32>,
+    /// The CA certificates (PEM) the requestor's server certificate is issued from, trusted for
+    /// the hub's deliveries to it besides the public roots. The hub presents its client
+    /// certificate to a requestor that asks for one.
+    #[serde(default)]
+    pub server_ca_pem: Option<String>,
 }
 
 /// A token requestor as the admin API shows it: never its API key or secrets.
@@ -56,6 +61,8 @@ pub struct RequestorView {
     pub base_url: String,
     pub signing_secrets: i64,
     pub max_in_flight: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_ca_pem: Option<String>,
     /// `ENABLED`, or `DISABLED` (the endpoint answered 410 Gone).
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +83,7 @@ async fn requestor_view(hub: &AppState, r: Requestor) -> Result<RequestorView, A
         base_url: r.base_url,
         signing_secrets: r.secret_count,
         max_in_flight: r.max_in_flight,
+        server_ca_pem: r.server_ca_pem,
         state: r.state.as_str().to_string(),
         disabled_reason: r.disabled_reason,
         notifications,
@@ -123,6 +131,10 @@ async fn put_requestor(
     if !(1..=1024).contains(&max_in_flight) {
         return Err(ApiError::bad_request("maxInFlight must be 1 to 1024"));
     }
+    if let Some(pem) = &body.server_ca_pem {
+        crate::tls::parse_certificates(pem)
+            .map_err(|e| ApiError::bad_request(format!("serverCaPem: {e}")))?;
+    }
     let credentials = hub
         .keys
         .seal_requestor_credentials(&requestor_id, &body.api_key, &body.signing_secrets)
@@ -134,6 +146,7 @@ async fn put_requestor(
         credentials,
         secret_count: body.signing_secrets.len() as i64,
         max_in_flight: i64::from(max_in_flight),
+        server_ca_pem: body.server_ca_pem,
         state: RequestorState::Enabled,
         disabled_reason: None,
         created_ms: 0,

@@ -4,7 +4,7 @@ use super::{query, Row, Store, StoreError, Tx};
 use crate::domain::notification::{Requestor, RequestorState};
 
 const COLUMNS: &str = "requestor_id, merchant_id, base_url, credentials, secret_count, \
-    max_in_flight, state, disabled_reason, created_ms, updated_ms";
+    max_in_flight, server_ca_pem, state, disabled_reason, created_ms, updated_ms";
 
 fn from_row(r: &Row) -> Result<Requestor, StoreError> {
     Ok(Requestor {
@@ -14,6 +14,7 @@ fn from_row(r: &Row) -> Result<Requestor, StoreError> {
         credentials: r.get("credentials")?,
         secret_count: r.get("secret_count")?,
         max_in_flight: r.get("max_in_flight")?,
+        server_ca_pem: r.get("server_ca_pem")?,
         state: r.get("state")?,
         disabled_reason: r.get("disabled_reason")?,
         created_ms: r.get("created_ms")?,
@@ -27,11 +28,12 @@ impl Tx {
     pub async fn put_requestor(&mut self, r: &Requestor, now: i64) -> Result<(), StoreError> {
         query(
             "INSERT INTO token_requestors (requestor_id, merchant_id, base_url, credentials, secret_count, \
-             max_in_flight, state, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7) \
+             max_in_flight, server_ca_pem, state, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $9, $8, $7, $7) \
              ON CONFLICT (requestor_id) DO UPDATE SET merchant_id = excluded.merchant_id, \
              base_url = excluded.base_url, credentials = excluded.credentials, \
              secret_count = excluded.secret_count, max_in_flight = excluded.max_in_flight, \
-             updated_ms = excluded.updated_ms",
+             server_ca_pem = excluded.server_ca_pem, updated_ms = excluded.updated_ms",
         )
         .bind(&r.requestor_id)
         .bind(&r.merchant_id)
@@ -41,6 +43,7 @@ impl Tx {
         .bind(r.max_in_flight)
         .bind(now)
         .bind(RequestorState::Enabled)
+        .bind(&r.server_ca_pem)
         .execute(self)
         .await?;
         Ok(())

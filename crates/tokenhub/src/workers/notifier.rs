@@ -246,6 +246,7 @@ async fn send(hub: &Hub, requestor: &Requestor, n: &Notification, timestamp: i64
                     timestamp,
                     signature: &auth.signature,
                     body: &n.payload,
+                    server_ca_pem: requestor.server_ca_pem.as_deref(),
                 })
                 .await
         }

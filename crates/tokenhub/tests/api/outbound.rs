@@ -112,6 +112,7 @@ async fn notify(client: &RequestorClient, url: &str) -> Attempt {
             timestamp: 0,
             signature: "v1,x",
             body: "{}",
+            server_ca_pem: None,
         })
         .await
 }

@@ -1,5 +1,6 @@
-//! A TSP served over TLS that requires a client certificate of the test CA: it answers
-//! `createToken` and records the subject of the certificate each call came with.
+//! Peers of the hub served over TLS that require a client certificate of the test CA and record
+//! the subject of the certificate each call came with: a TSP answering `createToken`, or any
+//! fixed answer (a requestor).
 
 use super::{test_certs, TSP_EXP, TSP_LAST4};
 use rustls_pki_types::pem::PemObject;
@@ -28,6 +29,33 @@ pub fn hub_client_files() -> (PathBuf, PathBuf) {
 
 impl TlsTsp {
     pub async fn spawn() -> Self {
+        let (addr, callers) = MutualTlsPeer::spawn(|| {
+            let body = serde_json::json!({
+                "tokenId": format!("TKN{}", uuid::Uuid::new_v4().simple()),
+                "tokenInfo": {"exp": TSP_EXP, "last4": TSP_LAST4},
+            });
+            hyper::Response::builder()
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap()
+        })
+        .await;
+        Self {
+            base_url: format!("https://{addr}/tsp/trapi/v2.0"),
+            callers,
+        }
+    }
+}
+
+/// A server over TLS (the test CA's `hub` certificate, for 127.0.0.1) that requires a client
+/// certificate of the test CA, answers every request with `answer()` and records the subject of
+/// the certificate each request came with.
+pub struct MutualTlsPeer;
+
+impl MutualTlsPeer {
+    pub async fn spawn(
+        answer: fn() -> hyper::Response<axum::body::Body>,
+    ) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
         let certs = test_certs();
         let mut roots = rustls::RootCertStore::empty();
         roots
@@ -53,7 +81,7 @@ impl TlsTsp {
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("https://{}/tsp/trapi/v2.0", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
         let callers = Arc::new(Mutex::new(Vec::new()));
         let seen = callers.clone();
         tokio::spawn(async move {
@@ -69,18 +97,7 @@ impl TlsTsp {
                     let subject = cert.subject().to_string();
                     let service = hyper::service::service_fn(move |_req| {
                         seen.lock().unwrap().push(subject.clone());
-                        let body = serde_json::json!({
-                            "tokenId": format!("TKN{}", uuid::Uuid::new_v4().simple()),
-                            "tokenInfo": {"exp": TSP_EXP, "last4": TSP_LAST4},
-                        });
-                        async move {
-                            Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .header("content-type", "application/json")
-                                    .body(axum::body::Body::from(body.to_string()))
-                                    .unwrap(),
-                            )
-                        }
+                        async move { Ok::<_, std::convert::Infallible>(answer()) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
@@ -88,6 +105,6 @@ impl TlsTsp {
                 });
             }
         });
-        Self { base_url, callers }
+        (addr, callers)
     }
 }
