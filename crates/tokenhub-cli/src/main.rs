@@ -102,9 +102,15 @@ struct ImportArgs {
 
 #[derive(clap::Args)]
 struct RequestorSimArgs {
-    /// Address to listen on; register `http://ADDR` as the requestor's baseUrl.
+    /// Address to listen on; register `http://ADDR` (`https://ADDR` with `--certs`) as the
+    /// requestor's baseUrl.
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: std::net::SocketAddr,
+    /// Serve over TLS with `DIR/requestor.crt` and `.key` (`certs dev --out DIR`), asking the
+    /// hub for a client certificate of `DIR/ca.crt`; register that CA as the requestor's
+    /// `serverCaPem`.
+    #[arg(long, value_name = "DIR")]
+    certs: Option<PathBuf>,
     /// The API key the hub must send (`authorization: APIKEY <key>`).
     #[arg(long, env = "TOKENHUB_REQUESTOR_API_KEY", hide_env_values = true)]
     api_key: String,
@@ -120,6 +126,9 @@ async fn requestor_sim(args: RequestorSimArgs) -> anyhow::Result<()> {
     use tokenhub_sim::requestor::{RequestorSimConfig, RequestorStore};
     let mut config = RequestorSimConfig::new(args.api_key, args.signing_secrets);
     config.listen = args.listen;
+    if let Some(dir) = &args.certs {
+        config.tls = Some(tokenhub_sim::SimTls::from_dir_as(dir, "requestor")?);
+    }
     if let Some(db) = args.db {
         config.store = RequestorStore::Sqlite(db);
     }

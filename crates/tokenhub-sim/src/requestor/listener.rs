@@ -1,6 +1,6 @@
 //! Serving with a listener that can really go away: `downForMs` closes the listening socket (new
 //! connections are refused), lets the open connections finish their request and close, and binds
-//! the same port again after the time.
+//! the same port again after the time. Over TLS when the simulator has a certificate.
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 /// A request to go down for a while; `ack` fires once the listening socket is closed.
 pub(crate) struct DownRequest {
@@ -55,6 +56,38 @@ impl Drop for ClosingListener {
     }
 }
 
+/// [`ClosingListener`] with a TLS handshake (within [`HANDSHAKE`]) on each connection.
+struct TlsListener {
+    inner: ClosingListener,
+    acceptor: TlsAcceptor,
+}
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (tcp, addr) = self.inner.accept().await;
+            // The hub is the one client: handshakes one at a time are enough here.
+            match tokio::time::timeout(HANDSHAKE, self.acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => return (tls, addr),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "requestor simulator: TLS handshake failed")
+                }
+                Err(_) => tracing::debug!("requestor simulator: TLS handshake timed out"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
 /// One `axum::serve` on one listener, stoppable.
 struct Generation {
     stop: watch::Sender<bool>,
@@ -62,19 +95,33 @@ struct Generation {
     task: JoinHandle<()>,
 }
 
-fn serve(listener: TcpListener, app: Router) -> Generation {
+fn serve(listener: TcpListener, app: Router, tls: Option<TlsAcceptor>) -> Generation {
     let (stop, mut stopped) = watch::channel(false);
     let (closed_tx, closed) = oneshot::channel();
     let listener = ClosingListener {
         inner: Some(listener),
         closed: Some(closed_tx),
     };
+    let stopping = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
     let task = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await;
+        let result = match tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopping)
+                    .await
+            }
+            Some(acceptor) => {
+                let listener = TlsListener {
+                    inner: listener,
+                    acceptor,
+                };
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopping)
+                    .await
+            }
+        };
         if let Err(error) = result {
             tracing::warn!(%error, "requestor simulator: server error");
         }
@@ -87,6 +134,7 @@ fn serve(listener: TcpListener, app: Router) -> Generation {
 pub(crate) async fn supervise(
     listener: TcpListener,
     app: Router,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
     mut down_requests: mpsc::UnboundedReceiver<DownRequest>,
     down: Arc<AtomicBool>,
@@ -101,7 +149,7 @@ pub(crate) async fn supervise(
     let mut old: Vec<JoinHandle<()>> = Vec::new();
     let mut listener = listener;
     loop {
-        let generation = serve(listener, app.clone());
+        let generation = serve(listener, app.clone(), tls.clone());
         let request = tokio::select! {
             _ = stop.wait_for(|s| *s) => None,
             request = down_requests.recv() => request,

@@ -88,6 +88,9 @@ pub struct RequestorSimConfig {
     pub tolerance: Duration,
     /// How many events a slow subscriber may fall behind before losing some.
     pub events_capacity: usize,
+    /// Serve over TLS with this certificate, asking the hub for a client certificate of its CA
+    /// (`SimTls::from_dir_as(dir, "requestor")`); plain HTTP when `None`.
+    pub tls: Option<crate::tsp::SimTls>,
 }
 
 impl RequestorSimConfig {
@@ -100,6 +103,7 @@ impl RequestorSimConfig {
             store: RequestorStore::Memory,
             tolerance: DEFAULT_TOLERANCE,
             events_capacity: 16 * 1024,
+            tls: None,
         }
     }
 }
@@ -148,6 +152,8 @@ impl SimState {
 /// prefer [`RequestorSim::shutdown`].
 pub struct RequestorSim {
     addr: SocketAddr,
+    /// `https` over TLS, else `http`.
+    scheme: &'static str,
     state: Arc<SimState>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
@@ -208,11 +214,16 @@ impl RequestorSim {
             down: down.clone(),
         });
         let app = api::router(state.clone());
+        let tls = config.tls.as_ref().map(|t| t.server(true)).transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let (stop, stopped) = watch::channel(false);
-        let server = tokio::spawn(listener::supervise(listener, app, stopped, down_rx, down));
+        let server = tokio::spawn(listener::supervise(
+            listener, app, tls, stopped, down_rx, down,
+        ));
         tracing::info!(%addr, "requestor simulator started");
         Ok(Self {
             addr,
+            scheme,
             state,
             stop,
             server,
@@ -224,7 +235,7 @@ impl RequestorSim {
         self.addr
     }
 
-    /// The URL to register as the requestor's `baseUrl` at the hub, `http://ADDR` (loopback
+    /// The URL to register as the requestor's `baseUrl` at the hub, `http(s)://ADDR` (loopback
     /// for an unspecified listen address); the hub appends `/notify-token-update`.
     pub fn base_url(&self) -> String {
         let ip = match self.addr.ip() {
@@ -232,7 +243,11 @@ impl RequestorSim {
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+        format!(
+            "{}://{}",
+            self.scheme,
+            SocketAddr::new(ip, self.addr.port())
+        )
     }
 
     /// The counters (as `GET /sim/status` serves them).

@@ -26,14 +26,20 @@ impl std::fmt::Debug for SimTls {
 impl SimTls {
     /// `DIR/ca.crt`, `DIR/tsp.crt`, `DIR/tsp.key`, as `tokenhub certs dev` writes them.
     pub fn from_dir(dir: &std::path::Path) -> anyhow::Result<Self> {
+        Self::from_dir_as(dir, "tsp")
+    }
+
+    /// `DIR/ca.crt`, `DIR/{name}.crt`, `DIR/{name}.key` (`requestor` for the requestor
+    /// simulator).
+    pub fn from_dir_as(dir: &std::path::Path, name: &str) -> anyhow::Result<Self> {
         let read = |f: &str| {
             std::fs::read_to_string(dir.join(f))
                 .with_context(|| format!("reading {}", dir.join(f).display()))
         };
         Ok(Self {
             ca_pem: read("ca.crt")?,
-            cert_pem: read("tsp.crt")?,
-            key_pem: read("tsp.key")?,
+            cert_pem: read(&format!("{name}.crt"))?,
+            key_pem: read(&format!("{name}.key"))?,
         })
     }
 
@@ -52,15 +58,36 @@ impl SimTls {
     }
 
     fn acceptor(&self) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+        self.server(false)
+    }
+
+    /// A server's TLS, asking every client for a certificate of the CA when `clients_of_the_ca`.
+    pub(crate) fn server(
+        &self,
+        clients_of_the_ca: bool,
+    ) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
         let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .context("the simulator's certificate")?;
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).context("the key")?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let builder = if clients_of_the_ca {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+                roots.add(ca.context("the CA")?)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder.with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }

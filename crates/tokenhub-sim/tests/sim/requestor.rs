@@ -467,3 +467,78 @@ async fn the_events_time_each_delivery_and_sqlite_keeps_the_state() {
     assert_eq!(sim.stats().duplicates, 1);
     sim.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn over_tls_it_serves_only_a_client_with_a_certificate_of_its_ca_and_goes_down_and_up() {
+    install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    tokenhub_sim::certs::write_dev(dir.path()).unwrap();
+    let mut config = RequestorSimConfig::new(API_KEY, vec![SECRET.to_string()]);
+    config.tls = Some(tokenhub_sim::SimTls::from_dir_as(dir.path(), "requestor").unwrap());
+    let sim = RequestorSim::start(config).await.unwrap();
+    assert!(
+        sim.base_url().starts_with("https://127.0.0.1:"),
+        "{}",
+        sim.base_url()
+    );
+    let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+    let ca = reqwest::Certificate::from_pem(&read("ca.crt")).unwrap();
+    let trusting = || {
+        reqwest::Client::builder()
+            .timeout(PATIENCE)
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca.clone())
+    };
+    let body = update("TKN1", 1, "1111");
+
+    // Without a client certificate, or with the CA not trusted: no request gets through.
+    let anonymous = trusting().build().unwrap();
+    let refused = notification(&anonymous, &sim.base_url(), "w1", &body, SECRET)
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    let mut identity = read("hub-client.crt");
+    identity.extend(read("hub-client.key"));
+    let identity = reqwest::Identity::from_pem(&identity).unwrap();
+    let untrusting = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .identity(identity.clone())
+        .build()
+        .unwrap();
+    let refused = notification(&untrusting, &sim.base_url(), "w1", &body, SECRET)
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(sim.stats().applied, 0);
+
+    // The hub's client certificate: applied; and again after the port went down and came back.
+    let hub = trusting().identity(identity).build().unwrap();
+    let r = notification(&hub, &sim.base_url(), "w1", &body, SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    sim.go_down(Duration::from_millis(300)).await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let r = loop {
+        let sent = notification(
+            &hub,
+            &sim.base_url(),
+            "w2",
+            &update("TKN1", 2, "2222"),
+            SECRET,
+        )
+        .send()
+        .await;
+        match sent {
+            Ok(r) => break r,
+            Err(_) => {
+                assert!(Instant::now() < deadline, "never came back");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(r.status(), 204);
+    assert_eq!(sim.stats().applied, 2);
+    sim.shutdown().await.unwrap();
+}
