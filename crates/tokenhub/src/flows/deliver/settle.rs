@@ -8,6 +8,7 @@ use crate::hub::Hub;
 use crate::store::personalizations::{Kind, Personalization, PersonalizationState};
 use crate::store::tokens::TokenRow;
 use crate::store::{StoreError, Tx};
+use crate::telemetry::metrics::{self, PersoEvent};
 
 /// What the device reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,7 @@ pub async fn settle(
     let now = hub.now_ms();
     let pid = personalization_id.to_string();
     let provider = provider_id.to_string();
+    let confirmed = matches!(result, DeviceResult::Success);
     let settled = hub
         .store
         .transact(move |c| {
@@ -82,6 +84,12 @@ pub async fn settle(
         })
         .await?;
     if settled {
+        let event = if confirmed {
+            PersoEvent::Confirmed
+        } else {
+            PersoEvent::Failed
+        };
+        metrics::personalizations(event, 1);
         hub.outbox_wake.notify_one();
         hub.notify_wake.notify_one();
     }
@@ -209,6 +217,7 @@ pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
             })
         })
         .await?;
+    metrics::personalizations(PersoEvent::Failed, swept as u64);
     if swept > 0 {
         tracing::warn!(
             personalizations = swept,
