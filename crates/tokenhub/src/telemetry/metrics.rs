@@ -248,6 +248,11 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
     ),
 ];
 
+/// The name of every metric the hub exports (the process's own `process_*` aside).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    DESCRIPTIONS.iter().map(|d| d.0)
+}
+
 fn describe() {
     use ::metrics::{describe_counter, describe_gauge, describe_histogram};
     for &(name, kind, unit, help) in DESCRIPTIONS {

@@ -145,6 +145,38 @@ async fn metrics_count_the_calls_by_operation_and_code_and_their_labels_do_not_g
     promtool_checks(&second);
 }
 
+/// The alert rules and the dashboard name only metrics the hub exports.
+#[test]
+fn the_alert_rules_and_the_dashboard_use_only_the_hubs_metric_names() {
+    let exported: BTreeSet<&str> = tokenhub::telemetry::metrics::names().collect();
+    let ops = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops");
+    for file in [
+        "prometheus/tokenhub-rules.yml",
+        "prometheus/tokenhub-rules.test.yml",
+        "grafana/tokenhub.json",
+    ] {
+        let text = std::fs::read_to_string(ops.join(file)).unwrap();
+        let mut used = 0;
+        for (i, _) in text.match_indices("tokenhub_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|b| exported.contains(b))
+                .unwrap_or(&name);
+            assert!(
+                exported.contains(base),
+                "{file} names {name}, which the hub does not export"
+            );
+            used += 1;
+        }
+        assert!(used > 5, "{file} names the hub's metrics");
+    }
+}
+
 /// `n` `/data` calls on tokens that do not exist (119), each its own token and correlation id.
 async fn unknown_token_calls(
     app: &TestApp,
