@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 
 hub_tests!(
     metrics_are_served_on_the_admin_listener_to_a_key_that_reads_everything,
+    each_tls_listener_exports_when_its_certificate_expires,
     metrics_count_the_calls_by_operation_and_code_and_their_labels_do_not_grow_with_the_tokens,
 );
 
@@ -72,6 +73,23 @@ async fn metrics_are_served_on_the_admin_listener_to_a_key_that_reads_everything
             .await
             .unwrap();
         assert_eq!(r.status(), 404, "{base}");
+    }
+}
+
+async fn each_tls_listener_exports_when_its_certificate_expires(app: TestApp) {
+    let pem = std::fs::read(app.cert_dir.join("hub.crt")).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let not_after = pem.parse_x509().unwrap().validity().not_after.timestamp();
+    for listener in ["tsp", "wallet", "admin"] {
+        let series = format!(
+            r#"tokenhub_tls_certificate_expiry_timestamp_seconds{{listener="{listener}"}}"#
+        );
+        let value = eventually(&series, || async {
+            let v = count(&app.scrape().await, &series);
+            (v > 0.0).then_some(v)
+        })
+        .await;
+        assert_eq!(value as i64, not_after, "{series}");
     }
 }
 
