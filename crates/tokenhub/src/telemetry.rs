@@ -1,6 +1,6 @@
-//! Logging and metrics ([`metrics`]). Lines are structured (`tracing`); every TSP operation runs inside a span that carries
-//! its `correlation_id`, so every line it causes can be found by that id. Set `RUST_LOG` to change
-//! the level and `TOKENHUB_LOG_FORMAT=json` for JSON lines.
+//! Logging, and the metrics ([`metrics`]). Lines are structured (`tracing`); every TSP operation
+//! runs inside a span that carries its `correlation_id`, so every line it causes can be found by
+//! that id. Set `RUST_LOG` to change the level and `TOKENHUB_LOG_FORMAT=json` for JSON lines.
 
 use tracing_subscriber::EnvFilter;
 
