@@ -26,6 +26,11 @@ pub const GAUGE_IDLE: Duration = Duration::from_secs(600);
 const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+/// Buckets of the time from complete data to the device's confirmation (seconds): from a device
+/// that polls at once to one that was offline for a day.
+const CONFIRMATION_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0,
+];
 /// Buckets of the elements carried by one `/data` or `/newData` call (the contract allows 200).
 const ELEMENT_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 200.0];
 
@@ -38,6 +43,7 @@ pub const OUTBOX_PENDING: &str = "tokenhub_tsp_outbox_pending_calls";
 pub const OUTBOX_OLDEST: &str = "tokenhub_tsp_outbox_oldest_pending_age_seconds";
 pub const OUTBOX_DEAD: &str = "tokenhub_tsp_outbox_dead_calls";
 pub const PERSONALIZATIONS: &str = "tokenhub_personalizations_total";
+pub const PERSO_CONFIRMATION: &str = "tokenhub_personalization_confirmation_seconds";
 pub const PERSONALIZATIONS_PENDING: &str = "tokenhub_personalizations_pending";
 pub const PERSONALIZATIONS_OLDEST: &str = "tokenhub_personalizations_oldest_pending_age_seconds";
 pub const CAMPAIGN_TOKENS: &str = "tokenhub_campaign_tokens";
@@ -65,10 +71,17 @@ static EXPORTER: OnceLock<Exporter> = OnceLock::new();
 /// is a no-op.
 pub fn install() {
     EXPORTER.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-            .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(TSP_API_ELEMENTS.into()), ELEMENT_BUCKETS)
+        let buckets = [
+            (TSP_API_DURATION, SECONDS_BUCKETS),
+            (TSP_CALL_DURATION, SECONDS_BUCKETS),
+            (STORE_TX_DURATION, SECONDS_BUCKETS),
+            (PERSO_CONFIRMATION, CONFIRMATION_BUCKETS),
+            (TSP_API_ELEMENTS, ELEMENT_BUCKETS),
+        ];
+        let recorder = buckets
+            .iter()
+            .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+                b.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
             })
             .expect("the buckets are not empty")
             .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE))
@@ -155,6 +168,12 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         Kind::Counter,
         Unit::Count,
         "personalization events: queued, offered, reoffered, confirmed, failed",
+    ),
+    (
+        PERSO_CONFIRMATION,
+        Kind::Histogram,
+        Unit::Seconds,
+        "time from a personalization's complete data to the device's confirmation",
     ),
     (
         PERSONALIZATIONS_PENDING,
@@ -317,6 +336,11 @@ pub enum PersoEvent {
     Reoffered,
     Confirmed,
     Failed,
+}
+
+/// A device confirmed a personalization `waited` after its data was complete (queued).
+pub fn personalization_confirmed(waited: Duration) {
+    histogram!(PERSO_CONFIRMATION).record(waited.as_secs_f64());
 }
 
 pub fn personalizations(event: PersoEvent, n: u64) {

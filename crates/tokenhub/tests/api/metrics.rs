@@ -126,6 +126,9 @@ async fn metrics_count_the_calls_by_operation_and_code_and_their_labels_do_not_g
         r#"tokenhub_personalizations_pending "#,
         r#"tokenhub_store_pool_connections "#,
         "tokenhub_store_transaction_duration_seconds_count",
+        "tokenhub_personalization_confirmation_seconds_count",
+        r#"tokenhub_personalization_confirmation_seconds_bucket{le="86400"}"#,
+        r#"tokenhub_tsp_api_request_duration_seconds_bucket{operation="healthCheck",le="0.001"}"#,
     ] {
         assert!(
             second.contains(series),

@@ -60,7 +60,7 @@ pub async fn settle(
                 }
                 match (p.state, &result) {
                     (PersonalizationState::Confirmed, DeviceResult::Success)
-                    | (PersonalizationState::Failed, DeviceResult::Failure(_)) => return Ok(false),
+                    | (PersonalizationState::Failed, DeviceResult::Failure(_)) => return Ok(None),
                     (PersonalizationState::Confirmed, _) => {
                         return Err(SettleError::Conflict("SUCCESS"))
                     }
@@ -79,17 +79,18 @@ pub async fn settle(
                         conclude(c, &p, Err(&why), now).await?
                     }
                 }
-                Ok(true)
+                Ok(Some(p.created_ms))
             })
         })
         .await?;
-    if settled {
-        let event = if confirmed {
-            PersoEvent::Confirmed
+    if let Some(queued_ms) = settled {
+        if confirmed {
+            let waited = u64::try_from(now - queued_ms).unwrap_or(0);
+            metrics::personalization_confirmed(std::time::Duration::from_millis(waited));
+            metrics::personalizations(PersoEvent::Confirmed, 1);
         } else {
-            PersoEvent::Failed
-        };
-        metrics::personalizations(event, 1);
+            metrics::personalizations(PersoEvent::Failed, 1);
+        }
         hub.outbox_wake.notify_one();
         hub.notify_wake.notify_one();
     }
