@@ -51,6 +51,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         crate::telemetry::install_crypto_provider();
+        crate::telemetry::metrics::install();
         let plan = listener_plan(&config)?;
         let (hub, notes) = Hub::open(config, clock).await?;
         if hub.bootstrap_token().is_none() {
@@ -127,7 +128,7 @@ impl Application {
             let addr = b.listener.local_addr()?;
             let tls = match &b.cert {
                 Some(cert) => {
-                    certs.push(cert.clone());
+                    certs.push((metrics_name(b.apis), cert.clone()));
                     let clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>> =
                         (b.apis == Apis::Tsp).then(|| self.hub.tsp_trust.clone() as _);
                     let tls = crate::tls::server_config(cert.clone(), clients)
@@ -182,15 +183,31 @@ impl Application {
     }
 }
 
-/// Looks at the certificate files every `poll`, and at once on SIGHUP.
+/// A listener's name in the metrics' `listener` label.
+fn metrics_name(apis: Apis) -> &'static str {
+    match apis {
+        Apis::Tsp => "tsp",
+        Apis::Wallet => "wallet",
+        Apis::Admin => "admin",
+        Apis::All => "all",
+    }
+}
+
+/// Looks at the certificate files every `poll`, and at once on SIGHUP; the metrics show when
+/// each listener's certificate in use expires.
 async fn watch_certificates(
-    certs: Vec<Arc<ReloadingCert>>,
+    certs: Vec<(&'static str, Arc<ReloadingCert>)>,
     poll: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
+        for (listener, c) in &certs {
+            if let Some(t) = c.not_after() {
+                crate::telemetry::metrics::tls_expiry(listener, t);
+            }
+        }
         #[cfg(unix)]
         let hangup = async {
             match hup.as_mut() {
@@ -207,7 +224,7 @@ async fn watch_certificates(
             _ = hangup => tracing::info!("SIGHUP: certificates looked at again"),
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
-        for c in &certs {
+        for (_, c) in &certs {
             c.reload_if_changed();
         }
     }

@@ -1,8 +1,10 @@
-//! Logging. Lines are structured (`tracing`); every TSP operation runs inside a span that carries
-//! its `correlation_id`, so every line it causes can be found by that id. Set `RUST_LOG` to change
-//! the level and `TOKENHUB_LOG_FORMAT=json` for JSON lines.
+//! Logging, and the metrics ([`metrics`]). Lines are structured (`tracing`); every TSP operation
+//! runs inside a span that carries its `correlation_id`, so every line it causes can be found by
+//! that id. Set `RUST_LOG` to change the level and `TOKENHUB_LOG_FORMAT=json` for JSON lines.
 
 use tracing_subscriber::EnvFilter;
+
+pub mod metrics;
 
 /// The filter when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,tower_http=warn";

@@ -201,20 +201,23 @@ async fn request_token(
             .acquire(&tsp.tsp_id, rate, hub.clock.as_ref())
             .await;
     }
-    hub.tsp
+    let started = std::time::Instant::now();
+    let answer = hub
+        .tsp
         .create_token(&tsp.base_url, correlation_id, &request)
-        .await
-        .map_err(|e| match e {
-            TspCallError::Refused { code, message } => DigitizeError::TspRefused {
-                code,
-                message: message.unwrap_or_else(|| describe_tsp_code(code).to_string()),
-            },
-            TspCallError::Unavailable(why) => {
-                tracing::warn!(correlation_id = %correlation_id, reason = %why, "createToken failed");
-                DigitizeError::TspUnavailable
-            }
-            TspCallError::Protocol(why) => DigitizeError::TspProtocol(why),
-        })
+        .await;
+    super::tsp_calls::measured(&tsp.tsp_id, "createToken", &answer, started.elapsed());
+    answer.map_err(|e| match e {
+        TspCallError::Refused { code, message } => DigitizeError::TspRefused {
+            code,
+            message: message.unwrap_or_else(|| describe_tsp_code(code).to_string()),
+        },
+        TspCallError::Unavailable(why) => {
+            tracing::warn!(correlation_id = %correlation_id, reason = %why, "createToken failed");
+            DigitizeError::TspUnavailable
+        }
+        TspCallError::Protocol(why) => DigitizeError::TspProtocol(why),
+    })
 }
 
 /// The token id, expiry and last digits of the TSP's answer; any that does not parse is the

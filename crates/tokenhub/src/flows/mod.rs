@@ -8,6 +8,7 @@ pub mod campaign;
 pub mod catalog;
 pub mod deliver;
 pub mod digitize;
+pub mod gauges;
 pub mod keys;
 pub mod lifecycle;
 pub mod notifications;

@@ -4,13 +4,14 @@
 
 use crate::domain::lifecycle::{format_timestamp, next_update_ms};
 use crate::domain::notification::{
-    Attempt, Filter, NewNotification, Notification, Requestor, RequestorState, Settlement,
+    Attempt, Filter, NewNotification, Notification, Requestor, RequestorState, Settle, Settlement,
 };
 use crate::domain::TokenState;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::tokens::TokenRow;
 use crate::store::{StoreError, Tx};
+use crate::telemetry::metrics::{self, NotificationEvent};
 
 /// The body of `POST {baseUrl}/notify-token-update`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -110,6 +111,8 @@ pub async fn queue_update(
     if superseded > 0 {
         tracing::debug!(token_id, superseded, "older undelivered updates superseded");
     }
+    // Counted as the transaction queues it: one rolled back afterwards counts too (rare).
+    metrics::notifications(requestor_id, NotificationEvent::Queued, 1);
     Ok(true)
 }
 
@@ -191,6 +194,17 @@ pub async fn claim<R: AsRef<Requestor> + Clone + Send + 'static>(
             })
         })
         .await
+}
+
+/// Counts one delivery attempt to `requestor` by its outcome (a held one is not an attempt).
+pub fn attempted(requestor: &str, outcome: &Settle) {
+    let event = match outcome {
+        Settle::Delivered => NotificationEvent::Delivered,
+        Settle::Retry { .. } => NotificationEvent::Retried,
+        Settle::Dead => NotificationEvent::Dead,
+        Settle::Hold => return,
+    };
+    metrics::notifications(requestor, event, 1);
 }
 
 /// Records attempts and their outcomes, and disables the endpoints that answered 410 Gone

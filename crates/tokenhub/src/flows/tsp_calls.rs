@@ -7,6 +7,20 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::tokens::TokenRow;
 use crate::store::{StoreError, Tx};
+use crate::telemetry::metrics::{self, CallOutcome as Measured};
+use crate::tsp_client::TspCallError;
+use std::time::Duration;
+
+/// Counts one call made to `tsp` and its time, by how it ended.
+pub fn measured<T>(tsp: &str, call: &'static str, r: &Result<T, TspCallError>, took: Duration) {
+    let outcome = match r {
+        Ok(_) => Measured::Done,
+        Err(TspCallError::Unavailable(_)) => Measured::Unavailable,
+        Err(TspCallError::Refused { .. }) => Measured::Refused,
+        Err(TspCallError::Protocol(_)) => Measured::Protocol,
+    };
+    metrics::tsp_call(tsp, call, outcome, took);
+}
 
 /// Queues `call` to the token's TSP in the caller's transaction (the outbox makes it).
 pub(crate) async fn enqueue(

@@ -47,7 +47,11 @@ pub struct Audited;
 const CORRELATION_HEADER: &str = "x-correlation-id";
 
 /// Authenticates, applies the role's table, runs the route, and audits a mutation's outcome.
-async fn authorize(State(hub): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(super) async fn authorize(
+    State(hub): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -1,5 +1,5 @@
 //! The HTTP edge: one module per API (`tsp` for the TSP incoming API v2, `admin`, `wallet`), the
-//! OpenAPI document, and [`router`], which puts them together.
+//! OpenAPI document, `/metrics`, and [`router`], which puts them together.
 
 mod admin;
 mod admin_keys;
@@ -10,6 +10,7 @@ mod campaigns;
 mod cards;
 mod edge;
 mod issuers;
+mod metrics;
 mod notifications;
 pub mod openapi;
 mod profiles;
@@ -70,6 +71,7 @@ pub fn router_for(state: AppState, apis: Apis) -> Router {
     if matches!(apis, Apis::Admin | Apis::All) {
         r = r
             .nest("/admin/v1", admin::router(state.clone()))
+            .merge(metrics::router(state.clone()))
             .merge(openapi::router());
     }
     if matches!(apis, Apis::Wallet | Apis::All) {

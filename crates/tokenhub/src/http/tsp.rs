@@ -12,6 +12,7 @@ use crate::domain::{Code, CorrelationId, Rejection, TokenId};
 use crate::error::Error;
 use crate::flows::lifecycle::{self, TspUpdateOutcome};
 use crate::flows::perso::{self, Applied};
+use crate::telemetry::metrics;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -152,6 +153,7 @@ async fn submit(
         correlation_id = %correlation,
         token_id = tracing::field::Empty
     );
+    let started = std::time::Instant::now();
     let mut status_on_error = StatusCode::BAD_REQUEST;
     let outcome = async {
         let (correlation_id, token_id, body) =
@@ -172,6 +174,8 @@ async fn submit(
             || tracing::info!(response_code = r.code.number(), reason = %r.message, "refused"),
         );
     }
+    let code = outcome.as_ref().err().map(|r| r.code.number());
+    metrics::tsp_api_request(operation_name(call), code, started.elapsed());
     Reply {
         echo,
         outcome,
@@ -291,6 +295,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
 }
 
 async fn health_check(State(hub): State<AppState>, headers: HeaderMap) -> Response {
+    let started = std::time::Instant::now();
     let echo = headers
         .get(&X_REQUEST_ID)
         .map(|v| (X_REQUEST_ID, v.clone()));
@@ -312,6 +317,8 @@ async fn health_check(State(hub): State<AppState>, headers: HeaderMap) -> Respon
             }
         },
     };
+    let code = outcome.as_ref().err().map(|r| r.code.number());
+    metrics::tsp_api_request("healthCheck", code, started.elapsed());
     Reply {
         echo,
         outcome,

@@ -14,6 +14,7 @@ pub mod admin_keys;
 pub mod audit;
 pub mod campaigns;
 pub mod catalog;
+pub mod gauges;
 pub mod notifications;
 pub mod outbox;
 pub mod personalizations;
@@ -188,6 +189,18 @@ impl Store {
     /// Runs `f` in a transaction and commits it before returning. An `Err` from `f` rolls back
     /// everything `f` did (and only that).
     pub async fn transact<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let started = std::time::Instant::now();
+        let out = self.run_transaction(f).await;
+        crate::telemetry::metrics::store_transaction(started.elapsed());
+        out
+    }
+
+    async fn run_transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
         T: Send + 'static,

@@ -209,6 +209,11 @@ impl LitePool {
         out
     }
 
+    /// Read connections open and idle.
+    pub(super) fn idle_connections(&self) -> usize {
+        self.idle.lock().map_or(0, |v| v.len())
+    }
+
     pub(super) fn close(&self) {
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);

@@ -92,6 +92,18 @@ impl ReloadingCert {
         })
     }
 
+    /// When the certificate in use (the chain's first) expires, in Unix seconds.
+    pub fn not_after(&self) -> Option<i64> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let leaf = current.cert.first()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        Some(parsed.validity().not_after.timestamp())
+    }
+
     /// Loads the files again if they changed; a pair that does not load is logged and the
     /// certificate in use kept. Returns whether a new certificate is in use.
     pub fn reload_if_changed(&self) -> bool {

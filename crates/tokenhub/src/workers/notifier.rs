@@ -194,6 +194,7 @@ async fn deliver(hub: &Hub, requestor: &Requestor, n: Notification) -> Outcome {
             true,
         ),
     };
+    notifications::attempted(&requestor.requestor_id, &settle);
     let span = tracing::info_span!("notify", requestor_id = %requestor.requestor_id, token_id = %n.token_id, webhook_id = %n.webhook_id, correlation_id = %n.correlation_id);
     span.in_scope(|| match &settle {
         Settle::Delivered => tracing::debug!(attempts = n.attempts, "delivered"),

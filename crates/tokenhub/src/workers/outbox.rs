@@ -94,7 +94,14 @@ pub async fn dispatch_once(hub: &Hub, batch: i64) -> Result<Dispatched, Error> {
     }
     let sent = send_now.len();
     let calls = send_now.into_iter().map(|item| async move {
+        let started = std::time::Instant::now();
         let outcome = send(hub, &item).await;
+        tsp_calls::measured(
+            &item.tsp_id,
+            item.call.as_str(),
+            &outcome,
+            started.elapsed(),
+        );
         record(hub, item, outcome).await
     });
     for r in futures::future::join_all(calls).await {

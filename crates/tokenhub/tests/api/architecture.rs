@@ -12,7 +12,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("telemetry", &[]),
     ("pacer", &["clock"]),
-    ("store", &["domain"]),
+    ("store", &["domain", "telemetry"]),
     ("keys", &["domain"]),
     ("tsp_client", &["domain", "telemetry", "config"]),
     ("tls", &[]),
@@ -45,6 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "pacer",
             "requestor_client",
             "store",
+            "telemetry",
             "tsp_client",
         ],
     ),
@@ -63,7 +64,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "http",
-        &["clock", "config", "domain", "error", "flows", "hub", "tls"],
+        &[
+            "clock",
+            "config",
+            "domain",
+            "error",
+            "flows",
+            "hub",
+            "telemetry",
+            "tls",
+        ],
     ),
 ];
 

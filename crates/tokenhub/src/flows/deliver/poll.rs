@@ -4,6 +4,7 @@
 use super::profile::{build, store_built, Built};
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::telemetry::metrics::{self, PersoEvent};
 use std::time::Duration;
 
 /// What a device's poll brings: profiles to install, tokens to remove.
@@ -111,6 +112,9 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
         hub.outbox_wake.notify_one();
         hub.notify_wake.notify_one();
     }
+    let first = taken.iter().filter(|p| p.tries <= 1).count() as u64;
+    metrics::personalizations(PersoEvent::Offered, first);
+    metrics::personalizations(PersoEvent::Reoffered, taken.len() as u64 - first);
     let mut offers = Vec::with_capacity(taken.len());
     for p in taken {
         let (Some(enc), Some(ciphertext)) = (p.enc, p.ciphertext) else {

@@ -8,6 +8,7 @@ use crate::hub::Hub;
 use crate::store::personalizations::{Kind, Personalization, PersonalizationState};
 use crate::store::tokens::TokenRow;
 use crate::store::{StoreError, Tx};
+use crate::telemetry::metrics::{self, PersoEvent};
 
 /// What the device reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,7 @@ pub async fn settle(
     let now = hub.now_ms();
     let pid = personalization_id.to_string();
     let provider = provider_id.to_string();
+    let confirmed = matches!(result, DeviceResult::Success);
     let settled = hub
         .store
         .transact(move |c| {
@@ -58,7 +60,7 @@ pub async fn settle(
                 }
                 match (p.state, &result) {
                     (PersonalizationState::Confirmed, DeviceResult::Success)
-                    | (PersonalizationState::Failed, DeviceResult::Failure(_)) => return Ok(false),
+                    | (PersonalizationState::Failed, DeviceResult::Failure(_)) => return Ok(None),
                     (PersonalizationState::Confirmed, _) => {
                         return Err(SettleError::Conflict("SUCCESS"))
                     }
@@ -77,11 +79,18 @@ pub async fn settle(
                         conclude(c, &p, Err(&why), now).await?
                     }
                 }
-                Ok(true)
+                Ok(Some(p.created_ms))
             })
         })
         .await?;
-    if settled {
+    if let Some(queued_ms) = settled {
+        if confirmed {
+            let waited = u64::try_from(now - queued_ms).unwrap_or(0);
+            metrics::personalization_confirmed(std::time::Duration::from_millis(waited));
+            metrics::personalizations(PersoEvent::Confirmed, 1);
+        } else {
+            metrics::personalizations(PersoEvent::Failed, 1);
+        }
         hub.outbox_wake.notify_one();
         hub.notify_wake.notify_one();
     }
@@ -209,6 +218,7 @@ pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
             })
         })
         .await?;
+    metrics::personalizations(PersoEvent::Failed, swept as u64);
     if swept > 0 {
         tracing::warn!(
             personalizations = swept,

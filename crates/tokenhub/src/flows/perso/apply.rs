@@ -15,6 +15,7 @@ use crate::hub::Hub;
 use crate::store::token_data::{CallKey, DataCallContext};
 use crate::store::tokens::DataPart;
 use crate::store::Tx;
+use crate::telemetry::metrics::{self, PersoEvent};
 use std::sync::Arc;
 
 /// Runs the call's transaction and, when it queued a delivery, wakes the device's waiters.
@@ -46,6 +47,7 @@ pub(super) async fn run(
         ..
     } = &applied
     {
+        metrics::personalizations(PersoEvent::Queued, 1);
         hub.devices.notify(device_id);
     }
     Ok(applied)

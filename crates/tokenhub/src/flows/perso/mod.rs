@@ -50,6 +50,11 @@ pub async fn submit(
     op: Operation,
 ) -> Result<Applied, Error> {
     let submission = perso::parse_submission(body, op)?;
+    let operation = match op {
+        Operation::Data => "submitTokenData",
+        Operation::NewData => "submitNewTokenData",
+    };
+    crate::telemetry::metrics::tsp_api_elements(operation, submission.elements.len());
     if !hub
         .issuer_of(caller_tsp, submission.issuer_id.as_str())
         .await?
