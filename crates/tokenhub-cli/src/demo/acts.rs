@@ -45,7 +45,8 @@ impl Demo {
             args.tokens,
             db_path.display()
         );
-        // Every edge over TLS, mutual with the TSP: development certificates made for the run.
+        // Every edge over TLS, mutual with the TSP and the requestor: development certificates made
+        // for the run.
         let certs = dir.path().join("certs");
         crate::certs::write_dev(&certs)?;
         let ca_pem = std::fs::read_to_string(certs.join("ca.crt"))?;
@@ -105,12 +106,17 @@ impl Demo {
         fleet_config.api_key = Some(tokenhub_sim::device::ApiKey(client.wallet_key.clone()));
         let fleet = Fleet::start(fleet_config).await?;
 
-        // A PSP keeping the tokens on file, receiving their updates.
-        let requestor = RequestorSim::start(tokenhub_sim::requestor::RequestorSimConfig::new(
+        // A PSP keeping the tokens on file, receiving their updates over mutual TLS.
+        let mut requestor_config = tokenhub_sim::requestor::RequestorSimConfig::new(
             updates::API_KEY,
             vec![updates::SIGNING_SECRET.to_string()],
-        ))
-        .await?;
+        );
+        requestor_config.tls = Some(tokenhub_sim::SimTls::from_dir_as(&certs, "requestor")?);
+        let requestor = RequestorSim::start(requestor_config).await?;
+        println!(
+            "token requestor over mutual TLS: {} (the hub presents its client certificate)",
+            requestor.base_url()
+        );
 
         Ok(Self {
             args,
@@ -159,7 +165,8 @@ impl Demo {
             .admin_put(
                 &format!("/admin/v1/token-requestors/{}", updates::REQUESTOR_ID),
                 json!({"merchantId": updates::MERCHANT_ID, "baseUrl": self.requestor.base_url(),
-                       "apiKey": updates::API_KEY, "signingSecrets": [updates::SIGNING_SECRET]}),
+                       "apiKey": updates::API_KEY, "signingSecrets": [updates::SIGNING_SECRET],
+                       "serverCaPem": ca}),
             )
             .await?;
         Ok(())
@@ -396,8 +403,6 @@ fn hub_config(db_path: &std::path::Path, certs: &std::path::Path) -> anyhow::Res
     config.client_identity = Some((certs.join("hub-client.crt"), certs.join("hub-client.key")));
     config.admin_token = Some(format!("demo-{}", uuid::Uuid::new_v4().simple()));
     config.outbox_backoff = Duration::from_millis(200);
-    // The simulated TSP and requestor listen on http:// loopback.
-    config.outbound.allow_plain_http = true;
     // The token requestor runs on loopback; its retries are quick in a demo.
     config.notify.outbound_allow =
         tokenhub::config::parse_cidrs("127.0.0.0/8").map_err(|e| anyhow::anyhow!(e))?;
