@@ -40,6 +40,15 @@ pub struct Personalization {
     pub created_ms: i64,
 }
 
+impl Personalization {
+    /// Pending and past its end at `now`: expired unfetched, or out of tries (`max_tries`) and
+    /// past its last offer's window.
+    pub fn is_overdue(&self, max_tries: i64, now: i64) -> bool {
+        self.state == PersonalizationState::Pending
+            && (self.expires_ms <= now || (self.tries >= max_tries && self.next_offer_ms <= now))
+    }
+}
+
 impl std::fmt::Debug for Personalization {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Personalization")

@@ -17,6 +17,7 @@ mod cards;
 mod confidentiality;
 mod health_check;
 mod lifecycle_actions;
+mod lock_order;
 mod migrations;
 mod notifications;
 mod outbound;
