@@ -1,13 +1,14 @@
 //! The outbox dispatcher: claims due calls, makes them, and records the outcome. A call the TSP
-//! acknowledges is done; one it may retry (connection error, time-out, 5xx, 921) comes back after
-//! an exponential backoff with jitter, under the same `x-correlation-id`; a final refusal is kept as
-//! dead, with the TSP's answer, for the operator.
+//! acknowledges is done; one it may retry (connection error, time-out, 5xx, 429, 408, 921) comes
+//! back after an exponential backoff with jitter, never before the TSP's `Retry-After`, under the
+//! same `x-correlation-id`; a final refusal is kept as dead, with the TSP's answer, for the
+//! operator.
 
 use crate::domain::tsp_call::{CallOutcome, QueuedCall};
 use crate::error::Error;
 use crate::flows::tsp_calls;
 use crate::hub::Hub;
-use crate::tsp_client::TspCallError;
+use crate::tsp_client::{TspCallError, Unsent};
 use rand::Rng;
 use reqwest::Method;
 use std::collections::HashMap;
@@ -103,7 +104,7 @@ pub async fn dispatch_once(hub: &Hub, batch: i64) -> Result<Dispatched, Error> {
     Ok(Dispatched { sent, throttled })
 }
 
-async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), TspCallError> {
+async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), Unsent> {
     let Some(tsp) = tsp_calls::tsp(hub, &item.tsp_id)
         .await
         .map_err(|e| TspCallError::Unavailable(format!("reading the TSP connection: {e}")))?
@@ -111,7 +112,8 @@ async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), TspCallError> {
         return Err(TspCallError::Protocol(format!(
             "TSP connection {} is not registered",
             item.tsp_id
-        )));
+        ))
+        .into());
     };
     let (put, path) = item.call.route(&item.token_id);
     let method = if put { Method::PUT } else { Method::POST };
@@ -126,32 +128,37 @@ async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), TspCallError> {
         .await
 }
 
-async fn record(
-    hub: &Hub,
-    item: QueuedCall,
-    outcome: Result<(), TspCallError>,
-) -> Result<(), Error> {
+async fn record(hub: &Hub, item: QueuedCall, outcome: Result<(), Unsent>) -> Result<(), Error> {
     let span = tracing::info_span!("outbox", kind = %item.call, token_id = %item.token_id, correlation_id = %item.correlation_id);
     let _g = span.enter();
     match &outcome {
         Ok(()) => tracing::info!(attempts = item.attempts, "delivered"),
-        Err(TspCallError::Unavailable(why)) => {
-            tracing::warn!(attempts = item.attempts, reason = %why, "will retry")
+        Err(Unsent {
+            error: TspCallError::Unavailable(why),
+            retry_after,
+        }) => {
+            tracing::warn!(attempts = item.attempts, reason = %why, ?retry_after, "will retry")
         }
-        Err(e) => tracing::error!(attempts = item.attempts, reason = %e, "refused for good"),
+        Err(Unsent { error, .. }) => {
+            tracing::error!(attempts = item.attempts, reason = %error, "refused for good")
+        }
     }
     drop(_g);
     let outcome = match outcome {
         Ok(()) => CallOutcome::Done,
-        Err(TspCallError::Unavailable(error)) => {
-            let delay = backoff(hub.config.outbox_backoff, item.attempts);
+        Err(Unsent {
+            error: TspCallError::Unavailable(error),
+            retry_after,
+        }) => {
+            let delay = backoff(hub.config.outbox_backoff, item.attempts)
+                .max(retry_after.unwrap_or_default());
             CallOutcome::Retry {
                 at: hub.now_ms() + delay.as_millis() as i64,
                 error,
             }
         }
-        Err(e) => CallOutcome::Dead {
-            error: e.to_string(),
+        Err(Unsent { error, .. }) => CallOutcome::Dead {
+            error: error.to_string(),
         },
     };
     tsp_calls::settle(hub, item, outcome).await

@@ -33,6 +33,7 @@ mod tsp_formats;
 mod tsp_new_data;
 mod tsp_oracle;
 mod tsp_perso_data;
+mod tsp_retries;
 mod tsp_updates;
 mod wallet;
 mod wallet_auth;
