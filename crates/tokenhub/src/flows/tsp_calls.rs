@@ -39,12 +39,25 @@ pub async fn tsp(hub: &Hub, tsp_id: &str) -> Result<Option<Tsp>, Error> {
     Ok(hub.store.tsp(tsp_id).await?)
 }
 
-/// Claims up to `limit` due calls for `lease_ms`, oldest first.
-pub async fn claim(hub: &Hub, lease_ms: i64, limit: i64) -> Result<Vec<QueuedCall>, Error> {
+/// Every registered TSP (each has its own lane of calls).
+pub async fn tsps(hub: &Hub) -> Result<Vec<Tsp>, Error> {
+    Ok(hub.store.tsps().await?)
+}
+
+/// Claims up to `limit` due calls to `tsp_id` for `lease_ms`, oldest first.
+pub async fn claim(
+    hub: &Hub,
+    tsp_id: &str,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<QueuedCall>, Error> {
     let now = hub.now_ms();
+    let tsp_id = tsp_id.to_string();
     hub.store
         .transact(move |tx| {
-            Box::pin(async move { Ok::<_, Error>(tx.claim_tsp_calls(now, lease_ms, limit).await?) })
+            Box::pin(async move {
+                Ok::<_, Error>(tx.claim_tsp_calls(&tsp_id, now, lease_ms, limit).await?)
+            })
         })
         .await
 }

@@ -21,6 +21,7 @@ mod lock_order;
 mod migrations;
 mod notifications;
 mod outbound;
+mod outbox_lanes;
 mod properties;
 mod removals;
 mod requestors;

@@ -43,6 +43,8 @@ struct FakeTspState {
     calls: Vec<TspCall>,
     /// How the next other calls are answered (status, `Retry-After`); `204` once it is empty.
     answers: VecDeque<(u16, Option<String>)>,
+    /// While true, other calls are recorded and then left without an answer (a stalled TSP).
+    hold: tokio::sync::watch::Sender<bool>,
 }
 
 type Shared = Arc<Mutex<FakeTspState>>;
@@ -62,6 +64,7 @@ impl FakeTsp {
             bodies: Vec::new(),
             calls: Vec::new(),
             answers: VecDeque::new(),
+            hold: tokio::sync::watch::Sender::new(false),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -112,6 +115,17 @@ impl FakeTsp {
         );
     }
 
+    /// From now on, calls other than `createToken` are recorded and then left unanswered until
+    /// [`FakeTsp::release_calls`] (or the hub's time-out).
+    pub fn hold_calls(&self) {
+        self.state.lock().unwrap().hold.send_replace(true);
+    }
+
+    /// Answers the calls held, and every call from now on.
+    pub fn release_calls(&self) {
+        self.state.lock().unwrap().hold.send_replace(false);
+    }
+
     /// The calls other than `createToken` received so far, oldest first.
     pub fn other_calls(&self) -> Vec<TspCall> {
         self.state.lock().unwrap().calls.clone()
@@ -135,14 +149,18 @@ async fn record_call(
         .await
         .unwrap_or_default();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let mut s = state.lock().unwrap();
-    s.calls.push(TspCall {
-        method,
-        path,
-        correlation_id,
-        body,
-    });
-    let Some((status, retry_after)) = s.answers.pop_front() else {
+    let (answer, mut hold) = {
+        let mut s = state.lock().unwrap();
+        s.calls.push(TspCall {
+            method,
+            path,
+            correlation_id,
+            body,
+        });
+        (s.answers.pop_front(), s.hold.subscribe())
+    };
+    let _ = hold.wait_for(|held| !*held).await;
+    let Some((status, retry_after)) = answer else {
         return StatusCode::NO_CONTENT.into_response();
     };
     let status = StatusCode::from_u16(status).expect("a status");
