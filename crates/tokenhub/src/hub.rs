@@ -28,6 +28,8 @@ pub struct Hub {
     pub devices: DeviceSignals,
     /// Wakes the outbox worker when a call is enqueued.
     pub outbox_wake: tokio::sync::Notify,
+    /// The background workers' states (the health check and the admin API read them).
+    pub health: crate::health::Health,
     /// Wakes the requestor notifier when a token update is queued or a delivery ends.
     pub notify_wake: tokio::sync::Notify,
     /// Paces campaigns between runner ticks.
@@ -142,6 +144,7 @@ impl Hub {
                 bootstrap: bootstrap.map(SecretString::from),
                 devices: DeviceSignals::default(),
                 outbox_wake: tokio::sync::Notify::new(),
+                health: Default::default(),
                 notify_wake: tokio::sync::Notify::new(),
                 campaign_pacer: Default::default(),
                 tsp_pacer: Default::default(),

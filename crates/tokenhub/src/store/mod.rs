@@ -250,6 +250,14 @@ fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
 }
 
 impl Store {
+    /// Whether writes can be made: on SQLite, whether the writer thread still runs.
+    pub fn writer_running(&self) -> bool {
+        match &self.writer {
+            Writer::Pool(_) => true,
+            Writer::Thread(queue, _) => !queue.is_closed(),
+        }
+    }
+
     /// A round trip to the database, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         query("SELECT 1").execute(self.reader()).await?;

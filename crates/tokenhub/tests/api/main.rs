@@ -25,6 +25,7 @@ mod outbox_lanes;
 mod properties;
 mod removals;
 mod requestors;
+mod supervision;
 mod tls_bounds;
 mod tls_outbound;
 mod tls_trust;
