@@ -117,10 +117,6 @@ impl Hub {
         let mut notes = StartupNotes::default();
         let keys = open_keys(&config, &mut notes)?;
         let store = Store::connect(&config.database_url).await?;
-        let released = store.release_stale_claims().await?;
-        if released > 0 {
-            tracing::info!(released, "claims left by a previous run released");
-        }
         keys.load_shared_keys(&store.shared_keys().await?)?;
         let bootstrap = bootstrap_token(&config, &mut notes)?;
         Ok((

@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod personalizations;
 pub mod requestors;
+mod serve_lock;
 mod sql;
 mod sqlite;
 pub mod token_data;
@@ -39,6 +40,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+pub use serve_lock::ServeLock;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -57,6 +60,10 @@ pub enum StoreError {
     Panicked,
     #[error("unsupported database URL (expected sqlite://PATH or postgres://...)")]
     BadUrl,
+    #[error("{0} is served by another tokenhub process (it holds {1}): SQLite is single-node, one `serve` per file")]
+    AlreadyServed(String, String),
+    #[error("cannot lock {0}: {1}")]
+    Lock(String, String),
     #[error("cannot create the database folder {0}: {1}")]
     Folder(String, std::io::Error),
     #[error("stored data is inconsistent: {0}")]
@@ -267,7 +274,8 @@ impl Store {
 
 impl Store {
     /// Releases the claims a previous run left on outbox calls and token updates. On SQLite the
-    /// hub is the only process that writes the file, so every claim left belongs to a run that
+    /// serving hub is the only process that makes calls from the file (it holds its
+    /// [`ServeLock`], which the caller must hold too), so every claim left belongs to a run that
     /// is gone (killed, say): its calls are made again at once instead of after their lease. On
     /// PostgreSQL other nodes may hold claims: those run out with their lease.
     pub async fn release_stale_claims(&self) -> Result<u64, StoreError> {
