@@ -59,3 +59,49 @@ impl std::fmt::Debug for Personalization {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(tries: i64, next_offer_ms: i64, expires_ms: i64) -> Personalization {
+        Personalization {
+            personalization_id: "p".into(),
+            token_id: "t".into(),
+            device_id: "d".into(),
+            profile_version: "v1".into(),
+            kind: Kind::Perso,
+            state: PersonalizationState::Pending,
+            enc: None,
+            ciphertext: None,
+            tries,
+            next_offer_ms,
+            expires_ms,
+            result_reason: None,
+            correlation_id: "c".into(),
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn overdue_is_expired_or_out_of_tries_past_the_last_window_and_still_pending() {
+        let max_tries = 3;
+        assert!(pending(0, 0, 100).is_overdue(max_tries, 100), "expired");
+        assert!(!pending(0, 0, 100).is_overdue(max_tries, 99));
+        assert!(
+            pending(3, 50, 1_000).is_overdue(max_tries, 50),
+            "out of tries"
+        );
+        assert!(
+            !pending(3, 51, 1_000).is_overdue(max_tries, 50),
+            "its last window runs"
+        );
+        assert!(
+            !pending(2, 0, 1_000).is_overdue(max_tries, 50),
+            "tries left"
+        );
+        let mut settled = pending(0, 0, 100);
+        settled.state = PersonalizationState::Failed;
+        assert!(!settled.is_overdue(max_tries, 1_000), "already settled");
+    }
+}
