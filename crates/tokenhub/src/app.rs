@@ -36,6 +36,8 @@ pub struct Application {
     addresses: Addresses,
     hub: AppState,
     notes: StartupNotes,
+    /// Held while the application lives: no other `serve` on this SQLite file.
+    _serve_lock: Option<crate::store::ServeLock>,
 }
 
 impl Application {
@@ -53,7 +55,14 @@ impl Application {
         crate::telemetry::install_crypto_provider();
         crate::telemetry::metrics::install();
         let plan = listener_plan(&config)?;
+        let serve_lock = crate::store::ServeLock::take(&config.database_url)?;
         let (hub, notes) = Hub::open(config, clock).await?;
+        // Only the process that serves the file may take its leftover claims back: another
+        // process (`tokenhub keys import`, say) would take the live hub's.
+        let released = hub.store.release_stale_claims().await?;
+        if released > 0 {
+            tracing::info!(released, "claims left by a previous run released");
+        }
         if hub.bootstrap_token().is_none() {
             return Err(StartError::BootstrapTokenRequired);
         }
@@ -83,6 +92,7 @@ impl Application {
             addresses,
             hub: Arc::new(hub),
             notes,
+            _serve_lock: serve_lock,
         })
     }
 

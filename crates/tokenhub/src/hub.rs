@@ -28,6 +28,8 @@ pub struct Hub {
     pub devices: DeviceSignals,
     /// Wakes the outbox worker when a call is enqueued.
     pub outbox_wake: tokio::sync::Notify,
+    /// The background workers' states (the health check and the admin API read them).
+    pub health: crate::health::Health,
     /// Wakes the requestor notifier when a token update is queued or a delivery ends.
     pub notify_wake: tokio::sync::Notify,
     /// Paces campaigns between runner ticks.
@@ -115,10 +117,6 @@ impl Hub {
         let mut notes = StartupNotes::default();
         let keys = open_keys(&config, &mut notes)?;
         let store = Store::connect(&config.database_url).await?;
-        let released = store.release_stale_claims().await?;
-        if released > 0 {
-            tracing::info!(released, "claims left by a previous run released");
-        }
         keys.load_shared_keys(&store.shared_keys().await?)?;
         let bootstrap = bootstrap_token(&config, &mut notes)?;
         let identity = client_identity_pem(&config)?;
@@ -141,6 +139,7 @@ impl Hub {
                 bootstrap: bootstrap.map(SecretString::from),
                 devices: DeviceSignals::default(),
                 outbox_wake: tokio::sync::Notify::new(),
+                health: Default::default(),
                 notify_wake: tokio::sync::Notify::new(),
                 campaign_pacer: Default::default(),
                 tsp_pacer: Default::default(),

@@ -23,6 +23,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod flows;
+pub mod health;
 pub mod http;
 pub mod hub;
 pub mod keys;

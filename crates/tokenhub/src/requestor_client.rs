@@ -10,6 +10,7 @@
 //! certificate to a requestor that asks for one.
 
 use crate::config::OutboundSettings;
+use crate::domain::retry_after;
 use ipnet::IpNet;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use std::collections::HashMap;
@@ -327,7 +328,7 @@ impl RequestorClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| retry_after::parse(v, chrono::Utc::now().timestamp_millis()));
         // The body is not needed; reading a small one lets the connection be reused, a large one
         // is dropped with its connection.
         let mut read = 0;
@@ -394,18 +395,6 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>) -> Attempt {
 }
 
 /// `Retry-After`: seconds, or an HTTP date. At most a day is honoured.
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    let d = if let Ok(secs) = v.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-        let ms = (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
-        Duration::from_millis(ms as u64)
-    };
-    Some(d.min(Duration::from_secs(24 * 3600)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,15 +504,5 @@ mod tests {
                 "{s}"
             );
         }
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(
-            parse_retry_after("999999"),
-            Some(Duration::from_secs(86400))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
     }
 }

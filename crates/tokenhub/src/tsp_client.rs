@@ -1,6 +1,7 @@
 //! Calls the hub makes on a TSP (the TSP outgoing API v2). Every call carries an
-//! `x-correlation-id`; `5xx`, timeouts, connection errors and response code 921 are retried with
-//! backoff under the same correlation id (so the TSP can recognise a repeat); other `4xx` are final.
+//! `x-correlation-id`; `5xx`, `429`, `408`, timeouts, connection errors and response code 921 are
+//! retried with backoff, never before the TSP's `Retry-After`, under the same correlation id (so
+//! the TSP can recognise a repeat); other `4xx` are final.
 //!
 //! Redirects are not followed (a `3xx` is a final refusal: the hub talks to the endpoint it was
 //! given), no proxy is used unless one is configured, an answer is read up to
@@ -8,10 +9,14 @@
 //! for development.
 
 use crate::config::OutboundSettings;
-use crate::domain::CorrelationId;
+use crate::domain::{retry_after, CorrelationId};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// The longest a call made while its caller waits (`createToken`) waits for a TSP's `Retry-After`;
+/// a TSP that asks for more is unavailable to that caller now.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 
 /// The most of a TSP's answer the hub reads: the contract's answers are small JSON documents, and
 /// a TSP that sends more is not following it.
@@ -54,6 +59,23 @@ pub enum TspCallError {
     /// The TSP answered something that does not follow the contract.
     #[error("the TSP answered outside the contract: {0}")]
     Protocol(String),
+}
+
+/// An attempt that failed: why, and how long the TSP asked the hub to wait (`Retry-After` on a
+/// `429`, a `503` or any other answer that may be retried).
+#[derive(Debug)]
+pub struct Unsent {
+    pub error: TspCallError,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<TspCallError> for Unsent {
+    fn from(error: TspCallError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,8 +208,8 @@ impl TspClient {
     }
 
     /// The calls the outbox makes (`updateTokenState`, `repersoToken`, …): one attempt at
-    /// `{base}{path}`
-    /// with the stored JSON body; the outbox decides about retries.
+    /// `{base}{path}` with the stored JSON body; the outbox decides about retries, with the
+    /// TSP's `Retry-After`.
     pub async fn send_once(
         &self,
         method: reqwest::Method,
@@ -195,7 +217,7 @@ impl TspClient {
         path: &str,
         correlation_id: &str,
         json_body: &str,
-    ) -> Result<(), TspCallError> {
+    ) -> Result<(), Unsent> {
         let url = format!("{}{path}", base_url.trim_end_matches('/'));
         self.attempt(method, &url, correlation_id, json_body.to_string())
             .await
@@ -214,38 +236,48 @@ impl TspClient {
         let mut backoff = self.first_backoff;
         let mut last = TspCallError::Unavailable(String::new());
         for attempt in 1..=self.attempts {
-            match self
+            let retry_after = match self
                 .attempt(method.clone(), url, correlation_id.as_str(), body.clone())
                 .await
             {
-                Err(TspCallError::Unavailable(why)) => {
+                Err(Unsent {
+                    error: TspCallError::Unavailable(why),
+                    retry_after,
+                }) => {
                     tracing::warn!(attempt, url, reason = %why, "TSP call failed; retrying");
                     last = TspCallError::Unavailable(why);
+                    retry_after
                 }
-                other => return other,
-            }
+                Err(Unsent { error, .. }) => return Err(error),
+                Ok(body) => return Ok(body),
+            };
             if attempt < self.attempts {
-                tokio::time::sleep(backoff).await;
+                let wait = backoff.max(retry_after.unwrap_or_default());
+                if wait > MAX_INLINE_WAIT {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
                 backoff *= 2;
             }
         }
         Err(last)
     }
 
-    /// One attempt. `Unavailable` is what may be retried: connection errors, time-outs, `5xx`
-    /// and response code 921.
+    /// One attempt. `Unavailable` is what may be retried: connection errors, time-outs, `5xx`,
+    /// `429` (too many requests), `408` (request timeout) and response code 921.
     async fn attempt(
         &self,
         method: reqwest::Method,
         url: &str,
         correlation_id: &str,
         body: String,
-    ) -> Result<Vec<u8>, TspCallError> {
+    ) -> Result<Vec<u8>, Unsent> {
         if !self.allow_plain_http && !url.starts_with("https://") {
             return Err(TspCallError::Protocol(
                 "the TSP's endpoint is not https:// (plain HTTP is allowed only for development)"
                     .into(),
-            ));
+            )
+            .into());
         }
         let sent = self
             .client_for(url)
@@ -257,6 +289,12 @@ impl TspClient {
             .await;
         let resp = sent.map_err(|e| TspCallError::Unavailable(e.to_string()))?;
         let status = resp.status();
+        // The TSP's clock is the real one, whatever clock the hub runs on.
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after::parse(v, chrono::Utc::now().timestamp_millis()));
         let bytes = read_capped(resp).await?;
         if status.is_success() {
             return Ok(bytes);
@@ -267,15 +305,21 @@ impl TspClient {
             .and_then(|b| b.response_code.as_ref())
             .and_then(|n| n.as_u64())
             .map(|n| n as u32);
-        if status.is_server_error() || code == Some(921) {
-            return Err(TspCallError::Unavailable(format!(
-                "HTTP {status}, response code {code:?}"
-            )));
+        let busy = matches!(
+            status,
+            reqwest::StatusCode::TOO_MANY_REQUESTS | reqwest::StatusCode::REQUEST_TIMEOUT
+        );
+        if status.is_server_error() || busy || code == Some(921) {
+            return Err(Unsent {
+                error: TspCallError::Unavailable(format!("HTTP {status}, response code {code:?}")),
+                retry_after,
+            });
         }
         Err(TspCallError::Refused {
             code: code.unwrap_or(status.as_u16() as u32),
             message: parsed.and_then(|b| b.error_message),
-        })
+        }
+        .into())
     }
 }
 

@@ -9,3 +9,4 @@ mod campaign_crash;
 mod campaigns;
 mod notifications;
 mod provisioning;
+mod single_node;

@@ -162,4 +162,3 @@ impl TxnSummary {
         self.declined.values().sum()
     }
 }
-

@@ -134,7 +134,10 @@ impl Refusal {
 }
 
 /// Reads one offer: its fields, then opens and checks the profile.
-pub(super) fn open_offer(device: &Device, offer: Value) -> Result<(Offer, String, PaymentProfile), Refusal> {
+pub(super) fn open_offer(
+    device: &Device,
+    offer: Value,
+) -> Result<(Offer, String, PaymentProfile), Refusal> {
     let offer: Offer = serde_json::from_value(offer).map_err(|_| {
         Refusal::Check("the offer lacks a field or has one of the wrong type".into())
     })?;
@@ -350,4 +353,3 @@ pub(super) async fn report(
     }
     inner.count(&inner.counters.result_errors);
 }
-

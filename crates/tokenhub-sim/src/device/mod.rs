@@ -18,10 +18,10 @@
 //! [`FleetConfig::max_concurrent_polls`] (each open poll holds a socket). Key material and profile
 //! bytes are never logged; failure reasons name DGIs, tags and sizes only.
 
-pub mod light;
-pub mod profile;
 mod config;
 mod life;
+pub mod light;
+pub mod profile;
 mod run;
 mod wallet;
 
@@ -47,9 +47,9 @@ use crate::tsp::{TransactionAnswer, TransactionRequest, TRANSACTIONS_PATH, TSP_A
 use profile::PaymentProfile;
 use wallet::{CallError, Offer};
 
-pub use run::{run, DeviceSimConfig};
-use life::*;
 pub use config::*;
+use life::*;
+pub use run::{run, DeviceSimConfig};
 
 type Kem = hpke::kem::X25519HkdfSha256;
 type Kdf = hpke::kdf::HkdfSha256;

@@ -184,7 +184,10 @@ async fn start_tokens(
     now: i64,
 ) -> Result<i64, Error> {
     let mut started = 0;
-    for token_id in conn.next_queued_tokens(campaign_id, limit).await? {
+    let mut next = conn.next_queued_tokens(campaign_id, limit).await?;
+    // Tokens are locked in the order of their ids, as every path that locks several.
+    next.sort_unstable();
+    for token_id in next {
         let token = conn.lock_token(&token_id).await?;
         let ok = match &token {
             Some(t) => {

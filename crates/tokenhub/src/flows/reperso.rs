@@ -184,7 +184,9 @@ pub async fn expire(hub: &Hub) -> Result<usize, Error> {
     hub.store
         .transact(move |c| {
             Box::pin(async move {
-                let ids = c.expired_recoveries(now, 128).await?;
+                let mut ids = c.expired_recoveries(now, 128).await?;
+                // Tokens are locked in the order of their ids, as every path that locks several.
+                ids.sort_unstable();
                 for id in &ids {
                     if let Some(token) = c.lock_token(id).await? {
                         if let Some(r) = token.recovery.clone() {

@@ -36,3 +36,31 @@ pub async fn detail(hub: &Hub, token_id: &str) -> Result<Option<TokenDetail>, Er
 pub async fn store_answers(hub: &Hub) -> Result<(), Error> {
     Ok(hub.store.ping().await?)
 }
+
+/// What of the hub is down now: the workers stopped (waiting to be started again) and, on
+/// SQLite, whether the writer thread is gone.
+#[derive(Debug, Clone, Default)]
+pub struct Down {
+    pub workers: Vec<&'static str>,
+    pub sqlite_writer: bool,
+}
+
+impl Down {
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty() && !self.sqlite_writer
+    }
+}
+
+/// What of the hub is down now.
+pub fn down(hub: &Hub) -> Down {
+    Down {
+        workers: hub.health.down(),
+        sqlite_writer: !hub.store.writer_running(),
+    }
+}
+
+/// Every worker's state, by name; and whether the store has an SQLite writer thread.
+pub fn workers(hub: &Hub) -> (Vec<(&'static str, crate::health::WorkerState)>, bool) {
+    let sqlite = hub.store.dialect() == crate::store::Dialect::Sqlite;
+    (hub.health.workers(), sqlite)
+}

@@ -13,11 +13,21 @@ use std::time::Duration;
 
 /// Counts one call made to `tsp` and its time, by how it ended.
 pub fn measured<T>(tsp: &str, call: &'static str, r: &Result<T, TspCallError>, took: Duration) {
-    let outcome = match r {
-        Ok(_) => Measured::Done,
-        Err(TspCallError::Unavailable(_)) => Measured::Unavailable,
-        Err(TspCallError::Refused { .. }) => Measured::Refused,
-        Err(TspCallError::Protocol(_)) => Measured::Protocol,
+    measured_outcome(tsp, call, r.as_ref().err(), took);
+}
+
+/// [`measured`] for a call that failed with `error` (`None`: it was done).
+pub fn measured_outcome(
+    tsp: &str,
+    call: &'static str,
+    error: Option<&TspCallError>,
+    took: Duration,
+) {
+    let outcome = match error {
+        None => Measured::Done,
+        Some(TspCallError::Unavailable(_)) => Measured::Unavailable,
+        Some(TspCallError::Refused { .. }) => Measured::Refused,
+        Some(TspCallError::Protocol(_)) => Measured::Protocol,
     };
     metrics::tsp_call(tsp, call, outcome, took);
 }
@@ -53,12 +63,25 @@ pub async fn tsp(hub: &Hub, tsp_id: &str) -> Result<Option<Tsp>, Error> {
     Ok(hub.store.tsp(tsp_id).await?)
 }
 
-/// Claims up to `limit` due calls for `lease_ms`, oldest first.
-pub async fn claim(hub: &Hub, lease_ms: i64, limit: i64) -> Result<Vec<QueuedCall>, Error> {
+/// Every registered TSP (each has its own lane of calls).
+pub async fn tsps(hub: &Hub) -> Result<Vec<Tsp>, Error> {
+    Ok(hub.store.tsps().await?)
+}
+
+/// Claims up to `limit` due calls to `tsp_id` for `lease_ms`, oldest first.
+pub async fn claim(
+    hub: &Hub,
+    tsp_id: &str,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<QueuedCall>, Error> {
     let now = hub.now_ms();
+    let tsp_id = tsp_id.to_string();
     hub.store
         .transact(move |tx| {
-            Box::pin(async move { Ok::<_, Error>(tx.claim_tsp_calls(now, lease_ms, limit).await?) })
+            Box::pin(async move {
+                Ok::<_, Error>(tx.claim_tsp_calls(&tsp_id, now, lease_ms, limit).await?)
+            })
         })
         .await
 }

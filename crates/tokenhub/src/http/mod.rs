@@ -9,6 +9,7 @@ mod audit;
 mod campaigns;
 mod cards;
 mod edge;
+mod health;
 mod issuers;
 mod metrics;
 mod notifications;

@@ -15,6 +15,7 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
     info(title = "tokenhub", description = "Token Service Hub: admin, wallet and TSP APIs"),
     paths(
         super::tsps::put_tsp,
+        super::health::get_health,
         super::issuers::put_issuer,
         super::profiles::put_profile_version,
         super::profiles::deploy,

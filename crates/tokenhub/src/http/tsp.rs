@@ -306,7 +306,20 @@ async fn health_check(State(hub): State<AppState>, headers: HeaderMap) -> Respon
     ) {
         Err(r) => Err(r),
         Ok(_) => match crate::flows::tokens::store_answers(&hub).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                let down = crate::flows::tokens::down(&hub);
+                if down.is_empty() {
+                    Ok(())
+                } else {
+                    // Which part is down is the operator's to know (the admin API's health).
+                    tracing::error!(workers = ?down.workers, sqlite_writer_down = down.sqlite_writer, "health check: part of the hub is down");
+                    status_on_error = StatusCode::SERVICE_UNAVAILABLE;
+                    Err(Rejection::new(
+                        Code::Unexpected,
+                        "the hub is not fully available",
+                    ))
+                }
+            }
             Err(e) => {
                 tracing::error!(cause = %e, "health check: the store does not answer");
                 status_on_error = StatusCode::SERVICE_UNAVAILABLE;

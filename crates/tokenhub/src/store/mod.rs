@@ -19,6 +19,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod personalizations;
 pub mod requestors;
+mod serve_lock;
 mod sql;
 mod sqlite;
 pub mod token_data;
@@ -40,6 +41,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+pub use serve_lock::ServeLock;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -58,6 +61,10 @@ pub enum StoreError {
     Panicked,
     #[error("unsupported database URL (expected sqlite://PATH or postgres://...)")]
     BadUrl,
+    #[error("{0} is served by another tokenhub process (it holds {1}): SQLite is single-node, one `serve` per file")]
+    AlreadyServed(String, String),
+    #[error("cannot lock {0}: {1}")]
+    Lock(String, String),
     #[error("cannot create the database folder {0}: {1}")]
     Folder(String, std::io::Error),
     #[error("stored data is inconsistent: {0}")]
@@ -263,6 +270,14 @@ fn migrator(dialect: Dialect) -> sqlx::migrate::Migrator {
 }
 
 impl Store {
+    /// Whether writes can be made: on SQLite, whether the writer thread still runs.
+    pub fn writer_running(&self) -> bool {
+        match &self.writer {
+            Writer::Pool(_) => true,
+            Writer::Thread(queue, _) => !queue.is_closed(),
+        }
+    }
+
     /// A round trip to the database, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         query("SELECT 1").execute(self.reader()).await?;
@@ -272,7 +287,8 @@ impl Store {
 
 impl Store {
     /// Releases the claims a previous run left on outbox calls and token updates. On SQLite the
-    /// hub is the only process that writes the file, so every claim left belongs to a run that
+    /// serving hub is the only process that makes calls from the file (it holds its
+    /// [`ServeLock`], which the caller must hold too), so every claim left belongs to a run that
     /// is gone (killed, say): its calls are made again at once instead of after their lease. On
     /// PostgreSQL other nodes may hold claims: those run out with their lease.
     pub async fn release_stale_claims(&self) -> Result<u64, StoreError> {

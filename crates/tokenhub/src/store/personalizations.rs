@@ -185,6 +185,19 @@ impl Tx {
         Ok(())
     }
 
+    /// The token of a personalization, read without a lock (it never changes): a transaction
+    /// that locks both locks the token first, then the personalization.
+    pub async fn personalization_token(
+        &mut self,
+        personalization_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        query_scalar("SELECT token_id FROM personalizations WHERE personalization_id = $1")
+            .bind(personalization_id)
+            .fetch_optional(self)
+            .await
+    }
+
+    /// Locks a personalization; its token must be locked already (tokens before personalizations).
     pub async fn lock_personalization(
         &mut self,
         personalization_id: &str,
@@ -283,8 +296,10 @@ impl Tx {
         Ok(())
     }
 
-    /// Pending personalizations that ran out of tries (and of the last window) or expired unfetched.
-    pub async fn lock_overdue_personalizations(
+    /// Pending personalizations that ran out of tries (and of the last window) or expired
+    /// unfetched, not locked: their tokens are locked first (see [`Tx::personalization_token`]),
+    /// then each is locked and checked again.
+    pub async fn overdue_personalizations(
         &mut self,
         max_tries: i64,
         now: i64,
@@ -292,14 +307,13 @@ impl Tx {
     ) -> Result<Vec<Personalization>, StoreError> {
         // Two indexed lookups (expired; out of tries and past their last offer's window) rather than
         // one OR that would read every pending personalization.
-        let lock = self.dialect().skip_locked();
         let expired = format!(
             "SELECT {COLUMNS} FROM personalizations WHERE state = 'PENDING' AND expires_ms <= $1 \
-         LIMIT $2{lock}"
+         LIMIT $2"
         );
         let exhausted = format!(
             "SELECT {COLUMNS} FROM personalizations WHERE state = 'PENDING' AND tries >= $3 \
-         AND next_offer_ms <= $1 LIMIT $2{lock}"
+         AND next_offer_ms <= $1 LIMIT $2"
         );
         let mut rows = query(&expired)
             .bind(now)

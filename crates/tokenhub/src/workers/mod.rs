@@ -1,12 +1,14 @@
 //! Background work, started with the server and stopped with it: the outbox dispatcher (calls owed
 //! to TSPs), the requestor notifier (token updates owed to token requestors) and the delivery sweeper (personalizations never confirmed). Every worker takes its work
 //! from the store, so any number of nodes can run them side by side and a node that dies loses
-//! nothing (its claimed rows come back when their lease runs out).
+//! nothing (its claimed rows come back when their lease runs out). Each runs under a supervisor
+//! that starts it again, with backoff, when it panics; `Hub::health` says which is down.
 
 pub mod notifier;
 pub mod outbox;
 
 use crate::hub::Hub;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -15,11 +17,76 @@ use tokio::task::JoinSet;
 /// Starts every worker; they stop when `stop` turns true.
 pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut set = JoinSet::new();
-    set.spawn(outbox::run(hub.clone(), stop.clone()));
-    set.spawn(notifier::run(hub.clone(), stop.clone()));
-    set.spawn(sweep_deliveries(hub.clone(), stop.clone()));
-    set.spawn(run_campaigns(hub, stop));
+    set.spawn(supervise("outbox", hub.clone(), stop.clone(), outbox::run));
+    set.spawn(supervise(
+        "notifier",
+        hub.clone(),
+        stop.clone(),
+        notifier::run,
+    ));
+    set.spawn(supervise(
+        "sweeper",
+        hub.clone(),
+        stop.clone(),
+        sweep_deliveries,
+    ));
+    set.spawn(supervise("campaign-runner", hub, stop, run_campaigns));
     set
+}
+
+/// The first wait before a worker that stopped is started again; it doubles while the worker
+/// keeps stopping, up to [`MAX_RESTART_WAIT`].
+const FIRST_RESTART_WAIT: Duration = Duration::from_millis(100);
+const MAX_RESTART_WAIT: Duration = Duration::from_secs(30);
+/// A worker that ran this long before it stopped starts again after the first wait.
+const STEADY: Duration = Duration::from_secs(60);
+
+/// Runs the worker `name` until `stop`, starting it again (after a backoff) whenever it panics or
+/// returns early: a worker's panic must not end its work for the rest of the process's life.
+async fn supervise<F, Fut>(
+    name: &'static str,
+    hub: Arc<Hub>,
+    mut stop: watch::Receiver<bool>,
+    worker: F,
+) where
+    F: Fn(Arc<Hub>, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut wait = FIRST_RESTART_WAIT;
+    loop {
+        hub.health.started(name);
+        let started = tokio::time::Instant::now();
+        let run = worker(hub.clone(), stop.clone());
+        #[cfg(feature = "test-hooks")]
+        let run = {
+            let hub = hub.clone();
+            async move {
+                tokio::select! {
+                    _ = run => {}
+                    _ = hub.health.panic_ordered(name) => panic!("{name}: a panic a test ordered"),
+                }
+            }
+        };
+        let ended = tokio::spawn(run).await;
+        if *stop.borrow() {
+            return;
+        }
+        hub.health.stopped(name);
+        match ended {
+            Err(e) if e.is_panic() => {
+                tracing::error!(worker = name, "worker panicked; starting it again")
+            }
+            _ => tracing::error!(worker = name, "worker stopped; starting it again"),
+        }
+        if started.elapsed() >= STEADY {
+            wait = FIRST_RESTART_WAIT;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        wait = (wait * 2).min(MAX_RESTART_WAIT);
+    }
 }
 
 /// Steps the running campaigns every 20 ms (a token that finished frees its slot for the next

@@ -1,19 +1,22 @@
-//! The outbox dispatcher: claims due calls, makes them, and records the outcome. A call the TSP
-//! acknowledges is done; one it may retry (connection error, time-out, 5xx, 921) comes back after
-//! an exponential backoff with jitter, under the same `x-correlation-id`; a final refusal is kept as
-//! dead, with the TSP's answer, for the operator.
+//! The outbox dispatcher: a lane per TSP claims its due calls, makes them, and records the
+//! outcome. A call the TSP
+//! acknowledges is done; one it may retry (connection error, time-out, 5xx, 429, 408, 921) comes
+//! back after an exponential backoff with jitter, never before the TSP's `Retry-After`, under the
+//! same `x-correlation-id`; a final refusal is kept as dead, with the TSP's answer, for the
+//! operator.
 
 use crate::domain::tsp_call::{CallOutcome, QueuedCall};
 use crate::error::Error;
 use crate::flows::tsp_calls;
 use crate::hub::Hub;
-use crate::tsp_client::TspCallError;
+use crate::tsp_client::{TspCallError, Unsent};
 use rand::Rng;
 use reqwest::Method;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 
 /// Calls claimed at once.
 const BATCH: i64 = 64;
@@ -27,13 +30,79 @@ const LEASE_MS: i64 = 30_000;
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// How often the dispatcher looks for TSPs registered since (each gets its lane).
+const TSP_REFRESH: Duration = Duration::from_secs(1);
+
+/// Runs one lane per registered TSP: each claims and makes its own TSP's calls, so a TSP that
+/// answers slowly (or not at all, up to the client's time-out) holds back only its own calls.
+/// Returns when `stop` turns true and every lane has recorded the calls it was making.
 pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+    let mut lanes: HashMap<String, Arc<Notify>> = HashMap::new();
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut by_task: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut refreshed: Option<tokio::time::Instant> = None;
+    loop {
+        if refreshed.is_none_or(|at| at.elapsed() >= TSP_REFRESH) {
+            refreshed = Some(tokio::time::Instant::now());
+            match tsp_calls::tsps(&hub).await {
+                Ok(tsps) => {
+                    for tsp in tsps {
+                        if lanes.contains_key(&tsp.tsp_id) {
+                            continue;
+                        }
+                        let wake = Arc::new(Notify::new());
+                        let id = tasks
+                            .spawn(lane(
+                                hub.clone(),
+                                tsp.tsp_id.clone(),
+                                wake.clone(),
+                                stop.clone(),
+                            ))
+                            .id();
+                        by_task.insert(id, tsp.tsp_id.clone());
+                        lanes.insert(tsp.tsp_id, wake);
+                    }
+                }
+                Err(e) => tracing::error!(cause = %e.chain(), "outbox: reading the TSPs failed"),
+            }
+        }
+        tokio::select! {
+            _ = hub.outbox_wake.notified() => {
+                for wake in lanes.values() {
+                    wake.notify_one();
+                }
+            }
+            Some(ended) = tasks.join_next_with_id() => {
+                // A lane ends only by panicking (or at stop): it is started again at the next
+                // look for TSPs (a second at most, so one that keeps failing does not spin), its
+                // claimed calls back when their lease runs out.
+                let id = match &ended {
+                    Ok((id, ())) => *id,
+                    Err(e) => e.id(),
+                };
+                if let Some(tsp_id) = by_task.remove(&id) {
+                    tracing::error!(tsp_id, "outbox lane stopped; starting it again");
+                    lanes.remove(&tsp_id);
+                }
+            }
+            _ = tokio::time::sleep(TSP_REFRESH) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One TSP's calls: claimed, paced by the TSP's agreed rate, made, recorded.
+async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     let mut batch = BATCH;
     loop {
-        let (sent, throttled) = match dispatch_once(&hub, batch).await {
+        if *stop.borrow() {
+            return;
+        }
+        let (sent, throttled) = match dispatch_once(&hub, &tsp_id, batch).await {
             Ok(d) => (d.sent, d.throttled),
             Err(e) => {
-                tracing::error!(cause = %e.chain(), "outbox dispatch failed");
+                tracing::error!(tsp_id, cause = %e.chain(), "outbox dispatch failed");
                 (0, false)
             }
         };
@@ -41,10 +110,10 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
         if sent > 0 {
             continue;
         }
-        // Held back by a TSP's rate: look again soon; idle: wait to be woken.
+        // Held back by the TSP's rate: look again soon; idle: wait to be woken.
         let nap = if throttled { 20 } else { 250 };
         tokio::select! {
-            _ = hub.outbox_wake.notified() => {}
+            _ = wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(nap)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
@@ -60,46 +129,38 @@ pub struct Dispatched {
     pub throttled: bool,
 }
 
-/// Claims up to `batch` calls, holds back what a TSP's agreed rate does not allow yet, and makes
-/// the other calls.
-pub async fn dispatch_once(hub: &Hub, batch: i64) -> Result<Dispatched, Error> {
+/// Claims up to `batch` calls to `tsp_id`, holds back what the TSP's agreed rate does not allow
+/// yet, and makes the other calls.
+pub async fn dispatch_once(hub: &Hub, tsp_id: &str, batch: i64) -> Result<Dispatched, Error> {
     let now = hub.now_ms();
-    let items = tsp_calls::claim(hub, LEASE_MS, batch).await?;
-    let mut allowed: HashMap<String, i64> = HashMap::new();
-    let mut send_now = Vec::with_capacity(items.len());
+    let mut items = tsp_calls::claim(hub, tsp_id, LEASE_MS, batch).await?;
+    if items.is_empty() {
+        return Ok(Dispatched::default());
+    }
+    let rate = match tsp_calls::tsp(hub, tsp_id).await? {
+        Some(t) => t.rate_limit,
+        None => None,
+    };
     let mut held = Vec::new();
-    for item in items {
-        let rate = match tsp_calls::tsp(hub, &item.tsp_id).await? {
-            Some(t) => t.rate_limit,
-            None => None,
-        };
-        let Some(rate) = rate else {
-            send_now.push(item);
-            continue;
-        };
-        let left = allowed
-            .entry(item.tsp_id.clone())
-            .or_insert_with(|| hub.tsp_pacer.allowance(&item.tsp_id, rate, now));
-        if *left > 0 {
-            *left -= 1;
-            hub.tsp_pacer.spend(&item.tsp_id, 1);
-            send_now.push(item);
-        } else {
-            held.push(item.id);
+    if let Some(rate) = rate {
+        let allowed = hub.tsp_pacer.allowance(tsp_id, rate, now).max(0) as usize;
+        if items.len() > allowed {
+            held = items.split_off(allowed).into_iter().map(|c| c.id).collect();
         }
+        hub.tsp_pacer.spend(tsp_id, items.len() as i64);
     }
     let throttled = !held.is_empty();
     if throttled {
         tsp_calls::release(hub, held).await?;
     }
-    let sent = send_now.len();
-    let calls = send_now.into_iter().map(|item| async move {
+    let sent = items.len();
+    let calls = items.into_iter().map(|item| async move {
         let started = std::time::Instant::now();
         let outcome = send(hub, &item).await;
-        tsp_calls::measured(
+        tsp_calls::measured_outcome(
             &item.tsp_id,
             item.call.as_str(),
-            &outcome,
+            outcome.as_ref().err().map(|u| &u.error),
             started.elapsed(),
         );
         record(hub, item, outcome).await
@@ -110,7 +171,7 @@ pub async fn dispatch_once(hub: &Hub, batch: i64) -> Result<Dispatched, Error> {
     Ok(Dispatched { sent, throttled })
 }
 
-async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), TspCallError> {
+async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), Unsent> {
     let Some(tsp) = tsp_calls::tsp(hub, &item.tsp_id)
         .await
         .map_err(|e| TspCallError::Unavailable(format!("reading the TSP connection: {e}")))?
@@ -118,7 +179,8 @@ async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), TspCallError> {
         return Err(TspCallError::Protocol(format!(
             "TSP connection {} is not registered",
             item.tsp_id
-        )));
+        ))
+        .into());
     };
     let (put, path) = item.call.route(&item.token_id);
     let method = if put { Method::PUT } else { Method::POST };
@@ -133,32 +195,37 @@ async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), TspCallError> {
         .await
 }
 
-async fn record(
-    hub: &Hub,
-    item: QueuedCall,
-    outcome: Result<(), TspCallError>,
-) -> Result<(), Error> {
+async fn record(hub: &Hub, item: QueuedCall, outcome: Result<(), Unsent>) -> Result<(), Error> {
     let span = tracing::info_span!("outbox", kind = %item.call, token_id = %item.token_id, correlation_id = %item.correlation_id);
     let _g = span.enter();
     match &outcome {
         Ok(()) => tracing::info!(attempts = item.attempts, "delivered"),
-        Err(TspCallError::Unavailable(why)) => {
-            tracing::warn!(attempts = item.attempts, reason = %why, "will retry")
+        Err(Unsent {
+            error: TspCallError::Unavailable(why),
+            retry_after,
+        }) => {
+            tracing::warn!(attempts = item.attempts, reason = %why, ?retry_after, "will retry")
         }
-        Err(e) => tracing::error!(attempts = item.attempts, reason = %e, "refused for good"),
+        Err(Unsent { error, .. }) => {
+            tracing::error!(attempts = item.attempts, reason = %error, "refused for good")
+        }
     }
     drop(_g);
     let outcome = match outcome {
         Ok(()) => CallOutcome::Done,
-        Err(TspCallError::Unavailable(error)) => {
-            let delay = backoff(hub.config.outbox_backoff, item.attempts);
+        Err(Unsent {
+            error: TspCallError::Unavailable(error),
+            retry_after,
+        }) => {
+            let delay = backoff(hub.config.outbox_backoff, item.attempts)
+                .max(retry_after.unwrap_or_default());
             CallOutcome::Retry {
                 at: hub.now_ms() + delay.as_millis() as i64,
                 error,
             }
         }
-        Err(e) => CallOutcome::Dead {
-            error: e.to_string(),
+        Err(Unsent { error, .. }) => CallOutcome::Dead {
+            error: error.to_string(),
         },
     };
     tsp_calls::settle(hub, item, outcome).await

@@ -251,11 +251,17 @@ async fn without_a_bootstrap_token_sqlite_keeps_one_in_a_private_file_beside_the
         assert_eq!(mode & 0o777, 0o600);
     }
     let address = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
     let client = reqwest::Client::new();
     create_key_with(&client, &address, &token, &json!({"role": "admin"}))
         .await
         .expect(201);
+    // One hub serves an SQLite file at a time: the next start comes after this one stopped.
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
     let again = start().await;
     assert!(!again.notes().created_bootstrap_token_file);
     assert_eq!(again.hub().bootstrap_token(), Some(token.as_str()));

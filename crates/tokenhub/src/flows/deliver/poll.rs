@@ -100,6 +100,15 @@ async fn take_offers(hub: &Hub, device_id: &str) -> Result<Vec<Offer>, Error> {
         .store
         .transact(move |c| {
             Box::pin(async move {
+                // Tokens before personalizations: storing a profile writes the token's rows, and
+                // a deletion holds the token while it fails the personalization.
+                let mut tokens: Vec<&str> =
+                    built.iter().map(|(p, _)| p.token_id.as_str()).collect();
+                tokens.sort_unstable();
+                tokens.dedup();
+                for token_id in tokens {
+                    c.lock_token(token_id).await?;
+                }
                 for (p, b) in built {
                     store_built(c, &p, b, now).await?;
                 }

@@ -68,9 +68,9 @@ pub(super) async fn build(hub: &Hub, p: &Personalization) -> Result<Built, Error
     }
 }
 
-/// Inside a transaction: stores a built profile (with the fingerprints of the elements it holds)
-/// unless another poll stored one first, or fails a personalization whose profile cannot be
-/// built.
+/// Inside a transaction that holds the token's lock: stores a built profile (with the
+/// fingerprints of the elements it holds) unless another poll stored one first, or fails a
+/// personalization whose profile cannot be built.
 pub(super) async fn store_built(
     c: &mut Tx,
     p: &Personalization,

@@ -52,6 +52,12 @@ pub async fn settle(
         .store
         .transact(move |c| {
             Box::pin(async move {
+                // Tokens before personalizations, on every path (a deletion holds the token and
+                // fails its personalizations).
+                let Some(token_id) = c.personalization_token(&pid).await? else {
+                    return Err(SettleError::NotFound);
+                };
+                c.lock_token(&token_id).await?;
                 let Some(p) = c.lock_personalization(&pid).await? else {
                     return Err(SettleError::NotFound);
                 };
@@ -99,7 +105,8 @@ pub async fn settle(
 
 /// Settles a personalization with the device's outcome: the sealed profile and the token's data
 /// go; a first personalization makes the token ACTIVE (or failed, DELETED) and the TSP is told; a
-/// re-personalization ends as `reperso` says.
+/// re-personalization ends as `reperso` says. The caller holds the token's lock (taken before the
+/// personalization's).
 pub(super) async fn conclude(
     c: &mut Tx,
     p: &Personalization,
@@ -205,16 +212,31 @@ pub async fn sweep(hub: &Hub) -> Result<usize, Error> {
         .store
         .transact(move |c| {
             Box::pin(async move {
-                let overdue = c.lock_overdue_personalizations(max_tries, now, 256).await?;
-                for p in &overdue {
+                let mut overdue = c.overdue_personalizations(max_tries, now, 256).await?;
+                // Tokens before personalizations, and tokens in the order of their ids: another
+                // node's sweep or a deletion may hold some of them.
+                overdue.sort_by(|a, b| a.token_id.cmp(&b.token_id));
+                let mut swept = 0;
+                for candidate in &overdue {
+                    c.lock_token(&candidate.token_id).await?;
+                    let Some(p) = c
+                        .lock_personalization(&candidate.personalization_id)
+                        .await?
+                    else {
+                        continue;
+                    };
+                    if !p.is_overdue(max_tries, now) {
+                        continue;
+                    }
                     let reason = if p.tries >= max_tries {
                         format!("not confirmed by the device after {} deliveries", p.tries)
                     } else {
                         "never fetched by the device before it expired".to_string()
                     };
-                    conclude(c, p, Err(&reason), now).await?;
+                    conclude(c, &p, Err(&reason), now).await?;
+                    swept += 1;
                 }
-                Ok::<_, Error>(overdue.len())
+                Ok::<_, Error>(swept)
             })
         })
         .await?;

@@ -236,4 +236,15 @@ impl TestApp {
         let mut conn = sqlx::AnyConnection::connect(&self.db.url()).await.unwrap();
         conn.execute(sql).await.unwrap();
     }
+
+    /// Reads one integer with SQL on the test's database outside the hub (what the API does not
+    /// show, e.g. when the outbox will try a call again); `None` when no row matches.
+    pub async fn sql_i64(&self, sql: &str) -> Option<i64> {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db.url()).await.unwrap();
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap()
+    }
 }

@@ -1,5 +1,6 @@
 //! The fake TSP the hub calls: it answers `createToken` as a test scripts it, and records and
-//! acknowledges (`204`) every other call of the outgoing API with its body.
+//! acknowledges (`204`, or the answers a test scripted) every other call of the outgoing API with
+//! its body.
 
 use super::{TSP_EXP, TSP_LAST4};
 use axum::extract::State;
@@ -40,6 +41,10 @@ struct FakeTspState {
     bodies: Vec<Value>,
     /// Every other call (`updateTokenState`, `repersoToken`, …).
     calls: Vec<TspCall>,
+    /// How the next other calls are answered (status, `Retry-After`); `204` once it is empty.
+    answers: VecDeque<(u16, Option<String>)>,
+    /// While true, other calls are recorded and then left without an answer (a stalled TSP).
+    hold: tokio::sync::watch::Sender<bool>,
 }
 
 type Shared = Arc<Mutex<FakeTspState>>;
@@ -58,6 +63,8 @@ impl FakeTsp {
             correlation_ids: Vec::new(),
             bodies: Vec::new(),
             calls: Vec::new(),
+            answers: VecDeque::new(),
+            hold: tokio::sync::watch::Sender::new(false),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -97,6 +104,28 @@ impl FakeTsp {
         self.state.lock().unwrap().bodies.clone()
     }
 
+    /// The next calls other than `createToken` are answered with these statuses, each with its
+    /// `Retry-After` header when given; `204` after them.
+    pub fn answer_next_calls(&self, answers: &[(u16, Option<&str>)]) {
+        let mut s = self.state.lock().unwrap();
+        s.answers.extend(
+            answers
+                .iter()
+                .map(|(status, after)| (*status, after.map(str::to_string))),
+        );
+    }
+
+    /// From now on, calls other than `createToken` are recorded and then left unanswered until
+    /// [`FakeTsp::release_calls`] (or the hub's time-out).
+    pub fn hold_calls(&self) {
+        self.state.lock().unwrap().hold.send_replace(true);
+    }
+
+    /// Answers the calls held, and every call from now on.
+    pub fn release_calls(&self) {
+        self.state.lock().unwrap().hold.send_replace(false);
+    }
+
     /// The calls other than `createToken` received so far, oldest first.
     pub fn other_calls(&self) -> Vec<TspCall> {
         self.state.lock().unwrap().calls.clone()
@@ -109,7 +138,10 @@ fn correlation_id_of(headers: &HeaderMap) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-async fn record_call(State(state): State<Shared>, request: axum::extract::Request) -> StatusCode {
+async fn record_call(
+    State(state): State<Shared>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
     let correlation_id = correlation_id_of(request.headers());
@@ -117,13 +149,25 @@ async fn record_call(State(state): State<Shared>, request: axum::extract::Reques
         .await
         .unwrap_or_default();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    state.lock().unwrap().calls.push(TspCall {
-        method,
-        path,
-        correlation_id,
-        body,
-    });
-    StatusCode::NO_CONTENT
+    let (answer, mut hold) = {
+        let mut s = state.lock().unwrap();
+        s.calls.push(TspCall {
+            method,
+            path,
+            correlation_id,
+            body,
+        });
+        (s.answers.pop_front(), s.hold.subscribe())
+    };
+    let _ = hold.wait_for(|held| !*held).await;
+    let Some((status, retry_after)) = answer else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let status = StatusCode::from_u16(status).expect("a status");
+    match retry_after {
+        Some(after) => (status, [(axum::http::header::RETRY_AFTER, after)]).into_response(),
+        None => status.into_response(),
+    }
 }
 
 async fn create_token(
