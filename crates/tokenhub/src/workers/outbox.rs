@@ -76,6 +76,9 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
                 // A lane ends only by panicking (or at stop): it is started again at the next
                 // look for TSPs (a second at most, so one that keeps failing does not spin), its
                 // claimed calls back when their lease runs out.
+                if *stop.borrow() {
+                    break; // the lanes are stopping with the hub
+                }
                 let id = match &ended {
                     Ok((id, ())) => *id,
                     Err(e) => e.id(),
