@@ -13,6 +13,7 @@ mod issuers;
 mod notifications;
 pub mod openapi;
 mod profiles;
+mod requestor_api;
 mod requestors;
 mod shared_keys;
 mod tokens;
@@ -45,7 +46,7 @@ pub type AppState = Arc<Hub>;
 pub enum Apis {
     /// `/trapi/v2.0`.
     Tsp,
-    /// `/wallet/v1`.
+    /// `/wallet/v1`, `/requestor/v1`.
     Wallet,
     /// `/admin/v1`, `/openapi.json`.
     Admin,
@@ -73,7 +74,9 @@ pub fn router_for(state: AppState, apis: Apis) -> Router {
             .merge(openapi::router());
     }
     if matches!(apis, Apis::Wallet | Apis::All) {
-        r = r.nest("/wallet/v1", wallet::router(state.clone()));
+        r = r
+            .nest("/wallet/v1", wallet::router(state.clone()))
+            .nest("/requestor/v1", requestor_api::router(state.clone()));
     }
     r.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())

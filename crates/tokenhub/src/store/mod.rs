@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod notifications;
 pub mod outbox;
 pub mod personalizations;
+pub mod requestor_tokens;
 pub mod requestors;
 mod sql;
 mod sqlite;

@@ -22,6 +22,8 @@ mod notifications;
 mod outbound;
 mod properties;
 mod removals;
+mod requestor_api;
+mod requestor_client;
 mod requestors;
 mod tls_bounds;
 mod tls_outbound;
