@@ -7,5 +7,6 @@ mod harness;
 mod audit;
 mod campaign_crash;
 mod campaigns;
+mod card_on_file;
 mod notifications;
 mod provisioning;
