@@ -89,6 +89,16 @@ pub async fn issue_key(hub: &Hub, requestor_id: &str) -> Result<Option<NewApiKey
     Ok(made.then_some(key))
 }
 
+/// Revokes one of a requestor's keys; `false` when it has no such key.
+pub async fn revoke_key(hub: &Hub, requestor_id: &str, key_id: &str) -> Result<bool, Error> {
+    let (id, key, now) = (requestor_id.to_string(), key_id.to_string(), hub.now_ms());
+    hub.store
+        .transact(move |c| {
+            Box::pin(async move { Ok::<_, Error>(c.revoke_requestor_key(&id, &key, now).await?) })
+        })
+        .await
+}
+
 /// Sets the TSP's card encryption key (a public JWK with a `kid`); `Ok(false)`: no such TSP.
 pub async fn set_card_key(
     hub: &Hub,

@@ -29,6 +29,10 @@ pub fn router() -> Router<AppState> {
             post(create_requestor_key),
         )
         .route(
+            "/token-requestors/{requestor_id}/api-keys/{key_id}",
+            axum::routing::delete(revoke_requestor_key),
+        )
+        .route(
             "/token-requestors/{requestor_id}/dead-letters/replay",
             post(replay_dead_letters),
         )
@@ -237,4 +241,22 @@ async fn create_requestor_key(
             api_key: key.api_key.expose_secret().to_string(),
         }),
     ))
+}
+
+/// Revoke one of the requestor's API keys: the requestor API refuses it from now on.
+#[utoipa::path(delete, path = "/admin/v1/token-requestors/{requestorId}/api-keys/{keyId}", tag = "token requestors",
+    params(("requestorId" = String, Path), ("keyId" = String, Path)),
+    responses((status = 204), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn revoke_requestor_key(
+    State(hub): State<AppState>,
+    Path((requestor_id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if crate::flows::requestor_tokens::revoke_key(&hub, &requestor_id, &key_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "token requestor {requestor_id} has no API key {key_id}"
+        )))
+    }
 }

@@ -90,6 +90,21 @@ mod tests {
     }
 
     #[test]
+    fn a_requestor_key_is_not_a_wallet_key_nor_the_reverse() {
+        let requestor = new_key_with(REQUESTOR_PREFIX);
+        let wallet = new_api_key();
+        let (r, w) = (
+            requestor.api_key.expose_secret(),
+            wallet.api_key.expose_secret(),
+        );
+        assert!(r.starts_with("trk_") && w.starts_with("twk_"));
+        assert!(parse_api_key(r).is_none());
+        assert!(parse_key_with(REQUESTOR_PREFIX, w).is_none());
+        let p = parse_key_with(REQUESTOR_PREFIX, r).unwrap();
+        assert!(p.matches(&requestor.secret_hash));
+    }
+
+    #[test]
     fn what_is_not_a_key_does_not_parse() {
         for s in [
             "",

@@ -54,6 +54,25 @@ impl Tx {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Revokes a requestor's key (at its first revocation's time). `false`: no such key.
+    pub async fn revoke_requestor_key(
+        &mut self,
+        requestor_id: &str,
+        key_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = query(
+            "UPDATE requestor_keys SET revoked_ms = COALESCE(revoked_ms, $3) \
+             WHERE requestor_id = $1 AND key_id = $2",
+        )
+        .bind(requestor_id)
+        .bind(key_id)
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Sets (or, with `None`, removes) the TSP's card encryption key. `false`: no such TSP.
     pub async fn set_tsp_card_key(
         &mut self,

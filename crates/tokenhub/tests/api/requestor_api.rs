@@ -100,6 +100,28 @@ async fn requestors_are_authenticated_and_see_only_their_own_tokens(app: TestApp
             .await;
         assert_eq!(answer.status, 401, "{key:?}: {answer:?}");
     }
+    // A revoked key is refused from then on.
+    let spare = app
+        .admin_post("/admin/v1/token-requestors/REQ1/api-keys", None)
+        .await;
+    let spare = spare.expect(201).clone();
+    let spare_key = spare["apiKey"].as_str().unwrap();
+    let before = app
+        .requestor_call(Some(spare_key), reqwest::Method::GET, &path, &[], None)
+        .await;
+    before.expect(200);
+    let key_id = spare["keyId"].as_str().unwrap();
+    app.admin_send(
+        reqwest::Method::DELETE,
+        &format!("/admin/v1/token-requestors/REQ1/api-keys/{key_id}"),
+        None,
+    )
+    .await
+    .expect(204);
+    let after = app
+        .requestor_call(Some(spare_key), reqwest::Method::GET, &path, &[], None)
+        .await;
+    assert_eq!(after.status, 401);
     let other = app.api_requestor("REQ2", &cof.receiver.base_url()).await;
     let unknown = app
         .requestor_get(&other, "TKN0000000000000000000000000000")
