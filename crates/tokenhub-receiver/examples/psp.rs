@@ -13,16 +13,24 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use tokenhub_receiver::{router, Hooks, Receiver, SqliteStore, TokenUpdate, Verifier};
+use tokenhub_receiver::{router, Hooks, Receiver, SqliteStore, TokenPans, TokenUpdate, Verifier};
 
-struct PrintingPsp;
+/// The token PANs this PSP keeps. A payment goes through `pans.pay(&client, token_id, &payment)`
+/// (a `RequestorClient` of the hub's requestor API): Create Transaction gives the cryptogram and
+/// the current token PAN, which is kept until an update changes the token's last digits.
+#[derive(Default)]
+struct PrintingPsp {
+    pans: TokenPans,
+}
 
 impl Hooks for PrintingPsp {
     fn discard_token_pan(&self, token_id: &str) {
-        println!("{token_id}: the token PAN changed, discarding the cached one");
+        self.pans.discard_token_pan(token_id);
+        println!("{token_id}: the token PAN changed; the next payment fetches the current one");
     }
 
     fn on_update(&self, update: &TokenUpdate) {
+        self.pans.on_update(update);
         println!(
             "{} ({}): state {}, token …{}, card …{}, as of {}",
             update.token_id,
@@ -63,7 +71,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The few lines a PSP needs.
     let verifier = Verifier::new(api_key, secrets)?;
     let store = SqliteStore::open(&db).await?;
-    let receiver = Arc::new(Receiver::with_hooks(verifier, store, PrintingPsp));
+    let receiver = Arc::new(Receiver::with_hooks(
+        verifier,
+        store,
+        PrintingPsp::default(),
+    ));
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     println!(

@@ -55,6 +55,14 @@
 //! Outside axum, call [`Receiver::handle`] with the request's headers and raw body and answer
 //! with [`Outcome`] / [`ReceiveError::status`].
 //!
+//! # The requestor API's client
+//!
+//! [`RequestorClient`] calls the hub's requestor API (`/requestor/v1`): tokenize a card on file
+//! (a JWE made to a key of `encryption_keys`), Create Transaction (the current token PAN and a
+//! one-time cryptogram), read and delete tokens. [`TokenPans`] keeps token PANs: as the
+//! receiver's [`Hooks`] it discards a token's PAN when its `tokenLastDigits` change, and
+//! [`TokenPans::pay`] fetches the current one with Create Transaction.
+//!
 //! # Signing
 //!
 //! [`sign`] and [`Signer`] produce the `webhook-signature` entries (`v1,<base64>`); the hub uses
@@ -70,12 +78,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod client;
 mod http;
 mod receiver;
 mod signature;
 mod store;
 mod update;
 
+pub use client::{ClientError, CofToken, Credentials, Payment, RequestorClient, TokenPans};
 pub use http::{handle_detached, result_response, router, MAX_BODY_BYTES, NOTIFY_PATH};
 pub use receiver::{Hooks, NoHooks, Outcome, ReceiveError, Receiver, Stats};
 pub use signature::{

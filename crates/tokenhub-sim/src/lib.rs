@@ -48,6 +48,11 @@
 //!   "cryptogram"}` → `200 {"approved", "reason"}`: approved only for an `ACTIVE` token, with
 //!   the cryptogram its `cmk_ac` gives ([`emv`]) and an ATC greater than the last one accepted;
 //!   otherwise `TOKEN_NOT_ACTIVE`, `BAD_CRYPTOGRAM`, `REPLAY` or `UNKNOWN_TOKEN`.
+//! - Cards on file (`tsp::cof_api`): `POST /tsp/trapi/v2.0/cardOnFileTokens` (createToken for a
+//!   card a requestor encrypted to the simulator's key: [`seal_card`], `GET /sim/encryption-key`),
+//!   `…/cardOnFileTokens/{tokenId}/transactionCredentials`, `DELETE …/cardOnFileTokens/{tokenId}`;
+//!   `POST /sim/authorizations` (each cryptogram authorizes its own amount and merchant once) and
+//!   `POST /sim/cardOnFile/{tokenId}/renewal` (a new token PAN, sent to the hub as an update).
 //! - `GET /sim/status`: counters, see [`TspSimStatus`]; `GET /sim/tokens/{tokenId}`: one token's
 //!   state, last ATC and transaction counts ([`SimTokenView`]).
 //!
@@ -117,7 +122,8 @@ pub use device::{
 };
 
 pub use tsp::{
-    load_key_set, run, spawn, DerivedTokens, Misbehaviour, RetryPolicy, SimTls, SimTokenView,
-    TokenUpdate, TransactionAnswer, TransactionRequest, TspSimConfig, TspSimHandle, TspSimStatus,
-    TspTokenState, TxnReason, UpdateAnswer, ELEMENT_NAMES, TRANSACTIONS_PATH,
+    load_key_set, run, seal_card, spawn, AuthReason, Authorization, AuthorizationAnswer,
+    DerivedTokens, Misbehaviour, RetryPolicy, SimTls, SimTokenView, TokenUpdate, TransactionAnswer,
+    TransactionRequest, TspSimConfig, TspSimHandle, TspSimStatus, TspTokenState, TxnReason,
+    UpdateAnswer, ELEMENT_NAMES, MAX_TOKENS_PER_CARD, TRANSACTIONS_PATH, TRANSACTION_TYPES,
 };

@@ -346,3 +346,119 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, TspCallErro
     }
     Ok(body)
 }
+
+// The card-on-file calls of the requestor API: the requestor waits for their answer, so each is
+// one attempt under the client's timeout (no retry loop here); the requestor retries on 503.
+
+/// createToken for a card on file (`POST {base}/cardOnFileTokens`). The card is the requestor's
+/// JWE, forwarded as it came.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardOnFileRequest<'a> {
+    pub token_requestor_id: &'a str,
+    pub ciphered_card_info: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requestor_card_ref_id: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardOnFileResponse {
+    pub token_id: String,
+    pub issuer_id: String,
+    #[serde(default)]
+    pub token_info: Option<TokenInfoWire>,
+    #[serde(default)]
+    pub card_info: Option<TokenInfoWire>,
+    #[serde(default)]
+    pub card_art_id: Option<String>,
+}
+
+/// `POST {base}/cardOnFileTokens/{tokenId}/transactionCredentials`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsRequest<'a> {
+    pub token_requestor_id: &'a str,
+    pub amount: &'a str,
+    pub currency: &'a str,
+    pub transaction_type: &'a str,
+    pub merchant_id: &'a str,
+}
+
+/// One transaction's credentials. The token PAN is passed through to the requestor: never
+/// stored, never logged (its `Debug` masks it).
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionCredentials {
+    pub token_pan: String,
+    pub token_expiry_date: String,
+    pub cryptogram: String,
+    pub eci: String,
+}
+
+impl std::fmt::Debug for TransactionCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionCredentials")
+            .field("token_pan", &"****")
+            .field("token_expiry_date", &self.token_expiry_date)
+            .field("eci", &self.eci)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TspClient {
+    pub async fn create_card_on_file_token(
+        &self,
+        base_url: &str,
+        correlation_id: &str,
+        request: &CardOnFileRequest<'_>,
+    ) -> Result<CardOnFileResponse, TspCallError> {
+        let url = format!("{}/cardOnFileTokens", base_url.trim_end_matches('/'));
+        let body = serde_json::to_string(request).expect("request bodies always serialize");
+        let answer = self
+            .attempt(reqwest::Method::POST, &url, correlation_id, body)
+            .await
+            .map_err(|u| u.error)?;
+        serde_json::from_slice(&answer)
+            .map_err(|e| TspCallError::Protocol(format!("createToken (card on file) answer: {e}")))
+    }
+
+    pub async fn transaction_credentials(
+        &self,
+        base_url: &str,
+        token_id: &str,
+        correlation_id: &str,
+        request: &CredentialsRequest<'_>,
+    ) -> Result<TransactionCredentials, TspCallError> {
+        let url = format!(
+            "{}/cardOnFileTokens/{token_id}/transactionCredentials",
+            base_url.trim_end_matches('/')
+        );
+        let body = serde_json::to_string(request).expect("request bodies always serialize");
+        let answer = self
+            .attempt(reqwest::Method::POST, &url, correlation_id, body)
+            .await
+            .map_err(|u| u.error)?;
+        // serde_json's messages give a position, never the text: no PAN reaches the error.
+        serde_json::from_slice(&answer)
+            .map_err(|e| TspCallError::Protocol(format!("transactionCredentials answer: {e}")))
+    }
+
+    pub async fn delete_card_on_file_token(
+        &self,
+        base_url: &str,
+        token_id: &str,
+        correlation_id: &str,
+        requestor_id: &str,
+    ) -> Result<(), TspCallError> {
+        let url = format!(
+            "{}/cardOnFileTokens/{token_id}",
+            base_url.trim_end_matches('/')
+        );
+        let body = serde_json::json!({ "tokenRequestorId": requestor_id }).to_string();
+        self.attempt(reqwest::Method::DELETE, &url, correlation_id, body)
+            .await
+            .map(|_| ())
+            .map_err(|u| u.error)
+    }
+}

@@ -71,6 +71,8 @@ pub struct HubSettings {
     /// More environment variables for the hub process (e.g. `TOKENHUB_NOTIFY_RETRY_SCHEDULE`,
     /// `TOKENHUB_OUTBOUND_ALLOW`).
     pub env: Vec<(String, String)>,
+    /// Where the hub process writes its logs (stdout and stderr); `None`: nowhere.
+    pub log_to: Option<std::path::PathBuf>,
 }
 
 impl Default for HubSettings {
@@ -80,6 +82,7 @@ impl Default for HubSettings {
             delivery_max_tries: 5,
             perso_ttl_secs: 900,
             env: Vec::new(),
+            log_to: None,
         }
     }
 }
@@ -161,7 +164,8 @@ impl HubProcess {
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_tokenhub"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tokenhub"));
+        child
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--database-url", &self.database_url])
             .args([
@@ -181,10 +185,19 @@ impl HubProcess {
                 "RUST_LOG",
                 std::env::var("E2E_HUB_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+            .envs(self.settings.env.iter().map(|(k, v)| (k, v)));
+        let (out, err) = match &self.settings.log_to {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                (Stdio::from(file.try_clone().unwrap()), Stdio::from(file))
+            }
+            None => (Stdio::null(), Stdio::inherit()),
+        };
+        let child = child.stdout(out).stderr(err).spawn().unwrap();
         self.child = Some(child);
         let client = reqwest::Client::new();
         let until = Instant::now() + Duration::from_secs(20);

@@ -7,6 +7,7 @@ mod harness;
 mod audit;
 mod campaign_crash;
 mod campaigns;
+mod card_on_file;
 mod notifications;
 mod provisioning;
 mod single_node;

@@ -15,10 +15,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{middleware, Json, Router};
 use serde_json::{Map, Value};
 
+use super::cof_api;
 use super::delivery::{self, DataJob};
 use super::elements::{new_token_id, ClearElements, TokenInfo, YearMonth};
 use super::lifecycle;
@@ -50,6 +51,12 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route("/tokens/{token_id}/reperso", post(reperso::reperso_token))
         .route("/tokens/{token_id}/card", put(super::updates::update_token))
         .route("/healthCheck", get(health_check))
+        .route("/cardOnFileTokens", post(cof_api::create))
+        .route("/cardOnFileTokens/{token_id}", delete(cof_api::delete))
+        .route(
+            "/cardOnFileTokens/{token_id}/transactionCredentials",
+            post(cof_api::credentials),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             misbehaviour::guard,
@@ -63,6 +70,9 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         )
         .route("/sim/tokens/{token_id}", get(sim_token))
         .route(TRANSACTIONS_PATH, post(transactions::submit))
+        .route("/sim/encryption-key", get(cof_api::encryption_key))
+        .route("/sim/authorizations", post(cof_api::authorize))
+        .route("/sim/cardOnFile/{token_id}/renewal", post(cof_api::renewal))
         .with_state(state)
 }
 

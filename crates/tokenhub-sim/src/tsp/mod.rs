@@ -7,6 +7,9 @@
 //! `misbehaviour` holds the switches that make the simulator misbehave on purpose.
 
 mod api;
+mod card_key;
+mod cof;
+mod cof_api;
 mod delivery;
 mod derived;
 pub mod elements;
@@ -32,6 +35,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use api::TSP_API_PREFIX;
+pub use card_key::{seal_card, JWE_ALG, JWE_ENC};
+pub use cof::{AuthReason, MAX_TOKENS_PER_CARD};
+pub use cof_api::{Authorization, AuthorizationAnswer, TRANSACTION_TYPES};
 pub use delivery::RetryPolicy;
 pub use derived::{DerivedTokens, DERIVED_INDEX_DIGITS};
 pub use elements::{PersoElement, TokenInfo, ELEMENT_NAMES};
@@ -115,6 +121,10 @@ pub(crate) struct SimState {
     pub(crate) hub_api: String,
     pub(crate) http: reqwest::Client,
     pub(crate) vault: Vault,
+    /// Card-on-file tokens.
+    pub(crate) cof: cof::CofVault,
+    /// The key requestors encrypt card data to.
+    pub(crate) card_key: card_key::CardKey,
     pub(crate) counters: Arc<Counters>,
     /// The misbehaviour switches and the rate limit's state.
     pub(crate) switches: Switches,
@@ -252,6 +262,12 @@ pub async fn spawn(listener: TcpListener, config: TspSimConfig) -> anyhow::Resul
         hub_api,
         http,
         vault,
+        cof: cof::CofVault::default(),
+        card_key: card_key::CardKey::generate(&format!(
+            "tsp-sim-{}",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .context("generating the card encryption key")?,
         counters: Arc::new(Counters::new()),
         switches: Switches::new(config_misbehaviour),
         shutdown: shutdown.clone(),

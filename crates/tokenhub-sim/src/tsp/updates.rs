@@ -118,33 +118,47 @@ impl TspSimHandle {
         update: &TokenUpdate,
         correlation_id: &str,
     ) -> anyhow::Result<UpdateAnswer> {
-        let to = match update.token_state.as_deref() {
-            Some("ACTIVE") => Some(TspTokenState::Active),
-            Some("SUSPENDED") => Some(TspTokenState::Suspended),
-            Some("DELETED") => Some(TspTokenState::Deleted),
-            _ => None,
-        };
-        if let Some(to) = to {
-            self.state.vault.with_token(&update.token_id, |t| {
-                if t.state != TspTokenState::Deleted {
-                    t.state = to;
-                }
-            });
-        }
-        let url = format!("{}/tokens/{}/updates", self.state.hub_api, update.token_id);
-        let response = self
-            .state
-            .http
-            .post(url)
-            .header("x-correlation-id", correlation_id)
-            .json(update)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        Ok(UpdateAnswer {
-            status,
-            response_code: body.get("responseCode").and_then(|c| c.as_u64()),
-        })
+        send(&self.state, update, correlation_id).await
     }
+}
+
+/// Sends `update` to the hub under `correlation_id`, after applying a state it carries to the
+/// simulator's own view of the token.
+pub(crate) async fn send(
+    state: &SimState,
+    update: &TokenUpdate,
+    correlation_id: &str,
+) -> anyhow::Result<UpdateAnswer> {
+    let to = match update.token_state.as_deref() {
+        Some("ACTIVE") => Some(TspTokenState::Active),
+        Some("SUSPENDED") => Some(TspTokenState::Suspended),
+        Some("DELETED") => Some(TspTokenState::Deleted),
+        _ => None,
+    };
+    if let Some(to) = to {
+        state.vault.with_token(&update.token_id, |t| {
+            if t.state != TspTokenState::Deleted {
+                t.state = to;
+            }
+        });
+        state.cof.with_token(&update.token_id, None, |t| {
+            if t.state != TspTokenState::Deleted {
+                t.state = to;
+            }
+        });
+    }
+    let url = format!("{}/tokens/{}/updates", state.hub_api, update.token_id);
+    let response = state
+        .http
+        .post(url)
+        .header("x-correlation-id", correlation_id)
+        .json(update)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    Ok(UpdateAnswer {
+        status,
+        response_code: body.get("responseCode").and_then(|c| c.as_u64()),
+    })
 }

@@ -66,6 +66,8 @@ struct HubState {
     /// The same for `/newData`, kept apart.
     new_data_script: Mutex<VecDeque<Answer>>,
     new_data_calls: Mutex<Vec<DataCall>>,
+    /// Token updates (`POST …/updates`): token id and body, answered 204.
+    updates: Mutex<Vec<(String, Value)>>,
 }
 
 /// Which of the fake hub's two routes a call came to.
@@ -110,6 +112,16 @@ impl FakeHub {
                     },
                 ),
             )
+            .route(
+                "/trapi/v2.0/tokens/{token_id}/updates",
+                axum::routing::post(
+                    |state: State<Arc<HubState>>, path: Path<String>, body: Bytes| async move {
+                        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        state.updates.lock().unwrap().push((path.0, body));
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
             .with_state(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -136,6 +148,11 @@ impl FakeHub {
     /// Every `/newData` call (attempts included), in arrival order.
     pub fn new_data_calls(&self) -> Vec<DataCall> {
         self.state.new_data_calls.lock().unwrap().clone()
+    }
+
+    /// The token updates received, in arrival order.
+    pub fn updates(&self) -> Vec<(String, Value)> {
+        self.state.updates.lock().unwrap().clone()
     }
 
     /// The next `/newData` answers, in order, before the default 204.

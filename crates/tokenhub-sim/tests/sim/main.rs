@@ -6,6 +6,7 @@ mod device;
 mod helpers;
 mod requestor;
 mod tsp;
+mod tsp_cof;
 mod tsp_lifecycle;
 mod tsp_reperso;
 mod wallet_hub;

@@ -17,6 +17,7 @@ pub mod notification;
 pub mod perso;
 pub mod personalization;
 pub mod profile;
+pub mod requestor_token;
 pub mod retry_after;
 pub mod shared_key;
 pub mod submission;

@@ -50,7 +50,8 @@ pub async fn tsp_update(
         .transact(move |c| {
             Box::pin(async move {
                 let Some(token) = c.lock_token(&token_id).await? else {
-                    return Err(Rejection::new(Code::UnknownToken, "no such token").into());
+                    let at = (now, max_skew_ms);
+                    return cof_update(c, &caller, &token_id, &update, at, &correlation).await;
                 };
                 if let Some(caller) = &caller {
                     if c.issuer_tsp(&token.issuer_id).await?.as_ref() != Some(caller) {
@@ -104,6 +105,33 @@ pub async fn tsp_update(
         .await?;
     after_commit(hub, false, device.as_deref());
     Ok(outcome)
+}
+
+/// A TSP update of a token that is not a wallet token: perhaps a requestor's card-on-file token.
+async fn cof_update(
+    c: &mut Tx,
+    caller: &Option<String>,
+    token_id: &str,
+    update: &crate::domain::lifecycle::TspUpdate,
+    (now, max_skew_ms): (i64, i64),
+    correlation: &str,
+) -> Result<(TspUpdateOutcome, Option<String>), Error> {
+    let check = |state, held| {
+        let current = Current {
+            state,
+            last_update_ms: Some(held),
+        };
+        Ok(decide_tsp_update(current, update, now, max_skew_ms)? != Verdict::Ignore)
+    };
+    let caller = caller.as_deref();
+    let applied =
+        super::requestor_tokens::tsp_update(c, caller, token_id, update, check, correlation, now)
+            .await?;
+    match applied {
+        Some(true) => Ok((TspUpdateOutcome::Applied, None)),
+        Some(false) => Ok((TspUpdateOutcome::Ignored, None)),
+        None => Err(Rejection::new(Code::UnknownToken, "no such token").into()),
+    }
 }
 
 /// Why an issuer's action was not applied.

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod notifications;
 pub mod perso;
 pub mod reperso;
+pub mod requestor_tokens;
 pub mod requestors;
 pub mod tokens;
 pub mod tsp_calls;

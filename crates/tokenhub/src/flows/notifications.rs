@@ -90,10 +90,23 @@ pub async fn queue_update(
     ) {
         return Ok(false);
     }
-    let requestor_id = requestor.requestor_id.as_str();
-    let token_id = token.token_id.as_str();
     let body = body_of(token, &requestor.merchant_id, last_update_ms);
-    let payload = serde_json::to_string(&body).expect("the update body always serializes");
+    queue_body(c, requestor, &body, last_update_ms, correlation_id, now).await
+}
+
+/// Queues `body`, a token's whole state as of `last_update_ms`, for `requestor`. Always queues;
+/// the caller decided it is owed. Returns `true`.
+pub async fn queue_body(
+    c: &mut Tx,
+    requestor: &Requestor,
+    body: &TokenUpdateBody,
+    last_update_ms: i64,
+    correlation_id: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    let requestor_id = requestor.requestor_id.as_str();
+    let token_id = body.token_id.as_str();
+    let payload = serde_json::to_string(body).expect("the update body always serializes");
     let webhook_id = format!("tknupd_{}", uuid::Uuid::now_v7().simple());
     let superseded = c
         .enqueue_notification(

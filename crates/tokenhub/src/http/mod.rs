@@ -15,6 +15,7 @@ mod metrics;
 mod notifications;
 pub mod openapi;
 mod profiles;
+mod requestor_api;
 mod requestors;
 mod shared_keys;
 mod tokens;
@@ -47,7 +48,7 @@ pub type AppState = Arc<Hub>;
 pub enum Apis {
     /// `/trapi/v2.0`.
     Tsp,
-    /// `/wallet/v1`.
+    /// `/wallet/v1`, `/requestor/v1`.
     Wallet,
     /// `/admin/v1`, `/openapi.json`.
     Admin,
@@ -76,7 +77,9 @@ pub fn router_for(state: AppState, apis: Apis) -> Router {
             .merge(openapi::router());
     }
     if matches!(apis, Apis::Wallet | Apis::All) {
-        r = r.nest("/wallet/v1", wallet::router(state.clone()));
+        r = r
+            .nest("/wallet/v1", wallet::router(state.clone()))
+            .nest("/requestor/v1", requestor_api::router(state.clone()));
     }
     r.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())

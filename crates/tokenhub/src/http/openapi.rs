@@ -12,7 +12,7 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "tokenhub", description = "Token Service Hub: admin, wallet and TSP APIs"),
+    info(title = "tokenhub", description = "Token Service Hub: admin, wallet, requestor and TSP APIs"),
     paths(
         super::tsps::put_tsp,
         super::health::get_health,
@@ -53,6 +53,14 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::wallet_providers::get_provider,
         super::wallet_providers::create_key,
         super::wallet_providers::revoke_key,
+        super::requestors::create_requestor_key,
+        super::requestors::revoke_requestor_key,
+        super::tsps::put_card_key,
+        super::requestor_api::encryption_keys,
+        super::requestor_api::tokenize,
+        super::requestor_api::get_token,
+        super::requestor_api::delete_token,
+        super::requestor_api::create_transaction,
     ),
     modifiers(&AdminSecurity)
 )]
@@ -66,6 +74,10 @@ impl utoipa::Modify for AdminSecurity {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "admin",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "requestor",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
         components.add_security_scheme(

@@ -25,6 +25,14 @@ pub fn router() -> Router<AppState> {
             post(enable_requestor),
         )
         .route(
+            "/token-requestors/{requestor_id}/api-keys",
+            post(create_requestor_key),
+        )
+        .route(
+            "/token-requestors/{requestor_id}/api-keys/{key_id}",
+            axum::routing::delete(revoke_requestor_key),
+        )
+        .route(
             "/token-requestors/{requestor_id}/dead-letters/replay",
             post(replay_dead_letters),
         )
@@ -212,4 +220,56 @@ async fn replay_dead_letters(
         )));
     };
     Ok(Json(ReplayView { replayed }))
+}
+
+/// A requestor API key, shown once.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestorKeyView {
+    pub key_id: String,
+    /// `trk_…`: the requestor API's `Authorization: Bearer` credential. The hub keeps only its
+    /// hash; it is never shown again.
+    pub api_key: String,
+}
+
+/// Issue an API key for the requestor API (`/requestor/v1`).
+#[utoipa::path(post, path = "/admin/v1/token-requestors/{requestorId}/api-keys", tag = "token requestors",
+    params(("requestorId" = String, Path)),
+    responses((status = 201, body = RequestorKeyView), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn create_requestor_key(
+    State(hub): State<AppState>,
+    Path(requestor_id): Path<String>,
+) -> Result<(StatusCode, Json<RequestorKeyView>), ApiError> {
+    use secrecy::ExposeSecret;
+    let Some(key) = crate::flows::requestor_tokens::issue_key(&hub, &requestor_id).await? else {
+        return Err(ApiError::not_found(format!(
+            "no token requestor {requestor_id}"
+        )));
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(RequestorKeyView {
+            key_id: key.key_id,
+            api_key: key.api_key.expose_secret().to_string(),
+        }),
+    ))
+}
+
+/// Revoke one of the requestor's API keys: the requestor API refuses it from now on.
+#[utoipa::path(delete, path = "/admin/v1/token-requestors/{requestorId}/api-keys/{keyId}", tag = "token requestors",
+    params(("requestorId" = String, Path), ("keyId" = String, Path)),
+    responses((status = 204), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn revoke_requestor_key(
+    State(hub): State<AppState>,
+    Path((requestor_id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if crate::flows::requestor_tokens::revoke_key(&hub, &requestor_id, &key_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "token requestor {requestor_id} has no API key {key_id}"
+        )))
+    }
 }

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/tsps/{tsp_id}", put(put_tsp))
+    Router::new()
+        .route("/tsps/{tsp_id}", put(put_tsp))
+        .route("/tsps/{tsp_id}/card-encryption-key", put(put_card_key))
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -153,4 +155,26 @@ async fn put_tsp(
         }),
         server_ca_pem: tsp.server_ca_pem,
     }))
+}
+
+/// Publish the TSP's card encryption key: the public JWK (EC P-256 or RSA, with a `kid`) that
+/// token requestors encrypt card data to (`GET /requestor/v1/encryption-keys`). Only the TSP
+/// holds the private key; the hub forwards the requestors' JWEs untouched.
+#[utoipa::path(put, path = "/admin/v1/tsps/{tspId}/card-encryption-key", tag = "admin",
+    params(("tspId" = String, Path)),
+    request_body = Object,
+    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn put_card_key(
+    State(hub): State<AppState>,
+    Path(tsp_id): Path<String>,
+    JsonBody(jwk): JsonBody<serde_json::Value>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    use crate::flows::requestor_tokens::{self, RequestorApiError};
+    match requestor_tokens::set_card_key(&hub, &tsp_id, &jwk).await {
+        Ok(true) => Ok(axum::http::StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found(format!("no TSP {tsp_id}"))),
+        Err(RequestorApiError::Invalid(m)) => Err(ApiError::bad_request(m)),
+        Err(e) => Err(e.into()),
+    }
 }

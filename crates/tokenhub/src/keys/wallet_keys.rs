@@ -1,4 +1,5 @@
-//! Wallet providers' API keys: `twk_<keyId>_<secret>`, the secret 32 random bytes (base64url). The
+//! API keys of the hub's callers: wallet providers' `twk_<keyId>_<secret>` and token requestors'
+//! `trk_<keyId>_<secret>`, the secret 32 random bytes (base64url). The
 //! hub keeps only the SHA-256 of the secret (a high-entropy secret needs no slow hash) and
 //! compares it in constant time; the key itself is shown once, when it is made.
 
@@ -10,6 +11,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 const PREFIX: &str = "twk_";
+/// Token requestors' keys (the requestor API).
+pub const REQUESTOR_PREFIX: &str = "trk_";
 
 /// A key just made: its id, the key to hand over once, and what the store keeps.
 pub struct NewApiKey {
@@ -26,6 +29,11 @@ pub struct PresentedKey<'a> {
 
 /// Makes a provider's API key.
 pub fn new_api_key() -> NewApiKey {
+    new_key_with(PREFIX)
+}
+
+/// Makes an API key with `prefix` (e.g. [`REQUESTOR_PREFIX`]).
+pub fn new_key_with(prefix: &str) -> NewApiKey {
     let mut id = [0u8; 8];
     let mut secret = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(&mut id);
@@ -34,14 +42,19 @@ pub fn new_api_key() -> NewApiKey {
     let secret = Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(*secret));
     NewApiKey {
         secret_hash: Sha256::digest(secret.as_bytes()).to_vec(),
-        api_key: SecretString::from(format!("{PREFIX}{key_id}_{}", secret.as_str())),
+        api_key: SecretString::from(format!("{prefix}{key_id}_{}", secret.as_str())),
         key_id,
     }
 }
 
 /// Splits a presented key; `None` when it does not have a key's form.
 pub fn parse_api_key(presented: &str) -> Option<PresentedKey<'_>> {
-    let (key_id, secret) = presented.strip_prefix(PREFIX)?.split_once('_')?;
+    parse_key_with(PREFIX, presented)
+}
+
+/// Splits a presented key of `prefix`; `None` when it does not have that key's form.
+pub fn parse_key_with<'a>(prefix: &str, presented: &'a str) -> Option<PresentedKey<'a>> {
+    let (key_id, secret) = presented.strip_prefix(prefix)?.split_once('_')?;
     if key_id.len() != 16 || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) || secret.is_empty() {
         return None;
     }
@@ -74,6 +87,21 @@ mod tests {
         assert!(!p.matches(&[]));
         let tampered = format!("{}x", k.api_key.expose_secret());
         assert!(!parse_api_key(&tampered).unwrap().matches(&k.secret_hash));
+    }
+
+    #[test]
+    fn a_requestor_key_is_not_a_wallet_key_nor_the_reverse() {
+        let requestor = new_key_with(REQUESTOR_PREFIX);
+        let wallet = new_api_key();
+        let (r, w) = (
+            requestor.api_key.expose_secret(),
+            wallet.api_key.expose_secret(),
+        );
+        assert!(r.starts_with("trk_") && w.starts_with("twk_"));
+        assert!(parse_api_key(r).is_none());
+        assert!(parse_key_with(REQUESTOR_PREFIX, w).is_none());
+        let p = parse_key_with(REQUESTOR_PREFIX, r).unwrap();
+        assert!(p.matches(&requestor.secret_hash));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod gauges;
 pub mod notifications;
 pub mod outbox;
 pub mod personalizations;
+pub mod requestor_tokens;
 pub mod requestors;
 mod serve_lock;
 mod sql;

@@ -41,6 +41,7 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut by_task: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut refreshed: Option<tokio::time::Instant> = None;
+    let stopping = stop.clone();
     loop {
         if refreshed.is_none_or(|at| at.elapsed() >= TSP_REFRESH) {
             refreshed = Some(tokio::time::Instant::now());
@@ -76,7 +77,7 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
                 // A lane ends only by panicking (or at stop): it is started again at the next
                 // look for TSPs (a second at most, so one that keeps failing does not spin), its
                 // claimed calls back when their lease runs out.
-                if *stop.borrow() {
+                if *stopping.borrow() {
                     break; // the lanes are stopping with the hub
                 }
                 let id = match &ended {

@@ -25,6 +25,8 @@ mod outbound;
 mod outbox_lanes;
 mod properties;
 mod removals;
+mod requestor_api;
+mod requestor_client;
 mod requestors;
 mod supervision;
 mod tls_bounds;

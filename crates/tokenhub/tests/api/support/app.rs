@@ -180,11 +180,11 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
 
 impl TestApp {
     /// `path` on the listener that serves it: `/trapi/...` on the TSP listener, `/wallet/...` on
-    /// the wallet listener, anything else on the admin listener.
+    /// the wallet listener (and `/requestor/...`), anything else on the admin listener.
     pub fn url(&self, path: &str) -> String {
         let base = if path.starts_with("/trapi/") {
             &self.tsp_address
-        } else if path.starts_with("/wallet/") {
+        } else if path.starts_with("/wallet/") || path.starts_with("/requestor/") {
             &self.wallet_address
         } else {
             &self.admin_address

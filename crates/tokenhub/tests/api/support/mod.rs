@@ -12,6 +12,7 @@ pub mod certs;
 pub mod lifecycle;
 pub mod postgres;
 pub mod receiver;
+pub mod requestor_api;
 pub mod requestors;
 pub mod seed;
 pub mod tls;
