@@ -299,9 +299,10 @@ impl Store {
         self.transact(|c| {
             Box::pin(async move {
                 let mut released = 0;
-                for table in ["outbox", "notifications"] {
+                // A claimed update is due again when its lease ends; released, it is due at once.
+                for (table, due) in [("outbox", ""), ("notifications", ", next_attempt_ms = created_ms")] {
                     released += query(&format!(
-                        "UPDATE {table} SET locked_until_ms = 0 WHERE state = 'PENDING' AND locked_until_ms > 0"
+                        "UPDATE {table} SET locked_until_ms = 0{due} WHERE state = 'PENDING' AND locked_until_ms > 0"
                     ))
                     .execute(&mut *c)
                     .await?

@@ -5,7 +5,7 @@
 //! pending; and a newer update **supersedes** an older one that is not being sent (every row
 //! carries the token's whole state, so the newest is all a requestor needs).
 
-use super::{query, query_scalar, Row, Store, StoreError, Tx};
+use super::{query, query_scalar, Dialect, Row, Store, StoreError, Tx};
 use crate::domain::notification::{
     Attempt, Filter, NewNotification, Notification, NotificationState, Settle, Settlement,
 };
@@ -34,7 +34,7 @@ fn from_row(r: &Row) -> Result<Notification, StoreError> {
 
 impl Tx {
     /// Queues an update, superseding the pair's older updates that are not being sent. Returns how
-    /// many were superseded.
+    /// many were superseded. (`|| ''`: the look-up goes by token, see `claim_notifications`.)
     pub async fn enqueue_notification(
         &mut self,
         n: &NewNotification<'_>,
@@ -42,7 +42,7 @@ impl Tx {
     ) -> Result<u64, StoreError> {
         let superseded = query(
             "UPDATE notifications SET state = 'SUPERSEDED', updated_ms = $3 WHERE token_id = $1 \
-         AND requestor_id = $2 AND state = 'PENDING' AND locked_until_ms <= $3",
+         AND requestor_id || '' = $2 AND state = 'PENDING' AND locked_until_ms <= $3",
         )
         .bind(n.token_id)
         .bind(n.requestor_id)
@@ -67,12 +67,17 @@ impl Tx {
         Ok(superseded)
     }
 
-    /// Claims up to `limit` due updates of one requestor for `lease_ms`, oldest first, at most the
-    /// oldest pending one per token.
+    /// Claims up to `limit` due updates of one requestor for `lease_ms`, earliest due first, at most
+    /// the oldest pending one per token.
     ///
-    /// The scan follows `notifications_claim` (requestor, state, id) and stops at `limit` rows, so a
-    /// claim costs the same however long the backlog; the unary `+` keeps the planner from the
-    /// next-due index (which would read every pending row and sort them).
+    /// The scan follows `notifications_pending` (pending rows by requestor and due time) and stops
+    /// at `limit` rows or the first row not yet due. A claimed row's due time moves to the end of
+    /// its lease (when it is tried again if its outcome is never recorded), so the rows being sent
+    /// sort past "now" and a claim reads only the rows it takes. "The oldest pending one of its
+    /// token" is a per-row look-up (`notifications_pending_by_token`'s first entry), never an
+    /// anti-join; the `|| ''` keeps the planner from looking a token up in `notifications_pending`
+    /// (by requestor: every pending row of the requestor), which looks as cheap when the table's
+    /// statistics were taken with few rows pending.
     pub async fn claim_notifications(
         &mut self,
         requestor_id: &str,
@@ -81,15 +86,16 @@ impl Tx {
         limit: i64,
     ) -> Result<Vec<Notification>, StoreError> {
         let sql = format!(
-            "UPDATE notifications SET locked_until_ms = $3, attempts = attempts + 1 WHERE id IN (\
-           SELECT n.id FROM notifications n WHERE n.requestor_id = $1 AND n.state = 'PENDING' \
-           AND EXISTS (SELECT 1 FROM token_requestors r WHERE r.requestor_id = n.requestor_id \
-             AND r.state = 'ENABLED') \
-           AND +n.next_attempt_ms <= $2 AND n.locked_until_ms <= $2 AND NOT EXISTS (\
-             SELECT 1 FROM notifications p WHERE p.token_id = n.token_id \
-             AND p.requestor_id = n.requestor_id AND p.state = 'PENDING' AND p.id < n.id) \
-           ORDER BY n.id LIMIT $4{}) \
-         RETURNING {COLUMNS}",
+            "UPDATE notifications SET locked_until_ms = $3, next_attempt_ms = $3, \
+             attempts = attempts + 1 WHERE id IN (\
+               SELECT n.id FROM notifications n WHERE n.requestor_id = $1 AND n.state = 'PENDING' \
+               AND n.next_attempt_ms <= $2 AND n.locked_until_ms <= $2 \
+               AND EXISTS (SELECT 1 FROM token_requestors r WHERE r.requestor_id = n.requestor_id \
+                 AND r.state = 'ENABLED') \
+               AND n.id = (SELECT MIN(p.id) FROM notifications p WHERE p.token_id = n.token_id \
+                 AND p.requestor_id || '' = n.requestor_id AND p.state = 'PENDING') \
+               ORDER BY n.next_attempt_ms, n.id LIMIT $4{}) \
+             RETURNING {COLUMNS}",
             self.dialect().skip_locked()
         );
         let rows = query(&sql)
@@ -104,65 +110,54 @@ impl Tx {
         Ok(claimed)
     }
 
-    /// Records attempts and their outcomes: one statement for the attempts, one per HTTP status for
-    /// the deliveries, one per other outcome (retries, dead letters, holds are the exception).
+    /// Records attempts and their outcomes: one statement for the attempts, one for the outcomes,
+    /// whatever the batch's size (the batch travels as one JSON array, so the statements' text
+    /// never changes and stays prepared).
     pub async fn settle_notifications(&mut self, items: &[Settlement]) -> Result<(), StoreError> {
         if items.is_empty() {
             return Ok(());
         }
-        self.insert_attempts(items).await?;
-
-        // Deliveries grouped by HTTP status, stamped with the group's last answer (a batch spans a
-        // few milliseconds).
-        let mut delivered: std::collections::BTreeMap<Option<i64>, (i64, Vec<i64>)> =
-            Default::default();
-        for it in items {
-            match &it.outcome {
-                Settle::Delivered => {
-                    let group = delivered
-                        .entry(it.status)
-                        .or_insert((it.ended_ms, Vec::new()));
-                    group.0 = group.0.max(it.ended_ms);
-                    group.1.push(it.id);
-                }
-                other => {
-                    let (state, next) = match other {
-                        Settle::Retry { next_attempt_ms } => {
-                            (NotificationState::Pending, Some(*next_attempt_ms))
-                        }
-                        Settle::Dead => (NotificationState::Dead, None),
-                        _ => (NotificationState::Pending, Some(it.ended_ms)),
-                    };
-                    query(
-                    "UPDATE notifications SET state = $2, next_attempt_ms = COALESCE($3, next_attempt_ms), \
-                     locked_until_ms = 0, last_status = $4, last_error = $5, updated_ms = $6 WHERE id = $1",
-                )
-                .bind(it.id)
-                .bind(state)
-                .bind(next)
-                .bind(it.status)
-                .bind(it.error.clone())
-                .bind(it.ended_ms)
-                .execute(&mut *self)
-                .await?;
-                }
-            }
-        }
-        for (status, (at, ids)) in delivered {
-            let list = (0..ids.len())
-                .map(|i| format!("${}", i + 3))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-            "UPDATE notifications SET state = 'DELIVERED', locked_until_ms = 0, last_status = $1, \
-             last_error = NULL, delivered_ms = $2, updated_ms = $2 WHERE id IN ({list})"
+        let batch = serde_json::Value::Array(items.iter().map(outcome_json).collect()).to_string();
+        let dialect = self.dialect();
+        let attempts = json_rows(
+            dialect,
+            &[
+                ("id", "BIGINT"),
+                ("started_ms", "BIGINT"),
+                ("duration_ms", "BIGINT"),
+                ("status", "BIGINT"),
+                ("error", "TEXT"),
+            ],
         );
-            let mut q = query(&sql).bind(status).bind(at);
-            for id in ids {
-                q = q.bind(id);
-            }
-            q.execute(&mut *self).await?;
-        }
+        query(&format!(
+            "INSERT INTO notification_attempts (notification_id, at_ms, duration_ms, status, error) \
+             SELECT x.id, x.started_ms, x.duration_ms, x.status, x.error FROM {attempts}"
+        ))
+        .bind(batch.as_str())
+        .execute(&mut *self)
+        .await?;
+        let outcomes = json_rows(
+            dialect,
+            &[
+                ("id", "BIGINT"),
+                ("state", "TEXT"),
+                ("next_attempt_ms", "BIGINT"),
+                ("status", "BIGINT"),
+                ("error", "TEXT"),
+                ("ended_ms", "BIGINT"),
+            ],
+        );
+        query(&format!(
+            "UPDATE notifications SET state = x.state, \
+             next_attempt_ms = COALESCE(x.next_attempt_ms, notifications.next_attempt_ms), \
+             locked_until_ms = 0, last_status = x.status, last_error = x.error, \
+             delivered_ms = CASE WHEN x.state = 'DELIVERED' THEN x.ended_ms \
+               ELSE notifications.delivered_ms END, \
+             updated_ms = x.ended_ms FROM {outcomes} WHERE notifications.id = x.id"
+        ))
+        .bind(batch.as_str())
+        .execute(&mut *self)
+        .await?;
         Ok(())
     }
 
@@ -198,37 +193,54 @@ impl Tx {
     }
 }
 
-impl Tx {
-    /// One statement for every attempt of the batch.
-    async fn insert_attempts(&mut self, items: &[Settlement]) -> Result<(), StoreError> {
-        let mut sql = String::from(
-        "INSERT INTO notification_attempts (notification_id, at_ms, duration_ms, status, error) VALUES ",
-    );
-        for i in 0..items.len() {
-            let p = i * 5;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            ));
-        }
-        let mut insert = query(&sql);
-        for it in items {
-            insert = insert
-                .bind(it.id)
-                .bind(it.started_ms)
-                .bind((it.ended_ms - it.started_ms).max(0))
-                .bind(it.status)
-                .bind(it.error.clone());
-        }
-        insert.execute(&mut *self).await?;
-        Ok(())
+/// One attempt's outcome as the settling statements read it.
+fn outcome_json(it: &Settlement) -> serde_json::Value {
+    let (state, next_attempt_ms, error) = match &it.outcome {
+        Settle::Delivered => (NotificationState::Delivered, None, None),
+        Settle::Retry { next_attempt_ms } => (
+            NotificationState::Pending,
+            Some(*next_attempt_ms),
+            it.error.clone(),
+        ),
+        Settle::Dead => (NotificationState::Dead, None, it.error.clone()),
+        // Held until the endpoint is enabled again, then due at once.
+        Settle::Hold => (
+            NotificationState::Pending,
+            Some(it.ended_ms),
+            it.error.clone(),
+        ),
+    };
+    serde_json::json!({
+        "id": it.id,
+        "state": state.as_str(),
+        "next_attempt_ms": next_attempt_ms,
+        "status": it.status,
+        "error": error,
+        "started_ms": it.started_ms,
+        "duration_ms": (it.ended_ms - it.started_ms).max(0),
+        "ended_ms": it.ended_ms,
+    })
+}
+
+/// A `FROM` item named `x` with the rows of the JSON array of objects bound as `$1`; `columns` are
+/// the keys read and their SQL types.
+fn json_rows(dialect: Dialect, columns: &[(&str, &str)]) -> String {
+    let list = |f: &dyn Fn(&str, &str) -> String| {
+        columns
+            .iter()
+            .map(|(name, ty)| f(name, ty))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match dialect {
+        Dialect::Postgres => format!(
+            "json_to_recordset($1::json) AS x({})",
+            list(&|name, ty| format!("{name} {ty}"))
+        ),
+        Dialect::Sqlite => format!(
+            "(SELECT {} FROM json_each($1)) AS x",
+            list(&|name, _| format!("value ->> '{name}' AS {name}"))
+        ),
     }
 }
 
@@ -303,12 +315,13 @@ impl Store {
     }
 
     /// When the next pending update of an enabled requestor that nobody is sending falls due,
-    /// if any.
+    /// if any (per requestor, the first entry of `notifications_pending` not being sent).
     pub async fn next_notification_due(&self, now: i64) -> Result<Option<i64>, StoreError> {
         query_scalar(
-            "SELECT MIN(n.next_attempt_ms) FROM notifications n JOIN token_requestors r \
-             ON r.requestor_id = n.requestor_id WHERE n.state = 'PENDING' AND r.state = 'ENABLED' \
-             AND n.locked_until_ms <= $1",
+            "SELECT MIN((SELECT n.next_attempt_ms FROM notifications n \
+               WHERE n.requestor_id = r.requestor_id AND n.state = 'PENDING' \
+               AND n.locked_until_ms <= $1 ORDER BY n.next_attempt_ms LIMIT 1)) \
+             FROM token_requestors r WHERE r.state = 'ENABLED'",
         )
         .bind(now)
         .fetch_one(self.reader())
