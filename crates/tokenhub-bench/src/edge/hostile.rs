@@ -89,9 +89,8 @@ impl Drop for Hostile {
 /// own machines; here it shares the hub's cores, and a niced thread keeps it from counting as the
 /// hub's.
 fn lower_priority(nice: i32) {
-    // SAFETY: plain system calls on the calling thread's own id.
-    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-    if done != 0 {
+    let tid = rustix::thread::gettid();
+    if rustix::process::setpriority_process(Some(tid), nice).is_err() {
         tracing::warn!(nice, "the hostile clients' thread could not be niced");
     }
 }
