@@ -414,13 +414,27 @@ impl TspClient {
         request: &CardOnFileRequest<'_>,
     ) -> Result<CardOnFileResponse, TspCallError> {
         let url = format!("{}/cardOnFileTokens", base_url.trim_end_matches('/'));
+        self.post_once(&url, correlation_id, request, "createToken (card on file)")
+            .await
+    }
+
+    /// One `POST` of `request` (a call the requestor waits for: no retry here), its JSON answer
+    /// read as `T`. serde_json's messages give a position, never the text: no PAN reaches the
+    /// error.
+    async fn post_once<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        correlation_id: &str,
+        request: &impl Serialize,
+        call: &str,
+    ) -> Result<T, TspCallError> {
         let body = serde_json::to_string(request).expect("request bodies always serialize");
         let answer = self
-            .attempt(reqwest::Method::POST, &url, correlation_id, body)
+            .attempt(reqwest::Method::POST, url, correlation_id, body)
             .await
             .map_err(|u| u.error)?;
         serde_json::from_slice(&answer)
-            .map_err(|e| TspCallError::Protocol(format!("createToken (card on file) answer: {e}")))
+            .map_err(|e| TspCallError::Protocol(format!("{call} answer: {e}")))
     }
 
     pub async fn transaction_credentials(
@@ -434,14 +448,8 @@ impl TspClient {
             "{}/cardOnFileTokens/{token_id}/transactionCredentials",
             base_url.trim_end_matches('/')
         );
-        let body = serde_json::to_string(request).expect("request bodies always serialize");
-        let answer = self
-            .attempt(reqwest::Method::POST, &url, correlation_id, body)
+        self.post_once(&url, correlation_id, request, "transactionCredentials")
             .await
-            .map_err(|u| u.error)?;
-        // serde_json's messages give a position, never the text: no PAN reaches the error.
-        serde_json::from_slice(&answer)
-            .map_err(|e| TspCallError::Protocol(format!("transactionCredentials answer: {e}")))
     }
 
     pub async fn delete_card_on_file_token(
