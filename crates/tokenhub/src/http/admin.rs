@@ -10,7 +10,7 @@ use crate::domain::admin::IssuerObject;
 use crate::flows::admin_keys::{self, Caller};
 use crate::flows::audit;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{RequestExt, Router};
@@ -53,12 +53,7 @@ pub(super) async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = super::api_error::bearer(req.headers()).unwrap_or("");
     let caller =
         match admin_keys::authenticate(&hub.store, hub.bootstrap_token(), given.trim()).await {
             Ok(Some(c)) => c,
@@ -118,12 +113,7 @@ pub(super) async fn authorize(
 }
 
 fn unauthorized() -> Response {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        "the admin API needs authorization: Bearer <admin key>",
-    )
-    .into_response()
+    super::api_error::unauthorized("the admin API needs authorization: Bearer <admin key>")
 }
 
 /// The caller's id if it is short and plain, else a new one.

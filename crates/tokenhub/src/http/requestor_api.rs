@@ -35,12 +35,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 pub struct RequestorCaller(pub Requestor);
 
 async fn require_requestor(State(hub): State<AppState>, mut req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
+    let presented = super::api_error::bearer(req.headers()).map(str::to_string);
     let found = match presented {
         Some(key) => requestor_tokens::caller_by_key(&hub, &key).await,
         None => Ok(None),
@@ -50,17 +45,9 @@ async fn require_requestor(State(hub): State<AppState>, mut req: Request, next: 
             req.extensions_mut().insert(RequestorCaller(requestor));
             next.run(req).await
         }
-        Ok(None) => {
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "the requestor API needs authorization: Bearer <token requestor API key>",
-            )
-            .into_response();
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            r
-        }
+        Ok(None) => super::api_error::unauthorized(
+            "the requestor API needs authorization: Bearer <token requestor API key>",
+        ),
         Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -28,28 +28,15 @@ pub async fn require_provider(
 ) -> Response {
     // Read before any await: a request is not `Sync`, so no borrow of it may be held across one.
     let certificate = req.extensions().get::<PeerCertificate>().cloned();
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
+    let presented = super::api_error::bearer(req.headers()).map(str::to_string);
     match identify(&hub, certificate, presented).await {
         Ok(Some(provider)) => {
             req.extensions_mut().insert(WalletCaller(provider));
             next.run(req).await
         }
-        Ok(None) => {
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "the wallet API needs authorization: Bearer <wallet provider API key>",
-            )
-            .into_response();
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            r
-        }
+        Ok(None) => super::api_error::unauthorized(
+            "the wallet API needs authorization: Bearer <wallet provider API key>",
+        ),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
