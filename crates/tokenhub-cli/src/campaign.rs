@@ -1,106 +1,119 @@
-//! `tokenhub campaign`: an operator's view of a re-personalization campaign, through the admin API.
+//! `tokenhub campaigns` (also `campaign`): an operator's view of re-personalization campaigns,
+//! through the admin API: progress (live with --watch), pause, resume, cancel, the report.
 
+use crate::api::{Admin, HubArgs};
+use crate::output::{Field, Output};
 use anyhow::{ensure, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
+use std::future::Future;
 use std::time::Duration;
 
 #[derive(clap::Subcommand)]
 pub enum CampaignCommand {
-    /// Show a campaign's progress; with --watch, a live progress bar until it ends.
+    /// A campaign's progress; with --watch, a live progress bar until it ends.
+    #[command(alias = "get")]
     Status {
         campaign_id: String,
         #[arg(long)]
         watch: bool,
-        #[command(flatten)]
-        hub: HubArgs,
     },
-    /// Pause a running campaign.
-    Pause {
-        campaign_id: String,
-        #[command(flatten)]
-        hub: HubArgs,
-    },
+    /// Pause a running campaign (tokens under way finish).
+    Pause { campaign_id: String },
     /// Resume a paused campaign.
-    Resume {
-        campaign_id: String,
-        #[command(flatten)]
-        hub: HubArgs,
-    },
+    Resume { campaign_id: String },
     /// Cancel a campaign (tokens under way finish; queued ones stay on their version).
-    Cancel {
-        campaign_id: String,
-        #[command(flatten)]
-        hub: HubArgs,
-    },
-    /// The tokens the campaign failed or skipped, with the reason (JSON or CSV).
+    Cancel { campaign_id: String },
+    /// The tokens the campaign failed or skipped, with the reason; `--format csv` prints the
+    /// hub's CSV as it is.
     Report {
         campaign_id: String,
-        #[arg(long, default_value = "json")]
-        format: String,
-        #[command(flatten)]
-        hub: HubArgs,
+        #[arg(long, value_parser = ["json", "csv"])]
+        format: Option<String>,
     },
 }
 
-#[derive(clap::Args)]
-pub struct HubArgs {
-    /// The hub's base URL.
-    #[arg(long, env = "TOKENHUB_URL", default_value = "http://127.0.0.1:8080")]
-    pub hub_url: String,
-    /// An admin key (`thk_...`, from `tokenhub admin-keys create`). Prefer the environment: a
-    /// key on the command line is visible to other local users.
-    #[arg(long, env = "TOKENHUB_ADMIN_KEY", hide_env_values = true)]
-    pub admin_key: String,
-}
+const CAMPAIGN: &[Field] = &[
+    ("campaignId", "/campaignId"),
+    ("state", "/state"),
+    ("stateReason", "/stateReason"),
+    ("issuerId", "/issuerId"),
+    ("productId", "/productId"),
+    ("profileVersion", "/profileVersion"),
+    ("total", "/total"),
+    ("done", "/done"),
+    ("failed", "/failed"),
+    ("inProgress", "/inProgress"),
+    ("steps", "/steps"),
+    ("ratePerSecond", "/ratePerSecond"),
+    ("maxInFlight", "/maxInFlight"),
+    ("canarySize", "/canarySize"),
+    ("startedAt", "/startedAt"),
+    ("finishedAt", "/finishedAt"),
+    ("estimatedEnd", "/estimatedEnd"),
+];
 
-pub async fn run(cmd: CampaignCommand) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
+const REPORT: &[Field] = &[
+    ("tokenId", "/tokenId"),
+    ("step", "/step"),
+    ("reason", "/reason"),
+];
+
+pub async fn run(cmd: CampaignCommand, hub: &HubArgs, out: Output) -> anyhow::Result<()> {
+    let admin = Admin::new(hub)?;
     match cmd {
-        CampaignCommand::Status {
-            campaign_id,
-            watch,
-            hub,
-        } => {
-            let url = format!("{}/admin/v1/campaigns/{campaign_id}", hub.hub_url);
-            if !watch {
-                let v = get(&http, &url, &hub.admin_key).await?;
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(());
+        CampaignCommand::Status { campaign_id, watch } => {
+            if watch {
+                return self::watch(&admin, &campaign_id).await;
             }
-            watch_campaign(&http, &url, &hub.admin_key).await
+            let a = admin.get(admin.url(&["campaigns", &campaign_id])).await?;
+            out.object(&a.text, CAMPAIGN)
         }
-        CampaignCommand::Pause { campaign_id, hub } => {
-            post(&http, &hub, &campaign_id, "pause").await
+        CampaignCommand::Pause { campaign_id } => command(&admin, out, &campaign_id, "pause").await,
+        CampaignCommand::Resume { campaign_id } => {
+            command(&admin, out, &campaign_id, "resume").await
         }
-        CampaignCommand::Resume { campaign_id, hub } => {
-            post(&http, &hub, &campaign_id, "resume").await
-        }
-        CampaignCommand::Cancel { campaign_id, hub } => {
-            post(&http, &hub, &campaign_id, "cancel").await
+        CampaignCommand::Cancel { campaign_id } => {
+            command(&admin, out, &campaign_id, "cancel").await
         }
         CampaignCommand::Report {
             campaign_id,
             format,
-            hub,
         } => {
-            let url = format!(
-                "{}/admin/v1/campaigns/{campaign_id}/report?format={format}",
-                hub.hub_url
+            let url = admin.url_with(
+                &["campaigns", &campaign_id, "report"],
+                &[("format", format.clone())],
             );
-            let r = http.get(&url).bearer_auth(&hub.admin_key).send().await?;
-            let status = r.status();
-            let text = r.text().await?;
-            ensure!(status.is_success(), "HTTP {status}: {text}");
-            println!("{text}");
-            Ok(())
+            let a = admin.get(url).await?;
+            if format.as_deref() == Some("csv") {
+                print!("{}", a.text);
+                return Ok(());
+            }
+            out.list(&a.text, "", REPORT)
         }
     }
 }
 
-pub async fn get(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<Value> {
+async fn command(admin: &Admin, out: Output, id: &str, action: &str) -> anyhow::Result<()> {
+    let a = admin
+        .post(admin.url(&["campaigns", id, action]), None)
+        .await?;
+    out.done(&a.text, &format!("campaign {id}: {action} done"));
+    Ok(())
+}
+
+/// Follows a campaign with a progress bar until it ends.
+pub async fn watch(admin: &Admin, id: &str) -> anyhow::Result<()> {
+    let url = admin.url(&["campaigns", id]);
+    follow(|| async { admin.get(url.clone()).await?.json() }).await
+}
+
+/// [`watch`] with a plain client (the demo's).
+pub async fn watch_campaign(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<()> {
+    follow(|| get(http, url, token)).await
+}
+
+async fn get(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<Value> {
     let r = http
         .get(url)
         .bearer_auth(token)
@@ -113,30 +126,21 @@ pub async fn get(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Resu
     Ok(serde_json::from_str(&text)?)
 }
 
-async fn post(http: &reqwest::Client, hub: &HubArgs, id: &str, action: &str) -> anyhow::Result<()> {
-    let url = format!("{}/admin/v1/campaigns/{id}/{action}", hub.hub_url);
-    let r = http.post(&url).bearer_auth(&hub.admin_key).send().await?;
-    let status = r.status();
-    ensure!(
-        status.is_success(),
-        "HTTP {status}: {}",
-        r.text().await.unwrap_or_default()
-    );
-    println!("campaign {id}: {action} done");
-    Ok(())
-}
-
 /// A live progress bar: settled tokens over the total, the state, the estimated end.
-pub async fn watch_campaign(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<()> {
-    let first = get(http, url, token).await?;
+async fn follow<F, Fut>(mut fetch: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Value>>,
+{
+    let first = fetch().await?;
     let bar = ProgressBar::new(first["total"].as_u64().unwrap_or(0));
     bar.set_style(
         ProgressStyle::with_template("{msg:10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
             .expect("a valid template")
             .progress_chars("=> "),
     );
+    let mut v = first;
     loop {
-        let v = get(http, url, token).await?;
         let steps = &v["steps"];
         let settled = ["DONE", "FAILED", "SKIPPED", "CANCELLED"]
             .iter()
@@ -160,5 +164,6 @@ pub async fn watch_campaign(http: &reqwest::Client, url: &str, token: &str) -> a
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+        v = fetch().await?;
     }
 }

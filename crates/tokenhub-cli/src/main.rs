@@ -1,11 +1,12 @@
 //! The `tokenhub` binary: it only parses the command line and wires the library's parts together.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use tokenhub::clock::SystemClock;
-use tokenhub::config::{Config, ServeArgs, StoreArgs};
+use tokenhub::config::{Config, ServeArgs};
 
 /// The hub allocates and frees from every thread (HTTP workers, the SQLite writer): glibc's
 /// allocator spends much of that in its own bookkeeping and arena locks. mimalloc also overrides
@@ -14,10 +15,26 @@ use tokenhub::config::{Config, ServeArgs, StoreArgs};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin_keys;
+mod api;
+mod audit;
 mod campaign;
+mod cards;
 mod certs;
 mod demo;
+mod exit;
+mod health;
+mod issuers;
+mod keys;
 mod notifications;
+mod output;
+mod profiles;
+mod requestors;
+mod tokens;
+mod tsps;
+mod wallet_providers;
+
+use api::{HubArgs, Remote};
+use output::Output;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +43,9 @@ mod notifications;
     about = "Token Service Hub: TSP API v2, personalization, re-personalization campaigns, token updates"
 )]
 struct Cli {
+    /// How the admin commands print what the hub answers: a table, or the API's JSON untouched.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,9 +54,8 @@ struct Cli {
 enum Command {
     /// Run the hub.
     Serve(ServeArgs),
-    /// Keys shared with TSPs at a key ceremony.
-    #[command(subcommand)]
-    Keys(KeysCommand),
+    /// Keys shared with TSPs at a key ceremony: generate, import, list.
+    Keys(Remote<keys::KeysCommand>),
     /// Development certificates (`certs dev --out DIR`).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -46,58 +65,42 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a fleet of simulated wallets against a hub.
     DeviceSim(demo::DeviceSimArgs),
-    /// Follow and steer re-personalization campaigns.
-    #[command(subcommand)]
-    Campaign(campaign::CampaignCommand),
     /// A token requestor (a PSP keeping tokens on file) receiving token updates, built on the
     /// tokenhub-receiver library; it can fail on purpose (POST /sim/misbehaviour).
     RequestorSim(RequestorSimArgs),
-    /// Admin API keys: create (the key is shown once), list, revoke; on the store directly.
-    #[command(subcommand)]
-    AdminKeys(admin_keys::AdminKeysCommand),
-    /// The audit log: verify its hash chain.
-    #[command(subcommand)]
-    Audit(admin_keys::AuditCommand),
+    /// TSP connections: put, get, card-key.
+    Tsps(Remote<tsps::TspsCommand>),
+    /// Issuers: put.
+    Issuers(Remote<issuers::IssuersCommand>),
+    /// A product's profile versions: put, deploy (with a re-personalization campaign).
+    Profiles(Remote<profiles::ProfilesCommand>),
+    /// The issuer's card events: renew, replace.
+    Cards(Remote<cards::CardsCommand>),
+    /// Tokens: get, history, personalizations, suspend, resume, delete.
+    Tokens(Remote<tokens::TokensCommand>),
+    /// Re-personalization campaigns: status (--watch), pause, resume, cancel, report.
+    #[command(alias = "campaign")]
+    Campaigns(Remote<campaign::CampaignCommand>),
+    /// Token requestors: put, get, enable, keys (create, revoke).
+    #[command(alias = "token-requestors")]
+    Requestors(Remote<requestors::RequestorsCommand>),
     /// Token updates to token requestors: list, show, replay dead letters, enable an endpoint.
-    #[command(subcommand, alias = "deliveries")]
-    Notifications(notifications::NotificationsCommand),
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Create a key set (a KEK and a DEK) for one TSP connection and write it, with its KCVs, to a
-    /// file (mode 0600) that both the hub (`keys import --file`) and the TSP side load.
-    Generate {
-        #[arg(long)]
-        out: PathBuf,
+    #[command(alias = "deliveries")]
+    Notifications(Remote<notifications::NotificationsCommand>),
+    /// Wallet providers: put, get, keys (create, list, revoke).
+    WalletProviders(Remote<wallet_providers::WalletProvidersCommand>),
+    /// Admin API keys: create (the key is shown once), list, revoke; on the store, or --api.
+    AdminKeys(Remote<admin_keys::AdminKeysCommand>),
+    /// The audit log: list (admin API), verify its hash chain (on the store).
+    Audit(Remote<audit::AuditCommand>),
+    /// The hub's health: which worker is down (exit 6 when one is).
+    Health(HubArgs),
+    /// A completion script for a shell, on stdout (e.g. `tokenhub completions bash >
+    /// /etc/bash_completion.d/tokenhub`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
-    /// Import keys into the hub's store, wrapped under the master key. Each is checked against its
-    /// KCV first. Prefer --file: a key on the command line is visible to other local users.
-    Import(ImportArgs),
-}
-
-#[derive(clap::Args)]
-struct ImportArgs {
-    #[command(flatten)]
-    store: StoreArgs,
-    /// A key-set file written by `tokenhub keys generate`.
-    #[arg(long, conflicts_with_all = ["index", "algorithm", "hex", "kcv"])]
-    file: Option<PathBuf>,
-    /// The key's keyIndex.
-    #[arg(long, requires_all = ["algorithm", "hex", "kcv"])]
-    index: Option<String>,
-    /// aes128, aes256 or 3des.
-    #[arg(long)]
-    algorithm: Option<String>,
-    /// The clear key, hex.
-    #[arg(long)]
-    hex: Option<String>,
-    /// Its key check value (6 hex digits).
-    #[arg(long)]
-    kcv: Option<String>,
-    /// What the key is for: kek or dek.
-    #[arg(long, default_value = "kek")]
-    purpose: String,
 }
 
 #[derive(clap::Args)]
@@ -135,35 +138,70 @@ async fn requestor_sim(args: RequestorSimArgs) -> anyhow::Result<()> {
     tokenhub_sim::requestor::run(config).await
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    // The demo draws progress bars: only warnings and errors go to the log there.
-    let quiet = matches!(cli.command, Command::Demo(_));
-    // (The demo's requestor refuses updates on purpose: its dead letters are no news.)
-    tokenhub::telemetry::init(if quiet {
-        "warn,tokenhub::workers::notifier=error"
-    } else {
-        tokenhub::telemetry::DEFAULT_FILTER
+/// Every `--help` ends with the exit codes.
+fn with_exit_codes(cmd: clap::Command) -> clap::Command {
+    cmd.after_long_help(exit::HELP)
+        .mut_subcommands(with_exit_codes)
+}
+
+fn main() -> ExitCode {
+    let command = with_exit_codes(Cli::command());
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Command::Completions { shell } = cli.command {
+        let mut command = Cli::command();
+        clap_complete::generate(shell, &mut command, "tokenhub", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => exit::report(&e),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    tokenhub::telemetry::init(match cli.command {
+        // The demo draws progress bars: only warnings and errors go to the log there. (Its
+        // requestor refuses updates on purpose: its dead letters are no news.)
+        Command::Demo(_) => "warn,tokenhub::workers::notifier=error",
+        // The processes that run for a while log their progress.
+        Command::Serve(_)
+        | Command::TspSim(_)
+        | Command::DeviceSim(_)
+        | Command::RequestorSim(_) => tokenhub::telemetry::DEFAULT_FILTER,
+        // A command's answer is its output.
+        _ => "warn",
     });
     tokenhub::telemetry::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let out = cli.output;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Certs(c) => certs::run(c),
-            Command::Keys(KeysCommand::Generate { out }) => keys_generate(&out),
-            Command::Keys(KeysCommand::Import(args)) => keys_import(args).await,
+            Command::Keys(r) => keys::run(r.command, &r.hub, out).await,
             Command::TspSim(args) => demo::tsp_sim(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::DeviceSim(args) => demo::device_sim(args).await,
-            Command::Campaign(cmd) => campaign::run(cmd).await,
-            Command::Notifications(cmd) => notifications::run(cmd).await,
-            Command::AdminKeys(cmd) => admin_keys::run(cmd).await,
-            Command::Audit(cmd) => admin_keys::audit(cmd).await,
             Command::RequestorSim(args) => requestor_sim(args).await,
+            Command::Tsps(r) => tsps::run(r.command, &r.hub, out).await,
+            Command::Issuers(r) => issuers::run(r.command, &r.hub, out).await,
+            Command::Profiles(r) => profiles::run(r.command, &r.hub, out).await,
+            Command::Cards(r) => cards::run(r.command, &r.hub, out).await,
+            Command::Tokens(r) => tokens::run(r.command, &r.hub, out).await,
+            Command::Campaigns(r) => campaign::run(r.command, &r.hub, out).await,
+            Command::Requestors(r) => requestors::run(r.command, &r.hub, out).await,
+            Command::Notifications(r) => notifications::run(r.command, &r.hub, out).await,
+            Command::WalletProviders(r) => wallet_providers::run(r.command, &r.hub, out).await,
+            Command::AdminKeys(r) => admin_keys::run(r.command, &r.hub, out).await,
+            Command::Audit(r) => audit::run(r.command, &r.hub, out).await,
+            Command::Health(hub) => health::run(&hub, out).await,
+            Command::Completions { .. } => Ok(()),
         }
     })
 }
@@ -184,79 +222,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app.run().await.context("serving")
 }
 
-fn keys_generate(out: &std::path::Path) -> anyhow::Result<()> {
-    let set = tokenhub_crypto::KeySet::generate();
-    let json = serde_json::to_vec_pretty(&set)?;
-    write_private(out, &json).with_context(|| format!("writing {}", out.display()))?;
-    for k in &set.keys {
-        println!(
-            "{}  {}  {}  KCV {}",
-            k.key_index, k.algorithm, k.purpose, k.kcv
-        );
-    }
-    println!(
-        "written to {} (clear keys: import them, hand the file to the TSP side, then destroy it)",
-        out.display()
-    );
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn keys_import(args: ImportArgs) -> anyhow::Result<()> {
-    let keys: Vec<tokenhub_crypto::SharedKey> = match (&args.file, &args.index) {
-        (Some(file), _) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            serde_json::from_str::<tokenhub_crypto::KeySet>(&text)
-                .with_context(|| format!("{} is not a key-set file", file.display()))?
-                .keys
-        }
-        (None, Some(index)) => vec![tokenhub_crypto::SharedKey {
-            key_index: index.clone(),
-            algorithm: tokenhub_crypto::Algorithm::parse(
-                args.algorithm.as_deref().unwrap_or_default(),
-            )?,
-            purpose: args.purpose.clone(),
-            hex: args.hex.clone().unwrap_or_default(),
-            kcv: args.kcv.clone().unwrap_or_default(),
-        }],
-        (None, None) => anyhow::bail!("give --file, or --index with --algorithm, --hex and --kcv"),
-    };
-    let serve = ServeArgs {
-        store: args.store,
-        ..ServeArgs::default()
-    };
-    let config = Config::load(&serve)?;
-    let (hub, notes) = tokenhub::Hub::open(config, Arc::new(SystemClock)).await?;
-    if let Some(path) = notes.created_master_key_file {
-        tracing::warn!(path = %path.display(), "generated a new master key file");
+    /// clap's own checks of every subcommand (names, shorts, conflicts, globals).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        with_exit_codes(Cli::command()).debug_assert();
     }
-    let now = hub.now_ms();
-    let outcome = tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys, "cli", now).await;
-    let outcome = outcome.map_err(|e| anyhow::anyhow!(e.chain()))?;
-    let mut refused = 0;
-    for (index, result) in outcome {
-        use tokenhub::domain::catalog::PutImmutable::*;
-        match result {
-            Created => println!("{index}: imported"),
-            Unchanged => println!("{index}: already imported (same KCV)"),
-            Conflict => {
-                refused += 1;
-                println!("{index}: REFUSED: a different key with this index is already imported");
-            }
-        }
-    }
-    anyhow::ensure!(refused == 0, "{refused} key(s) refused");
-    Ok(())
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)?.write_all(bytes)
 }

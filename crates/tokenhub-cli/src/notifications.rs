@@ -1,10 +1,9 @@
 //! `tokenhub notifications` (also `deliveries`): token updates to token requestors, through the
-//! admin API — list them per requestor or per token, show one with its attempts, replay dead
-//! letters, enable an endpoint that answered 410.
+//! admin API: list them per requestor or per token (`--state DEAD`: the dead-letter list), show
+//! one with its attempts, replay dead letters, enable an endpoint that answered 410.
 
-use crate::campaign::{get, HubArgs};
-use anyhow::{ensure, Context};
-use std::time::Duration;
+use crate::api::{Admin, HubArgs};
+use crate::output::{Field, Output};
 
 #[derive(clap::Subcommand)]
 pub enum NotificationsCommand {
@@ -17,144 +16,115 @@ pub enum NotificationsCommand {
         /// PENDING, DELIVERED, DEAD (the dead-letter list) or SUPERSEDED.
         #[arg(long)]
         state: Option<String>,
+        /// At most this many (the hub allows 1 to 1000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
-        #[command(flatten)]
-        hub: HubArgs,
     },
     /// One token update: its body and every attempt.
-    Show {
-        notification_id: i64,
-        #[command(flatten)]
-        hub: HubArgs,
-    },
+    Show { notification_id: i64 },
     /// Replay a dead update (`--all --requestor R`: every dead update of the requestor).
     Replay {
-        #[arg(required_unless_present = "all")]
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         notification_id: Option<i64>,
         #[arg(long, requires = "requestor")]
         all: bool,
         #[arg(long)]
         requestor: Option<String>,
-        #[command(flatten)]
-        hub: HubArgs,
     },
     /// Enable a requestor's endpoint again (after it answered 410 Gone).
-    Enable {
-        requestor: String,
-        #[command(flatten)]
-        hub: HubArgs,
-    },
+    Enable { requestor: String },
 }
 
-pub async fn run(cmd: NotificationsCommand) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
+const ROW: &[Field] = &[
+    ("id", "/notificationId"),
+    ("state", "/state"),
+    ("requestor", "/requestorId"),
+    ("token", "/tokenId"),
+    ("lastUpdateTimestamp", "/lastUpdateTimestamp"),
+    ("attempts", "/attempts"),
+    ("lastStatus", "/lastStatus"),
+    ("lastError", "/lastError"),
+];
+
+const ONE: &[Field] = &[
+    ("notificationId", "/notificationId"),
+    ("webhookId", "/webhookId"),
+    ("state", "/state"),
+    ("requestorId", "/requestorId"),
+    ("tokenId", "/tokenId"),
+    ("correlationId", "/correlationId"),
+    ("lastUpdateTimestamp", "/lastUpdateTimestamp"),
+    ("attempts", "/attempts"),
+    ("nextAttemptAt", "/nextAttemptAt"),
+    ("lastStatus", "/lastStatus"),
+    ("lastError", "/lastError"),
+    ("createdAt", "/createdAt"),
+    ("deliveredAt", "/deliveredAt"),
+    ("body", "/body"),
+];
+
+const ATTEMPT: &[Field] = &[
+    ("at", "/at"),
+    ("durationMs", "/durationMs"),
+    ("status", "/status"),
+    ("error", "/error"),
+];
+
+pub async fn run(cmd: NotificationsCommand, hub: &HubArgs, out: Output) -> anyhow::Result<()> {
+    let admin = Admin::new(hub)?;
     match cmd {
         NotificationsCommand::List {
             requestor,
             token,
             state,
             limit,
-            hub,
-        } => list(&http, requestor, token, state, limit, &hub).await,
-        NotificationsCommand::Show {
-            notification_id,
-            hub,
         } => {
-            let url = format!("{}/admin/v1/notifications/{notification_id}", hub.hub_url);
-            let v = get(&http, &url, &hub.admin_key).await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            let path = match (&requestor, &token) {
+                (Some(r), _) => ["token-requestors", r.as_str(), "notifications"],
+                (None, Some(t)) => ["tokens", t.as_str(), "notifications"],
+                (None, None) => anyhow::bail!("give --requestor or --token"),
+            };
+            let url = admin.url_with(
+                &path,
+                &[("state", state), ("limit", Some(limit.to_string()))],
+            );
+            let a = admin.get(url).await?;
+            out.list(&a.text, "", ROW)
+        }
+        NotificationsCommand::Show { notification_id } => {
+            let id = notification_id.to_string();
+            let a = admin.get(admin.url(&["notifications", &id])).await?;
+            out.object(&a.text, ONE)?;
+            if out == Output::Table {
+                out.list(&a.text, "/attemptLog", ATTEMPT)?;
+            }
             Ok(())
         }
         NotificationsCommand::Replay {
             notification_id,
             all,
             requestor,
-            hub,
         } => {
-            let url = match (all, notification_id, requestor) {
-                (true, _, Some(r)) => format!(
-                    "{}/admin/v1/token-requestors/{r}/dead-letters/replay",
-                    hub.hub_url
-                ),
-                (_, Some(id), _) => format!("{}/admin/v1/notifications/{id}/replay", hub.hub_url),
+            let a = match (all, notification_id, requestor) {
+                (true, _, Some(r)) => {
+                    let url = admin.url(&["token-requestors", &r, "dead-letters", "replay"]);
+                    admin.post(url, None).await?
+                }
+                (false, Some(id), _) => {
+                    let url = admin.url(&["notifications", &id.to_string(), "replay"]);
+                    admin.post(url, None).await?
+                }
                 _ => anyhow::bail!("give a notification id, or --all --requestor R"),
             };
-            let text = post(&http, &url, &hub.admin_key).await?;
-            println!("{}", if text.is_empty() { "replayed" } else { &text });
+            let message = match a.json()?["replayed"].as_u64() {
+                Some(n) => format!("{n} dead update(s) replayed"),
+                None => "replayed".to_string(),
+            };
+            out.done(&a.text, &message);
             Ok(())
         }
-        NotificationsCommand::Enable { requestor, hub } => {
-            let url = format!(
-                "{}/admin/v1/token-requestors/{requestor}/enable",
-                hub.hub_url
-            );
-            post(&http, &url, &hub.admin_key).await?;
-            println!("token requestor {requestor}: endpoint enabled");
-            Ok(())
+        NotificationsCommand::Enable { requestor } => {
+            crate::requestors::enable(&admin, out, &requestor).await
         }
     }
-}
-
-/// A requestor's or a token's updates, newest first, as a table.
-async fn list(
-    http: &reqwest::Client,
-    requestor: Option<String>,
-    token: Option<String>,
-    state: Option<String>,
-    limit: u32,
-    hub: &HubArgs,
-) -> anyhow::Result<()> {
-    let base = match (&requestor, &token) {
-        (Some(r), _) => format!(
-            "{}/admin/v1/token-requestors/{r}/notifications",
-            hub.hub_url
-        ),
-        (None, Some(t)) => format!("{}/admin/v1/tokens/{t}/notifications", hub.hub_url),
-        (None, None) => anyhow::bail!("give --requestor or --token"),
-    };
-    let mut url = reqwest::Url::parse(&base).context("the hub URL")?;
-    url.query_pairs_mut()
-        .append_pair("limit", &limit.to_string());
-    if let Some(s) = &state {
-        url.query_pairs_mut().append_pair("state", s);
-    }
-    let v = get(http, url.as_str(), &hub.admin_key).await?;
-    let rows = v.as_array().cloned().unwrap_or_default();
-    println!(
-        "{:>8}  {:<10}  {:<24}  {:<25}  {:>8}  last",
-        "id", "state", "token", "lastUpdateTimestamp", "attempts"
-    );
-    for r in &rows {
-        println!(
-            "{:>8}  {:<10}  {:<24}  {:<25}  {:>8}  {}",
-            r["notificationId"],
-            r["state"].as_str().unwrap_or(""),
-            r["tokenId"].as_str().unwrap_or(""),
-            r["lastUpdateTimestamp"].as_str().unwrap_or(""),
-            r["attempts"],
-            r["lastError"]
-                .as_str()
-                .map(str::to_string)
-                .or_else(|| r["lastStatus"].as_i64().map(|s| format!("HTTP {s}")))
-                .unwrap_or_default()
-        );
-    }
-    println!("{} update(s)", rows.len());
-    Ok(())
-}
-
-async fn post(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<String> {
-    let r = http
-        .post(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = r.status();
-    let text = r.text().await.unwrap_or_default();
-    ensure!(status.is_success(), "HTTP {status}: {text}");
-    Ok(text)
 }

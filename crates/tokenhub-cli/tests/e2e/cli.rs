@@ -1,0 +1,652 @@
+//! The operator's CLI against a real `tokenhub serve`: each resource driven through the binary,
+//! its `--output json` compared with what the admin API answers, its tables holding the expected
+//! rows, and the exit codes a script relies on (not found 3, refused 4, unauthorized 5, hub down
+//! 6, usage 2). One hub for every check.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// What a run of the binary left.
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn exits(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// The CLI pointed at one hub with one admin key.
+struct Cli<'a> {
+    world: &'a World,
+    secrets: Vec<String>,
+}
+
+impl Cli<'_> {
+    /// `tokenhub ARGS` with the hub's URL and the admin key in the environment.
+    async fn run(&self, args: &[&str]) -> Ran {
+        self.run_with(args, Some(&self.world.hub.admin_key), &self.world.hub.url())
+            .await
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        self.run(&all).await.ok().json()
+    }
+
+    async fn run_with(&self, args: &[&str], key: Option<&str>, url: &str) -> Ran {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenhub"));
+        c.args(args)
+            .env("TOKENHUB_URL", url)
+            .env_remove("TOKENHUB_ADMIN_KEY")
+            .env_remove("TOKENHUB_CONFIG")
+            .env_remove("TOKENHUB_DATABASE_URL");
+        if let Some(k) = key {
+            c.env("TOKENHUB_ADMIN_KEY", k);
+        }
+        let out = c.output().await.unwrap();
+        let ran = Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        };
+        for s in self.secrets.iter().chain([&self.world.hub.admin_key]) {
+            assert!(
+                !ran.stderr.contains(s.as_str()),
+                "a secret on stderr: {args:?}"
+            );
+        }
+        ran
+    }
+
+    /// The admin API's own answer to a GET.
+    async fn api(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .world
+            .http
+            .get(format!("{}/admin/v1{path}", self.world.hub.url()))
+            .bearer_auth(&self.world.hub.admin_key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_resource_through_the_cli_with_tables_json_and_exit_codes() {
+    let options = WorldOptions {
+        devices: 1,
+        hub: HubSettings {
+            env: vec![("TOKENHUB_OUTBOUND_ALLOW".into(), "127.0.0.0/8".into())],
+            ..HubSettings::default()
+        },
+        ..WorldOptions::default()
+    };
+    let world = World::start(Backend::Sqlite, options).await;
+    let mut cli = Cli {
+        world: &world,
+        secrets: vec![
+            "rq-api-key-0123456789".into(),
+            "whsec_c2VjcmV0LXNpZ25pbmc=".into(),
+        ],
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    tsps_and_issuers(&cli).await;
+    let token = profiles_campaigns_and_tokens(&cli, dir.path()).await;
+    requestors_and_notifications(&mut cli, &token).await;
+    wallet_providers_and_keys(&mut cli, dir.path()).await;
+    exit_codes(&cli, &token).await;
+    completions(&cli).await;
+}
+
+async fn tsps_and_issuers(cli: &Cli<'_>) {
+    let put = cli
+        .json(&[
+            "tsps",
+            "put",
+            "cli-tsp",
+            "--base-url",
+            "http://127.0.0.1:9/tsp",
+            "--rate-limit",
+            "5",
+        ])
+        .await;
+    assert_eq!(
+        put,
+        json!({"tspId": "cli-tsp", "baseUrl": "http://127.0.0.1:9/tsp", "rateLimitPerSecond": 5,
+               "acceptsExtraParameters": false})
+    );
+    let table = cli
+        .run(&[
+            "tsps",
+            "put",
+            "cli-tsp",
+            "--base-url",
+            "http://127.0.0.1:9/tsp",
+        ])
+        .await;
+    let table = table.ok().stdout;
+    assert!(
+        table.contains("cli-tsp") && table.contains("http://127.0.0.1:9/tsp"),
+        "{table}"
+    );
+    // Reading a TSP back: where the hub has the route, the CLI shows its answer.
+    match cli.api("/tsps/e2e-tsp").await {
+        (200, api) => {
+            let got = cli.json(&["tsps", "get", "e2e-tsp"]).await;
+            assert_eq!(got["tspId"], api["tspId"]);
+            assert_eq!(got["baseUrl"], api["baseUrl"]);
+        }
+        (status, _) => {
+            let ran = cli.run(&["tsps", "get", "e2e-tsp"]).await;
+            assert_eq!(
+                ran.code,
+                if status == 404 { 3 } else { 4 },
+                "{}",
+                ran.stderr
+            );
+        }
+    }
+
+    let issuer = cli
+        .json(&[
+            "issuers",
+            "put",
+            "CLIISSUER1",
+            "--name",
+            "CLI Bank",
+            "--tsp",
+            "cli-tsp",
+        ])
+        .await;
+    assert_eq!(
+        issuer,
+        json!({"issuerId": "CLIISSUER1", "name": "CLI Bank", "tspId": "cli-tsp"})
+    );
+    let ran = cli
+        .run(&[
+            "issuers",
+            "put",
+            "CLIISSUER1",
+            "--name",
+            "B",
+            "--tsp",
+            "no-such-tsp",
+        ])
+        .await;
+    assert!(
+        ran.exits(3).stderr.contains("NOT_FOUND"),
+        "an unknown TSP is 404"
+    );
+    let ran = cli
+        .run(&["issuers", "put", "SHORT", "--name", "B", "--tsp", "cli-tsp"])
+        .await;
+    assert!(ran.exits(4).stderr.contains("INVALID_REQUEST"));
+}
+
+/// Defines and deploys v2 with a campaign over one ACTIVE token, follows it; the token's
+/// commands. The token's id.
+async fn profiles_campaigns_and_tokens(cli: &Cli<'_>, dir: &std::path::Path) -> String {
+    let world = cli.world;
+    let tokens = world.provision(1).await;
+    let token = tokens[0].clone();
+
+    let v2 = dir.join("v2.json");
+    std::fs::write(&v2, tokenhub_sim::profiles::profile_v2().to_string()).unwrap();
+    let v2s = v2.to_str().unwrap();
+    let put = ["profiles", "put", ISSUER, "classic", "v2", "--file", v2s];
+    let defined = cli.run(&put).await.ok().stdout;
+    assert!(
+        defined.contains("defined") && defined.contains("v2"),
+        "{defined}"
+    );
+    let again = cli.json(&put).await;
+    assert_eq!(again["version"], "v2");
+    let elements = |v: &Value| v["dataElements"].as_array().map(Vec::len);
+    assert_eq!(
+        elements(&again["definition"]),
+        elements(&tokenhub_sim::profiles::profile_v2())
+    );
+    let v1 = dir.join("v1.json");
+    std::fs::write(&v1, tokenhub_sim::profiles::profile_v1().to_string()).unwrap();
+    let ran = cli
+        .run(&[
+            "profiles",
+            "put",
+            ISSUER,
+            "classic",
+            "v2",
+            "--file",
+            v1.to_str().unwrap(),
+        ])
+        .await;
+    assert!(
+        ran.exits(4).stderr.contains("CONFLICT"),
+        "versions are immutable"
+    );
+
+    let deployed = cli
+        .json(&[
+            "profiles",
+            "deploy",
+            ISSUER,
+            "classic",
+            "v2",
+            "--campaign",
+            "--rate",
+            "20",
+        ])
+        .await;
+    assert_eq!(deployed["currentVersion"], "v2");
+    assert_eq!(deployed["total"], 1);
+    let campaign = deployed["campaignId"].as_str().unwrap().to_string();
+    let watched = cli
+        .run(&["campaigns", "status", &campaign, "--watch"])
+        .await
+        .ok();
+    assert!(
+        watched.stdout.contains("COMPLETED: done 1"),
+        "{}",
+        watched.stdout
+    );
+    let (_, api) = cli.api(&format!("/campaigns/{campaign}")).await;
+    let mut got = cli.json(&["campaigns", "status", &campaign]).await;
+    let mut api = api;
+    // The estimate moves with the clock; the rest is the API's answer.
+    for v in [&mut got, &mut api] {
+        v.as_object_mut().unwrap().remove("estimatedEnd");
+    }
+    assert_eq!(got, api);
+    let table = cli
+        .run(&["campaign", "status", &campaign])
+        .await
+        .ok()
+        .stdout;
+    assert!(
+        table.contains("COMPLETED") && table.contains(&campaign),
+        "{table}"
+    );
+    let ran = cli.run(&["campaigns", "pause", &campaign]).await;
+    assert!(
+        ran.exits(4).stderr.contains("CONFLICT"),
+        "a finished campaign"
+    );
+    assert_eq!(
+        cli.json(&["campaigns", "report", &campaign]).await,
+        json!([])
+    );
+    let csv = cli
+        .run(&["campaigns", "report", &campaign, "--format", "csv"])
+        .await
+        .ok();
+    assert_eq!(csv.stdout.trim(), "tokenId,step,reason");
+
+    let (_, api) = cli.api(&format!("/tokens/{token}")).await;
+    assert_eq!(cli.json(&["tokens", "get", &token]).await, api);
+    assert_eq!(api["profileVersion"], "v2");
+    let table = cli.run(&["tokens", "get", &token]).await.ok().stdout;
+    assert!(
+        table.contains(&token) && table.contains("ACTIVE"),
+        "{table}"
+    );
+    let history = cli.json(&["tokens", "history", &token]).await;
+    assert_eq!(history, api["history"]);
+    let table = cli.run(&["tokens", "history", &token]).await.ok().stdout;
+    let first = api["history"][0]["event"].as_str().unwrap();
+    assert!(table.contains(first), "{table}");
+    let table = cli
+        .run(&["tokens", "personalizations", &token])
+        .await
+        .ok()
+        .stdout;
+    assert!(
+        table.contains("REPERSO") && table.contains("CONFIRMED"),
+        "{table}"
+    );
+
+    let suspended = cli
+        .json(&["tokens", "suspend", &token, "--reason", "card lost"])
+        .await;
+    assert_eq!(
+        (suspended["tokenId"].as_str(), suspended["state"].as_str()),
+        (Some(token.as_str()), Some("SUSPENDED"))
+    );
+    let table = cli.run(&["tokens", "resume", &token]).await.ok().stdout;
+    assert!(table.contains("ACTIVE"), "{table}");
+    world
+        .wait_tsp_state(&token, "ACTIVE", Duration::from_secs(30))
+        .await;
+
+    let renewed = cli
+        .json(&["cards", "renew", ISSUER, "card-0", "--expiry", "1231"])
+        .await;
+    assert_eq!(renewed, json!({"tokenIds": [token]}));
+    let ran = cli
+        .run(&[
+            "cards",
+            "replace",
+            ISSUER,
+            "no-card",
+            "--last-digits",
+            "4321",
+        ])
+        .await;
+    ran.exits(3);
+    token
+}
+
+async fn requestors_and_notifications(cli: &mut Cli<'_>, token: &str) {
+    let put = cli
+        .json(&[
+            "requestors",
+            "put",
+            "cli-psp",
+            "--merchant-id",
+            "M1",
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--api-key",
+            "rq-api-key-0123456789",
+            "--signing-secret",
+            "whsec_c2VjcmV0LXNpZ25pbmc=",
+        ])
+        .await;
+    assert_eq!(put["state"], "ENABLED");
+    let (_, api) = cli.api("/token-requestors/cli-psp").await;
+    assert_eq!(cli.json(&["requestors", "get", "cli-psp"]).await, api);
+    let shown = cli.run(&["requestors", "get", "cli-psp"]).await.ok().stdout;
+    assert!(
+        shown.contains("cli-psp") && shown.contains("ENABLED"),
+        "{shown}"
+    );
+    for s in &cli.secrets {
+        assert!(!shown.contains(s.as_str()), "a requestor's secret shown");
+    }
+    let made = cli
+        .run(&["requestors", "keys", "create", "cli-psp"])
+        .await
+        .ok();
+    let key = made.stdout.trim().to_string();
+    assert!(key.starts_with("trk_"), "{}", made.stdout);
+    cli.secrets.push(key.clone());
+    let said = made
+        .stderr
+        .lines()
+        .find(|l| l.contains("created;"))
+        .unwrap();
+    let key_id = said.split_whitespace().nth(3).unwrap().to_string();
+    let revoked = cli
+        .run(&["requestors", "keys", "revoke", "cli-psp", &key_id])
+        .await
+        .ok();
+    assert!(revoked.stdout.contains("revoked"), "{}", revoked.stdout);
+    cli.run(&["requestors", "keys", "revoke", "cli-psp", &key_id])
+        .await
+        .exits(3);
+    let enabled = cli.run(&["requestors", "enable", "cli-psp"]).await.ok();
+    assert!(enabled.stdout.contains("enabled"));
+    cli.run(&["requestors", "get", "nobody"]).await.exits(3);
+
+    let (_, api) = cli
+        .api("/token-requestors/cli-psp/notifications?limit=100")
+        .await;
+    let listed = cli
+        .json(&["notifications", "list", "--requestor", "cli-psp"])
+        .await;
+    assert_eq!(listed, api);
+    let (_, api) = cli
+        .api(&format!("/tokens/{token}/notifications?state=DEAD&limit=5"))
+        .await;
+    let listed = cli
+        .json(&[
+            "deliveries",
+            "list",
+            "--token",
+            token,
+            "--state",
+            "DEAD",
+            "--limit",
+            "5",
+        ])
+        .await;
+    assert_eq!(listed, api);
+    let table = cli
+        .run(&["notifications", "list", "--requestor", "cli-psp"])
+        .await
+        .ok()
+        .stdout;
+    assert!(table.contains("lastUpdateTimestamp"), "the header: {table}");
+    let replayed = cli
+        .run(&["notifications", "replay", "--all", "--requestor", "cli-psp"])
+        .await;
+    assert!(replayed.ok().stdout.contains("0 dead update(s) replayed"));
+    let ran = cli.run(&["notifications", "show", "987654321"]).await;
+    assert!(ran.exits(3).stderr.contains("NOT_FOUND"));
+    cli.run(&[
+        "notifications",
+        "list",
+        "--requestor",
+        "cli-psp",
+        "--state",
+        "LOST",
+    ])
+    .await
+    .exits(4);
+}
+
+async fn wallet_providers_and_keys(cli: &mut Cli<'_>, dir: &std::path::Path) {
+    let put = cli
+        .json(&[
+            "wallet-providers",
+            "put",
+            "cli-wallet",
+            "--name",
+            "CLI Wallet",
+        ])
+        .await;
+    assert_eq!(
+        put,
+        json!({"providerId": "cli-wallet", "name": "CLI Wallet", "apiKeys": []})
+    );
+    let made = cli
+        .json(&["wallet-providers", "keys", "create", "cli-wallet"])
+        .await;
+    let key_id = made["keyId"].as_str().unwrap().to_string();
+    cli.secrets
+        .push(made["apiKey"].as_str().unwrap().to_string());
+    let (_, api) = cli.api("/wallet-providers/cli-wallet").await;
+    assert_eq!(
+        cli.json(&["wallet-providers", "get", "cli-wallet"]).await,
+        api
+    );
+    let table = cli
+        .run(&["wallet-providers", "keys", "list", "cli-wallet"])
+        .await
+        .ok()
+        .stdout;
+    assert!(table.contains(&key_id), "{table}");
+    cli.run(&["wallet-providers", "keys", "revoke", "cli-wallet", &key_id])
+        .await
+        .ok();
+    let after = cli.json(&["wallet-providers", "get", "cli-wallet"]).await;
+    assert!(after["apiKeys"][0]["revokedMs"].is_i64(), "{after}");
+
+    // Admin keys through the API, as the admin key.
+    let (_, api) = cli.api("/admin-keys").await;
+    assert_eq!(cli.json(&["admin-keys", "list", "--api"]).await, api);
+    let made = cli
+        .run(&[
+            "admin-keys",
+            "create",
+            "--api",
+            "--role",
+            "read-only",
+            "--label",
+            "ro",
+        ])
+        .await;
+    let read_only = made.ok().stdout.trim().to_string();
+    assert!(read_only.starts_with("thk_"));
+    cli.secrets.push(read_only.clone());
+    let url = cli.world.hub.url();
+    let ran = cli
+        .run_with(&["tokens", "suspend", "TKNNONE"], Some(&read_only), &url)
+        .await;
+    assert!(
+        ran.exits(5).stderr.contains("FORBIDDEN"),
+        "a read-only key changes nothing"
+    );
+    let ro_id = read_only.split('_').nth(1).unwrap();
+    let table = cli.run(&["admin-keys", "list", "--api"]).await.ok().stdout;
+    assert!(
+        table.contains(ro_id) && table.contains("read-only"),
+        "{table}"
+    );
+    cli.run(&["admin-keys", "revoke", "--api", ro_id])
+        .await
+        .ok();
+    let ran = cli.run_with(&["health"], Some(&read_only), &url).await;
+    assert!(
+        ran.exits(5).stderr.contains("UNAUTHORIZED"),
+        "a revoked key"
+    );
+
+    // The audit log, a page at a time: the API's page, and the hint to the next one.
+    let (_, api) = cli.api("/audit?limit=3").await;
+    assert_eq!(cli.json(&["audit", "list", "--limit", "3"]).await, api);
+    let ran = cli.run(&["audit", "list", "--limit", "3"]).await.ok();
+    let next = api["nextAfter"].as_i64().unwrap();
+    assert!(
+        ran.stderr.contains(&format!("more: --after {next}")),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stdout.contains("PUT /admin/v1/tsps/{tsp_id}"),
+        "{}",
+        ran.stdout
+    );
+
+    // Shared keys: imported through the API (again: unchanged; another key on the index: refused).
+    let set = tokenhub_crypto::KeySet {
+        keys: vec![tokenhub_crypto::SharedKey::generate(
+            "KEK-CLI",
+            tokenhub_crypto::Algorithm::Aes128,
+            "kek",
+        )],
+    };
+    let file = dir.join("keys.json");
+    std::fs::write(&file, serde_json::to_vec(&set).unwrap()).unwrap();
+    cli.secrets.push(set.keys[0].hex.clone());
+    let import = ["keys", "import", "--api", "--file", file.to_str().unwrap()];
+    let imported = cli.json(&import).await;
+    assert_eq!(
+        imported,
+        json!([{"keyIndex": "KEK-CLI", "outcome": "IMPORTED"}])
+    );
+    assert!(cli.run(&import).await.ok().stdout.contains("UNCHANGED"));
+    let other = tokenhub_crypto::KeySet {
+        keys: vec![tokenhub_crypto::SharedKey::generate(
+            "KEK-CLI",
+            tokenhub_crypto::Algorithm::Aes128,
+            "kek",
+        )],
+    };
+    std::fs::write(&file, serde_json::to_vec(&other).unwrap()).unwrap();
+    cli.secrets.push(other.keys[0].hex.clone());
+    assert!(cli.run(&import).await.exits(4).stdout.contains("REFUSED"));
+    let (_, api) = cli.api("/shared-keys").await;
+    let listed = cli.json(&["keys", "list"]).await;
+    assert_eq!(listed, api);
+    let table = cli.run(&["keys", "list"]).await.ok().stdout;
+    assert!(
+        table.contains("KEK-CLI") && table.contains(&set.keys[0].kcv),
+        "{table}"
+    );
+    assert!(!table.contains(&set.keys[0].hex));
+}
+
+async fn exit_codes(cli: &Cli<'_>, token: &str) {
+    let url = cli.world.hub.url();
+    let health = cli.run(&["health"]).await.ok().stdout;
+    assert!(
+        health.contains("outbox") && health.contains("RUNNING"),
+        "{health}"
+    );
+
+    let ran = cli.run(&["tokens", "get", "TKNNOSUCHTOKEN"]).await.exits(3);
+    assert!(
+        ran.stderr.contains("NOT_FOUND (HTTP 404)"),
+        "{}",
+        ran.stderr
+    );
+    let ran = cli
+        .run_with(&["tokens", "get", token], Some("thk_wrong_key"), &url)
+        .await;
+    assert!(ran.exits(5).stderr.contains("UNAUTHORIZED"));
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let ran = cli
+        .run_with(
+            &["tokens", "get", token],
+            Some(&cli.world.hub.admin_key),
+            &down,
+        )
+        .await;
+    assert!(
+        ran.exits(6).stderr.contains("cannot be reached"),
+        "{}",
+        ran.stderr
+    );
+    let ran = cli.run_with(&["tokens", "get", token], None, &url).await;
+    assert!(ran.exits(2).stderr.contains("TOKENHUB_ADMIN_KEY"));
+    cli.run(&["tokens", "frobnicate"]).await.exits(2);
+    cli.run(&["--output", "yaml", "tokens", "get", token])
+        .await
+        .exits(2);
+    let help = cli.run(&["tokens", "get", "--help"]).await.ok().stdout;
+    assert!(
+        help.contains("Exit codes:") && help.contains("6  the hub is unreachable"),
+        "{help}"
+    );
+}
+
+async fn completions(cli: &Cli<'_>) {
+    for shell in ["bash", "zsh", "fish"] {
+        let ran = cli.run(&["completions", shell]).await.ok();
+        assert!(
+            ran.stdout.len() > 1000 && ran.stdout.contains("wallet-providers"),
+            "{shell}: {} bytes",
+            ran.stdout.len()
+        );
+    }
+    cli.run(&["completions", "tcsh"]).await.exits(2);
+}
