@@ -51,6 +51,9 @@ pub enum CliError {
     /// No such object where the command looked itself (the store).
     #[error("{0}")]
     NotFound(String),
+    /// Refused where the command decided itself (a key import with a refused key).
+    #[error("{0}")]
+    Refused(String),
     /// The hub answered but says a part of it is down.
     #[error("the hub is not healthy: {0}")]
     Unhealthy(String),
@@ -66,6 +69,7 @@ impl CliError {
             CliError::Unreachable { .. } | CliError::Unhealthy(_) => UNAVAILABLE,
             CliError::Usage(_) => USAGE,
             CliError::NotFound(_) => NOT_FOUND,
+            CliError::Refused(_) => REFUSED,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! indexes with their KCVs (never a key).
 
 use crate::api::{Admin, HubArgs};
+use crate::exit::CliError;
 use crate::output::{Field, Output};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -75,7 +76,9 @@ pub async fn run(cmd: KeysCommand, hub: &HubArgs, out: Output) -> anyhow::Result
             let refused = a.json()?.as_array().map_or(0, |all| {
                 all.iter().filter(|k| k["outcome"] == "REFUSED").count()
             });
-            anyhow::ensure!(refused == 0, "{refused} key(s) refused");
+            if refused > 0 {
+                return Err(CliError::Refused(format!("{refused} key(s) refused")).into());
+            }
             Ok(())
         }
         KeysCommand::Import(args) => import(args).await,
@@ -152,7 +155,9 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
             }
         }
     }
-    anyhow::ensure!(refused == 0, "{refused} key(s) refused");
+    if refused > 0 {
+        return Err(CliError::Refused(format!("{refused} key(s) refused")).into());
+    }
     Ok(())
 }
 
