@@ -68,7 +68,7 @@ enum Command {
     /// A token requestor (a PSP keeping tokens on file) receiving token updates, built on the
     /// tokenhub-receiver library; it can fail on purpose (POST /sim/misbehaviour).
     RequestorSim(RequestorSimArgs),
-    /// TSP connections: put, get, card-key.
+    /// TSP connections: put, get, list (with their health), card-key.
     Tsps(Remote<tsps::TspsCommand>),
     /// Issuers: put.
     Issuers(Remote<issuers::IssuersCommand>),

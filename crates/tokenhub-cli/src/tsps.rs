@@ -1,5 +1,5 @@
-//! `tokenhub tsps`: the TSP connections (`/admin/v1/tsps`): register or update one, read it (with
-//! its health where the hub reports it), publish its card encryption key.
+//! `tokenhub tsps`: the TSP connections (`/admin/v1/tsps`): register or update one, read one or
+//! all (with their health where the hub reports it), publish a TSP's card encryption key.
 
 use crate::api::{read_json, read_pem, Admin, HubArgs};
 use crate::output::{Field, Output};
@@ -16,6 +16,8 @@ pub enum TspsCommand {
     },
     /// A TSP connection, with its health when the hub reports it.
     Get { tsp_id: String },
+    /// Every TSP connection, with its health when the hub reports it.
+    List,
     /// Publish the TSP's card encryption key (its public JWK, from a file or `-`), which token
     /// requestors encrypt cards to.
     CardKey {
@@ -87,8 +89,8 @@ impl TspFlags {
     }
 }
 
-/// A TSP as a table: its connection, and its health once the hub reports one.
-pub const FIELDS: &[Field] = &[
+/// A TSP as a table: its connection, and its health where the hub reports one.
+const FIELDS: &[Field] = &[
     ("tspId", "/tspId"),
     ("baseUrl", "/baseUrl"),
     ("rateLimitPerSecond", "/rateLimitPerSecond"),
@@ -99,6 +101,21 @@ pub const FIELDS: &[Field] = &[
         "/clientCertificates/spkiSha256",
     ),
     ("health.state", "/health/state"),
+    ("health.consecutiveFailures", "/health/consecutiveFailures"),
+    ("health.latencyMs", "/health/latencyMs"),
+    ("health.lastCheckAt", "/health/lastCheckAt"),
+    ("health.lastChangeAt", "/health/lastChangeAt"),
+    ("health.lastHubCheckAt", "/health/lastHubCheckAt"),
+];
+
+const ROW: &[Field] = &[
+    ("tspId", "/tspId"),
+    ("baseUrl", "/baseUrl"),
+    ("rateLimitPerSecond", "/rateLimitPerSecond"),
+    ("health", "/health/state"),
+    ("latencyMs", "/health/latencyMs"),
+    ("lastCheckAt", "/health/lastCheckAt"),
+    ("lastHubCheckAt", "/health/lastHubCheckAt"),
 ];
 
 pub async fn run(cmd: TspsCommand, hub: &HubArgs, out: Output) -> anyhow::Result<()> {
@@ -112,6 +129,10 @@ pub async fn run(cmd: TspsCommand, hub: &HubArgs, out: Output) -> anyhow::Result
         TspsCommand::Get { tsp_id } => {
             let a = admin.get(admin.url(&["tsps", &tsp_id])).await?;
             out.object(&a.text, FIELDS)
+        }
+        TspsCommand::List => {
+            let a = admin.get(admin.url(&["tsps"])).await?;
+            out.list(&a.text, "", ROW)
         }
         TspsCommand::CardKey { tsp_id, file } => {
             let jwk = read_json(&file)?;

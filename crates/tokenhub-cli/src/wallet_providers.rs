@@ -43,7 +43,6 @@ const PROVIDER: &[Field] = &[
     ("providerId", "/providerId"),
     ("name", "/name"),
     ("clientCertSpkiSha256", "/clientCertSpkiSha256"),
-    ("apiKeys", "/apiKeys"),
 ];
 
 const KEYS: &[Field] = &[
@@ -73,13 +72,13 @@ pub async fn run(cmd: WalletProvidersCommand, hub: &HubArgs, out: Output) -> any
             };
             let url = admin.url(&["wallet-providers", &provider_id]);
             let a = admin.put(url, &body).await?;
-            out.object(&a.text, PROVIDER)
+            show(out, &a.text)
         }
         WalletProvidersCommand::Get { provider_id } => {
             let a = admin
                 .get(admin.url(&["wallet-providers", &provider_id]))
                 .await?;
-            out.object(&a.text, PROVIDER)
+            show(out, &a.text)
         }
         WalletProvidersCommand::Keys(KeysCommand::List { provider_id }) => {
             let a = admin
@@ -105,4 +104,13 @@ pub async fn run(cmd: WalletProvidersCommand, hub: &HubArgs, out: Output) -> any
             Ok(())
         }
     }
+}
+
+/// A provider, then (in a table) its keys.
+fn show(out: Output, json: &str) -> anyhow::Result<()> {
+    out.object(json, PROVIDER)?;
+    if out == Output::Table {
+        out.list(json, "/apiKeys", KEYS)?;
+    }
+    Ok(())
 }

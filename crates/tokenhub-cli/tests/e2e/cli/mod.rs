@@ -163,21 +163,39 @@ async fn tsps_and_issuers(cli: &Cli<'_>) {
         table.contains("cli-tsp") && table.contains("http://127.0.0.1:9/tsp"),
         "{table}"
     );
-    // Reading a TSP back: where the hub has the route, the CLI shows its answer.
+    // Reading TSPs back (with their health): where the hub has the routes, the CLI shows their
+    // answers; where it has not, it exits with the code of the hub's status.
     match cli.api("/tsps/e2e-tsp").await {
         (200, api) => {
             let got = cli.json(&["tsps", "get", "e2e-tsp"]).await;
-            assert_eq!(got["tspId"], api["tspId"]);
-            assert_eq!(got["baseUrl"], api["baseUrl"]);
+            assert_eq!(
+                (&got["tspId"], &got["baseUrl"], &got["health"]["state"]),
+                (&api["tspId"], &api["baseUrl"], &api["health"]["state"])
+            );
+            let table = cli.run(&["tsps", "get", "e2e-tsp"]).await.ok().stdout;
+            assert!(table.contains("health.state"), "{table}");
         }
         (status, _) => {
             let ran = cli.run(&["tsps", "get", "e2e-tsp"]).await;
-            assert_eq!(
-                ran.code,
-                if status == 404 { 3 } else { 4 },
-                "{}",
-                ran.stderr
+            assert_eq!(ran.code, code_of(status), "{}", ran.stderr);
+        }
+    }
+    match cli.api("/tsps").await {
+        (200, api) => {
+            let ids = |v: &Value| {
+                let all = v.as_array().unwrap().iter();
+                all.map(|t| t["tspId"].clone()).collect::<Vec<_>>()
+            };
+            assert_eq!(ids(&cli.json(&["tsps", "list"]).await), ids(&api));
+            let table = cli.run(&["tsps", "list"]).await.ok().stdout;
+            assert!(
+                table.contains("e2e-tsp") && table.contains("cli-tsp"),
+                "{table}"
             );
+        }
+        (status, _) => {
+            let ran = cli.run(&["tsps", "list"]).await;
+            assert_eq!(ran.code, code_of(status), "{}", ran.stderr);
         }
     }
 
@@ -215,6 +233,16 @@ async fn tsps_and_issuers(cli: &Cli<'_>) {
         .run(&["issuers", "put", "SHORT", "--name", "B", "--tsp", "cli-tsp"])
         .await;
     assert!(ran.exits(4).stderr.contains("INVALID_REQUEST"));
+}
+
+/// The CLI's exit code for a hub's error status.
+fn code_of(status: u16) -> i32 {
+    match status {
+        401 | 403 => 5,
+        404 => 3,
+        400..=499 => 4,
+        _ => 6,
+    }
 }
 
 /// Defines and deploys v2 with a campaign over one ACTIVE token, follows it; the token's
