@@ -64,7 +64,19 @@ impl Cli<'_> {
         self.run(&all).await.ok().json()
     }
 
+    /// [`Self::run`] with `input` on stdin.
+    pub(super) async fn run_input(&self, args: &[&str], input: &[u8]) -> Ran {
+        let (key, url) = (&self.world.hub.admin_key, self.world.hub.url());
+        self.run_full(args, Some(key), &url, input).await
+    }
+
     pub(super) async fn run_with(&self, args: &[&str], key: Option<&str>, url: &str) -> Ran {
+        self.run_full(args, key, url, b"").await
+    }
+
+    async fn run_full(&self, args: &[&str], key: Option<&str>, url: &str, input: &[u8]) -> Ran {
+        use std::process::Stdio;
+        use tokio::io::AsyncWriteExt;
         let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenhub"));
         c.args(args)
             .env("TOKENHUB_URL", url)
@@ -74,7 +86,14 @@ impl Cli<'_> {
         if let Some(k) = key {
             c.env("TOKENHUB_ADMIN_KEY", k);
         }
-        let out = c.output().await.unwrap();
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).await.unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
         let ran = Ran {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8(out.stdout).unwrap(),
@@ -198,6 +217,17 @@ async fn tsps_and_issuers(cli: &Cli<'_>) {
             assert_eq!(ran.code, code_of(status), "{}", ran.stderr);
         }
     }
+
+    // The card encryption key, from stdin.
+    let jwk = cli.world.tsp.encryption_jwk().to_string();
+    let card_key = ["tsps", "card-key", "e2e-tsp", "--file", "-"];
+    let ran = cli.run_input(&card_key, jwk.as_bytes()).await.ok();
+    assert!(ran.stdout.contains("published"), "{}", ran.stdout);
+    cli.run_input(&card_key, b"{}").await.exits(4);
+    let ran = cli.run_input(&card_key, b"{").await.exits(1);
+    assert!(ran.stderr.contains("is not JSON"), "{}", ran.stderr);
+    let to_nobody = ["tsps", "card-key", "no-such-tsp", "--file", "-"];
+    cli.run_input(&to_nobody, jwk.as_bytes()).await.exits(3);
 
     let issuer = cli
         .json(&[
@@ -393,6 +423,11 @@ async fn profiles_campaigns_and_tokens(cli: &Cli<'_>, dir: &std::path::Path) -> 
         ])
         .await;
     ran.exits(3);
+
+    let deleted = cli.json(&["tokens", "delete", &token]).await;
+    assert_eq!(deleted["state"], "DELETED");
+    let ran = cli.run(&["tokens", "resume", &token]).await.exits(4);
+    assert!(ran.stderr.contains("CONFLICT"), "{}", ran.stderr);
     token
 }
 
