@@ -198,9 +198,12 @@ fn api_error(status: StatusCode, text: &str) -> CliError {
     }
 }
 
+/// A URL fit for a message: no query, no credentials.
 fn without_query(url: &Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
     u.to_string()
 }
 
@@ -269,6 +272,12 @@ mod tests {
                 .as_str(),
             "https://hub.example/prefix/admin/v1/audit?after=3"
         );
+    }
+
+    #[test]
+    fn a_url_in_a_message_carries_no_credentials() {
+        let u = Url::parse("https://ops:pw@hub.example/admin/v1/audit?after=3").unwrap();
+        assert_eq!(without_query(&u), "https://hub.example/admin/v1/audit");
     }
 
     #[test]
