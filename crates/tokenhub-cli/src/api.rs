@@ -46,6 +46,29 @@ pub struct Remote<C: clap::Subcommand> {
     pub command: C,
 }
 
+/// Where a page of a paged list starts, and its size.
+#[derive(clap::Args)]
+pub struct Page {
+    /// At most this many.
+    #[arg(long)]
+    limit: Option<u32>,
+    /// The `next` of the previous page (printed on stderr after a table).
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+impl Page {
+    pub fn url(&self, admin: &Admin, segments: &[&str]) -> Url {
+        admin.url_with(
+            segments,
+            &[
+                ("limit", self.limit.map(|l| l.to_string())),
+                ("cursor", self.cursor.clone()),
+            ],
+        )
+    }
+}
+
 /// An admin API client bound to one hub and one admin key.
 pub struct Admin {
     http: reqwest::Client,

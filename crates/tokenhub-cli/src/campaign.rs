@@ -1,5 +1,6 @@
 //! `tokenhub campaigns` (also `campaign`): an operator's view of re-personalization campaigns,
-//! through the admin API: progress (live with --watch), pause, resume, cancel, the report.
+//! through the admin API: the list, progress (live with --watch), pause, resume, cancel, the
+//! report.
 
 use crate::api::{Admin, HubArgs};
 use crate::output::{Field, Output};
@@ -17,6 +18,11 @@ pub enum CampaignCommand {
         campaign_id: String,
         #[arg(long)]
         watch: bool,
+    },
+    /// Campaigns, newest first, a page at a time.
+    List {
+        #[command(flatten)]
+        page: crate::api::Page,
     },
     /// Pause a running campaign (tokens under way finish).
     Pause { campaign_id: String },
@@ -53,6 +59,19 @@ const CAMPAIGN: &[Field] = &[
     ("estimatedEnd", "/estimatedEnd"),
 ];
 
+const ROW: &[Field] = &[
+    ("campaignId", "/campaignId"),
+    ("state", "/state"),
+    ("issuerId", "/issuerId"),
+    ("productId", "/productId"),
+    ("profileVersion", "/profileVersion"),
+    ("total", "/total"),
+    ("done", "/steps/DONE"),
+    ("failed", "/steps/FAILED"),
+    ("startedAt", "/startedAt"),
+    ("finishedAt", "/finishedAt"),
+];
+
 const REPORT: &[Field] = &[
     ("tokenId", "/tokenId"),
     ("step", "/step"),
@@ -68,6 +87,10 @@ pub async fn run(cmd: CampaignCommand, hub: &HubArgs, out: Output) -> anyhow::Re
             }
             let a = admin.get(admin.url(&["campaigns", &campaign_id])).await?;
             out.object(&a.text, CAMPAIGN)
+        }
+        CampaignCommand::List { page } => {
+            let a = admin.get(page.url(&admin, &["campaigns"])).await?;
+            out.page(&a.text, ROW)
         }
         CampaignCommand::Pause { campaign_id } => command(&admin, out, &campaign_id, "pause").await,
         CampaignCommand::Resume { campaign_id } => {

@@ -27,6 +27,7 @@ mod issuers;
 mod keys;
 mod notifications;
 mod output;
+mod overview;
 mod profiles;
 mod requestors;
 mod tokens;
@@ -78,10 +79,10 @@ enum Command {
     Cards(Remote<cards::CardsCommand>),
     /// Tokens: get, history, personalizations, suspend, resume, delete.
     Tokens(Remote<tokens::TokensCommand>),
-    /// Re-personalization campaigns: status (--watch), pause, resume, cancel, report.
+    /// Re-personalization campaigns: list, status (--watch), pause, resume, cancel, report.
     #[command(alias = "campaign")]
     Campaigns(Remote<campaign::CampaignCommand>),
-    /// Token requestors: put, get, enable, keys (create, revoke).
+    /// Token requestors: put, list, get, enable, keys (create, revoke).
     #[command(alias = "token-requestors")]
     Requestors(Remote<requestors::RequestorsCommand>),
     /// Token updates to token requestors: list, show, replay dead letters, enable an endpoint.
@@ -95,6 +96,8 @@ enum Command {
     Audit(Remote<audit::AuditCommand>),
     /// The hub's health: which worker is down (exit 6 when one is).
     Health(HubArgs),
+    /// The hub at a glance: outboxes, backlogs, live campaigns, the store's load.
+    Overview(HubArgs),
     /// A completion script for a shell, on stdout (e.g. `tokenhub completions bash >
     /// /etc/bash_completion.d/tokenhub`).
     Completions {
@@ -201,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::AdminKeys(r) => admin_keys::run(r.command, &r.hub, out).await,
             Command::Audit(r) => audit::run(r.command, &r.hub, out).await,
             Command::Health(hub) => health::run(&hub, out).await,
+            Command::Overview(hub) => overview::run(&hub, out).await,
             Command::Completions { .. } => Ok(()),
         }
     })

@@ -88,6 +88,18 @@ impl Output {
         Ok(())
     }
 
+    /// A page of a paged list (`{"items", "next"}`): its rows and, on stderr, how to get the
+    /// next page; or the JSON.
+    pub fn page(self, json: &str, columns: &[Field]) -> anyhow::Result<()> {
+        self.list(json, "/items", columns)?;
+        if self == Output::Table {
+            if let Some(next) = parse(json)?["next"].as_str() {
+                eprintln!("more: --cursor {next}");
+            }
+        }
+        Ok(())
+    }
+
     /// An answer with nothing to tabulate (a `204`, an action): the JSON, if any, or `message`.
     pub fn done(self, json: &str, message: &str) {
         match self {

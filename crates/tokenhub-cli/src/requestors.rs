@@ -1,6 +1,6 @@
 //! `tokenhub requestors`: token requestors (`/admin/v1/token-requestors`): register or update one
-//! (its API key and signing secrets are write-only), read it with its updates by state, enable its
-//! endpoint again, and its requestor-API keys (made, shown once; revoked).
+//! (its API key and signing secrets are write-only), list them, read one with its updates by
+//! state, enable its endpoint again, and its requestor-API keys (made, shown once; revoked).
 
 use crate::api::{read_json, read_pem, Admin, HubArgs};
 use crate::output::{Field, Output};
@@ -15,6 +15,11 @@ pub enum RequestorsCommand {
         requestor_id: String,
         #[command(flatten)]
         body: RequestorFlags,
+    },
+    /// Token requestors by id, a page at a time, with their backlogs.
+    List {
+        #[command(flatten)]
+        page: crate::api::Page,
     },
     /// A token requestor: its endpoint's state and its updates by state (never a secret).
     Get { requestor_id: String },
@@ -95,6 +100,16 @@ const REQUESTOR: &[Field] = &[
     ("notifications.SUPERSEDED", "/notifications/SUPERSEDED"),
 ];
 
+const ROW: &[Field] = &[
+    ("requestorId", "/requestorId"),
+    ("merchantId", "/merchantId"),
+    ("baseUrl", "/baseUrl"),
+    ("state", "/state"),
+    ("pending", "/pending"),
+    ("oldestPendingAgeSeconds", "/oldestPendingAgeSeconds"),
+    ("dead", "/dead"),
+];
+
 pub async fn run(cmd: RequestorsCommand, hub: &HubArgs, out: Output) -> anyhow::Result<()> {
     let admin = Admin::new(hub)?;
     match cmd {
@@ -103,6 +118,10 @@ pub async fn run(cmd: RequestorsCommand, hub: &HubArgs, out: Output) -> anyhow::
             let url = admin.url(&["token-requestors", &requestor_id]);
             let a = admin.put(url, &body).await?;
             out.object(&a.text, REQUESTOR)
+        }
+        RequestorsCommand::List { page } => {
+            let a = admin.get(page.url(&admin, &["token-requestors"])).await?;
+            out.page(&a.text, ROW)
         }
         RequestorsCommand::Get { requestor_id } => {
             let a = admin

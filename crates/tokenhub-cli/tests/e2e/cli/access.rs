@@ -149,6 +149,26 @@ pub(super) async fn exit_codes(cli: &Cli<'_>, token: &str) {
         "{health}"
     );
 
+    // The overview, where the hub has it.
+    match cli.api("/overview").await {
+        (200, api) => {
+            let got = cli.run(&["-o", "json", "overview"]).await.ok().json();
+            assert_eq!(
+                got["tsps"].as_array().map(Vec::len),
+                api["tsps"].as_array().map(Vec::len)
+            );
+            let table = cli.run(&["overview"]).await.ok().stdout;
+            assert!(
+                table.contains("e2e-tsp") && table.contains("dead letters"),
+                "{table}"
+            );
+        }
+        (status, _) => {
+            let ran = cli.run(&["overview"]).await;
+            assert_eq!(ran.code, super::code_of(status), "{}", ran.stderr);
+        }
+    }
+
     let ran = cli.run(&["tokens", "get", "TKNNOSUCHTOKEN"]).await.exits(3);
     assert!(
         ran.stderr.contains("NOT_FOUND (HTTP 404)"),
