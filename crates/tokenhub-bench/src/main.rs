@@ -15,6 +15,7 @@ mod campaign;
 mod data;
 mod edge;
 mod notifications;
+mod observability;
 
 #[derive(Parser)]
 #[command(name = "tokenhub-bench", version, about = "Measure the hub")]
@@ -36,6 +37,9 @@ enum Command {
     /// highest sustained delivery rate.
     #[command(alias = "notify")]
     Notifications(notifications::NotificationsArgs),
+    /// What metrics and JSON logs at info cost `/data`: `data --max-only` with both off against
+    /// both on, each run in a process of its own.
+    Observability(observability::ObservabilityArgs),
     /// A re-personalization campaign over N ACTIVE tokens (seeded straight into the database),
     /// the hub in its own process: tokens/s per tenth, the hub's RSS and CPU, the TSP's rate.
     Campaign(campaign::CampaignArgs),
@@ -62,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             Command::Data(args) => data::run(args).await,
             Command::Edge(args) => edge::run(args).await,
             Command::Notifications(args) => notifications::run(args).await,
+            Command::Observability(args) => observability::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,
             Command::Serve(args) => bootstrap::serve(args).await,
         }

@@ -1,6 +1,7 @@
-//! Logging, and the metrics ([`metrics`]). Lines are structured (`tracing`); every TSP operation
-//! runs inside a span that carries its `correlation_id`, so every line it causes can be found by
-//! that id. Set `RUST_LOG` to change the level and `TOKENHUB_LOG_FORMAT=json` for JSON lines.
+//! Logging, and the metrics ([`metrics`]). Lines are structured (`tracing`); every request and
+//! job runs inside a span that carries the ids it concerns (`http/request_log.rs`), so every line
+//! it causes can be found by them. Set `RUST_LOG` to change the level and
+//! `TOKENHUB_LOG_FORMAT=json` for JSON lines (with the current span and the list of spans).
 
 use tracing_subscriber::EnvFilter;
 
@@ -19,7 +20,11 @@ pub fn init(default_filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().try_init()
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
     } else {
         builder.try_init()
     };

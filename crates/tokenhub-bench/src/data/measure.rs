@@ -175,3 +175,13 @@ impl Histogram {
         self.ms(100.0)
     }
 }
+
+/// The median of `v` (`NaN` when empty).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}

@@ -26,7 +26,7 @@ use axum::http::HeaderName;
 use body::{parse_only_router, profile_and_body};
 use breakdown::{breakdown, BREAKDOWN_TOKENS};
 pub(crate) use load::{client_builder, LoadRuntime, Phase, Target};
-pub(crate) use measure::{Histogram, Samples};
+pub(crate) use measure::{median, Histogram, Samples};
 pub(crate) use report::verdict;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -74,6 +74,13 @@ pub struct DataArgs {
     /// throughputs over several runs.
     #[arg(long, conflicts_with_all = ["breakdown", "fixed_only"])]
     pub(crate) max_only: bool,
+    /// Record metrics nowhere (a recorder that drops them): the `observability` bench's baseline.
+    #[arg(long, hide = true)]
+    pub(crate) no_metrics: bool,
+    /// Also write the max phases' rates to this file, as JSON (`{"parseMax", "hubMax"}`): how
+    /// the `observability` bench reads its runs.
+    #[arg(long, hide = true)]
+    pub(crate) result_file: Option<std::path::PathBuf>,
 }
 
 pub(crate) const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
@@ -83,6 +90,11 @@ pub(crate) const GOAL_P99_MS: f64 = 5.0;
 
 pub async fn run(args: DataArgs) -> anyhow::Result<()> {
     check_args(&args)?;
+    if args.no_metrics {
+        // Installed before the hub's: its recorder then finds the place taken.
+        ::metrics::set_global_recorder(::metrics::NoopRecorder)
+            .map_err(|_| anyhow::anyhow!("a metrics recorder was already installed"))?;
+    }
     // The hub, on its database, with a random master key and admin token.
     let dir = tempfile::Builder::new()
         .prefix("tokenhub-bench-")
@@ -137,6 +149,14 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
     );
     if let Some(b) = breakdown {
         b.print(parse_max, backend == "SQLite");
+    }
+    if let Some(path) = &args.result_file {
+        let figures = json!({
+            "parseMax": parse_max.completed_per_sec(),
+            "hubMax": hub_max.completed_per_sec(),
+        });
+        std::fs::write(path, figures.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let all = [parse_max, hub_max, parse_fixed, hub_fixed];
     let non_204: u64 = all.iter().map(|s| s.non_204).sum();

@@ -11,7 +11,7 @@
 mod hostile;
 
 use crate::bootstrap::{self, create_tokens};
-use crate::data::{self, DataArgs, LoadRuntime, Phase, Samples, Target};
+use crate::data::{self, median, DataArgs, LoadRuntime, Phase, Samples, Target};
 use anyhow::Context;
 use hostile::Hostile;
 use serde_json::json;
@@ -183,6 +183,8 @@ fn data_args(args: &EdgeArgs) -> DataArgs {
         breakdown: false,
         fixed_only: false,
         max_only: false,
+        no_metrics: false,
+        result_file: None,
     }
 }
 
@@ -290,15 +292,6 @@ impl BenchHub {
 
     async fn stop(self) -> anyhow::Result<()> {
         Ok(self.local.stop().await?)
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 

@@ -9,6 +9,7 @@ mod campaign_crash;
 mod campaigns;
 mod card_on_file;
 mod cli;
+mod logs;
 mod notifications;
 mod provisioning;
 mod single_node;

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::Tx;
 use std::collections::HashMap;
+use tracing::Instrument;
 
 /// The settings a deploy may carry.
 #[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
@@ -106,7 +107,11 @@ pub async fn tick(hub: &Hub) -> Result<bool, Error> {
         let started = hub
             .store
             .transact(move |conn| {
-                Box::pin(async move { step_campaign(conn, &campaign_id, allowance, now).await })
+                let span = tracing::info_span!("campaign", campaign_id = %campaign_id);
+                Box::pin(
+                    async move { step_campaign(conn, &campaign_id, allowance, now).await }
+                        .instrument(span),
+                )
             })
             .await?;
         hub.campaign_pacer.spend(id, started);
@@ -141,7 +146,7 @@ async fn step_campaign(
     if queued == 0 && in_flight == 0 {
         conn.set_campaign_state(campaign_id, CampaignState::Completed, None, now)
             .await?;
-        tracing::info!(campaign_id, "campaign completed");
+        tracing::info!("campaign completed");
         return Ok(0);
     }
     let started_so_far = c.total - queued;
@@ -158,7 +163,7 @@ async fn step_campaign(
                 "{CANARY_REASON} {failed} of {} failed, over the {}% allowed",
                 c.canary_size, c.canary_max_failure_percent
             );
-            tracing::warn!(campaign_id, reason = %why, "campaign paused by its canary");
+            tracing::warn!(reason = %why, "campaign paused by its canary");
             conn.set_campaign_state(campaign_id, CampaignState::Paused, Some(&why), now)
                 .await?;
             return Ok(0);

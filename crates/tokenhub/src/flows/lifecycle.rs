@@ -36,6 +36,7 @@ pub async fn tsp_update(
     body: &[u8],
 ) -> Result<TspUpdateOutcome, Error> {
     let update = crate::domain::lifecycle::parse_tsp_update(body)?;
+    tracing::Span::current().record("issuer_id", update.issuer_id.as_str());
     let now = hub.now_ms();
     let max_skew_ms = hub.config.max_update_skew.as_millis() as i64;
     let token_id = token_id.as_str().to_string();

@@ -15,6 +15,7 @@ mod metrics;
 mod notifications;
 pub mod openapi;
 mod profiles;
+mod request_log;
 mod requestor_api;
 mod requestors;
 mod shared_keys;
@@ -83,6 +84,7 @@ pub fn router_for(state: AppState, apis: Apis) -> Router {
     }
     r.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(request_log::log_request))
         .with_state(state)
 }
 

@@ -21,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
-use tracing::Instrument;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -143,16 +142,9 @@ async fn submit(
     let echo = headers
         .get(&X_CORRELATION_ID)
         .map(|v| (X_CORRELATION_ID, v.clone()));
-    let correlation = headers
-        .get(&X_CORRELATION_ID)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default();
-    let span = tracing::info_span!(
-        "tsp",
-        operation = operation_name(call),
-        correlation_id = %correlation,
-        token_id = tracing::field::Empty
-    );
+    // The request's span (`request_log`) already carries the correlation and token ids.
+    let span = tracing::Span::current();
+    span.record("operation", operation_name(call));
     let started = std::time::Instant::now();
     let mut status_on_error = StatusCode::BAD_REQUEST;
     let outcome = async {
@@ -167,12 +159,9 @@ async fn submit(
             }
         }
     }
-    .instrument(span.clone())
     .await;
     if let Err(r) = &outcome {
-        span.in_scope(
-            || tracing::info!(response_code = r.code.number(), reason = %r.message, "refused"),
-        );
+        tracing::info!(response_code = r.code.number(), reason = %r.message, "refused");
     }
     let code = outcome.as_ref().err().map(|r| r.code.number());
     metrics::tsp_api_request(operation_name(call), code, started.elapsed());
@@ -207,7 +196,6 @@ fn read_request(
     )?;
     let Path(raw) = path.map_err(|_| Rejection::format("tokenId is not a valid path segment"))?;
     let token_id = TokenId::parse(&raw)?;
-    tracing::Span::current().record("token_id", token_id.as_str());
     check_content_type(headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

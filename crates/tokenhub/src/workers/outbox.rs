@@ -200,7 +200,7 @@ async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), Unsent> {
 }
 
 async fn record(hub: &Hub, item: QueuedCall, outcome: Result<(), Unsent>) -> Result<(), Error> {
-    let span = tracing::info_span!("outbox", kind = %item.call, token_id = %item.token_id, correlation_id = %item.correlation_id);
+    let span = tracing::info_span!("outbox", kind = %item.call, tsp_id = %item.tsp_id, token_id = %item.token_id, correlation_id = %item.correlation_id);
     let _g = span.enter();
     match &outcome {
         Ok(()) => tracing::info!(attempts = item.attempts, "delivered"),

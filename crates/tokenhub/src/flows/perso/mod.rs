@@ -50,6 +50,7 @@ pub async fn submit(
     op: Operation,
 ) -> Result<Applied, Error> {
     let submission = perso::parse_submission(body, op)?;
+    tracing::Span::current().record("issuer_id", submission.issuer_id.as_str());
     let operation = match op {
         Operation::Data => "submitTokenData",
         Operation::NewData => "submitNewTokenData",

@@ -1,0 +1,101 @@
+//! The log an on-call engineer queries: a demo run with `TOKENHUB_LOG_FORMAT=json` writes JSON
+//! lines only, and every `/data` call the TSP simulator sent is found in the hub's log by its
+//! correlation id: one `request` line, with its status, duration and the ids of the call.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+/// The field `name` of the innermost span of `line` that has it.
+fn span_field<'a>(line: &'a Value, name: &str) -> Option<&'a str> {
+    line["spans"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find_map(|s| s[name].as_str())
+}
+
+#[test]
+fn every_data_call_of_a_demo_run_is_found_in_the_json_log_by_its_correlation_id() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenhub"))
+        .args(["demo", "--tokens", "12", "--transactions", "1"])
+        .env("TOKENHUB_LOG_FORMAT", "json")
+        // The hub at info; the simulator's "data call answered" lines (debug) say what it sent.
+        .env("RUST_LOG", "info,tokenhub_sim::tsp::delivery=debug")
+        .output()
+        .expect("the demo starts");
+    let stderr = String::from_utf8(out.stderr).expect("the log is UTF-8");
+    assert!(
+        out.status.success(),
+        "the demo failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+    );
+
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+
+    // What the TSP simulator sent and the hub accepted: correlation id → token id.
+    let sent: BTreeMap<&str, &str> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "data call answered")
+        .filter(|l| l["fields"]["operation"] == "data")
+        .filter(|l| l["fields"]["verdict"] == "Accepted")
+        .map(|l| {
+            (
+                l["fields"]["correlation_id"].as_str().unwrap(),
+                l["fields"]["token_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        sent.len() >= 12,
+        "the simulator sent {} /data calls",
+        sent.len()
+    );
+
+    // The hub's one line per request, for its /data route.
+    let answered: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request")
+        .filter(|l| l["span"]["route"] == "/trapi/v2.0/tokens/{token_id}/data")
+        .collect();
+    let mut found = BTreeSet::new();
+    for line in &answered {
+        assert_eq!(line["level"], "INFO");
+        assert!(line["fields"]["status"].as_u64().is_some(), "{line}");
+        assert!(line["fields"]["duration_ms"].as_f64().is_some(), "{line}");
+        let span = &line["span"];
+        let Some(correlation) = span["correlation_id"].as_str() else {
+            panic!("a /data request line without its correlation id: {line}");
+        };
+        // A call the simulator retried has earlier attempts with other statuses.
+        if let Some(token) = sent
+            .get(correlation)
+            .filter(|_| line["fields"]["status"] == 204)
+        {
+            assert_eq!(span["token_id"].as_str(), Some(*token), "{line}");
+            assert_eq!(span["operation"], "submitTokenData", "{line}");
+            assert!(span["tsp_id"].is_string(), "no TSP id: {line}");
+            assert!(span["issuer_id"].is_string(), "no issuer id: {line}");
+            found.insert(correlation);
+        }
+    }
+    let missing: Vec<_> = sent.keys().filter(|c| !found.contains(*c)).collect();
+    assert!(missing.is_empty(), "not in the hub's log: {missing:?}");
+
+    // The lines a /data call causes inside the hub carry its correlation id too.
+    let accepted = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "accepted")
+        .filter(|l| span_field(l, "correlation_id").is_some_and(|c| sent.contains_key(c)))
+        .count();
+    assert!(
+        accepted >= sent.len(),
+        "{accepted} accepted lines for {} calls",
+        sent.len()
+    );
+}
