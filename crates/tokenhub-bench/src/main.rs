@@ -16,6 +16,7 @@ mod data;
 mod edge;
 mod notifications;
 mod observability;
+mod transactions;
 
 #[derive(Parser)]
 #[command(name = "tokenhub-bench", version, about = "Measure the hub")]
@@ -43,6 +44,10 @@ enum Command {
     /// A re-personalization campaign over N ACTIVE tokens (seeded straight into the database),
     /// the hub in its own process: tokens/s per tenth, the hub's RSS and CPU, the TSP's rate.
     Campaign(campaign::CampaignArgs),
+    /// Create Transaction through the hub (requestor API, API key, the hub's call to the TSP)
+    /// against the TSP simulator's transactionCredentials called directly: max throughput of
+    /// each, and p99 at a fixed rate; medians over `--runs`.
+    Transactions(transactions::TransactionsArgs),
     /// The hub alone, configured as `tokenhub serve` is: the campaign bench runs it as a process
     /// of its own.
     #[command(hide = true)]
@@ -68,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             Command::Notifications(args) => notifications::run(args).await,
             Command::Observability(args) => observability::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,
+            Command::Transactions(args) => transactions::run(args).await,
             Command::Serve(args) => bootstrap::serve(args).await,
         }
     })

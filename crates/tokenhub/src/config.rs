@@ -22,8 +22,8 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
     /// A TOML file with any of: listen, database_url, perso_ttl, delivery_window,
     /// delivery_max_tries, delivery_ttl, admin_token, master_key, notify_retry_schedule,
-    /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy, tls_cert,
-    /// tls_key, tsp_plain_as, client_cert, client_key, and the tables
+    /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy,
+    /// requestor_tsp_budget, tls_cert, tls_key, tsp_plain_as, client_cert, client_key, and the tables
     /// `[listeners.tsp|wallet|admin]` (address, cert, key, plain) and `[limits]`.
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// `HTTPS_PROXY` and `ALL_PROXY` are ignored.
     #[arg(long, env = "TOKENHUB_OUTBOUND_PROXY")]
     pub outbound_proxy: Option<String>,
+    /// How long a requestor API call may spend on the TSP, retries and waits included, e.g. `3s`
+    /// (100ms to 60s); then the requestor gets `503` with `Retry-After`.
+    #[arg(long, env = "TOKENHUB_REQUESTOR_TSP_BUDGET")]
+    pub requestor_tsp_budget: Option<String>,
 }
 
 /// The optional TOML file.
@@ -91,6 +95,7 @@ struct FileConfig {
     wallet_max_long_polls: Option<usize>,
     allow_plain_http_endpoints: Option<bool>,
     outbound_proxy: Option<String>,
+    requestor_tsp_budget: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tsp_plain_as: Option<String>,
@@ -143,6 +148,21 @@ pub struct Config {
     pub wallet_max_long_polls: usize,
     /// How the hub's calls to TSPs and requestors leave it.
     pub outbound: OutboundSettings,
+    /// The time a requestor API call may spend on the TSP (its attempts and the waits between).
+    pub requestor_tsp_budget: Duration,
+}
+
+pub const DEFAULT_REQUESTOR_TSP_BUDGET: Duration = Duration::from_secs(3);
+
+/// `3s`, `500ms` → the requestor API's TSP budget: from 100 ms (room for a retry) to a minute (a
+/// caller is waiting).
+pub fn parse_budget(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if (Duration::from_millis(100)..=Duration::from_secs(60)).contains(&d) => Ok(d),
+        _ => Err(format!(
+            "requestor_tsp_budget: {s:?} is not a duration from 100ms to 60s, such as 3s"
+        )),
+    }
 }
 
 /// How the hub's calls to TSPs and requestors leave it.
@@ -273,6 +293,7 @@ impl Config {
             max_update_skew: Duration::from_secs(300),
             wallet_max_long_polls: DEFAULT_WALLET_MAX_LONG_POLLS,
             outbound: OutboundSettings::default(),
+            requestor_tsp_budget: DEFAULT_REQUESTOR_TSP_BUDGET,
         }
     }
 
@@ -328,6 +349,10 @@ impl Config {
                     || file.allow_plain_http_endpoints.unwrap_or(false),
                 proxy: non_empty(args.outbound_proxy.clone()).or(file.outbound_proxy),
             },
+            requestor_tsp_budget: (args.requestor_tsp_budget.clone())
+                .or(file.requestor_tsp_budget)
+                .map_or(Ok(DEFAULT_REQUESTOR_TSP_BUDGET), |s| parse_budget(&s))
+                .map_err(ConfigError::Invalid)?,
         };
         if let Some(proxy) = &config.outbound.proxy {
             if reqwest::Proxy::all(proxy.as_str()).is_err() {
@@ -454,7 +479,8 @@ mod tests {
         let file = dir.path().join("hub.toml");
         std::fs::write(
             &file,
-            "listen = \"127.0.0.1:9999\"\nperso_ttl = 30\nmaster_key = \"ab\"\n",
+            "listen = \"127.0.0.1:9999\"\nperso_ttl = 30\nmaster_key = \"ab\"\n\
+             requestor_tsp_budget = \"5s\"\n",
         )
         .unwrap();
         let mut args = ServeArgs::default();
@@ -464,6 +490,7 @@ mod tests {
         assert_eq!(c.perso_ttl, Duration::from_secs(30));
         assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(c.master_key.as_deref(), Some("ab"));
+        assert_eq!(c.requestor_tsp_budget, Duration::from_secs(5));
         args.perso_ttl = Some(5);
         let c = Config::load_with_env(&args, |k| (k == "TOKENHUB_MASTER_KEY").then(|| "cd".into()))
             .unwrap();
@@ -488,6 +515,10 @@ mod tests {
         assert_eq!(nets.len(), 3);
         assert!(nets[1].contains(&"::1".parse::<std::net::IpAddr>().unwrap()));
         assert!(parse_cidrs("localhost").is_err());
+        assert_eq!(parse_budget(" 500ms"), Ok(Duration::from_millis(500)));
+        for refused in ["0s", "99ms", "61s", "soon"] {
+            assert!(parse_budget(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

@@ -347,8 +347,8 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, TspCallErro
     Ok(body)
 }
 
-// The card-on-file calls of the requestor API: the requestor waits for their answer, so each is
-// one attempt under the client's timeout (no retry loop here); the requestor retries on 503.
+// The card-on-file calls of the requestor API: one attempt each, its failure with the TSP's
+// `Retry-After`; `flows::requestor_tsp` paces and retries them within the requestor's budget.
 
 /// createToken for a card on file (`POST {base}/cardOnFileTokens`). The card is the requestor's
 /// JWE, forwarded as it came.
@@ -412,29 +412,27 @@ impl TspClient {
         base_url: &str,
         correlation_id: &str,
         request: &CardOnFileRequest<'_>,
-    ) -> Result<CardOnFileResponse, TspCallError> {
+    ) -> Result<CardOnFileResponse, Unsent> {
         let url = format!("{}/cardOnFileTokens", base_url.trim_end_matches('/'));
         self.post_once(&url, correlation_id, request, "createToken (card on file)")
             .await
     }
 
-    /// One `POST` of `request` (a call the requestor waits for: no retry here), its JSON answer
-    /// read as `T`. serde_json's messages give a position, never the text: no PAN reaches the
-    /// error.
+    /// One `POST` of `request`, its JSON answer read as `T`. serde_json's messages give a
+    /// position, never the text: no PAN reaches the error.
     async fn post_once<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
         correlation_id: &str,
         request: &impl Serialize,
         call: &str,
-    ) -> Result<T, TspCallError> {
+    ) -> Result<T, Unsent> {
         let body = serde_json::to_string(request).expect("request bodies always serialize");
         let answer = self
             .attempt(reqwest::Method::POST, url, correlation_id, body)
-            .await
-            .map_err(|u| u.error)?;
+            .await?;
         serde_json::from_slice(&answer)
-            .map_err(|e| TspCallError::Protocol(format!("{call} answer: {e}")))
+            .map_err(|e| TspCallError::Protocol(format!("{call} answer: {e}")).into())
     }
 
     pub async fn transaction_credentials(
@@ -443,7 +441,7 @@ impl TspClient {
         token_id: &str,
         correlation_id: &str,
         request: &CredentialsRequest<'_>,
-    ) -> Result<TransactionCredentials, TspCallError> {
+    ) -> Result<TransactionCredentials, Unsent> {
         let url = format!(
             "{}/cardOnFileTokens/{token_id}/transactionCredentials",
             base_url.trim_end_matches('/')
@@ -458,7 +456,7 @@ impl TspClient {
         token_id: &str,
         correlation_id: &str,
         requestor_id: &str,
-    ) -> Result<(), TspCallError> {
+    ) -> Result<(), Unsent> {
         let url = format!(
             "{}/cardOnFileTokens/{token_id}",
             base_url.trim_end_matches('/')
@@ -467,6 +465,5 @@ impl TspClient {
         self.attempt(reqwest::Method::DELETE, &url, correlation_id, body)
             .await
             .map(|_| ())
-            .map_err(|u| u.error)
     }
 }

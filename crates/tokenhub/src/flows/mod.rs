@@ -15,6 +15,7 @@ pub mod notifications;
 pub mod perso;
 pub mod reperso;
 pub mod requestor_tokens;
+pub mod requestor_tsp;
 pub mod requestors;
 pub mod tokens;
 pub mod tsp_calls;

@@ -2,11 +2,15 @@
 //! file, asks for a transaction's credentials, reads and deletes its tokens. The card reaches the
 //! TSP as the requestor's JWE, untouched: the hub never sees a card PAN. A token PAN is passed
 //! through from the TSP to the requestor, never stored or logged. TSP calls are synchronous
-//! (the requestor waits), one attempt each under the TSP client's timeout.
+//! (the requestor waits): paced and retried within the requestor's budget
+//! ([`super::requestor_tsp`]).
+
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use super::notifications::{self, TokenUpdateBody};
+use super::requestor_tsp::{self, Failed};
 use crate::domain::catalog::Tsp;
 use crate::domain::lifecycle::{format_timestamp, next_update_ms, TspUpdate};
 use crate::domain::notification::Requestor;
@@ -38,8 +42,9 @@ pub enum RequestorApiError {
     /// The TSP refused the card (115, 163, 164, 166, 167) or the call (its code kept).
     #[error("{message}")]
     TspRefused { code: u32, message: String },
+    /// Still unavailable after the retries the requestor's budget allows: come back after this.
     #[error("the TSP is unavailable; try again later")]
-    TspUnavailable,
+    TspUnavailable(Duration),
     #[error("the TSP answered outside the contract")]
     TspProtocol(String),
     #[error(transparent)]
@@ -157,30 +162,34 @@ async fn tsp_for_card(hub: &Hub, jwe: &str) -> Result<Tsp, RequestorApiError> {
         .ok_or_else(|| RequestorApiError::Internal(StoreError::Corrupt("TSP gone".into()).into()))
 }
 
-fn tsp_error(call: &str, e: TspCallError) -> RequestorApiError {
+fn tsp_error(call: &str, e: Failed) -> RequestorApiError {
     match e {
-        TspCallError::Refused { code, message } => RequestorApiError::TspRefused {
+        Failed::Final(TspCallError::Refused { code, message }) => RequestorApiError::TspRefused {
             code,
             message: message
                 .unwrap_or_else(|| super::digitize::describe_tsp_code(code).to_string()),
         },
-        TspCallError::Unavailable(why) => {
-            tracing::warn!(call, reason = %why, "TSP call failed");
-            RequestorApiError::TspUnavailable
+        Failed::Unavailable { why, retry_after } => {
+            tracing::warn!(call, reason = %why, "TSP still unavailable; the requestor is to retry");
+            RequestorApiError::TspUnavailable(retry_after)
         }
-        TspCallError::Protocol(why) => {
+        // Not made by `requestor_tsp::call` (an unavailable TSP is `Failed::Unavailable`).
+        Failed::Final(TspCallError::Unavailable(_)) => {
+            RequestorApiError::TspUnavailable(Duration::from_secs(1))
+        }
+        Failed::Final(TspCallError::Protocol(why)) => {
             tracing::warn!(call, reason = %why, "TSP answered outside the contract");
             RequestorApiError::TspProtocol(why)
         }
     }
 }
 
-async fn pace(hub: &Hub, tsp: &Tsp) {
-    if let Some(rate) = tsp.rate_limit {
-        hub.tsp_pacer
-            .acquire(&tsp.tsp_id, rate, hub.clock.as_ref())
-            .await;
-    }
+/// The TSP a requestor token belongs to (gone: unavailable, as the TSP would be).
+async fn token_tsp(hub: &Hub, token: &RequestorToken) -> Result<Tsp, RequestorApiError> {
+    hub.store
+        .tsp(&token.tsp_id)
+        .await?
+        .ok_or(RequestorApiError::TspUnavailable(Duration::from_secs(1)))
 }
 
 /// Tokenizes a card on file; a repeat of the same idempotency key gets the same token without a
@@ -203,17 +212,17 @@ pub async fn tokenize(
     // The same key gives the same correlation id, so the TSP recognises a repeat too.
     let key_hash = Sha256::digest(format!("{rid}\n{}", t.idempotency_key));
     let correlation_id = format!("cof-{}", &hex::encode(key_hash)[..40]);
-    pace(hub, &tsp).await;
     let request = CardOnFileRequest {
         token_requestor_id: rid,
         ciphered_card_info: &t.encrypted_card,
         requestor_card_ref_id: t.requestor_reference.as_deref(),
     };
-    let answer = hub
-        .tsp
-        .create_card_on_file_token(&tsp.base_url, &correlation_id, &request)
-        .await
-        .map_err(|e| tsp_error("createToken (card on file)", e))?;
+    let answer = requestor_tsp::call(hub, &tsp, "createCardOnFileToken", || {
+        hub.tsp
+            .create_card_on_file_token(&tsp.base_url, &correlation_id, &request)
+    })
+    .await
+    .map_err(|e| tsp_error("createToken (card on file)", e))?;
     let now = hub.now_ms();
     let (token_info, card_info) = (
         answer.token_info.unwrap_or_default(),
@@ -302,12 +311,7 @@ pub async fn transact(
     if token.state != TokenState::Active {
         return Err(RequestorApiError::NotActive(token.state));
     }
-    let tsp = hub
-        .store
-        .tsp(&token.tsp_id)
-        .await?
-        .ok_or(RequestorApiError::TspUnavailable)?;
-    pace(hub, &tsp).await;
+    let tsp = token_tsp(hub, &token).await?;
     let request = CredentialsRequest {
         token_requestor_id: &requestor.requestor_id,
         amount: &terms.amount,
@@ -316,11 +320,12 @@ pub async fn transact(
         merchant_id: &requestor.merchant_id,
     };
     let correlation_id = uuid::Uuid::new_v4().to_string();
-    let credentials = hub
-        .tsp
-        .transaction_credentials(&tsp.base_url, token_id, &correlation_id, &request)
-        .await
-        .map_err(|e| tsp_error("transactionCredentials", e))?;
+    let credentials = requestor_tsp::call(hub, &tsp, "getTransactionCredentials", || {
+        hub.tsp
+            .transaction_credentials(&tsp.base_url, token_id, &correlation_id, &request)
+    })
+    .await
+    .map_err(|e| tsp_error("transactionCredentials", e))?;
     crate::domain::requestor_token::check_credentials(
         &credentials.token_pan,
         &credentials.token_expiry_date,
@@ -340,25 +345,18 @@ pub async fn delete(
     if token.state == TokenState::Deleted {
         return Ok(());
     }
-    let tsp = hub
-        .store
-        .tsp(&token.tsp_id)
-        .await?
-        .ok_or(RequestorApiError::TspUnavailable)?;
-    pace(hub, &tsp).await;
+    let tsp = token_tsp(hub, &token).await?;
     let correlation_id = uuid::Uuid::new_v4().to_string();
-    match hub
-        .tsp
-        .delete_card_on_file_token(
-            &tsp.base_url,
-            token_id,
-            &correlation_id,
-            &requestor.requestor_id,
-        )
-        .await
+    let rid = requestor.requestor_id.as_str();
+    match requestor_tsp::call(hub, &tsp, "deleteCardOnFileToken", || {
+        hub.tsp
+            .delete_card_on_file_token(&tsp.base_url, token_id, &correlation_id, rid)
+    })
+    .await
     {
-        // 119: the TSP no longer knows it; deleted there either way.
-        Ok(()) | Err(TspCallError::Refused { code: 119, .. }) => {}
+        // 119: the TSP no longer knows it (a repeat whose first answer was lost, too); deleted
+        // there either way.
+        Ok(()) | Err(Failed::Final(TspCallError::Refused { code: 119, .. })) => {}
         Err(e) => return Err(tsp_error("delete (card on file)", e)),
     }
     let (id, requestor, now) = (token_id.to_string(), requestor.clone(), hub.now_ms());

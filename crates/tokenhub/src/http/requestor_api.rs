@@ -8,6 +8,7 @@ use super::{ApiError, AppState};
 use crate::domain::notification::Requestor;
 use crate::domain::requestor_token::{RequestorToken, TRANSACTION_TYPES};
 use crate::flows::requestor_tokens::{self, RequestorApiError, Terms, Tokenize};
+use crate::flows::requestor_tsp::retry_after_secs;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -83,7 +84,7 @@ impl From<RequestorApiError> for ApiError {
                 e.tsp_response_code = Some(code);
                 e
             }
-            E::TspUnavailable => ApiError::new(
+            E::TspUnavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "TSP_UNAVAILABLE",
                 "the TSP is unavailable; try again later",
@@ -98,12 +99,16 @@ impl From<RequestorApiError> for ApiError {
     }
 }
 
+/// The error's answer; a `503` says when to come back (the TSP's own wait, when it named one).
 fn answer(e: RequestorApiError) -> Response {
-    let unavailable = matches!(e, RequestorApiError::TspUnavailable);
+    let retry_after = match &e {
+        RequestorApiError::TspUnavailable(wait) => Some(retry_after_secs(*wait)),
+        _ => None,
+    };
     let mut r = ApiError::from(e).into_response();
-    if unavailable {
+    if let Some(secs) = retry_after {
         r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }

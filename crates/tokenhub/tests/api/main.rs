@@ -27,6 +27,7 @@ mod properties;
 mod removals;
 mod requestor_api;
 mod requestor_client;
+mod requestor_retries;
 mod requestors;
 mod supervision;
 mod tls_bounds;

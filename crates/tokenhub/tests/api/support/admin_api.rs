@@ -12,14 +12,25 @@ pub struct Answer {
     pub status: u16,
     pub text: String,
     pub json: Value,
+    /// The `Retry-After` header, when there is one.
+    pub retry_after: Option<String>,
 }
 
 impl Answer {
     pub(crate) async fn read(r: reqwest::Response) -> Self {
         let status = r.status().as_u16();
+        let retry_after = r
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let text = r.text().await.expect("the answer's body");
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Self { status, text, json }
+        Self {
+            status,
+            text,
+            json,
+            retry_after,
+        }
     }
 
     /// The status is `status`; the JSON body.

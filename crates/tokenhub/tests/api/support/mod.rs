@@ -9,6 +9,7 @@
 pub mod admin_api;
 pub mod app;
 pub mod certs;
+pub mod flaky_tsp;
 pub mod lifecycle;
 pub mod postgres;
 pub mod receiver;
@@ -24,6 +25,7 @@ pub mod wallet_api;
 pub use admin_api::*;
 pub use app::*;
 pub use certs::*;
+pub use flaky_tsp::*;
 pub use lifecycle::*;
 pub use postgres::*;
 pub use receiver::*;
