@@ -185,3 +185,8 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
+
+/// The p99 of a phase's latencies, in ms.
+pub(crate) fn p99(s: &Samples) -> f64 {
+    Histogram::new(&s.latency_us).ms(99.0)
+}

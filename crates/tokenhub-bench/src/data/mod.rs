@@ -26,7 +26,7 @@ use axum::http::HeaderName;
 use body::{parse_only_router, profile_and_body};
 use breakdown::{breakdown, BREAKDOWN_TOKENS};
 pub(crate) use load::{client_builder, Answer, LoadRuntime, Phase, Target};
-pub(crate) use measure::{cpu_during, median, Histogram, Samples};
+pub(crate) use measure::{cpu_during, median, p99, Histogram, Samples};
 pub(crate) use report::verdict;
 use serde_json::json;
 use std::net::SocketAddr;

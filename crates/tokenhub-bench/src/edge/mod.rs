@@ -11,7 +11,7 @@
 mod hostile;
 
 use crate::bootstrap::{self, create_tokens};
-use crate::data::{self, median, DataArgs, LoadRuntime, Phase, Samples, Target};
+use crate::data::{self, median, p99, DataArgs, LoadRuntime, Phase, Samples, Target};
 use anyhow::Context;
 use hostile::Hostile;
 use serde_json::json;
@@ -293,10 +293,6 @@ impl BenchHub {
     async fn stop(self) -> anyhow::Result<()> {
         Ok(self.local.stop().await?)
     }
-}
-
-fn p99(s: &Samples) -> f64 {
-    data::Histogram::new(&s.latency_us).ms(99.0)
 }
 
 fn report(args: &EdgeArgs, m: &Measured) {

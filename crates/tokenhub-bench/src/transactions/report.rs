@@ -1,16 +1,7 @@
 //! The transactions bench's tables, medians over the runs, verdicts and one-line summary.
 
 use super::{Run, TransactionsArgs, GOAL_ADDED_P99_MS, GOAL_RATIO};
-use crate::data::{verdict, Histogram, Samples};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
+use crate::data::{median, p99, verdict, Histogram, Samples};
 
 /// The median over the runs of `f` of the phase `pick` chooses.
 fn med(runs: &[Run], pick: fn(&Run) -> &Samples, f: fn(&Samples) -> f64) -> f64 {
@@ -19,10 +10,6 @@ fn med(runs: &[Run], pick: fn(&Run) -> &Samples, f: fn(&Samples) -> f64) -> f64 
 
 fn p50(s: &Samples) -> f64 {
     Histogram::new(&s.latency_us).ms(50.0)
-}
-
-fn p99(s: &Samples) -> f64 {
-    Histogram::new(&s.latency_us).ms(99.0)
 }
 
 fn max_ms(s: &Samples) -> f64 {
