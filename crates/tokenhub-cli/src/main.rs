@@ -18,6 +18,7 @@ mod campaign;
 mod certs;
 mod demo;
 mod notifications;
+mod tsp_sim;
 
 #[derive(Parser)]
 #[command(
@@ -41,7 +42,7 @@ enum Command {
     #[command(subcommand)]
     Certs(certs::CertsCommand),
     /// Run a TSP simulator against a hub.
-    TspSim(demo::TspSimArgs),
+    TspSim(tsp_sim::TspSimArgs),
     /// Run the whole story end to end on a fresh embedded database and check it.
     Demo(demo::DemoArgs),
     /// Run a fleet of simulated wallets against a hub.
@@ -156,7 +157,7 @@ fn main() -> anyhow::Result<()> {
             Command::Certs(c) => certs::run(c),
             Command::Keys(KeysCommand::Generate { out }) => keys_generate(&out),
             Command::Keys(KeysCommand::Import(args)) => keys_import(args).await,
-            Command::TspSim(args) => demo::tsp_sim(args).await,
+            Command::TspSim(args) => tsp_sim::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::DeviceSim(args) => demo::device_sim(args).await,
             Command::Campaign(cmd) => campaign::run(cmd).await,

@@ -2,12 +2,14 @@
 //! in that order of precedence, over the defaults.
 
 mod listeners;
+mod tsp_health;
 
 pub use listeners::{ListenArgs, ListenerConfig, ListenerSecurity, Listeners, ServerLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use tsp_health::{TspHealthArgs, TspHealthSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tokenhub.db";
@@ -24,7 +26,7 @@ pub struct StoreArgs {
     /// delivery_max_tries, delivery_ttl, admin_token, master_key, notify_retry_schedule,
     /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy, tls_cert,
     /// tls_key, tsp_plain_as, client_cert, client_key, and the tables
-    /// `[listeners.tsp|wallet|admin]` (address, cert, key, plain) and `[limits]`.
+    /// `[listeners.tsp|wallet|admin]` (address, cert, key, plain), `[limits]` and `[tsp_health]`.
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -72,6 +74,9 @@ pub struct ServeArgs {
     /// `HTTPS_PROXY` and `ALL_PROXY` are ignored.
     #[arg(long, env = "TOKENHUB_OUTBOUND_PROXY")]
     pub outbound_proxy: Option<String>,
+    /// How each TSP's health is checked.
+    #[command(flatten)]
+    pub tsp_health: TspHealthArgs,
 }
 
 /// The optional TOML file.
@@ -100,6 +105,8 @@ struct FileConfig {
     listeners: listeners::FileListeners,
     #[serde(default)]
     limits: listeners::FileLimits,
+    #[serde(default)]
+    tsp_health: tsp_health::FileTspHealth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +150,8 @@ pub struct Config {
     pub wallet_max_long_polls: usize,
     /// How the hub's calls to TSPs and requestors leave it.
     pub outbound: OutboundSettings,
+    /// How each TSP's health is checked.
+    pub tsp_health: TspHealthSettings,
 }
 
 /// How the hub's calls to TSPs and requestors leave it.
@@ -273,6 +282,7 @@ impl Config {
             max_update_skew: Duration::from_secs(300),
             wallet_max_long_polls: DEFAULT_WALLET_MAX_LONG_POLLS,
             outbound: OutboundSettings::default(),
+            tsp_health: TspHealthSettings::default(),
         }
     }
 
@@ -328,6 +338,8 @@ impl Config {
                     || file.allow_plain_http_endpoints.unwrap_or(false),
                 proxy: non_empty(args.outbound_proxy.clone()).or(file.outbound_proxy),
             },
+            tsp_health: tsp_health::resolve(&args.tsp_health, &file.tsp_health)
+                .map_err(ConfigError::Invalid)?,
         };
         if let Some(proxy) = &config.outbound.proxy {
             if reqwest::Proxy::all(proxy.as_str()).is_err() {

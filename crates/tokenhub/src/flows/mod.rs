@@ -18,4 +18,5 @@ pub mod requestor_tokens;
 pub mod requestors;
 pub mod tokens;
 pub mod tsp_calls;
+pub mod tsp_health;
 pub mod wallet_providers;
