@@ -33,6 +33,7 @@ mod requestors;
 mod tokens;
 mod tsps;
 mod wallet_providers;
+mod tsp_sim;
 
 use api::{HubArgs, Remote};
 use output::Output;
@@ -61,7 +62,7 @@ enum Command {
     #[command(subcommand)]
     Certs(certs::CertsCommand),
     /// Run a TSP simulator against a hub.
-    TspSim(demo::TspSimArgs),
+    TspSim(tsp_sim::TspSimArgs),
     /// Run the whole story end to end on a fresh embedded database and check it.
     Demo(demo::DemoArgs),
     /// Run a fleet of simulated wallets against a hub.
@@ -188,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Certs(c) => certs::run(c),
             Command::Keys(r) => keys::run(r.command, &r.hub, out).await,
-            Command::TspSim(args) => demo::tsp_sim(args).await,
+            Command::TspSim(args) => tsp_sim::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::DeviceSim(args) => demo::device_sim(args).await,
             Command::RequestorSim(args) => requestor_sim(args).await,

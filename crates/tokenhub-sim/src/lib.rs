@@ -123,7 +123,8 @@ pub use device::{
 
 pub use tsp::{
     load_key_set, run, seal_card, spawn, AuthReason, Authorization, AuthorizationAnswer,
-    DerivedTokens, Misbehaviour, RetryPolicy, SimTls, SimTokenView, TokenUpdate, TransactionAnswer,
-    TransactionRequest, TspSimConfig, TspSimHandle, TspSimStatus, TspTokenState, TxnReason,
-    UpdateAnswer, ELEMENT_NAMES, MAX_TOKENS_PER_CARD, TRANSACTIONS_PATH, TRANSACTION_TYPES,
+    DerivedTokens, HubHealth, Misbehaviour, RetryPolicy, SimTls, SimTokenView, TokenUpdate,
+    TransactionAnswer, TransactionRequest, TspSimConfig, TspSimHandle, TspSimStatus, TspTokenState,
+    TxnReason, UpdateAnswer, ELEMENT_NAMES, MAX_TOKENS_PER_CARD, TRANSACTIONS_PATH,
+    TRANSACTION_TYPES,
 };

@@ -2,12 +2,14 @@
 //! in that order of precedence, over the defaults.
 
 mod listeners;
+mod tsp_health;
 
 pub use listeners::{ListenArgs, ListenerConfig, ListenerSecurity, Listeners, ServerLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use tsp_health::{TspHealthArgs, TspHealthSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tokenhub.db";
@@ -23,8 +25,9 @@ pub struct StoreArgs {
     /// A TOML file with any of: listen, database_url, perso_ttl, delivery_window,
     /// delivery_max_tries, delivery_ttl, admin_token, master_key, notify_retry_schedule,
     /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy,
-    /// requestor_tsp_budget, tls_cert, tls_key, tsp_plain_as, client_cert, client_key, and the tables
-    /// `[listeners.tsp|wallet|admin]` (address, cert, key, plain) and `[limits]`.
+    /// requestor_tsp_budget, tls_cert, tls_key, tsp_plain_as, client_cert, client_key, and the
+    /// tables `[listeners.tsp|wallet|admin]` (address, cert, key, plain), `[limits]` and
+    /// `[tsp_health]`.
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -76,6 +79,9 @@ pub struct ServeArgs {
     /// (100ms to 60s); then the requestor gets `503` with `Retry-After`.
     #[arg(long, env = "TOKENHUB_REQUESTOR_TSP_BUDGET")]
     pub requestor_tsp_budget: Option<String>,
+    /// How each TSP's health is checked.
+    #[command(flatten)]
+    pub tsp_health: TspHealthArgs,
 }
 
 /// The optional TOML file.
@@ -105,6 +111,8 @@ struct FileConfig {
     listeners: listeners::FileListeners,
     #[serde(default)]
     limits: listeners::FileLimits,
+    #[serde(default)]
+    tsp_health: tsp_health::FileTspHealth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +158,8 @@ pub struct Config {
     pub outbound: OutboundSettings,
     /// The time a requestor API call may spend on the TSP (its attempts and the waits between).
     pub requestor_tsp_budget: Duration,
+    /// How each TSP's health is checked.
+    pub tsp_health: TspHealthSettings,
 }
 
 pub const DEFAULT_REQUESTOR_TSP_BUDGET: Duration = Duration::from_secs(3);
@@ -294,6 +304,7 @@ impl Config {
             wallet_max_long_polls: DEFAULT_WALLET_MAX_LONG_POLLS,
             outbound: OutboundSettings::default(),
             requestor_tsp_budget: DEFAULT_REQUESTOR_TSP_BUDGET,
+            tsp_health: TspHealthSettings::default(),
         }
     }
 
@@ -352,6 +363,8 @@ impl Config {
             requestor_tsp_budget: (args.requestor_tsp_budget.clone())
                 .or(file.requestor_tsp_budget)
                 .map_or(Ok(DEFAULT_REQUESTOR_TSP_BUDGET), |s| parse_budget(&s))
+                .map_err(ConfigError::Invalid)?,
+            tsp_health: tsp_health::resolve(&args.tsp_health, &file.tsp_health)
                 .map_err(ConfigError::Invalid)?,
         };
         if let Some(proxy) = &config.outbound.proxy {

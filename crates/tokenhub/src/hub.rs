@@ -14,6 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+mod tsp_health;
+pub use tsp_health::TspHealthBoard;
+
 pub struct Hub {
     pub store: Store,
     pub keys: Keys,
@@ -36,6 +39,8 @@ pub struct Hub {
     pub campaign_pacer: crate::pacer::Pacer,
     /// Paces the outbox's calls to each TSP at its agreed rate.
     pub tsp_pacer: crate::pacer::Pacer,
+    /// Each TSP's health as this node's checks find it (a `DOWN` TSP's calls are held).
+    pub tsp_health: TspHealthBoard,
     /// Profile versions are immutable, so a version read once is good forever, on every node.
     profiles: RwLock<HashMap<(String, String, String), Arc<ProfileDefinition>>>,
     /// Issuers known to exist (an issuer is never removed, so a hit is good forever).
@@ -143,6 +148,7 @@ impl Hub {
                 notify_wake: tokio::sync::Notify::new(),
                 campaign_pacer: Default::default(),
                 tsp_pacer: Default::default(),
+                tsp_health: Default::default(),
                 profiles: RwLock::new(HashMap::new()),
                 known_issuers: RwLock::default(),
                 issuer_tsps: RwLock::default(),

@@ -467,3 +467,47 @@ impl TspClient {
             .map(|_| ())
     }
 }
+
+// The health check the hub's TSP watcher makes (`workers::tsp_health`): one GET under the
+// watcher's own timeout, through the same per-TSP client (its server CA, the hub's client
+// certificate), never retried here: the watcher counts failures in a row.
+
+impl TspClient {
+    /// `GET {base}/healthCheck` with `x-request-id`: `Ok` on a `2xx`, else why not (no body
+    /// text: the status, or the kind of connection failure).
+    pub async fn health_check(
+        &self,
+        base_url: &str,
+        request_id: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let url = format!("{}/healthCheck", base_url.trim_end_matches('/'));
+        if !self.allow_plain_http && !url.starts_with("https://") {
+            return Err("the TSP's endpoint is not https://".into());
+        }
+        let resp = self
+            .client_for(&url)
+            .get(&url)
+            .header("x-request-id", request_id)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    format!("no answer within {timeout:?}")
+                } else if e.is_connect() {
+                    "connection failed".to_string()
+                } else {
+                    format!("request failed: {e}")
+                }
+            })?;
+        let status = resp.status();
+        // Read (and drop) the small answer so the connection is kept for the next check.
+        let _ = read_capped(resp).await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! `tokenhub demo` and `tokenhub tsp-sim`: the whole story on one machine, over real HTTP on
+//! `tokenhub demo`: the whole story on one machine, over real HTTP on
 //! loopback. The demo starts the hub on a fresh embedded SQLite database, a TSP simulator and the
 //! wallets' side, provisions tokens the way the parties would, and checks the outcome; it exits
 //! non-zero unless every check holds.
@@ -10,41 +10,8 @@ mod updates;
 
 use acts::Demo;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-#[derive(clap::Args)]
-pub struct TspSimArgs {
-    /// Address the simulator listens on.
-    #[arg(long, default_value = "127.0.0.1:9100")]
-    listen: SocketAddr,
-    /// The hub's base URL (the simulator calls `{hub-url}/trapi/v2.0/...`).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    hub_url: String,
-    /// The key-set file written by `tokenhub keys generate`.
-    #[arg(long)]
-    keys: PathBuf,
-    /// Over how many /data calls each token's elements are spread.
-    #[arg(long, default_value_t = 1)]
-    partial_calls: usize,
-    /// Mutual TLS with the certificates of `tokenhub certs dev` in this folder: `tsp.crt` presented
-    /// to the hub and served, `ca.crt` trusted.
-    #[arg(long)]
-    certs: Option<PathBuf>,
-}
-
-pub async fn tsp_sim(args: TspSimArgs) -> anyhow::Result<()> {
-    let keys = tokenhub_sim::load_key_set(&args.keys)?;
-    let mut config = tokenhub_sim::TspSimConfig::new(args.hub_url, keys);
-    config.partial_calls = args.partial_calls;
-    config.tls = args
-        .certs
-        .as_deref()
-        .map(tokenhub_sim::SimTls::from_dir)
-        .transpose()?;
-    tokenhub_sim::run(args.listen, config).await
-}
 
 #[derive(clap::Args)]
 pub struct DeviceSimArgs {

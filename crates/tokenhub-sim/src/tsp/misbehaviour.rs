@@ -16,6 +16,11 @@
 //! `slow` delays the answer to every call of the outgoing API, `healthCheck` included (a slow
 //! TSP is slow to everything), `/sim/*` excluded. The rate limit decides on arrival, before the
 //! delay.
+//!
+//! `down_for` takes the TSP down from the moment it is set (or from the start) for that long:
+//! every call of the outgoing API, `healthCheck` included, is answered `503` (empty body,
+//! `Retry-After: 1`, the id header echoed) and does nothing; `/sim/*` keeps answering. Then it is
+//! back, on the same port, by itself. On the command line: `--misbehave down-for=30s`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -26,13 +31,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::api::X_CORRELATION_ID;
 use super::SimState;
 
 /// How the simulator misbehaves; the default is not at all.
 ///
 /// JSON (`/sim/misbehaviour`): `{"newDataOnRecovery": bool, "dropReperso": bool, "slowMs":
-/// number|null, "rateLimit": number|null}`; absent fields are off.
+/// number|null, "rateLimit": number|null, "downForMs": number|null}`; absent fields are off.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Misbehaviour {
@@ -49,6 +53,42 @@ pub struct Misbehaviour {
     /// Answer 503 above this many calls per second on the outgoing API (token bucket, see the
     /// module documentation). `Some(0)` refuses every call.
     pub rate_limit: Option<u32>,
+    /// Be down (every call of the outgoing API answered 503) for this long from when it is set.
+    #[serde(rename = "downForMs", with = "millis")]
+    pub down_for: Option<Duration>,
+}
+
+impl Misbehaviour {
+    /// Turns on one switch written as on the command line: `down-for=30s`, `slow=500ms`,
+    /// `rate-limit=20`, `drop-reperso`, `new-data-on-recovery`.
+    pub fn switch_on(&mut self, switch: &str) -> Result<(), String> {
+        let (name, value) = match switch.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (switch.trim(), None),
+        };
+        let duration = |v: Option<&str>| {
+            let v = v.ok_or_else(|| format!("{name} needs a duration, e.g. {name}=30s"))?;
+            humantime::parse_duration(v)
+                .map_err(|_| format!("{name}: {v:?} is not a duration such as 500ms or 30s"))
+        };
+        match name {
+            "down-for" => self.down_for = Some(duration(value)?),
+            "slow" => self.slow = Some(duration(value)?),
+            "rate-limit" => {
+                let v = value.ok_or("rate-limit needs a number of calls per second")?;
+                self.rate_limit = Some(v.parse().map_err(|_| format!("rate-limit: {v:?}"))?);
+            }
+            "drop-reperso" if value.is_none() => self.drop_reperso = true,
+            "new-data-on-recovery" if value.is_none() => self.new_data_on_recovery = true,
+            _ => {
+                return Err(format!(
+                    "unknown misbehaviour {switch:?}: down-for=DURATION, slow=DURATION, \
+                     rate-limit=N, drop-reperso, new-data-on-recovery"
+                ))
+            }
+        }
+        Ok(())
+    }
 }
 
 mod millis {
@@ -76,6 +116,8 @@ pub(crate) struct Switches {
 struct Inner {
     current: Misbehaviour,
     bucket: Bucket,
+    /// Until when the simulator is down (`down_for` after it was set).
+    down_until: Option<Instant>,
 }
 
 /// A token bucket of `rate` capacity refilled at `rate` per second.
@@ -111,9 +153,11 @@ impl Bucket {
 
 impl Switches {
     pub(crate) fn new(initial: Misbehaviour) -> Self {
-        let bucket = Bucket::full(initial.rate_limit, Instant::now());
+        let now = Instant::now();
+        let bucket = Bucket::full(initial.rate_limit, now);
         Self {
             inner: Mutex::new(Inner {
+                down_until: initial.down_for.map(|d| now + d),
                 current: initial,
                 bucket,
             }),
@@ -134,8 +178,15 @@ impl Switches {
     /// Replaces the misbehaviour and refills the bucket.
     pub(crate) fn set(&self, next: Misbehaviour) {
         let mut inner = self.lock();
-        inner.bucket = Bucket::full(next.rate_limit, Instant::now());
+        let now = Instant::now();
+        inner.bucket = Bucket::full(next.rate_limit, now);
+        inner.down_until = next.down_for.map(|d| now + d);
         inner.current = next;
+    }
+
+    /// Whether the simulator is down on purpose now.
+    fn down(&self, now: Instant) -> bool {
+        self.lock().down_until.is_some_and(|until| now < until)
     }
 
     /// Counts one call against the rate limit; false when it must be answered 503.
@@ -158,6 +209,10 @@ pub(crate) async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
+    if state.switches.down(Instant::now()) {
+        state.counters.down_refused();
+        return unavailable(&request);
+    }
     let limited = !request.uri().path().ends_with("/healthCheck");
     let admitted = !limited || state.switches.admit(Instant::now());
     if let Some(delay) = state.switches.slow() {
@@ -171,11 +226,18 @@ pub(crate) async fn guard(
     }
     state.counters.rate_limited();
     tracing::debug!(path = request.uri().path(), "rate limit: 503");
+    unavailable(&request)
+}
+
+/// `503`, empty, `Retry-After: 1`, the call's id header echoed.
+fn unavailable(request: &Request) -> Response {
     let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();
     let headers = response.headers_mut();
     headers.insert("retry-after", HeaderValue::from_static("1"));
-    if let Some(id) = request.headers().get(&X_CORRELATION_ID) {
-        headers.insert(X_CORRELATION_ID, id.clone());
+    for name in ["x-correlation-id", "x-request-id"] {
+        if let Some(id) = request.headers().get(name) {
+            headers.insert(name, id.clone());
+        }
     }
     response
 }
@@ -230,12 +292,13 @@ mod tests {
             drop_reperso: false,
             slow: Some(Duration::from_millis(1500)),
             rate_limit: Some(20),
+            down_for: Some(Duration::from_secs(2)),
         };
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"newDataOnRecovery": true, "dropReperso": false,
-                "slowMs": 1500, "rateLimit": 20})
+                "slowMs": 1500, "rateLimit": 20, "downForMs": 2000})
         );
         assert_eq!(serde_json::from_value::<Misbehaviour>(json).unwrap(), m);
         assert_eq!(
@@ -243,5 +306,24 @@ mod tests {
             Misbehaviour::default()
         );
         assert!(serde_json::from_str::<Misbehaviour>(r#"{"rateLimit": -1}"#).is_err());
+    }
+
+    #[test]
+    fn switches_read_from_the_command_line_and_down_for_ends_by_itself() {
+        let mut m = Misbehaviour::default();
+        m.switch_on("down-for=150ms").unwrap();
+        m.switch_on("drop-reperso").unwrap();
+        m.switch_on("rate-limit=5").unwrap();
+        assert_eq!(m.down_for, Some(Duration::from_millis(150)));
+        assert!(m.drop_reperso && m.rate_limit == Some(5));
+        assert!(m.switch_on("down-for").is_err());
+        assert!(m.switch_on("down-for=soon").is_err());
+        assert!(m.switch_on("fly").is_err());
+        let switches = Switches::new(m);
+        let now = Instant::now();
+        assert!(switches.down(now));
+        assert!(!switches.down(now + Duration::from_millis(200)));
+        switches.set(Misbehaviour::default());
+        assert!(!switches.down(Instant::now()));
     }
 }

@@ -4,7 +4,8 @@
 //! newDataStatus), `reperso` recovers a token's data for a re-personalization, `transactions`
 //! authorizes payments, `delivery` sends the hub the data preparation (and the recovered data),
 //! `elements` generates it, `vault` remembers tokens, `status` counts what happened,
-//! `misbehaviour` holds the switches that make the simulator misbehave on purpose.
+//! `misbehaviour` holds the switches that make the simulator misbehave on purpose, `hub_health`
+//! checks the hub's health as the contract asks a TSP to.
 
 mod api;
 mod card_key;
@@ -13,6 +14,7 @@ mod cof_api;
 mod delivery;
 mod derived;
 pub mod elements;
+mod hub_health;
 mod lifecycle;
 mod misbehaviour;
 mod reperso;
@@ -41,6 +43,7 @@ pub use cof_api::{Authorization, AuthorizationAnswer, TRANSACTION_TYPES};
 pub use delivery::RetryPolicy;
 pub use derived::{DerivedTokens, DERIVED_INDEX_DIGITS};
 pub use elements::{PersoElement, TokenInfo, ELEMENT_NAMES};
+pub use hub_health::HubHealth;
 pub use misbehaviour::Misbehaviour;
 pub use status::TspSimStatus;
 pub use tls::SimTls;
@@ -85,6 +88,9 @@ pub struct TspSimConfig {
     /// Mutual TLS: the certificate presented to the hub and served on the simulator's own API,
     /// and the CA trusted for the hub's. `None`: plain HTTP both ways.
     pub tls: Option<SimTls>,
+    /// How often the simulator checks the hub's health (`GET /trapi/v2.0/healthCheck`), the
+    /// first time at start; the contract asks every 30 s (the default). `None`: never.
+    pub hub_check_every: Option<Duration>,
 }
 
 impl TspSimConfig {
@@ -101,6 +107,7 @@ impl TspSimConfig {
             derived: None,
             recovered: None,
             tls: None,
+            hub_check_every: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -272,6 +279,9 @@ pub async fn spawn(listener: TcpListener, config: TspSimConfig) -> anyhow::Resul
         switches: Switches::new(config_misbehaviour),
         shutdown: shutdown.clone(),
     });
+    if let Some(every) = state.config.hub_check_every.filter(|d| !d.is_zero()) {
+        tokio::spawn(hub_health::run(state.clone(), every));
+    }
     let app = api::router(state.clone());
     let mut server_stop = shutdown;
     let tls = state.config.tls.clone();

@@ -77,6 +77,13 @@ pub struct TspSimStatus {
     /// ([`Misbehaviour::rate_limit`](crate::tsp::Misbehaviour::rate_limit)).
     #[serde(default)]
     pub rate_limited: u64,
+    /// Calls of the outgoing API (`healthCheck` included) answered 503 while the simulator was
+    /// down on purpose ([`Misbehaviour::down_for`](crate::tsp::Misbehaviour::down_for)).
+    #[serde(default)]
+    pub down_refused: u64,
+    /// The hub's health as the simulator's own checks of it found it.
+    #[serde(default)]
+    pub hub_health: super::hub_health::HubHealth,
 }
 
 impl TspSimStatus {
@@ -112,6 +119,9 @@ pub(crate) struct Counters {
     new_data_calls_retried: AtomicU64,
     new_data_calls_rejected: Mutex<BTreeMap<String, u64>>,
     rate_limited: AtomicU64,
+    down_refused: AtomicU64,
+    /// What the simulator's checks of the hub found.
+    pub(crate) hub_health: super::hub_health::HubHealthCell,
     /// Calls of the outgoing API the rate limit admitted (healthCheck aside): not part of
     /// [`TspSimStatus`], read by [`crate::TspSimHandle::outgoing_calls`].
     outgoing_admitted: AtomicU64,
@@ -139,6 +149,8 @@ impl Counters {
             new_data_calls_retried: AtomicU64::new(0),
             new_data_calls_rejected: Mutex::new(BTreeMap::new()),
             rate_limited: AtomicU64::new(0),
+            down_refused: AtomicU64::new(0),
+            hub_health: Default::default(),
             outgoing_admitted: AtomicU64::new(0),
             in_flight: watch::Sender::new(0),
         }
@@ -189,6 +201,10 @@ impl Counters {
 
     pub(crate) fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn down_refused(&self) {
+        self.down_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn outgoing_admitted(&self) {
@@ -258,6 +274,8 @@ impl Counters {
             new_data_calls_rejected: read(&self.new_data_calls_rejected),
             new_data_calls_retried: self.new_data_calls_retried.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            down_refused: self.down_refused.load(Ordering::Relaxed),
+            hub_health: self.hub_health.view(),
         }
     }
 }
@@ -340,7 +358,10 @@ mod tests {
                 "newDataCallsAccepted": 1,
                 "newDataCallsRejected": {"431": 1, "unreachable": 1},
                 "newDataCallsRetried": 1,
-                "rateLimited": 1
+                "rateLimited": 1,
+                "downRefused": 0,
+                "hubHealth": {"checks": 0, "lastResult": null, "lastStatus": null,
+                    "lastCheckAt": null, "consecutiveFailures": 0}
             })
         );
     }

@@ -68,6 +68,10 @@ struct HubState {
     new_data_calls: Mutex<Vec<DataCall>>,
     /// Token updates (`POST …/updates`): token id and body, answered 204.
     updates: Mutex<Vec<(String, Value)>>,
+    /// The `x-request-id` of every `healthCheck`.
+    health_checks: Mutex<Vec<Option<String>>>,
+    /// While true, `healthCheck` is answered 503.
+    health_down: std::sync::atomic::AtomicBool,
 }
 
 /// Which of the fake hub's two routes a call came to.
@@ -122,6 +126,23 @@ impl FakeHub {
                     },
                 ),
             )
+            .route(
+                "/trapi/v2.0/healthCheck",
+                axum::routing::get(
+                    |state: State<Arc<HubState>>, headers: HeaderMap| async move {
+                        let id = headers
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        state.health_checks.lock().unwrap().push(id);
+                        if state.health_down.load(std::sync::atomic::Ordering::SeqCst) {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        } else {
+                            StatusCode::NO_CONTENT
+                        }
+                    },
+                ),
+            )
             .with_state(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -153,6 +174,18 @@ impl FakeHub {
     /// The token updates received, in arrival order.
     pub fn updates(&self) -> Vec<(String, Value)> {
         self.state.updates.lock().unwrap().clone()
+    }
+
+    /// The `x-request-id` of every `healthCheck` the simulator made.
+    pub fn health_checks(&self) -> Vec<Option<String>> {
+        self.state.health_checks.lock().unwrap().clone()
+    }
+
+    /// From now on `healthCheck` is answered 503 (`true`) or 204.
+    pub fn health_down(&self, down: bool) {
+        self.state
+            .health_down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The next `/newData` answers, in order, before the default 204.

@@ -4,6 +4,7 @@
 
 mod device;
 mod helpers;
+mod hub_health;
 mod requestor;
 mod tsp;
 mod tsp_cof;

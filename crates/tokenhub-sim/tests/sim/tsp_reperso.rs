@@ -436,7 +436,7 @@ async fn misbehaviour_switches_over_http_and_slow_delays_the_tsp_api_only() {
     assert_eq!(
         read.body,
         serde_json::json!({"newDataOnRecovery": false, "dropReperso": false,
-            "slowMs": null, "rateLimit": null})
+            "slowMs": null, "rateLimit": null, "downForMs": null})
     );
 
     let set = sim

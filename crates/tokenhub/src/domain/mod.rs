@@ -23,6 +23,7 @@ pub mod shared_key;
 pub mod submission;
 pub mod token;
 pub mod tsp_call;
+pub mod tsp_health;
 pub mod wallet_provider;
 
 pub use ids::{Code, CorrelationId, IssuerId, Rejection, TokenId};

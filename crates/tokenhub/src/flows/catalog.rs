@@ -23,6 +23,11 @@ pub async fn tsp(hub: &Hub, tsp_id: &str) -> Result<Option<Tsp>, Error> {
     Ok(hub.store.tsp(tsp_id).await?)
 }
 
+/// Every registered TSP, by id.
+pub async fn tsps(hub: &Hub) -> Result<Vec<Tsp>, Error> {
+    Ok(hub.store.tsps().await?)
+}
+
 /// Whether the TSP of a registered issuer is registered as one that sends parameters the contract
 /// does not define (read only for a call that carries some).
 pub async fn issuer_tsp_accepts_extras(hub: &Hub, issuer_id: &str) -> Result<bool, Error> {

@@ -19,4 +19,5 @@ pub mod requestor_tsp;
 pub mod requestors;
 pub mod tokens;
 pub mod tsp_calls;
+pub mod tsp_health;
 pub mod wallet_providers;

@@ -15,6 +15,8 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
     info(title = "tokenhub", description = "Token Service Hub: admin, wallet, requestor and TSP APIs"),
     paths(
         super::tsps::put_tsp,
+        super::tsps::get_tsp,
+        super::tsps::list_tsps,
         super::health::get_health,
         super::issuers::put_issuer,
         super::profiles::put_profile_version,

@@ -282,8 +282,16 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
     }
 }
 
-async fn health_check(State(hub): State<AppState>, headers: HeaderMap) -> Response {
+async fn health_check(
+    State(hub): State<AppState>,
+    Extension(caller): Extension<TspCaller>,
+    headers: HeaderMap,
+) -> Response {
     let started = std::time::Instant::now();
+    // The TSP checked the hub, whatever the answer (the admin API shows when it last did).
+    if let TspCaller::Tsp(tsp_id) = &caller {
+        crate::flows::tsp_health::hub_checked(&hub, tsp_id);
+    }
     let echo = headers
         .get(&X_REQUEST_ID)
         .map(|v| (X_REQUEST_ID, v.clone()));

@@ -1,20 +1,24 @@
-//! Admin API: TSP connections (`/admin/v1/tsps`): where the hub calls each TSP, and how it
-//! recognises the TSP's client certificates and server certificate.
+//! Admin API: TSP connections (`/admin/v1/tsps`): where the hub calls each TSP, how it
+//! recognises the TSP's client certificates and server certificate, and the TSP's health as the
+//! hub's checks find it.
 
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
+use crate::clock::iso8601;
 use crate::domain::catalog::{Tsp, TspClientAuth};
 use crate::domain::ids::parse_slug;
-use crate::flows::catalog;
+use crate::domain::tsp_health::TspHealth;
+use crate::flows::{catalog, tsp_health};
 use axum::extract::{Path, State};
-use axum::routing::put;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/tsps/{tsp_id}", put(put_tsp))
+        .route("/tsps", get(list_tsps))
+        .route("/tsps/{tsp_id}", put(put_tsp).get(get_tsp))
         .route("/tsps/{tsp_id}/card-encryption-key", put(put_card_key))
 }
 
@@ -65,6 +69,86 @@ pub struct TspView {
     pub client_certificates: Option<ClientCertificates>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_ca_pem: Option<String>,
+    pub health: HealthView,
+}
+
+/// A TSP's health: `UNKNOWN` until checked, `DOWN` after the configured failures in a row (the
+/// outbox then holds its calls), `UP` again after the configured successes in a row.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthView {
+    /// `UP`, `DOWN` or `UNKNOWN`.
+    pub state: &'static str,
+    pub consecutive_failures: u32,
+    /// How long the last check took, when it answered; `null` otherwise.
+    pub latency_ms: Option<i64>,
+    pub last_check_at: Option<String>,
+    /// When the state last changed.
+    pub last_change_at: Option<String>,
+    /// When the TSP last called the hub's `healthCheck`.
+    pub last_hub_check_at: Option<String>,
+}
+
+impl From<TspHealth> for HealthView {
+    fn from(h: TspHealth) -> Self {
+        Self {
+            state: h.state.as_str(),
+            consecutive_failures: h.consecutive_failures,
+            latency_ms: h.latency_ms,
+            last_check_at: h.last_check_ms.map(iso8601),
+            last_change_at: h.last_change_ms.map(iso8601),
+            last_hub_check_at: h.last_hub_check_ms.map(iso8601),
+        }
+    }
+}
+
+fn view(tsp: Tsp, health: TspHealth) -> TspView {
+    TspView {
+        tsp_id: tsp.tsp_id,
+        base_url: tsp.base_url,
+        rate_limit_per_second: tsp.rate_limit,
+        accepts_extra_parameters: tsp.accepts_extra_parameters,
+        client_certificates: tsp.client_auth.map(|a| ClientCertificates {
+            ca_pem: a.ca_pem,
+            subject: a.subject,
+            spki_sha256: a.spki_sha256,
+        }),
+        server_ca_pem: tsp.server_ca_pem,
+        health: health.into(),
+    }
+}
+
+/// One TSP connection and its health.
+#[utoipa::path(get, path = "/admin/v1/tsps/{tspId}", tag = "admin",
+    params(("tspId" = String, Path)),
+    responses((status = 200, body = TspView), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn get_tsp(
+    State(hub): State<AppState>,
+    Path(tsp_id): Path<String>,
+) -> Result<Json<TspView>, ApiError> {
+    let Some(tsp) = catalog::tsp(&hub, &tsp_id).await? else {
+        return Err(ApiError::not_found(format!("no TSP {tsp_id}")));
+    };
+    let health = tsp_health::view(&hub, &tsp.tsp_id).await?;
+    Ok(Json(view(tsp, health)))
+}
+
+/// Every TSP connection and its health, by id.
+#[utoipa::path(get, path = "/admin/v1/tsps", tag = "admin",
+    responses((status = 200, body = Vec<TspView>), (status = 401, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn list_tsps(State(hub): State<AppState>) -> Result<Json<Vec<TspView>>, ApiError> {
+    let mut health = tsp_health::views(&hub).await?;
+    let tsps = catalog::tsps(&hub).await?;
+    Ok(Json(
+        tsps.into_iter()
+            .map(|t| {
+                let h = health.remove(&t.tsp_id).unwrap_or_default();
+                view(t, h)
+            })
+            .collect(),
+    ))
 }
 
 fn client_auth(c: ClientCertificates) -> Result<TspClientAuth, ApiError> {
@@ -143,18 +227,8 @@ async fn put_tsp(
         },
     };
     catalog::put_tsp(&hub, tsp.clone()).await?;
-    Ok(Json(TspView {
-        tsp_id: tsp.tsp_id,
-        base_url: tsp.base_url,
-        rate_limit_per_second: tsp.rate_limit,
-        accepts_extra_parameters: tsp.accepts_extra_parameters,
-        client_certificates: tsp.client_auth.map(|a| ClientCertificates {
-            ca_pem: a.ca_pem,
-            subject: a.subject,
-            spki_sha256: a.spki_sha256,
-        }),
-        server_ca_pem: tsp.server_ca_pem,
-    }))
+    let health = tsp_health::view(&hub, &tsp.tsp_id).await?;
+    Ok(Json(view(tsp, health)))
 }
 
 /// Publish the TSP's card encryption key: the public JWK (EC P-256 or RSA, with a `kid`) that

@@ -25,6 +25,7 @@ mod sql;
 mod sqlite;
 pub mod token_data;
 pub mod tokens;
+pub mod tsp_health;
 mod value;
 pub mod wallet_providers;
 

@@ -108,6 +108,21 @@ impl Tx {
         Ok(())
     }
 
+    /// Makes every pending call to `tsp_id` due now: the TSP is back after being down, and the
+    /// backoffs its calls grew before it was found down no longer say anything. They go at the
+    /// TSP's agreed rate from here. Returns how many were waiting for a later time.
+    pub async fn make_tsp_calls_due(&mut self, tsp_id: &str, now: i64) -> Result<u64, StoreError> {
+        let done = query(
+            "UPDATE outbox SET next_attempt_ms = $2 \
+             WHERE tsp_id = $1 AND state = 'PENDING' AND next_attempt_ms > $2",
+        )
+        .bind(tsp_id)
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Records how an attempt at a claimed call ended.
     pub async fn settle_tsp_call(
         &mut self,

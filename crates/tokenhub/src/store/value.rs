@@ -205,6 +205,7 @@ named_codec!(
     crate::domain::admin::Role,
     crate::domain::tsp_call::TspCall,
     crate::domain::tsp_call::OutboxState,
+    crate::domain::tsp_health::TspHealthState,
     crate::domain::notification::NotificationState,
     crate::domain::notification::RequestorState,
     crate::domain::campaign::CampaignState,

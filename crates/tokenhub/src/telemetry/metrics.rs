@@ -59,6 +59,9 @@ pub const STORE_WRITER_CAPACITY: &str = "tokenhub_store_writer_queue_capacity";
 pub const STORE_POOL_CONNECTIONS: &str = "tokenhub_store_pool_connections";
 pub const STORE_POOL_IDLE: &str = "tokenhub_store_pool_idle_connections";
 pub const TLS_EXPIRY: &str = "tokenhub_tls_certificate_expiry_timestamp_seconds";
+pub const TSP_UP: &str = "tokenhub_tsp_up";
+pub const TSP_HEALTH_CHECKS: &str = "tokenhub_tsp_health_checks_total";
+pub const TSP_HEALTH_CHECK_DURATION: &str = "tokenhub_tsp_health_check_duration_seconds";
 
 struct Exporter {
     handle: PrometheusHandle,
@@ -74,6 +77,7 @@ pub fn install() {
         let buckets = [
             (TSP_API_DURATION, SECONDS_BUCKETS),
             (TSP_CALL_DURATION, SECONDS_BUCKETS),
+            (TSP_HEALTH_CHECK_DURATION, SECONDS_BUCKETS),
             (STORE_TX_DURATION, SECONDS_BUCKETS),
             (PERSO_CONFIRMATION, CONFIRMATION_BUCKETS),
             (TSP_API_ELEMENTS, ELEMENT_BUCKETS),
@@ -265,6 +269,24 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         Unit::Seconds,
         "when a listener's certificate expires (Unix time)",
     ),
+    (
+        TSP_UP,
+        Kind::Gauge,
+        Unit::Count,
+        "1 while a TSP's health checks find it UP, 0 while DOWN (its calls are held); absent until checked",
+    ),
+    (
+        TSP_HEALTH_CHECKS,
+        Kind::Counter,
+        Unit::Count,
+        "the hub's health checks of TSPs, by TSP and outcome (ok, failed)",
+    ),
+    (
+        TSP_HEALTH_CHECK_DURATION,
+        Kind::Histogram,
+        Unit::Seconds,
+        "time of one health check of a TSP, failed ones included",
+    ),
 ];
 
 /// The name of every metric the hub exports (the process's own `process_*` aside).
@@ -430,4 +452,16 @@ pub fn store_load(writer: Option<(usize, usize)>, pool: (usize, usize)) {
 /// When the certificate of `listener` (tsp, wallet, admin) expires, in Unix seconds.
 pub fn tls_expiry(listener: &'static str, not_after_unix: i64) {
     gauge!(TLS_EXPIRY, "listener" => listener).set(not_after_unix as f64);
+}
+
+/// One health check of TSP `tsp` (a registered TSP's id): whether it answered `2xx`, how long it
+/// took, and the TSP's state after it (`Some(true)` UP, `Some(false)` DOWN, `None` not known yet).
+pub fn tsp_health_check(tsp: &str, ok: bool, elapsed: Duration, up: Option<bool>) {
+    let tsp = tsp.to_string();
+    let outcome = if ok { "ok" } else { "failed" };
+    counter!(TSP_HEALTH_CHECKS, "tsp" => tsp.clone(), "outcome" => outcome).increment(1);
+    histogram!(TSP_HEALTH_CHECK_DURATION, "tsp" => tsp.clone()).record(elapsed.as_secs_f64());
+    if let Some(up) = up {
+        gauge!(TSP_UP, "tsp" => tsp).set(f64::from(u8::from(up)));
+    }
 }

@@ -1,11 +1,12 @@
 //! Background work, started with the server and stopped with it: the outbox dispatcher (calls owed
-//! to TSPs), the requestor notifier (token updates owed to token requestors) and the delivery sweeper (personalizations never confirmed). Every worker takes its work
+//! to TSPs), the requestor notifier (token updates owed to token requestors), the TSP health watcher and the delivery sweeper (personalizations never confirmed). Every worker takes its work
 //! from the store, so any number of nodes can run them side by side and a node that dies loses
 //! nothing (its claimed rows come back when their lease runs out). Each runs under a supervisor
 //! that starts it again, with backoff, when it panics; `Hub::health` says which is down.
 
 pub mod notifier;
 pub mod outbox;
+pub mod tsp_health;
 
 use crate::hub::Hub;
 use std::future::Future;
@@ -29,6 +30,12 @@ pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
         hub.clone(),
         stop.clone(),
         sweep_deliveries,
+    ));
+    set.spawn(supervise(
+        "tsp-health",
+        hub.clone(),
+        stop.clone(),
+        tsp_health::run,
     ));
     set.spawn(supervise("campaign-runner", hub, stop, run_campaigns));
     set

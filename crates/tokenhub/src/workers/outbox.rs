@@ -3,7 +3,7 @@
 //! acknowledges is done; one it may retry (connection error, time-out, 5xx, 429, 408, 921) comes
 //! back after an exponential backoff with jitter, never before the TSP's `Retry-After`, under the
 //! same `x-correlation-id`; a final refusal is kept as dead, with the TSP's answer, for the
-//! operator.
+//! operator. A TSP that the health watcher finds `DOWN` gets no call until it is back `UP`.
 
 use crate::domain::tsp_call::{CallOutcome, QueuedCall};
 use crate::error::Error;
@@ -96,12 +96,28 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     while tasks.join_next().await.is_some() {}
 }
 
-/// One TSP's calls: claimed, paced by the TSP's agreed rate, made, recorded.
+/// One TSP's calls: claimed, paced by the TSP's agreed rate, made, recorded. While the TSP's
+/// health checks find it `DOWN` the lane claims nothing (no attempt is spent, none dies) and
+/// waits for a change of health.
 async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     let mut batch = BATCH;
     loop {
         if *stop.borrow() {
             return;
+        }
+        if hub.tsp_health.is_down(&tsp_id) {
+            // Subscribed before looking again, so a change in between is not missed.
+            let mut changes = hub.tsp_health.changes();
+            if hub.tsp_health.is_down(&tsp_id) {
+                let watch_gone = tokio::select! {
+                    changed = changes.changed() => changed.is_err(),
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                if watch_gone {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+            continue;
         }
         let (sent, throttled) = match dispatch_once(&hub, &tsp_id, batch).await {
             Ok(d) => (d.sent, d.throttled),

@@ -165,6 +165,8 @@ fn routes(w: &World) -> Vec<Route> {
     vec![
         route(Method::PUT, Global, &format!("/admin/v1/tsps/{TSP_ID}"), None)
             .with_body(json!({"baseUrl": "http://127.0.0.1:9/tsp"})),
+        route(Method::GET, Global, &format!("/admin/v1/tsps/{TSP_ID}"), None),
+        route(Method::GET, Global, "/admin/v1/tsps", None),
         route(Method::PUT, Global, &format!("/admin/v1/token-requestors/{REQUESTOR}"), None)
             .with_body(json!({"merchantId": "m", "baseUrl": "http://127.0.0.1:9", "apiKey": "k", "signingSecrets": [signing_secret(32)]})),
         route(Method::GET, Global, &format!("/admin/v1/token-requestors/{REQUESTOR}"), None),

@@ -36,6 +36,7 @@ mod tls_trust;
 mod tsp_bounds;
 mod tsp_data;
 mod tsp_formats;
+mod tsp_health;
 mod tsp_new_data;
 mod tsp_oracle;
 mod tsp_perso_data;

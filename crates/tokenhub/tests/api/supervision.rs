@@ -26,10 +26,16 @@ async fn a_panicked_worker_is_reported_down_and_started_again(app: TestApp) {
     let sqlite = app.hub.store.dialect() == Dialect::Sqlite;
     let before = eventually("every worker running", || async {
         let h = health(&app).await;
-        (h["healthy"] == true && h["workers"].as_array().unwrap().len() == 4).then_some(h)
+        (h["healthy"] == true && h["workers"].as_array().unwrap().len() == 5).then_some(h)
     })
     .await;
-    for name in ["outbox", "notifier", "sweeper", "campaign-runner"] {
+    for name in [
+        "outbox",
+        "notifier",
+        "sweeper",
+        "tsp-health",
+        "campaign-runner",
+    ] {
         assert_eq!(worker(&before, name)["state"], "RUNNING", "{before}");
         assert_eq!(worker(&before, name)["restarts"], 0, "{before}");
     }

@@ -45,6 +45,10 @@ struct FakeTspState {
     answers: VecDeque<(u16, Option<String>)>,
     /// While true, other calls are recorded and then left without an answer (a stalled TSP).
     hold: tokio::sync::watch::Sender<bool>,
+    /// The `x-request-id` of every `healthCheck` (the hub's watcher), apart from the other calls.
+    health_checks: Vec<Option<String>>,
+    /// While true, every call (`healthCheck` included) is answered 503: a TSP that is down.
+    down: bool,
 }
 
 type Shared = Arc<Mutex<FakeTspState>>;
@@ -65,11 +69,17 @@ impl FakeTsp {
             calls: Vec::new(),
             answers: VecDeque::new(),
             hold: tokio::sync::watch::Sender::new(false),
+            health_checks: Vec::new(),
+            down: false,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let router = Router::new()
             .route("/tsp/trapi/v2.0/tokens", post(create_token))
+            .route(
+                "/tsp/trapi/v2.0/healthCheck",
+                axum::routing::get(health_check),
+            )
             .fallback(record_call)
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
@@ -126,6 +136,16 @@ impl FakeTsp {
         self.state.lock().unwrap().hold.send_replace(false);
     }
 
+    /// Takes the fake TSP down (every call answered 503, `healthCheck` included) or back up.
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+
+    /// The `x-request-id` of each `healthCheck` received so far, oldest first.
+    pub fn health_checks(&self) -> Vec<Option<String>> {
+        self.state.lock().unwrap().health_checks.clone()
+    }
+
     /// The calls other than `createToken` received so far, oldest first.
     pub fn other_calls(&self) -> Vec<TspCall> {
         self.state.lock().unwrap().calls.clone()
@@ -157,6 +177,9 @@ async fn record_call(
             correlation_id,
             body,
         });
+        if s.down {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
         (s.answers.pop_front(), s.hold.subscribe())
     };
     let _ = hold.wait_for(|held| !*held).await;
@@ -167,6 +190,19 @@ async fn record_call(
     match retry_after {
         Some(after) => (status, [(axum::http::header::RETRY_AFTER, after)]).into_response(),
         None => status.into_response(),
+    }
+}
+
+async fn health_check(State(state): State<Shared>, headers: HeaderMap) -> StatusCode {
+    let id = headers
+        .get("x-request-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let mut s = state.lock().unwrap();
+    s.health_checks.push(id);
+    if s.down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::NO_CONTENT
     }
 }
 
