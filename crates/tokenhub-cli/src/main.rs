@@ -31,9 +31,9 @@ mod overview;
 mod profiles;
 mod requestors;
 mod tokens;
+mod tsp_sim;
 mod tsps;
 mod wallet_providers;
-mod tsp_sim;
 
 use api::{HubArgs, Remote};
 use output::Output;
