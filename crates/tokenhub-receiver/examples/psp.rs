@@ -79,7 +79,10 @@ async fn pay(
     };
     let c = psp.pans.pay(client, token_id, &payment).await?;
     // The acquirer gets the token PAN, expiry, cryptogram and ECI; never print the PAN.
-    let last4 = &c.token_pan[c.token_pan.len().saturating_sub(4)..];
+    let last4 = c
+        .token_pan
+        .get(c.token_pan.len().saturating_sub(4)..)
+        .unwrap_or("");
     println!(
         "{token_id}: paid 12.99 EUR with token PAN …{last4}, ECI {}",
         c.eci

@@ -5,6 +5,7 @@
 mod device;
 mod helpers;
 mod requestor;
+mod requestor_merchant;
 mod tsp;
 mod tsp_cof;
 mod tsp_lifecycle;
