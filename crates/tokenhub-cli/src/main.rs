@@ -68,7 +68,8 @@ enum Command {
     /// Run a fleet of simulated wallets against a hub.
     DeviceSim(demo::DeviceSimArgs),
     /// A token requestor (a PSP keeping tokens on file) receiving token updates, built on the
-    /// tokenhub-receiver library; it can fail on purpose (POST /sim/misbehaviour).
+    /// tokenhub-receiver library; it can fail on purpose (POST /sim/misbehaviour), and with
+    /// --hub-url be a merchant that tokenizes cards, pays and follows renewals (/sim/merchant).
     RequestorSim(RequestorSimArgs),
     /// TSP connections: put, get, list (with their health), card-key.
     Tsps(Remote<tsps::TspsCommand>),
@@ -115,7 +116,7 @@ struct RequestorSimArgs {
     listen: std::net::SocketAddr,
     /// Serve over TLS with `DIR/requestor.crt` and `.key` (`certs dev --out DIR`), asking the
     /// hub for a client certificate of `DIR/ca.crt`; register that CA as the requestor's
-    /// `serverCaPem`.
+    /// `serverCaPem`. A merchant trusts that CA for the hub and the TSP simulator too.
     #[arg(long, value_name = "DIR")]
     certs: Option<PathBuf>,
     /// The API key the hub must send (`authorization: APIKEY <key>`).
@@ -127,10 +128,26 @@ struct RequestorSimArgs {
     /// Keep the received tokens in this SQLite file (default: in memory).
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Be a merchant with cards on file too, driven by POST /sim/merchant/cards, /payments and
+    /// /replay: the hub's requestor API root (its wallet listener).
+    #[arg(long, requires_all = ["requestor_key", "merchant_id", "tsp_sim_url"])]
+    hub_url: Option<String>,
+    /// The requestor API key (`trk_…`) the hub issued for this requestor.
+    #[arg(long, env = "TOKENHUB_REQUESTOR_KEY", hide_env_values = true)]
+    requestor_key: Option<String>,
+    /// The merchant id the requestor is registered with at the hub.
+    #[arg(long)]
+    merchant_id: Option<String>,
+    /// The TSP simulator's root, where payments are authorized (POST /sim/authorizations).
+    #[arg(long)]
+    tsp_sim_url: Option<String>,
+    /// The seed the merchant's card numbers derive from (0..100000; random by default).
+    #[arg(long)]
+    card_seed: Option<u32>,
 }
 
 async fn requestor_sim(args: RequestorSimArgs) -> anyhow::Result<()> {
-    use tokenhub_sim::requestor::{RequestorSimConfig, RequestorStore};
+    use tokenhub_sim::requestor::{MerchantConfig, RequestorSimConfig, RequestorStore};
     let mut config = RequestorSimConfig::new(args.api_key, args.signing_secrets);
     config.listen = args.listen;
     if let Some(dir) = &args.certs {
@@ -138,6 +155,25 @@ async fn requestor_sim(args: RequestorSimArgs) -> anyhow::Result<()> {
     }
     if let Some(db) = args.db {
         config.store = RequestorStore::Sqlite(db);
+    }
+    if let (Some(hub), Some(key), Some(merchant_id), Some(tsp)) = (
+        args.hub_url,
+        args.requestor_key,
+        args.merchant_id,
+        args.tsp_sim_url,
+    ) {
+        let mut merchant = MerchantConfig::new(hub, key, merchant_id, tsp);
+        if let Some(seed) = args.card_seed {
+            anyhow::ensure!(seed < 100_000, "--card-seed must be below 100000");
+            merchant.card_seed = seed;
+        }
+        // The same CA signs the hub's and the TSP simulator's development certificates.
+        merchant.ca_pem = args
+            .certs
+            .as_ref()
+            .map(|dir| std::fs::read_to_string(dir.join("ca.crt")))
+            .transpose()?;
+        config.merchant = Some(merchant);
     }
     tokenhub_sim::requestor::run(config).await
 }

@@ -4,6 +4,7 @@
 //! `tokenLastDigits` and fetched again with Create Transaction.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -267,12 +268,14 @@ impl RequestorClient {
 #[derive(Default)]
 pub struct TokenPans {
     pans: Mutex<HashMap<String, String>>,
+    discarded: AtomicU64,
 }
 
 impl std::fmt::Debug for TokenPans {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenPans")
             .field("tokens", &self.lock().len())
+            .field("discarded", &self.discarded())
             .finish_non_exhaustive()
     }
 }
@@ -280,6 +283,17 @@ impl std::fmt::Debug for TokenPans {
 impl TokenPans {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.pans.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many kept token PANs were discarded so far (an update changed their last digits).
+    pub fn discarded(&self) -> u64 {
+        self.discarded.load(Ordering::Relaxed)
+    }
+
+    fn discard(pans: &mut HashMap<String, String>, counter: &AtomicU64, token_id: &str) {
+        if pans.remove(token_id).is_some() {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The token PAN kept for `token_id`, if any.
@@ -304,7 +318,7 @@ impl TokenPans {
 
 impl Hooks for TokenPans {
     fn discard_token_pan(&self, token_id: &str) {
-        self.lock().remove(token_id);
+        Self::discard(&mut self.lock(), &self.discarded, token_id);
     }
 
     /// Also the first update the receiver sees of a token (which it has no digits to compare
@@ -318,7 +332,7 @@ impl Hooks for TokenPans {
             .get(&update.token_id)
             .is_some_and(|pan| !pan.ends_with(digits))
         {
-            pans.remove(&update.token_id);
+            Self::discard(&mut pans, &self.discarded, &update.token_id);
         }
     }
 }
@@ -330,5 +344,35 @@ impl<T: Hooks> Hooks for std::sync::Arc<T> {
 
     fn on_update(&self, update: &crate::update::TokenUpdate) {
         (**self).on_update(update)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::update::TokenUpdate;
+
+    fn update(digits: &str) -> TokenUpdate {
+        TokenUpdate::from_json(
+            format!(
+                r#"{{"tokenId":"T1","merchantId":"M","tokenLastDigits":"{digits}",
+                    "lastUpdateTimestamp":"2026-01-01T00:00:00.000Z"}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_kept_pan_is_discarded_once_when_the_last_digits_change() {
+        let pans = TokenPans::default();
+        pans.lock().insert("T1".into(), "4895370000001234".into());
+        pans.on_update(&update("1234"));
+        assert!(pans.get("T1").is_some(), "the same digits keep the PAN");
+        pans.on_update(&update("9876"));
+        assert!(pans.get("T1").is_none());
+        pans.discard_token_pan("T1");
+        pans.on_update(&update("5555"));
+        assert_eq!(pans.discarded(), 1, "only a PAN actually kept counts");
     }
 }

@@ -58,7 +58,8 @@
 //! # The requestor API's client
 //!
 //! [`RequestorClient`] calls the hub's requestor API (`/requestor/v1`): tokenize a card on file
-//! (a JWE made to a key of `encryption_keys`), Create Transaction (the current token PAN and a
+//! (a JWE made to a key of `encryption_keys` with `encrypt_card`, feature `card-encryption`, on
+//! by default), Create Transaction (the current token PAN and a
 //! one-time cryptogram), read and delete tokens. [`TokenPans`] keeps token PANs: as the
 //! receiver's [`Hooks`] it discards a token's PAN when its `tokenLastDigits` change, and
 //! [`TokenPans::pay`] fetches the current one with Create Transaction.
@@ -78,6 +79,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "card-encryption")]
+mod card;
 mod client;
 mod http;
 mod receiver;
@@ -85,6 +88,8 @@ mod signature;
 mod store;
 mod update;
 
+#[cfg(feature = "card-encryption")]
+pub use card::{encrypt_card, CardData, CardError};
 pub use client::{ClientError, CofToken, Credentials, Payment, RequestorClient, TokenPans};
 pub use http::{handle_detached, result_response, router, MAX_BODY_BYTES, NOTIFY_PATH};
 pub use receiver::{Hooks, NoHooks, Outcome, ReceiveError, Receiver, Stats};

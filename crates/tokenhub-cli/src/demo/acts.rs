@@ -1,7 +1,8 @@
 //! The demo's acts, one function each: set up, register, digitize, pay, campaign, updates,
-//! finish. Each returns what it saw; [`Demo::finish`] stops everything and checks it all.
+//! merchant (`merchant.rs`), finish. Each returns what it saw; [`Demo::finish`] stops everything and checks it all.
 
 use super::client::Client;
+use super::merchant::{self, Merchanted};
 use super::summary::{Campaigned, Finished, Paid, Provisioned, Summary, Updated};
 use super::{progress, updates, DemoArgs};
 use anyhow::{ensure, Context};
@@ -35,6 +36,10 @@ impl Demo {
     /// The hub on a fresh embedded database, the key ceremony, the simulators.
     pub(super) async fn set_up(args: DemoArgs) -> anyhow::Result<Self> {
         ensure!(args.tokens > 0, "--tokens must be at least 1");
+        ensure!(
+            args.merchant_cards > 0 && args.merchant_renewals <= args.merchant_cards,
+            "--merchant-cards must be at least 1, --merchant-renewals at most as many"
+        );
         let started = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix("tokenhub-demo-")
@@ -333,6 +338,19 @@ impl Demo {
         })
     }
 
+    /// A merchant's PSP tokenizes cards on file, pays, follows the TSP's renewals.
+    pub(super) async fn merchant(&self) -> anyhow::Result<Merchanted> {
+        merchant::run(merchant::Stage {
+            client: &self.client,
+            sim: &self.sim,
+            certs: &self.dir.path().join("certs"),
+            tsp_id: "demo-tsp",
+            cards: self.args.merchant_cards,
+            renewals: self.args.merchant_renewals,
+        })
+        .await
+    }
+
     /// Stops everything, prints what the acts saw and checks it.
     pub(super) async fn finish(
         self,
@@ -340,6 +358,7 @@ impl Demo {
         paid: Paid,
         campaigned: Campaigned,
         updated: Updated,
+        merchanted: Merchanted,
     ) -> anyhow::Result<()> {
         self.requestor.shutdown().await?;
         let states = self.hub.store.token_states().await?;
@@ -369,6 +388,7 @@ impl Demo {
             paid,
             campaigned,
             updated,
+            merchanted,
             finished,
         };
         summary.print(self.started);

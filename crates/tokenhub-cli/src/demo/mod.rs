@@ -5,6 +5,7 @@
 
 mod acts;
 mod client;
+mod merchant;
 mod summary;
 mod updates;
 
@@ -70,6 +71,12 @@ pub struct DemoArgs {
     /// Transactions each device makes.
     #[arg(long, default_value_t = 3)]
     transactions: usize,
+    /// Cards the merchant's PSP tokenizes on file (and pays with).
+    #[arg(long, default_value_t = 200)]
+    merchant_cards: u64,
+    /// Of those, cards the TSP renews (new token PAN and last digits).
+    #[arg(long, default_value_t = 50)]
+    merchant_renewals: u64,
     /// Keep the demo's folder (database, keys) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -83,7 +90,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let paid = demo.pay(&provisioned.token_ids).await?;
     let campaigned = demo.campaign(&provisioned.token_ids).await?;
     let updated = demo.updates(&provisioned.token_ids).await?;
-    demo.finish(provisioned, paid, campaigned, updated).await
+    let merchanted = demo.merchant().await?;
+    demo.finish(provisioned, paid, campaigned, updated, merchanted)
+        .await
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {

@@ -1,5 +1,6 @@
 //! What the demo's acts saw, printed as one table, and the checks that decide its exit status.
 
+use super::merchant::Merchanted;
 use super::updates::Report;
 use anyhow::ensure;
 use serde_json::Value;
@@ -56,6 +57,7 @@ pub(super) struct Summary {
     pub(super) paid: Paid,
     pub(super) campaigned: Campaigned,
     pub(super) updated: Updated,
+    pub(super) merchanted: Merchanted,
     pub(super) finished: Finished,
 }
 
@@ -64,6 +66,7 @@ impl Summary {
         self.print_provisioning();
         self.print_campaign();
         self.print_updates();
+        self.print_merchant();
         println!(
             "demo wall time                      {:.1} s",
             started.elapsed().as_secs_f64()
@@ -163,11 +166,95 @@ impl Summary {
         );
     }
 
+    fn print_merchant(&self) {
+        let m = &self.merchanted;
+        let s = &m.stats;
+        println!(
+            "cards on file tokenized (merchant)  {} of {} ({} failed)",
+            s.tokenized, m.cards, s.tokenize_failed
+        );
+        println!(
+            "payments approved / declined        {} / {} (authorized by the TSP)",
+            m.first.approved,
+            m.first.declined + m.first.errors
+        );
+        println!(
+            "renewals: accepted / seen by PSP    {} / {} of {}",
+            m.renewals_accepted, s.renewals_seen, m.renewals
+        );
+        println!(
+            "token PANs discarded / refetched    {} / {} ({} not the new PAN)",
+            s.pans_discarded, s.pans_refetched, s.refetch_mismatches
+        );
+        println!(
+            "payments after the renewals         {} approved / {} declined",
+            m.later.approved,
+            m.later.declined + m.later.errors
+        );
+        println!(
+            "replayed cryptogram declined        {}",
+            match &m.replay {
+                Some(a) if !a.approved => format!("yes ({})", a.reason),
+                Some(a) => format!("NO ({})", a.reason),
+                None => "NO (nothing replayed)".to_string(),
+            }
+        );
+        println!(
+            "merchant act                        {:.1} s",
+            m.time.as_secs_f64()
+        );
+    }
+
+    fn merchant_checks(&self) -> Vec<(bool, String)> {
+        let m = &self.merchanted;
+        let s = &m.stats;
+        let clean = |r: &tokenhub_sim::requestor::PaymentRound| {
+            r.approved == m.cards && r.declined == 0 && r.errors == 0
+        };
+        vec![
+            (
+                s.tokenized == m.cards && s.tokenize_failed == 0,
+                format!("merchant: {} of {} cards tokenized", s.tokenized, m.cards),
+            ),
+            (
+                clean(&m.first),
+                format!("merchant's first payments: {:?}", m.first),
+            ),
+            (
+                m.renewals_accepted == m.renewals && s.renewals_seen == m.renewals,
+                format!(
+                    "renewals: {} accepted by the hub, {} seen by the PSP, of {}",
+                    m.renewals_accepted, s.renewals_seen, m.renewals
+                ),
+            ),
+            (
+                s.pans_discarded == m.renewals
+                    && s.pans_refetched == m.renewals
+                    && s.refetch_mismatches == 0,
+                format!(
+                    "token PANs: {} discarded, {} refetched, {} not the new one, of {}",
+                    s.pans_discarded, s.pans_refetched, s.refetch_mismatches, m.renewals
+                ),
+            ),
+            (
+                clean(&m.later),
+                format!("merchant's payments after the renewals: {:?}", m.later),
+            ),
+            (
+                m.replay
+                    .as_ref()
+                    .is_some_and(|a| !a.approved && a.reason == "REPLAY"),
+                format!("the replayed cryptogram: {:?}", m.replay),
+            ),
+        ]
+    }
+
     /// Every check, in order; fails unless all hold.
     pub(super) fn check(&self) -> anyhow::Result<()> {
         let mut checks = self.campaign_checks();
         checks.extend(self.provisioning_checks());
         checks.extend(self.updates_checks());
+        checks.extend(self.merchant_checks());
         let failed: Vec<&String> = checks
             .iter()
             .filter(|(ok, _)| !ok)

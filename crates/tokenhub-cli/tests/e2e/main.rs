@@ -10,6 +10,7 @@ mod campaigns;
 mod card_on_file;
 mod cli;
 mod logs;
+mod merchant;
 mod notifications;
 mod provisioning;
 mod single_node;

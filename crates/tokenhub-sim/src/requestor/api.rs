@@ -1,5 +1,6 @@
 //! The requestor's routes: the hub's `POST /notify-token-update`, and the simulator's own
-//! `/sim/misbehaviour`, `/sim/status` and `/sim/tokens`.
+//! `/sim/misbehaviour`, `/sim/status` and `/sim/tokens`; the merchant's `/sim/merchant…` are in
+//! `merchant_api`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         )
         .route("/sim/status", get(status))
         .route("/sim/tokens", get(tokens))
+        .merge(super::merchant_api::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -131,6 +133,7 @@ async fn status(State(state): State<Arc<SimState>>) -> Response {
     Json(json!({
         "stats": state.stats(),
         "misbehaviour": state.misbehaviour(),
+        "merchant": state.book.stats(),
     }))
     .into_response()
 }

@@ -20,6 +20,16 @@
 //!   handle).
 //! - `GET /sim/status`: `{"stats": RequestorSimStats, "misbehaviour": MisbehaviourState}`.
 //! - `GET /sim/tokens`: `{tokenId: stored token}`, the receiver's view.
+//! - `/sim/merchant…` (`merchant_api`): the merchant's cards on file: tokenize, pay, replay, its
+//!   counters.
+//!
+//! # The merchant
+//!
+//! With a [`MerchantConfig`] (at the start, or [`RequestorSim::attach_merchant`] once the hub
+//! has issued the requestor's API key) the simulator is also a merchant's PSP with cards on file
+//! (`merchant`): it tokenizes cards encrypted to the hub's published key, pays with each token
+//! (Create Transaction, then the TSP simulator's authorization), and on an update with new last
+//! digits discards the token PAN it kept (`book`), fetching the current one at the next payment.
 //!
 //! # Events
 //!
@@ -34,8 +44,11 @@
 //! SIGTERM), then prints the counters.
 
 mod api;
+mod book;
 mod events;
 mod listener;
+mod merchant;
+mod merchant_api;
 mod misbehaviour;
 mod store;
 
@@ -43,7 +56,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -54,11 +67,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use book::MerchantStats;
 pub use events::{DeliveryEvent, DeliveryOutcome, RequestorSimStats};
+pub use merchant::{card_pan, MerchantConfig, PaymentRound, Tokenized};
 pub use misbehaviour::{MisbehaviourError, MisbehaviourRequest, MisbehaviourState, StatusNext};
 
+use book::Book;
 use events::Counters;
 use listener::DownRequest;
+use merchant::Merchant;
 use misbehaviour::Switches;
 use store::{SimHooks, SimStore};
 
@@ -91,6 +108,8 @@ pub struct RequestorSimConfig {
     /// Serve over TLS with this certificate, asking the hub for a client certificate of its CA
     /// (`SimTls::from_dir_as(dir, "requestor")`); plain HTTP when `None`.
     pub tls: Option<crate::tsp::SimTls>,
+    /// A merchant with cards on file too; `None`: only receiving (one can be attached later).
+    pub merchant: Option<MerchantConfig>,
 }
 
 impl RequestorSimConfig {
@@ -104,6 +123,7 @@ impl RequestorSimConfig {
             tolerance: DEFAULT_TOLERANCE,
             events_capacity: 16 * 1024,
             tls: None,
+            merchant: None,
         }
     }
 }
@@ -116,6 +136,9 @@ pub(crate) struct SimState {
     pub(crate) events: broadcast::Sender<DeliveryEvent>,
     down_requests: mpsc::UnboundedSender<DownRequest>,
     down: Arc<AtomicBool>,
+    /// The merchant's book (the receiver's hooks feed it), and the merchant once attached.
+    pub(crate) book: Arc<Book>,
+    pub(crate) merchant: OnceLock<Arc<Merchant>>,
 }
 
 impl SimState {
@@ -201,7 +224,9 @@ impl RequestorSim {
                     .with_context(|| format!("opening the SQLite store {}", path.display()))?,
             ),
         };
-        let receiver = Arc::new(Receiver::with_hooks(verifier, store, SimHooks::default()));
+        let hooks = SimHooks::default();
+        let book = hooks.book.clone();
+        let receiver = Arc::new(Receiver::with_hooks(verifier, store, hooks));
         let (events, _) = broadcast::channel(config.events_capacity.max(1));
         let (down_requests, down_rx) = mpsc::unbounded_channel();
         let down = Arc::new(AtomicBool::new(false));
@@ -212,7 +237,12 @@ impl RequestorSim {
             events,
             down_requests,
             down: down.clone(),
+            book,
+            merchant: OnceLock::new(),
         });
+        if let Some(merchant) = config.merchant.clone() {
+            attach(&state, merchant)?;
+        }
         let app = api::router(state.clone());
         let tls = config.tls.as_ref().map(|t| t.server(true)).transpose()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -356,6 +386,49 @@ impl RequestorSim {
         tracing::info!(?request, "requestor simulator: misbehaviour");
     }
 
+    /// Makes the simulator a merchant with cards on file too (once).
+    pub fn attach_merchant(&self, config: MerchantConfig) -> anyhow::Result<()> {
+        attach(&self.state, config)
+    }
+
+    fn merchant(&self) -> anyhow::Result<Arc<Merchant>> {
+        self.state
+            .merchant
+            .get()
+            .cloned()
+            .context("no merchant is attached to the requestor simulator")
+    }
+
+    /// Tokenizes `count` new cards (as `POST /sim/merchant/cards`).
+    pub async fn tokenize_cards(&self, count: u64) -> anyhow::Result<Tokenized> {
+        self.merchant()?.tokenize(count).await
+    }
+
+    /// Pays once with each of `token_ids`, every token on file when `None` (as `POST
+    /// /sim/merchant/payments`).
+    pub async fn pay(&self, token_ids: Option<Vec<String>>) -> anyhow::Result<PaymentRound> {
+        Ok(self.merchant()?.pay(token_ids).await)
+    }
+
+    /// Sends a token's last authorization again (the first token's when `None`): the TSP's
+    /// answer, `None` when there was no payment to replay.
+    pub async fn replay_payment(
+        &self,
+        token_id: Option<&str>,
+    ) -> anyhow::Result<Option<(String, crate::tsp::AuthorizationAnswer)>> {
+        self.merchant()?.replay(token_id).await
+    }
+
+    /// The merchant's counters (zero without a merchant).
+    pub fn merchant_stats(&self) -> MerchantStats {
+        self.state.book.stats()
+    }
+
+    /// The merchant's tokens on file, in the order they were tokenized.
+    pub fn merchant_tokens(&self) -> Vec<String> {
+        self.state.book.token_ids()
+    }
+
     /// Stops listening, lets the requests under way finish, closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.stop.send_replace(true);
@@ -367,6 +440,15 @@ impl RequestorSim {
     }
 }
 
+fn attach(state: &SimState, config: MerchantConfig) -> anyhow::Result<()> {
+    tracing::info!(?config, "requestor simulator: merchant attached");
+    let merchant = Merchant::new(config, state.book.clone())?;
+    state
+        .merchant
+        .set(Arc::new(merchant))
+        .map_err(|_| anyhow::anyhow!("a merchant is attached already"))
+}
+
 /// Runs the requestor simulator until Ctrl-C (or SIGTERM): `tokenhub requestor-sim`. Prints
 /// the base URL to register at the hub once at the start, and the counters at the end.
 pub async fn run(config: RequestorSimConfig) -> anyhow::Result<()> {
@@ -374,10 +456,12 @@ pub async fn run(config: RequestorSimConfig) -> anyhow::Result<()> {
     println!("requestor simulator: baseUrl {}", sim.base_url());
     crate::tsp::stop_signal().await;
     let stats = sim.stats();
+    let merchant = sim.merchant_stats();
     sim.shutdown().await?;
     println!(
-        "requestor simulator stopped: {}",
-        serde_json::to_string(&stats).unwrap_or_default()
+        "requestor simulator stopped: {} merchant {}",
+        serde_json::to_string(&stats).unwrap_or_default(),
+        serde_json::to_string(&merchant).unwrap_or_default()
     );
     Ok(())
 }

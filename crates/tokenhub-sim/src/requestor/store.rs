@@ -1,8 +1,9 @@
 //! The receiver's store, in memory or in a SQLite file, and the hooks that remember PAN
-//! discards.
+//! discards and keep the merchant's book.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use super::book::Book;
 use tokenhub_receiver::{
     ApplyResult, Hooks, MemoryStore, SqliteStore, Store, StoreError, StoredToken, TokenUpdate,
 };
@@ -49,10 +50,11 @@ impl SimStore {
     }
 }
 
-/// Remembers which tokens' PANs were discarded, in order.
+/// Remembers which tokens' PANs were discarded, in order, and tells the merchant's book.
 #[derive(Debug, Default)]
 pub(crate) struct SimHooks {
     discarded: Mutex<Vec<String>>,
+    pub(crate) book: Arc<Book>,
 }
 
 impl SimHooks {
@@ -70,5 +72,10 @@ impl Hooks for SimHooks {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(token_id.to_string());
+        self.book.discard_token_pan(token_id);
+    }
+
+    fn on_update(&self, update: &TokenUpdate) {
+        self.book.on_update(update);
     }
 }

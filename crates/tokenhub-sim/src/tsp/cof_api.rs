@@ -341,6 +341,12 @@ impl TspSimHandle {
         }
     }
 
+    /// Every card PAN and token PAN of the card-on-file tokens, those renewals replaced too: for
+    /// tests that scan a database or logs for them.
+    pub fn card_on_file_pans(&self) -> Vec<String> {
+        self.state.cof.pans_used()
+    }
+
     /// Whether a card-on-file token is in the state given, at the TSP.
     pub fn card_on_file_state(&self, token_id: &str) -> Option<super::TspTokenState> {
         self.state.cof.with_token(token_id, None, |t| t.state)

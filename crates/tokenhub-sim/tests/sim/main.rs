@@ -6,6 +6,7 @@ mod device;
 mod helpers;
 mod hub_health;
 mod requestor;
+mod requestor_merchant;
 mod tsp;
 mod tsp_cof;
 mod tsp_lifecycle;
