@@ -133,6 +133,15 @@ impl LoadRuntime {
         Ok(Self(runtime))
     }
 
+    /// Runs `task` on the load generator's threads.
+    pub(crate) fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.spawn(task)
+    }
+
     /// Runs one phase's load on the load generator's threads.
     pub(crate) async fn run(
         &self,

@@ -117,18 +117,12 @@ impl Route {
     }
 }
 
-/// The load generator's own runtime (two worker threads, like the servers' runtime).
-pub(crate) struct Load(tokio::runtime::Runtime);
+/// The load generator's own runtime (the data bench's).
+pub(crate) struct Load(data::LoadRuntime);
 
 impl Load {
     pub(crate) fn new() -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-load")
-            .enable_all()
-            .build()
-            .context("starting the load generator's runtime")?;
-        Ok(Self(runtime))
+        Ok(Self(data::LoadRuntime::new()?))
     }
 
     /// Max throughput against `route`, then a pause.
@@ -157,7 +151,7 @@ impl Load {
 
     /// Stops its threads without waiting (a runtime cannot be dropped inside another).
     pub(crate) fn stop(self) {
-        self.0.shutdown_background();
+        self.0.stop();
     }
 }
 
