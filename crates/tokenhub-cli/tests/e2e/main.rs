@@ -8,6 +8,7 @@ mod audit;
 mod campaign_crash;
 mod campaigns;
 mod card_on_file;
+mod console;
 mod notifications;
 mod provisioning;
 mod single_node;

@@ -3,11 +3,11 @@
 use super::{query, query_scalar, Row, Store, StoreError, Tx};
 use crate::domain::campaign::{Campaign, CampaignState, ReportLine, Step};
 
-const COLUMNS: &str = "campaign_id, issuer_id, product_id, profile_version, state, state_reason, \
+pub(super) const COLUMNS: &str = "campaign_id, issuer_id, product_id, profile_version, state, state_reason, \
     rate_per_second, max_in_flight, canary_percent, canary_size, canary_max_failure_percent, total, \
     created_ms, updated_ms, finished_ms, canary_passed_ms";
 
-fn from_row(r: &Row) -> Result<Campaign, StoreError> {
+pub(super) fn from_row(r: &Row) -> Result<Campaign, StoreError> {
     Ok(Campaign {
         campaign_id: r.get("campaign_id")?,
         issuer_id: r.get("issuer_id")?,
