@@ -211,7 +211,7 @@ function overviewPage(view) {
           el("span", { class: "muted" }, " (" + rate(key, c.count, now) + ")"));
       });
       return el("tr", { "data-tsp": t.tspId },
-        td(el("code", {}, t.tspId)), td(badge(h ? h.state : "UNKNOWN"), "health"),
+        td(el("code", {}, t.tspId)), td(h ? badge(h.state) : el("span", { class: "badge UNKNOWN" }, "unknown"), "health"),
         td(h && h.latencyMs !== undefined && h.latencyMs !== null ? h.latencyMs + " ms" : "–"),
         td(h ? when(h.lastCheckAt) : "–"), td(h ? when(h.lastHubCheckAt) : "–"),
         tdn(t.outbox.pending), td(age(t.outbox.oldestPendingAgeSeconds)), tdn(t.outbox.dead),

@@ -36,6 +36,7 @@ impl Browser {
                 return None;
             }
         };
+        tokenhub::telemetry::install_crypto_provider();
         let port = free_port();
         let mut driver = Command::new(driver)
             .arg(format!("--port={port}"))
