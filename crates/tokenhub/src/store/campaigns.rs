@@ -284,10 +284,13 @@ impl Store {
         step_counts(self.reader(), campaign_id).await
     }
 
+    /// `seq + 0`: ordered by the primary key, SQLite would read every token of the campaign to
+    /// skip those that did not fail; this way it reads the failed and skipped ones from
+    /// `campaign_tokens_by_step` and sorts them.
     pub async fn campaign_report(&self, campaign_id: &str) -> Result<Vec<ReportLine>, StoreError> {
         let rows = query(
             "SELECT token_id, step, COALESCE(reason, '') AS reason FROM campaign_tokens WHERE campaign_id = $1 \
-             AND step IN ('FAILED', 'SKIPPED') ORDER BY seq",
+             AND step IN ('FAILED', 'SKIPPED') ORDER BY seq + 0",
         )
         .bind(campaign_id)
         .fetch_all(self.reader())
