@@ -9,6 +9,7 @@ mod campaign_crash;
 mod campaigns;
 mod card_on_file;
 mod cli;
+mod console;
 mod logs;
 mod merchant;
 mod notifications;

@@ -12,6 +12,7 @@ pub mod gauges;
 pub mod keys;
 pub mod lifecycle;
 pub mod notifications;
+pub mod overview;
 pub mod perso;
 pub mod reperso;
 pub mod requestor_tokens;

@@ -8,12 +8,14 @@ mod api_error;
 mod audit;
 mod campaigns;
 mod cards;
+mod console;
 mod edge;
 mod health;
 mod issuers;
 mod metrics;
 mod notifications;
 pub mod openapi;
+mod overview;
 mod profiles;
 mod request_log;
 mod requestor_api;
@@ -51,7 +53,7 @@ pub enum Apis {
     Tsp,
     /// `/wallet/v1`, `/requestor/v1`.
     Wallet,
-    /// `/admin/v1`, `/openapi.json`.
+    /// `/admin/v1`, `/openapi.json`, `/metrics`, `/console`.
     Admin,
     /// Every API on one port (development only).
     All,
@@ -75,7 +77,8 @@ pub fn router_for(state: AppState, apis: Apis) -> Router {
         r = r
             .nest("/admin/v1", admin::router(state.clone()))
             .merge(metrics::router(state.clone()))
-            .merge(openapi::router());
+            .merge(openapi::router())
+            .merge(console::router());
     }
     if matches!(apis, Apis::Wallet | Apis::All) {
         r = r

@@ -63,6 +63,9 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::requestor_api::get_token,
         super::requestor_api::delete_token,
         super::requestor_api::create_transaction,
+        super::overview::get_overview,
+        super::overview::list_campaigns,
+        super::overview::list_requestors,
     ),
     modifiers(&AdminSecurity)
 )]

@@ -3,11 +3,11 @@
 use super::{query, query_scalar, Row, Store, StoreError, Tx};
 use crate::domain::campaign::{Campaign, CampaignState, ReportLine, Step};
 
-const COLUMNS: &str = "campaign_id, issuer_id, product_id, profile_version, state, state_reason, \
+pub(super) const COLUMNS: &str = "campaign_id, issuer_id, product_id, profile_version, state, state_reason, \
     rate_per_second, max_in_flight, canary_percent, canary_size, canary_max_failure_percent, total, \
     created_ms, updated_ms, finished_ms, canary_passed_ms";
 
-fn from_row(r: &Row) -> Result<Campaign, StoreError> {
+pub(super) fn from_row(r: &Row) -> Result<Campaign, StoreError> {
     Ok(Campaign {
         campaign_id: r.get("campaign_id")?,
         issuer_id: r.get("issuer_id")?,
@@ -284,10 +284,13 @@ impl Store {
         step_counts(self.reader(), campaign_id).await
     }
 
+    /// `seq + 0`: ordered by the primary key, SQLite would read every token of the campaign to
+    /// skip those that did not fail; this way it reads the failed and skipped ones from
+    /// `campaign_tokens_by_step` and sorts them.
     pub async fn campaign_report(&self, campaign_id: &str) -> Result<Vec<ReportLine>, StoreError> {
         let rows = query(
             "SELECT token_id, step, COALESCE(reason, '') AS reason FROM campaign_tokens WHERE campaign_id = $1 \
-             AND step IN ('FAILED', 'SKIPPED') ORDER BY seq",
+             AND step IN ('FAILED', 'SKIPPED') ORDER BY seq + 0",
         )
         .bind(campaign_id)
         .fetch_all(self.reader())

@@ -14,6 +14,7 @@ pub mod admin_keys;
 pub mod audit;
 pub mod campaigns;
 pub mod catalog;
+mod console;
 pub mod gauges;
 pub mod notifications;
 pub mod outbox;

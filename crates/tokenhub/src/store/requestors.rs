@@ -3,10 +3,10 @@
 use super::{query, Row, Store, StoreError, Tx};
 use crate::domain::notification::{Requestor, RequestorState};
 
-const COLUMNS: &str = "requestor_id, merchant_id, base_url, credentials, secret_count, \
+pub(super) const COLUMNS: &str = "requestor_id, merchant_id, base_url, credentials, secret_count, \
     max_in_flight, server_ca_pem, state, disabled_reason, created_ms, updated_ms";
 
-fn from_row(r: &Row) -> Result<Requestor, StoreError> {
+pub(super) fn from_row(r: &Row) -> Result<Requestor, StoreError> {
     Ok(Requestor {
         requestor_id: r.get("requestor_id")?,
         merchant_id: r.get("merchant_id")?,

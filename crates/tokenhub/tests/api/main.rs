@@ -15,6 +15,7 @@ mod architecture;
 mod audit;
 mod cards;
 mod confidentiality;
+mod console;
 mod health_check;
 mod lifecycle_actions;
 mod lock_order;
