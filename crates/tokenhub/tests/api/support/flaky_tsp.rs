@@ -1,6 +1,6 @@
 //! A front for the TSP simulator that fails as a test scripts it and passes every other call
 //! through: the simulator that fails N times then succeeds, or stays down. It records when each
-//! call came and under which `x-correlation-id`.
+//! call came and under which `x-correlation-id`. The hub's health checks pass through untouched.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -143,6 +143,20 @@ async fn front(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The hub's health checks pass untouched: the script and the record are the requestor
+    // calls'.
+    if uri.path().ends_with("/healthCheck") {
+        let (upstream, http) = {
+            let s = state.lock().unwrap();
+            (s.upstream.clone(), s.http.clone())
+        };
+        return match http.get(format!("{upstream}{}", uri.path())).send().await {
+            Ok(r) => StatusCode::from_u16(r.status().as_u16())
+                .unwrap()
+                .into_response(),
+            Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+        };
+    }
     let at = Instant::now();
     let (fault, upstream, http) = {
         let mut s = state.lock().unwrap();
