@@ -60,7 +60,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tokenhub::telemetry::init(match cli.command {
+    let _log = tokenhub::telemetry::init(match cli.command {
         Command::Serve(_) => tokenhub::telemetry::DEFAULT_FILTER,
         // The benches print their own figures: only warnings and errors go to the log.
         _ => "warn,tokenhub::workers::notifier=error",

@@ -202,7 +202,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    tokenhub::telemetry::init(match cli.command {
+    let _log = tokenhub::telemetry::init(match cli.command {
         // The demo draws progress bars: only warnings and errors go to the log there. (Its
         // requestor refuses updates on purpose: its dead letters are no news.)
         Command::Demo(_) => "warn,tokenhub::workers::notifier=error",

@@ -1,7 +1,7 @@
 //! Logging, and the metrics ([`metrics`]). Lines are structured (`tracing`); every request and
 //! job runs inside a span that carries the ids it concerns (`http/request_log.rs`), so every line
 //! it causes can be found by them. Set `RUST_LOG` to change the level and
-//! `TOKENHUB_LOG_FORMAT=json` for JSON lines (with the current span and the list of spans).
+//! `TOKENHUB_LOG_FORMAT=json` for JSON lines (with the current span).
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,24 +10,36 @@ pub mod metrics;
 /// The filter when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,tower_http=warn";
 
+/// Keeps the log's writer thread; dropping it writes out what is still queued.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
 /// Installs the global subscriber once, with `default_filter` unless `RUST_LOG` says otherwise;
-/// later calls do nothing.
-pub fn init(default_filter: &str) {
+/// later calls do nothing. Lines are written to standard error by a thread of their own (a
+/// request does not wait for the write), never dropped: a full queue makes the logger wait. Keep
+/// the guard until the process ends.
+pub fn init(default_filter: &str) -> Option<LogGuard> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var("TOKENHUB_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tokenhub-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
+        .with_writer(writer);
+    // The current span only: it carries the ids (`http/request_log.rs`, the workers' spans), and
+    // each span listed costs its fields parsed again per line.
+    let installed = if json {
         builder
             .json()
             .with_current_span(true)
-            .with_span_list(true)
+            .with_span_list(false)
             .try_init()
     } else {
         builder.try_init()
     };
+    installed.is_ok().then_some(guard)
 }
 
 /// Installs aws-lc-rs as the process's rustls provider (both sqlx and reqwest use rustls; with

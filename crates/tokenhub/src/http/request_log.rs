@@ -2,8 +2,8 @@
 //! duration). The span carries the ids an on-call engineer queries by: the caller's correlation id
 //! (`x-correlation-id`, else `x-request-id`), the TSP that called, and the ids the matched route
 //! names (`token_id`, `issuer_id`, `campaign_id`, `requestor_id`, `tsp_id`); handlers and flows
-//! fill in what they learn later (the token's issuer, the TSP operation) with
-//! `Span::current().record`. Ids only, never a value: a header or path segment that is not a
+//! fill in what they learn later (the token's issuer, the TSP operation, what came of a TSP call:
+//! `outcome`, `token_state`, `elements_held`) with `Span::current().record`. Ids only, never a value: a header or path segment that is not a
 //! short run of visible ASCII is left out rather than logged.
 
 use axum::extract::{MatchedPath, RawPathParams, Request};
@@ -41,6 +41,9 @@ pub async fn log_request(req: Request, next: Next) -> Response {
         token_id = Empty,
         campaign_id = Empty,
         requestor_id = Empty,
+        outcome = Empty,
+        token_state = Empty,
+        elements_held = Empty,
     );
     if span.is_disabled() {
         return next.run(req).await;

@@ -218,12 +218,13 @@ async fn apply_update(
     body: &Bytes,
 ) -> Result<(), Rejection> {
     match lifecycle::tsp_update(hub, caller_tsp, token_id, correlation_id, body).await {
+        // The request's one line says what came of it (`http/request_log.rs`).
         Ok(TspUpdateOutcome::Applied) => {
-            tracing::info!("token update applied");
+            tracing::Span::current().record("outcome", "applied");
             Ok(())
         }
         Ok(TspUpdateOutcome::Ignored) => {
-            tracing::info!("token update not newer than the one held; acknowledged, not applied");
+            tracing::Span::current().record("outcome", "not newer: acknowledged, not applied");
             Ok(())
         }
         Err(e) => Err(refusal(e)),
@@ -242,11 +243,14 @@ async fn apply_perso(
 ) -> Result<(), Rejection> {
     match perso::submit(hub, caller_tsp, token_id, correlation_id, body, op).await {
         Ok(Applied::Stored { state, held, .. }) => {
-            tracing::info!(state = state.as_str(), elements_held = held, "accepted");
+            let span = tracing::Span::current();
+            span.record("outcome", "accepted");
+            span.record("token_state", state.as_str());
+            span.record("elements_held", held);
             Ok(())
         }
         Ok(Applied::Repeat) => {
-            tracing::info!("repeat of a call already applied; acknowledged again");
+            tracing::Span::current().record("outcome", "repeat: acknowledged again");
             Ok(())
         }
         Ok(Applied::Refused(r)) => Err(r),
