@@ -55,7 +55,7 @@ enum Command {
     /// The hub alone, configured as `tokenhub serve` is: the campaign bench runs it as a process
     /// of its own.
     #[command(hide = true)]
-    Serve(tokenhub::config::ServeArgs),
+    Serve(Box<tokenhub::config::ServeArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
             Command::Campaign(args) => campaign::run(args).await,
             Command::Transactions(args) => transactions::run(args).await,
             Command::Console(args) => console::run(args).await,
-            Command::Serve(args) => bootstrap::serve(args).await,
+            Command::Serve(args) => bootstrap::serve(*args).await,
         }
     })
 }
