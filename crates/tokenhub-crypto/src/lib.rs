@@ -188,16 +188,44 @@ pub fn decrypt_cbc_m2_ct(
     if ciphertext.is_empty() || ciphertext.len() % alg.block_len() != 0 {
         return Err(CryptoError::CiphertextLength);
     }
-    let mut clear = match alg {
+    let clear = decrypt_cbc_raw(alg, key, ciphertext)?;
+    Ok(unpad_m2_ct(alg, clear))
+}
+
+/// Decrypts whole blocks with CBC (zero IV) and no padding removed: what an HSM's `CKM_AES_CBC` or
+/// `CKM_DES3_CBC` returns, for [`unpad_m2_ct`] to read.
+pub fn decrypt_cbc_raw(
+    alg: Algorithm,
+    key: &[u8],
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if !alg.accepts_key_len(key.len()) {
+        return Err(CryptoError::KeyLength);
+    }
+    if ciphertext.is_empty() || ciphertext.len() % alg.block_len() != 0 {
+        return Err(CryptoError::CiphertextLength);
+    }
+    Ok(match alg {
         Algorithm::Aes128 => dec_raw::<aes::Aes128>(key, ciphertext),
         Algorithm::Aes256 => dec_raw::<aes::Aes256>(key, ciphertext),
         Algorithm::Tdes => tdes::cbc(key, ciphertext, tdes::Direction::Decrypt)?,
+    })
+}
+
+/// Reads the ISO 9797-1 method 2 padding of decrypted blocks without a branch on what they hold
+/// (see [`decrypt_cbc_m2_ct`]): the bytes without their padding and `1` when it is right; all the
+/// bytes and `0` otherwise (also when `clear` is shorter than a block).
+pub fn unpad_m2_ct(
+    alg: Algorithm,
+    mut clear: Zeroizing<Vec<u8>>,
+) -> (Zeroizing<Vec<u8>>, subtle::Choice) {
+    let Some(last) = clear.len().checked_sub(alg.block_len()) else {
+        return (clear, 0.into());
     };
-    let last = clear.len() - alg.block_len();
     let (right, pad) = m2_padding_ct(&clear[last..]);
     let kept = clear.len() - pad;
     clear.truncate(kept);
-    Ok((clear, right))
+    (clear, right)
 }
 
 /// The length of the method 2 padding that ends `block` (`80` then zeros) and whether there is

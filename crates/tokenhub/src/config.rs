@@ -1,9 +1,11 @@
 //! Configuration: command-line flags, `TOKENHUB_*` environment variables and an optional TOML file,
 //! in that order of precedence, over the defaults.
 
+mod keystore;
 mod listeners;
 mod tsp_health;
 
+pub use keystore::{KeystoreArgs, KeystoreSettings};
 pub use listeners::{ListenArgs, ListenerConfig, ListenerSecurity, Listeners, ServerLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -26,10 +28,13 @@ pub struct StoreArgs {
     /// delivery_max_tries, delivery_ttl, admin_token, master_key, notify_retry_schedule,
     /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy,
     /// requestor_tsp_budget, tls_cert, tls_key, tsp_plain_as, client_cert, client_key, and the
-    /// tables `[listeners.tsp|wallet|admin]` (address, cert, key, plain), `[limits]` and
-    /// `[tsp_health]`.
+    /// tables `[listeners.tsp|wallet|admin]` (address, cert, key, plain), `[limits]`,
+    /// `[tsp_health]` and `[keystore]` (kind, pkcs11_module, pkcs11_token).
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Where the keys live (software, or an HSM through PKCS#11).
+    #[command(flatten)]
+    pub keystore: KeystoreArgs,
 }
 
 /// Flags and environment variables of `tokenhub serve`.
@@ -113,6 +118,8 @@ struct FileConfig {
     limits: listeners::FileLimits,
     #[serde(default)]
     tsp_health: tsp_health::FileTspHealth,
+    #[serde(default)]
+    keystore: keystore::FileKeystore,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +167,8 @@ pub struct Config {
     pub requestor_tsp_budget: Duration,
     /// How each TSP's health is checked.
     pub tsp_health: TspHealthSettings,
+    /// Which keystore holds the keys (software: the master key below).
+    pub keystore: KeystoreSettings,
 }
 
 pub const DEFAULT_REQUESTOR_TSP_BUDGET: Duration = Duration::from_secs(3);
@@ -275,6 +284,7 @@ impl std::fmt::Debug for Config {
             .field("wallet_max_long_polls", &self.wallet_max_long_polls)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
+            .field("keystore", &self.keystore)
             .field("allow_plain_http", &self.outbound.allow_plain_http)
             .field(
                 "outbound_proxy",
@@ -305,6 +315,7 @@ impl Config {
             outbound: OutboundSettings::default(),
             requestor_tsp_budget: DEFAULT_REQUESTOR_TSP_BUDGET,
             tsp_health: TspHealthSettings::default(),
+            keystore: KeystoreSettings::default(),
         }
     }
 
@@ -366,6 +377,7 @@ impl Config {
                 .map_err(ConfigError::Invalid)?,
             tsp_health: tsp_health::resolve(&args.tsp_health, &file.tsp_health)
                 .map_err(ConfigError::Invalid)?,
+            keystore: keystore::resolve(&args.store.keystore, &file.keystore, &env)?,
         };
         if let Some(proxy) = &config.outbound.proxy {
             if reqwest::Proxy::all(proxy.as_str()).is_err() {

@@ -399,6 +399,9 @@ impl DeviceSignals {
 }
 
 fn open_keys(config: &Config, notes: &mut StartupNotes) -> Result<Keys, StartError> {
+    if let Some(pkcs11) = &config.keystore.pkcs11 {
+        return Ok(Keys::pkcs11(pkcs11.clone())?);
+    }
     if let Some(hex) = &config.master_key {
         return Ok(Keys::from_master_hex(hex)?);
     }

@@ -229,7 +229,7 @@ pub(crate) fn seed_row(
         .map_err(|r| anyhow::anyhow!("the TSP simulator's data does not parse: {r}"))?;
     if index % SEED_BATCH == 0 {
         hub.keys
-            .check_elements(def, &submission.elements)
+            .check_elements(def, &submission.elements)?
             .map_err(|r| anyhow::anyhow!("the TSP simulator's data is refused: {r}"))?;
     }
     let held = tokenhub::domain::data_part::encode_part(&submission.elements);

@@ -55,9 +55,9 @@ impl Demo {
         let certs = dir.path().join("certs");
         crate::certs::write_dev(&certs)?;
         let ca_pem = std::fs::read_to_string(certs.join("ca.crt"))?;
-        let local = LocalHub::start(hub_config(&db_path, &certs)?)
-            .await
-            .context("starting the hub")?;
+        let mut config = hub_config(&db_path, &certs)?;
+        config.keystore = tokenhub::config::KeystoreSettings::from_args(&args.keystore)?;
+        let local = LocalHub::start(config).await.context("starting the hub")?;
         println!(
             "hub over TLS: TSP API {} (mutual TLS), wallet API {}, admin API {}",
             local.tsp_url(),

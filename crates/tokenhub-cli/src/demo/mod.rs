@@ -80,6 +80,9 @@ pub struct DemoArgs {
     /// Keep the demo's folder (database, keys) instead of deleting it.
     #[arg(long)]
     keep: bool,
+    /// Where the hub's keys live (`--keystore pkcs11` with a module, a token and its PIN).
+    #[command(flatten)]
+    keystore: tokenhub::config::KeystoreArgs,
 }
 
 /// The demo, one act after the other; the summary and its checks at the end.

@@ -6,7 +6,6 @@ use crate::domain::cps::{self, ClearValue};
 use crate::domain::data_part;
 use crate::domain::perso::{self, DecryptFault, ElementDecryptor, IncomingElement};
 use crate::domain::{ProfileDefinition, Rejection};
-use secrecy::ExposeSecret;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use tokenhub_crypto::Algorithm;
@@ -22,22 +21,19 @@ pub struct CheckedCall {
 
 impl Keys {
     /// Decrypts an element's value doing the same work whatever is wrong with it: an unknown key
-    /// is replaced by a stand-in, a ciphertext that is not whole blocks is decrypted on its whole
-    /// blocks (one zero block when it has none), and the padding is read in constant time. The
-    /// clear bytes (without the padding when it is right) and the fault, if any.
+    /// is replaced by the keystore's stand-in, a ciphertext that is not whole blocks is decrypted
+    /// on its whole blocks (one zero block when it has none), and the padding is read in constant
+    /// time here, whichever keystore decrypted. The clear bytes (without the padding when it is
+    /// right) and the fault, if any; an error only when the keystore failed.
     pub(super) fn decrypt_whatever(
         &self,
         key_index: &str,
         ciphertext: &[u8],
-    ) -> (Zeroizing<Vec<u8>>, Option<DecryptFault>) {
-        const STAND_IN: [u8; 16] = [0; 16];
+    ) -> Result<(Zeroizing<Vec<u8>>, Option<DecryptFault>), KeyError> {
         let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
         let shared = map.get(key_index);
         let known = shared.is_some();
-        let (algorithm, key) = match shared {
-            Some(k) => (k.algorithm, k.key.expose_secret().as_slice()),
-            None => (Algorithm::Aes128, STAND_IN.as_slice()),
-        };
+        let algorithm = shared.map_or(Algorithm::Aes128, |k| k.algorithm);
         let block = algorithm.block_len();
         let whole = ciphertext.len() / block * block;
         let blocks: &[u8] = if whole == 0 {
@@ -45,8 +41,11 @@ impl Keys {
         } else {
             &ciphertext[..whole]
         };
-        let (clear, padded) = tokenhub_crypto::decrypt_cbc_m2_ct(algorithm, key, blocks)
-            .unwrap_or_else(|_| (Zeroizing::new(Vec::new()), 0.into()));
+        let raw = self
+            .keystore
+            .decrypt_blocks(shared.map(|k| &k.key), algorithm, blocks)?;
+        drop(map);
+        let (clear, padded) = tokenhub_crypto::unpad_m2_ct(algorithm, raw);
         let fault = if !known {
             Some(DecryptFault::UnknownKey)
         } else if whole != ciphertext.len() || whole == 0 {
@@ -56,7 +55,7 @@ impl Keys {
         } else {
             None
         };
-        (clear, fault)
+        Ok((clear, fault))
     }
 
     /// Checks a call's elements against the profile version (431 for any fault) and seals them
@@ -76,8 +75,14 @@ impl Keys {
         let checker = Checker {
             keys: self,
             kept: fingerprint.then(|| RefCell::new(Vec::new())),
+            failed: RefCell::new(None),
         };
-        let sizes = match perso::check_elements(profile, elements, &checker) {
+        let checked = perso::check_elements(profile, elements, &checker);
+        // A keystore that failed decided nothing about the elements: the call is not refused.
+        if let Some(e) = checker.failed.take() {
+            return Err(e);
+        }
+        let sizes = match checked {
             Ok(sizes) => sizes,
             Err(refused) => return Ok(Err(logged(refused))),
         };
@@ -92,7 +97,7 @@ impl Keys {
         let sealed = self.seal_for_token(token_id, wrapped_data_key, &clear)?;
         let fingerprints = match checker.kept {
             Some(kept) => {
-                match self.fingerprints_of(token_id, profile, elements, kept.into_inner()) {
+                match self.fingerprints_of(token_id, profile, elements, kept.into_inner())? {
                     Ok(f) => Some(f),
                     Err(why) => {
                         return Ok(Err(logged(perso::ElementsRefused {
@@ -113,13 +118,27 @@ impl Keys {
 
     /// The fingerprints of a call's values in their canonical form: clear ones from their text,
     /// encrypted ones from the clear bytes the check decrypted (`decrypted`, in the call's order).
+    /// The outer error is the keystore's; the inner one says which value cannot be read.
     fn fingerprints_of(
         &self,
         token_id: &str,
         profile: &ProfileDefinition,
         elements: &[IncomingElement],
         decrypted: Vec<Zeroizing<Vec<u8>>>,
-    ) -> Result<BTreeMap<String, Fingerprint>, String> {
+    ) -> Result<Result<BTreeMap<String, Fingerprint>, String>, KeyError> {
+        match self.canonical_values(profile, elements, decrypted) {
+            Ok(values) => self.fingerprints_for(token_id, values.iter()).map(Ok),
+            Err(why) => Ok(Err(why)),
+        }
+    }
+
+    /// The canonical form of a call's values, by element name (see [`Keys::fingerprints_of`]).
+    fn canonical_values(
+        &self,
+        profile: &ProfileDefinition,
+        elements: &[IncomingElement],
+        decrypted: Vec<Zeroizing<Vec<u8>>>,
+    ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, String> {
         let mut decrypted = decrypted.into_iter();
         let mut out = BTreeMap::new();
         for e in elements {
@@ -134,26 +153,28 @@ impl Keys {
                 }
             }
             .map_err(|why| format!("element {}: {why}", e.name))?;
-            out.insert(
-                e.name.clone(),
-                self.fingerprint_of(token_id, &e.name, &canonical),
-            );
+            out.insert(e.name.clone(), canonical);
         }
         Ok(out)
     }
 
     /// [`perso::check_elements`] with the hub's keys: each encrypted value is decrypted, checked
-    /// and its clear bytes zeroized at once.
+    /// and its clear bytes zeroized at once. The outer error is the keystore's.
     pub fn check_elements(
         &self,
         profile: &ProfileDefinition,
         elements: &[IncomingElement],
-    ) -> Result<perso::ElementSizes, Rejection> {
+    ) -> Result<Result<perso::ElementSizes, Rejection>, KeyError> {
         let checker = Checker {
             keys: self,
             kept: None,
+            failed: RefCell::new(None),
         };
-        perso::check_elements(profile, elements, &checker).map_err(logged)
+        let checked = perso::check_elements(profile, elements, &checker);
+        if let Some(e) = checker.failed.take() {
+            return Err(e);
+        }
+        Ok(checked.map_err(logged))
     }
 }
 
@@ -169,6 +190,8 @@ fn logged(refused: perso::ElementsRefused) -> Rejection {
 struct Checker<'a> {
     keys: &'a Keys,
     kept: Option<RefCell<Vec<Zeroizing<Vec<u8>>>>>,
+    /// The keystore's failure, if it failed (the check's verdict is then void).
+    failed: RefCell<Option<KeyError>>,
 }
 
 impl ElementDecryptor for Checker<'_> {
@@ -178,7 +201,13 @@ impl ElementDecryptor for Checker<'_> {
         ciphertext: &[u8],
         check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> (Option<DecryptFault>, Result<(), String>) {
-        let (clear, fault) = self.keys.decrypt_whatever(key_index, ciphertext);
+        let (clear, fault) = match self.keys.decrypt_whatever(key_index, ciphertext) {
+            Ok(decrypted) => decrypted,
+            Err(e) => {
+                *self.failed.borrow_mut() = Some(e);
+                return (None, Err("the keystore failed".into()));
+            }
+        };
         let checked = check(&clear);
         if let Some(kept) = &self.kept {
             kept.borrow_mut().push(clear);

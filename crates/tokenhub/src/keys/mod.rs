@@ -1,19 +1,19 @@
 //! The only place that sees clear key material.
 //!
-//! - The **master key** (`TOKENHUB_MASTER_KEY`, 32 bytes) wraps everything else the store keeps:
+//! - A **keystore** holds the keys and does the operations with them: the software one (the
+//!   master key in memory) or an HSM through PKCS#11 ([`keystore`] is the seam).
+//! - The **master key** (`TOKENHUB_MASTER_KEY`, 32 bytes, or an HSM's) wraps what the store keeps:
 //!   the keys shared with TSPs and each token's data key. Wrapping is AES-256-GCM with a random
 //!   nonce and an associated-data label that binds the wrapped key to its purpose and owner, so a
 //!   wrapped key copied onto another row does not open.
 //! - **Shared keys** (KEK/DEK by `keyIndex`, from a key ceremony) decrypt the elements a TSP sends;
-//!   they are cached unwrapped here, behind `secrecy`, and zeroized when dropped.
+//!   they are cached loaded here (clear behind `secrecy`, zeroized when dropped, or the HSM
+//!   object that holds them).
 //! - A **data key** per token (AES-256-GCM) seals the token's data elements at rest; it is
 //!   unwrapped for the length of one call and zeroized right after.
 
 use crate::domain::StoredKey;
-use hmac::{Hmac, Mac};
 use rand::RngCore;
-use secrecy::SecretBox;
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::RwLock;
@@ -23,11 +23,18 @@ use zeroize::Zeroizing;
 mod device_seal;
 mod elements;
 mod gcm;
+pub mod keystore;
+pub mod pkcs11;
 mod profile;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod softhsm;
+mod software;
 pub mod wallet_keys;
 pub mod webhooks;
 
 pub use elements::CheckedCall;
+pub use keystore::{Keystore, KeystoreKind};
+pub use pkcs11::Pkcs11Config;
 pub use profile::{
     Fingerprint, PersoError, Personalized, SealedProfile, TokenData, PROFILE_HPKE_INFO,
 };
@@ -49,23 +56,31 @@ pub enum KeyError {
     NotHex,
     #[error("the key file {path}: {why}")]
     KeyFile { path: String, why: String },
+    /// The HSM cannot be reached now (the TSP API answers 921; the call may be retried).
+    #[error("the keystore is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the HSM refused the operation: {0}")]
+    Refused(String),
+    #[error(
+        "the key is held by the other keystore (software or pkcs11) than the one the hub runs with"
+    )]
+    OtherKeystore,
+    #[error("the shared key {0} is not in the HSM's token")]
+    MissingObject(String),
 }
 
 use gcm::{Gcm, NONCE_LEN};
 
-struct ClearKey {
+struct HeldKey {
     algorithm: Algorithm,
-    key: SecretBox<Vec<u8>>,
+    key: keystore::LoadedKey,
 }
 
-/// The hub's keys: the master key and the unwrapped shared keys.
+/// The hub's keys: the keystore that holds them and the loaded shared keys.
 pub struct Keys {
-    /// The master key, expanded for AES-256-GCM once (aws-lc holds it, and cleanses it when
-    /// dropped).
-    master: Gcm,
-    /// Keys the fingerprints of data elements (HMAC-SHA256), derived from the master key.
-    fingerprint: SecretBox<[u8; 32]>,
-    shared: RwLock<HashMap<String, ClearKey>>,
+    keystore: Box<dyn Keystore>,
+    kind: KeystoreKind,
+    shared: RwLock<HashMap<String, HeldKey>>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -84,18 +99,30 @@ impl Keys {
                 .try_into()
                 .map_err(|_| KeyError::BadMasterKey)?,
         );
-        let fingerprint = {
-            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(arr.as_slice())
-                .map_err(|_| KeyError::BadMasterKey)?;
-            mac.update(b"tokenhub/fingerprint-key/v1");
-            let out: [u8; 32] = mac.finalize().into_bytes().into();
-            out
-        };
-        Ok(Self {
-            master: Gcm::new(arr.as_slice()).map_err(|_| KeyError::BadMasterKey)?,
-            fingerprint: SecretBox::new(Box::new(fingerprint)),
+        let software = software::Software::from_master(&arr)?;
+        Ok(Self::with_keystore(
+            Box::new(software),
+            KeystoreKind::Software,
+        ))
+    }
+
+    /// The keys of an HSM's token (made there at first start).
+    pub fn pkcs11(config: Pkcs11Config) -> Result<Self, KeyError> {
+        let hsm = pkcs11::Pkcs11::open(config)?;
+        Ok(Self::with_keystore(Box::new(hsm), KeystoreKind::Pkcs11))
+    }
+
+    fn with_keystore(keystore: Box<dyn Keystore>, kind: KeystoreKind) -> Self {
+        Self {
+            keystore,
+            kind,
             shared: RwLock::new(HashMap::new()),
-        })
+        }
+    }
+
+    /// Which keystore holds the keys.
+    pub fn kind(&self) -> KeystoreKind {
+        self.kind
     }
 
     /// Reads the master key from `path`, or creates it there (mode 0600) when the file does not
@@ -125,7 +152,9 @@ impl Keys {
             tokenhub_crypto::KeySetError::KcvMismatch => KeyError::KcvMismatch,
             tokenhub_crypto::KeySetError::Crypto(_) => KeyError::KeyLength(key.algorithm),
         })?;
-        let wrapped = seal(&self.master, &shared_key_label(&key.key_index), &clear)?;
+        let wrapped = self
+            .keystore
+            .import_shared(&key.key_index, key.algorithm, &clear)?;
         Ok(StoredKey {
             key_index: key.key_index.clone(),
             algorithm: key.algorithm,
@@ -138,17 +167,18 @@ impl Keys {
     pub fn load_shared_keys(&self, stored: &[StoredKey]) -> Result<(), KeyError> {
         let mut loaded = Vec::with_capacity(stored.len());
         for s in stored {
-            let clear = open(&self.master, &shared_key_label(&s.key_index), &s.wrapped)?;
-            let kcv = tokenhub_crypto::kcv(s.algorithm, &clear)
-                .map_err(|_| KeyError::KeyLength(s.algorithm))?;
+            let key = self
+                .keystore
+                .load_shared(&s.key_index, s.algorithm, &s.wrapped)?;
+            let kcv = self.keystore.kcv(&key, s.algorithm)?;
             if !hex::encode_upper(kcv).eq_ignore_ascii_case(&s.kcv) {
                 return Err(KeyError::KcvMismatch);
             }
             loaded.push((
                 s.key_index.clone(),
-                ClearKey {
+                HeldKey {
                     algorithm: s.algorithm,
-                    key: SecretBox::new(Box::new(clear.to_vec())),
+                    key,
                 },
             ));
         }
@@ -166,11 +196,11 @@ impl Keys {
     pub fn new_data_key(&self, token_id: &str) -> Result<Vec<u8>, KeyError> {
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *key);
-        seal(&self.master, &data_key_label(token_id), &*key)
+        self.keystore.wrap(&data_key_label(token_id), &*key)
     }
 
     fn data_cipher(&self, token_id: &str, wrapped: &[u8]) -> Result<Gcm, KeyError> {
-        let key = open(&self.master, &data_key_label(token_id), wrapped)?;
+        let key = self.keystore.unwrap(&data_key_label(token_id), wrapped)?;
         Gcm::new(&key).map_err(|_| KeyError::Unwrap)
     }
 
@@ -242,170 +272,4 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::cps;
-    use crate::domain::perso::{DecryptFault, IncomingElement};
-    use crate::domain::ProfileDefinition;
-    use hpke::Deserializable;
-
-    fn keys() -> Keys {
-        Keys::from_master_hex(&"11".repeat(32)).unwrap()
-    }
-
-    #[test]
-    fn a_data_key_seals_and_opens_only_for_its_token() {
-        let k = keys();
-        let wrapped = k.new_data_key("T1").unwrap();
-        let sealed = k
-            .seal_for_token("T1", &wrapped, b"secret elements")
-            .unwrap();
-        assert_eq!(
-            &*k.open_for_token("T1", &wrapped, &sealed).unwrap(),
-            b"secret elements"
-        );
-        assert!(k.open_for_token("T2", &wrapped, &sealed).is_err());
-        let other = Keys::from_master_hex(&"22".repeat(32)).unwrap();
-        assert!(other.open_for_token("T1", &wrapped, &sealed).is_err());
-    }
-
-    #[test]
-    fn shared_keys_are_checked_wrapped_and_decrypt_elements() {
-        let k = keys();
-        let shared = SharedKey::generate("KEK01", Algorithm::Aes128, "kek");
-        let stored = k.wrap_shared_key(&shared).unwrap();
-        assert!(!stored
-            .wrapped
-            .windows(16)
-            .any(|w| hex::encode_upper(w) == shared.hex[..32]));
-        k.load_shared_keys(&[stored]).unwrap();
-        let clear = shared.key_bytes().unwrap();
-        let ct = tokenhub_crypto::encrypt_cbc_m2(Algorithm::Aes128, &clear, b"1234").unwrap();
-        let (clear, fault) = k.decrypt_whatever("KEK01", &ct);
-        assert_eq!((clear.as_slice(), fault), (&b"1234"[..], None));
-        assert_eq!(
-            k.decrypt_whatever("NOPE", &ct).1,
-            Some(DecryptFault::UnknownKey)
-        );
-        assert_eq!(
-            k.decrypt_whatever("KEK01", &ct[..15]).1,
-            Some(DecryptFault::Length)
-        );
-        assert_eq!(
-            k.decrypt_whatever("KEK01", &[]).1,
-            Some(DecryptFault::Length)
-        );
-        let mut bad = ct.clone();
-        bad[15] ^= 1;
-        let (clear, fault) = k.decrypt_whatever("KEK01", &bad);
-        assert_eq!((clear.len(), fault), (16, Some(DecryptFault::Padding)));
-    }
-
-    #[test]
-    fn a_profile_is_built_from_sealed_parts_and_only_the_device_can_open_it() {
-        use hpke::{Kem as _, Serializable};
-        type Kem = hpke::kem::X25519HkdfSha256;
-        let k = keys();
-        let kek = SharedKey::generate("KEK01", Algorithm::Aes128, "kek");
-        k.load_shared_keys(&[k.wrap_shared_key(&kek).unwrap()])
-            .unwrap();
-        let cmk = [0x42u8; 16];
-        let ct =
-            tokenhub_crypto::encrypt_cbc_m2(Algorithm::Aes128, &kek.key_bytes().unwrap(), &cmk)
-                .unwrap();
-        let def: ProfileDefinition = serde_json::from_value::<ProfileDefinition>(serde_json::json!({
-            "dataElements": [
-                {"name": "cmk_ac", "required": true, "format": "hex", "sensitive": true, "dgi": "8001"},
-                {"name": "psn", "required": true, "format": "digits", "dgi": "0101", "tag": "5F34"}
-            ],
-            "template": [{"dgi": "9102", "data": "A5"}]
-        }))
-        .unwrap()
-        .validate()
-        .unwrap();
-        let wrapped = k.new_data_key("T1").unwrap();
-        let part = |els: serde_json::Value| {
-            let els: Vec<IncomingElement> = serde_json::from_value(els).unwrap();
-            let clear = crate::domain::data_part::encode_part(&els);
-            k.seal_for_token("T1", &wrapped, &clear).unwrap()
-        };
-        let parts = vec![
-            part(serde_json::json!([{"name": "psn", "value": "07"}])),
-            part(
-                serde_json::json!([{"name": "cmk_ac", "value": hex::encode_upper(&ct), "keyIndex": "KEK01"},
-                                    {"name": "psn", "value": "01"}]),
-            ),
-        ];
-        let data = |sealed, incoming| TokenData {
-            token_id: "T1",
-            wrapped_data_key: &wrapped,
-            sealed,
-            incoming,
-        };
-        let (sk, pk) = Kem::gen_keypair(&mut rand::rngs::OsRng);
-        let out = k
-            .personalize(data(&parts, &[]), &def, &pk.to_bytes(), "prs_1")
-            .unwrap();
-        assert_eq!(out.fingerprints.len(), 2);
-        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&out.profile.enc).unwrap();
-        let open = |aad: &[u8]| {
-            hpke::single_shot_open::<hpke::aead::AesGcm256, hpke::kdf::HkdfSha256, Kem>(
-                &hpke::OpModeR::Base,
-                &sk,
-                &enc,
-                PROFILE_HPKE_INFO,
-                &out.profile.ciphertext,
-                aad,
-            )
-        };
-        assert!(open(b"prs_2").is_err(), "bound to its personalization id");
-        let dgis = cps::decode(&open(b"prs_1").unwrap()).unwrap();
-        let key_dgi = dgis.iter().find(|d| d.id == 0x8001).unwrap();
-        assert_eq!(key_dgi.value, cmk);
-        let record = dgis.iter().find(|d| d.id == 0x0101).unwrap();
-        assert_eq!(
-            record.value,
-            vec![0x70, 0x04, 0x5F, 0x34, 0x01, 0x01],
-            "the later psn wins"
-        );
-        // The same values give the same fingerprints; another value another one.
-        let again = k.fingerprints(data(&parts, &[]), &def).unwrap();
-        assert_eq!(again, out.fingerprints);
-        let other = k.fingerprints(data(&parts[..1], &[]), &def).unwrap();
-        assert_ne!(other["psn"], out.fingerprints["psn"]);
-        // Elements not sealed yet count as the latest part.
-        let incoming: Vec<IncomingElement> =
-            serde_json::from_value(serde_json::json!([{"name": "psn", "value": "01"}])).unwrap();
-        let from_incoming = k.fingerprints(data(&parts[..1], &incoming), &def).unwrap();
-        assert_eq!(from_incoming["psn"], out.fingerprints["psn"]);
-    }
-
-    #[test]
-    fn a_wrong_kcv_is_refused_at_import() {
-        let mut shared = SharedKey::generate("K", Algorithm::Tdes, "dek");
-        shared.kcv = "ABCDEF".into();
-        assert!(matches!(
-            keys().wrap_shared_key(&shared),
-            Err(KeyError::KcvMismatch)
-        ));
-    }
-
-    #[test]
-    fn the_key_file_is_created_private_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/master.key");
-        let (k1, created) = Keys::from_key_file(&path).unwrap();
-        assert!(created);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        let (k2, created) = Keys::from_key_file(&path).unwrap();
-        assert!(!created);
-        let wrapped = k1.new_data_key("T").unwrap();
-        let sealed = k1.seal_for_token("T", &wrapped, b"x").unwrap();
-        assert_eq!(&*k2.open_for_token("T", &wrapped, &sealed).unwrap(), b"x");
-    }
-}
+mod tests;

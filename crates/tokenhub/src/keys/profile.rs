@@ -7,9 +7,6 @@ use crate::domain::cps::{self, BuildError, ClearValue};
 use crate::domain::data_part;
 use crate::domain::perso::{self, IncomingElement};
 use crate::domain::ProfileDefinition;
-use hmac::{Hmac, Mac};
-use secrecy::ExposeSecret;
-use sha2::Sha256;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -100,12 +97,16 @@ impl Keys {
                     let key = shared
                         .get(index)
                         .ok_or_else(|| fail("its keyIndex is not a known key"))?;
-                    let clear = tokenhub_crypto::decrypt_cbc_m2(
-                        key.algorithm,
-                        key.key.expose_secret(),
-                        &ct,
-                    )
-                    .map_err(|_| fail("does not decrypt"))?;
+                    if ct.is_empty() || ct.len() % key.algorithm.block_len() != 0 {
+                        return Err(fail("does not decrypt"));
+                    }
+                    let raw = self
+                        .keystore
+                        .decrypt_blocks(Some(&key.key), key.algorithm, &ct)?;
+                    let (clear, padded) = tokenhub_crypto::unpad_m2_ct(key.algorithm, raw);
+                    if !bool::from(padded) {
+                        return Err(fail("does not decrypt"));
+                    }
                     cps::canonical_bytes(element_def, ClearValue::Bytes(&clear))
                 }
             }
@@ -115,24 +116,29 @@ impl Keys {
         Ok(out)
     }
 
-    pub(super) fn fingerprint_of(
+    /// The fingerprints of a token's values (by element name, in their canonical form), asked
+    /// of the keystore in one go: HMAC-SHA256 over `token id NUL name NUL value`.
+    pub(super) fn fingerprints_for<'v>(
         &self,
         token_id: &str,
-        name: &str,
-        canonical: &[u8],
-    ) -> Fingerprint {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.fingerprint.expose_secret())
-            .expect("HMAC takes any key length");
-        for piece in [
-            token_id.as_bytes(),
-            b"\0",
-            name.as_bytes(),
-            b"\0",
-            canonical,
-        ] {
-            mac.update(piece);
-        }
-        mac.finalize().into_bytes().into()
+        values: impl Iterator<Item = (&'v String, &'v Zeroizing<Vec<u8>>)>,
+    ) -> Result<BTreeMap<String, Fingerprint>, KeyError> {
+        let (names, messages): (Vec<&String>, Vec<Vec<u8>>) = values
+            .map(|(name, canonical)| {
+                let message = [
+                    token_id.as_bytes(),
+                    b"\0",
+                    name.as_bytes(),
+                    b"\0",
+                    canonical,
+                ]
+                .concat();
+                (name, message)
+            })
+            .unzip();
+        let messages = Zeroizing::new(messages);
+        let macs = self.keystore.fingerprints(&messages)?;
+        Ok(names.into_iter().cloned().zip(macs).collect())
     }
 
     /// The fingerprints of the token's elements (for checking recovered data).
@@ -142,10 +148,7 @@ impl Keys {
         def: &ProfileDefinition,
     ) -> Result<BTreeMap<String, Fingerprint>, PersoError> {
         let values = self.clear_values(&data, def)?;
-        Ok(values
-            .iter()
-            .map(|(n, v)| (n.clone(), self.fingerprint_of(data.token_id, n, v)))
-            .collect())
+        Ok(self.fingerprints_for(data.token_id, values.iter())?)
     }
 
     /// Whether the token's data makes a profile of `def` (its DGIs and records within their
@@ -181,10 +184,7 @@ impl Keys {
         personalization_id: &str,
     ) -> Result<Personalized, PersoError> {
         let values = self.clear_values(&data, def)?;
-        let fingerprints = values
-            .iter()
-            .map(|(n, v)| (n.clone(), self.fingerprint_of(data.token_id, n, v)))
-            .collect();
+        let fingerprints = self.fingerprints_for(data.token_id, values.iter())?;
         let dgis = cps::build(def, &values)?;
         let plaintext = cps::encode(&dgis);
         let sealed = device_seal::seal(

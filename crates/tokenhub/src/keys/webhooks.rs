@@ -1,10 +1,10 @@
 //! A token requestor's credentials: its API key and the secrets that sign the updates sent to it
 //! (Standard Webhooks: `v1,` + base64 of HMAC-SHA256 over `id.timestamp.body`, keyed with the
 //! base64-decoded part of a `whsec_…` secret; the signing code is `tokenhub-receiver`'s, the
-//! library requestors verify with). They are stored sealed under the master key and opened only
-//! here, for the length of one signature.
+//! library requestors verify with). They are stored sealed under the keystore's webhook-secret
+//! key (the master key in software) and opened only here, for the length of one signature.
 
-use super::{open, seal, KeyError, Keys};
+use super::{KeyError, Keys};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -63,7 +63,9 @@ impl Keys {
         };
         let json =
             Zeroizing::new(serde_json::to_vec(&creds).expect("credentials always serialize"));
-        seal(&self.master, &label(requestor_id), &json).map_err(|e| e.to_string())
+        self.keystore
+            .seal_secret(&label(requestor_id), &json)
+            .map_err(|e| e.to_string())
     }
 
     /// The authorization and signature headers of one delivery attempt.
@@ -75,7 +77,7 @@ impl Keys {
         timestamp: i64,
         body: &[u8],
     ) -> Result<DeliveryAuth, KeyError> {
-        let json = open(&self.master, &label(requestor_id), sealed)?;
+        let json = self.keystore.open_secret(&label(requestor_id), sealed)?;
         let creds: Credentials = serde_json::from_slice(&json).map_err(|_| KeyError::Unwrap)?;
         let signature = tokenhub_receiver::Signer::new(&creds.signing_secrets)
             .map_err(|_| KeyError::Unwrap)?

@@ -38,6 +38,7 @@ mod tsp_bounds;
 mod tsp_data;
 mod tsp_formats;
 mod tsp_health;
+mod tsp_hsm;
 mod tsp_new_data;
 mod tsp_oracle;
 mod tsp_perso_data;

@@ -1,0 +1,105 @@
+//! The seam between [`Keys`](super::Keys) and where the keys live: the key operations the hub
+//! needs, each done by a backend that holds the keys: [`Software`](super::software::Software)
+//! (keys in the hub's memory, from the master key) or [`Pkcs11`](super::pkcs11::Pkcs11) (keys in
+//! an HSM, which does the operations and never lets a key out).
+//!
+//! Both backends wrap with AES-256-GCM (`nonce || ciphertext || tag`, the associated data a label
+//! naming the wrapped key's purpose and owner), so the formats are the same; a value wrapped by
+//! one backend opens only under that backend's keys.
+
+use super::KeyError;
+use secrecy::SecretBox;
+use tokenhub_crypto::Algorithm;
+use zeroize::Zeroizing;
+
+/// Which backend holds the keys (`--keystore`, `TOKENHUB_KEYSTORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeystoreKind {
+    /// The master key from `TOKENHUB_MASTER_KEY` or a `master.key` file; every key in memory.
+    #[default]
+    Software,
+    /// Every key an object of a PKCS#11 token (an HSM).
+    Pkcs11,
+}
+
+impl KeystoreKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "software" => Some(Self::Software),
+            "pkcs11" => Some(Self::Pkcs11),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Software => "software",
+            Self::Pkcs11 => "pkcs11",
+        }
+    }
+}
+
+/// A shared key as a backend holds it once loaded: its clear bytes (software) or the handle of
+/// the HSM object that holds it.
+pub enum LoadedKey {
+    Clear(SecretBox<Vec<u8>>),
+    /// The object's `CKA_ID` (what the store's row names).
+    Object([u8; super::pkcs11::OBJECT_ID_LEN]),
+}
+
+/// The key operations of the hub, whatever holds the keys. None returns or logs key material
+/// except the clear data keys and values the hub itself works with.
+pub trait Keystore: Send + Sync {
+    /// Wraps `clear` under the master key, bound to `label`.
+    fn wrap(&self, label: &[u8], clear: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Opens what [`Keystore::wrap`] wrapped with the same label.
+    fn unwrap(&self, label: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+    /// Seals a requestor's credentials under the webhook-secret key, bound to `label`.
+    fn seal_secret(&self, label: &[u8], clear: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Opens what [`Keystore::seal_secret`] sealed with the same label.
+    fn open_secret(&self, label: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+    /// HMAC-SHA256 of each message under the fingerprint key (asked in one go: one HSM session).
+    fn fingerprints(&self, messages: &[Vec<u8>]) -> Result<Vec<[u8; 32]>, KeyError>;
+    /// Takes a shared key from a key ceremony (its KCV already checked) and returns what the
+    /// store's row keeps of it: the key wrapped under the master key (software), or the name of
+    /// the HSM object it was created as.
+    fn import_shared(
+        &self,
+        key_index: &str,
+        algorithm: Algorithm,
+        clear: &[u8],
+    ) -> Result<Vec<u8>, KeyError>;
+    /// Loads a shared key from what [`Keystore::import_shared`] returned.
+    fn load_shared(
+        &self,
+        key_index: &str,
+        algorithm: Algorithm,
+        stored: &[u8],
+    ) -> Result<LoadedKey, KeyError>;
+    /// The key check value of a loaded key (for AES the CMAC of a zero block, for 3DES the
+    /// encrypted zero block: the first 3 bytes).
+    fn kcv(&self, key: &LoadedKey, algorithm: Algorithm) -> Result<[u8; 3], KeyError>;
+    /// Decrypts whole blocks with CBC (zero IV), leaving the padding for the hub to read in
+    /// constant time. `None` decrypts with a stand-in key, so that an unknown key costs the same
+    /// work as a known one.
+    fn decrypt_blocks(
+        &self,
+        key: Option<&LoadedKey>,
+        algorithm: Algorithm,
+        blocks: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+}
+
+/// The prefix of a store row naming an HSM object instead of holding a wrapped key.
+pub(super) const OBJECT_PREFIX: &[u8] = b"pkcs11:";
+
+/// Runs a call that may wait on an HSM without holding up the runtime's other tasks: on a
+/// multi-threaded runtime the worker hands its tasks over while the call runs.
+pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
