@@ -15,6 +15,7 @@ mod campaign;
 mod console;
 mod data;
 mod edge;
+mod keystore;
 mod notifications;
 mod observability;
 mod transactions;
@@ -42,6 +43,9 @@ enum Command {
     /// What metrics and JSON logs at info cost `/data`: `data --max-only` with both off against
     /// both on, each run in a process of its own.
     Observability(observability::ObservabilityArgs),
+    /// `/data` with the keys in an HSM (PKCS#11) against the software keystore: `data` on each,
+    /// each in a process of its own, in one run.
+    Keystore(keystore::KeystoreArgs),
     /// A re-personalization campaign over N ACTIVE tokens (seeded straight into the database),
     /// the hub in its own process: tokens/s per tenth, the hub's RSS and CPU, the TSP's rate.
     Campaign(campaign::CampaignArgs),
@@ -76,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             Command::Edge(args) => edge::run(args).await,
             Command::Notifications(args) => notifications::run(args).await,
             Command::Observability(args) => observability::run(args).await,
+            Command::Keystore(args) => keystore::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,
             Command::Transactions(args) => transactions::run(args).await,
             Command::Console(args) => console::run(args).await,

@@ -32,9 +32,10 @@ pub struct StoreArgs {
     /// `[tsp_health]` and `[keystore]` (kind, pkcs11_module, pkcs11_token).
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Where the keys live (software, or an HSM through PKCS#11).
+    /// Where the keys live (software, or an HSM through PKCS#11; boxed: every command holds
+    /// these flags).
     #[command(flatten)]
-    pub keystore: KeystoreArgs,
+    pub keystore: Box<KeystoreArgs>,
 }
 
 /// Flags and environment variables of `tokenhub serve`.

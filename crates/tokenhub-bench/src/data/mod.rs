@@ -81,6 +81,10 @@ pub struct DataArgs {
     /// the `observability` bench reads its runs.
     #[arg(long, hide = true)]
     pub(crate) result_file: Option<std::path::PathBuf>,
+    /// Where the hub's keys live (software, or `pkcs11` with a module, a token and the PIN in
+    /// `TOKENHUB_PKCS11_PIN`): the `keystore` bench's two sides.
+    #[command(flatten)]
+    pub(crate) keystore: tokenhub::config::KeystoreArgs,
 }
 
 pub(crate) const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
@@ -100,7 +104,9 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
         .prefix("tokenhub-bench-")
         .tempdir()?;
     let (url, backend) = bootstrap::database(args.database_url.as_deref(), dir.path());
-    let local = bootstrap::in_process(bootstrap::hub_config(&url)?).await?;
+    let mut config = bootstrap::hub_config(&url)?;
+    config.keystore = tokenhub::config::KeystoreSettings::from_args(&args.keystore)?;
+    let local = bootstrap::in_process(config).await?;
     let hub = local.hub.clone();
     let parse_only = ParseOnly::start().await?;
     let tsp = json!({"baseUrl": "http://127.0.0.1:9/tsp/trapi/v2.0"});
@@ -154,6 +160,8 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
         let figures = json!({
             "parseMax": parse_max.completed_per_sec(),
             "hubMax": hub_max.completed_per_sec(),
+            "hubFixedP99Ms": p99(hub_fixed),
+            "hubFixedPerSec": hub_fixed.completed_per_sec(),
         });
         std::fs::write(path, figures.to_string())
             .with_context(|| format!("writing {}", path.display()))?;

@@ -185,6 +185,7 @@ fn data_args(args: &EdgeArgs) -> DataArgs {
         max_only: false,
         no_metrics: false,
         result_file: None,
+        keystore: Default::default(),
     }
 }
 
