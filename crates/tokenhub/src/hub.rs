@@ -15,7 +15,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 mod tsp_health;
+mod ttl_cache;
 pub use tsp_health::TspHealthBoard;
+pub use ttl_cache::TtlCache;
 
 pub struct Hub {
     pub store: Store,
@@ -53,7 +55,13 @@ pub struct Hub {
     /// Token requestors as read lately (they change rarely; a change on another node is seen
     /// within [`REQUESTOR_CACHE_TTL`]).
     #[allow(clippy::type_complexity)]
-    requestor_cache: RwLock<Option<(std::time::Instant, Arc<HashMap<String, Requestor>>)>>,
+    requestor_cache: RwLock<Option<(std::time::Instant, Arc<HashMap<String, Arc<Requestor>>>)>>,
+    /// Requestors' API keys verified lately, by key id (a key revoked on another node stops
+    /// working within [`REQUESTOR_KEY_CACHE_TTL`]; on this node at once).
+    pub requestor_keys: TtlCache<Arc<VerifiedKey>>,
+    /// TSPs as read lately, by id (a change on another node is seen within [`TSP_CACHE_TTL`];
+    /// on this node at once).
+    tsps: TtlCache<Arc<crate::domain::catalog::Tsp>>,
     /// When an unknown `keyIndex` may next make this node re-read the shared keys (ms).
     next_key_reload_ms: std::sync::atomic::AtomicI64,
 }
@@ -66,6 +74,23 @@ pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long a token requestor read from the store is reused.
 pub const REQUESTOR_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// How long a requestor's API key, once verified against the store, is trusted without reading it
+/// again: a key revoked on another node may work this long there.
+pub const REQUESTOR_KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// How long a TSP read from the store is reused.
+pub const TSP_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The most entries a [`TtlCache`] keeps.
+const CACHE_CAPACITY: usize = 100_000;
+
+/// A live requestor key as the store had it: whose it is and its secret's hash (the secret is
+/// compared with it in constant time at each use).
+pub struct VerifiedKey {
+    pub requestor_id: String,
+    pub secret_hash: Vec<u8>,
+}
 
 /// What start-up did that the operator must be told about.
 #[derive(Debug, Default, Clone)]
@@ -154,6 +179,8 @@ impl Hub {
                 issuer_tsps: RwLock::default(),
                 tsp_trust: Arc::default(),
                 requestor_cache: RwLock::default(),
+                requestor_keys: TtlCache::new(REQUESTOR_KEY_CACHE_TTL, CACHE_CAPACITY),
+                tsps: TtlCache::new(TSP_CACHE_TTL, CACHE_CAPACITY),
                 next_key_reload_ms: Default::default(),
                 config,
             },
@@ -264,7 +291,7 @@ impl Hub {
 
     /// Every token requestor by id, read at most once per [`REQUESTOR_CACHE_TTL`] (and again at
     /// once after this node changed one: see [`Hub::forget_requestors`]).
-    pub async fn requestors(&self) -> Result<Arc<HashMap<String, Requestor>>, StoreError> {
+    pub async fn requestors(&self) -> Result<Arc<HashMap<String, Arc<Requestor>>>, StoreError> {
         if let Some((at, map)) = &*self
             .requestor_cache
             .read()
@@ -274,12 +301,12 @@ impl Hub {
                 return Ok(map.clone());
             }
         }
-        let map: HashMap<String, Requestor> = self
+        let map: HashMap<String, Arc<Requestor>> = self
             .store
             .all_requestors()
             .await?
             .into_iter()
-            .map(|r| (r.requestor_id.clone(), r))
+            .map(|r| (r.requestor_id.clone(), Arc::new(r)))
             .collect();
         let map = Arc::new(map);
         *self
@@ -295,6 +322,41 @@ impl Hub {
             .requestor_cache
             .write()
             .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// One requestor, from [`Hub::requestors`]; one the cached set does not hold yet (made on
+    /// another node since) is read from the store.
+    pub async fn requestor(
+        &self,
+        requestor_id: &str,
+    ) -> Result<Option<Arc<Requestor>>, StoreError> {
+        if let Some(r) = self.requestors().await?.get(requestor_id) {
+            return Ok(Some(r.clone()));
+        }
+        Ok(self.store.requestor(requestor_id).await?.map(Arc::new))
+    }
+
+    /// A TSP, read at most once per [`TSP_CACHE_TTL`] (and again at once after this node changed
+    /// one: see [`Hub::forget_tsps`]).
+    pub async fn tsp(
+        &self,
+        tsp_id: &str,
+    ) -> Result<Option<Arc<crate::domain::catalog::Tsp>>, StoreError> {
+        let now = self.now_ms();
+        if let Some(t) = self.tsps.get(tsp_id, now) {
+            return Ok(Some(t));
+        }
+        let ticket = self.tsps.ticket();
+        let Some(tsp) = self.store.tsp(tsp_id).await?.map(Arc::new) else {
+            return Ok(None);
+        };
+        self.tsps.insert(ticket, tsp_id, tsp.clone(), now);
+        Ok(Some(tsp))
+    }
+
+    /// Drops the cached TSPs (one was just changed).
+    pub fn forget_tsps(&self) {
+        self.tsps.forget_all();
     }
 
     /// A profile version's definition, cached.

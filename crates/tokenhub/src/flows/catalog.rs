@@ -15,6 +15,7 @@ pub async fn put_tsp(hub: &Hub, tsp: Tsp) -> Result<(), Error> {
     hub.store
         .transact(move |tx| Box::pin(async move { Ok::<_, Error>(tx.put_tsp(&tsp, now).await?) }))
         .await?;
+    hub.forget_tsps();
     hub.refresh_tsp_trust().await?;
     Ok(())
 }

@@ -62,7 +62,8 @@ pub async fn tsp_update(
                 let requestor = token
                     .token_requestor_id
                     .as_ref()
-                    .and_then(|r| requestors.get(r));
+                    .and_then(|r| requestors.get(r))
+                    .map(|r| &**r);
                 if !issuer_known {
                     return Err(Rejection::new(
                         Code::UnknownIssuer,

@@ -5,6 +5,7 @@
 //! (the requestor waits): paced and retried within the requestor's budget
 //! ([`super::requestor_tsp`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -17,7 +18,7 @@ use crate::domain::notification::Requestor;
 use crate::domain::requestor_token::{card_key_id, RequestorToken};
 use crate::domain::{Code, Rejection, TokenState};
 use crate::error::Error;
-use crate::hub::Hub;
+use crate::hub::{Hub, VerifiedKey};
 use crate::keys::wallet_keys::{self, NewApiKey, REQUESTOR_PREFIX};
 use crate::store::{StoreError, Tx};
 use crate::tsp_client::{
@@ -57,18 +58,38 @@ impl From<StoreError> for RequestorApiError {
     }
 }
 
-/// The requestor a presented API key (`trk_…`) belongs to, if it is a live key.
-pub async fn caller_by_key(hub: &Hub, presented: &str) -> Result<Option<Requestor>, Error> {
+/// The requestor a presented API key (`trk_…`) belongs to, if it is a live key. A key verified
+/// lately is taken from the hub's cache (its secret still compared, in constant time, with the
+/// hash the store had); an unknown key id is read from the store each time.
+pub async fn caller_by_key(hub: &Hub, presented: &str) -> Result<Option<Arc<Requestor>>, Error> {
     let Some(key) = wallet_keys::parse_key_with(REQUESTOR_PREFIX, presented) else {
         return Ok(None);
     };
-    let Some((requestor_id, hash)) = hub.store.live_requestor_key(key.key_id).await? else {
-        return Ok(None);
+    let now = hub.now_ms();
+    let verified = match hub.requestor_keys.get(key.key_id, now) {
+        Some(verified) => verified,
+        None => {
+            let ticket = hub.requestor_keys.ticket();
+            let Some((requestor_id, secret_hash)) =
+                hub.store.live_requestor_key(key.key_id).await?
+            else {
+                return Ok(None);
+            };
+            let verified = Arc::new(VerifiedKey {
+                requestor_id,
+                secret_hash,
+            });
+            if key.matches(&verified.secret_hash) {
+                hub.requestor_keys
+                    .insert(ticket, key.key_id, verified.clone(), now);
+            }
+            verified
+        }
     };
-    if !key.matches(&hash) {
+    if !key.matches(&verified.secret_hash) {
         return Ok(None);
     }
-    Ok(hub.store.requestor(&requestor_id).await?)
+    Ok(hub.requestor(&verified.requestor_id).await?)
 }
 
 /// Makes an API key for a requestor; `None` when there is no such requestor.
@@ -97,11 +118,15 @@ pub async fn issue_key(hub: &Hub, requestor_id: &str) -> Result<Option<NewApiKey
 /// Revokes one of a requestor's keys; `false` when it has no such key.
 pub async fn revoke_key(hub: &Hub, requestor_id: &str, key_id: &str) -> Result<bool, Error> {
     let (id, key, now) = (requestor_id.to_string(), key_id.to_string(), hub.now_ms());
-    hub.store
+    let revoked = hub
+        .store
         .transact(move |c| {
             Box::pin(async move { Ok::<_, Error>(c.revoke_requestor_key(&id, &key, now).await?) })
         })
-        .await
+        .await;
+    // Forgotten whatever the outcome: a revocation that may have committed holds at once here.
+    hub.requestor_keys.forget(key_id);
+    revoked
 }
 
 /// Sets the TSP's card encryption key (a public JWK with a `kid`); `Ok(false)`: no such TSP.
@@ -142,7 +167,7 @@ pub struct Tokenize {
 }
 
 /// The TSP whose published key the JWE names (by `kid`).
-async fn tsp_for_card(hub: &Hub, jwe: &str) -> Result<Tsp, RequestorApiError> {
+async fn tsp_for_card(hub: &Hub, jwe: &str) -> Result<Arc<Tsp>, RequestorApiError> {
     let kid = card_key_id(jwe).map_err(RequestorApiError::InvalidJwe)?;
     let keys = hub.store.tsp_card_keys().await?;
     let tsp_id = keys
@@ -156,8 +181,7 @@ async fn tsp_for_card(hub: &Hub, jwe: &str) -> Result<Tsp, RequestorApiError> {
         .ok_or_else(|| {
             RequestorApiError::InvalidJwe("the JWE's kid is not a published encryption key".into())
         })?;
-    hub.store
-        .tsp(&tsp_id)
+    hub.tsp(&tsp_id)
         .await?
         .ok_or_else(|| RequestorApiError::Internal(StoreError::Corrupt("TSP gone".into()).into()))
 }
@@ -184,10 +208,9 @@ fn tsp_error(call: &str, e: Failed) -> RequestorApiError {
     }
 }
 
-/// The TSP a requestor token belongs to (gone: unavailable, as the TSP would be).
-async fn token_tsp(hub: &Hub, token: &RequestorToken) -> Result<Tsp, RequestorApiError> {
-    hub.store
-        .tsp(&token.tsp_id)
+/// A requestor token's TSP (gone: unavailable, as the TSP would be).
+async fn token_tsp(hub: &Hub, tsp_id: &str) -> Result<Arc<Tsp>, RequestorApiError> {
+    hub.tsp(tsp_id)
         .await?
         .ok_or(RequestorApiError::TspUnavailable(Duration::from_secs(1)))
 }
@@ -307,11 +330,16 @@ pub async fn transact(
     token_id: &str,
     terms: &Terms,
 ) -> Result<TransactionCredentials, RequestorApiError> {
-    let token = get(hub, &requestor.requestor_id, token_id).await?;
-    if token.state != TokenState::Active {
-        return Err(RequestorApiError::NotActive(token.state));
+    // Read at each call (its owner and state are current); the TSP comes from the hub's cache.
+    let (tsp_id, state) = hub
+        .store
+        .requestor_token_state(&requestor.requestor_id, token_id)
+        .await?
+        .ok_or(RequestorApiError::NotFound)?;
+    if state != TokenState::Active {
+        return Err(RequestorApiError::NotActive(state));
     }
-    let tsp = token_tsp(hub, &token).await?;
+    let tsp = token_tsp(hub, &tsp_id).await?;
     let request = CredentialsRequest {
         token_requestor_id: &requestor.requestor_id,
         amount: &terms.amount,
@@ -345,7 +373,7 @@ pub async fn delete(
     if token.state == TokenState::Deleted {
         return Ok(());
     }
-    let tsp = token_tsp(hub, &token).await?;
+    let tsp = token_tsp(hub, &token.tsp_id).await?;
     let correlation_id = uuid::Uuid::new_v4().to_string();
     let rid = requestor.requestor_id.as_str();
     match requestor_tsp::call(hub, &tsp, "deleteCardOnFileToken", || {

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -33,7 +34,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 
 /// The requestor a request comes from.
 #[derive(Debug, Clone)]
-pub struct RequestorCaller(pub Requestor);
+pub struct RequestorCaller(pub Arc<Requestor>);
 
 async fn require_requestor(State(hub): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = super::api_error::bearer(req.headers()).map(str::to_string);

@@ -198,6 +198,29 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// The TSP and state of the requestor's token (another's is `None`, as an unknown one): one
+    /// read by the primary key, the columns a transaction needs.
+    pub async fn requestor_token_state(
+        &self,
+        requestor_id: &str,
+        token_id: &str,
+    ) -> Result<Option<(String, TokenState)>, StoreError> {
+        let row = query(
+            "SELECT tsp_id, state FROM requestor_tokens WHERE token_id = $1 AND requestor_id = $2",
+        )
+        .bind(token_id)
+        .bind(requestor_id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(|r| {
+            let state: String = r.get("state")?;
+            let state = TokenState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("requestor token state {state}")))?;
+            Ok((r.get("tsp_id")?, state))
+        })
+        .transpose()
+    }
+
     /// The token a requestor made with an idempotency key.
     pub async fn requestor_token_by_key(
         &self,

@@ -27,6 +27,7 @@ mod outbox_lanes;
 mod properties;
 mod removals;
 mod requestor_api;
+mod requestor_caches;
 mod requestor_client;
 mod requestor_retries;
 mod requestors;
