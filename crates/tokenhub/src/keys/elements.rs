@@ -5,7 +5,7 @@ use super::{Fingerprint, KeyError, Keys};
 use crate::domain::cps::{self, ClearValue};
 use crate::domain::data_part;
 use crate::domain::perso::{self, DecryptFault, ElementDecryptor, IncomingElement};
-use crate::domain::{ProfileDefinition, Rejection};
+use crate::domain::{KeyPurpose, ProfileDefinition, Rejection};
 use secrecy::ExposeSecret;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -22,17 +22,22 @@ pub struct CheckedCall {
 
 impl Keys {
     /// Decrypts an element's value doing the same work whatever is wrong with it: an unknown key
-    /// is replaced by a stand-in, a ciphertext that is not whole blocks is decrypted on its whole
+    /// (or one of another TSP, of another purpose than `purpose`, or retired) is replaced by a
+    /// stand-in, a ciphertext that is not whole blocks is decrypted on its whole
     /// blocks (one zero block when it has none), and the padding is read in constant time. The
     /// clear bytes (without the padding when it is right) and the fault, if any.
     pub(super) fn decrypt_whatever(
         &self,
+        tsp_id: &str,
         key_index: &str,
+        purpose: KeyPurpose,
         ciphertext: &[u8],
     ) -> (Zeroizing<Vec<u8>>, Option<DecryptFault>) {
         const STAND_IN: [u8; 16] = [0; 16];
         let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        let shared = map.get(key_index);
+        let shared = map
+            .get(&(tsp_id.to_string(), key_index.to_string()))
+            .filter(|k| k.active && k.purpose == purpose);
         let known = shared.is_some();
         let (algorithm, key) = match shared {
             Some(k) => (k.algorithm, k.key.expose_secret().as_slice()),
@@ -65,6 +70,7 @@ impl Keys {
     /// with needs no decryption in the store's writer.
     pub fn check_and_seal(
         &self,
+        tsp_id: &str,
         token_id: &str,
         wrapped_data_key: &[u8],
         profile: &ProfileDefinition,
@@ -75,6 +81,7 @@ impl Keys {
         // are fingerprinted.
         let checker = Checker {
             keys: self,
+            tsp_id,
             kept: fingerprint.then(|| RefCell::new(Vec::new())),
         };
         let sizes = match perso::check_elements(profile, elements, &checker) {
@@ -142,15 +149,17 @@ impl Keys {
         Ok(out)
     }
 
-    /// [`perso::check_elements`] with the hub's keys: each encrypted value is decrypted, checked
+    /// [`perso::check_elements`] with `tsp_id`'s keys: each encrypted value is decrypted, checked
     /// and its clear bytes zeroized at once.
     pub fn check_elements(
         &self,
+        tsp_id: &str,
         profile: &ProfileDefinition,
         elements: &[IncomingElement],
     ) -> Result<perso::ElementSizes, Rejection> {
         let checker = Checker {
             keys: self,
+            tsp_id,
             kept: None,
         };
         perso::check_elements(profile, elements, &checker).map_err(logged)
@@ -164,10 +173,11 @@ fn logged(refused: perso::ElementsRefused) -> Rejection {
     refused.rejection
 }
 
-/// Decrypts with the hub's keys for [`perso::check_elements`], keeping the clear values when
-/// `kept` is given.
+/// Decrypts with the keys of the TSP `tsp_id` (the token's) for [`perso::check_elements`],
+/// keeping the clear values when `kept` is given.
 struct Checker<'a> {
     keys: &'a Keys,
+    tsp_id: &'a str,
     kept: Option<RefCell<Vec<Zeroizing<Vec<u8>>>>>,
 }
 
@@ -175,10 +185,13 @@ impl ElementDecryptor for Checker<'_> {
     fn check_decrypted(
         &self,
         key_index: &str,
+        purpose: KeyPurpose,
         ciphertext: &[u8],
         check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> (Option<DecryptFault>, Result<(), String>) {
-        let (clear, fault) = self.keys.decrypt_whatever(key_index, ciphertext);
+        let (clear, fault) =
+            self.keys
+                .decrypt_whatever(self.tsp_id, key_index, purpose, ciphertext);
         let checked = check(&clear);
         if let Some(kept) = &self.kept {
             kept.borrow_mut().push(clear);

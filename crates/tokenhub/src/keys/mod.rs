@@ -5,11 +5,12 @@
 //!   nonce and an associated-data label that binds the wrapped key to its purpose and owner, so a
 //!   wrapped key copied onto another row does not open.
 //! - **Shared keys** (KEK/DEK by `keyIndex`, from a key ceremony) decrypt the elements a TSP sends;
-//!   they are cached unwrapped here, behind `secrecy`, and zeroized when dropped.
+//!   they are cached unwrapped here by owning TSP and `keyIndex`, with their purpose and state,
+//!   behind `secrecy`, and zeroized when dropped.
 //! - A **data key** per token (AES-256-GCM) seals the token's data elements at rest; it is
 //!   unwrapped for the length of one call and zeroized right after.
 
-use crate::domain::StoredKey;
+use crate::domain::{KeyPurpose, KeyState, StoredKey};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::SecretBox;
@@ -55,8 +56,13 @@ use gcm::{Gcm, NONCE_LEN};
 
 struct ClearKey {
     algorithm: Algorithm,
+    purpose: KeyPurpose,
+    active: bool,
     key: SecretBox<Vec<u8>>,
 }
+
+/// A shared key's place in the cache: its owning TSP and its `keyIndex`.
+type SharedKeyId = (String, String);
 
 /// The hub's keys: the master key and the unwrapped shared keys.
 pub struct Keys {
@@ -65,7 +71,7 @@ pub struct Keys {
     master: Gcm,
     /// Keys the fingerprints of data elements (HMAC-SHA256), derived from the master key.
     fingerprint: SecretBox<[u8; 32]>,
-    shared: RwLock<HashMap<String, ClearKey>>,
+    shared: RwLock<HashMap<SharedKeyId, ClearKey>>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -118,36 +124,50 @@ impl Keys {
         }
     }
 
-    /// Wraps a shared key from a key ceremony, after checking it against its KCV.
-    pub fn wrap_shared_key(&self, key: &SharedKey) -> Result<StoredKey, KeyError> {
+    /// Wraps a shared key from a key ceremony for its owning TSP and purpose, after checking it
+    /// against its KCV; the wrap is bound to the owner, index and purpose.
+    pub fn wrap_shared_key(
+        &self,
+        tsp_id: &str,
+        purpose: KeyPurpose,
+        key: &SharedKey,
+    ) -> Result<StoredKey, KeyError> {
         let clear = key.key_bytes().map_err(|e| match e {
             tokenhub_crypto::KeySetError::NotHex => KeyError::NotHex,
             tokenhub_crypto::KeySetError::KcvMismatch => KeyError::KcvMismatch,
             tokenhub_crypto::KeySetError::Crypto(_) => KeyError::KeyLength(key.algorithm),
         })?;
-        let wrapped = seal(&self.master, &shared_key_label(&key.key_index), &clear)?;
-        Ok(StoredKey {
+        let mut stored = StoredKey {
+            tsp_id: tsp_id.to_string(),
             key_index: key.key_index.clone(),
             algorithm: key.algorithm,
+            purpose,
+            state: KeyState::Active,
             kcv: key.kcv.to_ascii_uppercase(),
-            wrapped,
-        })
+            wrapped: Vec::new(),
+            bound: true,
+        };
+        stored.wrapped = seal(&self.master, &shared_key_label(&stored), &clear)?;
+        Ok(stored)
     }
 
-    /// Unwraps stored shared keys into the cache (replacing what was there for the same index).
+    /// Unwraps stored shared keys into the cache (replacing what was there for the same owner and
+    /// index). A key without an owner is not loaded: nothing may decrypt under it.
     pub fn load_shared_keys(&self, stored: &[StoredKey]) -> Result<(), KeyError> {
         let mut loaded = Vec::with_capacity(stored.len());
-        for s in stored {
-            let clear = open(&self.master, &shared_key_label(&s.key_index), &s.wrapped)?;
+        for s in stored.iter().filter(|s| s.owned()) {
+            let clear = open(&self.master, &shared_key_label(s), &s.wrapped)?;
             let kcv = tokenhub_crypto::kcv(s.algorithm, &clear)
                 .map_err(|_| KeyError::KeyLength(s.algorithm))?;
             if !hex::encode_upper(kcv).eq_ignore_ascii_case(&s.kcv) {
                 return Err(KeyError::KcvMismatch);
             }
             loaded.push((
-                s.key_index.clone(),
+                (s.tsp_id.clone(), s.key_index.clone()),
                 ClearKey {
                     algorithm: s.algorithm,
+                    purpose: s.purpose,
+                    active: s.state == KeyState::Active,
                     key: SecretBox::new(Box::new(clear.to_vec())),
                 },
             ));
@@ -157,9 +177,10 @@ impl Keys {
         Ok(())
     }
 
-    pub fn knows_key(&self, key_index: &str) -> bool {
+    /// Whether this node holds `key_index` of `tsp_id` (whatever its purpose and state).
+    pub fn knows_key(&self, tsp_id: &str, key_index: &str) -> bool {
         let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        map.contains_key(key_index)
+        map.contains_key(&(tsp_id.to_string(), key_index.to_string()))
     }
 
     /// A fresh data key for a token, wrapped.
@@ -197,8 +218,21 @@ impl Keys {
     }
 }
 
-fn shared_key_label(key_index: &str) -> Vec<u8> {
-    format!("tokenhub/shared-key/v1/{key_index}").into_bytes()
+/// What a shared key's wrap is bound to: its owner, index and purpose; only its index for keys
+/// wrapped before keys had owners.
+fn shared_key_label(key: &StoredKey) -> Vec<u8> {
+    if key.bound {
+        format!(
+            "tokenhub/shared-key/v2/{}:{}/{}/{}",
+            key.tsp_id.len(),
+            key.tsp_id,
+            key.purpose,
+            key.key_index
+        )
+        .into_bytes()
+    } else {
+        format!("tokenhub/shared-key/v1/{}", key.key_index).into_bytes()
+    }
 }
 
 fn data_key_label(token_id: &str) -> Vec<u8> {
@@ -242,6 +276,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
+mod ownership_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::cps;
@@ -273,7 +310,7 @@ mod tests {
     fn shared_keys_are_checked_wrapped_and_decrypt_elements() {
         let k = keys();
         let shared = SharedKey::generate("KEK01", Algorithm::Aes128, "kek");
-        let stored = k.wrap_shared_key(&shared).unwrap();
+        let stored = k.wrap_shared_key("T", KeyPurpose::Kek, &shared).unwrap();
         assert!(!stored
             .wrapped
             .windows(16)
@@ -281,23 +318,24 @@ mod tests {
         k.load_shared_keys(&[stored]).unwrap();
         let clear = shared.key_bytes().unwrap();
         let ct = tokenhub_crypto::encrypt_cbc_m2(Algorithm::Aes128, &clear, b"1234").unwrap();
-        let (clear, fault) = k.decrypt_whatever("KEK01", &ct);
+        let kek = KeyPurpose::Kek;
+        let (clear, fault) = k.decrypt_whatever("T", "KEK01", kek, &ct);
         assert_eq!((clear.as_slice(), fault), (&b"1234"[..], None));
         assert_eq!(
-            k.decrypt_whatever("NOPE", &ct).1,
+            k.decrypt_whatever("T", "NOPE", kek, &ct).1,
             Some(DecryptFault::UnknownKey)
         );
         assert_eq!(
-            k.decrypt_whatever("KEK01", &ct[..15]).1,
+            k.decrypt_whatever("T", "KEK01", kek, &ct[..15]).1,
             Some(DecryptFault::Length)
         );
         assert_eq!(
-            k.decrypt_whatever("KEK01", &[]).1,
+            k.decrypt_whatever("T", "KEK01", kek, &[]).1,
             Some(DecryptFault::Length)
         );
         let mut bad = ct.clone();
         bad[15] ^= 1;
-        let (clear, fault) = k.decrypt_whatever("KEK01", &bad);
+        let (clear, fault) = k.decrypt_whatever("T", "KEK01", kek, &bad);
         assert_eq!((clear.len(), fault), (16, Some(DecryptFault::Padding)));
     }
 
@@ -307,7 +345,7 @@ mod tests {
         type Kem = hpke::kem::X25519HkdfSha256;
         let k = keys();
         let kek = SharedKey::generate("KEK01", Algorithm::Aes128, "kek");
-        k.load_shared_keys(&[k.wrap_shared_key(&kek).unwrap()])
+        k.load_shared_keys(&[k.wrap_shared_key("T", KeyPurpose::Kek, &kek).unwrap()])
             .unwrap();
         let cmk = [0x42u8; 16];
         let ct =
@@ -337,6 +375,7 @@ mod tests {
             ),
         ];
         let data = |sealed, incoming| TokenData {
+            tsp_id: "T",
             token_id: "T1",
             wrapped_data_key: &wrapped,
             sealed,
@@ -385,7 +424,7 @@ mod tests {
         let mut shared = SharedKey::generate("K", Algorithm::Tdes, "dek");
         shared.kcv = "ABCDEF".into();
         assert!(matches!(
-            keys().wrap_shared_key(&shared),
+            keys().wrap_shared_key("T", KeyPurpose::Dek, &shared),
             Err(KeyError::KcvMismatch)
         ));
     }

@@ -311,7 +311,7 @@ async fn the_key_custodian_imports_a_key_set_and_only_its_indexes_and_kcvs_show(
     for k in &mut set.keys {
         k.key_index = format!("ROT-{}", k.key_index);
     }
-    let body = serde_json::to_value(&set).unwrap();
+    let body = json!({"tspId": TSP_ID, "keys": set.keys});
     // A key whose KCV does not match refuses the whole set.
     let mut bad = body.clone();
     bad["keys"][1]["kcv"] = json!("000000");
@@ -385,9 +385,10 @@ async fn the_key_custodian_imports_a_key_set_and_only_its_indexes_and_kcvs_show(
         })
         .collect();
     let (kek, dek) = (
-        set.keys[0].key_index.as_str(),
-        set.keys[1].key_index.as_str(),
+        format!("{TSP_ID}/{}", set.keys[0].key_index),
+        format!("{TSP_ID}/{}", set.keys[1].key_index),
     );
+    let (kek, dek) = (kek.as_str(), dek.as_str());
     assert_eq!(
         by_custodian,
         [
