@@ -267,7 +267,7 @@ async fn retire(args: RetireArgs) -> anyhow::Result<()> {
     let outcome = tokenhub::flows::keys::retire(&hub.store, &args.tsp, &args.index, "cli", now)
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
-    use tokenhub::store::shared_keys::Retired;
+    use tokenhub::flows::keys::Retired;
     match outcome {
         Retired::Retired => println!("{}/{}: retired", args.tsp, args.index),
         Retired::Already => println!("{}/{}: already retired", args.tsp, args.index),

@@ -7,7 +7,7 @@ use crate::domain::catalog::PutImmutable;
 use crate::domain::{KeyPurpose, StoredKey};
 use crate::error::Error;
 use crate::keys::Keys;
-use crate::store::shared_keys::Retired;
+pub use crate::store::shared_keys::Retired;
 use crate::store::Store;
 use tokenhub_crypto::SharedKey;
 

@@ -8,8 +8,7 @@ use super::admin::{AdminContext, Audited};
 use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
 use crate::domain::catalog::PutImmutable;
-use crate::flows::keys;
-use crate::store::shared_keys::Retired;
+use crate::flows::keys::{self, Retired};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -92,7 +91,7 @@ async fn list_keys(State(hub): State<AppState>) -> Result<Json<Vec<SharedKeyView
 /// outcome is in the answer and the audit log.
 #[utoipa::path(post, path = "/admin/v1/shared-keys", tag = "admin keys",
     request_body = ImportBody,
-    responses((status = 200, body = [ImportedKeyView]), (status = 400, body = ApiErrorBody), (status = 403, body = ApiErrorBody)),
+    responses((status = 200, body = [ImportedKeyView]), (status = 400, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 422, body = ApiErrorBody)),
     security(("admin" = [])))]
 async fn import_keys(
     State(hub): State<AppState>,

@@ -403,14 +403,14 @@ async fn the_key_custodian_imports_a_key_set_and_only_its_indexes_and_kcvs_show(
     let token = app.pending_token().await;
     let mut elements = app.required_elements();
     let cmk = elements.iter_mut().find(|e| e["name"] == "cmk_ac").unwrap();
-    let key = set.find(kek).unwrap();
+    let key = &set.keys[0];
     let sealed = tokenhub_crypto::encrypt_cbc_m2(
         key.algorithm,
         &key.key_bytes().unwrap(),
         &random_bytes(16),
     )
     .unwrap();
-    *cmk = json!({"name": "cmk_ac", "value": hex::encode_upper(sealed), "keyIndex": kek});
+    *cmk = json!({"name": "cmk_ac", "value": hex::encode_upper(sealed), "keyIndex": key.key_index});
     app.put_data(&token, &data_body(&elements))
         .await
         .assert_accepted();

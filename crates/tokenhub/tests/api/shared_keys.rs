@@ -241,5 +241,5 @@ async fn only_the_key_custodian_and_admin_import_and_retire_keys(app: TestApp) {
     let a = app
         .admin_post("/admin/v1/shared-keys", Some(&json!({"keys": [&key]})))
         .await;
-    assert_eq!(a.status, 400, "no owner: {a:?}");
+    assert_eq!(a.status, 422, "no owner: {a:?}");
 }
