@@ -40,8 +40,13 @@ fn component_file(dir: &Path, name: &str, hex: &str, kcv: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-/// The keys the store holds: (tsp, index, purpose, kcv).
+/// The keys the store holds: (tsp, index, purpose, kcv); none when no command made the store
+/// (a refused ceremony opens nothing).
 async fn stored(database_url: &str) -> Vec<(String, String, String, String)> {
+    let file = database_url.trim_start_matches("sqlite://");
+    if !Path::new(file).exists() {
+        return Vec::new();
+    }
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(database_url).await.unwrap();
     sqlx::query_as(
