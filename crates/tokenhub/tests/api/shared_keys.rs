@@ -242,4 +242,18 @@ async fn only_the_key_custodian_and_admin_import_and_retire_keys(app: TestApp) {
         .admin_post("/admin/v1/shared-keys", Some(&json!({"keys": [&key]})))
         .await;
     assert_eq!(a.status, 422, "no owner: {a:?}");
+    // The routes are in the OpenAPI document.
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &doc["paths"];
+    assert!(paths["/admin/v1/shared-keys/{tspId}/{keyIndex}/retire"]["post"].is_object());
+    let import = &paths["/admin/v1/shared-keys"]["post"]["requestBody"];
+    assert!(import.to_string().contains("ImportBody"), "{import}");
 }
