@@ -112,15 +112,3 @@ fn object_id(tsp_id: &str, key_index: &str) -> String {
 pub async fn list(store: &Store) -> Result<Vec<StoredKey>, Error> {
     Ok(store.shared_keys().await?)
 }
-
-/// The indexes of the keys without an owner (imported before keys had owners, when the owner
-/// could not be told): they decrypt nothing until imported again for their TSP.
-pub async fn unowned(store: &Store) -> Result<Vec<String>, Error> {
-    Ok(store
-        .shared_keys()
-        .await?
-        .into_iter()
-        .filter(|k| !k.owned())
-        .map(|k| k.key_index)
-        .collect())
-}
