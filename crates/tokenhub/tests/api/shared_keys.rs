@@ -13,6 +13,7 @@ hub_tests!(
     a_key_of_the_wrong_purpose_is_refused_like_an_unknown_key,
     a_retired_key_refuses_new_data_and_its_retirement_is_audited,
     only_the_key_custodian_and_admin_import_and_retire_keys,
+    a_key_retired_on_the_store_takes_no_data_once_the_hub_reads_its_keys_again,
 );
 
 /// Imports `keys` for `tsp_id` through the admin API (the harness's admin key).
@@ -256,4 +257,21 @@ async fn only_the_key_custodian_and_admin_import_and_retire_keys(app: TestApp) {
     assert!(paths["/admin/v1/shared-keys/{tspId}/{keyIndex}/retire"]["post"].is_object());
     let import = &paths["/admin/v1/shared-keys"]["post"]["requestBody"];
     assert!(import.to_string().contains("ImportBody"), "{import}");
+}
+
+/// `tokenhub keys retire` on the store (another process) or another node: this hub holds the key
+/// active until it reads the keys again, at most `KEY_REFRESH_INTERVAL` later.
+async fn a_key_retired_on_the_store_takes_no_data_once_the_hub_reads_its_keys_again(app: TestApp) {
+    let now = tokenhub::clock::Clock::now_ms(&app.clock);
+    let retired = tokenhub::flows::keys::retire(&app.hub.store, TSP_ID, KEK, "cli", now)
+        .await
+        .unwrap();
+    assert_eq!(retired, tokenhub::flows::keys::Retired::Retired);
+    let token = app.pending_token().await;
+    app.put_data(&token, &data_body(&app.required_elements()))
+        .await
+        .assert_accepted();
+    app.clock.advance(tokenhub::hub::KEY_REFRESH_INTERVAL);
+    let refused = answer_with(&app, app.cmk_ac()).await;
+    assert_eq!(refused, unknown_key_answer(&app, "cmk_ac").await);
 }
