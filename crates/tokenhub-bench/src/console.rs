@@ -97,7 +97,7 @@ pub(crate) async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
 /// The catalogue and a requestor through the admin API, the tokens and notifications through the
 /// store, and a paused campaign over every token; the campaign's id.
 async fn seed(args: &ConsoleArgs, hub: &tokenhub::Hub, admin: &Admin) -> anyhow::Result<String> {
-    import_key_set(hub, &tokenhub_crypto::KeySet::generate()).await?;
+    import_key_set(hub, TSP_ID, &tokenhub_crypto::KeySet::generate()).await?;
     admin
         .send(
             Method::PUT,

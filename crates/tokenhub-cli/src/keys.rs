@@ -1,8 +1,10 @@
-//! `tokenhub keys`: the keys shared with TSPs at a key ceremony: generate a set, import it (on the
-//! store, or with `--api` through the hub's admin API as a key custodian), list the imported
-//! indexes with their KCVs (never a key).
+//! `tokenhub keys`: the keys shared with TSPs at a key ceremony: import one for its TSP (from
+//! custodians' components or wrapped under a transport key: `ceremony.rs`; on the store, or with
+//! `--api` through the hub's admin API as a key custodian), retire one, list them (never a key),
+//! and the development generator, the only command that writes whole clear keys.
 
 use crate::api::{Admin, HubArgs};
+use crate::ceremony;
 use crate::exit::CliError;
 use crate::output::{Field, Output};
 use anyhow::Context;
@@ -13,16 +15,23 @@ use tokenhub::config::{Config, ServeArgs, StoreArgs};
 
 #[derive(clap::Subcommand)]
 pub enum KeysCommand {
-    /// Create a key set (a KEK and a DEK) for one TSP connection and write it, with its KCVs, to a
-    /// file (mode 0600) that both the hub (`keys import --file`) and the TSP side load.
-    Generate {
+    /// DEVELOPMENT ONLY: writes WHOLE CLEAR KEYS to a file. Creates a key set (a KEK and a DEK)
+    /// for one TSP connection and writes it, with its KCVs, to a file (mode 0600) that the demo's
+    /// TSP simulator and `keys import --file` read. A real ceremony enters keys as components
+    /// or wrapped under a transport key (`keys import --components`, `--wrapped`).
+    #[command(name = "dev-generate")]
+    DevGenerate {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Import keys into the hub's store, wrapped under the master key. Each is checked against its
-    /// KCV first. Prefer --file: a key on the command line is visible to other local users.
-    Import(ImportArgs),
-    /// The imported keys: index, algorithm, KCV (through the admin API).
+    /// Import a key for its TSP into the hub's store, wrapped under the master key: from 2 or 3
+    /// components entered by separate custodians (XOR; each component checked against its own
+    /// KCV, the key against --kcv), or wrapped under a transport key (AES Key Wrap, RFC 3394,
+    /// under an AES transport key itself entered as components), or a development key-set file.
+    Import(Box<ImportArgs>),
+    /// Retire a TSP's key: elements under it are refused from then on (audited).
+    Retire(RetireArgs),
+    /// The imported keys: owner, index, algorithm, purpose, state, KCV (through the admin API).
     List,
 }
 
@@ -31,42 +40,79 @@ pub struct ImportArgs {
     #[command(flatten)]
     store: StoreArgs,
     /// Through the running hub's admin API (an admin or key-custodian key) instead of on the
-    /// store; the hub uses the keys at once.
+    /// store; the hub uses the keys at once. The key is made here and sent over the admin API.
     #[arg(long)]
     api: bool,
-    /// A key-set file written by `tokenhub keys generate`.
-    #[arg(long, conflicts_with_all = ["index", "algorithm", "hex", "kcv"])]
+    /// The TSP that owns the key(s): only its elements decrypt under them.
+    #[arg(long)]
+    tsp: String,
+    /// A key-set file written by `tokenhub keys dev-generate` (development).
+    #[arg(long, conflicts_with_all = ["index", "components", "component_file", "wrapped"])]
     file: Option<PathBuf>,
-    /// The key's keyIndex.
-    #[arg(long, requires_all = ["algorithm", "hex", "kcv"])]
+    /// The key's keyIndex (scoped to the TSP).
+    #[arg(long, requires_all = ["algorithm", "kcv", "purpose"])]
     index: Option<String>,
     /// aes128, aes256 or 3des.
     #[arg(long)]
     algorithm: Option<String>,
-    /// The clear key, hex.
-    #[arg(long)]
-    hex: Option<String>,
-    /// Its key check value (6 hex digits).
+    /// The whole key's check value (6 hex digits).
     #[arg(long)]
     kcv: Option<String>,
-    /// What the key is for: kek or dek.
-    #[arg(long, default_value = "kek")]
-    purpose: String,
+    /// What the key is for: kek (encrypts card keys) or dek (encrypts track 2 and other data).
+    #[arg(long)]
+    purpose: Option<String>,
+    /// The key is entered as N (2 or 3) components, each custodian prompted in turn without
+    /// echo (component, then its KCV).
+    #[arg(long, conflicts_with = "wrapped")]
+    components: Option<usize>,
+    /// A component from a file of its own (`HEX KCV`; `-`: one line of stdin), once per
+    /// custodian, instead of the prompts.
+    #[arg(long, conflicts_with = "wrapped")]
+    component_file: Vec<PathBuf>,
+    /// The key wrapped under the transport key (AES Key Wrap, RFC 3394), hex.
+    #[arg(long, requires = "transport_kcv")]
+    wrapped: Option<String>,
+    /// The transport key (AES-128 or AES-256) is entered as N (2 or 3) components, prompted.
+    #[arg(long, requires = "wrapped")]
+    transport_components: Option<usize>,
+    /// A transport key component from a file of its own (`HEX KCV`; `-`: a line of stdin).
+    #[arg(long, requires = "wrapped")]
+    transport_component_file: Vec<PathBuf>,
+    /// The transport key's check value.
+    #[arg(long)]
+    transport_kcv: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RetireArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Through the running hub's admin API instead of on the store.
+    #[arg(long)]
+    api: bool,
+    /// The TSP that owns the key.
+    #[arg(long)]
+    tsp: String,
+    /// The key's keyIndex.
+    #[arg(long)]
+    index: String,
 }
 
 const SHARED_KEY: &[Field] = &[
+    ("tspId", "/tspId"),
     ("keyIndex", "/keyIndex"),
     ("algorithm", "/algorithm"),
+    ("purpose", "/purpose"),
+    ("state", "/state"),
     ("kcv", "/kcv"),
 ];
 
 pub async fn run(cmd: KeysCommand, hub: &HubArgs, out: Output) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Generate { out } => generate(&out),
+        KeysCommand::DevGenerate { out } => dev_generate(&out),
         KeysCommand::Import(args) if args.api => {
             let admin = Admin::new(hub)?;
-            let set = tokenhub_crypto::KeySet { keys: keys(&args)? };
-            let body = serde_json::to_value(&set)?;
+            let body = serde_json::json!({"tspId": args.tsp, "keys": keys(&args)?});
             let a = admin.post(admin.url(&["shared-keys"]), Some(&body)).await?;
             out.list(
                 &a.text,
@@ -81,7 +127,15 @@ pub async fn run(cmd: KeysCommand, hub: &HubArgs, out: Output) -> anyhow::Result
             }
             Ok(())
         }
-        KeysCommand::Import(args) => import(args).await,
+        KeysCommand::Import(args) => import(*args).await,
+        KeysCommand::Retire(args) if args.api => {
+            let admin = Admin::new(hub)?;
+            let url = admin.url(&["shared-keys", &args.tsp, &args.index, "retire"]);
+            let a = admin.post(url, None).await?;
+            out.done(&a.text, &format!("{}/{}: retired", args.tsp, args.index));
+            Ok(())
+        }
+        KeysCommand::Retire(args) => retire(args).await,
         KeysCommand::List => {
             let admin = Admin::new(hub)?;
             let a = admin.get(admin.url(&["shared-keys"])).await?;
@@ -90,9 +144,9 @@ pub async fn run(cmd: KeysCommand, hub: &HubArgs, out: Output) -> anyhow::Result
     }
 }
 
-fn generate(out: &Path) -> anyhow::Result<()> {
+fn dev_generate(out: &Path) -> anyhow::Result<()> {
     let set = tokenhub_crypto::KeySet::generate();
-    let json = serde_json::to_vec_pretty(&set)?;
+    let json = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&set)?);
     write_private(out, &json).with_context(|| format!("writing {}", out.display()))?;
     for k in &set.keys {
         println!(
@@ -101,38 +155,74 @@ fn generate(out: &Path) -> anyhow::Result<()> {
         );
     }
     println!(
-        "written to {} (clear keys: import them, hand the file to the TSP side, then destroy it)",
+        "DEVELOPMENT ONLY: {} holds WHOLE CLEAR KEYS (for the demo's TSP simulator and `keys import --file`); \
+         never use them for real data. A real ceremony: `tokenhub keys import --components` or `--wrapped`.",
         out.display()
     );
     Ok(())
 }
 
+/// The keys the arguments give: a development key-set file, or one key made by the ceremony.
 fn keys(args: &ImportArgs) -> anyhow::Result<Vec<tokenhub_crypto::SharedKey>> {
-    Ok(match (&args.file, &args.index) {
-        (Some(file), _) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            serde_json::from_str::<tokenhub_crypto::KeySet>(&text)
-                .with_context(|| format!("{} is not a key-set file", file.display()))?
-                .keys
+    if let Some(file) = &args.file {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+        );
+        return Ok(serde_json::from_str::<tokenhub_crypto::KeySet>(&text)
+            .with_context(|| format!("{} is not a key-set file", file.display()))?
+            .keys);
+    }
+    let Some(index) = &args.index else {
+        return Err(CliError::Usage(
+            "give --index with --algorithm, --purpose, --kcv and the key as --components or --wrapped (or a development --file)".into(),
+        )
+        .into());
+    };
+    let algorithm =
+        tokenhub_crypto::Algorithm::parse(args.algorithm.as_deref().unwrap_or_default())?;
+    let kcv = args.kcv.clone().unwrap_or_default();
+    let purpose = args.purpose.clone().unwrap_or_default();
+    if tokenhub::domain::KeyPurpose::parse(&purpose).is_none() {
+        return Err(CliError::Usage("--purpose must be kek or dek".into()).into());
+    }
+    let key = match &args.wrapped {
+        Some(wrapped) => {
+            let transport = ceremony::Sources {
+                what: "the transport key",
+                count: args.transport_components,
+                files: &args.transport_component_file,
+            };
+            let transport_kcv = args.transport_kcv.as_deref().unwrap_or_default();
+            ceremony::from_wrapped(algorithm, wrapped, &transport, transport_kcv, &kcv)?
         }
-        (None, Some(index)) => vec![tokenhub_crypto::SharedKey {
-            key_index: index.clone(),
-            algorithm: tokenhub_crypto::Algorithm::parse(
-                args.algorithm.as_deref().unwrap_or_default(),
-            )?,
-            purpose: args.purpose.clone(),
-            hex: args.hex.clone().unwrap_or_default(),
-            kcv: args.kcv.clone().unwrap_or_default(),
-        }],
-        (None, None) => anyhow::bail!("give --file, or --index with --algorithm, --hex and --kcv"),
-    })
+        None => {
+            let sources = ceremony::Sources {
+                what: "the key",
+                count: args.components,
+                files: &args.component_file,
+            };
+            if sources.count.is_none() && sources.files.is_empty() {
+                return Err(CliError::Usage(
+                    "give the key as --components N (prompted) or --component-file, or --wrapped"
+                        .into(),
+                )
+                .into());
+            }
+            ceremony::from_components(algorithm, &sources, &kcv)?
+        }
+    };
+    Ok(vec![tokenhub_crypto::SharedKey {
+        key_index: index.clone(),
+        algorithm,
+        purpose,
+        hex: hex::encode_upper(&*key),
+        kcv: kcv.to_ascii_uppercase(),
+    }])
 }
 
-async fn import(args: ImportArgs) -> anyhow::Result<()> {
-    let keys = keys(&args)?;
+async fn open_store(store: StoreArgs) -> anyhow::Result<tokenhub::Hub> {
     let serve = ServeArgs {
-        store: args.store,
+        store,
         ..ServeArgs::default()
     };
     let config = Config::load(&serve)?;
@@ -140,23 +230,52 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     if let Some(path) = notes.created_master_key_file {
         tracing::warn!(path = %path.display(), "generated a new master key file");
     }
+    Ok(hub)
+}
+
+async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let keys = keys(&args)?;
+    let tsp = args.tsp.clone();
+    let hub = open_store(args.store).await?;
     let now = hub.now_ms();
-    let outcome = tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys, "cli", now).await;
+    let outcome =
+        tokenhub::flows::keys::import(&hub.store, &hub.keys, &tsp, &keys, "cli", now).await;
     let outcome = outcome.map_err(|e| anyhow::anyhow!(e.chain()))?;
     let mut refused = 0;
-    for (index, result) in outcome {
+    for ((index, result), key) in outcome.into_iter().zip(&keys) {
         use tokenhub::domain::catalog::PutImmutable::*;
         match result {
-            Created => println!("{index}: imported"),
-            Unchanged => println!("{index}: already imported (same KCV)"),
+            Created => println!("{tsp}/{index}: imported (KCV {})", key.kcv),
+            Unchanged => println!("{tsp}/{index}: already imported (same KCV and purpose)"),
             Conflict => {
                 refused += 1;
-                println!("{index}: REFUSED: a different key with this index is already imported");
+                println!(
+                    "{tsp}/{index}: REFUSED: a different key with this index is already imported for the TSP"
+                );
             }
         }
     }
     if refused > 0 {
         return Err(CliError::Refused(format!("{refused} key(s) refused")).into());
+    }
+    Ok(())
+}
+
+async fn retire(args: RetireArgs) -> anyhow::Result<()> {
+    let hub = open_store(args.store).await?;
+    let now = hub.now_ms();
+    let outcome = tokenhub::flows::keys::retire(&hub.store, &args.tsp, &args.index, "cli", now)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    use tokenhub::flows::keys::Retired;
+    match outcome {
+        Retired::Retired => println!("{}/{}: retired", args.tsp, args.index),
+        Retired::Already => println!("{}/{}: already retired", args.tsp, args.index),
+        Retired::Missing => {
+            return Err(
+                CliError::NotFound(format!("TSP {} has no key {}", args.tsp, args.index)).into(),
+            )
+        }
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ mod api;
 mod audit;
 mod campaign;
 mod cards;
+mod ceremony;
 mod certs;
 mod demo;
 mod exit;
@@ -56,7 +57,8 @@ struct Cli {
 enum Command {
     /// Run the hub.
     Serve(ServeArgs),
-    /// Keys shared with TSPs at a key ceremony: generate, import, list.
+    /// Keys shared with TSPs at a key ceremony: import (components or transport-wrapped), retire,
+    /// list; dev-generate (development only: writes clear keys).
     Keys(Remote<keys::KeysCommand>),
     /// Development certificates (`certs dev --out DIR`).
     #[command(subcommand)]

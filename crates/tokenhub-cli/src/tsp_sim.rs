@@ -12,7 +12,7 @@ pub struct TspSimArgs {
     /// The hub's base URL (the simulator calls `{hub-url}/trapi/v2.0/...`).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     hub_url: String,
-    /// The key-set file written by `tokenhub keys generate`.
+    /// The key-set file written by `tokenhub keys dev-generate` (development keys).
     #[arg(long)]
     keys: PathBuf,
     /// Over how many /data calls each token's elements are spread.

@@ -6,11 +6,15 @@
 //! - **Data element encryption**: CBC with a zero IV and ISO 9797-1 method 2 padding (`80 00…`,
 //!   always at least one byte), under AES-128, AES-256 or two/three-key 3DES.
 //!
+//! - **Key ceremonies** (`ceremony`): a key from 2 or 3 components (XOR, each with its KCV) or
+//!   unwrapped from under a transport key (AES Key Wrap, RFC 3394).
+//!
 //! Every function takes key bytes and returns owned buffers wrapped in [`Zeroizing`], so clear
 //! material is wiped when the caller drops it. Checked against the independent vectors in
 //! `tests/vectors/keys.json` (see the tests).
 #![deny(unsafe_code)]
 
+pub mod ceremony;
 mod tdes;
 
 use aes::cipher::{
@@ -279,10 +283,10 @@ where
     Ok(Zeroizing::new(out))
 }
 
-/// One symmetric key shared between a TSP and the hub at a key ceremony, as written to a key-set
-/// file by `tokenhub keys generate` and read by both `tokenhub keys import --file` and the TSP
-/// simulator. The file holds clear keys: it is the ceremony's output and is handled as such
-/// (written with mode 0600, imported, then destroyed).
+/// One symmetric key shared between a TSP and the hub, in clear: what a ceremony makes in memory
+/// (from components or a transport wrap, `ceremony`) and what a development key-set file holds
+/// (`tokenhub keys dev-generate`, read by `tokenhub keys import --file` and the TSP simulator;
+/// never for real keys).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SharedKey {

@@ -64,6 +64,9 @@ pub struct Hub {
     tsps: TtlCache<Arc<crate::domain::catalog::Tsp>>,
     /// When an unknown `keyIndex` may next make this node re-read the shared keys (ms).
     next_key_reload_ms: std::sync::atomic::AtomicI64,
+    /// When this node last read the shared keys (ms): their states (a retirement made on another
+    /// node or on the store) are read again once [`KEY_REFRESH_INTERVAL`] has passed.
+    keys_read_ms: std::sync::atomic::AtomicI64,
 }
 
 /// How often at most an unknown `keyIndex` makes a node re-read the shared keys. A key imported
@@ -71,6 +74,11 @@ pub struct Hub {
 /// usable within this time, and a caller sending unknown indexes cannot make each call read and
 /// unwrap every key.
 pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a node uses the shared keys it read before a call that names one reads them again:
+/// a key retired on another node, or on the store by `tokenhub keys retire`, takes no new data
+/// here after at most this (the node that retires it reads the keys at once).
+pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long a token requestor read from the store is reused.
 pub const REQUESTOR_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -147,7 +155,10 @@ impl Hub {
         let mut notes = StartupNotes::default();
         let keys = open_keys(&config, &mut notes)?;
         let store = Store::connect(&config.database_url).await?;
-        keys.load_shared_keys(&store.shared_keys().await?)?;
+        let shared = store.shared_keys().await?;
+        keys.load_shared_keys(&shared)?;
+        warn_unowned(&shared);
+        let keys_read_ms = clock.now_ms();
         let bootstrap = bootstrap_token(&config, &mut notes)?;
         let identity = client_identity_pem(&config)?;
         Ok((
@@ -182,6 +193,7 @@ impl Hub {
                 requestor_keys: TtlCache::new(REQUESTOR_KEY_CACHE_TTL, CACHE_CAPACITY),
                 tsps: TtlCache::new(TSP_CACHE_TTL, CACHE_CAPACITY),
                 next_key_reload_ms: Default::default(),
+                keys_read_ms: std::sync::atomic::AtomicI64::new(keys_read_ms),
                 config,
             },
             notes,
@@ -417,11 +429,20 @@ impl Hub {
         self.reload_keys().await
     }
 
-    /// Re-reads the shared keys from the store (keys imported while the hub runs).
+    /// Re-reads the shared keys from the store (keys imported or retired while the hub runs).
     pub async fn reload_keys(&self) -> Result<(), Error> {
+        let now = self.now_ms();
         self.keys
             .load_shared_keys(&self.store.shared_keys().await?)?;
+        self.keys_read_ms
+            .store(now, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// Whether the shared keys were read longer than [`KEY_REFRESH_INTERVAL`] ago.
+    pub fn keys_stale(&self) -> bool {
+        let read = self.keys_read_ms.load(std::sync::atomic::Ordering::Acquire);
+        self.now_ms().saturating_sub(read) >= KEY_REFRESH_INTERVAL.as_millis() as i64
     }
 }
 
@@ -457,6 +478,23 @@ impl DeviceSignals {
         if let Some(s) = map.get(device_id) {
             s.notify_one();
         }
+    }
+}
+
+/// Names the shared keys that have no owning TSP (imported before keys had owners, when the
+/// owner could not be told): they decrypt nothing until imported again for their TSP.
+fn warn_unowned(shared: &[crate::domain::StoredKey]) {
+    let unowned: Vec<&str> = shared
+        .iter()
+        .filter(|k| !k.owned())
+        .map(|k| k.key_index.as_str())
+        .collect();
+    if !unowned.is_empty() {
+        tracing::warn!(
+            keys = %unowned.join(","),
+            "shared keys without an owning TSP decrypt nothing: import each again for its TSP \
+             (tokenhub keys import --tsp TSP_ID --purpose kek|dek …)"
+        );
     }
 }
 

@@ -65,11 +65,23 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Imports a key set into the hub's store and loads it (as `tokenhub keys import` would).
-pub(crate) async fn import_key_set(hub: &tokenhub::Hub, key_set: &KeySet) -> anyhow::Result<()> {
-    tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, "cli", hub.now_ms())
-        .await
-        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+/// Imports a key set for `tsp_id` into the hub's store and loads it (as `tokenhub keys import`
+/// would).
+pub(crate) async fn import_key_set(
+    hub: &tokenhub::Hub,
+    tsp_id: &str,
+    key_set: &KeySet,
+) -> anyhow::Result<()> {
+    tokenhub::flows::keys::import(
+        &hub.store,
+        &hub.keys,
+        tsp_id,
+        &key_set.keys,
+        "cli",
+        hub.now_ms(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.chain()))?;
     hub.reload_keys()
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))

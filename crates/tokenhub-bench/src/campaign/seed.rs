@@ -68,7 +68,7 @@ async fn register(
     key_set: &tokenhub_crypto::KeySet,
     sim: &TspSimHandle,
 ) -> anyhow::Result<String> {
-    import_key_set(&local.hub, key_set).await?;
+    import_key_set(&local.hub, TSP_ID, key_set).await?;
     let admin = Admin {
         http: reqwest::Client::new(),
         base: local.url(),
@@ -229,7 +229,7 @@ pub(crate) fn seed_row(
         .map_err(|r| anyhow::anyhow!("the TSP simulator's data does not parse: {r}"))?;
     if index % SEED_BATCH == 0 {
         hub.keys
-            .check_elements(def, &submission.elements)?
+            .check_elements(TSP_ID, def, &submission.elements)?
             .map_err(|r| anyhow::anyhow!("the TSP simulator's data is refused: {r}"))?;
     }
     let held = tokenhub::domain::data_part::encode_part(&submission.elements);
@@ -239,6 +239,7 @@ pub(crate) fn seed_row(
         .keys
         .fingerprints(
             TokenData {
+                tsp_id: TSP_ID,
                 token_id: &token_id,
                 wrapped_data_key: &data_key,
                 sealed: std::slice::from_ref(&sealed),

@@ -25,15 +25,15 @@ pub(crate) fn profile_and_body(keys: &KeySet) -> anyhow::Result<(Value, Vec<u8>)
     for i in 0..8usize {
         let clear_len = 16 + i * 48 / 7; // 16 ..= 64 bytes
         let clear: Vec<u8> = (0..clear_len).map(|b| (b * 7 + i) as u8).collect();
-        let (key, bytes) = if i % 2 == 0 {
-            (kek, &kek_bytes)
+        let (key, bytes, purpose) = if i % 2 == 0 {
+            (kek, &kek_bytes, "kek")
         } else {
-            (dek, &dek_bytes)
+            (dek, &dek_bytes, "dek")
         };
         let ct = encrypt_cbc_m2(key.algorithm, bytes, &clear)?;
         let name = format!("secret_{i:02}");
         defs.push(json!({"name": name, "required": true, "format": "hex",
-                         "maxLength": 128, "sensitive": true}));
+                         "maxLength": 128, "sensitive": true, "keyPurpose": purpose}));
         elements.push(json!({"name": name, "value": hex_upper(&ct), "keyIndex": key.key_index}));
     }
     for i in 0..32usize {

@@ -267,7 +267,7 @@ async fn one_at_a_time(
         time(2, STEP_TOKEN_READ, t);
         let t = Instant::now();
         hub.keys
-            .check_elements(&profile, &submission.elements)?
+            .check_elements(super::BENCH_TSP, &profile, &submission.elements)?
             .map_err(|r| anyhow::anyhow!("{r}"))?;
         time(3, STEP_CHECKS, t);
         let t = Instant::now();
@@ -278,6 +278,7 @@ async fn one_at_a_time(
         hub.keys
             .personalize(
                 TokenData {
+                    tsp_id: super::BENCH_TSP,
                     token_id: id,
                     wrapped_data_key: &token.data_key,
                     sealed: std::slice::from_ref(&sealed),

@@ -238,7 +238,7 @@ pub(crate) async fn register(
 ) -> anyhow::Result<&'static [u8]> {
     let hub = &local.hub;
     let key_set = KeySet::generate();
-    import_key_set(hub, &key_set).await?;
+    import_key_set(hub, BENCH_TSP, &key_set).await?;
     let admin = Admin {
         http,
         base: local.admin_url(),

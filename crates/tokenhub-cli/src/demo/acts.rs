@@ -68,9 +68,16 @@ impl Demo {
 
         // The key ceremony: one key set, imported by the hub, handed to the TSP.
         let key_set = tokenhub_crypto::KeySet::generate();
-        tokenhub::flows::keys::import(&hub.store, &hub.keys, &key_set.keys, "cli", hub.now_ms())
-            .await
-            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+        tokenhub::flows::keys::import(
+            &hub.store,
+            &hub.keys,
+            "demo-tsp",
+            &key_set.keys,
+            "cli",
+            hub.now_ms(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
 
         // The TSP simulator and the wallets, real HTTP peers on loopback.
         let mut sim_config = tokenhub_sim::TspSimConfig::new(local.tsp_url(), key_set);

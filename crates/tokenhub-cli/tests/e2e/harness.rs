@@ -132,7 +132,7 @@ impl HubProcess {
         let key_file = dir.path().join("keys.json");
         std::fs::write(&key_file, serde_json::to_vec(keys).unwrap()).unwrap();
         let status = Command::new(env!("CARGO_BIN_EXE_tokenhub"))
-            .args(["keys", "import", "--file"])
+            .args(["keys", "import", "--tsp", "e2e-tsp", "--file"])
             .arg(&key_file)
             .args(["--database-url", &database_url])
             .env("TOKENHUB_MASTER_KEY", MASTER_KEY)

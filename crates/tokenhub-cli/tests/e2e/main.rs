@@ -10,6 +10,7 @@ mod campaigns;
 mod card_on_file;
 mod cli;
 mod console;
+mod key_ceremony;
 mod logs;
 mod merchant;
 mod notifications;

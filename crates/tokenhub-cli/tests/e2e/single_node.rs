@@ -78,7 +78,14 @@ async fn keys_import_on_a_served_sqlite_file_leaves_the_hubs_claims_alone() {
     let file = dir.path().join("keys.json");
     std::fs::write(&file, serde_json::to_vec(&keys).unwrap()).unwrap();
     let imported = tokenhub(
-        &["keys", "import", "--file", file.to_str().unwrap()],
+        &[
+            "keys",
+            "import",
+            "--tsp",
+            "e2e-tsp",
+            "--file",
+            file.to_str().unwrap(),
+        ],
         &hub.database_url,
     );
     assert!(imported.status.success(), "{imported:?}");

@@ -112,7 +112,7 @@ impl TspSimConfig {
     }
 }
 
-/// Reads a key-set file (the JSON of [`KeySet`], as `tokenhub keys generate` writes it).
+/// Reads a key-set file (the JSON of [`KeySet`], as `tokenhub keys dev-generate` writes it).
 pub fn load_key_set(path: &Path) -> anyhow::Result<KeySet> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the key set {}", path.display()))?;

@@ -28,5 +28,5 @@ pub mod wallet_provider;
 
 pub use ids::{Code, CorrelationId, IssuerId, Rejection, TokenId};
 pub use profile::{ElementFormat, ProfileDefinition};
-pub use shared_key::StoredKey;
+pub use shared_key::{KeyPurpose, KeyState, StoredKey};
 pub use token::TokenState;

@@ -4,6 +4,7 @@
 use super::cps;
 use super::ids::Rejection;
 use super::profile::{ElementDef, ElementFormat, ProfileDefinition};
+use super::shared_key::KeyPurpose;
 
 /// At most this many characters of values, all elements of one call together.
 pub const MAX_TOTAL_VALUE_CHARS: usize = 100_000;
@@ -23,8 +24,9 @@ pub enum DecryptFault {
     Padding,
 }
 
-/// Decrypts `ciphertext` under the key `key_index` and runs `check` on the clear bytes, which
-/// never leave the decryptor. Implemented inside `keys` (`Keys::check_elements`).
+/// Decrypts `ciphertext` under the key `key_index` of the calling TSP, which must be an active
+/// key of `purpose`, and runs `check` on the clear bytes, which never leave the decryptor. A key
+/// of another TSP, of another purpose, or retired is an unknown key. Implemented inside `keys` (`Keys::check_elements`).
 ///
 /// The decryption and the check run whatever is wrong with the value (under a stand-in key when
 /// the key is unknown, on the whole blocks when the length is wrong, on every clear byte when the
@@ -34,6 +36,7 @@ pub trait ElementDecryptor {
     fn check_decrypted(
         &self,
         key_index: &str,
+        purpose: KeyPurpose,
         ciphertext: &[u8],
         check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> (Option<DecryptFault>, Result<(), String>);
@@ -160,12 +163,13 @@ fn check_element(
         size = check_clear_bytes(def, clear)?;
         Ok(())
     };
-    let (fault, checked) = decryptor.check_decrypted(index, &ciphertext, &mut check);
+    let purpose = def.key_purpose();
+    let (fault, checked) = decryptor.check_decrypted(index, purpose, &ciphertext, &mut check);
     match (hex, fault, checked) {
         (false, _, _) => Err("an encrypted value must be hex".into()),
-        (true, Some(DecryptFault::UnknownKey), _) => {
-            Err(format!("keyIndex {index} is not a known key"))
-        }
+        (true, Some(DecryptFault::UnknownKey), _) => Err(format!(
+            "keyIndex {index} is not an active {purpose} of the token's TSP"
+        )),
         (true, Some(DecryptFault::Length), _) => Err(format!(
             "the value is not a whole number of blocks of keyIndex {index}'s cipher"
         )),
@@ -253,6 +257,7 @@ mod tests {
         fn check_decrypted(
             &self,
             _: &str,
+            _: KeyPurpose,
             ciphertext: &[u8],
             check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
         ) -> (Option<DecryptFault>, Result<(), String>) {
@@ -284,6 +289,7 @@ mod tests {
         fn check_decrypted(
             &self,
             _: &str,
+            _: KeyPurpose,
             _: &[u8],
             check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
         ) -> (Option<DecryptFault>, Result<(), String>) {
@@ -370,6 +376,7 @@ mod tests {
         fn check_decrypted(
             &self,
             _: &str,
+            _: KeyPurpose,
             ciphertext: &[u8],
             check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
         ) -> (Option<DecryptFault>, Result<(), String>) {

@@ -2,6 +2,7 @@
 //! template of the issuer's banking profile. Versions are immutable once defined.
 
 use super::ids::Rejection;
+use super::shared_key::KeyPurpose;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -46,6 +47,26 @@ pub struct ElementDef {
     /// (the contract: the value may be encrypted even if no key index is given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_key_index: Option<String>,
+    /// The purpose of the key an encrypted value of this element must be under (`kek`, `dek`);
+    /// absent: the one its placement implies ([`ElementDef::key_purpose`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_purpose: Option<KeyPurpose>,
+}
+
+impl ElementDef {
+    /// The purpose of the key an encrypted value of this element must be under: the one the
+    /// definition gives, or a KEK for the bytes of a secret DGI (`8xxx` without a tag: a key,
+    /// EMV CPS), a DEK for anything else (track 2 and other data), as the TSP contract encrypts
+    /// card master keys under a KEK and data under a DEK.
+    pub fn key_purpose(&self) -> KeyPurpose {
+        if let Some(p) = self.key_purpose {
+            return p;
+        }
+        match (&self.dgi, &self.tag) {
+            (Some(dgi), None) if dgi.starts_with('8') => KeyPurpose::Kek,
+            _ => KeyPurpose::Dek,
+        }
+    }
 }
 
 /// A key index a profile names: as the contract's `keyIndex`, 1 to 32 characters.

@@ -42,19 +42,27 @@ pub async fn issuer_tsp_accepts_extras(hub: &Hub, issuer_id: &str) -> Result<boo
         .is_some_and(|t| t.accepts_extra_parameters))
 }
 
-/// The first key a profile version names as a default that the hub does not hold (the keys are
-/// re-read once first: one may have been imported by another process).
+/// The first key a profile version of `issuer_id` names as a default that the hub does not hold
+/// for the issuer's TSP (the keys are re-read once first: one may have been imported by another
+/// process). `None` too for an unregistered issuer, which the put refuses.
 pub async fn unknown_default_key(
     hub: &Hub,
+    issuer_id: &str,
     definition: &ProfileDefinition,
 ) -> Result<Option<String>, Error> {
-    if definition.default_keys().all(|k| hub.keys.knows_key(k)) {
+    let Some(tsp_id) = hub.issuer_tsp(issuer_id).await? else {
+        return Ok(None);
+    };
+    if definition
+        .default_keys()
+        .all(|k| hub.keys.knows_key(&tsp_id, k))
+    {
         return Ok(None);
     }
     hub.reload_keys().await?;
     Ok(definition
         .default_keys()
-        .find(|k| !hub.keys.knows_key(k))
+        .find(|k| !hub.keys.knows_key(&tsp_id, k))
         .map(str::to_string))
 }
 

@@ -46,6 +46,7 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::audit::list_audit,
         super::shared_keys::list_keys,
         super::shared_keys::import_keys,
+        super::shared_keys::retire_key,
         super::wallet::register_device,
         super::wallet::create_digitization,
         super::wallet::poll_personalizations,

@@ -52,9 +52,9 @@ async fn put_profile_version(
     let product_id = parse_slug("productId", &product_id)?;
     let version = parse_slug("version", &version)?;
     let definition = body.validate()?;
-    if let Some(k) = catalog::unknown_default_key(&hub, &definition).await? {
+    if let Some(k) = catalog::unknown_default_key(&hub, issuer_id.as_str(), &definition).await? {
         return Err(ApiError::bad_request(format!(
-            "defaultKeyIndex {k} is not a key the hub holds: import it first"
+            "defaultKeyIndex {k} is not a key the hub holds for the issuer's TSP: import it first"
         )));
     }
     let json = definition.canonical_json();

@@ -5,7 +5,7 @@ use super::{Fingerprint, KeyError, Keys};
 use crate::domain::cps::{self, ClearValue};
 use crate::domain::data_part;
 use crate::domain::perso::{self, DecryptFault, ElementDecryptor, IncomingElement};
-use crate::domain::{ProfileDefinition, Rejection};
+use crate::domain::{KeyPurpose, ProfileDefinition, Rejection};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use tokenhub_crypto::Algorithm;
@@ -21,17 +21,22 @@ pub struct CheckedCall {
 
 impl Keys {
     /// Decrypts an element's value doing the same work whatever is wrong with it: an unknown key
-    /// is replaced by the keystore's stand-in, a ciphertext that is not whole blocks is decrypted
-    /// on its whole blocks (one zero block when it has none), and the padding is read in constant
-    /// time here, whichever keystore decrypted. The clear bytes (without the padding when it is
-    /// right) and the fault, if any; an error only when the keystore failed.
+    /// (or one of another TSP, of another purpose than `purpose`, or retired) is replaced by the
+    /// keystore's stand-in, a ciphertext that is not whole blocks is decrypted on its whole
+    /// blocks (one zero block when it has none), and the padding is read in constant time here,
+    /// whichever keystore decrypted. The clear bytes (without the padding when it is right) and
+    /// the fault, if any; an error only when the keystore failed.
     pub(super) fn decrypt_whatever(
         &self,
+        tsp_id: &str,
         key_index: &str,
+        purpose: KeyPurpose,
         ciphertext: &[u8],
     ) -> Result<(Zeroizing<Vec<u8>>, Option<DecryptFault>), KeyError> {
         let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        let shared = map.get(key_index);
+        let shared = map
+            .get(&(tsp_id.to_string(), key_index.to_string()))
+            .filter(|k| k.active && k.purpose == purpose);
         let known = shared.is_some();
         let algorithm = shared.map_or(Algorithm::Aes128, |k| k.algorithm);
         let block = algorithm.block_len();
@@ -64,6 +69,7 @@ impl Keys {
     /// with needs no decryption in the store's writer.
     pub fn check_and_seal(
         &self,
+        tsp_id: &str,
         token_id: &str,
         wrapped_data_key: &[u8],
         profile: &ProfileDefinition,
@@ -74,6 +80,7 @@ impl Keys {
         // are fingerprinted.
         let checker = Checker {
             keys: self,
+            tsp_id,
             kept: fingerprint.then(|| RefCell::new(Vec::new())),
             failed: RefCell::new(None),
         };
@@ -158,15 +165,17 @@ impl Keys {
         Ok(out)
     }
 
-    /// [`perso::check_elements`] with the hub's keys: each encrypted value is decrypted, checked
+    /// [`perso::check_elements`] with `tsp_id`'s keys: each encrypted value is decrypted, checked
     /// and its clear bytes zeroized at once. The outer error is the keystore's.
     pub fn check_elements(
         &self,
+        tsp_id: &str,
         profile: &ProfileDefinition,
         elements: &[IncomingElement],
     ) -> Result<Result<perso::ElementSizes, Rejection>, KeyError> {
         let checker = Checker {
             keys: self,
+            tsp_id,
             kept: None,
             failed: RefCell::new(None),
         };
@@ -185,10 +194,11 @@ fn logged(refused: perso::ElementsRefused) -> Rejection {
     refused.rejection
 }
 
-/// Decrypts with the hub's keys for [`perso::check_elements`], keeping the clear values when
-/// `kept` is given.
+/// Decrypts with the keys of the TSP `tsp_id` (the token's) for [`perso::check_elements`],
+/// keeping the clear values when `kept` is given.
 struct Checker<'a> {
     keys: &'a Keys,
+    tsp_id: &'a str,
     kept: Option<RefCell<Vec<Zeroizing<Vec<u8>>>>>,
     /// The keystore's failure, if it failed (the check's verdict is then void).
     failed: RefCell<Option<KeyError>>,
@@ -198,10 +208,14 @@ impl ElementDecryptor for Checker<'_> {
     fn check_decrypted(
         &self,
         key_index: &str,
+        purpose: KeyPurpose,
         ciphertext: &[u8],
         check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> (Option<DecryptFault>, Result<(), String>) {
-        let (clear, fault) = match self.keys.decrypt_whatever(key_index, ciphertext) {
+        let decrypted = self
+            .keys
+            .decrypt_whatever(self.tsp_id, key_index, purpose, ciphertext);
+        let (clear, fault) = match decrypted {
             Ok(decrypted) => decrypted,
             Err(e) => {
                 *self.failed.borrow_mut() = Some(e);

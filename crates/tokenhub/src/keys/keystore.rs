@@ -62,17 +62,18 @@ pub trait Keystore: Send + Sync {
     fn fingerprints(&self, messages: &[Vec<u8>]) -> Result<Vec<[u8; 32]>, KeyError>;
     /// Takes a shared key from a key ceremony (its KCV already checked) and returns what the
     /// store's row keeps of it: the key wrapped under the master key (software), or the name of
-    /// the HSM object it was created as.
+    /// the HSM object it was created as. `label` names the key (its owner, purpose and index):
+    /// the wrap is bound to it.
     fn import_shared(
         &self,
-        key_index: &str,
+        label: &[u8],
         algorithm: Algorithm,
         clear: &[u8],
     ) -> Result<Vec<u8>, KeyError>;
     /// Loads a shared key from what [`Keystore::import_shared`] returned.
     fn load_shared(
         &self,
-        key_index: &str,
+        label: &[u8],
         algorithm: Algorithm,
         stored: &[u8],
     ) -> Result<LoadedKey, KeyError>;

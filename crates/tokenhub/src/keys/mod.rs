@@ -7,12 +7,12 @@
 //!   nonce and an associated-data label that binds the wrapped key to its purpose and owner, so a
 //!   wrapped key copied onto another row does not open.
 //! - **Shared keys** (KEK/DEK by `keyIndex`, from a key ceremony) decrypt the elements a TSP sends;
-//!   they are cached loaded here (clear behind `secrecy`, zeroized when dropped, or the HSM
-//!   object that holds them).
+//!   they are cached loaded here by owning TSP and `keyIndex`, with their purpose and state
+//!   (clear behind `secrecy`, zeroized when dropped, or the HSM object that holds them).
 //! - A **data key** per token (AES-256-GCM) seals the token's data elements at rest; it is
 //!   unwrapped for the length of one call and zeroized right after.
 
-use crate::domain::StoredKey;
+use crate::domain::{KeyPurpose, KeyState, StoredKey};
 use rand::RngCore;
 use std::collections::HashMap;
 use std::path::Path;
@@ -73,14 +73,19 @@ use gcm::{Gcm, NONCE_LEN};
 
 struct HeldKey {
     algorithm: Algorithm,
+    purpose: KeyPurpose,
+    active: bool,
     key: keystore::LoadedKey,
 }
+
+/// A shared key's place in the cache: its owning TSP and its `keyIndex`.
+type SharedKeyId = (String, String);
 
 /// The hub's keys: the keystore that holds them and the loaded shared keys.
 pub struct Keys {
     keystore: Box<dyn Keystore>,
     kind: KeystoreKind,
-    shared: RwLock<HashMap<String, HeldKey>>,
+    shared: RwLock<HashMap<SharedKeyId, HeldKey>>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -145,39 +150,53 @@ impl Keys {
         }
     }
 
-    /// Wraps a shared key from a key ceremony, after checking it against its KCV.
-    pub fn wrap_shared_key(&self, key: &SharedKey) -> Result<StoredKey, KeyError> {
+    /// Wraps a shared key from a key ceremony for its owning TSP and purpose, after checking it
+    /// against its KCV; the wrap is bound to the owner, index and purpose.
+    pub fn wrap_shared_key(
+        &self,
+        tsp_id: &str,
+        purpose: KeyPurpose,
+        key: &SharedKey,
+    ) -> Result<StoredKey, KeyError> {
         let clear = key.key_bytes().map_err(|e| match e {
             tokenhub_crypto::KeySetError::NotHex => KeyError::NotHex,
             tokenhub_crypto::KeySetError::KcvMismatch => KeyError::KcvMismatch,
             tokenhub_crypto::KeySetError::Crypto(_) => KeyError::KeyLength(key.algorithm),
         })?;
-        let wrapped = self
-            .keystore
-            .import_shared(&key.key_index, key.algorithm, &clear)?;
-        Ok(StoredKey {
+        let mut stored = StoredKey {
+            tsp_id: tsp_id.to_string(),
             key_index: key.key_index.clone(),
             algorithm: key.algorithm,
+            purpose,
+            state: KeyState::Active,
             kcv: key.kcv.to_ascii_uppercase(),
-            wrapped,
-        })
+            wrapped: Vec::new(),
+            bound: true,
+        };
+        stored.wrapped =
+            self.keystore
+                .import_shared(&shared_key_label(&stored), key.algorithm, &clear)?;
+        Ok(stored)
     }
 
-    /// Unwraps stored shared keys into the cache (replacing what was there for the same index).
+    /// Unwraps stored shared keys into the cache (replacing what was there for the same owner and
+    /// index). A key without an owner is not loaded: nothing may decrypt under it.
     pub fn load_shared_keys(&self, stored: &[StoredKey]) -> Result<(), KeyError> {
         let mut loaded = Vec::with_capacity(stored.len());
-        for s in stored {
+        for s in stored.iter().filter(|s| s.owned()) {
             let key = self
                 .keystore
-                .load_shared(&s.key_index, s.algorithm, &s.wrapped)?;
+                .load_shared(&shared_key_label(s), s.algorithm, &s.wrapped)?;
             let kcv = self.keystore.kcv(&key, s.algorithm)?;
             if !hex::encode_upper(kcv).eq_ignore_ascii_case(&s.kcv) {
                 return Err(KeyError::KcvMismatch);
             }
             loaded.push((
-                s.key_index.clone(),
+                (s.tsp_id.clone(), s.key_index.clone()),
                 HeldKey {
                     algorithm: s.algorithm,
+                    purpose: s.purpose,
+                    active: s.state == KeyState::Active,
                     key,
                 },
             ));
@@ -187,9 +206,10 @@ impl Keys {
         Ok(())
     }
 
-    pub fn knows_key(&self, key_index: &str) -> bool {
+    /// Whether this node holds `key_index` of `tsp_id` (whatever its purpose and state).
+    pub fn knows_key(&self, tsp_id: &str, key_index: &str) -> bool {
         let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        map.contains_key(key_index)
+        map.contains_key(&(tsp_id.to_string(), key_index.to_string()))
     }
 
     /// A fresh data key for a token, wrapped.
@@ -227,8 +247,21 @@ impl Keys {
     }
 }
 
-fn shared_key_label(key_index: &str) -> Vec<u8> {
-    format!("tokenhub/shared-key/v1/{key_index}").into_bytes()
+/// What a shared key's wrap is bound to: its owner, index and purpose; only its index for keys
+/// wrapped before keys had owners.
+fn shared_key_label(key: &StoredKey) -> Vec<u8> {
+    if key.bound {
+        format!(
+            "tokenhub/shared-key/v2/{}:{}/{}/{}",
+            key.tsp_id.len(),
+            key.tsp_id,
+            key.purpose,
+            key.key_index
+        )
+        .into_bytes()
+    } else {
+        format!("tokenhub/shared-key/v1/{}", key.key_index).into_bytes()
+    }
 }
 
 fn data_key_label(token_id: &str) -> Vec<u8> {
@@ -273,3 +306,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod ownership_tests;

@@ -15,6 +15,9 @@ use zeroize::Zeroizing;
 /// with what the token was personalized with before it is stored).
 #[derive(Clone, Copy)]
 pub struct TokenData<'a> {
+    /// The TSP of the token's issuer: its keys decrypt the stored values (a key retired since
+    /// the values were taken still does).
+    pub tsp_id: &'a str,
     pub token_id: &'a str,
     pub wrapped_data_key: &'a [u8],
     pub sealed: &'a [Vec<u8>],
@@ -95,8 +98,8 @@ impl Keys {
                 Some(index) => {
                     let ct = perso::decode_hex(&e.value).ok_or_else(|| fail("not hex"))?;
                     let key = shared
-                        .get(index)
-                        .ok_or_else(|| fail("its keyIndex is not a known key"))?;
+                        .get(&(data.tsp_id.to_string(), index.clone()))
+                        .ok_or_else(|| fail("its keyIndex is not a known key of the TSP"))?;
                     if ct.is_empty() || ct.len() % key.algorithm.block_len() != 0 {
                         return Err(fail("does not decrypt"));
                     }

@@ -66,23 +66,23 @@ impl Keystore for Software {
 
     fn import_shared(
         &self,
-        key_index: &str,
+        label: &[u8],
         _algorithm: Algorithm,
         clear: &[u8],
     ) -> Result<Vec<u8>, KeyError> {
-        seal(&self.master, &super::shared_key_label(key_index), clear)
+        seal(&self.master, label, clear)
     }
 
     fn load_shared(
         &self,
-        key_index: &str,
+        label: &[u8],
         _algorithm: Algorithm,
         stored: &[u8],
     ) -> Result<LoadedKey, KeyError> {
         if stored.starts_with(OBJECT_PREFIX) {
             return Err(KeyError::OtherKeystore);
         }
-        let clear = open(&self.master, &super::shared_key_label(key_index), stored)?;
+        let clear = open(&self.master, label, stored)?;
         Ok(LoadedKey::Clear(SecretBox::new(Box::new(clear.to_vec()))))
     }
 

@@ -50,37 +50,50 @@ fn shared_keys_are_checked_wrapped_and_decrypt_elements() {
         |k| {
             for algorithm in [Algorithm::Aes128, Algorithm::Aes256, Algorithm::Tdes] {
                 let shared = SharedKey::generate("KEK01", algorithm, "kek");
-                let stored = k.wrap_shared_key(&shared).unwrap();
+                let stored = k.wrap_shared_key("T", KeyPurpose::Kek, &shared).unwrap();
                 assert!(!stored
                     .wrapped
                     .windows(16)
                     .any(|w| hex::encode_upper(w) == shared.hex[..32]));
                 // Imported twice (the same key): the same stored form.
                 assert_eq!(
-                    k.wrap_shared_key(&shared).unwrap().wrapped.len(),
+                    k.wrap_shared_key("T", KeyPurpose::Kek, &shared)
+                        .unwrap()
+                        .wrapped
+                        .len(),
                     stored.wrapped.len()
                 );
                 k.load_shared_keys(&[stored]).unwrap();
                 let clear = shared.key_bytes().unwrap();
                 let block = algorithm.block_len();
                 let ct = tokenhub_crypto::encrypt_cbc_m2(algorithm, &clear, b"1234").unwrap();
-                let (clear, fault) = k.decrypt_whatever("KEK01", &ct).unwrap();
+                let (clear, fault) = k
+                    .decrypt_whatever("T", "KEK01", KeyPurpose::Kek, &ct)
+                    .unwrap();
                 assert_eq!((clear.as_slice(), fault), (&b"1234"[..], None));
                 assert_eq!(
-                    k.decrypt_whatever("NOPE", &ct).unwrap().1,
+                    k.decrypt_whatever("T", "NOPE", KeyPurpose::Kek, &ct)
+                        .unwrap()
+                        .1,
                     Some(DecryptFault::UnknownKey)
                 );
                 assert_eq!(
-                    k.decrypt_whatever("KEK01", &ct[..block - 1]).unwrap().1,
+                    k.decrypt_whatever("T", "KEK01", KeyPurpose::Kek, &ct[..block - 1])
+                        .unwrap()
+                        .1,
                     Some(DecryptFault::Length)
                 );
                 assert_eq!(
-                    k.decrypt_whatever("KEK01", &[]).unwrap().1,
+                    k.decrypt_whatever("T", "KEK01", KeyPurpose::Kek, &[])
+                        .unwrap()
+                        .1,
                     Some(DecryptFault::Length)
                 );
                 let mut bad = ct.clone();
                 bad[block - 1] ^= 1;
-                let (clear, fault) = k.decrypt_whatever("KEK01", &bad).unwrap();
+                let (clear, fault) = k
+                    .decrypt_whatever("T", "KEK01", KeyPurpose::Kek, &bad)
+                    .unwrap();
                 assert_eq!((clear.len(), fault), (block, Some(DecryptFault::Padding)));
             }
         },
@@ -95,7 +108,7 @@ fn a_profile_is_built_from_sealed_parts_and_only_the_device_can_open_it() {
         "a_profile_is_built_from_sealed_parts_and_only_the_device_can_open_it",
         |k| {
             let kek = SharedKey::generate("KEK01", Algorithm::Aes128, "kek");
-            k.load_shared_keys(&[k.wrap_shared_key(&kek).unwrap()])
+            k.load_shared_keys(&[k.wrap_shared_key("T", KeyPurpose::Kek, &kek).unwrap()])
                 .unwrap();
             let cmk = [0x42u8; 16];
             let ct =
@@ -126,6 +139,7 @@ fn a_profile_is_built_from_sealed_parts_and_only_the_device_can_open_it() {
             ];
             let data = |sealed, incoming| TokenData {
                 token_id: "T1",
+                tsp_id: "T",
                 wrapped_data_key: &wrapped,
                 sealed,
                 incoming,
@@ -177,7 +191,7 @@ fn a_wrong_kcv_is_refused_at_import() {
         let mut shared = SharedKey::generate("K", Algorithm::Tdes, "dek");
         shared.kcv = "ABCDEF".into();
         assert!(matches!(
-            k.wrap_shared_key(&shared),
+            k.wrap_shared_key("T", KeyPurpose::Kek, &shared),
             Err(KeyError::KcvMismatch)
         ));
     });
@@ -227,8 +241,12 @@ fn a_key_held_by_one_keystore_is_refused_by_the_other() {
     let _hsm = softhsm::exclusive_blocking();
     let hsm_keys = Keys::pkcs11(hsm.config()).unwrap();
     let shared = SharedKey::generate("KEK09", Algorithm::Aes128, "kek");
-    let in_hsm = hsm_keys.wrap_shared_key(&shared).unwrap();
-    let in_software = keys().wrap_shared_key(&shared).unwrap();
+    let in_hsm = hsm_keys
+        .wrap_shared_key("T", KeyPurpose::Kek, &shared)
+        .unwrap();
+    let in_software = keys()
+        .wrap_shared_key("T", KeyPurpose::Kek, &shared)
+        .unwrap();
     assert!(!in_hsm
         .wrapped
         .windows(16)
@@ -267,7 +285,7 @@ fn a_restarted_or_lost_hsm_is_recovered_and_unavailable_meanwhile() {
     let _hsm = softhsm::exclusive_blocking();
     let k = Keys::pkcs11(hsm.config()).unwrap();
     let shared = SharedKey::generate("KEK02", Algorithm::Tdes, "kek");
-    k.load_shared_keys(&[k.wrap_shared_key(&shared).unwrap()])
+    k.load_shared_keys(&[k.wrap_shared_key("T", KeyPurpose::Kek, &shared).unwrap()])
         .unwrap();
     let ct = tokenhub_crypto::encrypt_cbc_m2(Algorithm::Tdes, &shared.key_bytes().unwrap(), b"42")
         .unwrap();
@@ -279,7 +297,12 @@ fn a_restarted_or_lost_hsm_is_recovered_and_unavailable_meanwhile() {
         &*k.open_for_token("T1", &wrapped, &sealed).unwrap(),
         b"kept"
     );
-    assert_eq!(k.decrypt_whatever("KEK02", &ct).unwrap().1, None);
+    assert_eq!(
+        k.decrypt_whatever("T", "KEK02", KeyPurpose::Kek, &ct)
+            .unwrap()
+            .1,
+        None
+    );
     // Gone: every operation says so (no refusal, no wrong answer) until it is back.
     hsm.unplug();
     assert!(matches!(
@@ -287,7 +310,7 @@ fn a_restarted_or_lost_hsm_is_recovered_and_unavailable_meanwhile() {
         Err(KeyError::Unavailable(_))
     ));
     assert!(matches!(
-        k.decrypt_whatever("KEK02", &ct),
+        k.decrypt_whatever("T", "KEK02", KeyPurpose::Kek, &ct),
         Err(KeyError::Unavailable(_))
     ));
     assert!(matches!(
@@ -300,6 +323,8 @@ fn a_restarted_or_lost_hsm_is_recovered_and_unavailable_meanwhile() {
         &*k.open_for_token("T1", &wrapped, &sealed).unwrap(),
         b"kept"
     );
-    let (clear, fault) = k.decrypt_whatever("KEK02", &ct).unwrap();
+    let (clear, fault) = k
+        .decrypt_whatever("T", "KEK02", KeyPurpose::Kek, &ct)
+        .unwrap();
     assert_eq!((clear.as_slice(), fault), (&b"42"[..], None));
 }

@@ -1,10 +1,8 @@
-//! TSP connections, issuers, products and their profile versions, shared keys, devices.
+//! TSP connections, issuers, products and their profile versions, devices.
 
 use super::{query, query_scalar, Tx};
 use super::{Store, StoreError};
 use crate::domain::catalog::{Issuer, PutImmutable, Tsp, TspClientAuth};
-use crate::domain::StoredKey;
-use tokenhub_crypto::Algorithm;
 
 impl Tx {
     pub async fn put_tsp(&mut self, tsp: &Tsp, now: i64) -> Result<(), StoreError> {
@@ -119,36 +117,6 @@ impl Tx {
 }
 
 impl Tx {
-    /// Stores a shared key once; a second put of the same key (same KCV) changes nothing.
-    pub async fn insert_shared_key(
-        &mut self,
-        key: &StoredKey,
-        now: i64,
-    ) -> Result<PutImmutable, StoreError> {
-        let existing: Option<String> =
-            query_scalar("SELECT kcv FROM shared_keys WHERE key_index = $1")
-                .bind(&key.key_index)
-                .fetch_optional(&mut *self)
-                .await?;
-        match existing {
-            Some(kcv) if kcv.eq_ignore_ascii_case(&key.kcv) => Ok(PutImmutable::Unchanged),
-            Some(_) => Ok(PutImmutable::Conflict),
-            None => {
-                query(
-                    "INSERT INTO shared_keys (key_index, algorithm, kcv, wrapped, created_ms) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&key.key_index)
-                .bind(key.algorithm.as_str())
-                .bind(&key.kcv)
-                .bind(&key.wrapped)
-                .bind(now)
-                .execute(self)
-                .await?;
-                Ok(PutImmutable::Created)
-            }
-        }
-    }
-
     /// Registers a device's public key once, for the wallet provider that registers it (a device
     /// of none is no provider's); a second put of the same key by the same provider changes
     /// nothing, anything else is a conflict.
@@ -286,25 +254,6 @@ impl Store {
         .bind(product_id)
         .fetch_optional(self.reader())
         .await
-    }
-
-    pub async fn shared_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        let rows =
-            query("SELECT key_index, algorithm, kcv, wrapped FROM shared_keys ORDER BY key_index")
-                .fetch_all(self.reader())
-                .await?;
-        rows.into_iter()
-            .map(|r| {
-                let alg: String = r.get("algorithm")?;
-                Ok(StoredKey {
-                    key_index: r.get("key_index")?,
-                    algorithm: Algorithm::parse(&alg)
-                        .map_err(|_| StoreError::Corrupt(format!("shared key algorithm {alg}")))?,
-                    kcv: r.get("kcv")?,
-                    wrapped: r.get("wrapped")?,
-                })
-            })
-            .collect()
     }
 
     pub async fn device_public_key(&self, device_id: &str) -> Result<Option<String>, StoreError> {

@@ -22,6 +22,7 @@ pub mod personalizations;
 pub mod requestor_tokens;
 pub mod requestors;
 mod serve_lock;
+pub mod shared_keys;
 mod sql;
 mod sqlite;
 pub mod token_data;

@@ -311,7 +311,7 @@ async fn the_key_custodian_imports_a_key_set_and_only_its_indexes_and_kcvs_show(
     for k in &mut set.keys {
         k.key_index = format!("ROT-{}", k.key_index);
     }
-    let body = serde_json::to_value(&set).unwrap();
+    let body = json!({"tspId": TSP_ID, "keys": set.keys});
     // A key whose KCV does not match refuses the whole set.
     let mut bad = body.clone();
     bad["keys"][1]["kcv"] = json!("000000");
@@ -385,9 +385,10 @@ async fn the_key_custodian_imports_a_key_set_and_only_its_indexes_and_kcvs_show(
         })
         .collect();
     let (kek, dek) = (
-        set.keys[0].key_index.as_str(),
-        set.keys[1].key_index.as_str(),
+        format!("{TSP_ID}/{}", set.keys[0].key_index),
+        format!("{TSP_ID}/{}", set.keys[1].key_index),
     );
+    let (kek, dek) = (kek.as_str(), dek.as_str());
     assert_eq!(
         by_custodian,
         [
@@ -402,14 +403,14 @@ async fn the_key_custodian_imports_a_key_set_and_only_its_indexes_and_kcvs_show(
     let token = app.pending_token().await;
     let mut elements = app.required_elements();
     let cmk = elements.iter_mut().find(|e| e["name"] == "cmk_ac").unwrap();
-    let key = set.find(kek).unwrap();
+    let key = &set.keys[0];
     let sealed = tokenhub_crypto::encrypt_cbc_m2(
         key.algorithm,
         &key.key_bytes().unwrap(),
         &random_bytes(16),
     )
     .unwrap();
-    *cmk = json!({"name": "cmk_ac", "value": hex::encode_upper(sealed), "keyIndex": kek});
+    *cmk = json!({"name": "cmk_ac", "value": hex::encode_upper(sealed), "keyIndex": key.key_index});
     app.put_data(&token, &data_body(&elements))
         .await
         .assert_accepted();

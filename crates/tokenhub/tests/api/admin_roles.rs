@@ -198,7 +198,8 @@ fn routes(w: &World) -> Vec<Route> {
         route(Method::GET, Audit, "/admin/v1/audit", None),
         route(Method::GET, SharedKeys, "/admin/v1/shared-keys", None),
         route(Method::POST, SharedKeys, "/admin/v1/shared-keys", None)
-            .with_body(serde_json::to_value(tokenhub_crypto::KeySet::generate()).unwrap()),
+            .with_body(json!({"tspId": TSP_ID, "keys": tokenhub_crypto::KeySet::generate().keys})),
+        route(Method::POST, SharedKeys, &format!("/admin/v1/shared-keys/{TSP_ID}/NO-SUCH-KEY/retire"), None),
     ]
 }
 

@@ -31,6 +31,7 @@ mod requestor_caches;
 mod requestor_client;
 mod requestor_retries;
 mod requestors;
+mod shared_keys;
 mod supervision;
 mod tls_bounds;
 mod tls_outbound;

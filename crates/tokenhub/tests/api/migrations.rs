@@ -245,3 +245,115 @@ mod data_calls_are_recorded_by_migration_0013 {
             .await;
     }
 }
+
+/// Migration 0025 gives the keys imported before keys had owners one: the only TSP when there is
+/// exactly one and the index names the purpose; otherwise none (they decrypt nothing).
+async fn shared_keys_get_owners_from_migration_0025(url: String, dialect: &str, tsps: usize) {
+    sqlx::any::install_default_drivers();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    let mut old = sqlx::migrate::Migrator::new(dir)
+        .await
+        .expect("the migrations folder");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 25)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect");
+    old.run(&pool).await.expect("migrations before 0025");
+    let mut statements: Vec<String> = (0..tsps)
+        .map(|i| {
+            format!(
+                "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms) \
+                 VALUES ('tsp{i}', 'http://127.0.0.1:9', 1, 1)"
+            )
+        })
+        .collect();
+    statements.push(
+        "INSERT INTO shared_keys (key_index, algorithm, kcv, wrapped, created_ms) VALUES \
+         ('KEK01', 'aes128', 'AAAAAA', x'01', 1), ('dek01', '3des', 'BBBBBB', x'02', 2), \
+         ('MAC01', 'aes128', 'CCCCCC', x'03', 3)"
+            .into(),
+    );
+    for sql in statements {
+        let sql = if dialect == "postgres" {
+            blobs_to_bytea(&sql)
+        } else {
+            sql
+        };
+        pool.execute(sql.as_str()).await.expect(&sql);
+    }
+    pool.close().await;
+
+    let store = tokenhub::Store::connect(&url)
+        .await
+        .expect("migrate to now");
+    let mut keys: Vec<(String, String, String, String, bool)> = store
+        .shared_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| {
+            (
+                k.tsp_id,
+                k.key_index,
+                k.purpose.to_string(),
+                k.state.to_string(),
+                k.bound,
+            )
+        })
+        .collect();
+    // Sorted here: PostgreSQL's collation may not order as bytes do.
+    keys.sort();
+    let owner = if tsps == 1 { "tsp0" } else { "" };
+    let mut expected = vec![
+        (owner, "KEK01", "KEK"),
+        (owner, "dek01", "DEK"),
+        ("", "MAC01", "KEK"),
+    ];
+    expected.sort();
+    let expected: Vec<(String, String, String, String, bool)> = expected
+        .into_iter()
+        .map(|(t, i, p)| (t.into(), i.into(), p.into(), "ACTIVE".into(), false))
+        .collect();
+    assert_eq!(keys, expected);
+    store.close().await;
+}
+
+mod shared_keys_get_owners_from_migration_0025 {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        for tsps in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+            super::shared_keys_get_owners_from_migration_0025(url, "sqlite", tsps).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(server) = postgres_url_or_skip(module_path!()) else {
+            return;
+        };
+        for tsps in [1, 2] {
+            let name = new_database_name();
+            create_database(&server, &name, "template1").await;
+            super::shared_keys_get_owners_from_migration_0025(
+                database_url(&server, &name),
+                "postgres",
+                tsps,
+            )
+            .await;
+        }
+    }
+}

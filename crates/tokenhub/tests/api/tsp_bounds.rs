@@ -57,6 +57,7 @@ async fn import_aside(app: &TestApp, key: &SharedKey) {
     tokenhub::flows::keys::import(
         &app.hub.store,
         &cli,
+        crate::support::TSP_ID,
         std::slice::from_ref(key),
         "cli",
         app.clock.now_ms(),
@@ -105,5 +106,8 @@ async fn an_unknown_key_index_rereads_the_keys_at_most_once_per_interval(app: Te
     app.put_data(&token, &under(&second))
         .await
         .assert_accepted();
-    assert!(app.hub.keys.knows_key("KEK-IMPORTED-2"));
+    assert!(app
+        .hub
+        .keys
+        .knows_key(crate::support::TSP_ID, "KEK-IMPORTED-2"));
 }

@@ -113,7 +113,15 @@ pub(super) async fn wallet_providers_and_keys(cli: &mut Cli<'_>, dir: &std::path
     let file = dir.join("keys.json");
     std::fs::write(&file, serde_json::to_vec(&set).unwrap()).unwrap();
     cli.secrets.push(set.keys[0].hex.clone());
-    let import = ["keys", "import", "--api", "--file", file.to_str().unwrap()];
+    let import = [
+        "keys",
+        "import",
+        "--api",
+        "--tsp",
+        "e2e-tsp",
+        "--file",
+        file.to_str().unwrap(),
+    ];
     let imported = cli.json(&import).await;
     assert_eq!(
         imported,

@@ -79,12 +79,14 @@ pub async fn queue_personalization(
 /// one is refused with 911 and nothing of it is kept, so the TSP can send values that fit.
 pub fn check_builds(
     hub: &Hub,
+    tsp_id: &str,
     token: &TokenRow,
     def: &ProfileDefinition,
     parts: &[Vec<u8>],
     incoming: &ElementSizes,
 ) -> Result<(), Error> {
     let data = TokenData {
+        tsp_id,
         token_id: &token.token_id,
         wrapped_data_key: &token.data_key,
         sealed: parts,

@@ -50,7 +50,9 @@ pub(super) async fn build(hub: &Hub, p: &Personalization) -> Result<Built, Error
             p.device_id
         )));
     };
+    let tsp_id = hub.issuer_tsp(&token.issuer_id).await?.unwrap_or_default();
     let data = TokenData {
+        tsp_id: &tsp_id,
         token_id: &token.token_id,
         wrapped_data_key: &token.data_key,
         sealed: &parts,

@@ -122,7 +122,7 @@ async fn apply(
                 conn.data_parts(key.token_id).await?
             };
             if p.parts.as_ref() != Some(&parts) {
-                deliver::check_builds(hub, token, &p.profile, &parts, &p.checked.sizes)?;
+                deliver::check_builds(hub, &p.tsp_id, token, &p.profile, &parts, &p.checked.sizes)?;
             }
         }
         let part = DataPart {

@@ -135,6 +135,8 @@ fn at_call(context: &DataCallContext) -> TokenAtCall {
 /// elements the token holds after it, from the token as read then.
 struct Prepared {
     op: Operation,
+    /// The TSP of the token's issuer, whose keys its values are under.
+    tsp_id: String,
     submission: DataSubmission,
     names: CallNames,
     /// The call's names as it lists them, as its part records them.
@@ -175,18 +177,23 @@ async fn prepare(
         })?;
     perso::resolve_default_keys(&profile, &mut submission.elements);
     let elements = &submission.elements;
-    if elements
+    // The token's TSP owns the keys its elements may be under (`keyIndex` is scoped per TSP).
+    let tsp_id = hub.issuer_tsp(&token.issuer_id).await?.unwrap_or_default();
+    let names_a_key = elements.iter().any(|e| e.key_index.is_some());
+    let unknown = elements
         .iter()
         .filter_map(|e| e.key_index.as_deref())
-        .any(|k| !hub.keys.knows_key(k))
-    {
-        // Rate-limited: an unknown key is otherwise a cheap refusal (431).
+        .any(|k| !hub.keys.knows_key(&tsp_id, k));
+    if unknown || (names_a_key && hub.keys_stale()) {
+        // Rate-limited: an unknown key is otherwise a cheap refusal (431). Stale keys are read
+        // again so that a retirement made elsewhere holds here too.
         hub.reload_keys_if_due().await?;
     }
     // A `/newData`'s values are fingerprinted here, so that a recovery's comparison with what
     // the token was personalized with needs no decryption in the transaction.
     let fingerprint = op == Operation::NewData;
     let checked = hub.keys.check_and_seal(
+        &tsp_id,
         &token.token_id,
         &token.data_key,
         &profile,
@@ -201,13 +208,14 @@ async fn prepare(
         } else {
             hub.store.data_parts(&token.token_id).await?
         };
-        deliver::check_builds(hub, token, &profile, &parts, &checked.sizes)?;
+        deliver::check_builds(hub, &tsp_id, token, &profile, &parts, &checked.sizes)?;
         Some(parts)
     } else {
         None
     };
     Ok(Prepared {
         op,
+        tsp_id,
         listed: ElementNames::of(elements.iter().map(|e| e.name.as_str())),
         submission,
         names,

@@ -253,22 +253,23 @@ impl Keystore for Pkcs11 {
 
     fn import_shared(
         &self,
-        key_index: &str,
+        name: &[u8],
         algorithm: Algorithm,
         clear: &[u8],
     ) -> Result<Vec<u8>, KeyError> {
+        let name = String::from_utf8_lossy(name);
         let key_type = match (algorithm, clear.len()) {
             (Algorithm::Aes128 | Algorithm::Aes256, _) => KeyType::AES,
             (Algorithm::Tdes, 16) => KeyType::DES2,
             (Algorithm::Tdes, _) => KeyType::DES3,
         };
-        // The object's id is keyed by the fingerprint key over the index and the key: the same
-        // key imported again finds its object, another key gets another one.
-        let mut message =
-            format!("tokenhub/shared-key-id/v1\0{key_index}\0{algorithm}\0").into_bytes();
+        // The object's id is keyed by the fingerprint key over the key's name (owner, purpose,
+        // index) and the key: the same key imported again finds its object, another key or the
+        // same key for another owner or purpose gets another one.
+        let mut message = format!("tokenhub/shared-key-id/v2\0{name}\0{algorithm}\0").into_bytes();
         message.extend_from_slice(clear);
         let message = Zeroizing::new(message);
-        let label = format!("tokenhub shared key {key_index}");
+        let label = format!("tokenhub {name}");
         let id = self.run(|s, c| {
             let mac = s.sign(&Mechanism::Sha256Hmac, c.fingerprint, &message)?;
             let mut id = [0u8; OBJECT_ID_LEN];
@@ -299,14 +300,14 @@ impl Keystore for Pkcs11 {
 
     fn load_shared(
         &self,
-        key_index: &str,
+        name: &[u8],
         _algorithm: Algorithm,
         stored: &[u8],
     ) -> Result<LoadedKey, KeyError> {
         let id = object_id(stored).ok_or(KeyError::OtherKeystore)?;
         let found = self.run(|s, c| c.find_shared(s, &id))?;
         let found = found.map_err(|e| KeyError::Refused(format!("finding the key: {e}")))?;
-        found.ok_or_else(|| KeyError::MissingObject(key_index.to_string()))?;
+        found.ok_or_else(|| KeyError::MissingObject(String::from_utf8_lossy(name).into_owned()))?;
         Ok(LoadedKey::Object(id))
     }
 

@@ -2,7 +2,7 @@
 
 use super::{
     client_with, create_key_with, create_postgres_database, seed, test_certs, FakeTsp, ADMIN_TOKEN,
-    LONG_KEY_INDEX, MASTER_KEY, PERSO_TTL,
+    LONG_KEY_INDEX, MASTER_KEY, PERSO_TTL, TSP_ID,
 };
 use serde_json::json;
 use sqlx::{Connection, Executor, Row};
@@ -135,11 +135,18 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
     keys.keys.push(SharedKey::generate(
         LONG_KEY_INDEX,
         Algorithm::Aes256,
-        "dek",
+        "kek",
     ));
-    tokenhub::flows::keys::import(&hub.store, &hub.keys, &keys.keys, "cli", clock.now_ms())
-        .await
-        .expect("the key ceremony's keys import");
+    tokenhub::flows::keys::import(
+        &hub.store,
+        &hub.keys,
+        TSP_ID,
+        &keys.keys,
+        "cli",
+        clock.now_ms(),
+    )
+    .await
+    .expect("the key ceremony's keys import");
     hub.reload_keys().await.expect("the keys load");
 
     let tsp = FakeTsp::spawn().await;

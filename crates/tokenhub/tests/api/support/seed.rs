@@ -36,7 +36,8 @@ pub(crate) async fn seed(app: &mut TestApp) {
 /// The product's profile version: what the TSP must and may send, and the issuer's template.
 pub fn profile_definition() -> Value {
     let mut elements = vec![
-        json!({"name": "cmk_ac", "required": true, "format": "hex", "maxLength": 32, "sensitive": true}),
+        json!({"name": "cmk_ac", "required": true, "format": "hex", "maxLength": 32, "sensitive": true,
+               "keyPurpose": "kek"}),
         json!({"name": "track2_data", "required": true, "format": "hex", "maxLength": 64, "sensitive": true}),
         json!({"name": "psn", "required": true, "format": "digits", "maxLength": 2}),
         json!({"name": "par", "required": false, "format": "text", "maxLength": 29}),
