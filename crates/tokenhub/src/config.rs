@@ -2,9 +2,11 @@
 //! in that order of precedence, over the defaults.
 
 mod listeners;
+mod retention;
 mod tsp_health;
 
 pub use listeners::{ListenArgs, ListenerConfig, ListenerSecurity, Listeners, ServerLimits};
+pub use retention::{RetentionArgs, RetentionSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,7 +29,7 @@ pub struct StoreArgs {
     /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy,
     /// requestor_tsp_budget, tls_cert, tls_key, tsp_plain_as, client_cert, client_key, and the
     /// tables `[listeners.tsp|wallet|admin]` (address, cert, key, plain), `[limits]` and
-    /// `[tsp_health]`.
+    /// `[tsp_health]` and `[retention]`.
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -82,6 +84,9 @@ pub struct ServeArgs {
     /// How each TSP's health is checked.
     #[command(flatten)]
     pub tsp_health: TspHealthArgs,
+    /// What the shred sweep deletes, and when.
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 /// The optional TOML file.
@@ -113,6 +118,8 @@ struct FileConfig {
     limits: listeners::FileLimits,
     #[serde(default)]
     tsp_health: tsp_health::FileTspHealth,
+    #[serde(default)]
+    retention: retention::FileRetention,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +167,8 @@ pub struct Config {
     pub requestor_tsp_budget: Duration,
     /// How each TSP's health is checked.
     pub tsp_health: TspHealthSettings,
+    /// What the shred sweep deletes, and when.
+    pub retention: RetentionSettings,
 }
 
 pub const DEFAULT_REQUESTOR_TSP_BUDGET: Duration = Duration::from_secs(3);
@@ -305,6 +314,7 @@ impl Config {
             outbound: OutboundSettings::default(),
             requestor_tsp_budget: DEFAULT_REQUESTOR_TSP_BUDGET,
             tsp_health: TspHealthSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 
@@ -365,6 +375,8 @@ impl Config {
                 .map_or(Ok(DEFAULT_REQUESTOR_TSP_BUDGET), |s| parse_budget(&s))
                 .map_err(ConfigError::Invalid)?,
             tsp_health: tsp_health::resolve(&args.tsp_health, &file.tsp_health)
+                .map_err(ConfigError::Invalid)?,
+            retention: retention::resolve(&args.retention, &file.retention)
                 .map_err(ConfigError::Invalid)?,
         };
         if let Some(proxy) = &config.outbound.proxy {

@@ -47,7 +47,6 @@ pub(crate) async fn create_tokens(
                         state,
                         token_exp: None,
                         token_last4: None,
-                        data_key: hub.keys.new_data_key(id)?,
                         data_deadline_ms: now + 24 * 3600 * 1000,
                         received_elements: Vec::new(),
                         correlation_id: format!("create-{id}"),

@@ -104,10 +104,6 @@ pub async fn digitize(
         state: TokenState::PendingData,
         token_exp: exp.map(|e| e.as_str().to_string()),
         token_last4: last4.map(|l| l.as_str().to_string()),
-        data_key: hub
-            .keys
-            .new_data_key(token_id.as_str())
-            .map_err(Error::from)?,
         data_deadline_ms: now + hub.config.perso_ttl.as_millis() as i64,
         received_elements: Vec::new(),
         correlation_id: correlation_id.to_string(),

@@ -53,6 +53,9 @@ pub enum KeyError {
 
 use gcm::{Gcm, NONCE_LEN};
 
+/// The version of the master key new wraps are made under (recorded beside each data key).
+pub const MASTER_KEY_VERSION: i64 = 1;
+
 struct ClearKey {
     algorithm: Algorithm,
     key: SecretBox<Vec<u8>>,
@@ -162,7 +165,7 @@ impl Keys {
         map.contains_key(key_index)
     }
 
-    /// A fresh data key for a token, wrapped.
+    /// A fresh data key for a token, wrapped under master-key version [`MASTER_KEY_VERSION`].
     pub fn new_data_key(&self, token_id: &str) -> Result<Vec<u8>, KeyError> {
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *key);

@@ -30,6 +30,7 @@ mod requestor_api;
 mod requestor_client;
 mod requestor_retries;
 mod requestors;
+mod shred;
 mod supervision;
 mod tls_bounds;
 mod tls_outbound;

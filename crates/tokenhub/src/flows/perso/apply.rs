@@ -14,7 +14,7 @@ use crate::flows::reperso;
 use crate::hub::Hub;
 use crate::store::token_data::{CallKey, DataCallContext};
 use crate::store::tokens::DataPart;
-use crate::store::Tx;
+use crate::store::{StoreError, Tx};
 use crate::telemetry::metrics::{self, PersoEvent};
 use std::sync::Arc;
 
@@ -122,9 +122,17 @@ async fn apply(
                 conn.data_parts(key.token_id).await?
             };
             if p.parts.as_ref() != Some(&parts) {
-                deliver::check_builds(hub, token, &p.profile, &parts, &p.checked.sizes)?;
+                deliver::check_builds(
+                    hub,
+                    token,
+                    &p.data_key,
+                    &p.profile,
+                    &parts,
+                    &p.checked.sizes,
+                )?;
             }
         }
+        keep_data_key(conn, key.token_id, p, now).await?;
         let part = DataPart {
             operation: key.operation,
             correlation_id: key.correlation_id,
@@ -169,6 +177,22 @@ async fn apply(
         held: held.len(),
         delivery,
     })
+}
+
+/// The part was sealed under `p.data_key`: it must be the token's key. A key the call made is
+/// stored when the token has none; a key the call read must still be there (the data it sealed
+/// may have been deleted, and its key destroyed, since: it is never stored again).
+async fn keep_data_key(conn: &mut Tx, token_id: &str, p: &Prepared, now: i64) -> Result<(), Error> {
+    let kept = if p.fresh_key {
+        conn.keep_data_key(token_id, &p.data_key, now).await?
+    } else {
+        conn.holds_data_key(token_id, &p.data_key).await?
+    };
+    if kept {
+        Ok(())
+    } else {
+        Err(StoreError::DataKeyChanged(token_id.to_string()).into())
+    }
 }
 
 /// The data is complete: a personalization is queued for the device (its profile is built when

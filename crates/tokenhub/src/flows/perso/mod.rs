@@ -18,6 +18,7 @@ use crate::flows::deliver;
 use crate::hub::Hub;
 use crate::keys::CheckedCall;
 use crate::store::token_data::{CallKey, DataCallContext};
+use crate::store::token_keys::DataKey;
 use crate::store::tokens::{ElementNames, TokenRow};
 use std::sync::Arc;
 
@@ -142,6 +143,10 @@ struct Prepared {
     version: String,
     profile: Arc<ProfileDefinition>,
     checked: CheckedCall,
+    /// The data key the call was sealed under, and whether it was made for this call (the
+    /// token held none): only a key made for the call may be stored by it.
+    data_key: DataKey,
+    fresh_key: bool,
     parts: Option<Vec<Vec<u8>>>,
     received_before: Vec<String>,
     held: ElementNames,
@@ -186,9 +191,21 @@ async fn prepare(
     // A `/newData`'s values are fingerprinted here, so that a recovery's comparison with what
     // the token was personalized with needs no decryption in the transaction.
     let fingerprint = op == Operation::NewData;
+    // A token that holds no data has no key: its data gets a new one (the previous one, if any,
+    // was destroyed with the data it sealed).
+    let (data_key, fresh_key) = match hub.store.data_key(&token.token_id).await? {
+        Some(key) => (key, false),
+        None => (
+            DataKey {
+                wrapped: hub.keys.new_data_key(&token.token_id)?,
+                master_version: crate::keys::MASTER_KEY_VERSION,
+            },
+            true,
+        ),
+    };
     let checked = hub.keys.check_and_seal(
         &token.token_id,
-        &token.data_key,
+        &data_key.wrapped,
         &profile,
         elements,
         fingerprint,
@@ -201,7 +218,7 @@ async fn prepare(
         } else {
             hub.store.data_parts(&token.token_id).await?
         };
-        deliver::check_builds(hub, token, &profile, &parts, &checked.sizes)?;
+        deliver::check_builds(hub, token, &data_key, &profile, &parts, &checked.sizes)?;
         Some(parts)
     } else {
         None
@@ -214,6 +231,8 @@ async fn prepare(
         version,
         profile,
         checked,
+        data_key,
+        fresh_key,
         parts,
         received_before: token.received_elements.clone(),
         held,
