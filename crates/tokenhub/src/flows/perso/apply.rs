@@ -160,23 +160,24 @@ async fn apply(
     conn.record_data_call(key, p.checked.sealed.is_some(), delivery.is_some(), now)
         .await?;
     set_token_info(conn, key, p, context, now).await?;
-    let event = format!(
-        "{} received: {} element(s){}",
-        key.operation,
-        p.submission.elements.len(),
-        if state != token.state {
-            format!("; state {}", state.as_str())
-        } else {
-            String::new()
-        }
-    );
-    conn.add_token_event(key.token_id, &event, key.correlation_id, now)
+    let moved = (state != token.state).then_some(state);
+    conn.add_token_event(key.token_id, &event(key, p, moved), key.correlation_id, now)
         .await?;
     Ok(Applied::Stored {
         state,
         held: held.len(),
         delivery,
     })
+}
+
+/// The token's history line of an applied call.
+fn event(key: CallKey<'_>, p: &Prepared, moved: Option<TokenState>) -> String {
+    let moved = moved.map_or(String::new(), |s| format!("; state {}", s.as_str()));
+    format!(
+        "{} received: {} element(s){moved}",
+        key.operation,
+        p.submission.elements.len()
+    )
 }
 
 /// The part was sealed under `p.data_key`: it must be the token's key. A key the call made is

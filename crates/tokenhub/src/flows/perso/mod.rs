@@ -20,6 +20,7 @@ use crate::keys::CheckedCall;
 use crate::store::token_data::{CallKey, DataCallContext};
 use crate::store::token_keys::DataKey;
 use crate::store::tokens::{ElementNames, TokenRow};
+use crate::store::StoreError;
 use std::sync::Arc;
 
 /// What a successful call did.
@@ -57,6 +58,25 @@ pub async fn submit(
         Operation::NewData => "submitNewTokenData",
     };
     crate::telemetry::metrics::tsp_api_elements(operation, submission.elements.len());
+    match submit_parsed(hub, caller_tsp, token_id, correlation_id, submission, op).await {
+        // Two first calls of a token raced, each sealed under a data key of its own, and the
+        // other's was kept: this one is sealed again, under it.
+        Err(Error::Store(StoreError::DataKeyChanged(_))) => {
+            let submission = perso::parse_submission(body, op)?;
+            submit_parsed(hub, caller_tsp, token_id, correlation_id, submission, op).await
+        }
+        other => other,
+    }
+}
+
+async fn submit_parsed(
+    hub: &Arc<Hub>,
+    caller_tsp: Option<&str>,
+    token_id: &TokenId,
+    correlation_id: &CorrelationId,
+    submission: DataSubmission,
+    op: Operation,
+) -> Result<Applied, Error> {
     if !hub
         .issuer_of(caller_tsp, submission.issuer_id.as_str())
         .await?
@@ -191,18 +211,7 @@ async fn prepare(
     // A `/newData`'s values are fingerprinted here, so that a recovery's comparison with what
     // the token was personalized with needs no decryption in the transaction.
     let fingerprint = op == Operation::NewData;
-    // A token that holds no data has no key: its data gets a new one (the previous one, if any,
-    // was destroyed with the data it sealed).
-    let (data_key, fresh_key) = match hub.store.data_key(&token.token_id).await? {
-        Some(key) => (key, false),
-        None => (
-            DataKey {
-                wrapped: hub.keys.new_data_key(&token.token_id)?,
-                master_version: crate::keys::MASTER_KEY_VERSION,
-            },
-            true,
-        ),
-    };
+    let (data_key, fresh_key) = data_key_of(hub, token).await?;
     let checked = hub.keys.check_and_seal(
         &token.token_id,
         &data_key.wrapped,
@@ -237,6 +246,21 @@ async fn prepare(
         received_before: token.received_elements.clone(),
         held,
         completes,
+    })
+}
+
+/// The token's data key, and whether it was made now: a token that holds no data has no key, and
+/// its data gets a new one (the previous one, if any, was destroyed with the data it sealed).
+async fn data_key_of(hub: &Hub, token: &TokenRow) -> Result<(DataKey, bool), Error> {
+    Ok(match hub.store.data_key(&token.token_id).await? {
+        Some(key) => (key, false),
+        None => (
+            DataKey {
+                wrapped: hub.keys.new_data_key(&token.token_id)?,
+                master_version: crate::keys::MASTER_KEY_VERSION,
+            },
+            true,
+        ),
     })
 }
 
