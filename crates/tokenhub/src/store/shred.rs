@@ -7,18 +7,23 @@ use super::{query_scalar, Store, StoreError, Tx};
 
 /// Tokens holding a data key whose data no call will complete: a `/data` whose time to live ran
 /// out, a renewal (`/newData` with no recovery open) left incomplete for `perso_ttl`, or a key
-/// that seals no part. A personalization being delivered or a recovery open keeps the data.
+/// that has sealed no part for `perso_ttl` (made for a call that never committed) outside a
+/// token's wait for its data. A personalization being delivered or a recovery open keeps the
+/// data.
 const LAPSED: &str = "SELECT k.token_id FROM keyring.token_keys k JOIN tokens t ON t.token_id = k.token_id \
     WHERE (t.state = 'PENDING_DATA' AND t.data_deadline_ms < $1) \
-       OR NOT EXISTS (SELECT 1 FROM token_data d WHERE d.token_id = k.token_id) \
+       OR (t.state <> 'PENDING_DATA' AND k.created_ms < $2 \
+           AND NOT EXISTS (SELECT 1 FROM token_data d WHERE d.token_id = k.token_id)) \
        OR (t.state NOT IN ('PENDING_DATA', 'PERSONALIZING') AND t.recovery_correlation_id IS NULL \
            AND NOT EXISTS (SELECT 1 FROM personalizations p WHERE p.token_id = t.token_id AND p.state = 'PENDING') \
            AND NOT EXISTS (SELECT 1 FROM token_data d WHERE d.token_id = t.token_id AND d.created_ms >= $2)) \
     ORDER BY k.token_id LIMIT $3";
 
 /// Tokens holding parts without a key: none opens. On SQLite the keyring is a file of its own,
-/// and a commit is atomic in each file but not across both: a crash between the two leaves a
-/// part whose key was never written (or a key whose parts were deleted, which [`LAPSED`] finds).
+/// and a commit is atomic in each file but not across both (the database commits first): a
+/// crash between the two leaves a key whose parts were deleted, which [`LAPSED`] finds. Keys are
+/// made in a transaction before their data, so parts without a key come only from a keyring
+/// lost or restored apart from the database.
 const KEYLESS: &str = "SELECT t.token_id FROM tokens t WHERE t.token_id IN \
     (SELECT d.token_id FROM token_data d \
      WHERE NOT EXISTS (SELECT 1 FROM keyring.token_keys k WHERE k.token_id = d.token_id)) \

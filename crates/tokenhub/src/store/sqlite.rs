@@ -266,12 +266,23 @@ fn checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<(i64,
 }
 
 /// A checkpoint that copies the whole log and truncates it to nothing, on a connection of its
-/// own: whether it got through (it waits for the writer's batch under the busy timeout).
+/// own: whether it got through. It waits for the writer's batch under the busy timeout, and
+/// tries again a few times while the checkpointer's own pass holds the checkpoint (a checkpoint
+/// does not wait for another).
 pub(super) fn truncate_log(path: &str) -> Result<bool, StoreError> {
     let conn = open_sqlite(path, SQLITE_PRAGMAS)?;
-    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-    Ok(busy == 0)
+    for _ in 0..TRUNCATE_TRIES {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(true);
+        }
+        std::thread::sleep(CHECKPOINT_EVERY);
+    }
+    Ok(false)
 }
+
+/// Attempts at truncating the log before a sweep gives up until the next.
+const TRUNCATE_TRIES: usize = 50;
 
 /// Copies the write-ahead log into the database every [`CHECKPOINT_EVERY`], beside the writer
 /// (a passive checkpoint waits for no one and blocks no one); stops with the store.

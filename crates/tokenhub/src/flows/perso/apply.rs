@@ -132,7 +132,7 @@ async fn apply(
                 )?;
             }
         }
-        keep_data_key(conn, key.token_id, p, now).await?;
+        keep_data_key(conn, key.token_id, p).await?;
         let part = DataPart {
             operation: key.operation,
             correlation_id: key.correlation_id,
@@ -180,16 +180,10 @@ fn event(key: CallKey<'_>, p: &Prepared, moved: Option<TokenState>) -> String {
     )
 }
 
-/// The part was sealed under `p.data_key`: it must be the token's key. A key the call made is
-/// stored when the token has none; a key the call read must still be there (the data it sealed
-/// may have been deleted, and its key destroyed, since: it is never stored again).
-async fn keep_data_key(conn: &mut Tx, token_id: &str, p: &Prepared, now: i64) -> Result<(), Error> {
-    let kept = if p.fresh_key {
-        conn.keep_data_key(token_id, &p.data_key, now).await?
-    } else {
-        conn.holds_data_key(token_id, &p.data_key).await?
-    };
-    if kept {
+/// The part was sealed under `p.data_key`: it must still be the token's key (the token's data
+/// may have been deleted, and its key destroyed, since: a destroyed key is never stored again).
+async fn keep_data_key(conn: &mut Tx, token_id: &str, p: &Prepared) -> Result<(), Error> {
+    if conn.holds_data_key(token_id, &p.data_key).await? {
         Ok(())
     } else {
         Err(StoreError::DataKeyChanged(token_id.to_string()).into())

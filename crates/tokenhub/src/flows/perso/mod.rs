@@ -59,8 +59,8 @@ pub async fn submit(
     };
     crate::telemetry::metrics::tsp_api_elements(operation, submission.elements.len());
     match submit_parsed(hub, caller_tsp, token_id, correlation_id, submission, op).await {
-        // Two first calls of a token raced, each sealed under a data key of its own, and the
-        // other's was kept: this one is sealed again, under it.
+        // The token's data (and key) were deleted while the call was sealed, and a new key
+        // made since: the call is sealed again, under it.
         Err(Error::Store(StoreError::DataKeyChanged(_))) => {
             let submission = perso::parse_submission(body, op)?;
             submit_parsed(hub, caller_tsp, token_id, correlation_id, submission, op).await
@@ -163,10 +163,8 @@ struct Prepared {
     version: String,
     profile: Arc<ProfileDefinition>,
     checked: CheckedCall,
-    /// The data key the call was sealed under, and whether it was made for this call (the
-    /// token held none): only a key made for the call may be stored by it.
+    /// The data key the call was sealed under.
     data_key: DataKey,
-    fresh_key: bool,
     parts: Option<Vec<Vec<u8>>>,
     received_before: Vec<String>,
     held: ElementNames,
@@ -211,7 +209,7 @@ async fn prepare(
     // A `/newData`'s values are fingerprinted here, so that a recovery's comparison with what
     // the token was personalized with needs no decryption in the transaction.
     let fingerprint = op == Operation::NewData;
-    let (data_key, fresh_key) = data_key_of(hub, token).await?;
+    let data_key = data_key_of(hub, token).await?;
     let checked = hub.keys.check_and_seal(
         &token.token_id,
         &data_key.wrapped,
@@ -241,7 +239,6 @@ async fn prepare(
         profile,
         checked,
         data_key,
-        fresh_key,
         parts,
         received_before: token.received_elements.clone(),
         held,
@@ -249,19 +246,30 @@ async fn prepare(
     })
 }
 
-/// The token's data key, and whether it was made now: a token that holds no data has no key, and
-/// its data gets a new one (the previous one, if any, was destroyed with the data it sealed).
-async fn data_key_of(hub: &Hub, token: &TokenRow) -> Result<(DataKey, bool), Error> {
-    Ok(match hub.store.data_key(&token.token_id).await? {
-        Some(key) => (key, false),
-        None => (
-            DataKey {
-                wrapped: hub.keys.new_data_key(&token.token_id)?,
-                master_version: crate::keys::MASTER_KEY_VERSION,
-            },
-            true,
-        ),
-    })
+/// The token's data key. A token whose data was deleted has none (it was destroyed with the data
+/// it sealed): a new one is stored in a transaction of its own, committed before anything is
+/// sealed under it, so that no reader sees data without its key (on SQLite the keyring commits
+/// after the database: a key written with its first part could be missing to a reader that
+/// sees the part).
+async fn data_key_of(hub: &Hub, token: &TokenRow) -> Result<DataKey, Error> {
+    if let Some(key) = hub.store.data_key(&token.token_id).await? {
+        return Ok(key);
+    }
+    let key = DataKey {
+        wrapped: hub.keys.new_data_key(&token.token_id)?,
+        master_version: crate::keys::MASTER_KEY_VERSION,
+    };
+    let (id, now) = (token.token_id.clone(), hub.now_ms());
+    let kept = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                c.keep_data_key(&id, &key, now).await?;
+                c.data_key(&id).await
+            })
+        })
+        .await?;
+    kept.ok_or_else(|| StoreError::DataKeyChanged(token.token_id.clone()).into())
 }
 
 /// The elements a token holds after a call (those it held and the call's, sorted, once each), and
