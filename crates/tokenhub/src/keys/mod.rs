@@ -7,7 +7,8 @@
 //! - **Shared keys** (KEK/DEK by `keyIndex`, from a key ceremony) decrypt the elements a TSP sends;
 //!   they are cached unwrapped here, behind `secrecy`, and zeroized when dropped.
 //! - A **data key** per token (AES-256-GCM) seals the token's data elements at rest; it is
-//!   unwrapped for the length of one call and zeroized right after.
+//!   unwrapped for the length of one call and zeroized right after. The store keeps it wrapped in
+//!   its keyring and destroys it with the data it sealed.
 
 use crate::domain::StoredKey;
 use hmac::{Hmac, Mac};
