@@ -3,10 +3,12 @@
 
 mod keystore;
 mod listeners;
+mod retention;
 mod tsp_health;
 
 pub use keystore::{KeystoreArgs, KeystoreSettings};
 pub use listeners::{ListenArgs, ListenerConfig, ListenerSecurity, Listeners, ServerLimits};
+pub use retention::{RetentionArgs, RetentionSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ pub struct StoreArgs {
     /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy,
     /// requestor_tsp_budget, tls_cert, tls_key, tsp_plain_as, client_cert, client_key, and the
     /// tables `[listeners.tsp|wallet|admin]` (address, cert, key, plain), `[limits]`,
-    /// `[tsp_health]` and `[keystore]` (kind, pkcs11_module, pkcs11_token).
+    /// `[tsp_health]`, `[retention]` and `[keystore]` (kind, pkcs11_module, pkcs11_token).
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the keys live (software, or an HSM through PKCS#11; boxed: every command holds
@@ -88,6 +90,9 @@ pub struct ServeArgs {
     /// How each TSP's health is checked.
     #[command(flatten)]
     pub tsp_health: TspHealthArgs,
+    /// What the shred sweep deletes, and when.
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 /// The optional TOML file.
@@ -121,6 +126,7 @@ struct FileConfig {
     tsp_health: tsp_health::FileTspHealth,
     #[serde(default)]
     keystore: keystore::FileKeystore,
+    retention: retention::FileRetention,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +176,8 @@ pub struct Config {
     pub tsp_health: TspHealthSettings,
     /// Which keystore holds the keys (software: the master key below).
     pub keystore: KeystoreSettings,
+    /// What the shred sweep deletes, and when.
+    pub retention: RetentionSettings,
 }
 
 pub const DEFAULT_REQUESTOR_TSP_BUDGET: Duration = Duration::from_secs(3);
@@ -317,6 +325,7 @@ impl Config {
             requestor_tsp_budget: DEFAULT_REQUESTOR_TSP_BUDGET,
             tsp_health: TspHealthSettings::default(),
             keystore: KeystoreSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 
@@ -379,6 +388,8 @@ impl Config {
             tsp_health: tsp_health::resolve(&args.tsp_health, &file.tsp_health)
                 .map_err(ConfigError::Invalid)?,
             keystore: keystore::resolve(&args.store.keystore, &file.keystore, &env)?,
+            retention: retention::resolve(&args.retention, &file.retention)
+                .map_err(ConfigError::Invalid)?,
         };
         if let Some(proxy) = &config.outbound.proxy {
             if reqwest::Proxy::all(proxy.as_str()).is_err() {

@@ -3,6 +3,7 @@
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokenhub::domain::TokenState;
+use tokenhub::store::token_keys::DataKey;
 use tokenhub::store::tokens::TokenRow;
 
 /// The issuer, product and profile version the data and notifications benches register.
@@ -30,35 +31,41 @@ pub(crate) async fn create_tokens(
     const BATCH: usize = 1000;
     let now = hub.now_ms();
     let ids: Vec<String> = (0..n).map(|i| format!("bench-{i:09}")).collect();
-    let batches: Vec<Vec<TokenRow>> = ids
+    let batches: Vec<Vec<(TokenRow, DataKey)>> = ids
         .chunks(BATCH)
         .map(|chunk| {
             chunk
                 .iter()
-                .map(|id| -> Result<TokenRow, tokenhub::keys::KeyError> {
-                    Ok(TokenRow {
-                        token_id: id.clone(),
-                        issuer_id: ISSUER_ID.into(),
-                        product_id: PRODUCT_ID.into(),
-                        profile_version: VERSION.into(),
-                        device_id: format!("device-{id}"),
-                        wallet_card_ref_id: format!("card-{id}"),
-                        token_requestor_id: token_requestor_id.map(str::to_string),
-                        state,
-                        token_exp: None,
-                        token_last4: None,
-                        data_key: hub.keys.new_data_key(id)?,
-                        data_deadline_ms: now + 24 * 3600 * 1000,
-                        received_elements: Vec::new(),
-                        correlation_id: format!("create-{id}"),
-                        created_ms: now,
-                        updated_ms: now,
-                        failure_reason: None,
-                        recovery: None,
-                        card: Default::default(),
-                        last_update_ms: None,
-                    })
-                })
+                .map(
+                    |id| -> Result<(TokenRow, DataKey), tokenhub::keys::KeyError> {
+                        let key = DataKey {
+                            wrapped: hub.keys.new_data_key(id)?,
+                            master_version: tokenhub::keys::MASTER_KEY_VERSION,
+                        };
+                        let row = TokenRow {
+                            token_id: id.clone(),
+                            issuer_id: ISSUER_ID.into(),
+                            product_id: PRODUCT_ID.into(),
+                            profile_version: VERSION.into(),
+                            device_id: format!("device-{id}"),
+                            wallet_card_ref_id: format!("card-{id}"),
+                            token_requestor_id: token_requestor_id.map(str::to_string),
+                            state,
+                            token_exp: None,
+                            token_last4: None,
+                            data_deadline_ms: now + 24 * 3600 * 1000,
+                            received_elements: Vec::new(),
+                            correlation_id: format!("create-{id}"),
+                            created_ms: now,
+                            updated_ms: now,
+                            failure_reason: None,
+                            recovery: None,
+                            card: Default::default(),
+                            last_update_ms: None,
+                        };
+                        Ok((row, key))
+                    },
+                )
                 .collect()
         })
         .collect::<Result<_, _>>()?;
@@ -66,10 +73,11 @@ pub(crate) async fn create_tokens(
         .map(|rows| {
             hub.store.transact(move |c| {
                 Box::pin(async move {
-                    for row in &rows {
+                    for (row, key) in &rows {
                         c.put_device(&row.device_id, &random_public_key(), None, now)
                             .await?;
                         c.insert_token(row).await?;
+                        c.keep_data_key(&row.token_id, key, now).await?;
                     }
                     Ok::<_, tokenhub::store::StoreError>(())
                 })

@@ -268,7 +268,6 @@ pub(crate) fn seed_row(
             state: TokenState::Active,
             token_exp: Some(info.exp),
             token_last4: Some(info.last4),
-            data_key,
             data_deadline_ms: now,
             received_elements: Vec::new(),
             correlation_id: format!("seed-{index}"),

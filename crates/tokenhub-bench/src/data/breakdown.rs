@@ -272,7 +272,9 @@ async fn one_at_a_time(
         time(3, STEP_CHECKS, t);
         let t = Instant::now();
         let clear = tokenhub::domain::data_part::encode_part(&submission.elements);
-        let sealed = hub.keys.seal_for_token(id, &token.data_key, &clear)?;
+        // The token's first data: its data key is made with it.
+        let data_key = hub.keys.new_data_key(&token.token_id)?;
+        let sealed = hub.keys.seal_for_token(id, &data_key, &clear)?;
         time(4, STEP_SEAL, t);
         let t = Instant::now();
         hub.keys
@@ -280,7 +282,7 @@ async fn one_at_a_time(
                 TokenData {
                     tsp_id: super::BENCH_TSP,
                     token_id: id,
-                    wrapped_data_key: &token.data_key,
+                    wrapped_data_key: &data_key,
                     sealed: std::slice::from_ref(&sealed),
                     incoming: &[],
                 },

@@ -88,7 +88,8 @@ pub fn check_submit_new_data(token: &TokenSnapshot) -> Result<(), Rejection> {
     }
 }
 
-/// A token as the hub holds it. `data_key` is wrapped under the master key.
+/// A token as the hub holds it. Its data key is a row of its own (`store/token_keys.rs`), held
+/// only while the token holds data.
 #[derive(Clone)]
 pub struct TokenRow {
     pub token_id: String,
@@ -101,7 +102,6 @@ pub struct TokenRow {
     pub state: TokenState,
     pub token_exp: Option<String>,
     pub token_last4: Option<String>,
-    pub data_key: Vec<u8>,
     pub data_deadline_ms: i64,
     /// Lower-case names of the elements held, sorted.
     pub received_elements: Vec<String>,

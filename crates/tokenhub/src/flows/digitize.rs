@@ -7,6 +7,7 @@ use crate::domain::lifecycle::CardInfo;
 use crate::domain::{CorrelationId, IssuerId, Rejection, TokenId, TokenState};
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::store::token_keys::DataKey;
 use crate::store::tokens::TokenRow;
 use crate::tsp_client::{CreateTokenRequest, CreateTokenResponse, DeviceInfo, TspCallError};
 
@@ -104,10 +105,6 @@ pub async fn digitize(
         state: TokenState::PendingData,
         token_exp: exp.map(|e| e.as_str().to_string()),
         token_last4: last4.map(|l| l.as_str().to_string()),
-        data_key: hub
-            .keys
-            .new_data_key(token_id.as_str())
-            .map_err(Error::from)?,
         data_deadline_ms: now + hub.config.perso_ttl.as_millis() as i64,
         received_elements: Vec::new(),
         correlation_id: correlation_id.to_string(),
@@ -246,6 +243,12 @@ fn read_answer(
 /// Records the new token and its first event in one transaction; `false` when a token of that id
 /// already exists (nothing is written then).
 async fn record_token(hub: &Hub, row: TokenRow, now: i64) -> Result<bool, DigitizeError> {
+    // The token's data key, made with it: on SQLite the keyring commits after the database, so
+    // a key written with the data it seals could be missing to a reader that sees the data.
+    let key = DataKey {
+        wrapped: hub.keys.new_data_key(&row.token_id).map_err(Error::from)?,
+        master_version: crate::keys::MASTER_KEY_VERSION,
+    };
     let inserted = hub
         .store
         .transact(move |conn| {
@@ -254,6 +257,7 @@ async fn record_token(hub: &Hub, row: TokenRow, now: i64) -> Result<bool, Digiti
                     return Ok::<_, Error>(false);
                 }
                 conn.insert_token(&row).await?;
+                conn.keep_data_key(&row.token_id, &key, now).await?;
                 conn.add_token_event(
                     &row.token_id,
                     "created at the TSP (createToken)",

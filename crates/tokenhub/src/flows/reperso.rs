@@ -29,6 +29,11 @@ pub async fn start(
     if token.state != TokenState::Active || token.recovery.is_some() {
         return Ok(false);
     }
+    // The recovery starts from nothing: parts staged by a renewal left incomplete must not count
+    // toward it (they were never compared with what the token was personalized with).
+    if !token.received_elements.is_empty() {
+        conn.delete_token_data(&token.token_id, now).await?;
+    }
     let recovery = Recovery {
         correlation_id: uuid::Uuid::new_v4().to_string(),
         target_version: target_version.to_string(),

@@ -10,7 +10,8 @@
 //!   they are cached loaded here by owning TSP and `keyIndex`, with their purpose and state
 //!   (clear behind `secrecy`, zeroized when dropped, or the HSM object that holds them).
 //! - A **data key** per token (AES-256-GCM) seals the token's data elements at rest; it is
-//!   unwrapped for the length of one call and zeroized right after.
+//!   unwrapped for the length of one call and zeroized right after. The store keeps it wrapped in
+//!   its keyring and destroys it with the data it sealed.
 
 use crate::domain::{KeyPurpose, KeyState, StoredKey};
 use rand::RngCore;
@@ -70,6 +71,9 @@ pub enum KeyError {
 }
 
 use gcm::{Gcm, NONCE_LEN};
+
+/// The version of the master key new wraps are made under (recorded beside each data key).
+pub const MASTER_KEY_VERSION: i64 = 1;
 
 struct HeldKey {
     algorithm: Algorithm,
@@ -212,7 +216,7 @@ impl Keys {
         map.contains_key(&(tsp_id.to_string(), key_index.to_string()))
     }
 
-    /// A fresh data key for a token, wrapped.
+    /// A fresh data key for a token, wrapped under master-key version [`MASTER_KEY_VERSION`].
     pub fn new_data_key(&self, token_id: &str) -> Result<Vec<u8>, KeyError> {
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *key);

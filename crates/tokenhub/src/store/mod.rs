@@ -23,9 +23,11 @@ pub mod requestor_tokens;
 pub mod requestors;
 mod serve_lock;
 pub mod shared_keys;
+pub mod shred;
 mod sql;
 mod sqlite;
 pub mod token_data;
+pub mod token_keys;
 pub mod tokens;
 pub mod tsp_health;
 mod value;
@@ -73,6 +75,8 @@ pub enum StoreError {
     Folder(String, std::io::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("token {0} got another data key while the call was sealed (a call racing it); the call may be made again")]
+    DataKeyChanged(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -209,6 +209,11 @@ impl LitePool {
         out
     }
 
+    /// The database file.
+    pub(super) fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Read connections open and idle.
     pub(super) fn idle_connections(&self) -> usize {
         self.idle.lock().map_or(0, |v| v.len())

@@ -27,9 +27,11 @@ pub const MAX_BATCH: usize = 256;
 const STATEMENT_CACHE: usize = 512;
 
 /// The busy timeout first: switching to (or confirming) WAL takes a lock, which another
-/// connection of the hub may hold for a moment.
+/// connection of the hub may hold for a moment. `secure_delete`: what a deletion frees is
+/// overwritten with zeroes, so deleted rows (a data key above all) do not stay in free pages.
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
+     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+     PRAGMA secure_delete = ON;";
 
 /// The writer's connection: the pragmas above, a page cache of 4 MiB, and no checkpoint of its
 /// own (a commit that crosses SQLite's automatic threshold would copy the log into the database
@@ -42,7 +44,7 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode =
 /// which no cache of a few MiB holds; the interior pages it does.
 const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
-     PRAGMA cache_size = -4096; PRAGMA wal_autocheckpoint = 0;";
+     PRAGMA cache_size = -4096; PRAGMA wal_autocheckpoint = 0; PRAGMA secure_delete = ON;";
 
 /// How often the checkpointer copies the write-ahead log into the database (when something was
 /// committed since). Small copies often: each pass ends with an fsync of the database that the
@@ -83,10 +85,16 @@ pub(super) async fn open(url: &str, path: &str) -> Result<(Reader, Writer), Stor
     } else {
         format!("{url}?mode=rwc")
     };
+    let attach = Arc::new(format!(
+        "ATTACH DATABASE '{}' AS keyring; {SQLITE_PRAGMAS}",
+        keyring_path(path).replace('\'', "''")
+    ));
     let options = || {
-        AnyPoolOptions::new().after_connect(|conn, _| {
+        let attach = attach.clone();
+        AnyPoolOptions::new().after_connect(move |conn, _| {
+            let attach = attach.clone();
             Box::pin(async move {
-                sqlx::Executor::execute(conn, SQLITE_PRAGMAS).await?;
+                sqlx::Executor::execute(conn, attach.as_str()).await?;
                 Ok(())
             })
         })
@@ -157,10 +165,19 @@ where
         .map_err(|_| StoreError::Commit("the group commit it was part of failed".into()))?
 }
 
-/// An SQLite connection with `pragmas` and room in its cache for every statement the hub
-/// prepares.
+/// The keyring beside the database file `path`: `tokenhub.db` → `tokenhub.keyring.db`.
+pub(super) fn keyring_path(path: &str) -> String {
+    std::path::Path::new(path)
+        .with_extension("keyring.db")
+        .display()
+        .to_string()
+}
+
+/// An SQLite connection with the keyring attached (as `keyring`), `pragmas` (which apply to
+/// both files) and room in its cache for every statement the hub prepares.
 pub(super) fn open_sqlite(path: &str, pragmas: &str) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open(path)?;
+    conn.execute("ATTACH DATABASE ?1 AS keyring", [keyring_path(path)])?;
     conn.execute_batch(pragmas)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
@@ -247,6 +264,25 @@ fn checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<(i64,
         Ok((r.get(1)?, r.get(2)?))
     })
 }
+
+/// A checkpoint that copies the whole log and truncates it to nothing, on a connection of its
+/// own: whether it got through. It waits for the writer's batch under the busy timeout, and
+/// tries again a few times while the checkpointer's own pass holds the checkpoint (a checkpoint
+/// does not wait for another).
+pub(super) fn truncate_log(path: &str) -> Result<bool, StoreError> {
+    let conn = open_sqlite(path, SQLITE_PRAGMAS)?;
+    for _ in 0..TRUNCATE_TRIES {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(true);
+        }
+        std::thread::sleep(CHECKPOINT_EVERY);
+    }
+    Ok(false)
+}
+
+/// Attempts at truncating the log before a sweep gives up until the next.
+const TRUNCATE_TRIES: usize = 50;
 
 /// Copies the write-ahead log into the database every [`CHECKPOINT_EVERY`], beside the writer
 /// (a passive checkpoint waits for no one and blocks no one); stops with the store.

@@ -8,7 +8,7 @@ use crate::domain::TokenState;
 pub use crate::domain::token::{Recovery, TokenRow};
 
 const TOKEN_COLUMNS: &str = "token_id, issuer_id, product_id, profile_version, device_id, \
-    wallet_card_ref_id, token_requestor_id, state, token_exp, token_last4, data_key, \
+    wallet_card_ref_id, token_requestor_id, state, token_exp, token_last4, \
     data_deadline_ms, received_elements, correlation_id, created_ms, updated_ms, failure_reason, \
     recovery_correlation_id, recovery_version, recovery_deadline_ms, recovery_campaign_id, \
     card_last_digits, card_expiry_date, card_art_id, last_update_ms";
@@ -28,7 +28,6 @@ fn token_from_row(r: &Row) -> Result<TokenRow, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("token state {state}")))?,
         token_exp: r.get("token_exp")?,
         token_last4: r.get("token_last4")?,
-        data_key: r.get("data_key")?,
         data_deadline_ms: r.get("data_deadline_ms")?,
         received_elements: split_names(&received),
         correlation_id: r.get("correlation_id")?,
@@ -253,7 +252,7 @@ impl Store {
 impl Tx {
     pub async fn insert_token(&mut self, t: &TokenRow) -> Result<(), StoreError> {
         query(&format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
     ))
     .bind(&t.token_id)
     .bind(&t.issuer_id)
@@ -265,7 +264,6 @@ impl Tx {
     .bind(t.state.as_str())
     .bind(&t.token_exp)
     .bind(&t.token_last4)
-    .bind(&t.data_key)
     .bind(t.data_deadline_ms)
     .bind(t.received_elements.join(","))
     .bind(&t.correlation_id)
@@ -313,13 +311,16 @@ impl Tx {
         Ok(())
     }
 
-    /// Deletes every data part held for the token and forgets which elements it held (data
-    /// minimization: once the device holds the profile, the hub keeps only fingerprints).
+    /// Deletes every data part held for the token and the data key that sealed them, and
+    /// forgets which elements it held (data minimization: once the device holds the profile, the
+    /// hub keeps only fingerprints; crypto-shredding: a copy of the parts left anywhere no longer
+    /// opens). A later call's data gets a new key.
     pub async fn delete_token_data(&mut self, token_id: &str, now: i64) -> Result<(), StoreError> {
         query("DELETE FROM token_data WHERE token_id = $1")
             .bind(token_id)
             .execute(&mut *self)
             .await?;
+        self.shred_data_key(token_id).await?;
         self.release_call_parts(token_id).await?;
         query("UPDATE tokens SET received_elements = '', updated_ms = $2 WHERE token_id = $1")
             .bind(token_id)

@@ -1,11 +1,12 @@
 //! Background work, started with the server and stopped with it: the outbox dispatcher (calls owed
-//! to TSPs), the requestor notifier (token updates owed to token requestors), the TSP health watcher and the delivery sweeper (personalizations never confirmed). Every worker takes its work
+//! to TSPs), the requestor notifier (token updates owed to token requestors), the TSP health watcher, the delivery sweeper (personalizations never confirmed) and the shred sweeper (data no call will complete, and what is past its retention). Every worker takes its work
 //! from the store, so any number of nodes can run them side by side and a node that dies loses
 //! nothing (its claimed rows come back when their lease runs out). Each runs under a supervisor
 //! that starts it again, with backoff, when it panics; `Hub::health` says which is down.
 
 pub mod notifier;
 pub mod outbox;
+pub mod shredder;
 pub mod tsp_health;
 
 use crate::hub::Hub;
@@ -30,6 +31,12 @@ pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
         hub.clone(),
         stop.clone(),
         sweep_deliveries,
+    ));
+    set.spawn(supervise(
+        "shredder",
+        hub.clone(),
+        stop.clone(),
+        shredder::run,
     ));
     set.spawn(supervise(
         "tsp-health",

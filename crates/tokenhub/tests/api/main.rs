@@ -32,6 +32,7 @@ mod requestor_client;
 mod requestor_retries;
 mod requestors;
 mod shared_keys;
+mod shred;
 mod supervision;
 mod tls_bounds;
 mod tls_outbound;

@@ -357,3 +357,87 @@ mod shared_keys_get_owners_from_migration_0025 {
         }
     }
 }
+
+/// Migration 0024 moves the data keys of tokens that hold data into the keyring and drops the
+/// others' (they sealed nothing still held): the parts stay readable, the rest is gone.
+async fn data_keys_move_to_the_keyring_in_migration_0024(url: String, dialect: &str) {
+    sqlx::any::install_default_drivers();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    let mut old = sqlx::migrate::Migrator::new(dir)
+        .await
+        .expect("the migrations folder");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 23)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect");
+    old.run(&pool).await.expect("migrations 1 to 23");
+    for sql in [
+        "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms) VALUES ('tsp', 'http://127.0.0.1:9', 1, 1)",
+        "INSERT INTO issuers (issuer_id, name, tsp_id, created_ms, updated_ms) VALUES ('ISS', 'Bank', 'tsp', 1, 1)",
+        "INSERT INTO devices (device_id, public_key, created_ms) VALUES ('dev', 'key', 1)",
+        "INSERT INTO tokens (token_id, issuer_id, product_id, profile_version, device_id, \
+         wallet_card_ref_id, state, data_key, data_deadline_ms, correlation_id, received_elements, \
+         created_ms, updated_ms) \
+         VALUES ('T1', 'ISS', 'P', 'v1', 'dev', 'card-1', 'PENDING_DATA', x'0a0b0c', 1, 'c', 'psn', 7, 7), \
+                ('T2', 'ISS', 'P', 'v1', 'dev', 'card-2', 'ACTIVE', x'0d0e0f', 1, 'c', '', 8, 8)",
+        "INSERT INTO token_data (token_id, seq, operation, correlation_id, element_names, sealed, created_ms) \
+         VALUES ('T1', 1, 'data', 'c', 'psn', x'ff', 7)",
+    ] {
+        let sql = if dialect == "postgres" {
+            blobs_to_bytea(sql)
+        } else {
+            sql.to_string()
+        };
+        pool.execute(sql.as_str()).await.expect(&sql);
+    }
+    pool.close().await;
+
+    let store = tokenhub::Store::connect(&url)
+        .await
+        .expect("migrate to now");
+    let key = store.data_key("T1").await.unwrap().expect("T1 holds data");
+    assert_eq!(
+        (key.wrapped, key.master_version),
+        (vec![0x0a, 0x0b, 0x0c], 1)
+    );
+    assert_eq!(store.data_key("T2").await.unwrap(), None);
+    assert_eq!(store.data_key_count().await.unwrap(), 1);
+    assert_eq!(store.token("T2").await.unwrap().unwrap().created_ms, 8);
+    assert_eq!(store.data_parts("T1").await.unwrap(), [vec![0xff]]);
+    store.close().await;
+}
+
+mod data_keys_move_to_the_keyring_in_migration_0024 {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        super::data_keys_move_to_the_keyring_in_migration_0024(url, "sqlite").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(server) = postgres_url_or_skip(module_path!()) else {
+            return;
+        };
+        let name = new_database_name();
+        create_database(&server, &name, "template1").await;
+        super::data_keys_move_to_the_keyring_in_migration_0024(
+            database_url(&server, &name),
+            "postgres",
+        )
+        .await;
+    }
+}

@@ -26,13 +26,14 @@ async fn a_panicked_worker_is_reported_down_and_started_again(app: TestApp) {
     let sqlite = app.hub.store.dialect() == Dialect::Sqlite;
     let before = eventually("every worker running", || async {
         let h = health(&app).await;
-        (h["healthy"] == true && h["workers"].as_array().unwrap().len() == 5).then_some(h)
+        (h["healthy"] == true && h["workers"].as_array().unwrap().len() == 6).then_some(h)
     })
     .await;
     for name in [
         "outbox",
         "notifier",
         "sweeper",
+        "shredder",
         "tsp-health",
         "campaign-runner",
     ] {

@@ -40,6 +40,7 @@ hub_tests!(
     recovered_data_after_the_recovery_time_to_live_is_rejected_with_432,
     a_retry_of_a_recovered_part_is_acknowledged_and_not_applied_twice,
     a_retry_of_the_completing_recovered_call_after_the_device_confirmed_is_acknowledged,
+    parts_staged_by_an_incomplete_renewal_do_not_count_toward_a_later_recovery,
 );
 
 async fn new_data_on_an_active_token_with_token_info_is_accepted_and_the_token_shows_it(
@@ -358,4 +359,53 @@ async fn a_retry_of_the_completing_recovered_call_after_the_device_confirmed_is_
     );
     assert_eq!(after["history"], before["history"], "nothing applied again");
     assert_eq!(app.hub.store.data_part_count(&token).await.unwrap(), 0);
+}
+
+async fn parts_staged_by_an_incomplete_renewal_do_not_count_toward_a_later_recovery(app: TestApp) {
+    let elements = app.required_elements();
+    let token = app.active_token_with(&elements).await;
+    // A renewal stages a new card master key and stops there (the profile needs more).
+    app.put_new_data(&token, &data_body(&[app.cmk_ac()]))
+        .await
+        .assert_accepted();
+    assert_eq!(app.elements_held(&token).await, ["cmk_ac"]);
+    let correlation_id = app.start_recovery(&token, "v2").await;
+    // The recovery sends the rest as personalized: the renewal's key must not complete it.
+    let rest: Vec<_> = elements
+        .iter()
+        .filter(|e| e["name"] != "cmk_ac")
+        .cloned()
+        .collect();
+    app.put_new_data_with_headers(
+        &token,
+        &new_data_headers(&correlation_id),
+        serde_json::to_vec(&data_body(&rest)).unwrap(),
+    )
+    .await
+    .assert_accepted();
+    let view = app.get_token(&token).await;
+    assert_eq!(
+        names(&view["elementsHeld"]),
+        ["psn", "track2_data"],
+        "{view}"
+    );
+    assert!(
+        view["personalizations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["kind"] == "PERSO"),
+        "nothing recovered was delivered: {view}"
+    );
+    // Sent under the recovery, the renewal's key is compared, and fails it.
+    let renewed = app.cmk_ac();
+    app.put_new_data_with_headers(
+        &token,
+        &new_data_headers(&correlation_id),
+        serde_json::to_vec(&data_body(&[renewed])).unwrap(),
+    )
+    .await
+    .assert_refused(431);
+    assert_eq!(app.hub.store.data_part_count(&token).await.unwrap(), 0);
+    assert_eq!(app.hub.store.data_key(&token).await.unwrap(), None);
 }

@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::keys::{PersoError, TokenData};
 use crate::store::personalizations::{Kind, Personalization, PersonalizationState};
+use crate::store::token_keys::DataKey;
 use crate::store::tokens::TokenRow;
 use crate::store::Tx;
 
@@ -81,6 +82,7 @@ pub fn check_builds(
     hub: &Hub,
     tsp_id: &str,
     token: &TokenRow,
+    data_key: &DataKey,
     def: &ProfileDefinition,
     parts: &[Vec<u8>],
     incoming: &ElementSizes,
@@ -88,7 +90,7 @@ pub fn check_builds(
     let data = TokenData {
         tsp_id,
         token_id: &token.token_id,
-        wrapped_data_key: &token.data_key,
+        wrapped_data_key: &data_key.wrapped,
         sealed: parts,
         incoming: &[],
     };

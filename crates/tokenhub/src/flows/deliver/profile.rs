@@ -36,6 +36,11 @@ pub(super) async fn build(hub: &Hub, p: &Personalization) -> Result<Built, Error
             p.profile_version
         )));
     };
+    // The key first: the data it sealed goes with it, so parts read after it were sealed by it
+    // (or are gone too). No key: the token's data was deleted (a deletion racing this build).
+    let Some(data_key) = hub.store.data_key(&token.token_id).await? else {
+        return Ok(Built::Unbuildable("the token holds no data".into()));
+    };
     let parts = hub.store.data_parts(&token.token_id).await?;
     let Some(device_key) = hub.store.device_public_key(&p.device_id).await? else {
         return Ok(Built::Unbuildable(format!(
@@ -54,7 +59,7 @@ pub(super) async fn build(hub: &Hub, p: &Personalization) -> Result<Built, Error
     let data = TokenData {
         tsp_id: &tsp_id,
         token_id: &token.token_id,
-        wrapped_data_key: &token.data_key,
+        wrapped_data_key: &data_key.wrapped,
         sealed: &parts,
         incoming: &[],
     };

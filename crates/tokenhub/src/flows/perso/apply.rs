@@ -14,7 +14,7 @@ use crate::flows::reperso;
 use crate::hub::Hub;
 use crate::store::token_data::{CallKey, DataCallContext};
 use crate::store::tokens::DataPart;
-use crate::store::Tx;
+use crate::store::{StoreError, Tx};
 use crate::telemetry::metrics::{self, PersoEvent};
 use std::sync::Arc;
 
@@ -122,9 +122,18 @@ async fn apply(
                 conn.data_parts(key.token_id).await?
             };
             if p.parts.as_ref() != Some(&parts) {
-                deliver::check_builds(hub, &p.tsp_id, token, &p.profile, &parts, &p.checked.sizes)?;
+                deliver::check_builds(
+                    hub,
+                    &p.tsp_id,
+                    token,
+                    &p.data_key,
+                    &p.profile,
+                    &parts,
+                    &p.checked.sizes,
+                )?;
             }
         }
+        keep_data_key(conn, key.token_id, p).await?;
         let part = DataPart {
             operation: key.operation,
             correlation_id: key.correlation_id,
@@ -152,23 +161,34 @@ async fn apply(
     conn.record_data_call(key, p.checked.sealed.is_some(), delivery.is_some(), now)
         .await?;
     set_token_info(conn, key, p, context, now).await?;
-    let event = format!(
-        "{} received: {} element(s){}",
-        key.operation,
-        p.submission.elements.len(),
-        if state != token.state {
-            format!("; state {}", state.as_str())
-        } else {
-            String::new()
-        }
-    );
-    conn.add_token_event(key.token_id, &event, key.correlation_id, now)
+    let moved = (state != token.state).then_some(state);
+    conn.add_token_event(key.token_id, &event(key, p, moved), key.correlation_id, now)
         .await?;
     Ok(Applied::Stored {
         state,
         held: held.len(),
         delivery,
     })
+}
+
+/// The token's history line of an applied call.
+fn event(key: CallKey<'_>, p: &Prepared, moved: Option<TokenState>) -> String {
+    let moved = moved.map_or(String::new(), |s| format!("; state {}", s.as_str()));
+    format!(
+        "{} received: {} element(s){moved}",
+        key.operation,
+        p.submission.elements.len()
+    )
+}
+
+/// The part was sealed under `p.data_key`: it must still be the token's key (the token's data
+/// may have been deleted, and its key destroyed, since: a destroyed key is never stored again).
+async fn keep_data_key(conn: &mut Tx, token_id: &str, p: &Prepared) -> Result<(), Error> {
+    if conn.holds_data_key(token_id, &p.data_key).await? {
+        Ok(())
+    } else {
+        Err(StoreError::DataKeyChanged(token_id.to_string()).into())
+    }
 }
 
 /// The data is complete: a personalization is queued for the device (its profile is built when

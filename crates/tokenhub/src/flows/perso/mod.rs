@@ -18,7 +18,9 @@ use crate::flows::deliver;
 use crate::hub::Hub;
 use crate::keys::CheckedCall;
 use crate::store::token_data::{CallKey, DataCallContext};
+use crate::store::token_keys::DataKey;
 use crate::store::tokens::{ElementNames, TokenRow};
+use crate::store::StoreError;
 use std::sync::Arc;
 
 /// What a successful call did.
@@ -56,6 +58,25 @@ pub async fn submit(
         Operation::NewData => "submitNewTokenData",
     };
     crate::telemetry::metrics::tsp_api_elements(operation, submission.elements.len());
+    match submit_parsed(hub, caller_tsp, token_id, correlation_id, submission, op).await {
+        // The token's data (and key) were deleted while the call was sealed, and a new key
+        // made since: the call is sealed again, under it.
+        Err(Error::Store(StoreError::DataKeyChanged(_))) => {
+            let submission = perso::parse_submission(body, op)?;
+            submit_parsed(hub, caller_tsp, token_id, correlation_id, submission, op).await
+        }
+        other => other,
+    }
+}
+
+async fn submit_parsed(
+    hub: &Arc<Hub>,
+    caller_tsp: Option<&str>,
+    token_id: &TokenId,
+    correlation_id: &CorrelationId,
+    submission: DataSubmission,
+    op: Operation,
+) -> Result<Applied, Error> {
     if !hub
         .issuer_of(caller_tsp, submission.issuer_id.as_str())
         .await?
@@ -144,6 +165,8 @@ struct Prepared {
     version: String,
     profile: Arc<ProfileDefinition>,
     checked: CheckedCall,
+    /// The data key the call was sealed under.
+    data_key: DataKey,
     parts: Option<Vec<Vec<u8>>>,
     received_before: Vec<String>,
     held: ElementNames,
@@ -192,10 +215,11 @@ async fn prepare(
     // A `/newData`'s values are fingerprinted here, so that a recovery's comparison with what
     // the token was personalized with needs no decryption in the transaction.
     let fingerprint = op == Operation::NewData;
+    let data_key = data_key_of(hub, token).await?;
     let checked = hub.keys.check_and_seal(
         &tsp_id,
         &token.token_id,
-        &token.data_key,
+        &data_key.wrapped,
         &profile,
         elements,
         fingerprint,
@@ -208,7 +232,15 @@ async fn prepare(
         } else {
             hub.store.data_parts(&token.token_id).await?
         };
-        deliver::check_builds(hub, &tsp_id, token, &profile, &parts, &checked.sizes)?;
+        deliver::check_builds(
+            hub,
+            &tsp_id,
+            token,
+            &data_key,
+            &profile,
+            &parts,
+            &checked.sizes,
+        )?;
         Some(parts)
     } else {
         None
@@ -222,11 +254,38 @@ async fn prepare(
         version,
         profile,
         checked,
+        data_key,
         parts,
         received_before: token.received_elements.clone(),
         held,
         completes,
     })
+}
+
+/// The token's data key. A token whose data was deleted has none (it was destroyed with the data
+/// it sealed): a new one is stored in a transaction of its own, committed before anything is
+/// sealed under it, so that no reader sees data without its key (on SQLite the keyring commits
+/// after the database: a key written with its first part could be missing to a reader that
+/// sees the part).
+async fn data_key_of(hub: &Hub, token: &TokenRow) -> Result<DataKey, Error> {
+    if let Some(key) = hub.store.data_key(&token.token_id).await? {
+        return Ok(key);
+    }
+    let key = DataKey {
+        wrapped: hub.keys.new_data_key(&token.token_id)?,
+        master_version: crate::keys::MASTER_KEY_VERSION,
+    };
+    let (id, now) = (token.token_id.clone(), hub.now_ms());
+    let kept = hub
+        .store
+        .transact(move |c| {
+            Box::pin(async move {
+                c.keep_data_key(&id, &key, now).await?;
+                c.data_key(&id).await
+            })
+        })
+        .await?;
+    kept.ok_or_else(|| StoreError::DataKeyChanged(token.token_id.clone()).into())
 }
 
 /// The elements a token holds after a call (those it held and the call's, sorted, once each), and

@@ -237,6 +237,19 @@ impl TestApp {
         }
     }
 
+    /// The SQLite database file, `None` on PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match &self.db {
+            Database::Sqlite { path, .. } => Some(path),
+            Database::Postgres { .. } => None,
+        }
+    }
+
+    /// The test database's URL.
+    pub fn database_url(&self) -> String {
+        self.db.url()
+    }
+
     /// Runs SQL on the test's database outside the hub (to inject a fault the API cannot cause).
     pub async fn execute_sql(&self, sql: &str) {
         sqlx::any::install_default_drivers();

@@ -1,0 +1,23 @@
+-- Data keys apart from the tokens and the data they seal (crypto-shredding), in the keyring:
+-- the schema `keyring`, left out of the store's backups (`pg_dump --exclude-schema=keyring`). A
+-- token's data key is a row made when data arrives for the token and deleted in the transaction
+-- that deletes the data it sealed: the parts left in dead tuples, the WAL or a backup no longer
+-- open. Each wrap records the master-key version it was made under.
+CREATE SCHEMA IF NOT EXISTS keyring;
+
+CREATE TABLE keyring.token_keys (
+    token_id        TEXT PRIMARY KEY,
+    wrapped         BYTEA NOT NULL,
+    master_version  BIGINT NOT NULL,
+    created_ms      BIGINT NOT NULL
+);
+
+-- Only tokens that hold data keep a key; the others' keys sealed nothing that is still held.
+INSERT INTO keyring.token_keys (token_id, wrapped, master_version, created_ms)
+SELECT t.token_id, t.data_key, 1, t.created_ms FROM tokens t
+WHERE EXISTS (SELECT 1 FROM token_data d WHERE d.token_id = t.token_id);
+
+ALTER TABLE tokens DROP COLUMN data_key;
+
+-- The shred sweep: DELETED tokens by the time they were deleted.
+CREATE INDEX tokens_deleted ON tokens (updated_ms) WHERE state = 'DELETED';
