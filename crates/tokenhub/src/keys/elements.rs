@@ -76,6 +76,19 @@ impl Keys {
         elements: &[IncomingElement],
         fingerprint: bool,
     ) -> Result<Result<CheckedCall, Rejection>, KeyError> {
+        self.on_keystore(|| {
+            self.check_and_seal_now(token_id, wrapped_data_key, profile, elements, fingerprint)
+        })
+    }
+
+    fn check_and_seal_now(
+        &self,
+        token_id: &str,
+        wrapped_data_key: &[u8],
+        profile: &ProfileDefinition,
+        elements: &[IncomingElement],
+        fingerprint: bool,
+    ) -> Result<Result<CheckedCall, Rejection>, KeyError> {
         // The clear values the check decrypts are kept (zeroized when dropped) only when they
         // are fingerprinted.
         let checker = Checker {

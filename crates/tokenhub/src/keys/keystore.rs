@@ -94,12 +94,31 @@ pub trait Keystore: Send + Sync {
 /// The prefix of a store row naming an HSM object instead of holding a wrapped key.
 pub(super) const OBJECT_PREFIX: &[u8] = b"pkcs11:";
 
+thread_local! {
+    /// Whether this thread runs inside [`blocking`] already (its calls then run as they are).
+    static BLOCKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs a call that may wait on an HSM without holding up the runtime's other tasks: on a
-/// multi-threaded runtime the worker hands its tasks over while the call runs.
+/// multi-threaded runtime the worker hands its tasks over while the call runs. Nested calls (the
+/// HSM operations of one `/data` call, run under one) hand over once.
 pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BLOCKING.with(|b| b.set(false));
+        }
+    }
+    if BLOCKING.with(|b| b.get()) {
+        return f();
+    }
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
+            tokio::task::block_in_place(|| {
+                BLOCKING.with(|b| b.set(true));
+                let _reset = Reset;
+                f()
+            })
         }
         _ => f(),
     }

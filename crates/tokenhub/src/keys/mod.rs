@@ -134,6 +134,15 @@ impl Keys {
         self.kind
     }
 
+    /// Runs `f`, whose key operations may wait on an HSM, handing the runtime's worker over once
+    /// for all of them (the software keystore never waits).
+    fn on_keystore<T>(&self, f: impl FnOnce() -> T) -> T {
+        match self.kind {
+            KeystoreKind::Software => f(),
+            KeystoreKind::Pkcs11 => keystore::blocking(f),
+        }
+    }
+
     /// Reads the master key from `path`, or creates it there (mode 0600) when the file does not
     /// exist. Returns the keys and whether the file was created.
     pub fn from_key_file(path: &Path) -> Result<(Self, bool), KeyError> {

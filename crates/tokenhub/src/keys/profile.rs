@@ -77,6 +77,14 @@ impl Keys {
         data: &TokenData<'_>,
         def: &ProfileDefinition,
     ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, PersoError> {
+        self.on_keystore(|| self.clear_values_now(data, def))
+    }
+
+    fn clear_values_now(
+        &self,
+        data: &TokenData<'_>,
+        def: &ProfileDefinition,
+    ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, PersoError> {
         let mut opened: Vec<Vec<IncomingElement>> = Vec::with_capacity(data.sealed.len());
         for part in data.sealed {
             let clear = self.open_for_token(data.token_id, data.wrapped_data_key, part)?;
