@@ -77,12 +77,20 @@ impl Keys {
         fingerprint: bool,
     ) -> Result<Result<CheckedCall, Rejection>, KeyError> {
         self.on_keystore(|| {
-            self.check_and_seal_now(token_id, wrapped_data_key, profile, elements, fingerprint)
+            self.check_and_seal_now(
+                tsp_id,
+                token_id,
+                wrapped_data_key,
+                profile,
+                elements,
+                fingerprint,
+            )
         })
     }
 
     fn check_and_seal_now(
         &self,
+        tsp_id: &str,
         token_id: &str,
         wrapped_data_key: &[u8],
         profile: &ProfileDefinition,

@@ -9,10 +9,8 @@ use tokenhub::store::StoreError;
 
 use crate::support::{create_database, database_url, new_database_name, postgres_url_or_skip};
 
-/// Migration 0011 folds a token's fingerprint rows into one blob and rebuilds the events table
-/// (SQLite): the fingerprints read back the same, the events keep their ids and order, and a new
-/// event comes after them.
-async fn fingerprints_and_events_survive_migration_0011(url: String, dialect: &str) {
+/// A database at migration `last` (the later ones not run), on one connection.
+async fn migrated_to(url: &str, dialect: &str, last: i64) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("migrations")
@@ -23,16 +21,26 @@ async fn fingerprints_and_events_survive_migration_0011(url: String, dialect: &s
     old.migrations = old
         .migrations
         .iter()
-        .filter(|m| m.version <= 10)
+        .filter(|m| m.version <= last)
         .cloned()
         .collect::<Vec<_>>()
         .into();
     let pool = AnyPoolOptions::new()
         .max_connections(1)
-        .connect(&url)
+        .connect(url)
         .await
         .expect("connect");
-    old.run(&pool).await.expect("migrations 1 to 10");
+    old.run(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("migrations 1 to {last}: {e}"));
+    pool
+}
+
+/// Migration 0011 folds a token's fingerprint rows into one blob and rebuilds the events table
+/// (SQLite): the fingerprints read back the same, the events keep their ids and order, and a new
+/// event comes after them.
+async fn fingerprints_and_events_survive_migration_0011(url: String, dialect: &str) {
+    let pool = migrated_to(&url, dialect, 10).await;
     for sql in [
         "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms) VALUES ('tsp', 'http://127.0.0.1:9', 1, 1)",
         "INSERT INTO issuers (issuer_id, name, tsp_id, created_ms, updated_ms) VALUES ('ISS', 'Bank', 'tsp', 1, 1)",
@@ -142,26 +150,7 @@ mod fingerprints_and_events_survive_migration_0011 {
 /// call listed them, a call known only by its event (its part deleted) counts for its operation,
 /// and a recovery a re-personalization was built from counts as completed.
 async fn data_calls_are_recorded_by_migration_0013(url: String, dialect: &str) {
-    sqlx::any::install_default_drivers();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(dialect);
-    let mut old = sqlx::migrate::Migrator::new(dir)
-        .await
-        .expect("the migrations folder");
-    old.migrations = old
-        .migrations
-        .iter()
-        .filter(|m| m.version <= 12)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    let pool = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .expect("connect");
-    old.run(&pool).await.expect("migrations 1 to 12");
+    let pool = migrated_to(&url, dialect, 12).await;
     for sql in [
         "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms) VALUES ('tsp', 'http://127.0.0.1:9', 1, 1)",
         "INSERT INTO issuers (issuer_id, name, tsp_id, created_ms, updated_ms) VALUES ('ISS', 'Bank', 'tsp', 1, 1)",
@@ -249,26 +238,7 @@ mod data_calls_are_recorded_by_migration_0013 {
 /// Migration 0025 gives the keys imported before keys had owners one: the only TSP when there is
 /// exactly one and the index names the purpose; otherwise none (they decrypt nothing).
 async fn shared_keys_get_owners_from_migration_0025(url: String, dialect: &str, tsps: usize) {
-    sqlx::any::install_default_drivers();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(dialect);
-    let mut old = sqlx::migrate::Migrator::new(dir)
-        .await
-        .expect("the migrations folder");
-    old.migrations = old
-        .migrations
-        .iter()
-        .filter(|m| m.version < 25)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    let pool = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .expect("connect");
-    old.run(&pool).await.expect("migrations before 0025");
+    let pool = migrated_to(&url, dialect, 23).await;
     let mut statements: Vec<String> = (0..tsps)
         .map(|i| {
             format!(
@@ -361,26 +331,7 @@ mod shared_keys_get_owners_from_migration_0025 {
 /// Migration 0024 moves the data keys of tokens that hold data into the keyring and drops the
 /// others' (they sealed nothing still held): the parts stay readable, the rest is gone.
 async fn data_keys_move_to_the_keyring_in_migration_0024(url: String, dialect: &str) {
-    sqlx::any::install_default_drivers();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(dialect);
-    let mut old = sqlx::migrate::Migrator::new(dir)
-        .await
-        .expect("the migrations folder");
-    old.migrations = old
-        .migrations
-        .iter()
-        .filter(|m| m.version <= 23)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    let pool = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .expect("connect");
-    old.run(&pool).await.expect("migrations 1 to 23");
+    let pool = migrated_to(&url, dialect, 23).await;
     for sql in [
         "INSERT INTO tsps (tsp_id, base_url, created_ms, updated_ms) VALUES ('tsp', 'http://127.0.0.1:9', 1, 1)",
         "INSERT INTO issuers (issuer_id, name, tsp_id, created_ms, updated_ms) VALUES ('ISS', 'Bank', 'tsp', 1, 1)",
