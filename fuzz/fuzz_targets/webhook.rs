@@ -1,18 +1,19 @@
 //! A token requestor's receiver (`Receiver::handle` on a memory store): the API key, the Standard
 //! Webhooks headers, the signature and the body.
 //!
-//! Input: one mode byte, then `authorization`, `webhook-id`, `webhook-timestamp` and
-//! `webhook-signature` on a line each, then the body. Mode bit 0: the harness signs the body with
-//! the receiver's secret at the current time (appending the signature to the input's), so that
-//! the body reaches the parser and the store; bit 1: the right API key replaces the input's.
+//! Input: one mode byte, then `authorization` (also read as a signing secret), `webhook-id`,
+//! `webhook-timestamp` and `webhook-signature` on a line each, then the body. Mode bit 0: the
+//! harness signs the body with the receiver's secret at the current time (appending the signature
+//! to the input's), so that the body reaches the parser and the store; bit 1: the right API key
+//! replaces the input's.
 #![no_main]
 
 use axum::http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use tokenhub_receiver::{
-    MemoryStore, Outcome, Receiver, Signer, Verifier, AUTHORIZATION, WEBHOOK_ID, WEBHOOK_SIGNATURE,
-    WEBHOOK_TIMESTAMP,
+    MemoryStore, Outcome, Receiver, Secret, Signer, Verifier, AUTHORIZATION, WEBHOOK_ID,
+    WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
 };
 
 const API_KEY: &str = "fuzz-api-key";
@@ -37,6 +38,13 @@ fuzz_target!(|input: &[u8]| {
     let (authorization, id, timestamp, signature, body) =
         (field(), field(), field(), field(), field());
     let (verifier, signer) = parts();
+
+    // A signing secret as configured (`whsec_` and base64, or base64 alone).
+    if let Ok(text) = std::str::from_utf8(authorization) {
+        if let Ok(secret) = Secret::parse(text) {
+            let _ = secret.sign("id", 0, body);
+        }
+    }
 
     // The signature check alone, at the input's own time when it has one.
     if let (Ok(id), Ok(ts), Ok(sig)) = (
