@@ -136,3 +136,12 @@ for n, v in enumerate(hooks["vectors"]):
 write("webhook", "signed", b"\3" + "\n".join(["", "msg_1", "", "v1,AAAA", update]).encode())
 write("webhook", "signed-bad-body", b"\3" + "\n".join(["", "msg_2", "", "", '{"tokenId":""}']).encode())
 write("webhook", "api-key", b"\0" + "\n".join(["apikey  fuzz-api-key ", "m", "1", "v1,x v2,y", "{}"]).encode())
+
+# The element checks against a profile from the input: a profile's JSON, then a /data seed.
+fixture = open(os.path.join(HERE, "src/lib.rs")).read().split('r#"')[1].split('"#')[0]
+data_dir = os.path.join(HERE, "corpus", "data")
+for name in sorted(os.listdir(data_dir)):
+    if name.startswith("seed-"):
+        seed = open(os.path.join(data_dir, name), "rb").read()
+        write("elements", "fixture-" + name[5:], fixture.encode() + seed)
+        write("elements", "docs-" + name[5:], js(v2).encode() + seed)

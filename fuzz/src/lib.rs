@@ -2,10 +2,15 @@
 //! two known test keys (from the shared test vectors), so that encrypted values are decrypted and
 //! checked as the hub does.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
+use tokenhub::domain::cps::{self, ClearValue};
+use tokenhub::domain::data_part;
+use tokenhub::domain::perso::{self, Operation};
 use tokenhub::domain::ProfileDefinition;
 use tokenhub::keys::Keys;
 use tokenhub_crypto::{Algorithm, SharedKey};
+use zeroize::Zeroizing;
 
 /// The AES-128 test key (`keyIndex` `1`) and the double-length 3DES one (`keyIndex` `2`).
 pub const TEST_KEYS: [(&str, Algorithm, &str, &str); 2] = [
@@ -84,4 +89,92 @@ pub fn test_key(key_index: &str) -> Option<(Algorithm, Vec<u8>)> {
         .iter()
         .find(|(index, ..)| *index == key_index)
         .map(|(_, algorithm, hex, _)| (*algorithm, hex::decode(hex).expect("hex")))
+}
+
+/// Parses a `/data` or `/newData` body and checks its elements against `profile` as the hub does
+/// (`encrypt`: the harness first encrypts each value under the test key its element names), then
+/// asserts what must hold of a call the checks accept: both checks agree, the sealed part reads
+/// back, each size is its value's canonical length, and the sizes say whether the profile builds
+/// with the values themselves.
+pub fn check_call(
+    fx: &DataFixture,
+    profile: &ProfileDefinition,
+    body: &[u8],
+    op: Operation,
+    encrypt: bool,
+) {
+    let Ok(submission) = perso::parse_submission(body, op) else {
+        return;
+    };
+    assert!(submission.elements.len() <= perso::MAX_ELEMENTS);
+    let mut elements = submission.elements;
+    perso::resolve_default_keys(profile, &mut elements);
+    if encrypt {
+        for e in &mut elements {
+            let Some((algorithm, key)) = e.key_index.as_deref().and_then(test_key) else {
+                continue;
+            };
+            let clear = perso::decode_hex(&e.value).unwrap_or_else(|| e.value.as_bytes().to_vec());
+            let ciphertext =
+                tokenhub_crypto::encrypt_cbc_m2(algorithm, &key, &clear).expect("a test key");
+            e.value = hex::encode_upper(ciphertext);
+        }
+    }
+
+    let checked = fx.keys.check_elements(profile, &elements);
+    let sealed = fx
+        .keys
+        .check_and_seal(TOKEN_ID, &fx.wrapped_data_key, profile, &elements, true)
+        .expect("the keystore works");
+    assert_eq!(checked.is_ok(), sealed.is_ok(), "both checks agree");
+    let Ok(call) = sealed else {
+        return;
+    };
+    assert_eq!(Ok(call.sizes.clone()), checked);
+
+    // The sealed part reads back as the elements it was made of.
+    match call.sealed {
+        None => assert!(elements.is_empty()),
+        Some(sealed) => {
+            let clear = fx
+                .keys
+                .open_for_token(TOKEN_ID, &fx.wrapped_data_key, &sealed)
+                .expect("a sealed part opens");
+            assert_eq!(
+                data_part::decode_part(&clear).expect("a part decodes"),
+                elements
+            );
+        }
+    }
+
+    // Each size the check gave is the length of the value's canonical bytes, and each value has
+    // a fingerprint.
+    if !elements.is_empty() {
+        let fingerprints = call.fingerprints.expect("fingerprints were asked for");
+        assert_eq!(fingerprints.len(), elements.len());
+    }
+    let mut values = BTreeMap::new();
+    for e in &elements {
+        let place = profile
+            .element_index(&e.name)
+            .expect("a checked element is defined");
+        let def = &profile.data_elements[place];
+        let canonical = match &e.key_index {
+            None => cps::canonical_bytes(def, ClearValue::Text(&e.value)),
+            Some(index) => {
+                let (algorithm, key) = test_key(index).expect("only test keys decrypt");
+                let ciphertext = perso::decode_hex(&e.value).expect("checked as hex");
+                let clear = tokenhub_crypto::decrypt_cbc_m2(algorithm, &key, &ciphertext)
+                    .expect("checked padding");
+                cps::canonical_bytes(def, ClearValue::Bytes(&clear))
+            }
+        }
+        .expect("a checked value has canonical bytes");
+        assert_eq!(call.sizes.at(place), Some(canonical.len()));
+        values.insert(e.name.clone(), Zeroizing::new(canonical.to_vec()));
+    }
+    // What the sizes say of the profile is what building it with the values does.
+    let fits = cps::check_fits(profile, &[&call.sizes]);
+    let built = cps::build(profile, &values);
+    assert_eq!(fits.is_ok(), built.is_ok(), "{fits:?} / {built:?}");
 }
