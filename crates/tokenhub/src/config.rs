@@ -126,6 +126,7 @@ struct FileConfig {
     tsp_health: tsp_health::FileTspHealth,
     #[serde(default)]
     keystore: keystore::FileKeystore,
+    #[serde(default)]
     retention: retention::FileRetention,
 }
 
