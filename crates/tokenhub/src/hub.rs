@@ -64,6 +64,9 @@ pub struct Hub {
     tsps: TtlCache<Arc<crate::domain::catalog::Tsp>>,
     /// When an unknown `keyIndex` may next make this node re-read the shared keys (ms).
     next_key_reload_ms: std::sync::atomic::AtomicI64,
+    /// Held while the shared keys are re-read for an unknown `keyIndex`: a call that finds a
+    /// re-read under way waits for it instead of deciding on the keys as they were.
+    key_reload: tokio::sync::Mutex<()>,
     /// When this node last read the shared keys (ms): their states (a retirement made on another
     /// node or on the store) are read again once [`KEY_REFRESH_INTERVAL`] has passed.
     keys_read_ms: std::sync::atomic::AtomicI64,
@@ -193,6 +196,7 @@ impl Hub {
                 requestor_keys: TtlCache::new(REQUESTOR_KEY_CACHE_TTL, CACHE_CAPACITY),
                 tsps: TtlCache::new(TSP_CACHE_TTL, CACHE_CAPACITY),
                 next_key_reload_ms: Default::default(),
+                key_reload: tokio::sync::Mutex::new(()),
                 keys_read_ms: std::sync::atomic::AtomicI64::new(keys_read_ms),
                 config,
             },
@@ -412,20 +416,20 @@ impl Hub {
     }
 
     /// Re-reads the shared keys for a call that names a key this node does not hold, unless they
-    /// were re-read so within [`KEY_RELOAD_INTERVAL`] (concurrent calls: one of them reads).
+    /// were re-read so within [`KEY_RELOAD_INTERVAL`]. Concurrent calls: one of them reads, the
+    /// others wait for its keys (a key imported just before them is in; deciding on the keys as
+    /// they were would refuse their elements with 431).
     pub async fn reload_keys_if_due(&self) -> Result<(), Error> {
         use std::sync::atomic::Ordering;
+        let _reloading = self.key_reload.lock().await;
         let now = self.now_ms();
-        let due = self.next_key_reload_ms.load(Ordering::Acquire);
-        let next = now.saturating_add(KEY_RELOAD_INTERVAL.as_millis() as i64);
-        if now < due
-            || self
-                .next_key_reload_ms
-                .compare_exchange(due, next, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
+        if now < self.next_key_reload_ms.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.next_key_reload_ms.store(
+            now.saturating_add(KEY_RELOAD_INTERVAL.as_millis() as i64),
+            Ordering::Release,
+        );
         self.reload_keys().await
     }
 

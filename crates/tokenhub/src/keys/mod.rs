@@ -322,3 +322,6 @@ mod tests;
 
 #[cfg(test)]
 mod ownership_tests;
+
+#[cfg(test)]
+mod hsm_stress_tests;

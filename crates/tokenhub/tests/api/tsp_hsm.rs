@@ -2,7 +2,8 @@
 //! `TOKENHUB_TEST_SOFTHSM2` names the module; skipped, and said so, when it is unset): the
 //! elements are decrypted by the HSM, an unknown key is refused as on the software keystore, and
 //! an HSM taken away makes the TSP API answer 921 (retryable) until it is back, with nothing
-//! lost. On SQLite and on PostgreSQL.
+//! lost; a key imported while the hub runs serves the calls that first name it together. On
+//! SQLite and on PostgreSQL.
 
 use crate::support::*;
 use serde_json::json;
@@ -43,6 +44,7 @@ hsm_tests!(
     elements_are_decrypted_by_the_hsm_and_the_store_holds_no_key,
     an_unknown_key_index_is_refused_with_431_as_on_software,
     while_the_hsm_is_unreachable_data_is_answered_921_and_accepted_once_it_is_back,
+    a_key_imported_while_the_hub_runs_serves_concurrent_first_calls,
 );
 
 /// Starts a hub on the test HSM (held for the test: another test may take it away) and runs
@@ -141,4 +143,43 @@ async fn while_the_hsm_is_unreachable_data_is_answered_921_and_accepted_once_it_
     app.put_data(&next, &data_body(&app.required_elements()))
         .await
         .assert_accepted();
+}
+
+/// The first calls naming a key imported after the hub started arrive together: one re-reads the
+/// keys (the HSM finds each object and checks its KCV, which takes a while) and the others wait
+/// for it, so none is refused as under an unknown key.
+async fn a_key_imported_while_the_hub_runs_serves_concurrent_first_calls(app: TestApp) {
+    let kek = app.keys.find(KEK).unwrap().algorithm;
+    let imported = tokenhub_crypto::SharedKey::generate("KEK77", kek, "kek");
+    // More keys make the re-read longer, as in a hub holding many TSPs' keys.
+    let mut ceremony: Vec<_> = (0..40)
+        .map(|i| tokenhub_crypto::SharedKey::generate(&format!("DEK7{i:02}"), kek, "dek"))
+        .collect();
+    ceremony.push(imported.clone());
+    tokenhub::flows::keys::import(
+        &app.hub.store,
+        &app.hub.keys,
+        TSP_ID,
+        &ceremony,
+        "test",
+        app.hub.now_ms(),
+    )
+    .await
+    .unwrap();
+    assert!(!app.hub.keys.knows_key(TSP_ID, "KEK77"));
+    let key = imported.key_bytes().unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..24 {
+        tokens.push(app.pending_token().await);
+    }
+    let calls = tokens.iter().map(|token| {
+        let cmk = tokenhub_crypto::encrypt_cbc_m2(kek, &key, &random_bytes(16)).unwrap();
+        let cmk = json!({"name": "cmk_ac", "value": hex::encode_upper(cmk), "keyIndex": "KEK77"});
+        let body = data_body(&[cmk, app.track2_data(), psn()]);
+        let app = &app;
+        async move { app.put_data(token, &body).await }
+    });
+    for answer in futures::future::join_all(calls).await {
+        answer.assert_accepted();
+    }
 }
