@@ -100,6 +100,20 @@ fn shared_keys_are_checked_wrapped_and_decrypt_elements() {
     );
 }
 
+/// A profile version with a card master key (DGI 8001) and a PSN in a record.
+fn key_and_psn_profile() -> ProfileDefinition {
+    serde_json::from_value::<ProfileDefinition>(serde_json::json!({
+        "dataElements": [
+            {"name": "cmk_ac", "required": true, "format": "hex", "sensitive": true, "dgi": "8001"},
+            {"name": "psn", "required": true, "format": "digits", "dgi": "0101", "tag": "5F34"}
+        ],
+        "template": [{"dgi": "9102", "data": "A5"}]
+    }))
+    .unwrap()
+    .validate()
+    .unwrap()
+}
+
 #[test]
 fn a_profile_is_built_from_sealed_parts_and_only_the_device_can_open_it() {
     use hpke::{Kem as _, Serializable};
@@ -114,16 +128,7 @@ fn a_profile_is_built_from_sealed_parts_and_only_the_device_can_open_it() {
             let ct =
                 tokenhub_crypto::encrypt_cbc_m2(Algorithm::Aes128, &kek.key_bytes().unwrap(), &cmk)
                     .unwrap();
-            let def: ProfileDefinition = serde_json::from_value::<ProfileDefinition>(serde_json::json!({
-        "dataElements": [
-            {"name": "cmk_ac", "required": true, "format": "hex", "sensitive": true, "dgi": "8001"},
-            {"name": "psn", "required": true, "format": "digits", "dgi": "0101", "tag": "5F34"}
-        ],
-        "template": [{"dgi": "9102", "data": "A5"}]
-    }))
-    .unwrap()
-    .validate()
-    .unwrap();
+            let def = key_and_psn_profile();
             let wrapped = k.new_data_key("T1").unwrap();
             let part = |els: serde_json::Value| {
                 let els: Vec<IncomingElement> = serde_json::from_value(els).unwrap();

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("domain", &[]),
     ("clock", &[]),
-    ("config", &[]),
     ("telemetry", &[]),
     ("health", &[]),
     ("pacer", &["clock"]),
     ("store", &["domain", "telemetry"]),
     ("keys", &["domain"]),
+    ("config", &["domain", "keys"]),
     ("tsp_client", &["domain", "telemetry", "config"]),
     ("tls", &[]),
     ("requestor_client", &["domain", "telemetry", "config"]),

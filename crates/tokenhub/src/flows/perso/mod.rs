@@ -200,18 +200,7 @@ async fn prepare(
         })?;
     perso::resolve_default_keys(&profile, &mut submission.elements);
     let elements = &submission.elements;
-    // The token's TSP owns the keys its elements may be under (`keyIndex` is scoped per TSP).
-    let tsp_id = hub.issuer_tsp(&token.issuer_id).await?.unwrap_or_default();
-    let names_a_key = elements.iter().any(|e| e.key_index.is_some());
-    let unknown = elements
-        .iter()
-        .filter_map(|e| e.key_index.as_deref())
-        .any(|k| !hub.keys.knows_key(&tsp_id, k));
-    if unknown || (names_a_key && hub.keys_stale()) {
-        // Rate-limited: an unknown key is otherwise a cheap refusal (431). Stale keys are read
-        // again so that a retirement made elsewhere holds here too.
-        hub.reload_keys_if_due().await?;
-    }
+    let tsp_id = keys_of_tsp(hub, token, elements).await?;
     // A `/newData`'s values are fingerprinted here, so that a recovery's comparison with what
     // the token was personalized with needs no decryption in the transaction.
     let fingerprint = op == Operation::NewData;
@@ -260,6 +249,28 @@ async fn prepare(
         held,
         completes,
     })
+}
+
+/// The token's TSP, which owns the keys its elements may be under (`keyIndex` is scoped per TSP),
+/// with its keys read again when the elements name one this node does not hold or the keys are
+/// stale.
+async fn keys_of_tsp(
+    hub: &Hub,
+    token: &TokenRow,
+    elements: &[perso::IncomingElement],
+) -> Result<String, Error> {
+    let tsp_id = hub.issuer_tsp(&token.issuer_id).await?.unwrap_or_default();
+    let names_a_key = elements.iter().any(|e| e.key_index.is_some());
+    let unknown = elements
+        .iter()
+        .filter_map(|e| e.key_index.as_deref())
+        .any(|k| !hub.keys.knows_key(&tsp_id, k));
+    if unknown || (names_a_key && hub.keys_stale()) {
+        // Rate-limited: an unknown key is otherwise a cheap refusal (431). Stale keys are read
+        // again so that a retirement made elsewhere holds here too.
+        hub.reload_keys_if_due().await?;
+    }
+    Ok(tsp_id)
 }
 
 /// The token's data key. A token whose data was deleted has none (it was destroyed with the data
