@@ -122,6 +122,34 @@ fn one_op(
                 Err(e) => Err(format!("the stand-in key: {e}")),
             }
         }
+        3 | 4 | 6 => data_key_op(k, n, tokens),
+        7 => {
+            let label = format!("requestor{n}");
+            let got = k
+                .keystore
+                .seal_secret(label.as_bytes(), b"secret")
+                .and_then(|s| k.keystore.open_secret(label.as_bytes(), &s));
+            match got {
+                Ok(clear) if *clear == *b"secret" => Ok(()),
+                Ok(_) => Err("a wrong secret".into()),
+                Err(e) => Err(format!("a secret: {e}")),
+            }
+        }
+        // The keys read again (as a reload does): found, and their KCVs checked.
+        8 => k
+            .load_shared_keys(&stored[n % stored.len()..][..1])
+            .map_err(|e| format!("reloading a key: {e}")),
+        _ => match k.fingerprints_for("TOKEN0", values.iter()) {
+            Ok(f) if f == *fingerprint => Ok(()),
+            Ok(_) => Err("a wrong fingerprint".into()),
+            Err(e) => Err(format!("fingerprints: {e}")),
+        },
+    }
+}
+
+/// The data-key operations of [`one_op`].
+fn data_key_op(k: &Keys, n: usize, tokens: &[(String, Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+    match n % 10 {
         3 => {
             let (token, wrapped, sealed) = &tokens[n % tokens.len()];
             match k.open_for_token(token, wrapped, sealed) {
@@ -153,27 +181,7 @@ fn one_op(
                 Err(e) => Err(format!("{token}: {e}")),
             }
         }
-        7 => {
-            let label = format!("requestor{n}");
-            let got = k
-                .keystore
-                .seal_secret(label.as_bytes(), b"secret")
-                .and_then(|s| k.keystore.open_secret(label.as_bytes(), &s));
-            match got {
-                Ok(clear) if *clear == *b"secret" => Ok(()),
-                Ok(_) => Err("a wrong secret".into()),
-                Err(e) => Err(format!("a secret: {e}")),
-            }
-        }
-        // The keys read again (as a reload does): found, and their KCVs checked.
-        8 => k
-            .load_shared_keys(&stored[n % stored.len()..][..1])
-            .map_err(|e| format!("reloading a key: {e}")),
-        _ => match k.fingerprints_for("TOKEN0", values.iter()) {
-            Ok(f) if f == *fingerprint => Ok(()),
-            Ok(_) => Err("a wrong fingerprint".into()),
-            Err(e) => Err(format!("fingerprints: {e}")),
-        },
+        _ => Ok(()),
     }
 }
 
