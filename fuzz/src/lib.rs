@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use tokenhub::domain::cps::{self, ClearValue};
 use tokenhub::domain::data_part;
 use tokenhub::domain::perso::{self, Operation};
-use tokenhub::domain::ProfileDefinition;
+use tokenhub::domain::{KeyPurpose, ProfileDefinition};
 use tokenhub::keys::Keys;
 use tokenhub_crypto::{Algorithm, SharedKey};
 use zeroize::Zeroizing;
@@ -30,6 +30,8 @@ pub const TEST_KEYS: [(&str, Algorithm, &str, &str); 2] = [
 
 /// The token every `/data` call of the targets is for.
 pub const TOKEN_ID: &str = "TKN0000000000000001";
+/// The TSP that owns the test keys (the token's).
+pub const TSP_ID: &str = "fuzz-tsp";
 
 /// The profile version the `/data` target checks elements against: every format, sensitive
 /// elements with and without default keys, tagged and untagged placements.
@@ -63,7 +65,7 @@ pub fn data_fixture() -> &'static DataFixture {
         let stored: Vec<_> = TEST_KEYS
             .iter()
             .map(|(index, algorithm, hex, kcv)| {
-                keys.wrap_shared_key(&SharedKey {
+                keys.wrap_shared_key(TSP_ID, KeyPurpose::Dek, &SharedKey {
                     key_index: index.to_string(),
                     algorithm: *algorithm,
                     purpose: "dek".into(),
@@ -121,10 +123,20 @@ pub fn check_call(
         }
     }
 
-    let checked = fx.keys.check_elements(profile, &elements);
+    let checked = fx
+        .keys
+        .check_elements(TSP_ID, profile, &elements)
+        .expect("the keystore works");
     let sealed = fx
         .keys
-        .check_and_seal(TOKEN_ID, &fx.wrapped_data_key, profile, &elements, true)
+        .check_and_seal(
+            TSP_ID,
+            TOKEN_ID,
+            &fx.wrapped_data_key,
+            profile,
+            &elements,
+            true,
+        )
         .expect("the keystore works");
     assert_eq!(checked.is_ok(), sealed.is_ok(), "both checks agree");
     let Ok(call) = sealed else {
