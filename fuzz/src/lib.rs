@@ -65,13 +65,17 @@ pub fn data_fixture() -> &'static DataFixture {
         let stored: Vec<_> = TEST_KEYS
             .iter()
             .map(|(index, algorithm, hex, kcv)| {
-                keys.wrap_shared_key(TSP_ID, KeyPurpose::Dek, &SharedKey {
-                    key_index: index.to_string(),
-                    algorithm: *algorithm,
-                    purpose: "dek".into(),
-                    hex: hex.to_string(),
-                    kcv: kcv.to_string(),
-                })
+                keys.wrap_shared_key(
+                    TSP_ID,
+                    KeyPurpose::Dek,
+                    &SharedKey {
+                        key_index: index.to_string(),
+                        algorithm: *algorithm,
+                        purpose: "dek".into(),
+                        hex: hex.to_string(),
+                        kcv: kcv.to_string(),
+                    },
+                )
                 .expect("the test key matches its KCV")
             })
             .collect();
