@@ -85,7 +85,7 @@ pub fn combine(
             Some(_) => return Err(CeremonyError::ComponentLength(n)),
         }
     }
-    let key = key.expect("two or more components");
+    let key = key.ok_or(CeremonyError::ComponentCount(0))?;
     if !kcv_matches(alg, &key, key_kcv) {
         return Err(CeremonyError::KeyKcv);
     }

@@ -147,18 +147,24 @@ pub fn encrypt_cbc_m2(
     })
 }
 
-/// Decrypts a CBC (zero IV) ciphertext and removes its ISO 9797-1 method 2 padding.
-pub fn decrypt_cbc_m2(
-    alg: Algorithm,
-    key: &[u8],
-    ciphertext: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+/// Refuses a key of the wrong length for `alg`, and a ciphertext that is not whole blocks.
+fn check_cbc_lengths(alg: Algorithm, key: &[u8], ciphertext: &[u8]) -> Result<(), CryptoError> {
     if !alg.accepts_key_len(key.len()) {
         return Err(CryptoError::KeyLength);
     }
     if ciphertext.is_empty() || ciphertext.len() % alg.block_len() != 0 {
         return Err(CryptoError::CiphertextLength);
     }
+    Ok(())
+}
+
+/// Decrypts a CBC (zero IV) ciphertext and removes its ISO 9797-1 method 2 padding.
+pub fn decrypt_cbc_m2(
+    alg: Algorithm,
+    key: &[u8],
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    check_cbc_lengths(alg, key, ciphertext)?;
     match alg {
         Algorithm::Aes128 => dec::<aes::Aes128>(key, &[0; 16], ciphertext),
         Algorithm::Aes256 => dec::<aes::Aes256>(key, &[0; 16], ciphertext),
@@ -186,12 +192,6 @@ pub fn decrypt_cbc_m2_ct(
     key: &[u8],
     ciphertext: &[u8],
 ) -> Result<(Zeroizing<Vec<u8>>, subtle::Choice), CryptoError> {
-    if !alg.accepts_key_len(key.len()) {
-        return Err(CryptoError::KeyLength);
-    }
-    if ciphertext.is_empty() || ciphertext.len() % alg.block_len() != 0 {
-        return Err(CryptoError::CiphertextLength);
-    }
     let clear = decrypt_cbc_raw(alg, key, ciphertext)?;
     Ok(unpad_m2_ct(alg, clear))
 }
@@ -203,12 +203,7 @@ pub fn decrypt_cbc_raw(
     key: &[u8],
     ciphertext: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    if !alg.accepts_key_len(key.len()) {
-        return Err(CryptoError::KeyLength);
-    }
-    if ciphertext.is_empty() || ciphertext.len() % alg.block_len() != 0 {
-        return Err(CryptoError::CiphertextLength);
-    }
+    check_cbc_lengths(alg, key, ciphertext)?;
     Ok(match alg {
         Algorithm::Aes128 => dec_raw::<aes::Aes128>(key, ciphertext),
         Algorithm::Aes256 => dec_raw::<aes::Aes256>(key, ciphertext),

@@ -76,56 +76,26 @@ impl Keys {
         elements: &[IncomingElement],
         fingerprint: bool,
     ) -> Result<Result<CheckedCall, Rejection>, KeyError> {
+        // One hand-over of the runtime's worker for all the keystore's operations of the call.
         self.on_keystore(|| {
-            self.check_and_seal_now(
-                tsp_id,
-                token_id,
-                wrapped_data_key,
-                profile,
-                elements,
-                fingerprint,
-            )
-        })
-    }
-
-    fn check_and_seal_now(
-        &self,
-        tsp_id: &str,
-        token_id: &str,
-        wrapped_data_key: &[u8],
-        profile: &ProfileDefinition,
-        elements: &[IncomingElement],
-        fingerprint: bool,
-    ) -> Result<Result<CheckedCall, Rejection>, KeyError> {
-        // The clear values the check decrypts are kept (zeroized when dropped) only when they
-        // are fingerprinted.
-        let checker = Checker {
-            keys: self,
-            tsp_id,
-            kept: fingerprint.then(|| RefCell::new(Vec::new())),
-            failed: RefCell::new(None),
-        };
-        let checked = perso::check_elements(profile, elements, &checker);
-        // A keystore that failed decided nothing about the elements: the call is not refused.
-        if let Some(e) = checker.failed.take() {
-            return Err(e);
-        }
-        let sizes = match checked {
-            Ok(sizes) => sizes,
-            Err(refused) => return Ok(Err(logged(refused))),
-        };
-        if elements.is_empty() {
-            return Ok(Ok(CheckedCall {
-                sizes,
-                sealed: None,
-                fingerprints: None,
-            }));
-        }
-        let clear = Zeroizing::new(data_part::encode_part(elements));
-        let sealed = self.seal_for_token(token_id, wrapped_data_key, &clear)?;
-        let fingerprints = match checker.kept {
-            Some(kept) => {
-                match self.fingerprints_of(token_id, profile, elements, kept.into_inner())? {
+            // The clear values the check decrypts are kept (zeroized when dropped) only when
+            // they are fingerprinted.
+            let (checked, kept) = self.run_checks(tsp_id, profile, elements, fingerprint)?;
+            let sizes = match checked {
+                Ok(sizes) => sizes,
+                Err(refused) => return Ok(Err(logged(refused))),
+            };
+            if elements.is_empty() {
+                return Ok(Ok(CheckedCall {
+                    sizes,
+                    sealed: None,
+                    fingerprints: None,
+                }));
+            }
+            let clear = Zeroizing::new(data_part::encode_part(elements));
+            let sealed = self.seal_for_token(token_id, wrapped_data_key, &clear)?;
+            let fingerprints = match kept {
+                Some(kept) => match self.fingerprints_of(token_id, profile, elements, kept)? {
                     Ok(f) => Some(f),
                     Err(why) => {
                         return Ok(Err(logged(perso::ElementsRefused {
@@ -133,15 +103,15 @@ impl Keys {
                             detail: format!("the recovered data cannot be read: {why}"),
                         })))
                     }
-                }
-            }
-            None => None,
-        };
-        Ok(Ok(CheckedCall {
-            sizes,
-            sealed: Some(sealed),
-            fingerprints,
-        }))
+                },
+                None => None,
+            };
+            Ok(Ok(CheckedCall {
+                sizes,
+                sealed: Some(sealed),
+                fingerprints,
+            }))
+        })
     }
 
     /// The fingerprints of a call's values in their canonical form: clear ones from their text,
@@ -194,19 +164,39 @@ impl Keys {
         profile: &ProfileDefinition,
         elements: &[IncomingElement],
     ) -> Result<Result<perso::ElementSizes, Rejection>, KeyError> {
+        let (checked, _) = self.run_checks(tsp_id, profile, elements, false)?;
+        Ok(checked.map_err(logged))
+    }
+
+    /// [`perso::check_elements`] with `tsp_id`'s keys, and the clear values it decrypted (in the
+    /// call's order) when `keep`. The outer error is the keystore's: a keystore that failed
+    /// decided nothing about the elements, so the call is not refused.
+    fn run_checks(
+        &self,
+        tsp_id: &str,
+        profile: &ProfileDefinition,
+        elements: &[IncomingElement],
+        keep: bool,
+    ) -> Result<Checks, KeyError> {
         let checker = Checker {
             keys: self,
             tsp_id,
-            kept: None,
+            kept: keep.then(|| RefCell::new(Vec::new())),
             failed: RefCell::new(None),
         };
         let checked = perso::check_elements(profile, elements, &checker);
         if let Some(e) = checker.failed.take() {
             return Err(e);
         }
-        Ok(checked.map_err(logged))
+        Ok((checked, checker.kept.map(RefCell::into_inner)))
     }
 }
+
+/// What [`Keys::run_checks`] found, and the clear values it kept.
+type Checks = (
+    Result<perso::ElementSizes, perso::ElementsRefused>,
+    Option<Vec<Zeroizing<Vec<u8>>>>,
+);
 
 /// The answer to refused elements; why they were refused goes to the hub's log only (the detail
 /// names elements, key indexes and rules, never a value).

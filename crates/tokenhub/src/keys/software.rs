@@ -53,7 +53,7 @@ impl Keystore for Software {
 
     fn fingerprints(&self, messages: &[Vec<u8>]) -> Result<Vec<[u8; 32]>, KeyError> {
         let mac = <Hmac<Sha256> as Mac>::new_from_slice(self.fingerprint.expose_secret())
-            .expect("HMAC takes any key length");
+            .map_err(|_| KeyError::BadMasterKey)?;
         Ok(messages
             .iter()
             .map(|m| {
