@@ -158,6 +158,9 @@ impl Hub {
         let mut notes = StartupNotes::default();
         let keys = open_keys(&config, &mut notes)?;
         let store = Store::connect(&config.database_url).await?;
+        adopt_master_keys(&store, &keys, clock.now_ms())
+            .await
+            .map_err(|e| StartError::Config(format!("the master key: {}", e.chain())))?;
         let shared = store.shared_keys().await?;
         keys.load_shared_keys(&shared)?;
         warn_unowned(&shared);
@@ -483,6 +486,20 @@ impl DeviceSignals {
             s.notify_one();
         }
     }
+}
+
+/// Records master-key version 1 on a store's first start, then takes the store's versions (each
+/// checked against the keystore): new wraps use the newest active one.
+pub async fn adopt_master_keys(store: &Store, keys: &Keys, now: i64) -> Result<(), Error> {
+    let mut versions = store.master_key_versions().await?;
+    if versions.is_empty() {
+        let first = keys.blocking(|k| k.first_version(now))?;
+        versions = store
+            .transact(move |c| Box::pin(async move { c.record_first_master_key(&first).await }))
+            .await?;
+    }
+    keys.blocking(|k| k.adopt_versions(&versions))?;
+    Ok(())
 }
 
 /// Names the shared keys that have no owning TSP (imported before keys had owners, when the

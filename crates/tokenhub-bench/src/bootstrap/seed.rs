@@ -38,10 +38,7 @@ pub(crate) async fn create_tokens(
                 .iter()
                 .map(
                     |id| -> Result<(TokenRow, DataKey), tokenhub::keys::KeyError> {
-                        let key = DataKey {
-                            wrapped: hub.keys.new_data_key(id)?,
-                            master_version: tokenhub::keys::MASTER_KEY_VERSION,
-                        };
+                        let key: DataKey = hub.keys.new_data_key(id)?;
                         let row = TokenRow {
                             token_id: id.clone(),
                             issuer_id: ISSUER_ID.into(),

@@ -241,7 +241,7 @@ pub(crate) fn seed_row(
             TokenData {
                 tsp_id: TSP_ID,
                 token_id: &token_id,
-                wrapped_data_key: &data_key,
+                data_key: &data_key,
                 sealed: std::slice::from_ref(&sealed),
                 incoming: &[],
             },

@@ -282,7 +282,7 @@ async fn one_at_a_time(
                 TokenData {
                     tsp_id: super::BENCH_TSP,
                     token_id: id,
-                    wrapped_data_key: &data_key,
+                    data_key: &data_key,
                     sealed: std::slice::from_ref(&sealed),
                     incoming: &[],
                 },

@@ -34,10 +34,48 @@ pub struct FileKeystore {
 }
 
 /// The keystore the hub opens; `pkcs11` is set exactly when `kind` is PKCS#11.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KeystoreSettings {
     pub kind: KeystoreKind,
     pub pkcs11: Option<Pkcs11Config>,
+    /// How many keys a master-key rotation re-wraps per step (`TOKENHUB_REWRAP_BATCH`).
+    pub rewrap_batch: i64,
+    /// The pause between a rotation's steps (`TOKENHUB_REWRAP_PAUSE_MS`): the re-wrapping
+    /// yields the store to the hub's calls in between.
+    pub rewrap_pause: std::time::Duration,
+}
+
+impl Default for KeystoreSettings {
+    fn default() -> Self {
+        Self {
+            kind: KeystoreKind::default(),
+            pkcs11: None,
+            rewrap_batch: 500,
+            rewrap_pause: std::time::Duration::from_millis(10),
+        }
+    }
+}
+
+/// The re-wrap pace from the environment.
+fn rewrap_pace(
+    env: &dyn Fn(&str) -> Option<String>,
+    mut settings: KeystoreSettings,
+) -> Result<KeystoreSettings, ConfigError> {
+    if let Some(b) = env("TOKENHUB_REWRAP_BATCH") {
+        settings.rewrap_batch = b
+            .trim()
+            .parse()
+            .ok()
+            .filter(|b| (1..=100_000).contains(b))
+            .ok_or_else(|| ConfigError::Invalid("TOKENHUB_REWRAP_BATCH is 1 to 100000".into()))?;
+    }
+    if let Some(p) = env("TOKENHUB_REWRAP_PAUSE_MS") {
+        let ms: u64 = p.trim().parse().map_err(|_| {
+            ConfigError::Invalid("TOKENHUB_REWRAP_PAUSE_MS is a number of ms".into())
+        })?;
+        settings.rewrap_pause = std::time::Duration::from_millis(ms);
+    }
+    Ok(settings)
 }
 
 impl KeystoreSettings {
@@ -61,7 +99,7 @@ pub fn resolve(
         }
     };
     if kind == KeystoreKind::Software {
-        return Ok(KeystoreSettings::default());
+        return rewrap_pace(env, KeystoreSettings::default());
     }
     let module = args
         .pkcs11_module
@@ -94,14 +132,16 @@ pub fn resolve(
     if pin.is_empty() {
         return Err(invalid("the PKCS#11 PIN is empty"));
     }
-    Ok(KeystoreSettings {
+    let settings = KeystoreSettings {
         kind,
         pkcs11: Some(Pkcs11Config {
             module,
             token_label,
             pin: SecretString::from(pin),
         }),
-    })
+        ..KeystoreSettings::default()
+    };
+    rewrap_pace(env, settings)
 }
 
 #[cfg(test)]

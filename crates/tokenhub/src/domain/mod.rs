@@ -12,6 +12,7 @@ pub mod data_call;
 pub mod data_part;
 pub mod ids;
 pub mod lifecycle;
+pub mod master_key;
 pub mod named;
 pub mod notification;
 pub mod perso;
@@ -27,6 +28,7 @@ pub mod tsp_health;
 pub mod wallet_provider;
 
 pub use ids::{Code, CorrelationId, IssuerId, Rejection, TokenId};
+pub use master_key::{MasterKeyState, MasterKeyVersion, Wrapped};
 pub use profile::{ElementFormat, ProfileDefinition};
 pub use shared_key::{KeyPurpose, KeyState, StoredKey};
 pub use token::TokenState;

@@ -31,7 +31,7 @@ pub struct Requestor {
     pub requestor_id: String,
     pub merchant_id: String,
     pub base_url: String,
-    pub credentials: Vec<u8>,
+    pub credentials: super::Wrapped,
     pub secret_count: i64,
     pub max_in_flight: i64,
     /// The CAs (PEM) its server certificate is issued from, trusted besides the public roots.

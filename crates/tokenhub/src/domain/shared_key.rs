@@ -67,6 +67,9 @@ pub struct StoredKey {
     /// The key check value the ceremony gave (hex), checked when the key is imported.
     pub kcv: String,
     pub wrapped: Vec<u8>,
+    /// The master-key version `wrapped` was wrapped under (an HSM's object: the version when it
+    /// was imported).
+    pub master_version: i64,
     /// The wrap's associated data binds the key's owner, index and purpose (`true`), or only its
     /// index (keys wrapped before keys had owners).
     pub bound: bool,

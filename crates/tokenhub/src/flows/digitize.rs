@@ -245,10 +245,7 @@ fn read_answer(
 async fn record_token(hub: &Hub, row: TokenRow, now: i64) -> Result<bool, DigitizeError> {
     // The token's data key, made with it: on SQLite the keyring commits after the database, so
     // a key written with the data it seals could be missing to a reader that sees the data.
-    let key = DataKey {
-        wrapped: hub.keys.new_data_key(&row.token_id).map_err(Error::from)?,
-        master_version: crate::keys::MASTER_KEY_VERSION,
-    };
+    let key: DataKey = hub.keys.new_data_key(&row.token_id).map_err(Error::from)?;
     let inserted = hub
         .store
         .transact(move |conn| {

@@ -18,6 +18,7 @@ pub mod reperso;
 pub mod requestor_tokens;
 pub mod requestor_tsp;
 pub mod requestors;
+pub mod rotation;
 pub mod shred;
 pub mod tokens;
 pub mod tsp_calls;

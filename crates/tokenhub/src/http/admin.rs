@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(super::admin_keys::router())
         .merge(super::audit::router())
         .merge(super::shared_keys::router())
+        .merge(super::master_keys::router())
         .merge(super::health::router())
         .merge(super::overview::router())
         .layer(axum::middleware::from_fn_with_state(state, authorize))

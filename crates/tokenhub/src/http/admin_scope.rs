@@ -20,7 +20,7 @@ enum Object {
     Global,
     AdminKeys,
     Audit,
-    /// The keys shared with TSPs: the key custodian's.
+    /// The keys shared with TSPs and the master key's versions: the key custodian's.
     SharedKeys,
 }
 
@@ -28,7 +28,7 @@ fn object(route: &str) -> Object {
     match route {
         r if r.starts_with("/admin-keys") => Object::AdminKeys,
         r if r.starts_with("/audit") => Object::Audit,
-        r if r.starts_with("/shared-keys") => Object::SharedKeys,
+        r if r.starts_with("/shared-keys") || r.starts_with("/master-keys") => Object::SharedKeys,
         r if r.starts_with("/issuers/") => Object::Issuer,
         r if r.starts_with("/tokens/")
             || r.starts_with("/campaigns/")

@@ -12,6 +12,7 @@ mod console;
 mod edge;
 mod health;
 mod issuers;
+mod master_keys;
 mod metrics;
 mod notifications;
 pub mod openapi;

@@ -47,6 +47,8 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::shared_keys::list_keys,
         super::shared_keys::import_keys,
         super::shared_keys::retire_key,
+        super::master_keys::get_status,
+        super::master_keys::rotate,
         super::wallet::register_device,
         super::wallet::create_digitization,
         super::wallet::poll_personalizations,

@@ -71,7 +71,7 @@ impl Keys {
         &self,
         tsp_id: &str,
         token_id: &str,
-        wrapped_data_key: &[u8],
+        data_key: &crate::domain::Wrapped,
         profile: &ProfileDefinition,
         elements: &[IncomingElement],
         fingerprint: bool,
@@ -93,7 +93,7 @@ impl Keys {
                 }));
             }
             let clear = Zeroizing::new(data_part::encode_part(elements));
-            let sealed = self.seal_for_token(token_id, wrapped_data_key, &clear)?;
+            let sealed = self.seal_for_token(token_id, data_key, &clear)?;
             let fingerprints = match kept {
                 Some(kept) => match self.fingerprints_of(token_id, profile, elements, kept)? {
                     Ok(f) => Some(f),

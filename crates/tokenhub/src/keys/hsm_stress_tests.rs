@@ -45,7 +45,7 @@ fn stress(k: &Keys, threads: usize, run: Duration) -> Vec<String> {
     }
     k.load_shared_keys(&stored).unwrap();
     let stored = &stored;
-    let tokens: Vec<(String, Vec<u8>, Vec<u8>)> = (0..8)
+    let tokens: Vec<(String, crate::domain::Wrapped, Vec<u8>)> = (0..8)
         .map(|i| {
             let token = format!("TOKEN{i}");
             let wrapped = k.new_data_key(&token).unwrap();
@@ -99,7 +99,7 @@ fn one_op(
     n: usize,
     known: &[Known],
     stored: &[StoredKey],
-    tokens: &[(String, Vec<u8>, Vec<u8>)],
+    tokens: &[(String, crate::domain::Wrapped, Vec<u8>)],
     values: &BTreeMap<String, Zeroizing<Vec<u8>>>,
     fingerprint: &BTreeMap<String, Fingerprint>,
 ) -> Result<(), String> {
@@ -127,8 +127,8 @@ fn one_op(
             let label = format!("requestor{n}");
             let got = k
                 .keystore
-                .seal_secret(label.as_bytes(), b"secret")
-                .and_then(|s| k.keystore.open_secret(label.as_bytes(), &s));
+                .seal_secret(1, label.as_bytes(), b"secret")
+                .and_then(|s| k.keystore.open_secret(1, label.as_bytes(), &s));
             match got {
                 Ok(clear) if *clear == *b"secret" => Ok(()),
                 Ok(_) => Err("a wrong secret".into()),
@@ -148,7 +148,11 @@ fn one_op(
 }
 
 /// The data-key operations of [`one_op`].
-fn data_key_op(k: &Keys, n: usize, tokens: &[(String, Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+fn data_key_op(
+    k: &Keys,
+    n: usize,
+    tokens: &[(String, crate::domain::Wrapped, Vec<u8>)],
+) -> Result<(), String> {
     match n % 10 {
         3 => {
             let (token, wrapped, sealed) = &tokens[n % tokens.len()];
@@ -191,7 +195,7 @@ fn concurrent_hsm_operations_each_get_the_right_answer() {
         return;
     };
     let _hsm = softhsm::exclusive_blocking();
-    let k = Keys::pkcs11(hsm.config()).unwrap();
+    let k = hsm.keys();
     let wrong = stress(&k, 8, Duration::from_secs(3));
     assert!(
         wrong.is_empty(),
@@ -212,7 +216,7 @@ fn concurrent_hsm_operations_each_get_the_right_answer_at_length() {
         return;
     };
     let _hsm = softhsm::exclusive_blocking();
-    let k = Keys::pkcs11(hsm.config()).unwrap();
+    let k = hsm.keys();
     let wrong = stress(&k, 32, Duration::from_secs(60));
     assert!(
         wrong.is_empty(),

@@ -49,15 +49,44 @@ pub enum LoadedKey {
 
 /// The key operations of the hub, whatever holds the keys. None returns or logs key material
 /// except the clear data keys and values the hub itself works with.
+///
+/// The master key (and, in an HSM, the webhook-secret key beside it) comes in versions: each wrap
+/// names the version it was made under, and a rotation adds a version, re-wraps, then destroys
+/// the old one.
 pub trait Keystore: Send + Sync {
-    /// Wraps `clear` under the master key, bound to `label`.
-    fn wrap(&self, label: &[u8], clear: &[u8]) -> Result<Vec<u8>, KeyError>;
-    /// Opens what [`Keystore::wrap`] wrapped with the same label.
-    fn unwrap(&self, label: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>;
-    /// Seals a requestor's credentials under the webhook-secret key, bound to `label`.
-    fn seal_secret(&self, label: &[u8], clear: &[u8]) -> Result<Vec<u8>, KeyError>;
-    /// Opens what [`Keystore::seal_secret`] sealed with the same label.
-    fn open_secret(&self, label: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+    /// Whether the keystore holds master-key version `version` (looking again where the keys
+    /// live: the key file, the HSM's token).
+    fn holds(&self, version: i64) -> Result<bool, KeyError>;
+    /// Makes master-key version `version` where the keys live (kept if it is there already).
+    fn create(&self, version: i64) -> Result<(), KeyError>;
+    /// Destroys master-key version `version` where the hub can (after a rotation re-wrapped
+    /// everything under a newer one).
+    fn destroy(&self, version: i64) -> Result<(), KeyError>;
+    /// Wraps `clear` under master-key version `version`, bound to `label`.
+    fn wrap(&self, version: i64, label: &[u8], clear: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Opens what [`Keystore::wrap`] wrapped with the same version and label.
+    fn unwrap(
+        &self,
+        version: i64,
+        label: &[u8],
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+    /// Seals a requestor's credentials under the webhook-secret key of `version`, bound to
+    /// `label`.
+    fn seal_secret(&self, version: i64, label: &[u8], clear: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Opens what [`Keystore::seal_secret`] sealed with the same version and label.
+    fn open_secret(
+        &self,
+        version: i64,
+        label: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+    /// The fingerprint key to use when the keystore does not hold one of its own (software: the
+    /// key is kept wrapped in the store, so that it outlives the master key it was derived from).
+    /// `None` where the keystore holds it (an HSM object).
+    fn fingerprint_key(&self) -> Option<Zeroizing<[u8; 32]>>;
+    /// Takes the fingerprint key read from the store (software; an HSM ignores it).
+    fn set_fingerprint_key(&self, key: &[u8]) -> Result<(), KeyError>;
     /// HMAC-SHA256 of each message under the fingerprint key (asked in one go: one HSM session).
     fn fingerprints(&self, messages: &[Vec<u8>]) -> Result<Vec<[u8; 32]>, KeyError>;
     /// Takes a shared key from a key ceremony (its KCV already checked) and returns what the
@@ -66,6 +95,7 @@ pub trait Keystore: Send + Sync {
     /// the wrap is bound to it.
     fn import_shared(
         &self,
+        version: i64,
         label: &[u8],
         algorithm: Algorithm,
         clear: &[u8],
@@ -73,6 +103,7 @@ pub trait Keystore: Send + Sync {
     /// Loads a shared key from what [`Keystore::import_shared`] returned.
     fn load_shared(
         &self,
+        version: i64,
         label: &[u8],
         algorithm: Algorithm,
         stored: &[u8],

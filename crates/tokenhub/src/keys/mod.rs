@@ -13,10 +13,11 @@
 //!   unwrapped for the length of one call and zeroized right after. The store keeps it wrapped in
 //!   its keyring and destroys it with the data it sealed.
 
-use crate::domain::{KeyPurpose, KeyState, StoredKey};
+use crate::domain::{KeyPurpose, KeyState, StoredKey, Wrapped};
 use rand::RngCore;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 use tokenhub_crypto::{Algorithm, SharedKey};
 use zeroize::Zeroizing;
@@ -27,6 +28,7 @@ mod gcm;
 pub mod keystore;
 pub mod pkcs11;
 mod profile;
+mod rotation;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod softhsm;
 mod software;
@@ -68,12 +70,17 @@ pub enum KeyError {
     OtherKeystore,
     #[error("the shared key {0} is not in the HSM's token")]
     MissingObject(String),
+    #[error("master-key version {0} is not in the keystore")]
+    MissingVersion(i64),
+    #[error("master-key version {0} cannot be made here: add it to TOKENHUB_MASTER_KEY (`1:<hex>,{0}:<hex>`, 64 hex digits each) on every node and restart each")]
+    NotInVariable(i64),
+    #[error("the software keystore has no fingerprint key (version 1 of the master key is gone and the store holds none wrapped)")]
+    NoFingerprintKey,
+    #[error("master-key version {0} in this keystore is not the store's (its check value does not open)")]
+    VersionMismatch(i64),
 }
 
 use gcm::{Gcm, NONCE_LEN};
-
-/// The version of the master key new wraps are made under (recorded beside each data key).
-pub const MASTER_KEY_VERSION: i64 = 1;
 
 struct HeldKey {
     algorithm: Algorithm,
@@ -85,10 +92,12 @@ struct HeldKey {
 /// A shared key's place in the cache: its owning TSP and its `keyIndex`.
 type SharedKeyId = (String, String);
 
-/// The hub's keys: the keystore that holds them and the loaded shared keys.
+/// The hub's keys: the keystore that holds them, the master-key version new wraps are made
+/// under, and the loaded shared keys.
 pub struct Keys {
     keystore: Box<dyn Keystore>,
     kind: KeystoreKind,
+    current: AtomicI64,
     shared: RwLock<HashMap<SharedKeyId, HeldKey>>,
 }
 
@@ -99,16 +108,11 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
-    pub fn from_master_hex(hex_key: &str) -> Result<Self, KeyError> {
-        let bytes =
-            Zeroizing::new(hex::decode(hex_key.trim()).map_err(|_| KeyError::BadMasterKey)?);
-        let arr: Zeroizing<[u8; 32]> = Zeroizing::new(
-            bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| KeyError::BadMasterKey)?,
-        );
-        let software = software::Software::from_master(&arr)?;
+    /// The software keystore from `TOKENHUB_MASTER_KEY`'s value: one key (version 1) or
+    /// `version:hex` entries separated by commas.
+    pub fn from_master_hex(text: &str) -> Result<Self, KeyError> {
+        let masters = software::parse_master_keys(text)?;
+        let software = software::Software::new(&masters, None)?;
         Ok(Self::with_keystore(
             Box::new(software),
             KeystoreKind::Software,
@@ -125,8 +129,14 @@ impl Keys {
         Self {
             keystore,
             kind,
+            current: AtomicI64::new(1),
             shared: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The master-key version new wraps are made under.
+    pub fn master_version(&self) -> i64 {
+        self.current.load(Ordering::Acquire)
     }
 
     /// Which keystore holds the keys.
@@ -150,17 +160,21 @@ impl Keys {
             path: path.display().to_string(),
             why,
         };
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok((Self::from_master_hex(&text)?, false)),
+        let (text, created) = match std::fs::read_to_string(path) {
+            Ok(text) => (Zeroizing::new(text), false),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = Zeroizing::new([0u8; 32]);
                 rand::rngs::OsRng.fill_bytes(&mut *key);
-                let text = Zeroizing::new(hex::encode(*key));
+                let text = Zeroizing::new(format!("1:{}\n", hex::encode(*key)));
                 write_private(path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
-                Ok((Self::from_master_hex(&text)?, true))
+                (text, true)
             }
-            Err(e) => Err(err(e.to_string())),
-        }
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let masters = software::parse_master_keys(&text)?;
+        let software = software::Software::new(&masters, Some(path.to_path_buf()))?;
+        let keys = Self::with_keystore(Box::new(software), KeystoreKind::Software);
+        Ok((keys, created))
     }
 
     /// Wraps a shared key from a key ceremony for its owning TSP and purpose, after checking it
@@ -184,11 +198,15 @@ impl Keys {
             state: KeyState::Active,
             kcv: key.kcv.to_ascii_uppercase(),
             wrapped: Vec::new(),
+            master_version: self.master_version(),
             bound: true,
         };
-        stored.wrapped =
-            self.keystore
-                .import_shared(&shared_key_label(&stored), key.algorithm, &clear)?;
+        stored.wrapped = self.keystore.import_shared(
+            stored.master_version,
+            &shared_key_label(&stored),
+            key.algorithm,
+            &clear,
+        )?;
         Ok(stored)
     }
 
@@ -197,9 +215,12 @@ impl Keys {
     pub fn load_shared_keys(&self, stored: &[StoredKey]) -> Result<(), KeyError> {
         let mut loaded = Vec::with_capacity(stored.len());
         for s in stored.iter().filter(|s| s.owned()) {
-            let key = self
-                .keystore
-                .load_shared(&shared_key_label(s), s.algorithm, &s.wrapped)?;
+            let key = self.keystore.load_shared(
+                s.master_version,
+                &shared_key_label(s),
+                s.algorithm,
+                &s.wrapped,
+            )?;
             let kcv = self.keystore.kcv(&key, s.algorithm)?;
             if !hex::encode_upper(kcv).eq_ignore_ascii_case(&s.kcv) {
                 return Err(KeyError::KcvMismatch);
@@ -225,15 +246,25 @@ impl Keys {
         map.contains_key(&(tsp_id.to_string(), key_index.to_string()))
     }
 
-    /// A fresh data key for a token, wrapped under master-key version [`MASTER_KEY_VERSION`].
-    pub fn new_data_key(&self, token_id: &str) -> Result<Vec<u8>, KeyError> {
+    /// A fresh data key for a token, wrapped under the current master-key version.
+    pub fn new_data_key(&self, token_id: &str) -> Result<Wrapped, KeyError> {
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *key);
-        self.keystore.wrap(&data_key_label(token_id), &*key)
+        let master_version = self.master_version();
+        Ok(Wrapped {
+            bytes: self
+                .keystore
+                .wrap(master_version, &data_key_label(token_id), &*key)?,
+            master_version,
+        })
     }
 
-    fn data_cipher(&self, token_id: &str, wrapped: &[u8]) -> Result<Gcm, KeyError> {
-        let key = self.keystore.unwrap(&data_key_label(token_id), wrapped)?;
+    fn data_cipher(&self, token_id: &str, data_key: &Wrapped) -> Result<Gcm, KeyError> {
+        let key = self.keystore.unwrap(
+            data_key.master_version,
+            &data_key_label(token_id),
+            &data_key.bytes,
+        )?;
         Gcm::new(&key).map_err(|_| KeyError::Unwrap)
     }
 
@@ -241,10 +272,10 @@ impl Keys {
     pub fn seal_for_token(
         &self,
         token_id: &str,
-        wrapped_data_key: &[u8],
+        data_key: &Wrapped,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, KeyError> {
-        let cipher = self.data_cipher(token_id, wrapped_data_key)?;
+        let cipher = self.data_cipher(token_id, data_key)?;
         seal(&cipher, token_id.as_bytes(), plaintext)
     }
 
@@ -252,10 +283,10 @@ impl Keys {
     pub fn open_for_token(
         &self,
         token_id: &str,
-        wrapped_data_key: &[u8],
+        data_key: &Wrapped,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let cipher = self.data_cipher(token_id, wrapped_data_key)?;
+        let cipher = self.data_cipher(token_id, data_key)?;
         open(&cipher, token_id.as_bytes(), sealed)
     }
 }

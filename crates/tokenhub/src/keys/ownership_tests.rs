@@ -98,7 +98,7 @@ fn a_key_wrapped_before_keys_had_owners_still_opens_once_given_one() {
     // As the hub wrapped shared keys before: bound to the index alone.
     let wrapped = k
         .keystore
-        .wrap(b"tokenhub/shared-key/v1/KEK01", &clear)
+        .wrap(1, b"tokenhub/shared-key/v1/KEK01", &clear)
         .unwrap();
     let migrated = StoredKey {
         tsp_id: "A".into(),
@@ -109,6 +109,7 @@ fn a_key_wrapped_before_keys_had_owners_still_opens_once_given_one() {
         kcv: key.kcv.clone(),
         wrapped,
         bound: false,
+        master_version: 1,
     };
     k.load_shared_keys(&[migrated]).unwrap();
     assert!(k.knows_key("A", "KEK01"));

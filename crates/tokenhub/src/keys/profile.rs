@@ -19,7 +19,7 @@ pub struct TokenData<'a> {
     /// the values were taken still does).
     pub tsp_id: &'a str,
     pub token_id: &'a str,
-    pub wrapped_data_key: &'a [u8],
+    pub data_key: &'a crate::domain::Wrapped,
     pub sealed: &'a [Vec<u8>],
     pub incoming: &'a [IncomingElement],
 }
@@ -87,7 +87,7 @@ impl Keys {
     ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, PersoError> {
         let mut opened: Vec<Vec<IncomingElement>> = Vec::with_capacity(data.sealed.len());
         for part in data.sealed {
-            let clear = self.open_for_token(data.token_id, data.wrapped_data_key, part)?;
+            let clear = self.open_for_token(data.token_id, data.data_key, part)?;
             opened.push(data_part::decode_part(&clear).map_err(PersoError::Stored)?);
         }
         let mut elements: BTreeMap<&str, &IncomingElement> = BTreeMap::new();

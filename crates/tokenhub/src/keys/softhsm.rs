@@ -92,6 +92,14 @@ impl SoftHsm {
         }
     }
 
+    /// The hub's keys on the test token, with master-key version 1 made as a first start makes
+    /// it.
+    pub fn keys(&self) -> crate::keys::Keys {
+        let keys = crate::keys::Keys::pkcs11(self.config()).expect("the test token opens");
+        keys.first_version(0).expect("version 1 is made");
+        keys
+    }
+
     /// The same token with a wrong PIN.
     pub fn config_with_pin(&self, pin: &str) -> Pkcs11Config {
         Pkcs11Config {

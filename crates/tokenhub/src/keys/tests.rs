@@ -16,7 +16,7 @@ fn on_each_keystore(name: &str, test: impl Fn(Keys)) {
     test(keys());
     if let Some(hsm) = softhsm::softhsm(name) {
         let _hsm = softhsm::exclusive_blocking();
-        test(Keys::pkcs11(hsm.config()).unwrap());
+        test(hsm.keys());
     }
 }
 
@@ -35,7 +35,7 @@ fn a_data_key_seals_and_opens_only_for_its_token() {
         let other = Keys::from_master_hex(&"22".repeat(32)).unwrap();
         assert!(other.open_for_token("T1", &wrapped, &sealed).is_err());
         let mut tampered = wrapped.clone();
-        tampered[20] ^= 1;
+        tampered.bytes[20] ^= 1;
         assert!(matches!(
             k.open_for_token("T1", &tampered, &sealed),
             Err(KeyError::Unwrap)
@@ -145,7 +145,7 @@ fn a_profile_is_built_from_sealed_parts_and_only_the_device_can_open_it() {
             let data = |sealed, incoming| TokenData {
                 token_id: "T1",
                 tsp_id: "T",
-                wrapped_data_key: &wrapped,
+                data_key: &wrapped,
                 sealed,
                 incoming,
             };
@@ -244,7 +244,7 @@ fn a_key_held_by_one_keystore_is_refused_by_the_other() {
         return;
     };
     let _hsm = softhsm::exclusive_blocking();
-    let hsm_keys = Keys::pkcs11(hsm.config()).unwrap();
+    let hsm_keys = hsm.keys();
     let shared = SharedKey::generate("KEK09", Algorithm::Aes128, "kek");
     let in_hsm = hsm_keys
         .wrap_shared_key("T", KeyPurpose::Kek, &shared)
@@ -288,7 +288,7 @@ fn a_restarted_or_lost_hsm_is_recovered_and_unavailable_meanwhile() {
         return;
     };
     let _hsm = softhsm::exclusive_blocking();
-    let k = Keys::pkcs11(hsm.config()).unwrap();
+    let k = hsm.keys();
     let shared = SharedKey::generate("KEK02", Algorithm::Tdes, "kek");
     k.load_shared_keys(&[k.wrap_shared_key("T", KeyPurpose::Kek, &shared).unwrap()])
         .unwrap();

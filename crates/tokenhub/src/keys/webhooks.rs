@@ -27,7 +27,7 @@ pub struct DeliveryAuth {
     pub signature: String,
 }
 
-fn label(requestor_id: &str) -> Vec<u8> {
+pub(super) fn label(requestor_id: &str) -> Vec<u8> {
     format!("tokenhub/requestor-credentials/v1/{requestor_id}").into_bytes()
 }
 
@@ -53,7 +53,7 @@ impl Keys {
         requestor_id: &str,
         api_key: &str,
         signing_secrets: &[String],
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<crate::domain::Wrapped, String> {
         for s in signing_secrets {
             check_signing_secret(s)?;
         }
@@ -63,21 +63,31 @@ impl Keys {
         };
         let json =
             Zeroizing::new(serde_json::to_vec(&creds).expect("credentials always serialize"));
-        self.keystore
-            .seal_secret(&label(requestor_id), &json)
-            .map_err(|e| e.to_string())
+        let master_version = self.master_version();
+        let bytes = self
+            .keystore
+            .seal_secret(master_version, &label(requestor_id), &json)
+            .map_err(|e| e.to_string())?;
+        Ok(crate::domain::Wrapped {
+            bytes,
+            master_version,
+        })
     }
 
     /// The authorization and signature headers of one delivery attempt.
     pub fn authenticate_delivery(
         &self,
         requestor_id: &str,
-        sealed: &[u8],
+        sealed: &crate::domain::Wrapped,
         webhook_id: &str,
         timestamp: i64,
         body: &[u8],
     ) -> Result<DeliveryAuth, KeyError> {
-        let json = self.keystore.open_secret(&label(requestor_id), sealed)?;
+        let json = self.keystore.open_secret(
+            sealed.master_version,
+            &label(requestor_id),
+            &sealed.bytes,
+        )?;
         let creds: Credentials = serde_json::from_slice(&json).map_err(|_| KeyError::Unwrap)?;
         let signature = tokenhub_receiver::Signer::new(&creds.signing_secrets)
             .map_err(|_| KeyError::Unwrap)?

@@ -16,6 +16,7 @@ pub mod campaigns;
 pub mod catalog;
 mod console;
 pub mod gauges;
+pub mod master_keys;
 pub mod notifications;
 pub mod outbox;
 pub mod personalizations;
@@ -77,6 +78,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("token {0} got another data key while the call was sealed (a call racing it); the call may be made again")]
     DataKeyChanged(String),
+    #[error("master-key version {0} is retired: this node has not seen the rotation end yet; the call may be made again")]
+    MasterKeyRetired(i64),
+    #[error("{0} wraps under an older master-key version remain: the rotation makes another pass")]
+    RewrapIncomplete(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

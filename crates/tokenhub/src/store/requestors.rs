@@ -3,7 +3,8 @@
 use super::{query, Row, Store, StoreError, Tx};
 use crate::domain::notification::{Requestor, RequestorState};
 
-pub(super) const COLUMNS: &str = "requestor_id, merchant_id, base_url, credentials, secret_count, \
+pub(super) const COLUMNS: &str = "requestor_id, merchant_id, base_url, credentials, \
+    credentials_version, secret_count, \
     max_in_flight, server_ca_pem, state, disabled_reason, created_ms, updated_ms";
 
 pub(super) fn from_row(r: &Row) -> Result<Requestor, StoreError> {
@@ -11,7 +12,10 @@ pub(super) fn from_row(r: &Row) -> Result<Requestor, StoreError> {
         requestor_id: r.get("requestor_id")?,
         merchant_id: r.get("merchant_id")?,
         base_url: r.get("base_url")?,
-        credentials: r.get("credentials")?,
+        credentials: crate::domain::Wrapped {
+            bytes: r.get("credentials")?,
+            master_version: r.get("credentials_version")?,
+        },
         secret_count: r.get("secret_count")?,
         max_in_flight: r.get("max_in_flight")?,
         server_ca_pem: r.get("server_ca_pem")?,
@@ -26,24 +30,28 @@ impl Tx {
     /// Creates or replaces a requestor. Replacing keeps its state: a disabled endpoint stays
     /// disabled until it is enabled again.
     pub async fn put_requestor(&mut self, r: &Requestor, now: i64) -> Result<(), StoreError> {
+        self.check_master_version(r.credentials.master_version)
+            .await?;
         query(
             "INSERT INTO token_requestors (requestor_id, merchant_id, base_url, credentials, secret_count, \
-             max_in_flight, server_ca_pem, state, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $9, $8, $7, $7) \
+             max_in_flight, server_ca_pem, state, created_ms, updated_ms, credentials_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $9, $8, $7, $7, $10) \
              ON CONFLICT (requestor_id) DO UPDATE SET merchant_id = excluded.merchant_id, \
              base_url = excluded.base_url, credentials = excluded.credentials, \
+             credentials_version = excluded.credentials_version, \
              secret_count = excluded.secret_count, max_in_flight = excluded.max_in_flight, \
              server_ca_pem = excluded.server_ca_pem, updated_ms = excluded.updated_ms",
         )
         .bind(&r.requestor_id)
         .bind(&r.merchant_id)
         .bind(&r.base_url)
-        .bind(&r.credentials)
+        .bind(&r.credentials.bytes)
         .bind(r.secret_count)
         .bind(r.max_in_flight)
         .bind(now)
         .bind(RequestorState::Enabled)
         .bind(&r.server_ca_pem)
+        .bind(r.credentials.master_version)
         .execute(self)
         .await?;
         Ok(())

@@ -26,6 +26,7 @@ impl Tx {
         key: &StoredKey,
         now: i64,
     ) -> Result<PutImmutable, StoreError> {
+        self.check_master_version(key.master_version).await?;
         let existing =
             query("SELECT kcv, purpose FROM shared_keys WHERE tsp_id = $1 AND key_index = $2")
                 .bind(&key.tsp_id)
@@ -44,7 +45,7 @@ impl Tx {
         }
         query(
             "INSERT INTO shared_keys (tsp_id, key_index, algorithm, purpose, state, kcv, wrapped, \
-             bound, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             bound, created_ms, master_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&key.tsp_id)
         .bind(&key.key_index)
@@ -55,6 +56,7 @@ impl Tx {
         .bind(&key.wrapped)
         .bind(key.bound)
         .bind(now)
+        .bind(key.master_version)
         .execute(self)
         .await?;
         Ok(PutImmutable::Created)
@@ -97,7 +99,7 @@ impl Store {
     /// Every shared key, by owner then index.
     pub async fn shared_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = query(
-            "SELECT tsp_id, key_index, algorithm, purpose, state, kcv, wrapped, bound \
+            "SELECT tsp_id, key_index, algorithm, purpose, state, kcv, wrapped, bound, master_version \
              FROM shared_keys ORDER BY tsp_id, key_index",
         )
         .fetch_all(self.reader())
@@ -120,6 +122,7 @@ impl Store {
                     kcv: r.get("kcv")?,
                     wrapped: r.get("wrapped")?,
                     bound: r.get("bound")?,
+                    master_version: r.get("master_version")?,
                 })
             })
             .collect()

@@ -6,24 +6,13 @@
 use super::{query, Row, Store, StoreError, Tx};
 
 /// A data key as stored: wrapped under the master key, with the master key's version.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DataKey {
-    pub wrapped: Vec<u8>,
-    /// The master-key version the key was wrapped under.
-    pub master_version: i64,
-}
-
-impl std::fmt::Debug for DataKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DataKey(v{})", self.master_version)
-    }
-}
+pub use crate::domain::Wrapped as DataKey;
 
 const SELECT: &str = "SELECT wrapped, master_version FROM keyring.token_keys WHERE token_id = $1";
 
 fn key_from_row(r: &Row) -> Result<DataKey, StoreError> {
     Ok(DataKey {
-        wrapped: r.get("wrapped")?,
+        bytes: r.get("wrapped")?,
         master_version: r.get("master_version")?,
     })
 }
@@ -61,12 +50,13 @@ impl Tx {
         key: &DataKey,
         now: i64,
     ) -> Result<bool, StoreError> {
+        self.check_master_version(key.master_version).await?;
         let done = query(
             "INSERT INTO keyring.token_keys (token_id, wrapped, master_version, created_ms) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (token_id) DO NOTHING",
         )
         .bind(token_id)
-        .bind(key.wrapped.as_slice())
+        .bind(key.bytes.as_slice())
         .bind(key.master_version)
         .bind(now)
         .execute(self)
@@ -82,7 +72,7 @@ impl Tx {
     ) -> Result<bool, StoreError> {
         let held = query("SELECT 1 FROM keyring.token_keys WHERE token_id = $1 AND wrapped = $2")
             .bind(token_id)
-            .bind(key.wrapped.as_slice())
+            .bind(key.bytes.as_slice())
             .fetch_optional(self)
             .await?;
         Ok(held.is_some())

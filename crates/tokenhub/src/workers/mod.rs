@@ -1,11 +1,12 @@
 //! Background work, started with the server and stopped with it: the outbox dispatcher (calls owed
-//! to TSPs), the requestor notifier (token updates owed to token requestors), the TSP health watcher, the delivery sweeper (personalizations never confirmed) and the shred sweeper (data no call will complete, and what is past its retention). Every worker takes its work
+//! to TSPs), the requestor notifier (token updates owed to token requestors), the TSP health watcher, the delivery sweeper (personalizations never confirmed), the shred sweeper (data no call will complete, and what is past its retention) and the master-key re-wrapper (a rotation's job). Every worker takes its work
 //! from the store, so any number of nodes can run them side by side and a node that dies loses
 //! nothing (its claimed rows come back when their lease runs out). Each runs under a supervisor
 //! that starts it again, with backoff, when it panics; `Hub::health` says which is down.
 
 pub mod notifier;
 pub mod outbox;
+pub mod rewrap;
 pub mod shredder;
 pub mod tsp_health;
 
@@ -38,6 +39,7 @@ pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
         stop.clone(),
         shredder::run,
     ));
+    set.spawn(supervise("rewrap", hub.clone(), stop.clone(), rewrap::run));
     set.spawn(supervise(
         "tsp-health",
         hub.clone(),

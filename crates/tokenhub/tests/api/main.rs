@@ -19,6 +19,7 @@ mod console;
 mod health_check;
 mod lifecycle_actions;
 mod lock_order;
+mod master_keys;
 mod metrics;
 mod migrations;
 mod notifications;

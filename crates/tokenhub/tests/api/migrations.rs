@@ -357,10 +357,7 @@ async fn data_keys_move_to_the_keyring_in_migration_0024(url: String, dialect: &
         .await
         .expect("migrate to now");
     let key = store.data_key("T1").await.unwrap().expect("T1 holds data");
-    assert_eq!(
-        (key.wrapped, key.master_version),
-        (vec![0x0a, 0x0b, 0x0c], 1)
-    );
+    assert_eq!((key.bytes, key.master_version), (vec![0x0a, 0x0b, 0x0c], 1));
     assert_eq!(store.data_key("T2").await.unwrap(), None);
     assert_eq!(store.data_key_count().await.unwrap(), 1);
     assert_eq!(store.token("T2").await.unwrap().unwrap().created_ms, 8);

@@ -22,7 +22,7 @@ async fn key_of(app: &TestApp, token: &str) -> Option<Vec<u8>> {
     let key = app.hub.store.data_key(token).await.unwrap();
     key.map(|k| {
         assert_eq!(k.master_version, 1, "wrapped under master-key version 1");
-        k.wrapped
+        k.bytes
     })
 }
 

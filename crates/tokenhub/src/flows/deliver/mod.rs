@@ -90,7 +90,7 @@ pub fn check_builds(
     let data = TokenData {
         tsp_id,
         token_id: &token.token_id,
-        wrapped_data_key: &data_key.wrapped,
+        data_key,
         sealed: parts,
         incoming: &[],
     };

@@ -59,7 +59,7 @@ pub(super) async fn build(hub: &Hub, p: &Personalization) -> Result<Built, Error
     let data = TokenData {
         tsp_id: &tsp_id,
         token_id: &token.token_id,
-        wrapped_data_key: &data_key.wrapped,
+        data_key: &data_key,
         sealed: &parts,
         incoming: &[],
     };

@@ -208,7 +208,7 @@ async fn prepare(
     let checked = hub.keys.check_and_seal(
         &tsp_id,
         &token.token_id,
-        &data_key.wrapped,
+        &data_key,
         &profile,
         elements,
         fingerprint,
@@ -282,10 +282,7 @@ async fn data_key_of(hub: &Hub, token: &TokenRow) -> Result<DataKey, Error> {
     if let Some(key) = hub.store.data_key(&token.token_id).await? {
         return Ok(key);
     }
-    let key = DataKey {
-        wrapped: hub.keys.new_data_key(&token.token_id)?,
-        master_version: crate::keys::MASTER_KEY_VERSION,
-    };
+    let key: DataKey = hub.keys.new_data_key(&token.token_id)?;
     let (id, now) = (token.token_id.clone(), hub.now_ms());
     let kept = hub
         .store

@@ -16,10 +16,23 @@ use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 
-const MASTER_LABEL: &str = "tokenhub/master-key/v1";
 const FINGERPRINT_LABEL: &str = "tokenhub/fingerprint-key/v1";
-const SECRETS_LABEL: &str = "tokenhub/webhook-secret-key/v1";
 const STAND_IN_LABEL: &str = "tokenhub/stand-in-key/v1";
+
+/// A master-key version's objects: the master key and the webhook-secret key.
+#[derive(Clone, Copy)]
+pub(super) struct VersionKeys {
+    pub(super) master: ObjectHandle,
+    pub(super) secrets: ObjectHandle,
+}
+
+fn master_label(version: i64) -> String {
+    format!("tokenhub/master-key/v{version}")
+}
+
+fn secrets_label(version: i64) -> String {
+    format!("tokenhub/webhook-secret-key/v{version}")
+}
 
 /// The hub's keys in one loaded module, and its idle logged-in sessions.
 pub(super) struct Connection {
@@ -28,10 +41,11 @@ pub(super) struct Connection {
     module: ManuallyDrop<Module>,
     slot: Slot,
     idle: Mutex<Vec<Session>>,
-    pub(super) master: ObjectHandle,
     pub(super) fingerprint: ObjectHandle,
-    pub(super) secrets: ObjectHandle,
     pub(super) stand_in: ObjectHandle,
+    /// The master key's and the webhook-secret key's handles by version, found once per
+    /// connection.
+    versions: RwLock<HashMap<i64, VersionKeys>>,
     /// Shared keys' object handles by `CKA_ID` (handles belong to the module's current life).
     shared: RwLock<HashMap<[u8; OBJECT_ID_LEN], ObjectHandle>>,
     /// Set when the module or its sessions were lost: the idle sessions' handles may then name
@@ -61,6 +75,63 @@ impl Connection {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(session);
+    }
+
+    /// The objects of master-key version `version`, `None` when the token does not hold them.
+    pub(super) fn version(
+        &self,
+        s: &Session,
+        version: i64,
+    ) -> Result<Option<VersionKeys>, CkError> {
+        if let Some(k) = self
+            .versions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&version)
+        {
+            return Ok(Some(*k));
+        }
+        let (Some(master), Some(secrets)) = (
+            find_one(s, &master_label(version))?,
+            find_one(s, &secrets_label(version))?,
+        ) else {
+            return Ok(None);
+        };
+        let keys = VersionKeys { master, secrets };
+        self.versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(version, keys);
+        Ok(Some(keys))
+    }
+
+    /// The objects of master-key version `version` (a refusal when the token does not hold them).
+    pub(super) fn version_keys(&self, s: &Session, version: i64) -> Result<VersionKeys, CkError> {
+        self.version(s, version)?.ok_or(CkError::InvalidValue)
+    }
+
+    /// Generates master-key version `version` in the token (what of it is there is kept).
+    pub(super) fn create_version(&self, s: &Session, version: i64) -> Result<(), CkError> {
+        find_or_make(s, &master_label(version), &|s, l| generate_aes(s, l, 32))?;
+        find_or_make(s, &secrets_label(version), &|s, l| generate_aes(s, l, 32))?;
+        Ok(())
+    }
+
+    /// Destroys master-key version `version`'s objects.
+    pub(super) fn destroy_version(&self, s: &Session, version: i64) -> Result<(), CkError> {
+        self.versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&version);
+        for label in [master_label(version), secrets_label(version)] {
+            for h in s.find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(label.into_bytes()),
+            ])? {
+                s.destroy_object(h)?;
+            }
+        }
+        Ok(())
     }
 
     /// The handle of the shared key whose `CKA_ID` is `id` (the token may not hold it: a
@@ -187,13 +258,11 @@ fn with_keys(
     };
     let keys = (|| {
         Ok::<_, String>([
-            own(MASTER_LABEL, &|s, l| generate_aes(s, l, 32))?,
             own(FINGERPRINT_LABEL, &generate_hmac_key)?,
-            own(SECRETS_LABEL, &|s, l| generate_aes(s, l, 32))?,
             own(STAND_IN_LABEL, &|s, l| generate_aes(s, l, 16))?,
         ])
     })();
-    let [master, fingerprint, secrets, stand_in] = match keys {
+    let [fingerprint, stand_in] = match keys {
         Ok(k) => k,
         Err(e) => {
             drop(session);
@@ -204,10 +273,9 @@ fn with_keys(
         module,
         slot,
         idle: Mutex::new(vec![session]),
-        master,
         fingerprint,
-        secrets,
         stand_in,
+        versions: RwLock::new(HashMap::new()),
         shared: RwLock::new(HashMap::new()),
         lost: AtomicBool::new(false),
     })
@@ -239,23 +307,31 @@ fn open_session(module: &Module, slot: Slot, config: &Pkcs11Config) -> Result<Se
     }
 }
 
-fn find_or_make(
-    s: &Session,
-    label: &str,
-    make: &dyn Fn(&Session, &str) -> Result<ObjectHandle, CkError>,
-) -> Result<ObjectHandle, CkError> {
+/// The one key labelled `label`, if any.
+fn find_one(s: &Session, label: &str) -> Result<Option<ObjectHandle>, CkError> {
     let found = s.find_objects(&[
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::Label(label.as_bytes().to_vec()),
     ])?;
     match found.as_slice() {
-        [] => {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        // Two hubs that started together on an empty token: refuse rather than pick one.
+        _ => Err(CkError::InvalidValue),
+    }
+}
+
+fn find_or_make(
+    s: &Session,
+    label: &str,
+    make: &dyn Fn(&Session, &str) -> Result<ObjectHandle, CkError>,
+) -> Result<ObjectHandle, CkError> {
+    match find_one(s, label)? {
+        Some(h) => Ok(h),
+        None => {
             tracing::info!(label, "generating a key in the HSM");
             make(s, label)
         }
-        [one] => Ok(*one),
-        // Two hubs that started together on an empty token: refuse rather than pick one.
-        _ => Err(CkError::InvalidValue),
     }
 }
 

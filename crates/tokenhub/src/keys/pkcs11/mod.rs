@@ -169,9 +169,12 @@ impl Pkcs11 {
         let sealed = self.run(|s, c| {
             let mut iv = nonce;
             let params = GcmParams::new(&mut iv, label, 128.into())?;
-            s.encrypt(&Mechanism::AesGcm(params), key.of(c), clear)
+            s.encrypt(&Mechanism::AesGcm(params), key.of(s, c)?, clear)
         })?;
-        let sealed = sealed.map_err(|_| KeyError::Seal)?;
+        let sealed = sealed.map_err(|e| match e {
+            CkError::InvalidValue => KeyError::MissingVersion(key.version()),
+            _ => KeyError::Seal,
+        })?;
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
@@ -192,24 +195,33 @@ impl Pkcs11 {
             let mut iv = [0u8; NONCE_LEN];
             iv.copy_from_slice(nonce);
             let params = GcmParams::new(&mut iv, label, 128.into())?;
-            s.decrypt(&Mechanism::AesGcm(params), key.of(c), ct)
+            s.decrypt(&Mechanism::AesGcm(params), key.of(s, c)?, ct)
         })?;
-        clear.map(Zeroizing::new).map_err(|_| KeyError::Unwrap)
+        clear.map(Zeroizing::new).map_err(|e| match e {
+            CkError::InvalidValue => KeyError::MissingVersion(key.version()),
+            _ => KeyError::Unwrap,
+        })
     }
 }
 
-/// Which of the hub's own keys an operation uses.
+/// Which of the hub's own keys an operation uses, of which master-key version.
 #[derive(Clone, Copy)]
 enum Key {
-    Master,
-    Secrets,
+    Master(i64),
+    Secrets(i64),
 }
 
 impl Key {
-    fn of(self, c: &Connection) -> ObjectHandle {
+    fn of(self, s: &Session, c: &Connection) -> Result<ObjectHandle, CkError> {
+        Ok(match self {
+            Key::Master(v) => c.version_keys(s, v)?.master,
+            Key::Secrets(v) => c.version_keys(s, v)?.secrets,
+        })
+    }
+
+    fn version(self) -> i64 {
         match self {
-            Key::Master => c.master,
-            Key::Secrets => c.secrets,
+            Key::Master(v) | Key::Secrets(v) => v,
         }
     }
 }
@@ -219,20 +231,55 @@ fn object_id(stored: &[u8]) -> Option<[u8; OBJECT_ID_LEN]> {
 }
 
 impl Keystore for Pkcs11 {
-    fn wrap(&self, label: &[u8], clear: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.gcm_encrypt(Key::Master, label, clear)
+    fn holds(&self, version: i64) -> Result<bool, KeyError> {
+        let found = self.run(|s, c| c.version(s, version))?;
+        Ok(found
+            .map_err(|e| KeyError::Refused(format!("finding the master key: {e}")))?
+            .is_some())
     }
 
-    fn unwrap(&self, label: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        self.gcm_decrypt(Key::Master, label, wrapped)
+    fn create(&self, version: i64) -> Result<(), KeyError> {
+        let made = self.run(|s, c| c.create_version(s, version))?;
+        made.map_err(|e| KeyError::Refused(format!("generating the master key: {e}")))
     }
 
-    fn seal_secret(&self, label: &[u8], clear: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.gcm_encrypt(Key::Secrets, label, clear)
+    fn destroy(&self, version: i64) -> Result<(), KeyError> {
+        let done = self.run(|s, c| c.destroy_version(s, version))?;
+        done.map_err(|e| KeyError::Refused(format!("destroying the master key: {e}")))
     }
 
-    fn open_secret(&self, label: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        self.gcm_decrypt(Key::Secrets, label, sealed)
+    fn wrap(&self, version: i64, label: &[u8], clear: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.gcm_encrypt(Key::Master(version), label, clear)
+    }
+
+    fn unwrap(
+        &self,
+        version: i64,
+        label: &[u8],
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.gcm_decrypt(Key::Master(version), label, wrapped)
+    }
+
+    fn seal_secret(&self, version: i64, label: &[u8], clear: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.gcm_encrypt(Key::Secrets(version), label, clear)
+    }
+
+    fn open_secret(
+        &self,
+        version: i64,
+        label: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.gcm_decrypt(Key::Secrets(version), label, sealed)
+    }
+
+    fn fingerprint_key(&self) -> Option<Zeroizing<[u8; 32]>> {
+        None
+    }
+
+    fn set_fingerprint_key(&self, _key: &[u8]) -> Result<(), KeyError> {
+        Ok(())
     }
 
     fn fingerprints(&self, messages: &[Vec<u8>]) -> Result<Vec<[u8; 32]>, KeyError> {
@@ -253,6 +300,7 @@ impl Keystore for Pkcs11 {
 
     fn import_shared(
         &self,
+        _version: i64,
         name: &[u8],
         algorithm: Algorithm,
         clear: &[u8],
@@ -300,6 +348,7 @@ impl Keystore for Pkcs11 {
 
     fn load_shared(
         &self,
+        _version: i64,
         name: &[u8],
         _algorithm: Algorithm,
         stored: &[u8],
