@@ -1,7 +1,8 @@
 //! Two nodes on one PostgreSQL database tell each other what they did (`LISTEN`/`NOTIFY`): a
 //! device long-polling one node is woken when the other queued its profile, long before the
 //! poll's one-second fallback; a requestor key revoked on one node is refused by the other
-//! right after, on a clock that never moves (so no cache time ran out); a node whose listening
+//! right after, and so is a shared key retired there, on a clock that never moves (so no cache
+//! time ran out and no key was read again on a timer); a node whose listening
 //! connection is killed connects again and is woken again. PostgreSQL only: SQLite is
 //! single-node.
 
@@ -37,6 +38,7 @@ two_node_tests!(
     config = two_nodes;
     a_device_polling_one_node_gets_a_profile_queued_on_the_other_within_100_ms,
     a_requestor_key_revoked_on_one_node_is_refused_by_the_other_right_after,
+    a_shared_key_retired_on_one_node_takes_no_data_on_the_other_right_after,
     a_node_whose_listening_connection_is_killed_connects_again_and_is_woken_again,
 );
 
@@ -159,6 +161,39 @@ async fn a_requestor_key_revoked_on_one_node_is_refused_by_the_other_right_after
     transaction_with(&b, &cof.requestor.key, &token_id)
         .await
         .expect(201);
+}
+
+async fn a_shared_key_retired_on_one_node_takes_no_data_on_the_other_right_after(
+    a: TestApp,
+    b: TestApp,
+) {
+    let token = b.pending_token().await;
+    b.put_data(&token, &data_body(&[b.cmk_ac()]))
+        .await
+        .assert_accepted();
+    a.admin_post(
+        &format!("/admin/v1/shared-keys/{TSP_ID}/{KEK}/retire"),
+        None,
+    )
+    .await
+    .expect(200);
+    let retired = Instant::now();
+    let mut tries = 0;
+    let refused = loop {
+        tries += 1;
+        let token = b.pending_token().await;
+        let answer = b.put_data(&token, &data_body(&[b.cmk_ac()])).await;
+        if answer.code() == Some(431) {
+            break retired.elapsed();
+        }
+        answer.assert_accepted();
+        assert!(
+            retired.elapsed() < WOKEN_WITHIN,
+            "node B still takes the key"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    eprintln!("a value under the key refused by node B {refused:?} after node A retired it ({tries} tries)");
 }
 
 /// The backend pid of `node`'s listening connection, once there is one other than `not`.
