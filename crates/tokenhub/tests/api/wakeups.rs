@@ -1,8 +1,9 @@
 //! Two nodes on one PostgreSQL database tell each other what they did (`LISTEN`/`NOTIFY`): a
 //! device long-polling one node is woken when the other queued its profile, long before the
 //! poll's one-second fallback; a requestor key revoked on one node is refused by the other
-//! right after, and so is a shared key retired there, on a clock that never moves (so no cache
-//! time ran out and no key was read again on a timer); a node whose listening
+//! right after, and so is a shared key retired there, and a TSP moved there is called at its
+//! new address, on a clock that never moves (so no cache time ran out and no key was read
+//! again on a timer); a node whose listening
 //! connection is killed connects again and is woken again. PostgreSQL only: SQLite is
 //! single-node.
 
@@ -39,6 +40,7 @@ two_node_tests!(
     a_device_polling_one_node_gets_a_profile_queued_on_the_other_within_100_ms,
     a_requestor_key_revoked_on_one_node_is_refused_by_the_other_right_after,
     a_shared_key_retired_on_one_node_takes_no_data_on_the_other_right_after,
+    a_tsp_moved_on_one_node_is_called_at_its_new_address_by_the_other_right_after,
     a_node_whose_listening_connection_is_killed_connects_again_and_is_woken_again,
 );
 
@@ -194,6 +196,45 @@ async fn a_shared_key_retired_on_one_node_takes_no_data_on_the_other_right_after
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     eprintln!("a value under the key refused by node B {refused:?} after node A retired it ({tries} tries)");
+}
+
+/// Calls Create Transaction on `b` until its answer has `status`; fails when `b` still answers
+/// as before [`WOKEN_WITHIN`] after `since`.
+async fn transactions_until(b: &TestApp, key: &str, token_id: &str, status: u16, since: Instant) {
+    loop {
+        let answer = transaction_with(b, key, token_id).await;
+        if answer.status == status {
+            return;
+        }
+        assert!(
+            since.elapsed() < WOKEN_WITHIN,
+            "node B still calls the TSP where it was: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn a_tsp_moved_on_one_node_is_called_at_its_new_address_by_the_other_right_after(
+    a: TestApp,
+    b: TestApp,
+) {
+    let cof = a.card_on_file().await;
+    let key = &cof.requestor.key;
+    let made = a
+        .tokenize(&cof.requestor, "k", &cof.card("4111111111111111"))
+        .await;
+    let token_id = made.expect(201)["tokenId"].as_str().unwrap().to_string();
+    transaction_with(&b, key, &token_id).await.expect(201);
+    let put = a
+        .put_tsp_with_subject(TSP_ID, "http://127.0.0.1:9", TSP_SUBJECT)
+        .await;
+    assert!(put.status().is_success(), "{put:?}");
+    transactions_until(&b, key, &token_id, 503, Instant::now()).await;
+    let put = a
+        .put_tsp_with_subject(TSP_ID, &cof.sim.base_url(), TSP_SUBJECT)
+        .await;
+    assert!(put.status().is_success(), "{put:?}");
+    transactions_until(&b, key, &token_id, 201, Instant::now()).await;
 }
 
 /// The backend pid of `node`'s listening connection, once there is one other than `not`.
