@@ -241,6 +241,8 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let outcome =
         tokenhub::flows::keys::import(&hub.store, &hub.keys, &tsp, &keys, "cli", now).await;
     let outcome = outcome.map_err(|e| anyhow::anyhow!(e.chain()))?;
+    // Hubs running on the same PostgreSQL database read the keys again at once.
+    hub.announce(tokenhub::hub::Signal::SharedKeys).await;
     let mut refused = 0;
     for ((index, result), key) in outcome.into_iter().zip(&keys) {
         use tokenhub::domain::catalog::PutImmutable::*;
@@ -267,6 +269,7 @@ async fn retire(args: RetireArgs) -> anyhow::Result<()> {
     let outcome = tokenhub::flows::keys::retire(&hub.store, &args.tsp, &args.index, "cli", now)
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    hub.announce(tokenhub::hub::Signal::SharedKeys).await;
     use tokenhub::flows::keys::Retired;
     match outcome {
         Retired::Retired => println!("{}/{}: retired", args.tsp, args.index),

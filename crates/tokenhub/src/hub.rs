@@ -16,8 +16,10 @@ use std::time::Duration;
 
 mod tsp_health;
 mod ttl_cache;
+mod wakeups;
 pub use tsp_health::TspHealthBoard;
 pub use ttl_cache::TtlCache;
+pub use wakeups::{DeviceSignals, Signal, SignalQueue, Subscription, Wake};
 
 pub struct Hub {
     pub store: Store,
@@ -31,12 +33,15 @@ pub struct Hub {
     bootstrap: Option<SecretString>,
     /// Wakes a device's long poll when a personalization for it is committed.
     pub devices: DeviceSignals,
-    /// Wakes the outbox worker when a call is enqueued.
-    pub outbox_wake: tokio::sync::Notify,
+    /// Wakes the outbox worker when a call is enqueued (here and on every node).
+    pub outbox_wake: Wake,
     /// The background workers' states (the health check and the admin API read them).
     pub health: crate::health::Health,
-    /// Wakes the requestor notifier when a token update is queued or a delivery ends.
-    pub notify_wake: tokio::sync::Notify,
+    /// Wakes the requestor notifier when a token update is queued or a delivery ends (here and
+    /// on every node).
+    pub notify_wake: Wake,
+    /// The signals this node sends the other nodes sharing the database (`hub/wakeups.rs`).
+    pub signals: Arc<SignalQueue>,
     /// Paces campaigns between runner ticks.
     pub campaign_pacer: crate::pacer::Pacer,
     /// Paces the outbox's calls to each TSP at its agreed rate.
@@ -48,19 +53,20 @@ pub struct Hub {
     /// Issuers known to exist (an issuer is never removed, so a hit is good forever).
     known_issuers: RwLock<std::collections::HashSet<String>>,
     /// The TSP each issuer is bound to, as read lately (an issuer may be moved to another TSP:
-    /// re-read after [`REQUESTOR_CACHE_TTL`], at once on this node).
+    /// dropped when a node moves it, re-read after [`REQUESTOR_CACHE_TTL`] at the latest).
     issuer_tsps: RwLock<HashMap<String, (std::time::Instant, String)>>,
     /// Which client certificates the TSP listener accepts, and as which TSP.
     pub tsp_trust: Arc<crate::tls::TspTrust>,
     /// Token requestors as read lately (they change rarely; a change on another node is seen
-    /// within [`REQUESTOR_CACHE_TTL`]).
+    /// when its signal arrives, within [`REQUESTOR_CACHE_TTL`] if it is lost).
     #[allow(clippy::type_complexity)]
     requestor_cache: RwLock<Option<(std::time::Instant, Arc<HashMap<String, Arc<Requestor>>>)>>,
     /// Requestors' API keys verified lately, by key id (a key revoked on another node stops
-    /// working within [`REQUESTOR_KEY_CACHE_TTL`]; on this node at once).
+    /// working when its signal arrives, within [`REQUESTOR_KEY_CACHE_TTL`] if it is lost; on
+    /// this node at once).
     pub requestor_keys: TtlCache<Arc<VerifiedKey>>,
-    /// TSPs as read lately, by id (a change on another node is seen within [`TSP_CACHE_TTL`];
-    /// on this node at once).
+    /// TSPs as read lately, by id (a change on another node is seen when its signal arrives,
+    /// within [`TSP_CACHE_TTL`] if it is lost; on this node at once).
     tsps: TtlCache<Arc<crate::domain::catalog::Tsp>>,
     /// When an unknown `keyIndex` may next make this node re-read the shared keys (ms).
     next_key_reload_ms: std::sync::atomic::AtomicI64,
@@ -80,14 +86,15 @@ pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long a node uses the shared keys it read before a call that names one reads them again:
 /// a key retired on another node, or on the store by `tokenhub keys retire`, takes no new data
-/// here after at most this (the node that retires it reads the keys at once).
+/// here after at most this (the node that retires it reads the keys at once, and on PostgreSQL
+/// its signal makes every node read them at once; this covers a signal lost).
 pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long a token requestor read from the store is reused.
 pub const REQUESTOR_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// How long a requestor's API key, once verified against the store, is trusted without reading it
-/// again: a key revoked on another node may work this long there.
+/// again: a key revoked on another node whose signal was lost may work this long here.
 pub const REQUESTOR_KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// How long a TSP read from the store is reused.
@@ -167,6 +174,7 @@ impl Hub {
         let keys_read_ms = clock.now_ms();
         let bootstrap = bootstrap_token(&config, &mut notes)?;
         let identity = client_identity_pem(&config)?;
+        let signals = SignalQueue::new(store.signals_shared());
         Ok((
             Self {
                 store,
@@ -184,10 +192,11 @@ impl Hub {
                 tsp: TspClient::with_identity(Duration::from_secs(10), identity, &config.outbound)
                     .map_err(StartError::Config)?,
                 bootstrap: bootstrap.map(SecretString::from),
-                devices: DeviceSignals::default(),
-                outbox_wake: tokio::sync::Notify::new(),
+                devices: DeviceSignals::new(signals.clone()),
+                outbox_wake: Wake::new(Signal::Outbox, signals.clone()),
                 health: Default::default(),
-                notify_wake: tokio::sync::Notify::new(),
+                notify_wake: Wake::new(Signal::Notifier, signals.clone()),
+                signals,
                 campaign_pacer: Default::default(),
                 tsp_pacer: Default::default(),
                 tsp_health: Default::default(),
@@ -450,41 +459,6 @@ impl Hub {
     pub fn keys_stale(&self) -> bool {
         let read = self.keys_read_ms.load(std::sync::atomic::Ordering::Acquire);
         self.now_ms().saturating_sub(read) >= KEY_REFRESH_INTERVAL.as_millis() as i64
-    }
-}
-
-/// One wake-up signal per device that is long-polling. A signal sent while nobody waits is kept
-/// (`Notify::notify_one` stores a permit), so a personalization committed between a poll's check
-/// and its wait is not missed.
-#[derive(Default)]
-pub struct DeviceSignals {
-    waiting: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
-}
-
-impl DeviceSignals {
-    /// The device's signal; take it before checking for work, then wait on it.
-    pub fn subscribe(&self, device_id: &str) -> Arc<tokio::sync::Notify> {
-        let mut map = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(device_id.to_string()).or_default().clone()
-    }
-
-    /// Drops the device's signal when its last poll ends.
-    pub fn unsubscribe(&self, device_id: &str, signal: Arc<tokio::sync::Notify>) {
-        let mut map = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        drop(signal);
-        if map
-            .get(device_id)
-            .is_some_and(|s| Arc::strong_count(s) == 1)
-        {
-            map.remove(device_id);
-        }
-    }
-
-    pub fn notify(&self, device_id: &str) {
-        let map = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = map.get(device_id) {
-            s.notify_one();
-        }
     }
 }
 

@@ -6,18 +6,16 @@ use crate::domain::catalog::{Issuer, PutImmutable, Tsp};
 use crate::domain::ProfileDefinition;
 use crate::error::Error;
 use crate::flows::campaign::{self, CampaignSettings};
-use crate::hub::Hub;
+use crate::hub::{Hub, Signal};
 
 /// Registers or replaces a TSP connection.
-/// The TSP listener trusts the TSPs as now registered from the next handshake on.
+/// The TSP listener trusts the TSPs as now registered from the next handshake on, on every node.
 pub async fn put_tsp(hub: &Hub, tsp: Tsp) -> Result<(), Error> {
     let now = hub.now_ms();
     hub.store
         .transact(move |tx| Box::pin(async move { Ok::<_, Error>(tx.put_tsp(&tsp, now).await?) }))
         .await?;
-    hub.forget_tsps();
-    hub.refresh_tsp_trust().await?;
-    Ok(())
+    hub.tell_nodes(Signal::Tsps).await
 }
 
 pub async fn tsp(hub: &Hub, tsp_id: &str) -> Result<Option<Tsp>, Error> {
@@ -92,8 +90,7 @@ pub async fn put_issuer(hub: &Hub, issuer: Issuer, may_bind_tsp: bool) -> Result
             Box::pin(async move { Ok::<_, Error>(tx.put_issuer(&issuer, now).await?) })
         })
         .await?;
-    hub.forget_issuer(&id);
-    Ok(())
+    hub.tell_nodes(Signal::Issuer(id)).await
 }
 
 /// Stores a profile version (canonical JSON) of a registered issuer's product; versions are

@@ -18,7 +18,7 @@ use crate::domain::notification::Requestor;
 use crate::domain::requestor_token::{card_key_id, RequestorToken};
 use crate::domain::{Code, Rejection, TokenState};
 use crate::error::Error;
-use crate::hub::{Hub, VerifiedKey};
+use crate::hub::{Hub, Signal, VerifiedKey};
 use crate::keys::wallet_keys::{self, NewApiKey, REQUESTOR_PREFIX};
 use crate::store::{StoreError, Tx};
 use crate::tsp_client::{
@@ -124,8 +124,10 @@ pub async fn revoke_key(hub: &Hub, requestor_id: &str, key_id: &str) -> Result<b
             Box::pin(async move { Ok::<_, Error>(c.revoke_requestor_key(&id, &key, now).await?) })
         })
         .await;
-    // Forgotten whatever the outcome: a revocation that may have committed holds at once here.
-    hub.requestor_keys.forget(key_id);
+    // Forgotten whatever the outcome: a revocation that may have committed holds at once here,
+    // and on the other nodes once told (before the answer).
+    hub.tell_nodes(Signal::RequestorKey(key_id.to_string()))
+        .await?;
     revoked
 }
 

@@ -3,7 +3,7 @@
 
 use crate::domain::notification::{NotificationState, Requestor, RequestorState};
 use crate::error::Error;
-use crate::hub::Hub;
+use crate::hub::{Hub, Signal};
 use crate::store::StoreError;
 
 /// Creates or replaces a requestor (a disabled endpoint stays disabled) and returns it as stored.
@@ -15,7 +15,7 @@ pub async fn put(hub: &Hub, requestor: Requestor) -> Result<Requestor, Error> {
             Box::pin(async move { Ok::<_, Error>(tx.put_requestor(&requestor, now).await?) })
         })
         .await?;
-    hub.forget_requestors();
+    hub.tell_nodes(Signal::Requestors).await?;
     hub.notify_wake.notify_one();
     hub.store.requestor(&id).await?.ok_or_else(|| {
         StoreError::Corrupt(format!("the requestor {id} just written is gone")).into()

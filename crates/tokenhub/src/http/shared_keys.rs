@@ -9,6 +9,7 @@ use super::api_error::{ApiErrorBody, JsonBody};
 use super::{ApiError, AppState};
 use crate::domain::catalog::PutImmutable;
 use crate::flows::keys::{self, Retired};
+use crate::hub::Signal;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -126,7 +127,7 @@ async fn import_keys(
         }
         other => other?,
     };
-    hub.reload_keys().await?;
+    hub.tell_nodes(Signal::SharedKeys).await?;
     tracing::info!(
         by = ctx.caller.actor(),
         tsp_id = %body.tsp_id,
@@ -173,7 +174,7 @@ async fn retire_key(
         answer.extensions_mut().insert(Audited);
         return Ok(answer);
     }
-    hub.reload_keys().await?;
+    hub.tell_nodes(Signal::SharedKeys).await?;
     tracing::info!(by = ctx.caller.actor(), %tsp_id, %key_index, "shared key retired");
     let view = RetiredKeyView {
         tsp_id,

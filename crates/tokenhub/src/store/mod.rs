@@ -25,6 +25,7 @@ pub mod requestors;
 mod serve_lock;
 pub mod shared_keys;
 pub mod shred;
+pub mod signals;
 mod sql;
 mod sqlite;
 pub mod token_data;

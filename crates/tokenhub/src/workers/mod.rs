@@ -1,5 +1,5 @@
 //! Background work, started with the server and stopped with it: the outbox dispatcher (calls owed
-//! to TSPs), the requestor notifier (token updates owed to token requestors), the TSP health watcher, the delivery sweeper (personalizations never confirmed), the shred sweeper (data no call will complete, and what is past its retention) and the master-key re-wrapper (a rotation's job). Every worker takes its work
+//! to TSPs), the requestor notifier (token updates owed to token requestors), the TSP health watcher, the delivery sweeper (personalizations never confirmed), the shred sweeper (data no call will complete, and what is past its retention), the master-key re-wrapper (a rotation's job) and, on PostgreSQL, the signals between nodes (wake-ups and cache drops). Every worker takes its work
 //! from the store, so any number of nodes can run them side by side and a node that dies loses
 //! nothing (its claimed rows come back when their lease runs out). Each runs under a supervisor
 //! that starts it again, with backoff, when it panics; `Hub::health` says which is down.
@@ -8,6 +8,7 @@ pub mod notifier;
 pub mod outbox;
 pub mod rewrap;
 pub mod shredder;
+pub mod signals;
 pub mod tsp_health;
 
 use crate::hub::Hub;
@@ -46,6 +47,14 @@ pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
         stop.clone(),
         tsp_health::run,
     ));
+    if hub.signals.shared() {
+        set.spawn(supervise(
+            "signals",
+            hub.clone(),
+            stop.clone(),
+            signals::run,
+        ));
+    }
     set.spawn(supervise("campaign-runner", hub, stop, run_campaigns));
     set
 }

@@ -48,6 +48,7 @@ mod tsp_oracle;
 mod tsp_perso_data;
 mod tsp_retries;
 mod tsp_updates;
+mod wakeups;
 mod wallet;
 mod wallet_auth;
 mod wallet_providers;

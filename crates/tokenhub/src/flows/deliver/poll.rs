@@ -67,7 +67,7 @@ pub async fn poll(hub: &Hub, device_id: &str, wait: Duration) -> Result<Vec<Devi
         if !work.is_empty() || now >= deadline {
             break Ok(work);
         }
-        // Where another node may commit the personalization, its signal never reaches this one.
+        // Where another node may commit the personalization, its signal may be lost on the way.
         let nap = match hub.store.foreign_commits_poll() {
             Some(every) => (deadline - now).min(every),
             None => deadline - now,

@@ -103,25 +103,7 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
             url: create_postgres_database(&server_url).await,
         },
     };
-    let certs = tempfile::tempdir().expect("a temporary folder");
-    let (cert, key) = (certs.path().join("hub.crt"), certs.path().join("hub.key"));
-    std::fs::write(&cert, &test_certs().hub.cert).unwrap();
-    std::fs::write(&key, &test_certs().hub.key).unwrap();
-    let tls = |addr: &str| ListenerConfig {
-        addr: addr.parse().unwrap(),
-        security: ListenerSecurity::Tls {
-            cert: cert.clone(),
-            key: key.clone(),
-        },
-    };
-    let mut config = Config::for_database(&db.url());
-    config.listeners = Some(Listeners {
-        tsp: tls("127.0.0.1:0"),
-        wallet: tls("127.0.0.1:0"),
-        admin: tls("127.0.0.1:0"),
-    });
-    default_config(&mut config);
-    configure(&mut config);
+    let (certs, config) = node_config(&db.url(), configure);
     let seeded = config.outbound.allow_plain_http;
     let clock = ManualClock::new();
     let application = Application::build_with_clock(config, Arc::new(clock.clone()))
@@ -185,7 +167,65 @@ pub async fn spawn_app_with(backend: Backend, configure: fn(&mut Config)) -> Tes
     app
 }
 
+/// A hub's certificate folder and its configuration on `database_url`: the three listeners on
+/// port 0 over TLS, [`default_config`], then `configure`.
+fn node_config(database_url: &str, configure: fn(&mut Config)) -> (tempfile::TempDir, Config) {
+    let certs = tempfile::tempdir().expect("a temporary folder");
+    let (cert, key) = (certs.path().join("hub.crt"), certs.path().join("hub.key"));
+    std::fs::write(&cert, &test_certs().hub.cert).unwrap();
+    std::fs::write(&key, &test_certs().hub.key).unwrap();
+    let tls = |addr: &str| ListenerConfig {
+        addr: addr.parse().unwrap(),
+        security: ListenerSecurity::Tls {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+    };
+    let mut config = Config::for_database(database_url);
+    config.listeners = Some(Listeners {
+        tsp: tls("127.0.0.1:0"),
+        wallet: tls("127.0.0.1:0"),
+        admin: tls("127.0.0.1:0"),
+    });
+    default_config(&mut config);
+    configure(&mut config);
+    (certs, config)
+}
+
 impl TestApp {
+    /// A second node: another hub on this test's PostgreSQL database, configured like the first
+    /// with `configure`, on the same clock, with listeners of its own. It shares what the store
+    /// holds (the seeded TSP, issuer, profile, device and keys, the admin and wallet keys) and
+    /// the fake TSP; nothing is seeded again.
+    pub async fn another_node(&self, configure: fn(&mut Config)) -> TestApp {
+        let Database::Postgres { url } = &self.db else {
+            panic!("SQLite is single-node: a second node needs PostgreSQL");
+        };
+        let (certs, config) = node_config(url, configure);
+        let application = Application::build_with_clock(config, Arc::new(self.clock.clone()))
+            .await
+            .expect("the second node starts");
+        let addresses = application.addresses();
+        let hub = application.hub().clone();
+        tokio::spawn(application.run_until(std::future::pending()));
+        TestApp {
+            tsp_address: format!("https://{}", addresses.tsp),
+            wallet_address: format!("https://{}", addresses.wallet),
+            admin_address: format!("https://{}", addresses.admin),
+            client: self.client.clone(),
+            cert_dir: certs.path().to_path_buf(),
+            wallet: self.wallet.clone(),
+            wallet_key: self.wallet_key.clone(),
+            hub,
+            clock: self.clock.clone(),
+            keys: self.keys.clone(),
+            tsp: self.tsp.clone(),
+            admin_key: self.admin_key.clone(),
+            db: Database::Postgres { url: url.clone() },
+            _certs: certs,
+        }
+    }
+
     /// `path` on the listener that serves it: `/trapi/...` on the TSP listener, `/wallet/...` on
     /// the wallet listener (and `/requestor/...`), anything else on the admin listener.
     pub fn url(&self, path: &str) -> String {
