@@ -13,6 +13,7 @@ pub mod data_part;
 pub mod ids;
 pub mod lifecycle;
 pub mod named;
+pub mod node;
 pub mod notification;
 pub mod perso;
 pub mod personalization;

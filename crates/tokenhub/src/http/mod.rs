@@ -13,6 +13,7 @@ mod edge;
 mod health;
 mod issuers;
 mod metrics;
+mod nodes;
 mod notifications;
 pub mod openapi;
 mod overview;

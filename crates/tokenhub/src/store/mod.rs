@@ -16,6 +16,7 @@ pub mod campaigns;
 pub mod catalog;
 mod console;
 pub mod gauges;
+pub mod nodes;
 pub mod notifications;
 pub mod outbox;
 pub mod personalizations;

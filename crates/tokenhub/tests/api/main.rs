@@ -21,6 +21,7 @@ mod lifecycle_actions;
 mod lock_order;
 mod metrics;
 mod migrations;
+mod nodes;
 mod notifications;
 mod outbound;
 mod outbox_lanes;

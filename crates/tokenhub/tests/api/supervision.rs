@@ -26,7 +26,7 @@ async fn a_panicked_worker_is_reported_down_and_started_again(app: TestApp) {
     let sqlite = app.hub.store.dialect() == Dialect::Sqlite;
     let before = eventually("every worker running", || async {
         let h = health(&app).await;
-        (h["healthy"] == true && h["workers"].as_array().unwrap().len() == 6).then_some(h)
+        (h["healthy"] == true && h["workers"].as_array().unwrap().len() == 7).then_some(h)
     })
     .await;
     for name in [
@@ -35,6 +35,7 @@ async fn a_panicked_worker_is_reported_down_and_started_again(app: TestApp) {
         "sweeper",
         "shredder",
         "tsp-health",
+        "heartbeat",
         "campaign-runner",
     ] {
         assert_eq!(worker(&before, name)["state"], "RUNNING", "{before}");
