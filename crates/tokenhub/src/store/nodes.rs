@@ -96,30 +96,37 @@ impl Store {
         rows.iter().map(record).collect()
     }
 
-    /// What each node holds at `now`, by node id (nodes holding nothing are absent). Reads the
-    /// pending rows only (the partial and `state`-led indexes of both queues).
+    /// What each node holds at `now`, by node id (nodes holding nothing are absent).
     pub async fn node_holdings(&self, now: i64) -> Result<HashMap<String, Holdings>, StoreError> {
         let mut held: HashMap<String, Holdings> = HashMap::new();
-        for (table, slot) in [
-            (
-                "outbox",
-                (|h: &mut Holdings| &mut h.tsp_calls) as fn(&mut Holdings) -> &mut u64,
-            ),
-            ("notifications", |h: &mut Holdings| &mut h.notifications),
-        ] {
-            let rows = query(&format!(
-                "SELECT claimed_by, COUNT(*) AS n FROM {table} WHERE state = 'PENDING' \
-                 AND locked_until_ms > $1 AND claimed_by IS NOT NULL GROUP BY claimed_by"
-            ))
-            .bind(now)
-            .fetch_all(self.reader())
-            .await?;
-            for r in &rows {
-                let n: i64 = r.get("n")?;
-                *slot(held.entry(r.get("claimed_by")?).or_default()) =
-                    u64::try_from(n).unwrap_or(0);
-            }
+        for (node, n) in self.claimed_per_node("outbox", now).await? {
+            held.entry(node).or_default().tsp_calls = n;
+        }
+        for (node, n) in self.claimed_per_node("notifications", now).await? {
+            held.entry(node).or_default().notifications = n;
         }
         Ok(held)
+    }
+
+    /// The pending rows of `table` whose lease runs at `now`, counted by the node that claimed
+    /// them. Reads the pending rows only (both queues index them by state).
+    async fn claimed_per_node(
+        &self,
+        table: &str,
+        now: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = query(&format!(
+            "SELECT claimed_by, COUNT(*) AS n FROM {table} WHERE state = 'PENDING' \
+             AND locked_until_ms > $1 AND claimed_by IS NOT NULL GROUP BY claimed_by"
+        ))
+        .bind(now)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.get("n")?;
+                Ok((r.get("claimed_by")?, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
     }
 }
