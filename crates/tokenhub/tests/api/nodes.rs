@@ -16,7 +16,7 @@ hub_tests!(
     a_stopped_node_is_no_longer_live_and_a_crashed_one_after_the_lease,
     the_nodes_are_shown_to_the_roles_that_read_global_objects_and_reveal_no_secret,
 );
-hub_tests!(config = requestors_allowed; what_a_node_holds_is_listed);
+hub_tests!(config = slow_requestors; what_a_node_holds_is_listed);
 hub_tests!(config = quick_prune; the_rows_of_nodes_gone_longer_than_the_retention_are_pruned);
 
 const PATH: &str = "/admin/v1/nodes";
@@ -198,6 +198,12 @@ async fn a_stopped_node_is_no_longer_live_and_a_crashed_one_after_the_lease(app:
     .await;
     assert!(node(&list, "node-crashed").unwrap()["stoppedAt"].is_null());
     assert_eq!(node(&list, "node-stopped").unwrap()["live"], false);
+}
+
+/// Requestors on 127.0.0.0/8, each delivery given 10 s: time for a test to see it held.
+fn slow_requestors(config: &mut Config) {
+    requestors_allowed(config);
+    config.notify.timeout = Duration::from_secs(10);
 }
 
 /// A requestor's endpoint that takes each request and never answers.
