@@ -9,7 +9,7 @@ mod tsp_health;
 
 pub use keystore::{KeystoreArgs, KeystoreSettings};
 pub use listeners::{ListenArgs, ListenerConfig, ListenerSecurity, Listeners, ServerLimits};
-pub use node::{NodeArgs, NodeSettings, MIN_CLAIM_LEASE};
+pub use node::{NodeArgs, NodeSettings};
 pub use retention::{RetentionArgs, RetentionSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
