@@ -26,6 +26,7 @@ mod exit;
 mod health;
 mod issuers;
 mod keys;
+mod nodes;
 mod notifications;
 mod output;
 mod overview;
@@ -102,6 +103,8 @@ enum Command {
     Health(HubArgs),
     /// The hub at a glance: outboxes, backlogs, live campaigns, the store's load.
     Overview(HubArgs),
+    /// The hub nodes sharing the database: live or not, their heartbeat and what each holds.
+    Nodes(HubArgs),
     /// A completion script for a shell, on stdout (e.g. `tokenhub completions bash >
     /// /etc/bash_completion.d/tokenhub`).
     Completions {
@@ -244,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Audit(r) => audit::run(r.command, &r.hub, out).await,
             Command::Health(hub) => health::run(&hub, out).await,
             Command::Overview(hub) => overview::run(&hub, out).await,
+            Command::Nodes(hub) => nodes::run(&hub, out).await,
             Command::Completions { .. } => Ok(()),
         }
     })

@@ -186,11 +186,29 @@ async function tspHealth() {
   }
 }
 
+async function hubNodes() {
+  // The hub nodes sharing the database, where this key may read them (else none shown).
+  try {
+    const r = await api("GET", "/nodes");
+    return (r && r.nodes) || [];
+  } catch (_) {
+    return [];
+  }
+}
+
+function nodeRow(n) {
+  const state = n.live ? "RUNNING" : (n.stoppedAt ? "STOPPED" : "DOWN");
+  return el("tr", { "data-node": n.nodeId },
+    td([el("code", {}, n.nodeId), n.thisNode ? el("span", { class: "muted" }, " (this one)") : ""]),
+    td(badge(state)), td(n.version), td(when(n.startedAt)), td(when(n.lastHeartbeatAt)),
+    tdn(n.holds.tspCalls), tdn(n.holds.notifications));
+}
+
 function overviewPage(view) {
   const body = el("div", { id: "overview" });
   view.append(el("h1", {}, "Overview"), body);
   every(5000, async () => {
-    const [o, health] = await Promise.all([api("GET", "/overview"), tspHealth()]);
+    const [o, health, members] = await Promise.all([api("GET", "/overview"), tspHealth(), hubNodes()]);
     const now = Date.parse(o.at);
     const counts = {};
     const n = o.notifications;
@@ -240,7 +258,10 @@ function overviewPage(view) {
       el("h2", {}, "Requestors with the most waiting"),
       table(["requestor", "endpoint", "pending#", "oldest", "dead#"], busiest, "no token requestor"),
       el("h2", {}, "Live campaigns"),
-      table(["campaign", "state", "progress"], campaigns, "no campaign running"));
+      table(["campaign", "state", "progress"], campaigns, "no campaign running"),
+      el("h2", {}, "Hub nodes"),
+      table(["node", "state", "version", "started", "last heartbeat", "TSP calls held#",
+        "updates held#"], members.map(nodeRow), "no node listed"));
   });
 }
 

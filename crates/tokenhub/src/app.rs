@@ -119,7 +119,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut workers = crate::workers::spawn(self.hub.clone(), stopped.clone());
+        let workers = crate::workers::start(self.hub.clone(), stopped.clone()).await;
         let config = &self.hub.config;
         let limits = config.limits;
         let plain_caller = match &config.tsp_plain_as {
@@ -183,7 +183,7 @@ impl Application {
                 served = Err(e);
             }
         }
-        while workers.join_next().await.is_some() {}
+        crate::workers::finish(&self.hub, workers).await;
         served
     }
 

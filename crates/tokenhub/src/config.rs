@@ -3,11 +3,13 @@
 
 mod keystore;
 mod listeners;
+mod node;
 mod retention;
 mod tsp_health;
 
 pub use keystore::{KeystoreArgs, KeystoreSettings};
 pub use listeners::{ListenArgs, ListenerConfig, ListenerSecurity, Listeners, ServerLimits};
+pub use node::{NodeArgs, NodeSettings};
 pub use retention::{RetentionArgs, RetentionSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -31,7 +33,8 @@ pub struct StoreArgs {
     /// outbound_allow, wallet_max_long_polls, allow_plain_http_endpoints, outbound_proxy,
     /// requestor_tsp_budget, tls_cert, tls_key, tsp_plain_as, client_cert, client_key, and the
     /// tables `[listeners.tsp|wallet|admin]` (address, cert, key, plain), `[limits]`,
-    /// `[tsp_health]`, `[retention]` and `[keystore]` (kind, pkcs11_module, pkcs11_token).
+    /// `[tsp_health]`, `[retention]`, `[node]` (id, heartbeat_interval, claim_lease) and
+    /// `[keystore]` (kind, pkcs11_module, pkcs11_token).
     #[arg(long, env = "TOKENHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the keys live (software, or an HSM through PKCS#11; boxed: every command holds
@@ -90,9 +93,12 @@ pub struct ServeArgs {
     /// How each TSP's health is checked.
     #[command(flatten)]
     pub tsp_health: TspHealthArgs,
-    /// What the shred sweep deletes, and when.
+    /// What the shred sweep deletes, and when (boxed, as the next: the flags are many).
     #[command(flatten)]
-    pub retention: RetentionArgs,
+    pub retention: Box<RetentionArgs>,
+    /// This node's id among the nodes sharing the database, its heartbeat and claims' lease.
+    #[command(flatten)]
+    pub node: Box<NodeArgs>,
 }
 
 /// The optional TOML file.
@@ -128,6 +134,8 @@ struct FileConfig {
     keystore: keystore::FileKeystore,
     #[serde(default)]
     retention: retention::FileRetention,
+    #[serde(default)]
+    node: node::FileNode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +187,8 @@ pub struct Config {
     pub keystore: KeystoreSettings,
     /// What the shred sweep deletes, and when.
     pub retention: RetentionSettings,
+    /// This node's id, heartbeat and claims' lease.
+    pub node: NodeSettings,
 }
 
 pub const DEFAULT_REQUESTOR_TSP_BUDGET: Duration = Duration::from_secs(3);
@@ -295,6 +305,7 @@ impl std::fmt::Debug for Config {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
             .field("keystore", &self.keystore)
+            .field("node", &self.node)
             .field("allow_plain_http", &self.outbound.allow_plain_http)
             .field(
                 "outbound_proxy",
@@ -327,6 +338,7 @@ impl Config {
             tsp_health: TspHealthSettings::default(),
             keystore: KeystoreSettings::default(),
             retention: RetentionSettings::default(),
+            node: NodeSettings::default(),
         }
     }
 
@@ -391,6 +403,7 @@ impl Config {
             keystore: keystore::resolve(&args.store.keystore, &file.keystore, &env)?,
             retention: retention::resolve(&args.retention, &file.retention)
                 .map_err(ConfigError::Invalid)?,
+            node: node::resolve(&args.node, &file.node).map_err(ConfigError::Invalid)?,
         };
         if let Some(proxy) = &config.outbound.proxy {
             if reqwest::Proxy::all(proxy.as_str()).is_err() {

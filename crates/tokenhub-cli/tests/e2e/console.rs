@@ -253,6 +253,16 @@ async fn the_operator_console_in_a_real_browser() {
         b.text("#notifications-dead").await,
         o["notifications"]["dead"].to_string()
     );
+    // The hub node serving the console, running, as the admin API lists it.
+    let nodes = admin_json(&w, reqwest::Method::GET, "/admin/v1/nodes", None).await;
+    let node = nodes["nodes"][0]["nodeId"]
+        .as_str()
+        .expect("the hub's node")
+        .to_string();
+    let row = b
+        .wait_text(&format!("tr[data-node='{node}']"), "RUNNING")
+        .await;
+    assert!(row.contains(&node) && row.contains("this one"), "{row}");
     b.shot("overview").await;
 
     // Deploy v2 with a campaign from the campaigns page, and watch it complete without a reload.

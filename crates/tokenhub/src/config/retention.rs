@@ -20,6 +20,8 @@ pub struct RetentionSettings {
     pub notifications: Duration,
     /// How long a token's events stay (90 days).
     pub events: Duration,
+    /// How long a hub node that stopped, or stopped beating, stays listed (1 day).
+    pub nodes: Duration,
 }
 
 const DAY: u64 = 24 * 3600;
@@ -32,6 +34,7 @@ impl Default for RetentionSettings {
             outbox: Duration::from_secs(30 * DAY),
             notifications: Duration::from_secs(30 * DAY),
             events: Duration::from_secs(90 * DAY),
+            nodes: Duration::from_secs(DAY),
         }
     }
 }
@@ -54,6 +57,9 @@ pub struct RetentionArgs {
     /// How long a token event stays, e.g. `90d` (the default).
     #[arg(long, env = "TOKENHUB_RETENTION_EVENTS")]
     pub retention_events: Option<String>,
+    /// How long a node that stopped, or stopped beating, stays listed, e.g. `1d` (the default).
+    #[arg(long, env = "TOKENHUB_RETENTION_NODES")]
+    pub retention_nodes: Option<String>,
 }
 
 /// The file's `[retention]` table.
@@ -65,6 +71,7 @@ pub struct FileRetention {
     outbox: Option<String>,
     notifications: Option<String>,
     events: Option<String>,
+    nodes: Option<String>,
 }
 
 /// The settings from the flags over the file over the defaults.
@@ -103,6 +110,7 @@ pub fn resolve(args: &RetentionArgs, file: &FileRetention) -> Result<RetentionSe
             d.notifications,
         )?,
         events: duration("events", &args.retention_events, &file.events, d.events)?,
+        nodes: duration("nodes", &args.retention_nodes, &file.nodes, d.nodes)?,
     })
 }
 
@@ -117,6 +125,7 @@ mod tests {
         assert_eq!(s.outbox, Duration::from_secs(7 * DAY));
         assert_eq!(s.events, Duration::from_secs(DAY));
         assert_eq!(s.deleted_tokens, Duration::from_secs(30 * DAY));
+        assert_eq!(s.nodes, Duration::from_secs(DAY));
         let args = RetentionArgs {
             retention_outbox: Some("1h".into()),
             ..Default::default()

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod master_key;
 pub mod named;
+pub mod node;
 pub mod notification;
 pub mod perso;
 pub mod personalization;

@@ -11,6 +11,7 @@ pub mod digitize;
 pub mod gauges;
 pub mod keys;
 pub mod lifecycle;
+pub mod nodes;
 pub mod notifications;
 pub mod overview;
 pub mod perso;

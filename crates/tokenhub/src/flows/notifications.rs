@@ -193,13 +193,17 @@ pub async fn claim<R: AsRef<Requestor> + Clone + Send + 'static>(
     lease_ms: i64,
 ) -> Result<Vec<(R, Notification)>, Error> {
     let now = hub.now_ms();
+    let by = hub.config.node.id.clone();
     hub.store
         .transact(move |tx| {
             Box::pin(async move {
                 let mut all = Vec::new();
                 for (r, free) in wanted {
                     let id = r.as_ref().requestor_id.clone();
-                    for n in tx.claim_notifications(&id, now, lease_ms, free).await? {
+                    for n in tx
+                        .claim_notifications(&id, &by, now, lease_ms, free)
+                        .await?
+                    {
                         all.push((r.clone(), n));
                     }
                 }

@@ -77,10 +77,14 @@ pub async fn claim(
 ) -> Result<Vec<QueuedCall>, Error> {
     let now = hub.now_ms();
     let tsp_id = tsp_id.to_string();
+    let by = hub.config.node.id.clone();
     hub.store
         .transact(move |tx| {
             Box::pin(async move {
-                Ok::<_, Error>(tx.claim_tsp_calls(&tsp_id, now, lease_ms, limit).await?)
+                Ok::<_, Error>(
+                    tx.claim_tsp_calls(&tsp_id, &by, now, lease_ms, limit)
+                        .await?,
+                )
             })
         })
         .await

@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(super::shared_keys::router())
         .merge(super::master_keys::router())
         .merge(super::health::router())
+        .merge(super::nodes::router())
         .merge(super::overview::router())
         .layer(axum::middleware::from_fn_with_state(state, authorize))
 }

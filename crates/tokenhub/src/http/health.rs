@@ -28,7 +28,7 @@ pub struct HealthView {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerView {
-    /// `outbox`, `notifier`, `sweeper`, `campaign-runner`.
+    /// `outbox`, `notifier`, `sweeper`, `shredder`, `tsp-health`, `heartbeat`, `campaign-runner`.
     pub name: &'static str,
     /// `RUNNING`, or `DOWN` between a panic and its restart.
     pub state: &'static str,

@@ -14,6 +14,7 @@ mod health;
 mod issuers;
 mod master_keys;
 mod metrics;
+mod nodes;
 mod notifications;
 pub mod openapi;
 mod overview;

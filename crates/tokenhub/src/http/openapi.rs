@@ -18,6 +18,7 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::tsps::get_tsp,
         super::tsps::list_tsps,
         super::health::get_health,
+        super::nodes::list_nodes,
         super::issuers::put_issuer,
         super::profiles::put_profile_version,
         super::profiles::deploy,
@@ -202,5 +203,6 @@ mod tests {
         }
         assert!(doc["paths"]["/admin/v1/tokens/{tokenId}"].is_object());
         assert!(doc["paths"]["/wallet/v1/digitizations"].is_object());
+        assert!(doc["paths"]["/admin/v1/nodes"]["get"].is_object());
     }
 }

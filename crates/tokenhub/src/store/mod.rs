@@ -17,6 +17,7 @@ pub mod catalog;
 mod console;
 pub mod gauges;
 pub mod master_keys;
+pub mod nodes;
 pub mod notifications;
 pub mod outbox;
 pub mod personalizations;

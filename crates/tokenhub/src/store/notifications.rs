@@ -67,8 +67,8 @@ impl Tx {
         Ok(superseded)
     }
 
-    /// Claims up to `limit` due updates of one requestor for `lease_ms`, earliest due first, at most
-    /// the oldest pending one per token.
+    /// Claims up to `limit` due updates of one requestor for node `by` for `lease_ms`, earliest due
+    /// first, at most the oldest pending one per token.
     ///
     /// The scan follows `notifications_pending` (pending rows by requestor and due time) and stops
     /// at `limit` rows or the first row not yet due. A claimed row's due time moves to the end of
@@ -81,13 +81,14 @@ impl Tx {
     pub async fn claim_notifications(
         &mut self,
         requestor_id: &str,
+        by: &str,
         now: i64,
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<Notification>, StoreError> {
         let sql = format!(
             "UPDATE notifications SET locked_until_ms = $3, next_attempt_ms = $3, \
-             attempts = attempts + 1 WHERE id IN (\
+             claimed_by = $5, attempts = attempts + 1 WHERE id IN (\
                SELECT n.id FROM notifications n WHERE n.requestor_id = $1 AND n.state = 'PENDING' \
                AND n.next_attempt_ms <= $2 AND n.locked_until_ms <= $2 \
                AND EXISTS (SELECT 1 FROM token_requestors r WHERE r.requestor_id = n.requestor_id \
@@ -103,6 +104,7 @@ impl Tx {
             .bind(now)
             .bind(now + lease_ms)
             .bind(limit)
+            .bind(by)
             .fetch_all(self)
             .await?;
         let mut claimed = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;

@@ -29,19 +29,21 @@ impl Tx {
         Ok(())
     }
 
-    /// Claims up to `limit` due calls to `tsp_id` for `lease_ms` (another node may take them
-    /// after that, should this one die mid-call), oldest first, at most the oldest pending call
-    /// per token (whatever its TSP). A row of a kind this hub does not know is settled dead at
-    /// once (nobody could make it).
+    /// Claims up to `limit` due calls to `tsp_id` for node `by` for `lease_ms` (another node may
+    /// take them after that, should this one die mid-call), oldest first, at most the oldest
+    /// pending call per token (whatever its TSP). A row of a kind this hub does not know is
+    /// settled dead at once (nobody could make it).
     pub async fn claim_tsp_calls(
         &mut self,
         tsp_id: &str,
+        by: &str,
         now: i64,
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<QueuedCall>, StoreError> {
         let sql = format!(
-            "UPDATE outbox SET locked_until_ms = $2, attempts = attempts + 1 WHERE id IN (\
+            "UPDATE outbox SET locked_until_ms = $2, claimed_by = $5, attempts = attempts + 1 \
+             WHERE id IN (\
                SELECT o.id FROM outbox o WHERE o.state = 'PENDING' AND o.next_attempt_ms <= $1 \
                AND o.locked_until_ms <= $1 AND o.tsp_id = $4 AND NOT EXISTS (SELECT 1 FROM outbox p \
                  WHERE p.token_id = o.token_id AND p.state = 'PENDING' AND p.id < o.id) \
@@ -54,6 +56,7 @@ impl Tx {
             .bind(now + lease_ms)
             .bind(limit)
             .bind(tsp_id)
+            .bind(by)
             .fetch_all(&mut *self)
             .await?;
         let mut calls = Vec::with_capacity(rows.len());

@@ -1,9 +1,10 @@
 //! Background work, started with the server and stopped with it: the outbox dispatcher (calls owed
-//! to TSPs), the requestor notifier (token updates owed to token requestors), the TSP health watcher, the delivery sweeper (personalizations never confirmed), the shred sweeper (data no call will complete, and what is past its retention), the master-key re-wrapper (a rotation's job) and, on PostgreSQL, the signals between nodes (wake-ups and cache drops). Every worker takes its work
+//! to TSPs), the requestor notifier (token updates owed to token requestors), the TSP health watcher, the delivery sweeper (personalizations never confirmed), the shred sweeper (data no call will complete, and what is past its retention), the master-key re-wrapper (a rotation's job), the heartbeat (this node alive, for the others to see) and, on PostgreSQL, the signals between nodes (wake-ups and cache drops). Every worker takes its work
 //! from the store, so any number of nodes can run them side by side and a node that dies loses
 //! nothing (its claimed rows come back when their lease runs out). Each runs under a supervisor
 //! that starts it again, with backoff, when it panics; `Hub::health` says which is down.
 
+pub mod heartbeat;
 pub mod notifier;
 pub mod outbox;
 pub mod rewrap;
@@ -18,8 +19,26 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// Registers this node among the nodes sharing the database, then starts every worker.
+pub async fn start(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
+    if let Err(e) = crate::flows::nodes::join(&hub).await {
+        // The heartbeat registers it at its first beat.
+        tracing::error!(cause = %e.chain(), "node registration failed");
+    }
+    spawn(hub, stop)
+}
+
+/// Waits for every worker to end (after `stop`), then marks this node stopped (the claims it
+/// left unsettled run out with their lease).
+pub async fn finish(hub: &Hub, mut workers: JoinSet<()>) {
+    while workers.join_next().await.is_some() {}
+    if let Err(e) = crate::flows::nodes::leave(hub).await {
+        tracing::error!(cause = %e.chain(), "could not mark this node stopped");
+    }
+}
+
 /// Starts every worker; they stop when `stop` turns true.
-pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
+fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(supervise("outbox", hub.clone(), stop.clone(), outbox::run));
     set.spawn(supervise(
@@ -46,6 +65,12 @@ pub fn spawn(hub: Arc<Hub>, stop: watch::Receiver<bool>) -> JoinSet<()> {
         hub.clone(),
         stop.clone(),
         tsp_health::run,
+    ));
+    set.spawn(supervise(
+        "heartbeat",
+        hub.clone(),
+        stop.clone(),
+        heartbeat::run,
     ));
     if hub.signals.shared() {
         set.spawn(supervise(

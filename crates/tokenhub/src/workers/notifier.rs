@@ -19,10 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How long a claim holds; a node that dies mid-delivery releases its rows after this. A
-/// delivery takes at most the notify time-out (10 s) and waits for nothing before it, so 30 s is
-/// ample (on SQLite claims are released at start anyway).
-const LEASE_MS: i64 = 30_000;
 /// The longest the notifier sleeps when idle (another node may queue updates).
 const IDLE: Duration = Duration::from_millis(500);
 
@@ -147,7 +143,7 @@ async fn claim_round(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let claimed = notifications::claim(hub, wanted, LEASE_MS).await?;
+    let claimed = notifications::claim(hub, wanted, hub.config.node.claim_lease_ms()).await?;
     let mut busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
     for (r, _) in &claimed {
         *busy.entry(r.requestor_id.clone()).or_insert(0) += 1;

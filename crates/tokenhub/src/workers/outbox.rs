@@ -23,10 +23,6 @@ const BATCH: i64 = 64;
 /// Calls claimed at once while a TSP's rate holds calls back: every round then sends a few and
 /// gives the rest back, so claiming many would only be given back.
 const THROTTLED_BATCH: i64 = 8;
-/// How long a claim holds; a node that dies mid-call releases its rows after this. A call takes
-/// at most the TSP client's 10 s time-out, so 30 s is ample, and a crash delays its calls by at
-/// most that much (on SQLite, not at all: claims are released at start).
-const LEASE_MS: i64 = 30_000;
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -153,7 +149,7 @@ pub struct Dispatched {
 /// yet, and makes the other calls.
 pub async fn dispatch_once(hub: &Hub, tsp_id: &str, batch: i64) -> Result<Dispatched, Error> {
     let now = hub.now_ms();
-    let mut items = tsp_calls::claim(hub, tsp_id, LEASE_MS, batch).await?;
+    let mut items = tsp_calls::claim(hub, tsp_id, hub.config.node.claim_lease_ms(), batch).await?;
     if items.is_empty() {
         return Ok(Dispatched::default());
     }

@@ -22,6 +22,7 @@ mod lock_order;
 mod master_keys;
 mod metrics;
 mod migrations;
+mod nodes;
 mod notifications;
 mod outbound;
 mod outbox_lanes;

@@ -32,6 +32,7 @@ async fn a_panicked_worker_is_reported_down_and_started_again(app: TestApp) {
         "shredder",
         "rewrap",
         "tsp-health",
+        "heartbeat",
         "campaign-runner",
     ];
     if !sqlite {

@@ -157,6 +157,18 @@ pub(super) async fn exit_codes(cli: &Cli<'_>, token: &str) {
         "{health}"
     );
 
+    // The nodes: the one hub, live, as the API lists it (its heartbeat moves on meanwhile).
+    let (_, api) = cli.api("/nodes").await;
+    let got = cli.json(&["nodes"]).await;
+    assert_eq!(
+        got["nodes"][0]["nodeId"], api["nodes"][0]["nodeId"],
+        "{got}"
+    );
+    assert_eq!(got["nodes"][0]["live"], true, "{got}");
+    let node = api["nodes"][0]["nodeId"].as_str().expect("the hub's node");
+    let table = cli.run(&["nodes"]).await.ok().stdout;
+    assert!(table.contains(node) && table.contains("true"), "{table}");
+
     // The overview, where the hub has it.
     match cli.api("/overview").await {
         (200, api) => {
