@@ -15,8 +15,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 mod tsp_health;
+mod tsp_pacer;
 mod ttl_cache;
 pub use tsp_health::TspHealthBoard;
+pub use tsp_pacer::{Grant, TspPacer};
 pub use ttl_cache::TtlCache;
 
 pub struct Hub {
@@ -39,8 +41,9 @@ pub struct Hub {
     pub notify_wake: tokio::sync::Notify,
     /// Paces campaigns between runner ticks.
     pub campaign_pacer: crate::pacer::Pacer,
-    /// Paces the outbox's calls to each TSP at its agreed rate.
-    pub tsp_pacer: crate::pacer::Pacer,
+    /// Keeps the calls to each TSP (the outbox's and inline ones) to its agreed rate, on
+    /// PostgreSQL across every node.
+    pub tsp_pacer: TspPacer,
     /// Each TSP's health as this node's checks find it (a `DOWN` TSP's calls are held).
     pub tsp_health: TspHealthBoard,
     /// Profile versions are immutable, so a version read once is good forever, on every node.
@@ -164,6 +167,7 @@ impl Hub {
         let keys_read_ms = clock.now_ms();
         let bootstrap = bootstrap_token(&config, &mut notes)?;
         let identity = client_identity_pem(&config)?;
+        let tsp_pacer = TspPacer::for_store(&store);
         Ok((
             Self {
                 store,
@@ -186,7 +190,7 @@ impl Hub {
                 health: Default::default(),
                 notify_wake: tokio::sync::Notify::new(),
                 campaign_pacer: Default::default(),
-                tsp_pacer: Default::default(),
+                tsp_pacer,
                 tsp_health: Default::default(),
                 profiles: RwLock::new(HashMap::new()),
                 known_issuers: RwLock::default(),

@@ -18,17 +18,17 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-/// Calls claimed at once.
+/// Calls claimed at once (with a rate, at most the units its bucket grants: a few).
 const BATCH: i64 = 64;
-/// Calls claimed at once while a TSP's rate holds calls back: every round then sends a few and
-/// gives the rest back, so claiming many would only be given back.
-const THROTTLED_BATCH: i64 = 8;
 /// How long a claim holds; a node that dies mid-call releases its rows after this. A call takes
 /// at most the TSP client's 10 s time-out, so 30 s is ample, and a crash delays its calls by at
 /// most that much (on SQLite, not at all: claims are released at start).
 const LEASE_MS: i64 = 30_000;
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How long an idle lane waits for a wake-up before looking again.
+const IDLE: Duration = Duration::from_millis(250);
 
 /// How often the dispatcher looks for TSPs registered since (each gets its lane).
 const TSP_REFRESH: Duration = Duration::from_secs(1);
@@ -100,7 +100,6 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
 /// health checks find it `DOWN` the lane claims nothing (no attempt is spent, none dies) and
 /// waits for a change of health.
 async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
-    let mut batch = BATCH;
     loop {
         if *stop.borrow() {
             return;
@@ -119,22 +118,21 @@ async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch:
             }
             continue;
         }
-        let (sent, throttled) = match dispatch_once(&hub, &tsp_id, batch).await {
-            Ok(d) => (d.sent, d.throttled),
+        let d = match dispatch_once(&hub, &tsp_id, BATCH).await {
+            Ok(d) => d,
             Err(e) => {
                 tracing::error!(tsp_id, cause = %e.chain(), "outbox dispatch failed");
-                (0, false)
+                Dispatched::default()
             }
         };
-        batch = if throttled { THROTTLED_BATCH } else { BATCH };
-        if sent > 0 {
+        if d.sent > 0 {
             continue;
         }
-        // Held back by the TSP's rate: look again soon; idle: wait to be woken.
-        let nap = if throttled { 20 } else { 250 };
+        // Held back by the TSP's rate: look again when a unit is due; idle: wait to be woken.
+        let nap = d.held_for.unwrap_or(IDLE);
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(nap)) => {}
+            _ = tokio::time::sleep(nap) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
@@ -145,34 +143,17 @@ async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch:
 pub struct Dispatched {
     /// Calls made.
     pub sent: usize,
-    /// Calls held back because their TSP's rate was used up.
-    pub throttled: bool,
+    /// Calls may be waiting that the TSP's rate held back: look again after this.
+    pub held_for: Option<Duration>,
 }
 
-/// Claims up to `batch` calls to `tsp_id`, holds back what the TSP's agreed rate does not allow
-/// yet, and makes the other calls.
+/// Makes up to `batch` due calls to `tsp_id`, as many as the TSP's agreed rate allows now.
 pub async fn dispatch_once(hub: &Hub, tsp_id: &str, batch: i64) -> Result<Dispatched, Error> {
-    let now = hub.now_ms();
-    let mut items = tsp_calls::claim(hub, tsp_id, LEASE_MS, batch).await?;
-    if items.is_empty() {
-        return Ok(Dispatched::default());
-    }
-    let rate = match tsp_calls::tsp(hub, tsp_id).await? {
-        Some(t) => t.rate_limit,
-        None => None,
+    let rate = hub.tsp(tsp_id).await?.and_then(|t| t.rate_limit);
+    let (items, held_for) = match rate {
+        None => (tsp_calls::claim(hub, tsp_id, LEASE_MS, batch).await?, None),
+        Some(rate) => paced_claim(hub, tsp_id, rate, batch).await?,
     };
-    let mut held = Vec::new();
-    if let Some(rate) = rate {
-        let allowed = hub.tsp_pacer.allowance(tsp_id, rate, now).max(0) as usize;
-        if items.len() > allowed {
-            held = items.split_off(allowed).into_iter().map(|c| c.id).collect();
-        }
-        hub.tsp_pacer.spend(tsp_id, items.len() as i64);
-    }
-    let throttled = !held.is_empty();
-    if throttled {
-        tsp_calls::release(hub, held).await?;
-    }
     let sent = items.len();
     let calls = items.into_iter().map(|item| async move {
         let started = std::time::Instant::now();
@@ -188,7 +169,32 @@ pub async fn dispatch_once(hub: &Hub, tsp_id: &str, batch: i64) -> Result<Dispat
     for r in futures::future::join_all(calls).await {
         r?;
     }
-    Ok(Dispatched { sent, throttled })
+    Ok(Dispatched { sent, held_for })
+}
+
+/// Takes units of the TSP's rate first, then claims as many calls (giving back the units no
+/// call was there for): a claimed call is always made, so no claim is undone, and a lane that
+/// the rate holds back costs one statement a round. When no unit was granted, also returns
+/// when one will be.
+async fn paced_claim(
+    hub: &Hub,
+    tsp_id: &str,
+    rate: i64,
+    batch: i64,
+) -> Result<(Vec<QueuedCall>, Option<Duration>), Error> {
+    let grant = hub
+        .tsp_pacer
+        .take(&hub.store, hub.now_ms(), tsp_id, rate, batch)
+        .await?;
+    if grant.units == 0 {
+        return Ok((Vec::new(), Some(grant.next_in)));
+    }
+    let items = tsp_calls::claim(hub, tsp_id, LEASE_MS, grant.units).await?;
+    let unused = grant.units - items.len() as i64;
+    hub.tsp_pacer
+        .give_back(&hub.store, tsp_id, rate, unused)
+        .await?;
+    Ok((items, None))
 }
 
 async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), Unsent> {
