@@ -36,7 +36,7 @@ impl Pacer {
         credit.floor() as i64
     }
 
-    /// Takes `n` units of `key`'s credit (a negative `n` gives them back).
+    /// Takes `n` units of `key`'s credit.
     pub fn spend(&self, key: &str, n: i64) {
         let mut map = self.credits.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((credit, _)) = map.get_mut(key) {

@@ -8,8 +8,8 @@ use crate::pacer::{burst, Pacer};
 use crate::store::{Dialect, Store, StoreError};
 use std::time::Duration;
 
-/// The longest a caller held back by the rate waits before asking again (another node may have
-/// given units back meanwhile).
+/// The longest a caller held back by the rate waits before asking again (the TSP's rate may
+/// have been raised meanwhile).
 const MAX_WAIT: Duration = Duration::from_millis(250);
 /// How often a caller held back by an in-process bucket looks again.
 const LOCAL_POLL: Duration = Duration::from_millis(20);
@@ -37,6 +37,12 @@ impl TspPacer {
             Dialect::Sqlite => Some(Pacer::default()),
         };
         Self { local }
+    }
+
+    /// How many calls a lane claims at once for a TSP of `rate` calls a second: what its bucket
+    /// holds at most, so they can leave together when a pause filled it.
+    pub fn batch(rate: i64) -> i64 {
+        burst(rate.max(1)).floor() as i64
     }
 
     /// Takes up to `want` units of `tsp_id`'s rate (`rate` calls a second) at once. `now_ms` is
@@ -67,30 +73,6 @@ impl TspPacer {
                     units: taken.units,
                     next_in: wait_for_one(taken.credit, rate),
                 })
-            }
-        }
-    }
-
-    /// Gives back `units` taken and not used.
-    pub async fn give_back(
-        &self,
-        store: &Store,
-        tsp_id: &str,
-        rate: i64,
-        units: i64,
-    ) -> Result<(), StoreError> {
-        if units <= 0 {
-            return Ok(());
-        }
-        match &self.local {
-            Some(pacer) => {
-                pacer.spend(tsp_id, -units);
-                Ok(())
-            }
-            None => {
-                store
-                    .give_back_tsp_units(tsp_id, burst(rate.max(1)), units)
-                    .await
             }
         }
     }

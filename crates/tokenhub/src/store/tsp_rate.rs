@@ -71,25 +71,6 @@ impl Store {
         )))
     }
 
-    /// Puts back `units` taken and not used (the calls were not there), up to `burst`.
-    pub async fn give_back_tsp_units(
-        &self,
-        tsp_id: &str,
-        burst: f64,
-        units: i64,
-    ) -> Result<(), StoreError> {
-        query(
-            "UPDATE tsp_rate_buckets SET credit = LEAST($2::float8, credit + $3::float8) \
-             WHERE tsp_id = $1",
-        )
-        .bind(tsp_id)
-        .bind(burst)
-        .bind(units as f64)
-        .execute(self.shared_bucket_pool()?)
-        .await?;
-        Ok(())
-    }
-
     /// The pool the buckets are taken on: PostgreSQL only (a single SQLite node paces in process).
     fn shared_bucket_pool(&self) -> Result<&sqlx::AnyPool, StoreError> {
         match (&self.writer, self.dialect) {

@@ -18,12 +18,16 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-/// Calls claimed at once (with a rate, at most the units its bucket grants: a few).
+/// Calls claimed at once (with a rate, at most what its bucket holds: a few).
 const BATCH: i64 = 64;
 /// How long a claim holds; a node that dies mid-call releases its rows after this. A call takes
 /// at most the TSP client's 10 s time-out, so 30 s is ample, and a crash delays its calls by at
 /// most that much (on SQLite, not at all: claims are released at start).
 const LEASE_MS: i64 = 30_000;
+/// How long a lane keeps calls it claimed waiting for units of the TSP's rate before giving
+/// them back: with the call's own time-out, well within their lease, so that no other node takes
+/// them while this one may still make them.
+const MAX_HOLD: Duration = Duration::from_millis(LEASE_MS as u64 / 3);
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -100,17 +104,19 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
 /// health checks find it `DOWN` the lane claims nothing (no attempt is spent, none dies) and
 /// waits for a change of health.
 async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let mut held = Held::default();
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
         if hub.tsp_health.is_down(&tsp_id) {
+            held.give_back(&hub).await;
             // Subscribed before looking again, so a change in between is not missed.
             let mut changes = hub.tsp_health.changes();
             if hub.tsp_health.is_down(&tsp_id) {
                 let watch_gone = tokio::select! {
                     changed = changes.changed() => changed.is_err(),
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.wait_for(|s| *s) => break,
                 };
                 if watch_gone {
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -118,7 +124,7 @@ async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch:
             }
             continue;
         }
-        let d = match dispatch_once(&hub, &tsp_id, BATCH).await {
+        let d = match dispatch_once(&hub, &tsp_id, &mut held).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(tsp_id, cause = %e.chain(), "outbox dispatch failed");
@@ -133,7 +139,31 @@ async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch:
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(nap) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    held.give_back(&hub).await;
+}
+
+/// Calls a lane claimed that the TSP's rate has not let go yet, oldest first.
+#[derive(Default)]
+pub struct Held {
+    calls: std::collections::VecDeque<QueuedCall>,
+    /// When they were claimed.
+    since: Option<std::time::Instant>,
+}
+
+impl Held {
+    /// Gives the calls back untried (the next claim, on any node, takes them).
+    async fn give_back(&mut self, hub: &Hub) {
+        self.since = None;
+        let ids: Vec<i64> = self.calls.drain(..).map(|c| c.id).collect();
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = tsp_calls::release(hub, ids).await {
+            // Their lease runs out: they are made after it.
+            tracing::error!(cause = %e.chain(), "giving back held calls failed");
         }
     }
 }
@@ -147,12 +177,19 @@ pub struct Dispatched {
     pub held_for: Option<Duration>,
 }
 
-/// Makes up to `batch` due calls to `tsp_id`, as many as the TSP's agreed rate allows now.
-pub async fn dispatch_once(hub: &Hub, tsp_id: &str, batch: i64) -> Result<Dispatched, Error> {
+/// Makes due calls to `tsp_id`, as many as the TSP's agreed rate allows now: the calls `held`
+/// first, then newly claimed ones.
+pub async fn dispatch_once(hub: &Hub, tsp_id: &str, held: &mut Held) -> Result<Dispatched, Error> {
     let rate = hub.tsp(tsp_id).await?.and_then(|t| t.rate_limit);
     let (items, held_for) = match rate {
-        None => (tsp_calls::claim(hub, tsp_id, LEASE_MS, batch).await?, None),
-        Some(rate) => paced_claim(hub, tsp_id, rate, batch).await?,
+        None => {
+            held.since = None;
+            let mut items: Vec<QueuedCall> = held.calls.drain(..).collect();
+            let more = BATCH - items.len() as i64;
+            items.extend(tsp_calls::claim(hub, tsp_id, LEASE_MS, more).await?);
+            (items, None)
+        }
+        Some(rate) => paced(hub, tsp_id, rate, held).await?,
     };
     let sent = items.len();
     let calls = items.into_iter().map(|item| async move {
@@ -172,28 +209,39 @@ pub async fn dispatch_once(hub: &Hub, tsp_id: &str, batch: i64) -> Result<Dispat
     Ok(Dispatched { sent, held_for })
 }
 
-/// Takes units of the TSP's rate first, then claims as many calls (giving back the units no
-/// call was there for): a claimed call is always made, so no claim is undone, and a lane that
-/// the rate holds back costs one statement a round. When no unit was granted, also returns
-/// when one will be.
-async fn paced_claim(
+/// Claims a few calls (what the TSP's bucket holds at most) when none is held, then takes units
+/// of the rate for the held ones and lets go as many: a unit is taken just before its call
+/// leaves (not before a claim's round trips), so the calls reach the TSP spaced as the units
+/// were granted. When no unit was granted, also returns when one will be.
+async fn paced(
     hub: &Hub,
     tsp_id: &str,
     rate: i64,
-    batch: i64,
+    held: &mut Held,
 ) -> Result<(Vec<QueuedCall>, Option<Duration>), Error> {
+    if held.since.is_some_and(|at| at.elapsed() >= MAX_HOLD) {
+        held.give_back(hub).await;
+    }
+    if held.calls.is_empty() {
+        let batch = crate::hub::TspPacer::batch(rate);
+        held.calls = tsp_calls::claim(hub, tsp_id, LEASE_MS, batch).await?.into();
+        held.since = Some(std::time::Instant::now());
+        if held.calls.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+    }
+    let want = held.calls.len() as i64;
     let grant = hub
         .tsp_pacer
-        .take(&hub.store, hub.now_ms(), tsp_id, rate, batch)
+        .take(&hub.store, hub.now_ms(), tsp_id, rate, want)
         .await?;
     if grant.units == 0 {
         return Ok((Vec::new(), Some(grant.next_in)));
     }
-    let items = tsp_calls::claim(hub, tsp_id, LEASE_MS, grant.units).await?;
-    let unused = grant.units - items.len() as i64;
-    hub.tsp_pacer
-        .give_back(&hub.store, tsp_id, rate, unused)
-        .await?;
+    let items = held.calls.drain(..grant.units as usize).collect();
+    if held.calls.is_empty() {
+        held.since = None;
+    }
     Ok((items, None))
 }
 
