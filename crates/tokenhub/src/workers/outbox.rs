@@ -186,7 +186,9 @@ pub async fn dispatch_once(hub: &Hub, tsp_id: &str, held: &mut Held) -> Result<D
             held.since = None;
             let mut items: Vec<QueuedCall> = held.calls.drain(..).collect();
             let more = BATCH - items.len() as i64;
-            items.extend(tsp_calls::claim(hub, tsp_id, LEASE_MS, more).await?);
+            if more > 0 {
+                items.extend(tsp_calls::claim(hub, tsp_id, LEASE_MS, more).await?);
+            }
             (items, None)
         }
         Some(rate) => paced(hub, tsp_id, rate, held).await?,
@@ -223,7 +225,7 @@ async fn paced(
         held.give_back(hub).await;
     }
     if held.calls.is_empty() {
-        let batch = crate::hub::TspPacer::batch(rate);
+        let batch = crate::hub::TspPacer::batch(rate).min(BATCH);
         held.calls = tsp_calls::claim(hub, tsp_id, LEASE_MS, batch).await?.into();
         held.since = Some(std::time::Instant::now());
         if held.calls.is_empty() {
