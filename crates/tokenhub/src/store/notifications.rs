@@ -132,7 +132,9 @@ impl Tx {
         let Some(max) = max else {
             return Ok(0);
         };
-        // `locked_until_ms > 0` lets the planner use `notifications_in_flight`.
+        // A statement of its own, after the lock: its snapshot then holds every claim committed
+        // by the lock's previous holders (one statement would count with a snapshot taken before
+        // it got the lock). `locked_until_ms > 0` lets the planner use `notifications_in_flight`.
         let busy = query_scalar::<i64>(
             "SELECT COUNT(*) FROM notifications WHERE requestor_id = $1 AND state = 'PENDING' \
              AND locked_until_ms > 0 AND locked_until_ms > $2",

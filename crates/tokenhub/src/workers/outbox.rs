@@ -226,11 +226,12 @@ async fn paced(
     }
     if held.calls.is_empty() {
         let batch = crate::hub::TspPacer::batch(rate).min(BATCH);
+        let claimed_at = std::time::Instant::now();
         held.calls = tsp_calls::claim(hub, tsp_id, LEASE_MS, batch).await?.into();
-        held.since = Some(std::time::Instant::now());
         if held.calls.is_empty() {
             return Ok((Vec::new(), None));
         }
+        held.since = Some(claimed_at);
     }
     let want = held.calls.len() as i64;
     let grant = hub
