@@ -18,6 +18,7 @@ mod edge;
 mod keystore;
 mod notifications;
 mod observability;
+mod rotation;
 mod transactions;
 
 #[derive(Parser)]
@@ -46,6 +47,9 @@ enum Command {
     /// `/data` with the keys in an HSM (PKCS#11) against the software keystore: `data` on each,
     /// each in a process of its own, in one run.
     Keystore(keystore::KeystoreArgs),
+    /// A master-key rotation over N wrapped data keys (1,000,000 by default) while /data runs at
+    /// a fixed rate: its duration, keys/s, and /data's p99 before and during it.
+    Rotation(rotation::RotationArgs),
     /// A re-personalization campaign over N ACTIVE tokens (seeded straight into the database),
     /// the hub in its own process: tokens/s per tenth, the hub's RSS and CPU, the TSP's rate.
     Campaign(campaign::CampaignArgs),
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
             Command::Notifications(args) => notifications::run(args).await,
             Command::Observability(args) => observability::run(args).await,
             Command::Keystore(args) => keystore::run(args).await,
+            Command::Rotation(args) => rotation::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,
             Command::Transactions(args) => transactions::run(args).await,
             Command::Console(args) => console::run(args).await,
