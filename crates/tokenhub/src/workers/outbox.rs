@@ -161,7 +161,11 @@ pub async fn dispatch_once(hub: &Hub, tsp_id: &str, batch: i64) -> Result<Dispat
     if let Some(rate) = rate {
         let allowed = hub.tsp_pacer.allowance(tsp_id, rate, now).max(0) as usize;
         if items.len() > allowed {
-            held = items.split_off(allowed).into_iter().map(|c| c.id).collect();
+            held = items
+                .split_off(allowed)
+                .into_iter()
+                .map(|c| (c.id, c.claim_version))
+                .collect();
         }
         hub.tsp_pacer.spend(tsp_id, items.len() as i64);
     }

@@ -16,6 +16,7 @@ mod audit;
 mod cards;
 mod confidentiality;
 mod console;
+mod fencing;
 mod health_check;
 mod lifecycle_actions;
 mod lock_order;
