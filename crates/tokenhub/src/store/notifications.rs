@@ -161,17 +161,20 @@ impl Tx {
         let (kept, lost): (Vec<&Settlement>, Vec<&Settlement>) = items
             .iter()
             .partition(|it| settled.contains(&(it.id, it.claim_version)));
-        self.record_attempts(&kept).await?;
+        // Usually every outcome counted: the batch already bound is the attempts' batch.
+        let kept_batch = if lost.is_empty() {
+            batch
+        } else if kept.is_empty() {
+            return Ok(lost.iter().map(|it| (it.id, it.claim_version)).collect());
+        } else {
+            serde_json::Value::Array(kept.iter().map(|it| outcome_json(it)).collect()).to_string()
+        };
+        self.record_attempts(&kept_batch).await?;
         Ok(lost.iter().map(|it| (it.id, it.claim_version)).collect())
     }
 
-    /// Records the attempts of settled outcomes.
-    async fn record_attempts(&mut self, items: &[&Settlement]) -> Result<(), StoreError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let batch =
-            serde_json::Value::Array(items.iter().map(|it| outcome_json(it)).collect()).to_string();
+    /// Records the attempts of the outcomes in `batch` (as [`outcome_json`] writes them).
+    async fn record_attempts(&mut self, batch: &str) -> Result<(), StoreError> {
         let attempts = json_rows(
             self.dialect(),
             &[
@@ -186,7 +189,7 @@ impl Tx {
             "INSERT INTO notification_attempts (notification_id, at_ms, duration_ms, status, error) \
              SELECT x.id, x.started_ms, x.duration_ms, x.status, x.error FROM {attempts}"
         ))
-        .bind(batch.as_str())
+        .bind(batch)
         .execute(self)
         .await?;
         Ok(())
