@@ -4,6 +4,7 @@
 //! store's claims under two node ids; the last test stalls the hub's own outbox on a TSP.
 
 use crate::support::*;
+use serde_json::json;
 use std::time::Duration;
 use tokenhub::clock::Clock;
 use tokenhub::domain::notification::{NewNotification, Notification, Settle, Settlement};
@@ -20,6 +21,10 @@ hub_tests!(
     a_token_update_settled_after_its_lease_was_taken_over_changes_nothing
 );
 hub_tests!(a_call_the_tsp_answers_after_the_lease_ends_in_the_second_attempts_state);
+hub_tests!(
+    config = requestors_allowed;
+    an_update_the_requestor_answers_after_the_lease_ends_in_the_second_attempts_state
+);
 
 /// A TSP no lane calls (not registered): only the test's claims take its calls.
 const UNCALLED_TSP: &str = "tsp-fencing";
@@ -318,5 +323,62 @@ async fn a_call_the_tsp_answers_after_the_lease_ends_in_the_second_attempts_stat
         call_row(&app, id).await,
         after_b(),
         "the row holds the second attempt's outcome, each attempt counted once"
+    );
+}
+
+async fn an_update_the_requestor_answers_after_the_lease_ends_in_the_second_attempts_state(
+    app: TestApp,
+) {
+    let receiver = Receiver::start().await;
+    // One delivery at a time: the hub does not claim the update again while its attempt runs.
+    app.put_requestor_body(
+        REQUESTOR,
+        &json!({
+            "merchantId": merchant_of(REQUESTOR),
+            "baseUrl": receiver.base_url(),
+            "apiKey": "key-fencing",
+            "signingSecrets": [signing_secret(32)],
+            "maxInFlight": 1,
+        }),
+    )
+    .await
+    .expect(200);
+    // The requestor takes the hub's update and holds it past the claim's lease.
+    receiver.hold();
+    let token = app
+        .active_token_from(json!({"tokenRequestorId": REQUESTOR, "card": card()}))
+        .await;
+    receiver.wait_for(1).await;
+    let id = notification_id(&app.newest_notification_of(&token).await);
+    app.clock
+        .advance(app.hub.config.node.claim_lease + Duration::from_secs(1));
+    // Another node takes the update over and makes its own attempt, answered 503.
+    let now = app.clock.now_ms();
+    let b = claim_updates(&app, REQUESTOR, "node-b", now).await;
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!((b[0].id, b[0].claim_version, b[0].attempts), (id, 2, 2));
+    let retry = Settle::Retry {
+        next_attempt_ms: now + AHEAD_MS,
+    };
+    notifications::settle(&app.hub, vec![settlement(&b[0], retry, 503, now)], vec![])
+        .await
+        .unwrap();
+    // The requestor answers the first attempt now; the hub records it (refused) before the
+    // witness's update, delivered after it.
+    receiver.release();
+    let witness = app
+        .active_token_from(json!({"tokenRequestorId": REQUESTOR, "card": card()}))
+        .await;
+    let w = notification_id(&app.newest_notification_of(&witness).await);
+    app.notification_in_state(w, "DELIVERED").await;
+    let d = app.delivery(id).await;
+    assert_eq!(d["state"], "PENDING", "{d}");
+    assert_eq!(d["attempts"], 2, "{d}");
+    assert_eq!(d["lastStatus"], 503, "{d}");
+    let attempts = app.hub.store.notification_attempts(id).await.unwrap();
+    assert_eq!(
+        attempts.len(),
+        1,
+        "only the second attempt is recorded: {attempts:?}"
     );
 }
