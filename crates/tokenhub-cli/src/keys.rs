@@ -33,6 +33,19 @@ pub enum KeysCommand {
     Retire(RetireArgs),
     /// The imported keys: owner, index, algorithm, purpose, state, KCV (through the admin API).
     List,
+    /// Begin a master-key rotation while the hub serves (through the admin API; an admin or
+    /// key-custodian key): a new version is made where the keys live (the HSM's token, or the key
+    /// file; with TOKENHUB_MASTER_KEY, add `N:<hex>` on every node first), new wraps use it, a
+    /// background job re-wraps every data key and secret, then the old version is retired.
+    #[command(name = "rotate-master")]
+    RotateMaster {
+        /// Show the re-wrapping's progress until the old version is retired.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The master key's versions and a running rotation's progress (through the admin API).
+    #[command(name = "master-status")]
+    MasterStatus,
 }
 
 #[derive(clap::Args)]
@@ -141,6 +154,50 @@ pub async fn run(cmd: KeysCommand, hub: &HubArgs, out: Output) -> anyhow::Result
             let a = admin.get(admin.url(&["shared-keys"])).await?;
             out.list(&a.text, "", SHARED_KEY)
         }
+        KeysCommand::RotateMaster { wait } => {
+            let admin = Admin::new(hub)?;
+            let a = admin
+                .post(admin.url(&["master-keys", "rotate"]), None)
+                .await?;
+            let current = a.json()?["current"].clone();
+            out.done(
+                &a.text,
+                &format!("master-key version {current}: new wraps use it; re-wrapping"),
+            );
+            if wait {
+                wait_for_rotation(&admin).await?;
+            }
+            Ok(())
+        }
+        KeysCommand::MasterStatus => {
+            let admin = Admin::new(hub)?;
+            let a = admin.get(admin.url(&["master-keys"])).await?;
+            out.list(&a.text, "/versions", MASTER_KEY_VERSION)
+        }
+    }
+}
+
+const MASTER_KEY_VERSION: &[Field] = &[
+    ("version", "/version"),
+    ("state", "/state"),
+    ("createdMs", "/createdMs"),
+    ("retiredMs", "/retiredMs"),
+];
+
+/// Prints the rotation's progress (to stderr) every second until no rotation runs.
+async fn wait_for_rotation(admin: &Admin) -> anyhow::Result<()> {
+    loop {
+        let status = admin.get(admin.url(&["master-keys"])).await?.json()?;
+        let rotation = &status["rotation"];
+        if rotation.is_null() {
+            eprintln!("rotation finished: older versions retired");
+            return Ok(());
+        }
+        eprintln!(
+            "re-wrapping under version {}: {} done, {} left",
+            rotation["target"], rotation["rewrapped"], rotation["remaining"]
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

@@ -15,9 +15,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 mod tsp_health;
+mod tsp_pacer;
 mod ttl_cache;
 mod wakeups;
 pub use tsp_health::TspHealthBoard;
+pub use tsp_pacer::{Grant, TspPacer};
 pub use ttl_cache::TtlCache;
 pub use wakeups::{DeviceSignals, Signal, SignalQueue, Subscription, Wake};
 
@@ -44,8 +46,9 @@ pub struct Hub {
     pub signals: Arc<SignalQueue>,
     /// Paces campaigns between runner ticks.
     pub campaign_pacer: crate::pacer::Pacer,
-    /// Paces the outbox's calls to each TSP at its agreed rate.
-    pub tsp_pacer: crate::pacer::Pacer,
+    /// Keeps the calls to each TSP (the outbox's and inline ones) to its agreed rate, on
+    /// PostgreSQL across every node.
+    pub tsp_pacer: TspPacer,
     /// Each TSP's health as this node's checks find it (a `DOWN` TSP's calls are held).
     pub tsp_health: TspHealthBoard,
     /// Profile versions are immutable, so a version read once is good forever, on every node.
@@ -175,6 +178,7 @@ impl Hub {
         let bootstrap = bootstrap_token(&config, &mut notes)?;
         let identity = client_identity_pem(&config)?;
         let signals = SignalQueue::new(store.signals_shared());
+        let tsp_pacer = TspPacer::for_store(&store);
         Ok((
             Self {
                 store,
@@ -198,7 +202,7 @@ impl Hub {
                 notify_wake: Wake::new(Signal::Notifier, signals.clone()),
                 signals,
                 campaign_pacer: Default::default(),
-                tsp_pacer: Default::default(),
+                tsp_pacer,
                 tsp_health: Default::default(),
                 profiles: RwLock::new(HashMap::new()),
                 known_issuers: RwLock::default(),

@@ -1,5 +1,7 @@
 //! Token buckets that keep the hub's own pace: how many tokens a campaign may start, how many
-//! calls a second go to a TSP. Kept per node (each node paces with its own buckets).
+//! calls a second go to a TSP. Kept in this process: a TSP's calls are paced here on SQLite (a
+//! single node); on PostgreSQL its bucket is a row every node shares (`store::tsp_rate`), with
+//! the same [`burst`].
 //!
 //! Hand-written rather than `governor`: each key has its own rate (a TSP's agreed rate, a
 //! campaign's setting), read at each call, and a campaign asks how many units it may take at once.
@@ -10,6 +12,11 @@ use std::sync::Mutex;
 /// How much credit a bucket holds at most, in seconds of its rate: small, so that calls leave
 /// evenly and arrive at the TSP within its own bucket even when they are delayed on the way.
 const BURST_SECONDS: f64 = 0.2;
+
+/// The most credit a bucket of `rate` a second holds: [`BURST_SECONDS`] of it, at least one.
+pub fn burst(rate: i64) -> f64 {
+    (BURST_SECONDS * rate as f64).max(1.0)
+}
 
 /// A token bucket per key (a campaign's starts, a TSP's calls): credit refills at `rate` per
 /// second, up to [`BURST_SECONDS`] of it (at least one), so a pause never turns into a burst.
@@ -25,23 +32,11 @@ impl Pacer {
         let (credit, last) = map.entry(key.to_string()).or_insert((1.0, now));
         let elapsed = (now - *last).max(0) as f64 / 1000.0;
         *last = now;
-        let cap = (BURST_SECONDS * rate as f64).max(1.0);
-        *credit = (*credit + elapsed * rate as f64).min(cap);
+        *credit = (*credit + elapsed * rate as f64).min(burst(rate));
         credit.floor() as i64
     }
 
-    /// Waits until one unit of `key`'s rate is free and takes it (calls made inline, such as
-    /// createToken, keep to a TSP's rate this way).
-    pub async fn acquire(&self, key: &str, rate: i64, clock: &dyn crate::clock::Clock) {
-        loop {
-            if self.allowance(key, rate, clock.now_ms()) > 0 {
-                self.spend(key, 1);
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    }
-
+    /// Takes `n` units of `key`'s credit.
     pub fn spend(&self, key: &str, n: i64) {
         let mut map = self.credits.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((credit, _)) = map.get_mut(key) {

@@ -228,6 +228,12 @@ impl HubProcess {
         }
     }
 
+    /// Sets an environment variable of the hub process for its next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.settings.env.retain(|(k, _)| k != key);
+        self.settings.env.push((key.into(), value.into()));
+    }
+
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn().await;

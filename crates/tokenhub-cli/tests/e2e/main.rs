@@ -12,6 +12,7 @@ mod cli;
 mod console;
 mod key_ceremony;
 mod logs;
+mod master_key_rotation;
 mod merchant;
 mod notifications;
 mod provisioning;

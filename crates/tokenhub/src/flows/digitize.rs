@@ -195,8 +195,8 @@ async fn request_token(
     drop(_enter);
     if let Some(rate) = tsp.rate_limit {
         hub.tsp_pacer
-            .acquire(&tsp.tsp_id, rate, hub.clock.as_ref())
-            .await;
+            .acquire(&hub.store, hub.clock.as_ref(), &tsp.tsp_id, rate)
+            .await?;
     }
     let started = std::time::Instant::now();
     let answer = hub

@@ -57,7 +57,7 @@ where
         let started = Instant::now();
         // The pacing counts in the budget: a TSP whose agreed rate is used up is unavailable now.
         let outcome = tokio::time::timeout_at(deadline, async {
-            pace(hub, tsp).await;
+            pace(hub, tsp).await?;
             attempt().await
         })
         .await
@@ -87,12 +87,16 @@ where
     }
 }
 
-async fn pace(hub: &Hub, tsp: &Tsp) {
+/// Waits for a unit of the TSP's rate; a store that cannot tell makes the attempt unavailable
+/// (tried again like a TSP that did not answer).
+async fn pace(hub: &Hub, tsp: &Tsp) -> Result<(), Unsent> {
     if let Some(rate) = tsp.rate_limit {
         hub.tsp_pacer
-            .acquire(&tsp.tsp_id, rate, hub.clock.as_ref())
-            .await;
+            .acquire(&hub.store, hub.clock.as_ref(), &tsp.tsp_id, rate)
+            .await
+            .map_err(|e| TspCallError::Unavailable(format!("reading the TSP's rate: {e}")))?;
     }
+    Ok(())
 }
 
 /// [`FIRST_BACKOFF`] doubled at each attempt, with equal jitter (half fixed, half random, as the

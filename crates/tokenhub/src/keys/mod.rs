@@ -355,4 +355,7 @@ mod tests;
 mod ownership_tests;
 
 #[cfg(test)]
+mod rotation_tests;
+
+#[cfg(test)]
 mod hsm_stress_tests;

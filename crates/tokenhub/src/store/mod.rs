@@ -33,6 +33,7 @@ pub mod token_data;
 pub mod token_keys;
 pub mod tokens;
 pub mod tsp_health;
+pub mod tsp_rate;
 mod value;
 pub mod wallet_providers;
 

@@ -87,6 +87,10 @@ impl Tx {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<Notification>, StoreError> {
+        let limit = limit.min(self.free_slots(requestor_id, now).await?);
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
         let sql = format!(
             "UPDATE notifications SET locked_until_ms = $3, next_attempt_ms = $3, \
              claimed_by = $5, attempts = attempts + 1, claim_version = claim_version + 1 \
@@ -112,6 +116,38 @@ impl Tx {
         let mut claimed = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by_key(|n| n.id);
         Ok(claimed)
+    }
+
+    /// How many more updates the requestor may be sent now, on every node together: its
+    /// `maxInFlight` less its updates in flight (claimed, lease running, whichever node holds
+    /// them). The requestor's row stays locked until the claim commits, so claims of one
+    /// requestor are counted one after the other; one that another node holds is skipped (zero
+    /// now, its updates go with that node's claim) rather than waited for, so a claim never
+    /// waits for a lock.
+    async fn free_slots(&mut self, requestor_id: &str, now: i64) -> Result<i64, StoreError> {
+        let max = query_scalar::<i64>(&format!(
+            "SELECT max_in_flight FROM token_requestors WHERE requestor_id = $1 \
+             AND state = 'ENABLED'{}",
+            self.dialect().skip_locked()
+        ))
+        .bind(requestor_id)
+        .fetch_optional(&mut *self)
+        .await?;
+        let Some(max) = max else {
+            return Ok(0);
+        };
+        // A statement of its own, after the lock: its snapshot then holds every claim committed
+        // by the lock's previous holders (one statement would count with a snapshot taken before
+        // it got the lock). `locked_until_ms > 0` lets the planner use `notifications_in_flight`.
+        let busy = query_scalar::<i64>(
+            "SELECT COUNT(*) FROM notifications WHERE requestor_id = $1 AND state = 'PENDING' \
+             AND locked_until_ms > 0 AND locked_until_ms > $2",
+        )
+        .bind(requestor_id)
+        .bind(now)
+        .fetch_one(&mut *self)
+        .await?;
+        Ok(max - busy)
     }
 
     /// Records outcomes and their attempts: one statement for the outcomes, one for the attempts,

@@ -18,13 +18,19 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-/// Calls claimed at once.
+/// Calls claimed at once (with a rate, at most what its bucket holds: a few).
 const BATCH: i64 = 64;
-/// Calls claimed at once while a TSP's rate holds calls back: every round then sends a few and
-/// gives the rest back, so claiming many would only be given back.
-const THROTTLED_BATCH: i64 = 8;
+/// How long a lane keeps calls it claimed waiting for units of the TSP's rate before giving
+/// them back: a third of the claim's lease (`--claim-lease`), so that with the call's own
+/// time-out no other node takes them while this one may still make them.
+fn max_hold(hub: &Hub) -> Duration {
+    Duration::from_millis(hub.config.node.claim_lease_ms().max(0) as u64 / 3)
+}
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How long an idle lane waits for a wake-up before looking again.
+const IDLE: Duration = Duration::from_millis(250);
 
 /// How often the dispatcher looks for TSPs registered since (each gets its lane).
 const TSP_REFRESH: Duration = Duration::from_secs(1);
@@ -96,18 +102,19 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
 /// health checks find it `DOWN` the lane claims nothing (no attempt is spent, none dies) and
 /// waits for a change of health.
 async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
-    let mut batch = BATCH;
+    let mut held = Held::default();
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
         if hub.tsp_health.is_down(&tsp_id) {
+            held.give_back(&hub).await;
             // Subscribed before looking again, so a change in between is not missed.
             let mut changes = hub.tsp_health.changes();
             if hub.tsp_health.is_down(&tsp_id) {
                 let watch_gone = tokio::select! {
                     changed = changes.changed() => changed.is_err(),
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.wait_for(|s| *s) => break,
                 };
                 if watch_gone {
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -115,23 +122,50 @@ async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch:
             }
             continue;
         }
-        let (sent, throttled) = match dispatch_once(&hub, &tsp_id, batch).await {
-            Ok(d) => (d.sent, d.throttled),
+        let d = match dispatch_once(&hub, &tsp_id, &mut held).await {
+            Ok(d) => d,
             Err(e) => {
                 tracing::error!(tsp_id, cause = %e.chain(), "outbox dispatch failed");
-                (0, false)
+                Dispatched::default()
             }
         };
-        batch = if throttled { THROTTLED_BATCH } else { BATCH };
-        if sent > 0 {
+        if d.sent > 0 {
             continue;
         }
-        // Held back by the TSP's rate: look again soon; idle: wait to be woken.
-        let nap = if throttled { 20 } else { 250 };
+        // Held back by the TSP's rate: look again when a unit is due; idle: wait to be woken.
+        let nap = d.held_for.unwrap_or(IDLE);
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(nap)) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(nap) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    held.give_back(&hub).await;
+}
+
+/// Calls a lane claimed that the TSP's rate has not let go yet, oldest first.
+#[derive(Default)]
+pub struct Held {
+    calls: std::collections::VecDeque<QueuedCall>,
+    /// When they were claimed.
+    since: Option<std::time::Instant>,
+}
+
+impl Held {
+    /// Gives the calls back untried (the next claim, on any node, takes them).
+    async fn give_back(&mut self, hub: &Hub) {
+        self.since = None;
+        let claims: Vec<(i64, i64)> = self
+            .calls
+            .drain(..)
+            .map(|c| (c.id, c.claim_version))
+            .collect();
+        if claims.is_empty() {
+            return;
+        }
+        if let Err(e) = tsp_calls::release(hub, claims).await {
+            // Their lease runs out: they are made after it.
+            tracing::error!(cause = %e.chain(), "giving back held calls failed");
         }
     }
 }
@@ -141,38 +175,28 @@ async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch:
 pub struct Dispatched {
     /// Calls made.
     pub sent: usize,
-    /// Calls held back because their TSP's rate was used up.
-    pub throttled: bool,
+    /// Calls may be waiting that the TSP's rate held back: look again after this.
+    pub held_for: Option<Duration>,
 }
 
-/// Claims up to `batch` calls to `tsp_id`, holds back what the TSP's agreed rate does not allow
-/// yet, and makes the other calls.
-pub async fn dispatch_once(hub: &Hub, tsp_id: &str, batch: i64) -> Result<Dispatched, Error> {
-    let now = hub.now_ms();
-    let mut items = tsp_calls::claim(hub, tsp_id, hub.config.node.claim_lease_ms(), batch).await?;
-    if items.is_empty() {
-        return Ok(Dispatched::default());
-    }
-    let rate = match tsp_calls::tsp(hub, tsp_id).await? {
-        Some(t) => t.rate_limit,
-        None => None,
-    };
-    let mut held = Vec::new();
-    if let Some(rate) = rate {
-        let allowed = hub.tsp_pacer.allowance(tsp_id, rate, now).max(0) as usize;
-        if items.len() > allowed {
-            held = items
-                .split_off(allowed)
-                .into_iter()
-                .map(|c| (c.id, c.claim_version))
-                .collect();
+/// Makes due calls to `tsp_id`, as many as the TSP's agreed rate allows now: the calls `held`
+/// first, then newly claimed ones.
+pub async fn dispatch_once(hub: &Hub, tsp_id: &str, held: &mut Held) -> Result<Dispatched, Error> {
+    let rate = hub.tsp(tsp_id).await?.and_then(|t| t.rate_limit);
+    let (items, held_for) = match rate {
+        None => {
+            held.since = None;
+            let mut items: Vec<QueuedCall> = held.calls.drain(..).collect();
+            let more = BATCH - items.len() as i64;
+            if more > 0 {
+                items.extend(
+                    tsp_calls::claim(hub, tsp_id, hub.config.node.claim_lease_ms(), more).await?,
+                );
+            }
+            (items, None)
         }
-        hub.tsp_pacer.spend(tsp_id, items.len() as i64);
-    }
-    let throttled = !held.is_empty();
-    if throttled {
-        tsp_calls::release(hub, held).await?;
-    }
+        Some(rate) => paced(hub, tsp_id, rate, held).await?,
+    };
     let sent = items.len();
     let calls = items.into_iter().map(|item| async move {
         let started = std::time::Instant::now();
@@ -188,7 +212,46 @@ pub async fn dispatch_once(hub: &Hub, tsp_id: &str, batch: i64) -> Result<Dispat
     for r in futures::future::join_all(calls).await {
         r?;
     }
-    Ok(Dispatched { sent, throttled })
+    Ok(Dispatched { sent, held_for })
+}
+
+/// Claims a few calls (what the TSP's bucket holds at most) when none is held, then takes units
+/// of the rate for the held ones and lets go as many: a unit is taken just before its call
+/// leaves (not before a claim's round trips), so the calls reach the TSP spaced as the units
+/// were granted. When no unit was granted, also returns when one will be.
+async fn paced(
+    hub: &Hub,
+    tsp_id: &str,
+    rate: i64,
+    held: &mut Held,
+) -> Result<(Vec<QueuedCall>, Option<Duration>), Error> {
+    if held.since.is_some_and(|at| at.elapsed() >= max_hold(hub)) {
+        held.give_back(hub).await;
+    }
+    if held.calls.is_empty() {
+        let batch = crate::hub::TspPacer::batch(rate).min(BATCH);
+        let claimed_at = std::time::Instant::now();
+        held.calls = tsp_calls::claim(hub, tsp_id, hub.config.node.claim_lease_ms(), batch)
+            .await?
+            .into();
+        if held.calls.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        held.since = Some(claimed_at);
+    }
+    let want = held.calls.len() as i64;
+    let grant = hub
+        .tsp_pacer
+        .take(&hub.store, hub.now_ms(), tsp_id, rate, want)
+        .await?;
+    if grant.units == 0 {
+        return Ok((Vec::new(), Some(grant.next_in)));
+    }
+    let items = held.calls.drain(..grant.units as usize).collect();
+    if held.calls.is_empty() {
+        held.since = None;
+    }
+    Ok((items, None))
 }
 
 async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), Unsent> {

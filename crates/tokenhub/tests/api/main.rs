@@ -17,6 +17,7 @@ mod cards;
 mod confidentiality;
 mod console;
 mod fencing;
+mod global_limits;
 mod health_check;
 mod lifecycle_actions;
 mod lock_order;

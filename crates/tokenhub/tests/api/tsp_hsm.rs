@@ -2,8 +2,9 @@
 //! `TOKENHUB_TEST_SOFTHSM2` names the module; skipped, and said so, when it is unset): the
 //! elements are decrypted by the HSM, an unknown key is refused as on the software keystore, and
 //! an HSM taken away makes the TSP API answer 921 (retryable) until it is back, with nothing
-//! lost; a key imported while the hub runs serves the calls that first name it together. On
-//! SQLite and on PostgreSQL.
+//! lost; a key imported while the hub runs serves the calls that first name it together; a
+//! master-key rotation makes its new version in the HSM and destroys the old one. On SQLite and on
+//! PostgreSQL.
 
 use crate::support::*;
 use serde_json::json;
@@ -45,6 +46,7 @@ hsm_tests!(
     an_unknown_key_index_is_refused_with_431_as_on_software,
     while_the_hsm_is_unreachable_data_is_answered_921_and_accepted_once_it_is_back,
     a_key_imported_while_the_hub_runs_serves_concurrent_first_calls,
+    a_master_key_rotation_makes_the_new_version_in_the_hsm_and_destroys_the_old,
 );
 
 /// Starts a hub on the test HSM (held for the test: another test may take it away) and runs
@@ -182,4 +184,41 @@ async fn a_key_imported_while_the_hub_runs_serves_concurrent_first_calls(app: Te
     for answer in futures::future::join_all(calls).await {
         answer.assert_accepted();
     }
+}
+
+/// A rotation on the HSM: version 2 is generated in the token, the data sealed before opens after
+/// the re-wrap, and version 1's objects are destroyed.
+async fn a_master_key_rotation_makes_the_new_version_in_the_hsm_and_destroys_the_old(app: TestApp) {
+    let token = app.pending_token().await;
+    app.put_data(&token, &data_body(&[psn()]))
+        .await
+        .assert_accepted();
+    let begun = app.admin_post("/admin/v1/master-keys/rotate", None).await;
+    assert_eq!(begun.expect(202)["current"], 2);
+    app.clock.advance(std::time::Duration::from_secs(6));
+    let done = eventually("the rotation finishes", || async {
+        let s = app.admin_get("/admin/v1/master-keys").await;
+        let s = s.expect(200).clone();
+        s["rotation"].is_null().then_some(s)
+    })
+    .await;
+    assert_eq!(done["versions"][0]["state"], "RETIRED", "{done}");
+    let key = app.hub.store.data_key(&token).await.unwrap().unwrap();
+    assert_eq!(key.master_version, 2);
+    // The data sealed under the key wrapped by version 1 personalizes the token.
+    app.complete_data(&token).await;
+    app.confirm_personalization(&token).await;
+    assert_eq!(app.token_state(&token).await, "ACTIVE");
+    let hsm = softhsm::softhsm("tsp_hsm").unwrap();
+    let again = tokenhub::keys::Keys::pkcs11(hsm.config()).unwrap();
+    let versions = app.hub.store.master_key_versions().await.unwrap();
+    again.adopt_versions(&versions).unwrap();
+    let stale = tokenhub::domain::Wrapped {
+        bytes: vec![0; 60],
+        master_version: 1,
+    };
+    assert!(matches!(
+        again.open_for_token(&token, &stale, &[0; 40]),
+        Err(tokenhub::keys::KeyError::MissingVersion(1))
+    ));
 }

@@ -1,0 +1,131 @@
+//! A master-key rotation while the hub serves and is killed: tokens wait with their data sealed
+//! under version 1 (their devices offline), `tokenhub keys rotate-master` begins the rotation,
+//! new digitizations and a campaign run during it, the hub is killed (SIGKILL) in the middle of
+//! the re-wrapping and started again; the rotation resumes and retires version 1, the hub then
+//! starts with version 2 alone, and every value sealed before is still readable: each waiting
+//! device installs its profile, the campaign completes, the new tokens are ACTIVE.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokenhub_sim::device::Behaviour;
+
+/// Version 2 of the master key, given to the hub beside version 1.
+const SECOND: &str = "7365636f6e64206d6173746572206b657920666f722074686520726f74617465";
+/// Tokens waiting with their data under version 1, on offline devices.
+const WAITING: usize = 24;
+const OFFLINE_DEVICES: usize = 6;
+/// ACTIVE tokens the campaign re-personalizes during the rotation.
+const CAMPAIGN: usize = 3;
+const DEVICES: usize = OFFLINE_DEVICES + CAMPAIGN + 2;
+
+fn rotate_master(w: &World) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tokenhub"))
+        .args(["keys", "rotate-master"])
+        .env("TOKENHUB_URL", w.hub.url())
+        .env("TOKENHUB_ADMIN_KEY", &w.hub.admin_key)
+        .output()
+        .unwrap()
+}
+
+async fn master_keys(w: &World) -> Option<Value> {
+    let r = w
+        .http
+        .get(format!("{}/admin/v1/master-keys", w.hub.url()))
+        .bearer_auth(&w.hub.admin_key)
+        .send()
+        .await
+        .ok()?;
+    (r.status() == 200).then_some(())?;
+    r.json().await.ok()
+}
+
+async fn wait_master_keys(w: &World, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(s) = master_keys(w).await {
+            if done(&s) {
+                return s;
+            }
+            assert!(Instant::now() < until, "{what}: {s}");
+        }
+        assert!(Instant::now() < until, "{what}: the hub does not answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+e2e_tests! {
+    async fn a_rotation_killed_in_the_middle_resumes_and_loses_nothing(backend) {
+        let mut options = WorldOptions { devices: DEVICES, ..Default::default() };
+        options.hub.env = vec![
+            ("TOKENHUB_MASTER_KEY".into(), format!("1:{MASTER_KEY},2:{SECOND}")),
+            // One data key per step, slowly: the kill lands in the middle.
+            ("TOKENHUB_REWRAP_BATCH".into(), "1".into()),
+            ("TOKENHUB_REWRAP_PAUSE_MS".into(), "150".into()),
+        ];
+        let mut w = World::start(backend, options).await;
+        let devices = w.fleet.device_ids();
+
+        // ACTIVE tokens for the campaign, then tokens whose devices are offline: their data
+        // waits sealed under version 1.
+        let mut active = Vec::new();
+        for i in 0..CAMPAIGN {
+            let t = w.digitize(OFFLINE_DEVICES + i).await;
+            w.wait_state(&t, "ACTIVE", Duration::from_secs(60)).await;
+            active.push(t);
+        }
+        for d in &devices[..OFFLINE_DEVICES] {
+            assert!(w.fleet.set_behaviour(d, Behaviour::Offline));
+        }
+        let mut waiting = Vec::new();
+        for i in 0..WAITING {
+            waiting.push(w.digitize(i % OFFLINE_DEVICES).await);
+        }
+        for t in &waiting {
+            let until = Instant::now() + Duration::from_secs(60);
+            while w.token(t).await["elementsHeld"].as_array().is_none_or(|e| e.is_empty()) {
+                assert!(Instant::now() < until, "no data for {t}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        // The rotation, through the CLI; the campaign and new digitizations during it.
+        let out = rotate_master(&w);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        w.define_v2().await;
+        let campaign = w.deploy_campaign(json!({"ratePerSecond": 5, "maxInFlight": 1})).await;
+        let fresh = w.digitize(DEVICES - 1).await;
+
+        // Killed once some keys are re-wrapped and some are left.
+        let before = wait_master_keys(&w, "the re-wrapping under way", |s| {
+            s["rotation"]["rewrapped"].as_i64() > Some(2)
+        })
+        .await;
+        assert!(before["rotation"]["remaining"].as_i64() > Some(0), "killed too late: {before}");
+        w.hub.restart().await;
+        eprintln!("master_key_rotation: killed during the rotation at {}", before["rotation"]);
+        let after = wait_master_keys(&w, "the rotation finishes", |s| s["rotation"].is_null()).await;
+        assert_eq!(after["current"], 2, "{after}");
+        assert_eq!(after["versions"][0]["state"], "RETIRED", "{after}");
+
+        // Version 1 is no longer needed: the hub starts with version 2 alone.
+        w.hub.set_env("TOKENHUB_MASTER_KEY", &format!("2:{SECOND}"));
+        w.hub.restart().await;
+
+        // Every value sealed before the rotation opens: the waiting devices install.
+        for d in &devices[..OFFLINE_DEVICES] {
+            assert!(w.fleet.set_behaviour(d, Behaviour::Normal));
+        }
+        for t in waiting.iter().chain([&fresh]) {
+            w.wait_state(t, "ACTIVE", Duration::from_secs(120)).await;
+        }
+        let c = w.wait_campaign(&campaign, "COMPLETED").await;
+        let n = CAMPAIGN as i64;
+        assert_eq!((c["done"].as_i64(), c["failed"].as_i64()), (Some(n), Some(0)), "{c}");
+        let fleet = w.fleet.status();
+        assert_eq!((fleet.decrypt_errors, fleet.check_errors, fleet.failures_reported), (0, 0, 0), "{fleet:?}");
+        for t in &active {
+            assert_eq!(w.token(t).await["profileVersion"], "v2");
+        }
+    }
+}
