@@ -227,6 +227,7 @@ async fn seed_notifications(hub: &tokenhub::Hub, tokens: &[String]) -> anyhow::R
         .filter(|n| n.id % 20 != 0)
         .map(|n| Settlement {
             id: n.id,
+            claim_version: n.claim_version,
             outcome: if n.id % 20 == 1 {
                 Settle::Dead
             } else {

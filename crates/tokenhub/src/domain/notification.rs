@@ -70,6 +70,8 @@ pub struct Notification {
     pub last_error: Option<String>,
     pub created_ms: i64,
     pub delivered_ms: Option<i64>,
+    /// The row's claim version as read (the one a claim set, for a claimed row).
+    pub claim_version: i64,
 }
 
 /// A new update to deliver.
@@ -101,6 +103,8 @@ pub enum Settle {
 #[derive(Debug, Clone)]
 pub struct Settlement {
     pub id: i64,
+    /// The claim's version: the outcome is recorded only while the row still holds it.
+    pub claim_version: i64,
     pub outcome: Settle,
     /// The HTTP status the requestor answered, if it answered.
     pub status: Option<i64>,

@@ -67,6 +67,9 @@ pub struct QueuedCall {
     pub payload: String,
     /// Attempts so far, this one included.
     pub attempts: i64,
+    /// The row's claim version this claim set: its outcome is recorded only while the row still
+    /// holds it (a claim taken over after its lease records nothing).
+    pub claim_version: i64,
 }
 
 /// A call to queue.

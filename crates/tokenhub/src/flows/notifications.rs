@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::tokens::TokenRow;
 use crate::store::{StoreError, Tx};
-use crate::telemetry::metrics::{self, NotificationEvent};
+use crate::telemetry::metrics::{self, ClaimedWork, NotificationEvent};
 
 /// The body of `POST {baseUrl}/notify-token-update`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -225,23 +225,34 @@ pub fn attempted(requestor: &str, outcome: &Settle) {
 }
 
 /// Records attempts and their outcomes, and disables the endpoints that answered 410 Gone
-/// (`gone`: the requestor and when it answered).
+/// (`gone`: the requestor and when it answered). An outcome whose update was claimed again
+/// since (its lease ran out) is not recorded: the newer claim records its own.
 pub async fn settle(
     hub: &Hub,
     settlements: Vec<Settlement>,
     gone: Vec<(String, i64)>,
 ) -> Result<(), Error> {
-    hub.store
+    let lost = hub
+        .store
         .transact(move |tx| {
             Box::pin(async move {
-                tx.settle_notifications(&settlements).await?;
+                let lost = tx.settle_notifications(&settlements).await?;
                 for (requestor_id, at) in gone {
                     let why = format!("answered 410 Gone at {}", format_timestamp(at));
                     tx.set_requestor_state(&requestor_id, RequestorState::Disabled, Some(&why), at)
                         .await?;
                 }
-                Ok::<_, Error>(())
+                Ok::<_, Error>(lost)
             })
         })
-        .await
+        .await?;
+    for (id, claim_version) in &lost {
+        tracing::warn!(
+            notification_id = id,
+            claim_version,
+            "the update was claimed again after its lease ran out, or superseded: this attempt's outcome is not recorded"
+        );
+    }
+    metrics::lost_claims(ClaimedWork::Notification, lost.len() as u64);
+    Ok(())
 }

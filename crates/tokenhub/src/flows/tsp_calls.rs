@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::tokens::TokenRow;
 use crate::store::{StoreError, Tx};
-use crate::telemetry::metrics::{self, CallOutcome as Measured};
+use crate::telemetry::metrics::{self, CallOutcome as Measured, ClaimedWork};
 use crate::tsp_client::TspCallError;
 use std::time::Duration;
 
@@ -90,24 +90,43 @@ pub async fn claim(
         .await
 }
 
-/// Gives claimed calls back untried (not an attempt).
-pub async fn release(hub: &Hub, ids: Vec<i64>) -> Result<(), Error> {
-    hub.store
+/// Gives claimed calls back untried (not an attempt); `claims` are (id, claim version) pairs.
+pub async fn release(hub: &Hub, claims: Vec<(i64, i64)>) -> Result<(), Error> {
+    let n = claims.len() as u64;
+    let released = hub
+        .store
         .transact(move |tx| {
-            Box::pin(async move { Ok::<_, Error>(tx.release_tsp_calls(&ids).await?) })
+            Box::pin(async move { Ok::<_, Error>(tx.release_tsp_calls(&claims).await?) })
         })
-        .await
+        .await?;
+    if released < n {
+        // Their lease ran out before they were given back; each is its new claim's now.
+        tracing::warn!(
+            lost = n - released,
+            "claimed calls given back after their lease"
+        );
+        metrics::lost_claims(ClaimedWork::TspCall, n - released);
+    }
+    Ok(())
 }
 
 /// Records how an attempt at `call` ended, and what the TSP's answer to a `repersoToken` means
-/// for the token's recovery.
+/// for the token's recovery; nothing if the call was claimed again since (its lease ran out):
+/// the newer claim records its own attempt.
 pub async fn settle(hub: &Hub, call: QueuedCall, outcome: CallOutcome) -> Result<(), Error> {
     let now = hub.now_ms();
     let ttl_ms = hub.config.perso_ttl.as_millis() as i64;
-    hub.store
+    let (id, version) = (call.id, call.claim_version);
+    let settled = hub
+        .store
         .transact(move |tx| {
             Box::pin(async move {
-                tx.settle_tsp_call(call.id, &outcome, now).await?;
+                if !tx
+                    .settle_tsp_call(call.id, call.claim_version, &outcome, now)
+                    .await?
+                {
+                    return Ok::<_, Error>(false);
+                }
                 if call.call == TspCall::RepersoToken {
                     match &outcome {
                         CallOutcome::Done => {
@@ -133,8 +152,17 @@ pub async fn settle(hub: &Hub, call: QueuedCall, outcome: CallOutcome) -> Result
                         CallOutcome::Retry { .. } => {}
                     }
                 }
-                Ok::<_, Error>(())
+                Ok(true)
             })
         })
-        .await
+        .await?;
+    if !settled {
+        tracing::warn!(
+            outbox_id = id,
+            claim_version = version,
+            "the call was claimed again after its lease ran out: this attempt's outcome is not recorded"
+        );
+        metrics::lost_claims(ClaimedWork::TspCall, 1);
+    }
+    Ok(())
 }

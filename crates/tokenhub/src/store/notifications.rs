@@ -11,7 +11,7 @@ use crate::domain::notification::{
 };
 
 const COLUMNS: &str = "id, webhook_id, requestor_id, token_id, correlation_id, payload, \
-    last_update_ms, state, attempts, next_attempt_ms, last_status, last_error, created_ms, delivered_ms";
+    last_update_ms, state, attempts, next_attempt_ms, last_status, last_error, created_ms, delivered_ms, claim_version";
 
 fn from_row(r: &Row) -> Result<Notification, StoreError> {
     Ok(Notification {
@@ -29,6 +29,7 @@ fn from_row(r: &Row) -> Result<Notification, StoreError> {
         last_error: r.get("last_error")?,
         created_ms: r.get("created_ms")?,
         delivered_ms: r.get("delivered_ms")?,
+        claim_version: r.get("claim_version")?,
     })
 }
 
@@ -92,7 +93,8 @@ impl Tx {
         }
         let sql = format!(
             "UPDATE notifications SET locked_until_ms = $3, next_attempt_ms = $3, \
-             claimed_by = $5, attempts = attempts + 1 WHERE id IN (\
+             claimed_by = $5, attempts = attempts + 1, claim_version = claim_version + 1 \
+             WHERE id IN (\
                SELECT n.id FROM notifications n WHERE n.requestor_id = $1 AND n.state = 'PENDING' \
                AND n.next_attempt_ms <= $2 AND n.locked_until_ms <= $2 \
                AND EXISTS (SELECT 1 FROM token_requestors r WHERE r.requestor_id = n.requestor_id \
@@ -148,17 +150,69 @@ impl Tx {
         Ok(max - busy)
     }
 
-    /// Records attempts and their outcomes: one statement for the attempts, one for the outcomes,
+    /// Records outcomes and their attempts: one statement for the outcomes, one for the attempts,
     /// whatever the batch's size (the batch travels as one JSON array, so the statements' text
-    /// never changes and stays prepared).
-    pub async fn settle_notifications(&mut self, items: &[Settlement]) -> Result<(), StoreError> {
+    /// never changes and stays prepared). An outcome counts only while its row is pending under
+    /// the settlement's claim version; the others (claimed again after their lease ran out, or
+    /// superseded) change nothing, and are returned as (id, claim version).
+    pub async fn settle_notifications(
+        &mut self,
+        items: &[Settlement],
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
         if items.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let batch = serde_json::Value::Array(items.iter().map(outcome_json).collect()).to_string();
         let dialect = self.dialect();
-        let attempts = json_rows(
+        let outcomes = json_rows(
             dialect,
+            &[
+                ("id", "BIGINT"),
+                ("claim_version", "BIGINT"),
+                ("state", "TEXT"),
+                ("next_attempt_ms", "BIGINT"),
+                ("status", "BIGINT"),
+                ("error", "TEXT"),
+                ("ended_ms", "BIGINT"),
+            ],
+        );
+        let rows = query(&format!(
+            "UPDATE notifications SET state = x.state, \
+             next_attempt_ms = COALESCE(x.next_attempt_ms, notifications.next_attempt_ms), \
+             locked_until_ms = 0, last_status = x.status, last_error = x.error, \
+             delivered_ms = CASE WHEN x.state = 'DELIVERED' THEN x.ended_ms \
+               ELSE notifications.delivered_ms END, \
+             updated_ms = x.ended_ms FROM {outcomes} WHERE notifications.id = x.id \
+             AND notifications.claim_version = x.claim_version \
+             AND notifications.state = 'PENDING' \
+             RETURNING notifications.id AS id, notifications.claim_version AS claim_version"
+        ))
+        .bind(batch.as_str())
+        .fetch_all(&mut *self)
+        .await?;
+        let settled = rows
+            .iter()
+            .map(|r| Ok((r.get("id")?, r.get("claim_version")?)))
+            .collect::<Result<std::collections::HashSet<(i64, i64)>, StoreError>>()?;
+        let (kept, lost): (Vec<&Settlement>, Vec<&Settlement>) = items
+            .iter()
+            .partition(|it| settled.contains(&(it.id, it.claim_version)));
+        // Usually every outcome counted: the batch already bound is the attempts' batch.
+        let kept_batch = if lost.is_empty() {
+            batch
+        } else if kept.is_empty() {
+            return Ok(lost.iter().map(|it| (it.id, it.claim_version)).collect());
+        } else {
+            serde_json::Value::Array(kept.iter().map(|it| outcome_json(it)).collect()).to_string()
+        };
+        self.record_attempts(&kept_batch).await?;
+        Ok(lost.iter().map(|it| (it.id, it.claim_version)).collect())
+    }
+
+    /// Records the attempts of the outcomes in `batch` (as [`outcome_json`] writes them).
+    async fn record_attempts(&mut self, batch: &str) -> Result<(), StoreError> {
+        let attempts = json_rows(
+            self.dialect(),
             &[
                 ("id", "BIGINT"),
                 ("started_ms", "BIGINT"),
@@ -171,30 +225,8 @@ impl Tx {
             "INSERT INTO notification_attempts (notification_id, at_ms, duration_ms, status, error) \
              SELECT x.id, x.started_ms, x.duration_ms, x.status, x.error FROM {attempts}"
         ))
-        .bind(batch.as_str())
-        .execute(&mut *self)
-        .await?;
-        let outcomes = json_rows(
-            dialect,
-            &[
-                ("id", "BIGINT"),
-                ("state", "TEXT"),
-                ("next_attempt_ms", "BIGINT"),
-                ("status", "BIGINT"),
-                ("error", "TEXT"),
-                ("ended_ms", "BIGINT"),
-            ],
-        );
-        query(&format!(
-            "UPDATE notifications SET state = x.state, \
-             next_attempt_ms = COALESCE(x.next_attempt_ms, notifications.next_attempt_ms), \
-             locked_until_ms = 0, last_status = x.status, last_error = x.error, \
-             delivered_ms = CASE WHEN x.state = 'DELIVERED' THEN x.ended_ms \
-               ELSE notifications.delivered_ms END, \
-             updated_ms = x.ended_ms FROM {outcomes} WHERE notifications.id = x.id"
-        ))
-        .bind(batch.as_str())
-        .execute(&mut *self)
+        .bind(batch)
+        .execute(self)
         .await?;
         Ok(())
     }
@@ -250,6 +282,7 @@ fn outcome_json(it: &Settlement) -> serde_json::Value {
     };
     serde_json::json!({
         "id": it.id,
+        "claim_version": it.claim_version,
         "state": state.as_str(),
         "next_attempt_ms": next_attempt_ms,
         "status": it.status,

@@ -42,13 +42,14 @@ impl Tx {
         limit: i64,
     ) -> Result<Vec<QueuedCall>, StoreError> {
         let sql = format!(
-            "UPDATE outbox SET locked_until_ms = $2, claimed_by = $5, attempts = attempts + 1 \
+            "UPDATE outbox SET locked_until_ms = $2, claimed_by = $5, attempts = attempts + 1, \
+             claim_version = claim_version + 1 \
              WHERE id IN (\
                SELECT o.id FROM outbox o WHERE o.state = 'PENDING' AND o.next_attempt_ms <= $1 \
                AND o.locked_until_ms <= $1 AND o.tsp_id = $4 AND NOT EXISTS (SELECT 1 FROM outbox p \
                  WHERE p.token_id = o.token_id AND p.state = 'PENDING' AND p.id < o.id) \
                ORDER BY o.id LIMIT $3{}) \
-             RETURNING id, kind, token_id, tsp_id, correlation_id, payload, attempts",
+             RETURNING id, kind, token_id, tsp_id, correlation_id, payload, attempts, claim_version",
             self.dialect().skip_locked()
         );
         let rows = query(&sql)
@@ -67,8 +68,9 @@ impl Tx {
                 Some(call) => calls.push(queued(r, id, call)?),
                 None => {
                     let error = format!("unknown outbox call kind {kind}");
-                    self.settle_tsp_call(id, &CallOutcome::Dead { error }, now)
-                        .await?
+                    let version = r.get("claim_version")?;
+                    self.settle_tsp_call(id, version, &CallOutcome::Dead { error }, now)
+                        .await?;
                 }
             }
         }
@@ -94,21 +96,27 @@ impl Tx {
         Ok(found.is_some())
     }
 
-    /// Gives claimed calls back untried (their TSP's rate was used up): not an attempt.
-    pub async fn release_tsp_calls(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        for chunk in ids.chunks(500) {
-            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+    /// Gives claimed calls back untried (their TSP's rate was used up): not an attempt. `claims`
+    /// are (id, claim version) pairs; a call claimed again since is left to its new claim.
+    /// Returns how many were given back.
+    pub async fn release_tsp_calls(&mut self, claims: &[(i64, i64)]) -> Result<u64, StoreError> {
+        let mut released = 0;
+        for chunk in claims.chunks(250) {
+            let list: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(id = ${} AND claim_version = ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
             let sql = format!(
-                "UPDATE outbox SET locked_until_ms = 0, attempts = attempts - 1 WHERE id IN ({})",
-                list.join(", ")
+                "UPDATE outbox SET locked_until_ms = 0, attempts = attempts - 1 \
+                 WHERE state = 'PENDING' AND ({})",
+                list.join(" OR ")
             );
             let mut q = query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
+            for (id, version) in chunk {
+                q = q.bind(*id).bind(*version);
             }
-            q.execute(&mut *self).await?;
+            released += q.execute(&mut *self).await?.rows_affected();
         }
-        Ok(())
+        Ok(released)
     }
 
     /// Makes every pending call to `tsp_id` due now: the TSP is back after being down, and the
@@ -126,38 +134,42 @@ impl Tx {
         Ok(done.rows_affected())
     }
 
-    /// Records how an attempt at a claimed call ended.
+    /// Records how an attempt at a claimed call ended, if the row still holds the claim's
+    /// `version` (pending, not claimed again since). Returns whether it did: `false` is a lost
+    /// claim, which changes nothing.
     pub async fn settle_tsp_call(
         &mut self,
         id: i64,
+        version: i64,
         outcome: &CallOutcome,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let q = match outcome {
             CallOutcome::Done => query(
-                "UPDATE outbox SET state = $2, last_error = NULL, updated_ms = $3 WHERE id = $1",
+                "UPDATE outbox SET state = $2, last_error = NULL, updated_ms = $3 \
+                 WHERE id = $1 AND state = 'PENDING' AND claim_version = $4",
             )
             .bind(id)
             .bind(OutboxState::Done)
             .bind(now),
             CallOutcome::Retry { at, error } => query(
                 "UPDATE outbox SET next_attempt_ms = $2, locked_until_ms = 0, last_error = $3, \
-                 updated_ms = $4 WHERE id = $1",
+                 updated_ms = $4 WHERE id = $1 AND state = 'PENDING' AND claim_version = $5",
             )
             .bind(id)
             .bind(*at)
             .bind(error.as_str())
             .bind(now),
             CallOutcome::Dead { error } => query(
-                "UPDATE outbox SET state = $2, last_error = $3, updated_ms = $4 WHERE id = $1",
+                "UPDATE outbox SET state = $2, last_error = $3, updated_ms = $4 WHERE id = $1 \
+                 AND state = 'PENDING' AND claim_version = $5",
             )
             .bind(id)
             .bind(OutboxState::Dead)
             .bind(error.as_str())
             .bind(now),
         };
-        q.execute(self).await?;
-        Ok(())
+        Ok(q.bind(version).execute(self).await?.rows_affected() == 1)
     }
 }
 
@@ -170,6 +182,7 @@ fn queued(r: &Row, id: i64, call: TspCall) -> Result<QueuedCall, StoreError> {
         correlation_id: r.get("correlation_id")?,
         payload: r.get("payload")?,
         attempts: r.get("attempts")?,
+        claim_version: r.get("claim_version")?,
     })
 }
 

@@ -62,6 +62,7 @@ pub const TLS_EXPIRY: &str = "tokenhub_tls_certificate_expiry_timestamp_seconds"
 pub const TSP_UP: &str = "tokenhub_tsp_up";
 pub const TSP_HEALTH_CHECKS: &str = "tokenhub_tsp_health_checks_total";
 pub const TSP_HEALTH_CHECK_DURATION: &str = "tokenhub_tsp_health_check_duration_seconds";
+pub const LOST_CLAIMS: &str = "tokenhub_lost_claims_total";
 
 struct Exporter {
     handle: PrometheusHandle,
@@ -287,6 +288,12 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         Unit::Seconds,
         "time of one health check of a TSP, failed ones included",
     ),
+    (
+        LOST_CLAIMS,
+        Kind::Counter,
+        Unit::Count,
+        "outcomes not recorded because the row was claimed again after the lease ran out, by work (tsp_call, notification)",
+    ),
 ];
 
 /// The name of every metric the hub exports (the process's own `process_*` aside).
@@ -464,4 +471,24 @@ pub fn tsp_health_check(tsp: &str, ok: bool, elapsed: Duration, up: Option<bool>
     if let Some(up) = up {
         gauge!(TSP_UP, "tsp" => tsp).set(f64::from(u8::from(up)));
     }
+}
+
+/// The work a claim covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimedWork {
+    TspCall,
+    Notification,
+}
+
+/// `n` outcomes of `work` that found their row claimed again (their lease had run out): not
+/// recorded.
+pub fn lost_claims(work: ClaimedWork, n: u64) {
+    if n == 0 {
+        return;
+    }
+    let work = match work {
+        ClaimedWork::TspCall => "tsp_call",
+        ClaimedWork::Notification => "notification",
+    };
+    counter!(LOST_CLAIMS, "work" => work).increment(n);
 }

@@ -206,6 +206,7 @@ async fn deliver(hub: &Hub, requestor: &Requestor, n: Notification) -> Outcome {
         requestor_id: requestor.requestor_id.clone(),
         settlement: Settlement {
             id: n.id,
+            claim_version: n.claim_version,
             outcome: settle,
             status: status.map(i64::from),
             error,

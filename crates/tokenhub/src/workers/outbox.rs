@@ -155,11 +155,15 @@ impl Held {
     /// Gives the calls back untried (the next claim, on any node, takes them).
     async fn give_back(&mut self, hub: &Hub) {
         self.since = None;
-        let ids: Vec<i64> = self.calls.drain(..).map(|c| c.id).collect();
-        if ids.is_empty() {
+        let claims: Vec<(i64, i64)> = self
+            .calls
+            .drain(..)
+            .map(|c| (c.id, c.claim_version))
+            .collect();
+        if claims.is_empty() {
             return;
         }
-        if let Err(e) = tsp_calls::release(hub, ids).await {
+        if let Err(e) = tsp_calls::release(hub, claims).await {
             // Their lease runs out: they are made after it.
             tracing::error!(cause = %e.chain(), "giving back held calls failed");
         }

@@ -16,6 +16,7 @@ mod audit;
 mod cards;
 mod confidentiality;
 mod console;
+mod fencing;
 mod global_limits;
 mod health_check;
 mod lifecycle_actions;

@@ -38,6 +38,8 @@ struct ReceiverState {
     script: VecDeque<u16>,
     default_status: u16,
     received: Vec<Received>,
+    /// While true, requests are recorded and then left without an answer (a stalled endpoint).
+    held: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A token requestor's endpoint on 127.0.0.1 (any path): records each request and answers the
@@ -46,20 +48,38 @@ struct ReceiverState {
 pub struct Receiver {
     state: Arc<Mutex<ReceiverState>>,
     address: std::net::SocketAddr,
+    hold: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
+        let (hold, held) = tokio::sync::watch::channel(false);
         let state = Arc::new(Mutex::new(ReceiverState {
             script: VecDeque::new(),
             default_status: 204,
             received: Vec::new(),
+            held,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let router = Router::new().fallback(receive).with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { state, address }
+        Self {
+            state,
+            address,
+            hold: Arc::new(hold),
+        }
+    }
+
+    /// From now on, requests are recorded and then left unanswered until [`Receiver::release`]
+    /// (or the hub's time-out).
+    pub fn hold(&self) {
+        self.hold.send_replace(true);
+    }
+
+    /// Answers the requests held, and every request from now on.
+    pub fn release(&self) {
+        self.hold.send_replace(false);
     }
 
     /// The requestor's `baseUrl`: updates arrive at `{baseUrl}/notify-token-update`.
@@ -110,14 +130,18 @@ async fn receive(
     let bytes = axum::body::to_bytes(request.into_body(), usize::MAX)
         .await
         .unwrap_or_default();
-    let mut s = state.lock().unwrap();
-    let answered = s.script.pop_front().unwrap_or(s.default_status);
-    s.received.push(Received {
-        method,
-        path,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-        answered,
-    });
+    let (answered, mut held) = {
+        let mut s = state.lock().unwrap();
+        let answered = s.script.pop_front().unwrap_or(s.default_status);
+        s.received.push(Received {
+            method,
+            path,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            answered,
+        });
+        (answered, s.held.clone())
+    };
+    let _ = held.wait_for(|h| !*h).await;
     StatusCode::from_u16(answered).unwrap()
 }
