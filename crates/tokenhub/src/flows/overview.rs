@@ -52,7 +52,7 @@ pub struct RequestorsOverview {
 pub struct Overview {
     pub now_ms: i64,
     pub tsps: Vec<TspOverview>,
-    /// TSP API requests answered since start, by `operation` and `response_code`.
+    /// TSP API requests answered since start, by `tsp`, `operation` and `response_code`.
     pub tsp_api: Vec<CounterSample>,
     pub requestors: RequestorsOverview,
     /// Personalizations pending, and when the oldest was queued.
