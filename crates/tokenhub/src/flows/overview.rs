@@ -100,6 +100,19 @@ pub async fn overview(hub: &Hub) -> Result<Overview, Error> {
     })
 }
 
+/// A page read with one row more than `limit`: the page, and the key of its last row when that
+/// one more row shows a next page.
+pub fn paged<T>(
+    mut page: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let more = page.len() as i64 > limit;
+    page.truncate(usize::try_from(limit).unwrap_or(0));
+    let next = more.then(|| page.last().map(key)).flatten();
+    (page, next)
+}
+
 fn requestors_overview(mut all: Vec<(Backlog, bool)>) -> RequestorsOverview {
     let mut o = RequestorsOverview {
         count: all.len(),
@@ -154,12 +167,8 @@ pub async fn requestors(
     limit: i64,
     after: Option<&str>,
 ) -> Result<(Vec<(Requestor, Backlog)>, Option<String>), Error> {
-    let mut page = hub.store.requestors_page(limit + 1, after).await?;
-    let more = page.len() as i64 > limit;
-    page.truncate(usize::try_from(limit).unwrap_or(0));
-    let next = more
-        .then(|| page.last().map(|r| r.requestor_id.clone()))
-        .flatten();
+    let page = hub.store.requestors_page(limit + 1, after).await?;
+    let (page, next) = paged(page, limit, |r| r.requestor_id.clone());
     let backlogs = hub.store.notification_backlogs().await?;
     let out = page
         .into_iter()

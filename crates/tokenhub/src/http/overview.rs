@@ -237,7 +237,7 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-fn limit(q: &PageQuery) -> i64 {
+pub(super) fn limit(q: &PageQuery) -> i64 {
     q.limit.unwrap_or(50).clamp(1, 200)
 }
 

@@ -1,10 +1,13 @@
-//! The lists the operator console pages through: campaigns newest first and token requestors by
-//! id, each a page read from an index (a page costs its own rows, whatever the table holds).
+//! The lists the admin API pages through: campaigns newest first; token requestors, issuers and
+//! wallet providers by id; each a page read from an index (a page costs its own rows, whatever
+//! the table holds).
 
 use super::sql::query;
-use super::{Store, StoreError};
+use super::{Row, Store, StoreError};
 use crate::domain::campaign::Campaign;
+use crate::domain::catalog::Issuer;
 use crate::domain::notification::Requestor;
+use crate::domain::wallet_provider::WalletProvider;
 
 impl Store {
     /// At most `limit` campaigns, newest first, created before `before` (`created_ms`,
@@ -40,21 +43,74 @@ impl Store {
         limit: i64,
         after: Option<&str>,
     ) -> Result<Vec<Requestor>, StoreError> {
-        let filter = if after.is_some() {
-            "WHERE requestor_id > $2"
-        } else {
-            ""
+        let rows = self
+            .page_by_id(
+                "token_requestors",
+                super::requestors::COLUMNS,
+                "requestor_id",
+                limit,
+                after,
+            )
+            .await?;
+        rows.iter().map(super::requestors::from_row).collect()
+    }
+
+    /// At most `limit` issuers by id, after `after` when given.
+    pub async fn issuers_page(
+        &self,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<Issuer>, StoreError> {
+        let rows = self
+            .page_by_id(
+                "issuers",
+                "issuer_id, name, tsp_id",
+                "issuer_id",
+                limit,
+                after,
+            )
+            .await?;
+        rows.iter().map(super::catalog::issuer_of_row).collect()
+    }
+
+    /// At most `limit` wallet providers by id, after `after` when given.
+    pub async fn wallet_providers_page(
+        &self,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<WalletProvider>, StoreError> {
+        let rows = self
+            .page_by_id(
+                "wallet_providers",
+                "provider_id, name, spki_sha256",
+                "provider_id",
+                limit,
+                after,
+            )
+            .await?;
+        rows.iter().map(super::wallet_providers::from_row).collect()
+    }
+
+    /// A page of `table` in the order of its primary key `id` (an index: the page costs its own
+    /// rows), after `after` when given.
+    async fn page_by_id(
+        &self,
+        table: &str,
+        columns: &str,
+        id: &str,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<Row>, StoreError> {
+        let filter = match after {
+            Some(_) => format!("WHERE {id} > $2"),
+            None => String::new(),
         };
-        let sql = format!(
-            "SELECT {} FROM token_requestors {filter} ORDER BY requestor_id LIMIT $1",
-            super::requestors::COLUMNS
-        );
+        let sql = format!("SELECT {columns} FROM {table} {filter} ORDER BY {id} LIMIT $1");
         let q = query(&sql).bind(limit);
         let q = match after {
-            Some(id) => q.bind(id),
+            Some(after) => q.bind(after),
             None => q,
         };
-        let rows = q.fetch_all(self.reader()).await?;
-        rows.iter().map(super::requestors::from_row).collect()
+        q.fetch_all(self.reader()).await
     }
 }

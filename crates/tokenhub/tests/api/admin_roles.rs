@@ -176,6 +176,10 @@ fn routes(w: &World) -> Vec<Route> {
         route(Method::GET, Global, "/admin/v1/overview", None),
         route(Method::GET, Global, "/admin/v1/campaigns", None),
         route(Method::GET, Global, "/admin/v1/token-requestors", None),
+        route(Method::GET, Global, "/admin/v1/wallet-providers", None),
+        // An issuer-admin's list holds only its own issuers (`admin_lists.rs`).
+        route(Method::GET, OfIssuer, "/admin/v1/issuers", None),
+        scoped(Method::GET, Issuer, "/admin/v1/issuers/{}", i, None),
         scoped(Method::PUT, Issuer, &format!("/admin/v1/issuers/{{}}/products/{PRODUCT}/profiles/v9"), i, Some(profile_definition())),
         scoped(Method::POST, Issuer, &format!("/admin/v1/issuers/{{}}/products/{PRODUCT}/profiles/{VERSION}/deploy"), i, Some(json!({}))),
         scoped(Method::POST, Issuer, "/admin/v1/issuers/{}/cards/no-such-card/renew", i, Some(card.clone())),

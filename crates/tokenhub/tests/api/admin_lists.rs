@@ -1,0 +1,180 @@
+//! The admin API's lists of the registered objects that had only a read by id: issuers and
+//! wallet providers, each a page at a time by id; an issuer-admin's key lists and reads only the
+//! issuers it covers, and is refused the wallet providers, which no issuer owns.
+
+use crate::support::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+hub_tests!(
+    issuers_are_listed_a_page_at_a_time_and_an_issuer_admin_sees_only_its_own,
+    wallet_providers_are_listed_a_page_at_a_time_without_their_keys,
+);
+
+/// Every page of a list, following `next` with pages of `limit`: the ids in order, and the
+/// number of pages.
+async fn all_pages(
+    app: &TestApp,
+    credential: &str,
+    path: &str,
+    limit: usize,
+    id: &str,
+) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            None => format!("{path}?limit={limit}"),
+            Some(c) => format!("{path}?limit={limit}&cursor={c}"),
+        };
+        let a = app.admin_as(credential, Method::GET, &url, None).await;
+        let page = a.expect(200);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= limit, "{page}");
+        ids.extend(items.iter().map(|i| i[id].as_str().unwrap().to_string()));
+        pages += 1;
+        match page.get("next") {
+            Some(Value::String(next)) => cursor = Some(next.clone()),
+            None => break,
+            Some(other) => panic!("next is {other}"),
+        }
+        assert!(pages < 20, "the pages do not end");
+    }
+    (ids, pages)
+}
+
+async fn issuers_are_listed_a_page_at_a_time_and_an_issuer_admin_sees_only_its_own(app: TestApp) {
+    for issuer in [OTHER_ISSUER, "ISSUER0003"] {
+        app.register_issuer(issuer).await;
+    }
+    let (ids, pages) = all_pages(&app, &app.admin_key, "/admin/v1/issuers", 2, "issuerId").await;
+    assert_eq!(ids, [ISSUER, OTHER_ISSUER, "ISSUER0003"]);
+    assert_eq!(pages, 2);
+    let first = app
+        .admin_get("/admin/v1/issuers?limit=1")
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(
+        first["items"][0],
+        json!({"issuerId": ISSUER, "name": "First Test Bank", "tspId": TSP_ID})
+    );
+    assert_eq!(first["next"], ISSUER);
+
+    let one = app
+        .admin_get(&format!("/admin/v1/issuers/{OTHER_ISSUER}"))
+        .await;
+    assert_eq!(
+        one.expect(200),
+        &json!({"issuerId": OTHER_ISSUER, "name": "Test Bank", "tspId": TSP_ID})
+    );
+    let missing = app.admin_get("/admin/v1/issuers/UNKNOWN001").await;
+    assert_eq!(missing.status, 404, "{missing:?}");
+
+    // An issuer-admin of two issuers lists those two, a page at a time, and reads another
+    // issuer as a missing one.
+    let scoped = app
+        .create_admin_key(&json!({"role": "issuer-admin", "issuers": ["ISSUER0003", ISSUER]}))
+        .await;
+    let (ids, pages) = all_pages(&app, &scoped, "/admin/v1/issuers", 1, "issuerId").await;
+    assert_eq!(ids, [ISSUER, "ISSUER0003"]);
+    assert_eq!(pages, 2);
+    let own = app
+        .admin_as(
+            &scoped,
+            Method::GET,
+            &format!("/admin/v1/issuers/{ISSUER}"),
+            None,
+        )
+        .await;
+    own.expect(200);
+    let other = app
+        .admin_as(
+            &scoped,
+            Method::GET,
+            &format!("/admin/v1/issuers/{OTHER_ISSUER}"),
+            None,
+        )
+        .await;
+    assert_eq!(other.status, 404, "{other:?}");
+    assert_eq!(other.text, missing.text.replace("UNKNOWN001", OTHER_ISSUER));
+
+    let reader = app.create_admin_key(&json!({"role": "read-only"})).await;
+    let (ids, _) = all_pages(&app, &reader, "/admin/v1/issuers", 50, "issuerId").await;
+    assert_eq!(ids.len(), 3);
+    let custodian = app
+        .create_admin_key(&json!({"role": "key-custodian"}))
+        .await;
+    let refused = app
+        .admin_as(&custodian, Method::GET, "/admin/v1/issuers", None)
+        .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let refused = app
+        .admin_as(ADMIN_TOKEN, Method::GET, "/admin/v1/issuers", None)
+        .await;
+    assert_eq!(refused.status, 403, "the bootstrap token: {refused:?}");
+}
+
+async fn wallet_providers_are_listed_a_page_at_a_time_without_their_keys(app: TestApp) {
+    let before = all_pages(
+        &app,
+        &app.admin_key,
+        "/admin/v1/wallet-providers",
+        50,
+        "providerId",
+    )
+    .await
+    .0;
+    let mut keys = Vec::new();
+    for id in ["wp-c", "wp-a", "wp-b"] {
+        keys.push(app.register_wallet_provider(id).await);
+    }
+    let (ids, pages) = all_pages(
+        &app,
+        &app.admin_key,
+        "/admin/v1/wallet-providers",
+        2,
+        "providerId",
+    )
+    .await;
+    let mut want: Vec<String> = before.clone();
+    want.extend(["wp-a", "wp-b", "wp-c"].map(String::from));
+    want.sort();
+    assert_eq!(ids, want);
+    assert_eq!(pages, want.len().div_ceil(2));
+
+    let page = app
+        .admin_get("/admin/v1/wallet-providers?limit=200")
+        .await
+        .expect(200)
+        .clone();
+    let a = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["providerId"] == "wp-a")
+        .unwrap();
+    assert_eq!(a, &json!({"providerId": "wp-a", "name": "wp-a Inc."}));
+    let text = page.to_string();
+    for key in &keys {
+        assert!(!text.contains(key.as_str()), "an API key in the list");
+    }
+
+    let reader = app.create_admin_key(&json!({"role": "read-only"})).await;
+    app.admin_as(&reader, Method::GET, "/admin/v1/wallet-providers", None)
+        .await
+        .expect(200);
+    let issuer_admin = app
+        .create_admin_key(&json!({"role": "issuer-admin", "issuers": [ISSUER]}))
+        .await;
+    let refused = app
+        .admin_as(
+            &issuer_admin,
+            Method::GET,
+            "/admin/v1/wallet-providers",
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+}
