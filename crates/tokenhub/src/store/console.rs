@@ -1,5 +1,5 @@
 //! The lists the admin API pages through: campaigns newest first; token requestors, issuers and
-//! wallet providers by id; each a page read from an index (a page costs its own rows, whatever
+//! wallet providers by id; an issuer's tokens by card; each a page read from an index (a page costs its own rows, whatever
 //! the table holds).
 
 use super::sql::query;
@@ -8,6 +8,7 @@ use crate::domain::campaign::Campaign;
 use crate::domain::catalog::Issuer;
 use crate::domain::notification::Requestor;
 use crate::domain::wallet_provider::WalletProvider;
+use crate::store::tokens::TokenRow;
 
 impl Store {
     /// At most `limit` campaigns, newest first, created before `before` (`created_ms`,
@@ -91,6 +92,24 @@ impl Store {
         rows.iter().map(super::wallet_providers::from_row).collect()
     }
 
+    /// At most `limit` of an issuer's tokens in the order of `tokens_by_card` (card, then token),
+    /// after `after` (card, token) when given: a page reads its own rows of that index.
+    pub async fn issuer_tokens_page(
+        &self,
+        issuer_id: &str,
+        limit: i64,
+        after: Option<(&str, &str)>,
+    ) -> Result<Vec<TokenRow>, StoreError> {
+        let sql = issuer_tokens_sql(after.is_some());
+        let q = query(&sql).bind(limit).bind(issuer_id);
+        let q = match after {
+            Some((card, token)) => q.bind(card).bind(token),
+            None => q,
+        };
+        let rows = q.fetch_all(self.reader()).await?;
+        rows.iter().map(super::tokens::token_from_row).collect()
+    }
+
     /// A page of `table` in the order of its primary key `id` (an index: the page costs its own
     /// rows), after `after` when given.
     async fn page_by_id(
@@ -113,4 +132,19 @@ impl Store {
         };
         q.fetch_all(self.reader()).await
     }
+}
+
+/// A page of an issuer's tokens: `$1` the limit, `$2` the issuer, then the card and token the
+/// page starts after, if it does.
+pub(super) fn issuer_tokens_sql(after: bool) -> String {
+    let filter = if after {
+        "AND wallet_card_ref_id >= $3 AND (wallet_card_ref_id > $3 OR token_id > $4)"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT {} FROM tokens WHERE issuer_id = $2 {filter} \
+         ORDER BY wallet_card_ref_id, token_id LIMIT $1",
+        super::tokens::TOKEN_COLUMNS
+    )
 }

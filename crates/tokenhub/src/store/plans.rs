@@ -1,9 +1,10 @@
-//! The admin's reads of notifications use the indexes meant for them (migration 0030 and the
-//! pending rows' partial indexes): their plans, asked of the engine itself (`EXPLAIN QUERY PLAN`
+//! The admin's reads of notifications and of an issuer's tokens use the indexes meant for them
+//! (migration 0030 and the pending rows' partial indexes; `tokens_by_card`): their plans, asked of the engine itself (`EXPLAIN QUERY PLAN`
 //! on SQLite; `EXPLAIN` on PostgreSQL with sequential scans priced out, so that an empty table's
 //! plan shows which index the query can use), name those indexes and never read the whole
 //! table. PostgreSQL's part runs when `TOKENHUB_TEST_DATABASE_URL` names a server.
 
+use super::console::issuer_tokens_sql;
 use super::gauges::NOTIFICATION_BACKLOGS;
 use super::notifications::{list_sql, COUNTS_OF_REQUESTOR};
 use super::sql::query;
@@ -15,6 +16,8 @@ use crate::domain::notification::{Filter, NotificationState};
 #[derive(Clone, Copy)]
 enum Binds {
     LimitAndOwner,
+    /// An issuer's tokens after a card's token: the limit, the issuer, the card, the token.
+    LimitOwnerAndAfter,
     Owner,
     None,
 }
@@ -73,6 +76,16 @@ fn reads() -> Vec<(String, Binds, Vec<&'static str>)> {
             Binds::None,
             vec!["notifications_pending", settled_by_requestor],
         ),
+        (
+            issuer_tokens_sql(false),
+            Binds::LimitAndOwner,
+            vec!["tokens_by_card"],
+        ),
+        (
+            issuer_tokens_sql(true),
+            Binds::LimitOwnerAndAfter,
+            vec!["tokens_by_card"],
+        ),
     ]
 }
 
@@ -94,6 +107,7 @@ async fn plan(store: &Store, sql: String, binds: Binds) -> Result<Vec<String>, S
                 let q = query(&explain);
                 let q = match binds {
                     Binds::LimitAndOwner => q.bind(50_i64).bind("r"),
+                    Binds::LimitOwnerAndAfter => q.bind(50_i64).bind("r").bind("c").bind("t"),
                     Binds::Owner => q.bind("r"),
                     Binds::None => q,
                 };
@@ -124,10 +138,16 @@ async fn every_admin_read_uses_its_indexes(store: &Store) {
                 Dialect::Sqlite => {
                     let words: Vec<&str> = line.split_whitespace().collect();
                     words.first() == Some(&"SCAN")
-                        && matches!(words.get(1), Some(&"notifications") | Some(&"n"))
+                        && matches!(
+                            words.get(1),
+                            Some(&"notifications") | Some(&"n") | Some(&"tokens")
+                        )
                         && !line.contains("INDEX")
                 }
-                Dialect::Postgres => line.contains("Seq Scan on notifications"),
+                Dialect::Postgres => {
+                    line.contains("Seq Scan on notifications")
+                        || line.contains("Seq Scan on tokens")
+                }
             };
             assert!(!whole_table, "{sql}\nreads the whole table:\n{text}");
         }
@@ -135,7 +155,7 @@ async fn every_admin_read_uses_its_indexes(store: &Store) {
 }
 
 #[tokio::test]
-async fn sqlite_reads_notifications_through_their_indexes() {
+async fn sqlite_reads_notifications_and_tokens_through_their_indexes() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("plans.db").display());
     let store = Store::connect(&url).await.unwrap();
@@ -144,7 +164,7 @@ async fn sqlite_reads_notifications_through_their_indexes() {
 }
 
 #[tokio::test]
-async fn postgres_reads_notifications_through_their_indexes() {
+async fn postgres_reads_notifications_and_tokens_through_their_indexes() {
     let Ok(server) = std::env::var("TOKENHUB_TEST_DATABASE_URL") else {
         eprintln!("postgres variant skipped: TOKENHUB_TEST_DATABASE_URL is not set");
         return;

@@ -1,6 +1,7 @@
 //! The admin API's lists of the registered objects that had only a read by id: issuers and
-//! wallet providers, each a page at a time by id; an issuer-admin's key lists and reads only the
-//! issuers it covers, and is refused the wallet providers, which no issuer owns.
+//! wallet providers, each a page at a time by id, and an issuer's tokens by card; an
+//! issuer-admin's key lists and reads only the issuers it covers and their tokens, and is refused
+//! the wallet providers, which no issuer owns.
 
 use crate::support::*;
 use reqwest::Method;
@@ -9,6 +10,7 @@ use serde_json::{json, Value};
 hub_tests!(
     issuers_are_listed_a_page_at_a_time_and_an_issuer_admin_sees_only_its_own,
     wallet_providers_are_listed_a_page_at_a_time_without_their_keys,
+    an_issuers_tokens_are_listed_by_card_a_page_at_a_time_and_only_to_its_keys,
 );
 
 /// Every page of a list, following `next` with pages of `limit`: the ids in order, and the
@@ -177,4 +179,75 @@ async fn wallet_providers_are_listed_a_page_at_a_time_without_their_keys(app: Te
         )
         .await;
     assert_eq!(refused.status, 403, "{refused:?}");
+}
+
+async fn an_issuers_tokens_are_listed_by_card_a_page_at_a_time_and_only_to_its_keys(app: TestApp) {
+    app.register_issuer(OTHER_ISSUER).await;
+    let r = app
+        .put_profile_version(OTHER_ISSUER, PRODUCT, VERSION, &profile_definition())
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        app.deploy(OTHER_ISSUER, PRODUCT, VERSION).await.status(),
+        200
+    );
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        let token = app.digitize_with(json!({"issuerId": ISSUER})).await;
+        let card = app.get_token(&token).await["walletCardRefId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        mine.push((card, token));
+    }
+    // A second token of the first card: the same card's tokens follow each other by id.
+    let again = app
+        .digitize_with(json!({"issuerId": ISSUER, "walletCardRefId": mine[0].0}))
+        .await;
+    mine.push((mine[0].0.clone(), again));
+    mine.sort();
+    let theirs = app.digitize_with(json!({"issuerId": OTHER_ISSUER})).await;
+
+    let path = format!("/admin/v1/issuers/{ISSUER}/tokens");
+    let (ids, pages) = all_pages(&app, &app.admin_key, &path, 3, "tokenId").await;
+    let want: Vec<String> = mine.iter().map(|(_, t)| t.clone()).collect();
+    // By card, then token id (`card-…` and `TKN…` with lower-case hex: these sort alike in
+    // every collation).
+    assert_eq!(ids, want, "by card, then token id");
+    assert_eq!(pages, 2);
+    assert!(!ids.contains(&theirs));
+    let first = app
+        .admin_get(&format!("{path}?limit=1"))
+        .await
+        .expect(200)
+        .clone();
+    let item = &first["items"][0];
+    assert_eq!(item["tokenId"], want[0].as_str());
+    assert_eq!(item["walletCardRefId"], mine[0].0.as_str());
+    assert_eq!(item["productId"], PRODUCT);
+    assert!(
+        item["state"].is_string() && item["createdAt"].is_string(),
+        "{item}"
+    );
+    let bad = app.admin_get(&format!("{path}?cursor=not-a-cursor")).await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    let missing = app.admin_get("/admin/v1/issuers/UNKNOWN001/tokens").await;
+    assert_eq!(missing.status, 404, "{missing:?}");
+
+    // An issuer-admin lists its issuer's tokens; another issuer's answer as an unknown one's.
+    let scoped = app
+        .create_admin_key(&json!({"role": "issuer-admin", "issuers": [ISSUER]}))
+        .await;
+    let (ids, _) = all_pages(&app, &scoped, &path, 50, "tokenId").await;
+    assert_eq!(ids, want);
+    let other = app
+        .admin_as(
+            &scoped,
+            Method::GET,
+            &format!("/admin/v1/issuers/{OTHER_ISSUER}/tokens"),
+            None,
+        )
+        .await;
+    assert_eq!(other.status, 404, "{other:?}");
+    assert_eq!(other.text, missing.text.replace("UNKNOWN001", OTHER_ISSUER));
 }
