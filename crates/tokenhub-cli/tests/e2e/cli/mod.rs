@@ -250,6 +250,10 @@ async fn tsps_and_issuers(cli: &Cli<'_>) {
         issuer,
         json!({"issuerId": "CLIISSUER1", "name": "CLI Bank", "tspId": "cli-tsp"})
     );
+    assert_eq!(cli.json(&["issuers", "get", "CLIISSUER1"]).await, issuer);
+    cli.run(&["issuers", "get", "NOISSUER01"]).await.exits(3);
+    let list = ["issuers", "list", "--limit", "10"];
+    gated_page(cli, "/issuers?limit=10", &list, "issuerId", "CLIISSUER1").await;
     let ran = cli
         .run(&[
             "issuers",
@@ -412,6 +416,10 @@ async fn profiles_campaigns_and_tokens(cli: &Cli<'_>, dir: &std::path::Path) -> 
     let (_, api) = cli.api(&format!("/tokens/{token}")).await;
     assert_eq!(cli.json(&["tokens", "get", &token]).await, api);
     assert_eq!(api["profileVersion"], "v2");
+    let issuer = api["issuerId"].as_str().unwrap();
+    let list = ["tokens", "list", "--issuer", issuer, "--limit", "10"];
+    let path = format!("/issuers/{issuer}/tokens?limit=10");
+    gated_page(cli, &path, &list, "tokenId", &token).await;
     let table = cli.run(&["tokens", "get", &token]).await.ok().stdout;
     assert!(
         table.contains(&token) && table.contains("ACTIVE"),
