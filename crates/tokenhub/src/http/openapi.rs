@@ -23,6 +23,8 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::issuers::get_issuer,
         super::issuers::list_issuers,
         super::tokens::list_issuer_tokens,
+        super::profiles::list_profile_versions,
+        super::profiles::get_profile_version,
         super::profiles::put_profile_version,
         super::profiles::deploy,
         super::tokens::get_token,

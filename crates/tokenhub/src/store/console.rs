@@ -1,5 +1,5 @@
 //! The lists the admin API pages through: campaigns newest first; token requestors, issuers and
-//! wallet providers by id; an issuer's tokens by card; each a page read from an index (a page costs its own rows, whatever
+//! wallet providers by id; an issuer's tokens by card; a product's profile versions; each a page read from an index (a page costs its own rows, whatever
 //! the table holds).
 
 use super::sql::query;
@@ -108,6 +108,36 @@ impl Store {
         };
         let rows = q.fetch_all(self.reader()).await?;
         rows.iter().map(super::tokens::token_from_row).collect()
+    }
+
+    /// At most `limit` versions of a product's profile (version, created) in the order of the
+    /// table's primary key, after `after` when given.
+    pub async fn profile_versions_page(
+        &self,
+        issuer_id: &str,
+        product_id: &str,
+        limit: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let filter = if after.is_some() {
+            "AND version > $4"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT version, created_ms FROM profile_versions \
+             WHERE issuer_id = $2 AND product_id = $3 {filter} ORDER BY version LIMIT $1"
+        );
+        let q = query(&sql).bind(limit).bind(issuer_id).bind(product_id);
+        let q = match after {
+            Some(v) => q.bind(v),
+            None => q,
+        };
+        q.fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(|r| Ok((r.get("version")?, r.get("created_ms")?)))
+            .collect()
     }
 
     /// A page of `table` in the order of its primary key `id` (an index: the page costs its own

@@ -1,5 +1,6 @@
 //! The admin API's lists of the registered objects that had only a read by id: issuers and
-//! wallet providers, each a page at a time by id, and an issuer's tokens by card; an
+//! wallet providers, each a page at a time by id, an issuer's tokens by card, a product's profile
+//! versions (and each version's definition); an
 //! issuer-admin's key lists and reads only the issuers it covers and their tokens, and is refused
 //! the wallet providers, which no issuer owns.
 
@@ -11,6 +12,7 @@ hub_tests!(
     issuers_are_listed_a_page_at_a_time_and_an_issuer_admin_sees_only_its_own,
     wallet_providers_are_listed_a_page_at_a_time_without_their_keys,
     an_issuers_tokens_are_listed_by_card_a_page_at_a_time_and_only_to_its_keys,
+    a_products_profile_versions_are_listed_with_the_current_one_and_each_reads_back,
 );
 
 /// Every page of a list, following `next` with pages of `limit`: the ids in order, and the
@@ -250,4 +252,66 @@ async fn an_issuers_tokens_are_listed_by_card_a_page_at_a_time_and_only_to_its_k
         .await;
     assert_eq!(other.status, 404, "{other:?}");
     assert_eq!(other.text, missing.text.replace("UNKNOWN001", OTHER_ISSUER));
+}
+
+async fn a_products_profile_versions_are_listed_with_the_current_one_and_each_reads_back(
+    app: TestApp,
+) {
+    for version in ["v2", "v3"] {
+        let r = app
+            .put_profile_version(ISSUER, PRODUCT, version, &profile_definition())
+            .await;
+        assert_eq!(r.status(), 201, "{version}");
+    }
+    let path = format!("/admin/v1/issuers/{ISSUER}/products/{PRODUCT}/profiles");
+    let (ids, pages) = all_pages(&app, &app.admin_key, &path, 2, "version").await;
+    let mut want = vec![VERSION.to_string(), "v2".into(), "v3".into()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert_eq!(pages, 2);
+    let page = app
+        .admin_get(&format!("{path}?limit=10"))
+        .await
+        .expect(200)
+        .clone();
+    for item in page["items"].as_array().unwrap() {
+        assert_eq!(item["current"], item["version"] == VERSION, "{item}");
+        assert!(item["createdAt"].is_string(), "{item}");
+    }
+
+    // A version reads back as it was defined (canonical form).
+    let defined = app
+        .put_profile_version(ISSUER, PRODUCT, "v2", &profile_definition())
+        .await;
+    assert_eq!(defined.status(), 200, "the same definition again");
+    let defined: Value = defined.json().await.unwrap();
+    let read = app.admin_get(&format!("{path}/v2")).await;
+    assert_eq!(read.expect(200), &defined);
+    let missing = app.admin_get(&format!("{path}/v9")).await;
+    assert_eq!(missing.status, 404, "{missing:?}");
+
+    // A product with no version lists none; an unknown issuer is 404, and so is another
+    // issuer's to an issuer-admin, with the same answer.
+    let none = app
+        .admin_get(&format!(
+            "/admin/v1/issuers/{ISSUER}/products/none/profiles"
+        ))
+        .await;
+    assert_eq!(none.expect(200), &json!({"items": []}));
+    let unknown = app
+        .admin_get(&format!(
+            "/admin/v1/issuers/UNKNOWN001/products/{PRODUCT}/profiles"
+        ))
+        .await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    app.register_issuer(OTHER_ISSUER).await;
+    let scoped = app
+        .create_admin_key(&json!({"role": "issuer-admin", "issuers": [ISSUER]}))
+        .await;
+    let (ids, _) = all_pages(&app, &scoped, &path, 50, "version").await;
+    assert_eq!(ids, want);
+    let other = format!("/admin/v1/issuers/{OTHER_ISSUER}/products/{PRODUCT}/profiles");
+    let other = app.admin_as(&scoped, Method::GET, &other, None).await;
+    assert_eq!(other.status, 404, "{other:?}");
+    assert_eq!(other.text, unknown.text.replace("UNKNOWN001", OTHER_ISSUER));
 }

@@ -181,6 +181,8 @@ fn routes(w: &World) -> Vec<Route> {
         route(Method::GET, OfIssuer, "/admin/v1/issuers", None),
         scoped(Method::GET, Issuer, "/admin/v1/issuers/{}", i, None),
         scoped(Method::GET, Issuer, "/admin/v1/issuers/{}/tokens", i, None),
+        scoped(Method::GET, Issuer, &format!("/admin/v1/issuers/{{}}/products/{PRODUCT}/profiles"), i, None),
+        scoped(Method::GET, Issuer, &format!("/admin/v1/issuers/{{}}/products/{PRODUCT}/profiles/{VERSION}"), i, None),
         scoped(Method::PUT, Issuer, &format!("/admin/v1/issuers/{{}}/products/{PRODUCT}/profiles/v9"), i, Some(profile_definition())),
         scoped(Method::POST, Issuer, &format!("/admin/v1/issuers/{{}}/products/{PRODUCT}/profiles/{VERSION}/deploy"), i, Some(json!({}))),
         scoped(Method::POST, Issuer, "/admin/v1/issuers/{}/cards/no-such-card/renew", i, Some(card.clone())),

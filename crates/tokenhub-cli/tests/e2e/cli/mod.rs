@@ -326,6 +326,18 @@ async fn profiles_campaigns_and_tokens(cli: &Cli<'_>, dir: &std::path::Path) -> 
     );
     let again = cli.json(&put).await;
     assert_eq!(again["version"], "v2");
+    let (_, api) = cli
+        .api(&format!("/issuers/{ISSUER}/products/classic/profiles/v2"))
+        .await;
+    assert_eq!(api["definition"], again["definition"]);
+    let get = ["profiles", "get", ISSUER, "classic", "v2"];
+    assert_eq!(cli.json(&get).await, api);
+    cli.run(&["profiles", "get", ISSUER, "classic", "v9"])
+        .await
+        .exits(3);
+    let list = ["profiles", "list", ISSUER, "classic", "--limit", "10"];
+    let path = format!("/issuers/{ISSUER}/products/classic/profiles?limit=10");
+    gated_page(cli, &path, &list, "version", "v2").await;
     let elements = |v: &Value| v["dataElements"].as_array().map(Vec::len);
     assert_eq!(
         elements(&again["definition"]),
