@@ -66,6 +66,7 @@ pub const TSP_INCOMING_SPEC: &str = include_str!("../../spec/tsp-incoming-api-v2
         super::wallet_providers::create_key,
         super::wallet_providers::revoke_key,
         super::requestors::create_requestor_key,
+        super::requestors::list_requestor_keys,
         super::requestors::revoke_requestor_key,
         super::tsps::put_card_key,
         super::requestor_api::encryption_keys,

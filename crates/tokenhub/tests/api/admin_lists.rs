@@ -1,6 +1,6 @@
 //! The admin API's lists of the registered objects that had only a read by id: issuers and
 //! wallet providers, each a page at a time by id, an issuer's tokens by card, a product's profile
-//! versions (and each version's definition); an
+//! versions (and each version's definition), a requestor's API keys; an
 //! issuer-admin's key lists and reads only the issuers it covers and their tokens, and is refused
 //! the wallet providers, which no issuer owns.
 
@@ -13,6 +13,10 @@ hub_tests!(
     wallet_providers_are_listed_a_page_at_a_time_without_their_keys,
     an_issuers_tokens_are_listed_by_card_a_page_at_a_time_and_only_to_its_keys,
     a_products_profile_versions_are_listed_with_the_current_one_and_each_reads_back,
+);
+
+hub_tests!(config = requestors_allowed;
+    a_requestors_api_keys_are_listed_by_id_and_time_never_a_key,
 );
 
 /// Every page of a list, following `next` with pages of `limit`: the ids in order, and the
@@ -314,4 +318,42 @@ async fn a_products_profile_versions_are_listed_with_the_current_one_and_each_re
     let other = app.admin_as(&scoped, Method::GET, &other, None).await;
     assert_eq!(other.status, 404, "{other:?}");
     assert_eq!(other.text, unknown.text.replace("UNKNOWN001", OTHER_ISSUER));
+}
+
+async fn a_requestors_api_keys_are_listed_by_id_and_time_never_a_key(app: TestApp) {
+    let receiver = Receiver::start().await;
+    app.register_requestor(REQUESTOR, &receiver.base_url(), 1)
+        .await;
+    let path = format!("/admin/v1/token-requestors/{REQUESTOR}/api-keys");
+    assert_eq!(app.admin_get(&path).await.expect(200), &json!([]));
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let key = app.admin_post(&path, None).await.expect(201).clone();
+        made.push(key);
+        app.clock.advance(std::time::Duration::from_millis(5));
+    }
+    let revoked = made[0]["keyId"].as_str().unwrap();
+    let a = app
+        .admin_send(Method::DELETE, &format!("{path}/{revoked}"), None)
+        .await;
+    assert_eq!(a.status, 204, "{a:?}");
+
+    let listed = app.admin_get(&path).await.expect(200).clone();
+    let listed = listed.as_array().unwrap();
+    let ids: Vec<&Value> = listed.iter().map(|k| &k["keyId"]).collect();
+    assert_eq!(ids, [&made[0]["keyId"], &made[1]["keyId"]], "oldest first");
+    assert!(listed[0]["revokedMs"].is_i64(), "{listed:?}");
+    assert!(listed[1].get("revokedMs").is_none(), "{listed:?}");
+    assert!(listed[0]["createdMs"].as_i64() < listed[1]["createdMs"].as_i64());
+    let text = Value::Array(listed.clone()).to_string();
+    for key in &made {
+        assert!(
+            !text.contains(key["apiKey"].as_str().unwrap()),
+            "a key listed"
+        );
+    }
+    let missing = app
+        .admin_get("/admin/v1/token-requestors/no-such-psp/api-keys")
+        .await;
+    assert_eq!(missing.status, 404, "{missing:?}");
 }

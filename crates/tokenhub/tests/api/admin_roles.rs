@@ -177,6 +177,7 @@ fn routes(w: &World) -> Vec<Route> {
         route(Method::GET, Global, "/admin/v1/campaigns", None),
         route(Method::GET, Global, "/admin/v1/token-requestors", None),
         route(Method::GET, Global, "/admin/v1/wallet-providers", None),
+        route(Method::GET, Global, &format!("/admin/v1/token-requestors/{REQUESTOR}/api-keys"), None),
         // An issuer-admin's list holds only its own issuers (`admin_lists.rs`).
         route(Method::GET, OfIssuer, "/admin/v1/issuers", None),
         scoped(Method::GET, Issuer, "/admin/v1/issuers/{}", i, None),

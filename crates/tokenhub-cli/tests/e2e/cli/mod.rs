@@ -542,6 +542,12 @@ async fn requestors_and_notifications(cli: &mut Cli<'_>, token: &str) {
         .await
         .ok();
     assert!(revoked.stdout.contains("revoked"), "{}", revoked.stdout);
+    let (_, api) = cli.api("/token-requestors/cli-psp/api-keys").await;
+    let keys = ["requestors", "keys", "list", "cli-psp"];
+    assert_eq!(cli.json(&keys).await, api);
+    assert!(api[0]["revokedMs"].is_i64(), "{api}");
+    let table = cli.run(&keys).await.ok().stdout;
+    assert!(table.contains(&key_id) && !table.contains(&key), "{table}");
     cli.run(&["requestors", "keys", "revoke", "cli-psp", "no-such-key"])
         .await
         .exits(3);
