@@ -1,7 +1,7 @@
 //! `tokenhub issuers`: register or update an issuer (`PUT /admin/v1/issuers/{id}`): its name and
-//! the TSP connection its tokens are created with.
+//! the TSP connection its tokens are created with; read one, list them a page at a time.
 
-use crate::api::{read_json, Admin, HubArgs};
+use crate::api::{read_json, Admin, HubArgs, Page};
 use crate::output::{Field, Output};
 use serde_json::json;
 use std::path::PathBuf;
@@ -19,6 +19,13 @@ pub enum IssuersCommand {
         /// The TSP connection the issuer's tokens are created with.
         #[arg(long)]
         tsp: Option<String>,
+    },
+    /// An issuer: its name and TSP connection.
+    Get { issuer_id: String },
+    /// Issuers by id, a page at a time (an issuer-admin's key: its own).
+    List {
+        #[command(flatten)]
+        page: Page,
     },
 }
 
@@ -45,6 +52,14 @@ pub async fn run(cmd: IssuersCommand, hub: &HubArgs, out: Output) -> anyhow::Res
                 .put(admin.url(&["issuers", &issuer_id]), &body)
                 .await?;
             out.object(&a.text, FIELDS)
+        }
+        IssuersCommand::Get { issuer_id } => {
+            let a = admin.get(admin.url(&["issuers", &issuer_id])).await?;
+            out.object(&a.text, FIELDS)
+        }
+        IssuersCommand::List { page } => {
+            let a = admin.get(page.url(&admin, &["issuers"])).await?;
+            out.page(&a.text, FIELDS)
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `tokenhub profiles`: a product's profile versions (`/admin/v1/issuers/{id}/products/{id}/profiles`):
-//! define one (versions are immutable), deploy one, with or without a re-personalization campaign.
+//! define one (versions are immutable), read one, list them, deploy one, with or without a
+//! re-personalization campaign.
 
-use crate::api::{read_json, Admin, HubArgs};
+use crate::api::{read_json, Admin, HubArgs, Page};
 use crate::output::{Field, Output};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -16,6 +17,19 @@ pub enum ProfilesCommand {
         version: String,
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
+    },
+    /// A profile version's definition (with --output json: the whole answer).
+    Get {
+        issuer_id: String,
+        product_id: String,
+        version: String,
+    },
+    /// A product's profile versions by version, a page at a time, the current one marked.
+    List {
+        issuer_id: String,
+        product_id: String,
+        #[command(flatten)]
+        page: Page,
     },
     /// Make a version the product's current one; with --campaign (or any campaign setting),
     /// re-personalize every ACTIVE token of the product too.
@@ -77,6 +91,19 @@ impl CampaignFlags {
     }
 }
 
+const VERSIONS: &[Field] = &[
+    ("version", "/version"),
+    ("current", "/current"),
+    ("createdAt", "/createdAt"),
+];
+
+const VERSION: &[Field] = &[
+    ("issuerId", "/issuerId"),
+    ("productId", "/productId"),
+    ("version", "/version"),
+    ("definition", "/definition"),
+];
+
 const DEPLOYED: &[Field] = &[
     ("issuerId", "/issuerId"),
     ("productId", "/productId"),
@@ -127,6 +154,31 @@ pub async fn run(cmd: ProfilesCommand, hub: &HubArgs, out: Output) -> anyhow::Re
                 ],
             );
             Ok(())
+        }
+        ProfilesCommand::Get {
+            issuer_id,
+            product_id,
+            version,
+        } => {
+            let url = admin.url(&[
+                "issuers",
+                &issuer_id,
+                "products",
+                &product_id,
+                "profiles",
+                &version,
+            ]);
+            let a = admin.get(url).await?;
+            out.object(&a.text, VERSION)
+        }
+        ProfilesCommand::List {
+            issuer_id,
+            product_id,
+            page,
+        } => {
+            let segments = ["issuers", &issuer_id, "products", &product_id, "profiles"];
+            let a = admin.get(page.url(&admin, &segments)).await?;
+            out.page(&a.text, VERSIONS)
         }
         ProfilesCommand::Deploy {
             issuer_id,

@@ -39,7 +39,15 @@ pub enum KeysCommand {
         requestor_id: String,
         key_id: String,
     },
+    /// The requestor's keys: ids, made, revoked (never a key).
+    List { requestor_id: String },
 }
+
+const KEYS: &[Field] = &[
+    ("keyId", "/keyId"),
+    ("createdMs", "/createdMs"),
+    ("revokedMs", "/revokedMs"),
+];
 
 #[derive(clap::Args)]
 pub struct RequestorFlags {
@@ -130,6 +138,11 @@ pub async fn run(cmd: RequestorsCommand, hub: &HubArgs, out: Output) -> anyhow::
             out.object(&a.text, REQUESTOR)
         }
         RequestorsCommand::Enable { requestor_id } => enable(&admin, out, &requestor_id).await,
+        RequestorsCommand::Keys(KeysCommand::List { requestor_id }) => {
+            let url = admin.url(&["token-requestors", &requestor_id, "api-keys"]);
+            let a = admin.get(url).await?;
+            out.list(&a.text, "", KEYS)
+        }
         RequestorsCommand::Keys(KeysCommand::Create { requestor_id }) => {
             let url = admin.url(&["token-requestors", &requestor_id, "api-keys"]);
             let a = admin.post(url, None).await?;

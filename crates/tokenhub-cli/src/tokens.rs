@@ -1,13 +1,20 @@
-//! `tokenhub tokens`: one token as the admin API shows it (never a value), its history, and the
-//! issuer's lifecycle actions (suspend, resume, delete), which the hub sends to the TSP and tells
-//! the token's requestor.
+//! `tokenhub tokens`: an issuer's tokens a page at a time; one token as the admin API shows it
+//! (never a value), its history, and the issuer's lifecycle actions (suspend, resume, delete),
+//! which the hub sends to the TSP and tells the token's requestor.
 
-use crate::api::{Admin, HubArgs};
+use crate::api::{Admin, HubArgs, Page};
 use crate::output::{Field, Output};
 use serde_json::json;
 
 #[derive(clap::Subcommand)]
 pub enum TokensCommand {
+    /// An issuer's tokens by card (walletCardRefId) then token id, a page at a time.
+    List {
+        #[arg(long)]
+        issuer: String,
+        #[command(flatten)]
+        page: Page,
+    },
     /// A token: its state, product and profile version, the elements held (names only), its
     /// latest personalization.
     Get { token_id: String },
@@ -67,6 +74,16 @@ const TOKEN: &[Field] = &[
     ("updatedAt", "/updatedAt"),
 ];
 
+const SUMMARY: &[Field] = &[
+    ("tokenId", "/tokenId"),
+    ("state", "/state"),
+    ("productId", "/productId"),
+    ("profileVersion", "/profileVersion"),
+    ("walletCardRefId", "/walletCardRefId"),
+    ("tokenRequestorId", "/tokenRequestorId"),
+    ("createdAt", "/createdAt"),
+];
+
 const HISTORY: &[Field] = &[
     ("at", "/at"),
     ("event", "/event"),
@@ -92,6 +109,12 @@ const STATE: &[Field] = &[
 pub async fn run(cmd: TokensCommand, hub: &HubArgs, out: Output) -> anyhow::Result<()> {
     let admin = Admin::new(hub)?;
     let (token_id, action, reason) = match cmd {
+        TokensCommand::List { issuer, page } => {
+            let a = admin
+                .get(page.url(&admin, &["issuers", &issuer, "tokens"]))
+                .await?;
+            return out.page(&a.text, SUMMARY);
+        }
         TokensCommand::Get { token_id } => {
             let a = admin.get(admin.url(&["tokens", &token_id])).await?;
             return out.object(&a.text, TOKEN);

@@ -1,7 +1,8 @@
 //! `tokenhub wallet-providers`: the callers of the wallet API (`/admin/v1/wallet-providers`):
-//! register or update one, read it with its keys' ids, make a key (shown once), revoke one.
+//! register or update one, read it with its keys' ids, list them, make a key (shown once), revoke
+//! one.
 
-use crate::api::{read_json, Admin, HubArgs};
+use crate::api::{read_json, Admin, HubArgs, Page};
 use crate::output::{Field, Output};
 use serde_json::json;
 use std::path::PathBuf;
@@ -23,6 +24,11 @@ pub enum WalletProvidersCommand {
     },
     /// A wallet provider and its API keys' ids (never a key).
     Get { provider_id: String },
+    /// Wallet providers by id, a page at a time.
+    List {
+        #[command(flatten)]
+        page: Page,
+    },
     /// The provider's keys for the wallet API (`twk_...`).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -79,6 +85,10 @@ pub async fn run(cmd: WalletProvidersCommand, hub: &HubArgs, out: Output) -> any
                 .get(admin.url(&["wallet-providers", &provider_id]))
                 .await?;
             show(out, &a.text)
+        }
+        WalletProvidersCommand::List { page } => {
+            let a = admin.get(page.url(&admin, &["wallet-providers"])).await?;
+            out.page(&a.text, PROVIDER)
         }
         WalletProvidersCommand::Keys(KeysCommand::List { provider_id }) => {
             let a = admin

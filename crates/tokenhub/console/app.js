@@ -236,9 +236,9 @@ function overviewPage(view) {
         td(calls.length ? calls : el("span", { class: "muted" }, "no calls yet")));
     });
     const api_ = o.tspApi.map((c) => {
-      const key = "api:" + c.operation + ":" + c.responseCode;
+      const key = "api:" + c.tsp + ":" + c.operation + ":" + c.responseCode;
       counts[key] = c.count;
-      return el("tr", {}, td(el("code", {}, c.operation)),
+      return el("tr", {}, td(el("code", {}, c.tsp)), td(el("code", {}, c.operation)),
         td(c.responseCode === "ok" ? badge("ok") : el("code", {}, c.responseCode)),
         tdn(c.count), td(rate(key, c.count, now), "num"));
     });
@@ -253,8 +253,8 @@ function overviewPage(view) {
       el("h2", {}, "TSPs"),
       table(["TSP", "health", "latency", "last check", "TSP checked the hub", "outbox#", "oldest",
         "dead#", "the hub's calls (since start)"], tsps, "no TSP registered"),
-      el("h2", {}, "TSP API: answers by operation and code (since start)"),
-      table(["operation", "code", "count#", "rate#"], api_, "no TSP API request yet"),
+      el("h2", {}, "TSP API: answers by TSP, operation and code (since start)"),
+      table(["TSP", "operation", "code", "count#", "rate#"], api_, "no TSP API request yet"),
       el("h2", {}, "Requestors with the most waiting"),
       table(["requestor", "endpoint", "pending#", "oldest", "dead#"], busiest, "no token requestor"),
       el("h2", {}, "Live campaigns"),

@@ -123,7 +123,7 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// Which updates to list.
+/// Which updates to list: a token's, or else a requestor's (one of the two is named).
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub requestor_id: Option<String>,

@@ -27,6 +27,90 @@ pub async fn tsps(hub: &Hub) -> Result<Vec<Tsp>, Error> {
     Ok(hub.store.tsps().await?)
 }
 
+pub async fn issuer(hub: &Hub, issuer_id: &str) -> Result<Option<Issuer>, Error> {
+    Ok(hub.store.issuer(issuer_id).await?)
+}
+
+/// Issuers by id, a page of at most `limit` after `after`, and the next page's start if any;
+/// `only`: the issuers an issuer-scoped key covers (each read by its id), else every one.
+pub async fn issuers(
+    hub: &Hub,
+    limit: i64,
+    after: Option<&str>,
+    only: Option<&[String]>,
+) -> Result<(Vec<Issuer>, Option<String>), Error> {
+    let page = match only {
+        None => hub.store.issuers_page(limit + 1, after).await?,
+        Some(ids) => {
+            let mut ids: Vec<&String> = ids
+                .iter()
+                .filter(|id| after.is_none_or(|a| id.as_str() > a))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            let mut found = Vec::new();
+            for id in ids {
+                if found.len() as i64 > limit {
+                    break;
+                }
+                found.extend(hub.store.issuer(id).await?);
+            }
+            found
+        }
+    };
+    Ok(crate::flows::overview::paged(page, limit, |i| {
+        i.issuer_id.clone()
+    }))
+}
+
+/// A product's profile versions: a page of at most `limit` (version, created) after `after`,
+/// where the next page starts if there is one, and the current version if one was deployed;
+/// `None`: the issuer is not registered.
+pub async fn profile_versions(
+    hub: &Hub,
+    issuer_id: &str,
+    product_id: &str,
+    limit: i64,
+    after: Option<&str>,
+) -> Result<Option<ProfileVersionsPage>, Error> {
+    if hub.store.issuer(issuer_id).await?.is_none() {
+        return Ok(None);
+    }
+    let page = hub
+        .store
+        .profile_versions_page(issuer_id, product_id, limit + 1, after)
+        .await?;
+    let (page, next) = crate::flows::overview::paged(page, limit, |(v, _)| v.clone());
+    let current = hub.store.current_version(issuer_id, product_id).await?;
+    Ok(Some(ProfileVersionsPage {
+        versions: page,
+        next,
+        current,
+    }))
+}
+
+/// A page of a product's profile versions.
+pub struct ProfileVersionsPage {
+    /// Each version and when it was defined (ms).
+    pub versions: Vec<(String, i64)>,
+    pub next: Option<String>,
+    /// The deployed version, if any.
+    pub current: Option<String>,
+}
+
+/// A profile version's stored definition (canonical JSON), if it is defined.
+pub async fn profile_version(
+    hub: &Hub,
+    issuer_id: &str,
+    product_id: &str,
+    version: &str,
+) -> Result<Option<String>, Error> {
+    Ok(hub
+        .store
+        .profile_version(issuer_id, product_id, version)
+        .await?)
+}
+
 /// Whether the TSP of a registered issuer is registered as one that sends parameters the contract
 /// does not define (read only for a call that carries some).
 pub async fn issuer_tsp_accepts_extras(hub: &Hub, issuer_id: &str) -> Result<bool, Error> {

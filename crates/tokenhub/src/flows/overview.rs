@@ -52,7 +52,7 @@ pub struct RequestorsOverview {
 pub struct Overview {
     pub now_ms: i64,
     pub tsps: Vec<TspOverview>,
-    /// TSP API requests answered since start, by `operation` and `response_code`.
+    /// TSP API requests answered since start, by `tsp`, `operation` and `response_code`.
     pub tsp_api: Vec<CounterSample>,
     pub requestors: RequestorsOverview,
     /// Personalizations pending, and when the oldest was queued.
@@ -98,6 +98,19 @@ pub async fn overview(hub: &Hub) -> Result<Overview, Error> {
         campaigns: hub.store.live_campaign_counts(since).await?,
         store: hub.store.load(),
     })
+}
+
+/// A page read with one row more than `limit`: the page, and the key of its last row when that
+/// one more row shows a next page.
+pub fn paged<T>(
+    mut page: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let more = page.len() as i64 > limit;
+    page.truncate(usize::try_from(limit).unwrap_or(0));
+    let next = more.then(|| page.last().map(key)).flatten();
+    (page, next)
 }
 
 fn requestors_overview(mut all: Vec<(Backlog, bool)>) -> RequestorsOverview {
@@ -154,12 +167,8 @@ pub async fn requestors(
     limit: i64,
     after: Option<&str>,
 ) -> Result<(Vec<(Requestor, Backlog)>, Option<String>), Error> {
-    let mut page = hub.store.requestors_page(limit + 1, after).await?;
-    let more = page.len() as i64 > limit;
-    page.truncate(usize::try_from(limit).unwrap_or(0));
-    let next = more
-        .then(|| page.last().map(|r| r.requestor_id.clone()))
-        .flatten();
+    let page = hub.store.requestors_page(limit + 1, after).await?;
+    let (page, next) = paged(page, limit, |r| r.requestor_id.clone());
     let backlogs = hub.store.notification_backlogs().await?;
     let out = page
         .into_iter()

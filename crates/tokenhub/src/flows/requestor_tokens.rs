@@ -16,6 +16,7 @@ use crate::domain::catalog::Tsp;
 use crate::domain::lifecycle::{format_timestamp, next_update_ms, TspUpdate};
 use crate::domain::notification::Requestor;
 use crate::domain::requestor_token::{card_key_id, RequestorToken};
+use crate::domain::wallet_provider::ProviderKey;
 use crate::domain::{Code, Rejection, TokenState};
 use crate::error::Error;
 use crate::hub::{Hub, Signal, VerifiedKey};
@@ -113,6 +114,14 @@ pub async fn issue_key(hub: &Hub, requestor_id: &str) -> Result<Option<NewApiKey
         })
         .await?;
     Ok(made.then_some(key))
+}
+
+/// A requestor's API keys' records, oldest first; `None` when there is no such requestor.
+pub async fn keys(hub: &Hub, requestor_id: &str) -> Result<Option<Vec<ProviderKey>>, Error> {
+    if hub.store.requestor(requestor_id).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(hub.store.requestor_keys(requestor_id).await?))
 }
 
 /// Revokes one of a requestor's keys; `false` when it has no such key.

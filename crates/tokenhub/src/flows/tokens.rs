@@ -17,6 +17,35 @@ pub struct TokenDetail {
     pub personalizations: Vec<Personalization>,
 }
 
+/// Where a page of an issuer's tokens starts: after this card's (`walletCardRefId`) token.
+pub type TokenCursor = (String, String);
+
+/// An issuer's tokens by card then token id, a page of at most `limit` after `after`, and where
+/// the next page starts if there is one; `None`: the issuer is not registered.
+pub async fn of_issuer(
+    hub: &Hub,
+    issuer_id: &str,
+    limit: i64,
+    after: Option<(&str, &str)>,
+) -> Result<Option<(Vec<TokenRow>, Option<TokenCursor>)>, Error> {
+    if hub.store.issuer(issuer_id).await?.is_none() {
+        return Ok(None);
+    }
+    let mut page = hub
+        .store
+        .issuer_tokens_page(issuer_id, limit + 1, after)
+        .await?;
+    let more = page.len() as i64 > limit;
+    page.truncate(usize::try_from(limit).unwrap_or(0));
+    let next = more
+        .then(|| {
+            page.last()
+                .map(|t| (t.wallet_card_ref_id.clone(), t.token_id.clone()))
+        })
+        .flatten();
+    Ok(Some((page, next)))
+}
+
 pub async fn detail(hub: &Hub, token_id: &str) -> Result<Option<TokenDetail>, Error> {
     let Some(token) = hub.store.token(token_id).await? else {
         return Ok(None);

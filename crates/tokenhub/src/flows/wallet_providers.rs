@@ -36,6 +36,18 @@ pub async fn get(
     Ok(Some((p, keys)))
 }
 
+/// Providers by id, a page of at most `limit` after `after`, and the next page's start if any.
+pub async fn page(
+    hub: &Hub,
+    limit: i64,
+    after: Option<&str>,
+) -> Result<(Vec<WalletProvider>, Option<String>), Error> {
+    let page = hub.store.wallet_providers_page(limit + 1, after).await?;
+    Ok(crate::flows::overview::paged(page, limit, |p| {
+        p.provider_id.clone()
+    }))
+}
+
 /// Makes a new API key for a provider (its other keys stay valid until revoked); `None` when the
 /// provider does not exist. The key is returned once and never stored in clear.
 pub async fn create_key(hub: &Hub, provider_id: &str) -> Result<Option<NewApiKey>, Error> {

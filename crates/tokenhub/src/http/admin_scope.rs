@@ -14,6 +14,8 @@ use axum::http::Method;
 enum Object {
     /// Named by `{issuer_id}` in the path: the issuer, its profiles, products and cards.
     Issuer,
+    /// The list of issuers: an issuer-admin's holds only its own (the handler picks them).
+    Issuers,
     /// Found by id, belonging to an issuer: tokens, campaigns, notifications.
     OfIssuer,
     /// Shared by every issuer: TSPs, token requestors and their lists.
@@ -29,6 +31,7 @@ fn object(route: &str) -> Object {
         r if r.starts_with("/admin-keys") => Object::AdminKeys,
         r if r.starts_with("/audit") => Object::Audit,
         r if r.starts_with("/shared-keys") || r.starts_with("/master-keys") => Object::SharedKeys,
+        "/issuers" => Object::Issuers,
         r if r.starts_with("/issuers/") => Object::Issuer,
         r if r.starts_with("/tokens/")
             || r.starts_with("/campaigns/")
@@ -88,6 +91,7 @@ pub fn decide(
         Role::ReadOnly | Role::KeyCustodian => Decision::Forbidden,
         Role::IssuerAdmin => match object {
             Object::OfIssuer => Decision::Allow,
+            Object::Issuers if read => Decision::Allow,
             Object::Issuer => {
                 let issuer = param(params, "issuer_id");
                 if key.covers(issuer) {
@@ -96,9 +100,11 @@ pub fn decide(
                     Decision::Missing(unknown_issuer(route, params))
                 }
             }
-            Object::Global | Object::AdminKeys | Object::Audit | Object::SharedKeys => {
-                Decision::Forbidden
-            }
+            Object::Issuers
+            | Object::Global
+            | Object::AdminKeys
+            | Object::Audit
+            | Object::SharedKeys => Decision::Forbidden,
         },
     }
 }

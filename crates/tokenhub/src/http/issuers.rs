@@ -1,21 +1,25 @@
-//! Admin API: issuers (`/admin/v1/issuers`).
+//! Admin API: issuers (`/admin/v1/issuers`): registered, read, listed a page at a time. An
+//! issuer-admin's key reads and lists only the issuers it covers.
 
 use super::admin::AdminContext;
 use super::admin_scope;
 use super::api_error::{ApiErrorBody, JsonBody};
+use super::overview::{limit, PageQuery};
 use super::{ApiError, AppState};
 use crate::domain::catalog::Issuer;
 use crate::domain::IssuerId;
 use crate::flows::admin_keys::Caller;
 use crate::flows::catalog;
-use axum::extract::{Path, State};
-use axum::routing::put;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/issuers/{issuer_id}", put(put_issuer))
+    Router::new()
+        .route("/issuers", get(list_issuers))
+        .route("/issuers/{issuer_id}", put(put_issuer).get(get_issuer))
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -32,6 +36,61 @@ pub struct IssuerView {
     pub issuer_id: String,
     pub name: String,
     pub tsp_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuerPage {
+    pub items: Vec<IssuerView>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+fn view(issuer: Issuer) -> IssuerView {
+    IssuerView {
+        issuer_id: issuer.issuer_id,
+        name: issuer.name,
+        tsp_id: issuer.tsp_id,
+    }
+}
+
+/// Issuers by id, a page at a time; an issuer-admin's key lists only the issuers it covers.
+#[utoipa::path(get, path = "/admin/v1/issuers", tag = "admin", params(PageQuery),
+    responses((status = 200, body = IssuerPage), (status = 403, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn list_issuers(
+    State(hub): State<AppState>,
+    Extension(ctx): Extension<AdminContext>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<IssuerPage>, ApiError> {
+    let only = match &ctx.caller {
+        Caller::Key(key) if admin_scope::issuer_scoped(key.role) => Some(key.issuers.as_slice()),
+        Caller::Key(_) => None,
+        // The bootstrap token is refused every route but the admin keys' before it gets here.
+        Caller::Bootstrap => Some(&[][..]),
+    };
+    let (page, next) = catalog::issuers(&hub, limit(&q), q.cursor.as_deref(), only).await?;
+    Ok(Json(IssuerPage {
+        items: page.into_iter().map(view).collect(),
+        next,
+    }))
+}
+
+/// Read an issuer (an issuer-admin's key: one it covers; another answers as an unknown one).
+#[utoipa::path(get, path = "/admin/v1/issuers/{issuerId}", tag = "admin",
+    params(("issuerId" = String, Path)),
+    responses((status = 200, body = IssuerView), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn get_issuer(
+    State(hub): State<AppState>,
+    Path(issuer_id): Path<String>,
+) -> Result<Json<IssuerView>, ApiError> {
+    match catalog::issuer(&hub, &issuer_id).await? {
+        Some(issuer) => Ok(Json(view(issuer))),
+        None => Err(ApiError::not_found(format!(
+            "issuer {issuer_id} is not registered"
+        ))),
+    }
 }
 
 /// Register or update an issuer.
@@ -61,9 +120,5 @@ async fn put_issuer(
         Caller::Bootstrap => false,
     };
     catalog::put_issuer(&hub, issuer.clone(), may_bind_tsp).await?;
-    Ok(Json(IssuerView {
-        issuer_id: issuer.issuer_id,
-        name: issuer.name,
-        tsp_id: issuer.tsp_id,
-    }))
+    Ok(Json(view(issuer)))
 }

@@ -126,7 +126,8 @@ pub struct StoreLoadView {
 pub struct OverviewView {
     pub at: String,
     pub tsps: Vec<TspOverviewView>,
-    /// TSP API requests answered since start, by `operation` and `responseCode` (`ok` for 204).
+    /// TSP API requests answered since start, by calling `tsp` (`(unbound)`: the development
+    /// port bound to no TSP), `operation` and `responseCode` (`ok` for 204).
     pub tsp_api: Vec<CountView>,
     pub notifications: NotificationsOverviewView,
     pub personalizations: BacklogView,
@@ -236,7 +237,7 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-fn limit(q: &PageQuery) -> i64 {
+pub(super) fn limit(q: &PageQuery) -> i64 {
     q.limit.unwrap_or(50).clamp(1, 200)
 }
 

@@ -1,15 +1,18 @@
-//! Admin API: a product's profile versions, and deploying one (`/admin/v1/issuers/{issuerId}/products/{productId}/profiles`).
+//! Admin API: a product's profile versions (defined, read, listed a page at a time), and deploying
+//! one (`/admin/v1/issuers/{issuerId}/products/{productId}/profiles`).
 
 use super::api_error::{ApiErrorBody, JsonBody};
+use super::overview::{limit, PageQuery};
 use super::{ApiError, AppState};
+use crate::clock::iso8601;
 use crate::domain::catalog::PutImmutable;
 use crate::domain::ids::parse_slug;
 use crate::domain::{IssuerId, ProfileDefinition};
 use crate::flows::campaign::CampaignSettings;
 use crate::flows::catalog;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,8 +20,12 @@ use utoipa::ToSchema;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
+            "/issuers/{issuer_id}/products/{product_id}/profiles",
+            get(list_profile_versions),
+        )
+        .route(
             "/issuers/{issuer_id}/products/{product_id}/profiles/{version}",
-            put(put_profile_version),
+            put(put_profile_version).get(get_profile_version),
         )
         .route(
             "/issuers/{issuer_id}/products/{product_id}/profiles/{version}/deploy",
@@ -33,6 +40,92 @@ pub struct ProfileVersionView {
     pub product_id: String,
     pub version: String,
     pub definition: ProfileDefinition,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileVersionSummaryView {
+    pub version: String,
+    pub created_at: String,
+    /// Whether it is the deployed version, which new tokens are created with.
+    pub current: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProfileVersionPage {
+    pub items: Vec<ProfileVersionSummaryView>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// A product's profile versions by version, a page at a time (none for a product without one;
+/// an issuer-admin's key: its issuers' only, another answering as an unknown issuer).
+#[utoipa::path(get, path = "/admin/v1/issuers/{issuerId}/products/{productId}/profiles", tag = "admin",
+    params(("issuerId" = String, Path), ("productId" = String, Path), PageQuery),
+    responses((status = 200, body = ProfileVersionPage), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn list_profile_versions(
+    State(hub): State<AppState>,
+    Path((issuer_id, product_id)): Path<(String, String)>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<ProfileVersionPage>, ApiError> {
+    let found = catalog::profile_versions(
+        &hub,
+        &issuer_id,
+        &product_id,
+        limit(&q),
+        q.cursor.as_deref(),
+    )
+    .await?;
+    let Some(page) = found else {
+        return Err(ApiError::not_found(format!(
+            "issuer {issuer_id} is not registered"
+        )));
+    };
+    Ok(Json(ProfileVersionPage {
+        items: page
+            .versions
+            .into_iter()
+            .map(|(version, created_ms)| ProfileVersionSummaryView {
+                current: page.current.as_deref() == Some(version.as_str()),
+                version,
+                created_at: iso8601(created_ms),
+            })
+            .collect(),
+        next: page.next,
+    }))
+}
+
+/// Read a profile version's definition.
+#[utoipa::path(get, path = "/admin/v1/issuers/{issuerId}/products/{productId}/profiles/{version}", tag = "admin",
+    params(("issuerId" = String, Path), ("productId" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = ProfileVersionView), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn get_profile_version(
+    State(hub): State<AppState>,
+    Path((issuer_id, product_id, version)): Path<(String, String, String)>,
+) -> Result<Json<ProfileVersionView>, ApiError> {
+    // An unknown issuer answers as the role check answers an issuer-admin for another's.
+    if catalog::issuer(&hub, &issuer_id).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "issuer {issuer_id} is not registered"
+        )));
+    }
+    let stored = catalog::profile_version(&hub, &issuer_id, &product_id, &version).await?;
+    let Some(stored) = stored else {
+        return Err(ApiError::not_found(format!(
+            "profile version {version} of {issuer_id}/{product_id} is not defined"
+        )));
+    };
+    let definition: ProfileDefinition = serde_json::from_str(&stored)
+        .map_err(|e| ApiError::internal(&format!("a stored profile does not parse: {e}")))?;
+    Ok(Json(ProfileVersionView {
+        issuer_id,
+        product_id,
+        version,
+        definition,
+    }))
 }
 
 /// Define a profile version of a product. Versions are immutable: the same body again is `200`,

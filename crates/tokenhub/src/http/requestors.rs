@@ -3,6 +3,7 @@
 //! write-only: no answer carries them.
 
 use super::api_error::{ApiErrorBody, JsonBody};
+use super::wallet_providers::KeyView;
 use super::{ApiError, AppState};
 use crate::domain::ids::parse_slug;
 use crate::domain::notification::{Requestor, RequestorState};
@@ -26,7 +27,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/token-requestors/{requestor_id}/api-keys",
-            post(create_requestor_key),
+            post(create_requestor_key).get(list_requestor_keys),
         )
         .route(
             "/token-requestors/{requestor_id}/api-keys/{key_id}",
@@ -253,6 +254,31 @@ async fn create_requestor_key(
             key_id: key.key_id,
             api_key: key.api_key.expose_secret().to_string(),
         }),
+    ))
+}
+
+/// The requestor's API keys for the requestor API, oldest first: ids and times, never a key.
+#[utoipa::path(get, path = "/admin/v1/token-requestors/{requestorId}/api-keys", tag = "token requestors",
+    params(("requestorId" = String, Path)),
+    responses((status = 200, body = [KeyView]), (status = 404, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn list_requestor_keys(
+    State(hub): State<AppState>,
+    Path(requestor_id): Path<String>,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let Some(keys) = crate::flows::requestor_tokens::keys(&hub, &requestor_id).await? else {
+        return Err(ApiError::not_found(format!(
+            "no token requestor {requestor_id}"
+        )));
+    };
+    Ok(Json(
+        keys.into_iter()
+            .map(|k| KeyView {
+                key_id: k.key_id,
+                created_ms: k.created_ms,
+                revoked_ms: k.revoked_ms,
+            })
+            .collect(),
     ))
 }
 

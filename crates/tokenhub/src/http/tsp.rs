@@ -164,7 +164,12 @@ async fn submit(
         tracing::info!(response_code = r.code.number(), reason = %r.message, "refused");
     }
     let code = outcome.as_ref().err().map(|r| r.code.number());
-    metrics::tsp_api_request(operation_name(call), code, started.elapsed());
+    metrics::tsp_api_request(
+        caller.scope(),
+        operation_name(call),
+        code,
+        started.elapsed(),
+    );
     Reply {
         echo,
         outcome,
@@ -331,7 +336,7 @@ async fn health_check(
         },
     };
     let code = outcome.as_ref().err().map(|r| r.code.number());
-    metrics::tsp_api_request("healthCheck", code, started.elapsed());
+    metrics::tsp_api_request(caller.scope(), "healthCheck", code, started.elapsed());
     Reply {
         echo,
         outcome,

@@ -3,13 +3,14 @@
 //! secret's hash, and a key is revoked by its id.
 
 use super::api_error::{ApiErrorBody, JsonBody};
+use super::overview::{limit, PageQuery};
 use super::{ApiError, AppState};
 use crate::domain::ids::parse_slug;
 use crate::domain::wallet_provider::{parse_spki_pin, WalletProvider};
 use crate::flows::wallet_providers;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/wallet-providers", get(list_providers))
         .route(
             "/wallet-providers/{provider_id}",
             put(put_provider).get(get_provider),
@@ -66,6 +68,46 @@ pub struct NewKeyView {
     /// `Authorization: Bearer <apiKey>` on the wallet API. Shown this once: the hub keeps only
     /// its hash.
     pub api_key: String,
+}
+
+/// A wallet provider as a list shows it (its keys: `GET /wallet-providers/{providerId}`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderSummaryView {
+    pub provider_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_spki_sha256: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderPage {
+    pub items: Vec<ProviderSummaryView>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Wallet providers by id, a page at a time.
+#[utoipa::path(get, path = "/admin/v1/wallet-providers", tag = "wallet providers", params(PageQuery),
+    responses((status = 200, body = ProviderPage), (status = 403, body = ApiErrorBody)),
+    security(("admin" = [])))]
+async fn list_providers(
+    State(hub): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<ProviderPage>, ApiError> {
+    let (page, next) = wallet_providers::page(&hub, limit(&q), q.cursor.as_deref()).await?;
+    Ok(Json(ProviderPage {
+        items: page
+            .into_iter()
+            .map(|p| ProviderSummaryView {
+                provider_id: p.provider_id,
+                name: p.name,
+                client_cert_spki_sha256: p.spki_sha256,
+            })
+            .collect(),
+        next,
+    }))
 }
 
 /// Register or update a wallet provider.

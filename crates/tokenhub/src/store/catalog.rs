@@ -1,6 +1,6 @@
 //! TSP connections, issuers, products and their profile versions, devices.
 
-use super::{query, query_scalar, Tx};
+use super::{query, query_scalar, Row, Tx};
 use super::{Store, StoreError};
 use crate::domain::catalog::{Issuer, PutImmutable, Tsp, TspClientAuth};
 
@@ -215,14 +215,7 @@ impl Store {
             .bind(issuer_id)
             .fetch_optional(self.reader())
             .await?;
-        row.map(|r| {
-            Ok(Issuer {
-                issuer_id: r.get("issuer_id")?,
-                name: r.get("name")?,
-                tsp_id: r.get("tsp_id")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(issuer_of_row).transpose()
     }
 
     /// The stored (canonical JSON) definition of a profile version.
@@ -262,4 +255,12 @@ impl Store {
             .fetch_optional(self.reader())
             .await
     }
+}
+
+pub(super) fn issuer_of_row(r: &Row) -> Result<Issuer, StoreError> {
+    Ok(Issuer {
+        issuer_id: r.get("issuer_id")?,
+        name: r.get("name")?,
+        tsp_id: r.get("tsp_id")?,
+    })
 }

@@ -4,7 +4,7 @@
 //! what is done.
 
 use super::sql::query;
-use super::{Reader, Store, StoreError, Writer};
+use super::{Reader, Row, Store, StoreError, Writer};
 use crate::domain::campaign::{CampaignState, Step};
 
 /// What is owed to one TSP or requestor.
@@ -37,6 +37,18 @@ pub struct StoreLoad {
     pub pool: (usize, usize),
 }
 
+/// Pending and dead updates per requestor: the pending rows through `notifications_pending`, the
+/// dead ones through `notifications_settled_by_requestor`, the requestors first (one index range
+/// each, never a pass over the delivered rows).
+pub(super) const NOTIFICATION_BACKLOGS: &str =
+    "SELECT requestor_id AS owner, state, COUNT(*) AS n, MIN(created_ms) AS oldest \
+     FROM notifications WHERE state = 'PENDING' GROUP BY requestor_id, state \
+     UNION ALL \
+     SELECT r.requestor_id AS owner, n.state, COUNT(*) AS n, CAST(NULL AS BIGINT) AS oldest \
+     FROM token_requestors r CROSS JOIN notifications n \
+     WHERE n.requestor_id = r.requestor_id AND n.state = 'DEAD' AND n.state <> 'PENDING' \
+     GROUP BY r.requestor_id, n.state";
+
 impl Store {
     /// Every registered TSP's outbox backlog (zero when nothing is owed).
     pub async fn outbox_backlogs(&self) -> Result<Vec<Backlog>, StoreError> {
@@ -55,13 +67,12 @@ impl Store {
             .iter()
             .map(|r| Ok((r.get::<String>("requestor_id")?, r.get::<String>("state")?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let rows = self
-            .grouped(
-                "notifications",
-                "requestor_id",
-                "state IN ('PENDING', 'DEAD')",
-            )
-            .await?;
+        let rows = query(NOTIFICATION_BACKLOGS)
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(grouped_row)
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let owners = disabled.iter().map(|(id, _)| id.clone()).collect();
         Ok(merge(owners, rows)
             .into_iter()
@@ -158,16 +169,19 @@ impl Store {
         .fetch_all(self.reader())
         .await?
         .iter()
-        .map(|r| {
-            Ok((
-                r.get("owner")?,
-                r.get("state")?,
-                r.get("n")?,
-                r.get("oldest")?,
-            ))
-        })
+        .map(grouped_row)
         .collect()
     }
+}
+
+/// Owner, state, count and oldest pending time of one group.
+fn grouped_row(r: &Row) -> Result<(String, String, i64, Option<i64>), StoreError> {
+    Ok((
+        r.get("owner")?,
+        r.get("state")?,
+        r.get("n")?,
+        r.get("oldest")?,
+    ))
 }
 
 /// One backlog per owner, in the owners' order, from the grouped rows.

@@ -21,6 +21,8 @@ pub mod nodes;
 pub mod notifications;
 pub mod outbox;
 pub mod personalizations;
+#[cfg(test)]
+mod plans;
 pub mod requestor_tokens;
 pub mod requestors;
 mod serve_lock;

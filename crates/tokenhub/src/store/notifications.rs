@@ -315,19 +315,73 @@ fn json_rows(dialect: Dialect, columns: &[(&str, &str)]) -> String {
     }
 }
 
+/// A requestor's updates by state, from the indexes alone: the pending ones counted in
+/// `notifications_pending`, the others in `notifications_settled_by_requestor`.
+pub(super) const COUNTS_OF_REQUESTOR: &str = "SELECT state, COUNT(*) AS n FROM notifications \
+     WHERE requestor_id = $1 AND state = 'PENDING' GROUP BY state \
+     UNION ALL SELECT state, COUNT(*) AS n FROM notifications \
+     WHERE requestor_id = $1 AND state <> 'PENDING' GROUP BY state ORDER BY state";
+
+/// The list's SQL for the filter (a requestor's or a token's updates, in one state or all),
+/// newest first, `$1` the limit and `$2` the requestor or the token. Each part reads one index in
+/// its order: pending rows by `notifications_pending` or `notifications_pending_by_token`, the
+/// others by `notifications_settled_by_requestor` or `notifications_settled_by_token` (the
+/// states are written as literals, so the planner can match the partial indexes); the parts, a
+/// page each at most, are merged.
+pub(super) fn list_sql(f: &Filter) -> String {
+    let owner = if f.token_id.is_some() {
+        "token_id"
+    } else {
+        "requestor_id"
+    };
+    let part = |state: &str| {
+        let settled = if state == "PENDING" {
+            ""
+        } else {
+            " AND state <> 'PENDING'"
+        };
+        format!(
+            "SELECT {COLUMNS} FROM notifications WHERE {owner} = $2 AND state = '{state}'{settled} \
+             ORDER BY id DESC LIMIT $1"
+        )
+    };
+    let parts: Vec<String> = match (f.state, f.token_id.is_some()) {
+        (Some(state), _) => vec![part(state.as_str())],
+        (None, false) => NotificationState::ALL
+            .iter()
+            .map(|s| part(s.as_str()))
+            .collect(),
+        (None, true) => vec![
+            part("PENDING"),
+            format!(
+                "SELECT {COLUMNS} FROM notifications WHERE token_id = $2 \
+                 AND state <> 'PENDING' ORDER BY id DESC LIMIT $1"
+            ),
+        ],
+    };
+    let merged: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("SELECT * FROM ({p}) AS p{i}"))
+        .collect();
+    format!(
+        "SELECT * FROM ({}) AS a ORDER BY id DESC LIMIT $1",
+        merged.join(" UNION ALL ")
+    )
+}
+
 impl Store {
+    /// A token's updates when the filter names one, else a requestor's; newest first.
     pub async fn notifications(&self, f: &Filter) -> Result<Vec<Notification>, StoreError> {
-        let rows = query(&format!(
-            "SELECT {COLUMNS} FROM notifications WHERE ($1 IS NULL OR requestor_id = $1) \
-             AND ($2 IS NULL OR token_id = $2) AND ($3 IS NULL OR state = $3) \
-             ORDER BY id DESC LIMIT $4"
-        ))
-        .bind(&f.requestor_id)
-        .bind(&f.token_id)
-        .bind(f.state)
-        .bind(f.limit)
-        .fetch_all(self.reader())
-        .await?;
+        let owner = f.token_id.as_ref().or(f.requestor_id.as_ref());
+        let Some(owner) = owner else {
+            return Ok(Vec::new());
+        };
+        let rows = query(&list_sql(f))
+            .bind(f.limit)
+            .bind(owner)
+            .fetch_all(self.reader())
+            .await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -366,11 +420,12 @@ impl Store {
         &self,
         requestor_id: Option<&str>,
     ) -> Result<Vec<(NotificationState, i64)>, StoreError> {
-        let rows = query(
-            "SELECT state, COUNT(*) AS n FROM notifications WHERE ($1 IS NULL OR requestor_id = $1) \
-             GROUP BY state ORDER BY state",
-        )
-        .bind(requestor_id)
+        let rows = match requestor_id {
+            Some(id) => query(COUNTS_OF_REQUESTOR).bind(id),
+            None => query(
+                "SELECT state, COUNT(*) AS n FROM notifications GROUP BY state ORDER BY state",
+            ),
+        }
         .fetch_all(self.reader())
         .await?;
         rows.iter()

@@ -3,6 +3,7 @@
 
 use super::{query, Row, Store, StoreError, Tx};
 use crate::domain::requestor_token::RequestorToken;
+use crate::domain::wallet_provider::ProviderKey;
 use crate::domain::TokenState;
 
 const COLUMNS: &str = "token_id, requestor_id, tsp_id, issuer_id, state, token_last_digits, \
@@ -156,6 +157,26 @@ impl Tx {
 }
 
 impl Store {
+    /// A requestor's API keys' records (never a secret's hash), oldest first.
+    pub async fn requestor_keys(&self, requestor_id: &str) -> Result<Vec<ProviderKey>, StoreError> {
+        query(
+            "SELECT key_id, created_ms, revoked_ms FROM requestor_keys \
+             WHERE requestor_id = $1 ORDER BY created_ms, key_id",
+        )
+        .bind(requestor_id)
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ProviderKey {
+                key_id: r.get("key_id")?,
+                created_ms: r.get("created_ms")?,
+                revoked_ms: r.get("revoked_ms")?,
+            })
+        })
+        .collect()
+    }
+
     /// A key that is not revoked: its requestor and its secret's hash.
     pub async fn live_requestor_key(
         &self,

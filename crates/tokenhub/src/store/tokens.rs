@@ -7,13 +7,14 @@ use crate::domain::TokenState;
 
 pub use crate::domain::token::{Recovery, TokenRow};
 
-const TOKEN_COLUMNS: &str = "token_id, issuer_id, product_id, profile_version, device_id, \
+pub(super) const TOKEN_COLUMNS: &str =
+    "token_id, issuer_id, product_id, profile_version, device_id, \
     wallet_card_ref_id, token_requestor_id, state, token_exp, token_last4, \
     data_deadline_ms, received_elements, correlation_id, created_ms, updated_ms, failure_reason, \
     recovery_correlation_id, recovery_version, recovery_deadline_ms, recovery_campaign_id, \
     card_last_digits, card_expiry_date, card_art_id, last_update_ms";
 
-fn token_from_row(r: &Row) -> Result<TokenRow, StoreError> {
+pub(super) fn token_from_row(r: &Row) -> Result<TokenRow, StoreError> {
     let state: String = r.get("state")?;
     let received: String = r.get("received_elements")?;
     Ok(TokenRow {

@@ -3,7 +3,7 @@
 use super::{query, query_scalar, Row, Store, StoreError, Tx};
 use crate::domain::wallet_provider::{ProviderKey, WalletProvider};
 
-fn from_row(r: &Row) -> Result<WalletProvider, StoreError> {
+pub(super) fn from_row(r: &Row) -> Result<WalletProvider, StoreError> {
     Ok(WalletProvider {
         provider_id: r.get("provider_id")?,
         name: r.get("name")?,

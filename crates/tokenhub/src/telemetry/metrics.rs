@@ -124,7 +124,7 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         TSP_API_REQUESTS,
         Kind::Counter,
         Unit::Count,
-        "TSP API requests answered, by operation and response code (ok: 204)",
+        "TSP API requests answered, by calling TSP, operation and response code (ok: 204)",
     ),
     (
         TSP_API_DURATION,
@@ -312,10 +312,23 @@ fn describe() {
     }
 }
 
-/// A TSP API request answered: `code` is the contract's response code, `None` for `204`.
-pub fn tsp_api_request(operation: &'static str, code: Option<u16>, elapsed: Duration) {
+/// The `tsp` label of a TSP API request from the development port bound to no TSP: no
+/// registered TSP's id can take it (ids are of `A-Z a-z 0-9 . _ -`).
+pub const UNBOUND_TSP: &str = "(unbound)";
+
+/// A TSP API request answered: `tsp` is the calling TSP's registered id (`None`: the development
+/// port bound to none), `code` the contract's response code, `None` for `204`. The latency is the
+/// hub's own, so its histogram stays by operation alone, keeping its series few.
+pub fn tsp_api_request(
+    tsp: Option<&str>,
+    operation: &'static str,
+    code: Option<u16>,
+    elapsed: Duration,
+) {
     let code = code.map_or_else(|| "ok".to_string(), |c| c.to_string());
-    counter!(TSP_API_REQUESTS, "operation" => operation, "response_code" => code).increment(1);
+    let tsp = tsp.unwrap_or(UNBOUND_TSP).to_string();
+    counter!(TSP_API_REQUESTS, "tsp" => tsp, "operation" => operation, "response_code" => code)
+        .increment(1);
     histogram!(TSP_API_DURATION, "operation" => operation).record(elapsed.as_secs_f64());
 }
 

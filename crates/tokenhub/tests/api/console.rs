@@ -162,12 +162,14 @@ async fn the_overview_shows_the_tsps_outbox_the_tsp_api_codes_and_the_dead_lette
     assert_eq!(tsp["baseUrl"], app.tsp.base_url().trim_end_matches('/'));
     assert!(tsp["outbox"]["pending"].as_i64().is_some(), "{tsp}");
     assert!(tsp["outbox"]["dead"].as_i64().is_some(), "{tsp}");
-    // The token's data call, counted by operation and code (the counters are the process's).
+    // The token's data call, counted by its TSP, operation and code (the counters are the
+    // process's).
     let answered = o["tspApi"].as_array().unwrap();
     assert!(
-        answered
-            .iter()
-            .any(|c| c["responseCode"] == "ok" && c["count"].as_f64() >= Some(1.0)),
+        answered.iter().any(|c| c["tsp"] == TSP_ID
+            && c["operation"] == "submitTokenData"
+            && c["responseCode"] == "ok"
+            && c["count"].as_f64() >= Some(1.0)),
         "{o}"
     );
     let n = &o["notifications"];

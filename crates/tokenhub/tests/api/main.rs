@@ -10,6 +10,7 @@ mod support;
 
 mod admin;
 mod admin_keys;
+mod admin_lists;
 mod admin_roles;
 mod architecture;
 mod audit;

@@ -112,10 +112,23 @@ async fn metrics_count_the_calls_by_operation_and_code_and_their_labels_do_not_g
     unknown_token_calls(&app, 60, &mut tokens, &mut correlation_ids).await;
     let second = app.scrape().await;
 
+    // The TSP API's answers are counted by the calling TSP: a registered TSP's id.
+    let api = |operation: &str, code: &str| {
+        format!(
+            r#"tokenhub_tsp_api_requests_total{{tsp="{TSP_ID}",operation="{operation}",response_code="{code}"}}"#
+        )
+    };
     for series in [
-        r#"tokenhub_tsp_api_requests_total{operation="submitTokenData",response_code="ok"}"#,
-        r#"tokenhub_tsp_api_requests_total{operation="submitTokenData",response_code="119"}"#,
-        r#"tokenhub_tsp_api_requests_total{operation="healthCheck",response_code="ok"}"#,
+        api("submitTokenData", "ok"),
+        api("submitTokenData", "119"),
+        api("healthCheck", "ok"),
+    ] {
+        assert!(
+            second.contains(&series),
+            "{series} is missing from:\n{second}"
+        );
+    }
+    for series in [
         r#"tokenhub_tsp_api_request_duration_seconds_bucket{operation="submitTokenData",le="+Inf"}"#,
         r#"tokenhub_tsp_api_call_elements_bucket{operation="submitTokenData",le="+Inf"}"#,
         r#"tokenhub_personalizations_total{event="queued"}"#,
@@ -141,12 +154,7 @@ async fn metrics_count_the_calls_by_operation_and_code_and_their_labels_do_not_g
         ),
         "the createToken calls are counted:\n{second}"
     );
-    assert!(
-        count(
-            &second,
-            r#"tokenhub_tsp_api_requests_total{operation="submitTokenData",response_code="119"}"#
-        ) >= 70.0
-    );
+    assert!(count(&second, &api("submitTokenData", "119")) >= 70.0);
 
     let (a, b) = (series(&first), series(&second));
     let grown = b.difference(&a).count();
@@ -162,6 +170,27 @@ async fn metrics_count_the_calls_by_operation_and_code_and_their_labels_do_not_g
         for value in label_values(s) {
             assert!(value.len() <= 64, "a label value that is no name: {s}");
         }
+    }
+    // Every TSP API series names its TSP by a registered id's form (or the unbound port's).
+    let api_series: Vec<_> = b
+        .iter()
+        .filter(|s| s.starts_with("tokenhub_tsp_api_requests_total{"))
+        .collect();
+    assert!(api_series.len() >= 3, "{api_series:#?}");
+    for s in api_series {
+        let tsp = s
+            .strip_prefix(r#"tokenhub_tsp_api_requests_total{tsp=""#)
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(tsp, _)| tsp)
+            .unwrap_or_else(|| panic!("no tsp label first: {s}"));
+        assert!(
+            tsp == "(unbound)"
+                || (!tsp.is_empty()
+                    && tsp
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))),
+            "a tsp label that is no TSP's id: {s}"
+        );
     }
     promtool_checks(&second);
 }

@@ -30,6 +30,9 @@ pub(super) async fn wallet_providers_and_keys(cli: &mut Cli<'_>, dir: &std::path
         cli.json(&["wallet-providers", "get", "cli-wallet"]).await,
         api
     );
+    let list = ["wallet-providers", "list", "--limit", "10"];
+    let path = "/wallet-providers?limit=10";
+    super::gated_page(cli, path, &list, "providerId", "cli-wallet").await;
     let table = cli
         .run(&["wallet-providers", "keys", "list", "cli-wallet"])
         .await

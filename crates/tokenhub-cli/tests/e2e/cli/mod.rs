@@ -250,6 +250,10 @@ async fn tsps_and_issuers(cli: &Cli<'_>) {
         issuer,
         json!({"issuerId": "CLIISSUER1", "name": "CLI Bank", "tspId": "cli-tsp"})
     );
+    assert_eq!(cli.json(&["issuers", "get", "CLIISSUER1"]).await, issuer);
+    cli.run(&["issuers", "get", "NOISSUER01"]).await.exits(3);
+    let list = ["issuers", "list", "--limit", "10"];
+    gated_page(cli, "/issuers?limit=10", &list, "issuerId", "CLIISSUER1").await;
     let ran = cli
         .run(&[
             "issuers",
@@ -322,6 +326,18 @@ async fn profiles_campaigns_and_tokens(cli: &Cli<'_>, dir: &std::path::Path) -> 
     );
     let again = cli.json(&put).await;
     assert_eq!(again["version"], "v2");
+    let (_, api) = cli
+        .api(&format!("/issuers/{ISSUER}/products/classic/profiles/v2"))
+        .await;
+    assert_eq!(api["definition"], again["definition"]);
+    let get = ["profiles", "get", ISSUER, "classic", "v2"];
+    assert_eq!(cli.json(&get).await, api);
+    cli.run(&["profiles", "get", ISSUER, "classic", "v9"])
+        .await
+        .exits(3);
+    let list = ["profiles", "list", ISSUER, "classic", "--limit", "10"];
+    let path = format!("/issuers/{ISSUER}/products/classic/profiles?limit=10");
+    gated_page(cli, &path, &list, "version", "v2").await;
     let elements = |v: &Value| v["dataElements"].as_array().map(Vec::len);
     assert_eq!(
         elements(&again["definition"]),
@@ -412,6 +428,10 @@ async fn profiles_campaigns_and_tokens(cli: &Cli<'_>, dir: &std::path::Path) -> 
     let (_, api) = cli.api(&format!("/tokens/{token}")).await;
     assert_eq!(cli.json(&["tokens", "get", &token]).await, api);
     assert_eq!(api["profileVersion"], "v2");
+    let issuer = api["issuerId"].as_str().unwrap();
+    let list = ["tokens", "list", "--issuer", issuer, "--limit", "10"];
+    let path = format!("/issuers/{issuer}/tokens?limit=10");
+    gated_page(cli, &path, &list, "tokenId", &token).await;
     let table = cli.run(&["tokens", "get", &token]).await.ok().stdout;
     assert!(
         table.contains(&token) && table.contains("ACTIVE"),
@@ -522,6 +542,12 @@ async fn requestors_and_notifications(cli: &mut Cli<'_>, token: &str) {
         .await
         .ok();
     assert!(revoked.stdout.contains("revoked"), "{}", revoked.stdout);
+    let (_, api) = cli.api("/token-requestors/cli-psp/api-keys").await;
+    let keys = ["requestors", "keys", "list", "cli-psp"];
+    assert_eq!(cli.json(&keys).await, api);
+    assert!(api[0]["revokedMs"].is_i64(), "{api}");
+    let table = cli.run(&keys).await.ok().stdout;
+    assert!(table.contains(&key_id) && !table.contains(&key), "{table}");
     cli.run(&["requestors", "keys", "revoke", "cli-psp", "no-such-key"])
         .await
         .exits(3);
