@@ -73,8 +73,9 @@ impl World {
             self.fleet
                 .wait_until(DEADLINE, |s| s.confirmed >= n as u64)
                 .await,
-            "the devices never confirmed {n} installs: {:?}",
-            self.fleet.status()
+            "the devices never confirmed {n} installs: {:?}; the TSP: {:?}",
+            self.fleet.status(),
+            self.tsp.status()
         );
         reporter.abort();
         // The hub tells the TSP ACTIVE once the device confirmed, so this is ACTIVE at both (read
