@@ -3,12 +3,16 @@
 //! new digitizations and a campaign run during it, the hub is killed (SIGKILL) in the middle of
 //! the re-wrapping and started again; the rotation resumes and retires version 1, the hub then
 //! starts with version 2 alone, and every value sealed before is still readable: each waiting
-//! device installs its profile, the campaign completes, the new tokens are ACTIVE.
+//! device installs its profile, the campaign completes, the new tokens are ACTIVE, and the
+//! requestor verifies every token update sent during and after the rotation (its signing secret
+//! was sealed under version 1).
 
 use crate::harness::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokenhub_sim::device::Behaviour;
+use tokenhub_sim::requestor::{RequestorSim, RequestorSimConfig};
+use tokenhub_sim::tsp::TokenUpdate;
 
 /// Version 2 of the master key, given to the hub beside version 1.
 const SECOND: &str = "7365636f6e64206d6173746572206b657920666f722074686520726f74617465";
@@ -18,6 +22,11 @@ const OFFLINE_DEVICES: usize = 6;
 /// ACTIVE tokens the campaign re-personalizes during the rotation.
 const CAMPAIGN: usize = 3;
 const DEVICES: usize = OFFLINE_DEVICES + CAMPAIGN + 2;
+/// The requestor whose tokens get updates during the rotation, on device `OFFLINE_DEVICES +
+/// CAMPAIGN`.
+const REQUESTOR: &str = "rotation-psp";
+const UPDATED: usize = 3;
+const SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 fn rotate_master(w: &World) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_tokenhub"))
@@ -54,6 +63,72 @@ async fn wait_master_keys(w: &World, what: &str, done: impl Fn(&Value) -> bool) 
     }
 }
 
+/// The requestor simulator, registered at the hub with [`SECRET`] (sealed under the current
+/// master-key version).
+async fn requestor(w: &World) -> RequestorSim {
+    let sim = RequestorSim::start(RequestorSimConfig::new(
+        "rotation-psp-key",
+        vec![SECRET.into()],
+    ))
+    .await
+    .unwrap();
+    let r = w
+        .http
+        .put(format!(
+            "{}/admin/v1/token-requestors/{REQUESTOR}",
+            w.hub.url()
+        ))
+        .bearer_auth(&w.hub.admin_key)
+        .json(
+            &json!({"merchantId": "MERCHANT-ROT", "baseUrl": sim.base_url(),
+                      "apiKey": "rotation-psp-key", "signingSecrets": [SECRET]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    sim
+}
+
+/// The TSP changes each token's last digits to `digits`; waits until the requestor, verifying
+/// each update's signature, holds them all.
+async fn update_and_wait(w: &World, psp: &RequestorSim, tokens: &[String], digits: &str) {
+    for t in tokens {
+        let mut u = TokenUpdate::new(t, ISSUER, chrono::Utc::now());
+        u.token_last_digits = Some(digits.into());
+        let until = Instant::now() + Duration::from_secs(60);
+        while !w.tsp.send_update(&u).await.is_ok_and(|a| a.status == 204) {
+            assert!(
+                Instant::now() < until,
+                "the hub never took the update of {t}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(120);
+    for t in tokens {
+        loop {
+            let held = psp
+                .token(t)
+                .await
+                .unwrap()
+                .and_then(|v| v.update.token_last_digits);
+            if held.as_deref() == Some(digits) {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "the requestor never verified {t}'s update: {held:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 e2e_tests! {
     async fn a_rotation_killed_in_the_middle_resumes_and_loses_nothing(backend) {
         let mut options = WorldOptions { devices: DEVICES, ..Default::default() };
@@ -62,6 +137,8 @@ e2e_tests! {
             // One data key per step, slowly: the kill lands in the middle.
             ("TOKENHUB_REWRAP_BATCH".into(), "1".into()),
             ("TOKENHUB_REWRAP_PAUSE_MS".into(), "150".into()),
+            ("TOKENHUB_OUTBOUND_ALLOW".into(), "127.0.0.0/8".into()),
+            ("TOKENHUB_NOTIFY_RETRY_SCHEDULE".into(), "200ms,400ms,800ms,1s,1s,1s,1s,1s,1s,1s".into()),
         ];
         let mut w = World::start(backend, options).await;
         let devices = w.fleet.device_ids();
@@ -73,6 +150,14 @@ e2e_tests! {
             let t = w.digitize(OFFLINE_DEVICES + i).await;
             w.wait_state(&t, "ACTIVE", Duration::from_secs(60)).await;
             active.push(t);
+        }
+        let psp = requestor(&w).await;
+        let mut updated = Vec::new();
+        for _ in 0..UPDATED {
+            let card = json!({"tokenRequestorId": REQUESTOR});
+            let t = w.digitize_with(OFFLINE_DEVICES + CAMPAIGN, card).await;
+            w.wait_state(&t, "ACTIVE", Duration::from_secs(60)).await;
+            updated.push(t);
         }
         for d in &devices[..OFFLINE_DEVICES] {
             assert!(w.fleet.set_behaviour(d, Behaviour::Offline));
@@ -95,6 +180,7 @@ e2e_tests! {
         w.define_v2().await;
         let campaign = w.deploy_campaign(json!({"ratePerSecond": 5, "maxInFlight": 1})).await;
         let fresh = w.digitize(DEVICES - 1).await;
+        update_and_wait(&w, &psp, &updated, "1111").await;
 
         // Killed once some keys are re-wrapped and some are left.
         let before = wait_master_keys(&w, "the re-wrapping under way", |s| {
@@ -119,12 +205,14 @@ e2e_tests! {
         for t in waiting.iter().chain([&fresh]) {
             w.wait_state(t, "ACTIVE", Duration::from_secs(120)).await;
         }
+        update_and_wait(&w, &psp, &updated, "2222").await;
         let c = w.wait_campaign(&campaign, "COMPLETED").await;
-        let n = CAMPAIGN as i64;
+        // The requestor's tokens are ACTIVE too: the campaign takes them as well.
+        let n = (CAMPAIGN + UPDATED) as i64;
         assert_eq!((c["done"].as_i64(), c["failed"].as_i64()), (Some(n), Some(0)), "{c}");
         let fleet = w.fleet.status();
         assert_eq!((fleet.decrypt_errors, fleet.check_errors, fleet.failures_reported), (0, 0, 0), "{fleet:?}");
-        for t in &active {
+        for t in active.iter().chain(&updated) {
             assert_eq!(w.token(t).await["profileVersion"], "v2");
         }
     }
