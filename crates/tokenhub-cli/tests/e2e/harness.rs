@@ -75,6 +75,18 @@ pub struct HubSettings {
     pub log_to: Option<std::path::PathBuf>,
 }
 
+impl HubSettings {
+    /// The settings of [`Self::env`] that say where the keys live: `tokenhub keys import` needs
+    /// them as the hub does (keys imported under one keystore are not usable under the other).
+    fn keystore_env(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.env.iter().map(|(k, v)| (k, v)).filter(|(k, _)| {
+            k.starts_with("TOKENHUB_KEYSTORE")
+                || k.starts_with("TOKENHUB_PKCS11_")
+                || k.as_str() == "SOFTHSM2_CONF"
+        })
+    }
+}
+
 impl Default for HubSettings {
     fn default() -> Self {
         Self {
@@ -136,6 +148,7 @@ impl HubProcess {
             .arg(&key_file)
             .args(["--database-url", &database_url])
             .env("TOKENHUB_MASTER_KEY", MASTER_KEY)
+            .envs(settings.keystore_env())
             .stdout(Stdio::null())
             .status()
             .unwrap();

@@ -129,91 +129,197 @@ async fn update_and_wait(w: &World, psp: &RequestorSim, tokens: &[String], digit
     }
 }
 
+/// The rotation, the kill and the checks, on the software keystore (`hsm` `None`, both versions
+/// given by `TOKENHUB_MASTER_KEY`) or on a SoftHSM2 token.
+async fn rotation_killed_in_the_middle(backend: Backend, hsm: Option<SoftHsmToken>) {
+    let mut options = WorldOptions {
+        devices: DEVICES,
+        ..Default::default()
+    };
+    let software = hsm.is_none();
+    options.hub.env = vec![
+        (
+            "TOKENHUB_MASTER_KEY".into(),
+            format!("1:{MASTER_KEY},2:{SECOND}"),
+        ),
+        // One data key per step, slowly: the kill lands in the middle.
+        ("TOKENHUB_REWRAP_BATCH".into(), "1".into()),
+        ("TOKENHUB_REWRAP_PAUSE_MS".into(), "150".into()),
+        ("TOKENHUB_OUTBOUND_ALLOW".into(), "127.0.0.0/8".into()),
+        (
+            "TOKENHUB_NOTIFY_RETRY_SCHEDULE".into(),
+            "200ms,400ms,800ms,1s,1s,1s,1s,1s,1s,1s".into(),
+        ),
+    ];
+    if let Some(hsm) = &hsm {
+        options.hub.env.extend(hsm.env());
+    }
+    let mut w = World::start(backend, options).await;
+    let devices = w.fleet.device_ids();
+
+    // ACTIVE tokens for the campaign, then tokens whose devices are offline: their data
+    // waits sealed under version 1.
+    let mut active = Vec::new();
+    for i in 0..CAMPAIGN {
+        let t = w.digitize(OFFLINE_DEVICES + i).await;
+        w.wait_state(&t, "ACTIVE", Duration::from_secs(60)).await;
+        active.push(t);
+    }
+    let psp = requestor(&w).await;
+    let mut updated = Vec::new();
+    for _ in 0..UPDATED {
+        let card = json!({"tokenRequestorId": REQUESTOR});
+        let t = w.digitize_with(OFFLINE_DEVICES + CAMPAIGN, card).await;
+        w.wait_state(&t, "ACTIVE", Duration::from_secs(60)).await;
+        updated.push(t);
+    }
+    for d in &devices[..OFFLINE_DEVICES] {
+        assert!(w.fleet.set_behaviour(d, Behaviour::Offline));
+    }
+    let mut waiting = Vec::new();
+    for i in 0..WAITING {
+        waiting.push(w.digitize(i % OFFLINE_DEVICES).await);
+    }
+    for t in &waiting {
+        let until = Instant::now() + Duration::from_secs(60);
+        while w.token(t).await["elementsHeld"]
+            .as_array()
+            .is_none_or(|e| e.is_empty())
+        {
+            assert!(Instant::now() < until, "no data for {t}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // The rotation, through the CLI; the campaign and new digitizations during it.
+    let out = rotate_master(&w);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.define_v2().await;
+    let campaign = w
+        .deploy_campaign(json!({"ratePerSecond": 5, "maxInFlight": 1}))
+        .await;
+    let fresh = w.digitize(DEVICES - 1).await;
+    update_and_wait(&w, &psp, &updated, "1111").await;
+
+    // Killed once some keys are re-wrapped and some are left.
+    let before = wait_master_keys(&w, "the re-wrapping under way", |s| {
+        s["rotation"]["rewrapped"].as_i64() > Some(2)
+    })
+    .await;
+    assert!(
+        before["rotation"]["remaining"].as_i64() > Some(0),
+        "killed too late: {before}"
+    );
+    w.hub.restart().await;
+    eprintln!(
+        "master_key_rotation: killed during the rotation at {}",
+        before["rotation"]
+    );
+    let after = wait_master_keys(&w, "the rotation finishes", |s| s["rotation"].is_null()).await;
+    assert_eq!(after["current"], 2, "{after}");
+    assert_eq!(after["versions"][0]["state"], "RETIRED", "{after}");
+
+    // Version 1 is no longer needed: the hub starts with version 2 alone (in an HSM, version
+    // 1's objects were destroyed at the retirement).
+    if software {
+        w.hub.set_env("TOKENHUB_MASTER_KEY", &format!("2:{SECOND}"));
+    }
+    w.hub.restart().await;
+
+    // Every value sealed before the rotation opens: the waiting devices install.
+    for d in &devices[..OFFLINE_DEVICES] {
+        assert!(w.fleet.set_behaviour(d, Behaviour::Normal));
+    }
+    for t in waiting.iter().chain([&fresh]) {
+        w.wait_state(t, "ACTIVE", Duration::from_secs(120)).await;
+    }
+    update_and_wait(&w, &psp, &updated, "2222").await;
+    let c = w.wait_campaign(&campaign, "COMPLETED").await;
+    // The requestor's tokens are ACTIVE too: the campaign takes them as well.
+    let n = (CAMPAIGN + UPDATED) as i64;
+    assert_eq!(
+        (c["done"].as_i64(), c["failed"].as_i64()),
+        (Some(n), Some(0)),
+        "{c}"
+    );
+    let fleet = w.fleet.status();
+    assert_eq!(
+        (
+            fleet.decrypt_errors,
+            fleet.check_errors,
+            fleet.failures_reported
+        ),
+        (0, 0, 0),
+        "{fleet:?}"
+    );
+    for t in active.iter().chain(&updated) {
+        assert_eq!(w.token(t).await["profileVersion"], "v2");
+    }
+}
+
+/// A SoftHSM2 token of its own for one hub, in a temporary folder.
+struct SoftHsmToken {
+    module: String,
+    dir: tempfile::TempDir,
+}
+
+impl SoftHsmToken {
+    /// A fresh token, or `None` (with a note) when `TOKENHUB_TEST_SOFTHSM2` is unset.
+    fn make(test: &str) -> Option<Self> {
+        let Ok(module) = std::env::var("TOKENHUB_TEST_SOFTHSM2") else {
+            eprintln!("{test}: skipped, TOKENHUB_TEST_SOFTHSM2 is not set (the SoftHSM2 module)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tokens")).unwrap();
+        let conf = format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.path().join("tokens").display()
+        );
+        std::fs::write(dir.path().join("softhsm2.conf"), conf).unwrap();
+        let out = std::process::Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", "tokenhub-e2e"])
+            .args(["--so-pin", "1234", "--pin", "5678"])
+            .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
+            .output()
+            .expect("softhsm2-util runs (Debian package softhsm2)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Self { module, dir })
+    }
+
+    /// The hub's settings for the token (also those of `tokenhub keys import`).
+    fn env(&self) -> Vec<(String, String)> {
+        let conf = self.dir.path().join("softhsm2.conf");
+        [
+            ("SOFTHSM2_CONF", conf.display().to_string()),
+            ("TOKENHUB_KEYSTORE", "pkcs11".into()),
+            ("TOKENHUB_PKCS11_MODULE", self.module.clone()),
+            ("TOKENHUB_PKCS11_TOKEN", "tokenhub-e2e".into()),
+            ("TOKENHUB_PKCS11_PIN", "5678".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
 e2e_tests! {
     async fn a_rotation_killed_in_the_middle_resumes_and_loses_nothing(backend) {
-        let mut options = WorldOptions { devices: DEVICES, ..Default::default() };
-        options.hub.env = vec![
-            ("TOKENHUB_MASTER_KEY".into(), format!("1:{MASTER_KEY},2:{SECOND}")),
-            // One data key per step, slowly: the kill lands in the middle.
-            ("TOKENHUB_REWRAP_BATCH".into(), "1".into()),
-            ("TOKENHUB_REWRAP_PAUSE_MS".into(), "150".into()),
-            ("TOKENHUB_OUTBOUND_ALLOW".into(), "127.0.0.0/8".into()),
-            ("TOKENHUB_NOTIFY_RETRY_SCHEDULE".into(), "200ms,400ms,800ms,1s,1s,1s,1s,1s,1s,1s".into()),
-        ];
-        let mut w = World::start(backend, options).await;
-        let devices = w.fleet.device_ids();
+        rotation_killed_in_the_middle(backend, None).await;
+    }
 
-        // ACTIVE tokens for the campaign, then tokens whose devices are offline: their data
-        // waits sealed under version 1.
-        let mut active = Vec::new();
-        for i in 0..CAMPAIGN {
-            let t = w.digitize(OFFLINE_DEVICES + i).await;
-            w.wait_state(&t, "ACTIVE", Duration::from_secs(60)).await;
-            active.push(t);
-        }
-        let psp = requestor(&w).await;
-        let mut updated = Vec::new();
-        for _ in 0..UPDATED {
-            let card = json!({"tokenRequestorId": REQUESTOR});
-            let t = w.digitize_with(OFFLINE_DEVICES + CAMPAIGN, card).await;
-            w.wait_state(&t, "ACTIVE", Duration::from_secs(60)).await;
-            updated.push(t);
-        }
-        for d in &devices[..OFFLINE_DEVICES] {
-            assert!(w.fleet.set_behaviour(d, Behaviour::Offline));
-        }
-        let mut waiting = Vec::new();
-        for i in 0..WAITING {
-            waiting.push(w.digitize(i % OFFLINE_DEVICES).await);
-        }
-        for t in &waiting {
-            let until = Instant::now() + Duration::from_secs(60);
-            while w.token(t).await["elementsHeld"].as_array().is_none_or(|e| e.is_empty()) {
-                assert!(Instant::now() < until, "no data for {t}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-
-        // The rotation, through the CLI; the campaign and new digitizations during it.
-        let out = rotate_master(&w);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        w.define_v2().await;
-        let campaign = w.deploy_campaign(json!({"ratePerSecond": 5, "maxInFlight": 1})).await;
-        let fresh = w.digitize(DEVICES - 1).await;
-        update_and_wait(&w, &psp, &updated, "1111").await;
-
-        // Killed once some keys are re-wrapped and some are left.
-        let before = wait_master_keys(&w, "the re-wrapping under way", |s| {
-            s["rotation"]["rewrapped"].as_i64() > Some(2)
-        })
-        .await;
-        assert!(before["rotation"]["remaining"].as_i64() > Some(0), "killed too late: {before}");
-        w.hub.restart().await;
-        eprintln!("master_key_rotation: killed during the rotation at {}", before["rotation"]);
-        let after = wait_master_keys(&w, "the rotation finishes", |s| s["rotation"].is_null()).await;
-        assert_eq!(after["current"], 2, "{after}");
-        assert_eq!(after["versions"][0]["state"], "RETIRED", "{after}");
-
-        // Version 1 is no longer needed: the hub starts with version 2 alone.
-        w.hub.set_env("TOKENHUB_MASTER_KEY", &format!("2:{SECOND}"));
-        w.hub.restart().await;
-
-        // Every value sealed before the rotation opens: the waiting devices install.
-        for d in &devices[..OFFLINE_DEVICES] {
-            assert!(w.fleet.set_behaviour(d, Behaviour::Normal));
-        }
-        for t in waiting.iter().chain([&fresh]) {
-            w.wait_state(t, "ACTIVE", Duration::from_secs(120)).await;
-        }
-        update_and_wait(&w, &psp, &updated, "2222").await;
-        let c = w.wait_campaign(&campaign, "COMPLETED").await;
-        // The requestor's tokens are ACTIVE too: the campaign takes them as well.
-        let n = (CAMPAIGN + UPDATED) as i64;
-        assert_eq!((c["done"].as_i64(), c["failed"].as_i64()), (Some(n), Some(0)), "{c}");
-        let fleet = w.fleet.status();
-        assert_eq!((fleet.decrypt_errors, fleet.check_errors, fleet.failures_reported), (0, 0, 0), "{fleet:?}");
-        for t in active.iter().chain(&updated) {
-            assert_eq!(w.token(t).await["profileVersion"], "v2");
-        }
+    async fn a_rotation_in_an_hsm_killed_in_the_middle_resumes_and_loses_nothing(backend) {
+        let Some(hsm) = SoftHsmToken::make(module_path!()) else {
+            return;
+        };
+        rotation_killed_in_the_middle(backend, Some(hsm)).await;
     }
 }
