@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use tokenhub::domain::cps::{self, ClearValue};
 use tokenhub::domain::data_part;
 use tokenhub::domain::perso::{self, Operation};
-use tokenhub::domain::{KeyPurpose, ProfileDefinition};
+use tokenhub::domain::{KeyPurpose, ProfileDefinition, Wrapped};
 use tokenhub::keys::Keys;
 use tokenhub_crypto::{Algorithm, SharedKey};
 use zeroize::Zeroizing;
@@ -52,7 +52,7 @@ pub const PROFILE_JSON: &str = r#"{
 pub struct DataFixture {
     pub profile: ProfileDefinition,
     pub keys: Keys,
-    pub wrapped_data_key: Vec<u8>,
+    pub wrapped_data_key: Wrapped,
 }
 
 pub fn data_fixture() -> &'static DataFixture {
