@@ -31,6 +31,7 @@ fn a_small_chaos_run_passes_its_checks() {
             "6",
         ])
         .args(["--tsp-rate", "100", "--requestor-down-secs", "4"])
+        .args(["--digitizations", "20", "--digitize-every-ms", "500"])
         .args(["--timeout-minutes", "4"])
         .env("RUST_LOG", "error")
         .output()
@@ -61,6 +62,7 @@ fn a_small_chaos_run_passes_its_checks() {
         "failed=0",
         "atc_resets=500",
         "accepted=500",
+        "digitized=20",
         "obsolete=0",
         "rate_limited=0",
     ] {

@@ -4,6 +4,7 @@ use super::front::Front;
 use super::load::Ran;
 use super::traffic::{mean_rate, peak_rate, window_rates};
 use super::{ChaosArgs, World};
+use crate::campaign::TOKEN_PREFIX;
 use anyhow::ensure;
 use sqlx::Row;
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub(crate) async fn check_and_report(
     let pool = sqlx::PgPool::connect(&world.database_url).await?;
     let mut checks = vec![campaign_check(args, ran)];
     checks.extend(personalizations(&pool, args, ran).await?);
+    checks.push(digitizations(&pool, args, world, ran).await?);
     checks.push(atc_resets(args, world));
     checks.extend(updates(&pool, world, ran).await?);
     checks.extend(rate(args, world, ran));
@@ -81,8 +83,10 @@ async fn personalizations(
 ) -> anyhow::Result<Vec<Check>> {
     let rows = sqlx::query(
         "SELECT token_id, count(*) AS n, count(*) FILTER (WHERE state = 'CONFIRMED') AS c \
-         FROM personalizations WHERE profile_version = 'v2' GROUP BY token_id",
+         FROM personalizations WHERE profile_version = 'v2' AND token_id LIKE $1 \
+         GROUP BY token_id",
     )
+    .bind(format!("{TOKEN_PREFIX}%"))
     .fetch_all(pool)
     .await?;
     let mut once = 0usize;
@@ -103,6 +107,7 @@ async fn personalizations(
         .map(|(t, _)| t)
         .collect();
     let installs_once = d.offered.values().filter(|p| p.len() == 1).count();
+    let digitized = ran.digitized.tokens.len();
     Ok(vec![
         check(
             once == args.tokens && rows.len() == args.tokens,
@@ -115,11 +120,13 @@ async fn personalizations(
             ),
         ),
         check(
-            twice.is_empty() && installs_once == args.tokens && d.refused.is_empty(),
+            twice.is_empty() && installs_once == args.tokens + digitized && d.refused.is_empty(),
             format!(
-                "devices: {installs_once} offered exactly one v2 profile, {} more than one{}; \
+                "devices: {installs_once} of {} (campaign and digitized) offered exactly one \
+                 profile, {} more than one{}; \
                  {} profile(s) opened and checked, {} failed the check; {} SUCCESS not \
                  acknowledged (a node died under it: {} failed call(s) in all)",
+                args.tokens + digitized,
                 twice.len(),
                 samples(
                     &twice
@@ -135,6 +142,53 @@ async fn personalizations(
             ),
         ),
     ])
+}
+
+/// Every digitization the hub answered 201 for ended ACTIVE with one personalization, confirmed.
+async fn digitizations(
+    pool: &sqlx::PgPool,
+    args: &ChaosArgs,
+    world: &World,
+    ran: &Ran,
+) -> anyhow::Result<Check> {
+    let g = &ran.digitized;
+    let rows = sqlx::query(
+        "SELECT t.token_id, t.state, count(p.personalization_id) AS n, \
+                count(p.personalization_id) FILTER (WHERE p.state = 'CONFIRMED') AS c \
+         FROM tokens t LEFT JOIN personalizations p ON p.token_id = t.token_id \
+         WHERE t.token_id = ANY($1) GROUP BY t.token_id, t.state",
+    )
+    .bind(&g.tokens)
+    .fetch_all(pool)
+    .await?;
+    let mut off = Vec::new();
+    for r in &rows {
+        let (token, state, n, c): (String, String, i64, i64) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        if state != "ACTIVE" || n != 1 || c != 1 {
+            off.push(format!(
+                "{token}: {state}, {n} personalization(s), {c} confirmed"
+            ));
+        }
+    }
+    let created = world.tsp.status().tokens_created;
+    Ok(check(
+        off.is_empty() && rows.len() == g.tokens.len(),
+        format!(
+            "digitizations: {} of {} made ({} TSP_UNAVAILABLE and {} lost call(s) tried again, \
+             {} failed{}); {} ACTIVE with one personalization confirmed, {} not{}; the TSP \
+             created {created} token(s)",
+            g.tokens.len(),
+            args.digitizations,
+            g.tsp_unavailable,
+            g.lost,
+            g.failed.len(),
+            samples(&g.failed.iter().take(3).cloned().collect::<Vec<_>>()),
+            rows.len() - off.len(),
+            off.len(),
+            samples(&off.iter().take(5).cloned().collect::<Vec<_>>())
+        ),
+    ))
 }
 
 fn atc_resets(args: &ChaosArgs, world: &World) -> Check {
@@ -351,7 +405,7 @@ fn summary(args: &ChaosArgs, world: &World, ran: &Ran) {
     let s = world.tsp.status();
     println!(
         "summary nodes={} tokens={} updates={} kills={} done={} failed={} atc_resets={} \
-         accepted={} obsolete={} rate_limited={} refused_on_purpose={} peak_calls_per_s={:.0} \
+         accepted={} digitized={} obsolete={} rate_limited={} refused_on_purpose={} peak_calls_per_s={:.0} \
          campaign_s={:.1} settled_s={:.1}",
         args.nodes,
         args.tokens,
@@ -361,6 +415,7 @@ fn summary(args: &ChaosArgs, world: &World, ran: &Ran) {
         ran.campaign_view["failed"],
         s.atc_resets,
         ran.updates.accepted.len(),
+        ran.digitized.tokens.len(),
         ran.deliveries.obsolete,
         s.rate_limited,
         s.refused_on_purpose,

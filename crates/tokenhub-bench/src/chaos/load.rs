@@ -3,6 +3,7 @@
 //! has arrived.
 
 use super::cluster::{killer, Cluster, Kill};
+use super::digitize::{digitize, Digitized};
 use super::traffic::{post_updates, sample_calls, UpdatesSent};
 use super::watch::{collect_deliveries, drive_devices, Deliveries, DevicesSeen, SharedDevices};
 use super::{deadline, flaky_tsp, ChaosArgs, World};
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokenhub_sim::device::light::LightDevices;
+use tokio::task::JoinHandle;
 
 /// When the requestor goes down, after the run started.
 const REQUESTOR_DOWN_AFTER: Duration = Duration::from_secs(10);
@@ -26,6 +28,7 @@ pub(crate) struct Ran {
     /// Nodes found exited at the end though not killed by the run.
     pub(crate) exited: Vec<String>,
     pub(crate) updates: UpdatesSent,
+    pub(crate) digitized: Digitized,
     pub(crate) devices: DevicesSeen,
     pub(crate) deliveries: Deliveries,
     pub(crate) call_samples: Vec<(Instant, u64)>,
@@ -52,20 +55,12 @@ pub(crate) async fn run(
     let driver = tokio::spawn(drive_devices(
         seen.clone(),
         recovered,
-        devices,
+        devices.clone(),
         world.derived.clone(),
         args.device_concurrency,
     ));
     let campaign_url = deploy(&http, world, args).await?;
-    let token_ids: Vec<String> = (0..args.tokens)
-        .map(|i| world.derived.token_id(i))
-        .collect();
-    let updates = tokio::spawn(post_updates(
-        world.front_url.clone(),
-        token_ids,
-        args.updates,
-        args.update_rate,
-    ));
+    let (updates, digitized) = traffic(args, world, devices, &seen);
     let down = requestor_down(world, args, start);
     let kills = killer(
         nodes,
@@ -80,6 +75,7 @@ pub(crate) async fn run(
     let state = view["state"].as_str().unwrap_or("?");
     ensure!(state == "COMPLETED", "the campaign ended {state}: {view}");
     let updates = updates.await.context("the updates' task")?;
+    let digitized = digitized.await.context("the digitizations' task")?;
     settle(world, args, start).await?;
     let settled = start.elapsed();
     let exited = nodes.exited();
@@ -95,11 +91,39 @@ pub(crate) async fn run(
         kills,
         exited,
         updates,
+        digitized,
         devices,
         deliveries: collector.await.context("the deliveries' collector")?,
         call_samples: sampler.await.context("the calls' sampler")?,
         requestor_down: down,
     })
+}
+
+/// The TSP's updates and the wallets' digitizations, under way in tasks of their own.
+fn traffic(
+    args: &ChaosArgs,
+    world: &World,
+    devices: Arc<LightDevices>,
+    seen: &SharedDevices,
+) -> (JoinHandle<UpdatesSent>, JoinHandle<Digitized>) {
+    let token_ids: Vec<String> = (0..args.tokens)
+        .map(|i| world.derived.token_id(i))
+        .collect();
+    let updates = tokio::spawn(post_updates(
+        world.front_url.clone(),
+        token_ids,
+        args.updates,
+        args.update_rate,
+    ));
+    let digitized = tokio::spawn(digitize(
+        world.front_url.clone(),
+        world.wallet_key.clone(),
+        devices,
+        seen.clone(),
+        (args.tokens, args.digitizations),
+        Duration::from_millis(args.digitize_every_ms.max(1)),
+    ));
+    (updates, digitized)
 }
 
 /// Deploys v2 with a campaign over every token (before any node is killed: a deploy is not

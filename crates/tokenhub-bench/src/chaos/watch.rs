@@ -55,32 +55,26 @@ pub(crate) async fn drive_devices(
         };
         let (seen, devices, check) = (seen.clone(), devices.clone(), check.clone());
         tasks.spawn(async move {
-            visit_until_done(&seen, &devices, &token_id, index, &check).await;
+            visit_until_done(&seen, &devices, &token_id, index, Some(&check)).await;
             drop(permit);
         });
     }
     while tasks.join_next().await.is_some() {}
 }
 
-async fn visit_until_done(
+/// Visits a device until it confirmed (or refused) its offer, or gave up; one in 100 opens and
+/// checks its profile with `check`.
+pub(crate) async fn visit_until_done(
     seen: &Mutex<DevicesSeen>,
     devices: &LightDevices,
     token_id: &str,
     index: usize,
-    check: &crate::campaign::measure::SharedCheck,
+    check: Option<&crate::campaign::measure::SharedCheck>,
 ) {
-    let opens = index % 100 == 0;
+    let check = check.filter(|_| index % 100 == 0).map(|c| c.as_ref());
     let mut last_error = String::new();
     for attempt in 1..=VISITS {
-        let visit = devices
-            .visit(
-                &device_id(index),
-                index,
-                2,
-                2,
-                opens.then_some(check.as_ref()),
-            )
-            .await;
+        let visit = devices.visit(&device_id(index), index, 2, 2, check).await;
         if record(seen, visit, &mut last_error) {
             return;
         }
