@@ -84,9 +84,12 @@ async fn personalizations(
     let rows = sqlx::query(
         "SELECT token_id, count(*) AS n, count(*) FILTER (WHERE state = 'CONFIRMED') AS c \
          FROM personalizations WHERE profile_version = 'v2' AND token_id LIKE $1 \
+           AND NOT token_id = ANY($2) \
          GROUP BY token_id",
     )
+    // The campaign's tokens: a digitized one's id may share their prefix.
     .bind(format!("{TOKEN_PREFIX}%"))
+    .bind(&ran.digitized.tokens)
     .fetch_all(pool)
     .await?;
     let mut once = 0usize;
