@@ -21,7 +21,7 @@ fn a_small_chaos_run_passes_its_checks() {
     };
     let out = Command::new(env!("CARGO_BIN_EXE_tokenhub-bench"))
         .args(["chaos", "--database-url", &url])
-        .args(["--tokens", "500", "--updates", "500", "--update-rate", "50"])
+        .args(["--tokens", "500", "--updates", "500", "--update-rate", "25"])
         .args([
             "--kills",
             "3",

@@ -249,6 +249,14 @@ async fn updates(pool: &sqlx::PgPool, world: &World, ran: &Ran) -> anyhow::Resul
             samples(&missing.iter().take(5).cloned().collect::<Vec<_>>())
         ),
     );
+    // The hub's own record of its retries: the requestor down shows as attempts.
+    let row = sqlx::query(
+        "SELECT count(*) FILTER (WHERE attempts > 1), COALESCE(max(attempts), 0) \
+         FROM notifications WHERE state = 'DELIVERED'",
+    )
+    .fetch_one(pool)
+    .await?;
+    let (retried, max_attempts): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
     let order = check(
         d.obsolete == 0 && d.rejected == 0,
         format!(
@@ -261,7 +269,9 @@ async fn updates(pool: &sqlx::PgPool, world: &World, ran: &Ran) -> anyhow::Resul
             d.rejected,
             ran.requestor_down
                 .map_or("never".into(), |(at, len)| format!(
-                    "{:.0} s from {:.1} s ({} attempt(s) answered on purpose or refused)",
+                    "{:.0} s from {:.1} s ({} attempt(s) answered 503 meanwhile): {retried} \
+                     update(s) delivered after more than one attempt, {max_attempts} attempts \
+                     at most",
                     len.as_secs_f64(),
                     at.as_secs_f64(),
                     d.forced

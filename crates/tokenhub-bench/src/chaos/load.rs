@@ -157,8 +157,8 @@ async fn deploy(http: &reqwest::Client, world: &World, args: &ChaosArgs) -> anyh
     Ok(format!("{}/admin/v1/campaigns/{id}", world.front_url))
 }
 
-/// Takes the requestor down for `--requestor-down-secs` once the run is under way; when and
-/// for how long it was down.
+/// Takes the requestor down for `--requestor-down-secs` once the run is under way (no connection
+/// taken, `503` on those open); when and for how long it was down.
 async fn requestor_down(
     world: &World,
     args: &ChaosArgs,
@@ -170,12 +170,17 @@ async fn requestor_down(
     tokio::time::sleep(REQUESTOR_DOWN_AFTER).await;
     let at = start.elapsed();
     let down_for = Duration::from_secs(args.requestor_down_secs);
+    // Its listener closed (no new connection) and a 503 on the connections the hub keeps open,
+    // which closing the listener leaves alone while they are busy.
+    world.requestor.fail_next(u32::MAX, None);
     world.requestor.go_down(down_for).await.ok()?;
     println!(
         "  {:>6.1} s  requestor down for {} s",
         at.as_secs_f64(),
         args.requestor_down_secs
     );
+    tokio::time::sleep(down_for).await;
+    world.requestor.fail_next(0, None);
     Some((at, down_for))
 }
 
