@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bootstrap;
 mod campaign;
+mod chaos;
 mod console;
 mod data;
 mod edge;
@@ -60,6 +61,10 @@ enum Command {
     /// The admin API reads behind each page of the operator console on a store of 1,000,000
     /// tokens and 10,000 notifications: p50, p99 and max of each against 200 ms.
     Console(console::ConsoleArgs),
+    /// Several hub nodes on one PostgreSQL database through a campaign, token updates and their
+    /// deliveries at once, while nodes are killed with SIGKILL, the TSP is flaky and the
+    /// requestor goes down; then checks that nothing was done twice, lost, reordered or too fast.
+    Chaos(chaos::ChaosArgs),
     /// The hub alone, configured as `tokenhub serve` is: the campaign bench runs it as a process
     /// of its own.
     #[command(hide = true)]
@@ -87,6 +92,7 @@ fn main() -> anyhow::Result<()> {
             Command::Keystore(args) => keystore::run(args).await,
             Command::Rotation(args) => rotation::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,
+            Command::Chaos(args) => chaos::run(args).await,
             Command::Transactions(args) => transactions::run(args).await,
             Command::Console(args) => console::run(args).await,
             Command::Serve(args) => bootstrap::serve(*args).await,

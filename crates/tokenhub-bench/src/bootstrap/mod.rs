@@ -2,9 +2,11 @@
 //! own ([`HubProcess`], this binary's hidden `serve`); and what every bench does to it through the
 //! admin API or, where the API has no way, the store.
 
+mod postgres;
 mod process;
 mod seed;
 
+pub(crate) use postgres::{database_mb, FreshDatabase};
 pub(crate) use process::{free_port, serve, HubProcess};
 pub(crate) use seed::{create_tokens, ISSUER_ID, PRODUCT_ID, VERSION};
 

@@ -24,8 +24,33 @@ impl HubProcess {
         log_filter: &str,
         log_path: &Path,
     ) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
+        Self::spawn_with(
+            exe,
+            database_url,
+            port,
+            (master_key, admin_token),
+            log_filter,
+            log_path,
+            &[],
+        )
+    }
+
+    /// [`Self::spawn`] with more environment (node id, lease, retry schedule); the log is
+    /// appended to, so that a node restarted on the same file keeps its earlier lives' lines.
+    pub(crate) fn spawn_with(
+        exe: &Path,
+        database_url: &str,
+        port: u16,
+        (master_key, admin_token): (&str, &str),
+        log_filter: &str,
+        log_path: &Path,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
         let child = Command::new(exe)
             .arg("serve")
             .env("TOKENHUB_DATABASE_URL", database_url)
@@ -35,6 +60,7 @@ impl HubProcess {
             .env("TOKENHUB_ALLOW_PLAIN_HTTP_ENDPOINTS", "true")
             .env("RUST_LOG", log_filter)
             .env_remove("TOKENHUB_CONFIG")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -73,6 +99,14 @@ impl HubProcess {
         }
     }
 
+    /// Whether the process is still running (not exited, not killed).
+    pub(crate) fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// `SIGKILL` (what [`Child::kill`] sends on Unix), then reaps it.
     pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -2,8 +2,9 @@
 //! end over loopback HTTP, with the hub in a process of its own so that its memory and CPU are
 //! its own.
 //!
-//! 1. **Seeding** (not measured): the bench opens a fresh SQLite file through the library (an
-//!    in-process hub, stopped afterwards), imports a key set, registers the TSP, the issuer and
+//! 1. **Seeding** (not measured): the bench opens a fresh SQLite file (or, with
+//!    `--database-url postgres://…`, a fresh database it makes on that server and drops after the
+//!    run) through the library (an in-process hub, stopped afterwards), imports a key set, registers the TSP, the issuer and
 //!    profile versions v1 (deployed) and v2 through the admin API, and inserts, in batched
 //!    transactions, one device and one ACTIVE token per index, each with the data key and element
 //!    fingerprints a personalization leaves behind: the fingerprints of the data the TSP
@@ -21,14 +22,15 @@
 //!    the bench times each tenth of the tokens confirmed, and ends when the campaign is COMPLETED
 //!    and the TSP reset the ATC of every token (`submitNewTokenDataStatus SUCCESS`).
 
-mod measure;
-mod process;
+pub(crate) mod measure;
+pub(crate) mod process;
 mod report;
-mod seed;
+pub(crate) mod seed;
 
-use crate::bootstrap::{free_port, random_hex, HubProcess};
+use crate::bootstrap::{free_port, random_hex, FreshDatabase, HubProcess};
 use anyhow::{ensure, Context};
 use measure::measure;
+pub(crate) use process::file_mb;
 use process::{tail, ProcStats};
 use report::report;
 use seed::seed_hub;
@@ -56,6 +58,10 @@ pub(crate) const RATE_TOLERANCE: f64 = 0.03;
 
 #[derive(clap::Args)]
 pub struct CampaignArgs {
+    /// The hub's database: a fresh SQLite file by default; with `postgres://user@host/db`, a
+    /// fresh database made on that server for the run (dropped after it unless `--keep`).
+    #[arg(long)]
+    pub(crate) database_url: Option<String>,
     /// ACTIVE tokens the campaign re-personalizes (one device each).
     #[arg(long, default_value_t = 10_000)]
     pub(crate) tokens: usize,
@@ -84,6 +90,10 @@ pub struct CampaignArgs {
     /// Give up after this many minutes of campaign.
     #[arg(long, default_value_t = 30)]
     pub(crate) timeout_minutes: u64,
+    /// The token requestor every token belongs to (its base URL), registered while seeding;
+    /// none in this bench (the chaos run sets it).
+    #[arg(skip)]
+    pub(crate) requestor_url: Option<String>,
 }
 
 pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
@@ -91,18 +101,44 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("tokenhub-bench-campaign-")
         .tempdir()?;
-    let db_path = dir.path().join("hub.db");
-    let database_url = format!("sqlite://{}", db_path.display());
+    let fresh = match &args.database_url {
+        Some(server) => Some(FreshDatabase::create(server, "campaign").await?),
+        None => None,
+    };
+    let database_url = match &fresh {
+        Some(f) => f.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("hub.db").display()),
+    };
+    let verdict = run_on(&args, &dir, &database_url).await;
+    if args.keep {
+        println!("kept the folder: {}", dir.keep().display());
+    }
+    if let Some(f) = fresh {
+        if args.keep {
+            println!("kept the database {}", f.name());
+        } else {
+            f.drop_now().await?;
+        }
+    }
+    verdict
+}
+
+async fn run_on(
+    args: &CampaignArgs,
+    dir: &tempfile::TempDir,
+    database_url: &str,
+) -> anyhow::Result<()> {
+    let database_url = database_url.to_string();
     let master_key = random_hex(32);
     let admin_token = random_hex(16);
     let key_set = tokenhub_crypto::KeySet::generate();
     let hub_port = free_port()?;
     let hub_url = format!("http://127.0.0.1:{hub_port}");
-    let sims = Simulators::start(&args, &hub_url, &key_set).await?;
-    print_header(&args, dir.path());
+    let sims = Simulators::start(args, &hub_url, &key_set).await?;
+    print_header(args, dir.path());
 
     let (db_mb, wallet_key) = seed_hub(
-        &args,
+        args,
         &database_url,
         &master_key,
         &admin_token,
@@ -122,7 +158,7 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
     };
 
     let mut hub = start_hub(
-        &args,
+        args,
         dir.path(),
         &database_url,
         hub_port,
@@ -137,7 +173,7 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("the devices are still shared after seeding"))?
         .with_api_key(&wallet_key)?;
     let outcome = measure(
-        &args,
+        args,
         &hub,
         &hub_url,
         &admin_key,
@@ -162,16 +198,10 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
         Ok(m) => m,
         Err(e) => {
             print_tail();
-            if args.keep {
-                println!("kept the folder: {}", dir.keep().display());
-            }
             return Err(e);
         }
     };
-    let verdict = report(&args, &measured, &proc_end, &status, db_mb);
-    if args.keep {
-        println!("kept the folder: {}", dir.keep().display());
-    }
+    let verdict = report(args, &measured, &proc_end, &status, db_mb);
     if verdict.is_err() {
         print_tail();
     }
@@ -220,8 +250,13 @@ fn check_args(args: &CampaignArgs) -> anyhow::Result<()> {
 fn print_header(args: &CampaignArgs, dir: &std::path::Path) {
     println!(
         "tokenhub-bench campaign: {} ACTIVE token(s), profile v1 -> v2, hub in its own process \
-         (SQLite), simulators in this one, loopback HTTP; {} CPU(s)",
+         ({}), simulators in this one, loopback HTTP; {} CPU(s)",
         args.tokens,
+        if args.database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
         std::thread::available_parallelism().map_or(0, |c| c.get())
     );
     println!(

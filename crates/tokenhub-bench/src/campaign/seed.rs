@@ -1,7 +1,6 @@
 //! Seeding (not measured): the hub's catalogue through the admin API, then the ACTIVE tokens and
 //! the fingerprints a personalization leaves behind, straight into the store.
 
-use super::process::file_mb;
 use super::{CampaignArgs, ISSUER_ID, PRODUCT_ID, SEED_BATCH, TSP_ID};
 
 /// The wallet provider whose devices the bench's are, and whose API key they call with.
@@ -41,6 +40,9 @@ pub(crate) async fn seed_hub(
     config.master_key = Some(master_key.to_string());
     // The simulators listen on http:// loopback.
     config.outbound.allow_plain_http = true;
+    // The requestor simulator (when there is one) listens on loopback too.
+    config.notify.outbound_allow =
+        tokenhub::config::parse_cidrs("127.0.0.0/8").map_err(|e| anyhow::anyhow!(e))?;
     let local = in_process(config).await?;
     let seeded = async {
         let wallet_key = register(args, &local, key_set, sim).await?;
@@ -50,8 +52,7 @@ pub(crate) async fn seed_hub(
     .await;
     local.stop().await?;
     let wallet_key = seeded?;
-    let db_path = database_url.trim_start_matches("sqlite://");
-    let db_mb = file_mb(std::path::Path::new(db_path));
+    let db_mb = crate::bootstrap::database_mb(database_url).await;
     println!(
         "seeded {} token(s) in {:.1} s (database {db_mb:.0} MB)",
         args.tokens,
@@ -107,6 +108,17 @@ async fn register(
             tokenhub_sim::profiles::profile_v2(),
         )
         .await?;
+    if let Some(base_url) = &args.requestor_url {
+        use crate::notifications::{REQUESTOR, SECRET};
+        admin
+            .send(
+                Method::PUT,
+                &format!("/admin/v1/token-requestors/{REQUESTOR}"),
+                json!({"merchantId": "CHAOS-MERCHANT", "baseUrl": base_url,
+                       "apiKey": "bench-key", "signingSecrets": [SECRET], "maxInFlight": 64}),
+            )
+            .await?;
+    }
     let provider = format!("/admin/v1/wallet-providers/{WALLET_PROVIDER}");
     admin
         .send(Method::PUT, &provider, json!({"name": "Bench Wallet"}))
@@ -136,26 +148,38 @@ async fn insert_tokens(
         .context("profile v1 is not defined")?;
     let sim_keys = Arc::new(SimKeys::from_key_set(key_set)?);
     let now = hub.now_ms();
+    let requestor = args
+        .requestor_url
+        .is_some()
+        .then(|| crate::notifications::REQUESTOR.to_string());
     let batches: Vec<std::ops::Range<usize>> = (0..args.tokens)
         .step_by(SEED_BATCH)
         .map(|s| s..(s + SEED_BATCH).min(args.tokens))
         .collect();
     stream::iter(batches)
         .map(|range| {
-            let (hub, derived, sim_keys, def, devices) = (
+            let (hub, derived, sim_keys, def, devices, requestor) = (
                 hub.clone(),
                 derived.clone(),
                 sim_keys.clone(),
                 def.clone(),
                 devices.clone(),
+                requestor.clone(),
             );
             async move {
                 // The crypto on a blocking thread, so that two batches use both cores while
                 // the writer stores a third.
                 let h = hub.clone();
+                let requestor = requestor.clone();
                 let rows = tokio::task::spawn_blocking(move || {
                     range
-                        .map(|i| seed_row(&h, &derived, &sim_keys, &def, &devices, i, now))
+                        .map(|i| {
+                            let row = seed_row(&h, &derived, &sim_keys, &def, &devices, i, now);
+                            row.map(|mut r| {
+                                r.token.token_requestor_id = requestor.clone();
+                                r
+                            })
+                        })
                         .collect::<anyhow::Result<Vec<SeedRow>>>()
                 })
                 .await??;

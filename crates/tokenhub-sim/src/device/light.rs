@@ -62,6 +62,9 @@ pub struct Visit {
     pub polls: u32,
     /// Token ids whose personalization was confirmed (`SUCCESS` acknowledged by the hub).
     pub confirmed: Vec<String>,
+    /// Every offer's token id and personalization id, as offered (reported or not): what
+    /// tells a profile offered twice.
+    pub offered: Vec<(String, String)>,
     /// Offers opened and checked (a subset of `confirmed`).
     pub opened: usize,
     /// Offers reported `FAILURE`: token id and reason (the profile did not open or failed a
@@ -169,6 +172,9 @@ impl LightDevices {
                     continue;
                 }
             };
+            visit
+                .offered
+                .push((offer.token_id.clone(), offer.personalization_id.clone()));
             let verdict = match check {
                 None => Ok(()),
                 Some(check) => {

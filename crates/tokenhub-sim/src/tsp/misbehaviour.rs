@@ -21,6 +21,11 @@
 //! every call of the outgoing API, `healthCheck` included, is answered `503` (empty body,
 //! `Retry-After: 1`, the id header echoed) and does nothing; `/sim/*` keeps answering. Then it is
 //! back, on the same port, by itself. On the command line: `--misbehave down-for=30s`.
+//!
+//! `fail_percent` answers that share of the calls the rate limit admitted (`healthCheck` aside)
+//! at random with `503` or `429` (half each, `Retry-After: 1`), doing nothing; `stall_percent`
+//! holds that share of them for `stall` before handling them: a TSP that is flaky and sometimes
+//! stuck, as a chaos run wants it.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -36,7 +41,8 @@ use super::SimState;
 /// How the simulator misbehaves; the default is not at all.
 ///
 /// JSON (`/sim/misbehaviour`): `{"newDataOnRecovery": bool, "dropReperso": bool, "slowMs":
-/// number|null, "rateLimit": number|null, "downForMs": number|null}`; absent fields are off.
+/// number|null, "rateLimit": number|null, "downForMs": number|null, "failPercent":
+/// number|null, "stallPercent": number|null, "stallMs": number|null}`; absent fields are off.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Misbehaviour {
@@ -56,6 +62,13 @@ pub struct Misbehaviour {
     /// Be down (every call of the outgoing API answered 503) for this long from when it is set.
     #[serde(rename = "downForMs", with = "millis")]
     pub down_for: Option<Duration>,
+    /// Answer this share (percent) of the admitted calls `503` or `429` at random.
+    pub fail_percent: Option<u8>,
+    /// Hold this share (percent) of the admitted calls for [`Self::stall`] first.
+    pub stall_percent: Option<u8>,
+    /// How long a stalled call is held (2 s when `stall_percent` is set without it).
+    #[serde(rename = "stallMs", with = "millis")]
+    pub stall: Option<Duration>,
 }
 
 impl Misbehaviour {
@@ -78,12 +91,28 @@ impl Misbehaviour {
                 let v = value.ok_or("rate-limit needs a number of calls per second")?;
                 self.rate_limit = Some(v.parse().map_err(|_| format!("rate-limit: {v:?}"))?);
             }
+            "fail-percent" | "stall-percent" => {
+                let v =
+                    value.ok_or_else(|| format!("{name} needs a percentage, e.g. {name}=30"))?;
+                let pct: u8 = v
+                    .parse()
+                    .ok()
+                    .filter(|p| *p <= 100)
+                    .ok_or_else(|| format!("{name}: {v:?} is not a percentage"))?;
+                if name == "fail-percent" {
+                    self.fail_percent = Some(pct);
+                } else {
+                    self.stall_percent = Some(pct);
+                }
+            }
+            "stall" => self.stall = Some(duration(value)?),
             "drop-reperso" if value.is_none() => self.drop_reperso = true,
             "new-data-on-recovery" if value.is_none() => self.new_data_on_recovery = true,
             _ => {
                 return Err(format!(
                     "unknown misbehaviour {switch:?}: down-for=DURATION, slow=DURATION, \
-                     rate-limit=N, drop-reperso, new-data-on-recovery"
+                     rate-limit=N, fail-percent=N, stall-percent=N, stall=DURATION, \
+                     drop-reperso, new-data-on-recovery"
                 ))
             }
         }
@@ -201,6 +230,37 @@ impl Switches {
     fn slow(&self) -> Option<Duration> {
         self.lock().current.slow
     }
+
+    /// What chance decides for an admitted call: refused (with which status), or stalled.
+    fn chance(&self) -> Chance {
+        use rand::Rng;
+        let current = self.lock().current.clone();
+        let mut rng = rand::thread_rng();
+        let roll = |pct: Option<u8>, rng: &mut rand::rngs::ThreadRng| {
+            pct.is_some_and(|p| rng.gen_range(0..100u8) < p)
+        };
+        if roll(current.fail_percent, &mut rng) {
+            let status = if rng.gen_bool(0.5) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::TOO_MANY_REQUESTS
+            };
+            return Chance::Refuse(status);
+        }
+        if roll(current.stall_percent, &mut rng) {
+            return Chance::Stall(current.stall.unwrap_or(DEFAULT_STALL));
+        }
+        Chance::Pass
+    }
+}
+
+/// How long a stalled call is held when the stall is not given.
+const DEFAULT_STALL: Duration = Duration::from_secs(2);
+
+enum Chance {
+    Pass,
+    Refuse(StatusCode),
+    Stall(Duration),
 }
 
 /// The middleware around the outgoing API: rate limit (not for `healthCheck`), then the delay.
@@ -221,6 +281,17 @@ pub(crate) async fn guard(
     if admitted {
         if limited {
             state.counters.outgoing_admitted();
+            match state.switches.chance() {
+                Chance::Pass => {}
+                Chance::Refuse(status) => {
+                    state.counters.refused_on_purpose();
+                    return refused(&request, status);
+                }
+                Chance::Stall(d) => {
+                    state.counters.stalled();
+                    tokio::time::sleep(d).await;
+                }
+            }
         }
         return next.run(request).await;
     }
@@ -231,7 +302,12 @@ pub(crate) async fn guard(
 
 /// `503`, empty, `Retry-After: 1`, the call's id header echoed.
 fn unavailable(request: &Request) -> Response {
-    let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();
+    refused(request, StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// `status`, empty, `Retry-After: 1`, the call's id header echoed.
+fn refused(request: &Request, status: StatusCode) -> Response {
+    let mut response = status.into_response();
     let headers = response.headers_mut();
     headers.insert("retry-after", HeaderValue::from_static("1"));
     for name in ["x-correlation-id", "x-request-id"] {
@@ -293,12 +369,16 @@ mod tests {
             slow: Some(Duration::from_millis(1500)),
             rate_limit: Some(20),
             down_for: Some(Duration::from_secs(2)),
+            fail_percent: Some(30),
+            stall_percent: Some(5),
+            stall: Some(Duration::from_secs(2)),
         };
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"newDataOnRecovery": true, "dropReperso": false,
-                "slowMs": 1500, "rateLimit": 20, "downForMs": 2000})
+                "slowMs": 1500, "rateLimit": 20, "downForMs": 2000, "failPercent": 30,
+                "stallPercent": 5, "stallMs": 2000})
         );
         assert_eq!(serde_json::from_value::<Misbehaviour>(json).unwrap(), m);
         assert_eq!(
@@ -316,9 +396,16 @@ mod tests {
         m.switch_on("rate-limit=5").unwrap();
         assert_eq!(m.down_for, Some(Duration::from_millis(150)));
         assert!(m.drop_reperso && m.rate_limit == Some(5));
+        m.switch_on("fail-percent=30").unwrap();
+        m.switch_on("stall-percent=5").unwrap();
+        m.switch_on("stall=2s").unwrap();
+        assert_eq!((m.fail_percent, m.stall_percent), (Some(30), Some(5)));
+        assert_eq!(m.stall, Some(Duration::from_secs(2)));
+        assert!(m.switch_on("fail-percent=101").is_err());
         assert!(m.switch_on("down-for").is_err());
         assert!(m.switch_on("down-for=soon").is_err());
         assert!(m.switch_on("fly").is_err());
+        m.fail_percent = None;
         let switches = Switches::new(m);
         let now = Instant::now();
         assert!(switches.down(now));

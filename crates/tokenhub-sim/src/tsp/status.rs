@@ -81,6 +81,14 @@ pub struct TspSimStatus {
     /// down on purpose ([`Misbehaviour::down_for`](crate::tsp::Misbehaviour::down_for)).
     #[serde(default)]
     pub down_refused: u64,
+    /// Calls of the outgoing API answered `503` or `429` at random
+    /// ([`Misbehaviour::fail_percent`](crate::tsp::Misbehaviour::fail_percent)).
+    #[serde(default)]
+    pub refused_on_purpose: u64,
+    /// Calls of the outgoing API answered only after a stall
+    /// ([`Misbehaviour::stall_percent`](crate::tsp::Misbehaviour::stall_percent)).
+    #[serde(default)]
+    pub stalled: u64,
     /// The hub's health as the simulator's own checks of it found it.
     #[serde(default)]
     pub hub_health: super::hub_health::HubHealth,
@@ -120,6 +128,8 @@ pub(crate) struct Counters {
     new_data_calls_rejected: Mutex<BTreeMap<String, u64>>,
     rate_limited: AtomicU64,
     down_refused: AtomicU64,
+    refused_on_purpose: AtomicU64,
+    stalled: AtomicU64,
     /// What the simulator's checks of the hub found.
     pub(crate) hub_health: super::hub_health::HubHealthCell,
     /// Calls of the outgoing API the rate limit admitted (healthCheck aside): not part of
@@ -150,6 +160,8 @@ impl Counters {
             new_data_calls_rejected: Mutex::new(BTreeMap::new()),
             rate_limited: AtomicU64::new(0),
             down_refused: AtomicU64::new(0),
+            refused_on_purpose: AtomicU64::new(0),
+            stalled: AtomicU64::new(0),
             hub_health: Default::default(),
             outgoing_admitted: AtomicU64::new(0),
             in_flight: watch::Sender::new(0),
@@ -205,6 +217,14 @@ impl Counters {
 
     pub(crate) fn down_refused(&self) {
         self.down_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refused_on_purpose(&self) {
+        self.refused_on_purpose.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stalled(&self) {
+        self.stalled.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn outgoing_admitted(&self) {
@@ -275,6 +295,8 @@ impl Counters {
             new_data_calls_retried: self.new_data_calls_retried.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             down_refused: self.down_refused.load(Ordering::Relaxed),
+            refused_on_purpose: self.refused_on_purpose.load(Ordering::Relaxed),
+            stalled: self.stalled.load(Ordering::Relaxed),
             hub_health: self.hub_health.view(),
         }
     }

@@ -411,6 +411,41 @@ async fn the_rate_limit_answers_503_above_r_per_second_but_not_to_health_checks(
 }
 
 #[tokio::test]
+async fn a_flaky_tsp_refuses_its_share_with_503_or_429_and_stalls_its_share() {
+    let sim = TestSim::start(1, vec![], |_| {}).await;
+    let (token_id, _) = sim.new_token().await;
+    sim.handle.set_misbehaviour(Misbehaviour {
+        fail_percent: Some(100),
+        ..Misbehaviour::default()
+    });
+    let mut answers = Vec::new();
+    for i in 0..40 {
+        answers.push(limited_call(&sim, &token_id, i).await);
+    }
+    assert!(
+        answers.iter().all(|s| *s == 503 || *s == 429),
+        "{answers:?}"
+    );
+    assert!(
+        answers.contains(&503) && answers.contains(&429),
+        "{answers:?}"
+    );
+    assert_eq!(sim.health_check(Some("hc")).await.status, 204);
+    let status = sim.handle.status();
+    assert_eq!((status.refused_on_purpose, status.rate_limited), (40, 0));
+
+    sim.handle.set_misbehaviour(Misbehaviour {
+        stall_percent: Some(100),
+        stall: Some(Duration::from_millis(300)),
+        ..Misbehaviour::default()
+    });
+    let started = Instant::now();
+    assert_eq!(limited_call(&sim, &token_id, 100).await, 204);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(sim.handle.status().stalled, 1);
+}
+
+#[tokio::test]
 async fn a_caller_slower_than_the_rate_limit_never_sees_503() {
     let sim = TestSim::start(1, vec![], |_| {}).await;
     let (token_id, _) = sim.new_token().await;
@@ -436,7 +471,8 @@ async fn misbehaviour_switches_over_http_and_slow_delays_the_tsp_api_only() {
     assert_eq!(
         read.body,
         serde_json::json!({"newDataOnRecovery": false, "dropReperso": false,
-            "slowMs": null, "rateLimit": null, "downForMs": null})
+            "slowMs": null, "rateLimit": null, "downForMs": null, "failPercent": null,
+            "stallPercent": null, "stallMs": null})
     );
 
     let set = sim
