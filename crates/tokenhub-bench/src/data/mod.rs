@@ -10,9 +10,13 @@
 //!    counted from its *scheduled* start, so a stalled server cannot hide its queue (no
 //!    coordinated omission).
 //!
+//! On PostgreSQL a third server is measured in the same run, between the two: the
+//! [`baseline`], one `INSERT` of the body and its commit per request through the hub's driver.
+//!
 //! Every hub token accepts its complete data once (the next `/data` answers 321), so the bench
 //! pre-creates one `PENDING_DATA` token per request it will send, through the library.
 
+mod baseline;
 mod body;
 mod breakdown;
 mod load;
@@ -129,7 +133,16 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
     );
     println!();
 
-    let phases = measure_phases(&hub, local.addr, parse_only.addr, body, &args).await?;
+    let baseline = match &args.database_url {
+        Some(url) if backend == "PostgreSQL" => Some(baseline::Baseline::start(url).await?),
+        _ => None,
+    };
+    let servers = Servers {
+        hub: local.addr,
+        parse_only: parse_only.addr,
+        baseline,
+    };
+    let phases = measure_phases(&hub, servers, body, &args).await?;
     let breakdown = if args.breakdown {
         let pending = phases.hub_used;
         Some(breakdown(&hub, body, &phases.breakdown_ids, args.concurrency, pending).await?)
@@ -145,6 +158,7 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
         parse_fixed,
         hub_max,
         hub_fixed,
+        baseline,
         ..
     } = &phases;
     report::report(
@@ -152,6 +166,7 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
         backend,
         [parse_max, hub_max],
         [parse_fixed, hub_fixed],
+        baseline.as_ref().map(|b| (b, [None, None])),
     );
     if let Some(b) = breakdown {
         b.print(parse_max, backend == "SQLite");
@@ -166,7 +181,8 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
         std::fs::write(path, figures.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let all = [parse_max, hub_max, parse_fixed, hub_fixed];
+    let mut all = vec![parse_max, hub_max, parse_fixed, hub_fixed];
+    all.extend(baseline.iter().flatten());
     let non_204: u64 = all.iter().map(|s| s.non_204).sum();
     if non_204 > 0 {
         for s in all {
@@ -277,12 +293,22 @@ pub(crate) async fn register(
     Ok(body)
 }
 
-/// The four measured phases, and the tokens left for the breakdown.
+/// Where the measured servers listen.
+struct Servers {
+    hub: SocketAddr,
+    parse_only: SocketAddr,
+    /// On PostgreSQL: the baseline, stopped once measured.
+    baseline: Option<baseline::Baseline>,
+}
+
+/// The measured phases, and the tokens left for the breakdown.
 struct Phases {
     parse_max: Samples,
     parse_fixed: Samples,
     hub_max: Samples,
     hub_fixed: Samples,
+    /// On PostgreSQL: the baseline's max and fixed-rate phases.
+    baseline: Option<[Samples; 2]>,
     /// Tokens the hub's phases sent data for.
     hub_used: usize,
     breakdown_ids: Vec<String>,
@@ -290,17 +316,16 @@ struct Phases {
 
 async fn measure_phases(
     hub: &Arc<tokenhub::Hub>,
-    hub_addr: SocketAddr,
-    parse_addr: SocketAddr,
+    servers: Servers,
     body: &'static [u8],
     args: &DataArgs,
 ) -> anyhow::Result<Phases> {
     let parse_target = Target::new(
         "parse-only",
-        format!("http://{parse_addr}/trapi/v2.0/tokens/"),
+        format!("http://{}/trapi/v2.0/tokens/", servers.parse_only),
         None,
     );
-    let hub_base = format!("http://{hub_addr}/trapi/v2.0/tokens/");
+    let hub_base = format!("http://{}/trapi/v2.0/tokens/", servers.hub);
 
     // The load generator runs on threads of its own, as clients in other processes would: on the
     // servers' runtime its tasks would queue behind the hub's work and count that wait as the
@@ -313,8 +338,32 @@ async fn measure_phases(
     let parse_fixed = load
         .run_unless(args.max_only, Phase::Fixed, &parse_target, body, args)
         .await?;
+    let baseline = match servers.baseline {
+        Some(server) => {
+            let target = Target::new(
+                "baseline",
+                format!("http://{}/trapi/v2.0/tokens/", server.addr),
+                None,
+            );
+            let max = load
+                .run_unless(args.fixed_only, Phase::Max, &target, body, args)
+                .await?;
+            let fixed = load
+                .run_unless(args.max_only, Phase::Fixed, &target, body, args)
+                .await?;
+            server.stop().await?;
+            Some([max, fixed])
+        }
+        None => None,
+    };
 
-    let (fixed_ids, max_ids, breakdown_ids) = hub_tokens(hub, &parse_max, args).await?;
+    // The hub answers less than the parse-only server; on PostgreSQL, less than a few times the
+    // baseline: that bounds the tokens to make (fewer to make on PostgreSQL, where it is slow).
+    let most_per_sec = match &baseline {
+        Some([max, _]) if !args.fixed_only => BASELINE_MULTIPLE * max.completed_per_sec(),
+        _ => parse_max.completed_per_sec(),
+    };
+    let (fixed_ids, max_ids, breakdown_ids) = hub_tokens(hub, most_per_sec, args).await?;
     let hub_fixed_target = Target::new("hub", hub_base.clone(), Some(fixed_ids));
     let hub_fixed = if args.max_only {
         Samples::default()
@@ -337,16 +386,21 @@ async fn measure_phases(
         parse_fixed,
         hub_max,
         hub_fixed,
+        baseline,
         hub_used: hub_fixed_target.used() + hub_max_target.used(),
         breakdown_ids,
     })
 }
 
+/// The most the hub can answer on PostgreSQL, in multiples of the baseline (a bound on the
+/// tokens made for its max phase; the report says if they ran out).
+const BASELINE_MULTIPLE: f64 = 3.0;
+
 /// Creates the tokens the hub's phases (and the breakdown) use: for the fixed rate, for the max
-/// phase, for the breakdown.
+/// phase (`most_per_sec` over the phase), for the breakdown.
 async fn hub_tokens(
     hub: &tokenhub::Hub,
-    parse_max: &Samples,
+    most_per_sec: f64,
     args: &DataArgs,
 ) -> anyhow::Result<(Vec<String>, Vec<String>, Vec<String>)> {
     // Without the max phase, as many tokens as a full run creates here, unused: the database
@@ -355,8 +409,7 @@ async fn hub_tokens(
     let max_tokens = if args.fixed_only {
         FIXED_ONLY_TOKENS
     } else {
-        ((parse_max.completed_per_sec() * (args.duration + args.warmup) as f64) * 1.1) as usize
-            + args.concurrency
+        ((most_per_sec * (args.duration + args.warmup) as f64) * 1.1) as usize + args.concurrency
     };
     let fixed_tokens = args.rate as usize * (args.duration + args.warmup) as usize + 1;
     let breakdown_tokens = if args.breakdown { BREAKDOWN_TOKENS } else { 0 };

@@ -3,13 +3,30 @@
 use super::measure::{Histogram, Samples};
 use super::{DataArgs, GOAL_P99_MS, GOAL_RATIO};
 
-pub(crate) fn report(args: &DataArgs, backend: &str, max: [&Samples; 2], fixed: [&Samples; 2]) {
+/// On PostgreSQL: the hub's max throughput over the baseline's (one `INSERT` and its commit per
+/// request), and its p99 at 1,000 req/s.
+pub(crate) const GOAL_BASELINE_RATIO: f64 = 1.5;
+pub(crate) const GOAL_PG_P99_MS: f64 = 10.0;
+
+/// `max` and `fixed`: the parse-only server's phase, then the hub's; `baseline`: on PostgreSQL,
+/// the baseline's max and fixed-rate phases, and the hub's calls per group commit (fixed rate,
+/// max).
+pub(crate) fn report(
+    args: &DataArgs,
+    backend: &str,
+    max: [&Samples; 2],
+    fixed: [&Samples; 2],
+    baseline: Option<(&[Samples; 2], [Option<f64>; 2])>,
+) {
     let ratio = max[1].completed_per_sec() / max[0].completed_per_sec();
     if !args.fixed_only {
         report_max(args, backend, max, ratio);
     }
     if !args.max_only {
         report_fixed(args, backend, fixed);
+    }
+    if let Some((b, per_group)) = baseline {
+        report_baseline(args, [&b[0], &b[1]], [max[1], fixed[1]], per_group);
     }
     let hub = fixed[1];
     // One line to collect runs with grep.
@@ -22,7 +39,7 @@ pub(crate) fn report(args: &DataArgs, backend: &str, max: [&Samples; 2], fixed: 
         "summary backend={} parse_rps={:.0} hub_rps={:.0} ratio={ratio:.3} parse_max_p50={:.2} parse_max_p99={:.2} \
          hub_max_p50={:.2} hub_max_p99={:.2} parse_fixed_p50={:.2} parse_fixed_p99={:.2} \
          hub_fixed_rate={:.0} hub_fixed_p50={:.2} hub_fixed_p90={:.2} hub_fixed_p99={:.2} hub_fixed_max={:.2} \
-         hub_fixed_p99_send={:.2} non_204={} cpu_parse_max={} cpu_hub_max={} cpu_hub_fixed={}",
+         hub_fixed_p99_send={:.2} non_204={} cpu_parse_max={} cpu_hub_max={} cpu_hub_fixed={}{}",
         backend,
         max[0].completed_per_sec(),
         max[1].completed_per_sec(),
@@ -42,6 +59,18 @@ pub(crate) fn report(args: &DataArgs, backend: &str, max: [&Samples; 2], fixed: 
         max[0].cpu_cores(),
         max[1].cpu_cores(),
         hub.cpu_cores(),
+        baseline.map_or(String::new(), |([bmax, bfix], per_group)| format!(
+            " base_rps={:.0} base_ratio={:.3} base_max_p99={:.2} base_fixed_p99={:.2} \
+             cpu_base_max={} cpu_base_fixed={} per_group_fixed={:.1} per_group_max={:.1}",
+            bmax.completed_per_sec(),
+            max[1].completed_per_sec() / bmax.completed_per_sec(),
+            Histogram::new(&bmax.latency_us).ms(99.0),
+            Histogram::new(&bfix.latency_us).ms(99.0),
+            bmax.cpu_cores(),
+            bfix.cpu_cores(),
+            per_group[0].unwrap_or(f64::NAN),
+            per_group[1].unwrap_or(f64::NAN),
+        )),
     );
     println!(
         "(CPU cores: this process [+ the PostgreSQL server] + every other process of the machine, \
@@ -137,6 +166,63 @@ pub(crate) fn report_fixed(args: &DataArgs, backend: &str, fixed: [&Samples; 2])
         hub.non_204,
         verdict(hub_p99 <= GOAL_P99_MS && kept_up && hub.non_204 == 0)
     );
+}
+
+/// The baseline's rows beside the hub's (`baseline` and `hub`: max, then fixed rate), and the
+/// PostgreSQL goals' verdicts.
+fn report_baseline(
+    args: &DataArgs,
+    baseline: [&Samples; 2],
+    hub: [&Samples; 2],
+    per_group: [Option<f64>; 2],
+) {
+    println!();
+    println!(
+        "== baseline: one INSERT of the body and its commit per request, same driver and pool \
+         size, same server =="
+    );
+    println!(
+        "{:<22} {:>9} {:>8} {:>8} {:>16} {:>11}",
+        "server, phase", "req/s", "p50 ms", "p99 ms", "CPU cores", "CPU ms/req"
+    );
+    let phases = [
+        ("max", 0, !args.fixed_only),
+        ("fixed rate", 1, !args.max_only),
+    ];
+    for (phase, i, shown) in phases {
+        for s in [baseline[i], hub[i]].into_iter().filter(|_| shown) {
+            let h = Histogram::new(&s.latency_us);
+            println!(
+                "{:<22} {:>9.0} {:>8.2} {:>8.2} {:>16} {:>11}",
+                format!("{}, {phase}", s.server),
+                s.completed_per_sec(),
+                h.ms(50.0),
+                h.ms(99.0),
+                s.cpu_cores(),
+                s.cpu_ms_per_request(),
+            );
+        }
+    }
+    if let [Some(fixed), Some(max)] = per_group {
+        println!("hub calls per group commit: {fixed:.1} at the fixed rate, {max:.1} at max");
+    }
+    if !args.fixed_only {
+        let ratio = hub[0].completed_per_sec() / baseline[0].completed_per_sec();
+        println!(
+            "hub / baseline throughput: {ratio:.2} (goal >= {GOAL_BASELINE_RATIO:.1}): {}",
+            verdict(ratio >= GOAL_BASELINE_RATIO)
+        );
+    }
+    if !args.max_only {
+        let p99 = Histogram::new(&hub[1].latency_us).ms(99.0);
+        let kept_up = hub[1].completed_per_sec() >= 0.99 * f64::from(args.rate);
+        println!(
+            "hub p99 at {} req/s on PostgreSQL: {p99:.2} ms (goal <= {GOAL_PG_P99_MS:.0} ms at \
+             1000 req/s): {}",
+            args.rate,
+            verdict(p99 <= GOAL_PG_P99_MS && kept_up && hub[1].non_204 == 0)
+        );
+    }
 }
 
 pub(crate) fn verdict(ok: bool) -> &'static str {

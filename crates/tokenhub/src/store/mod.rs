@@ -55,6 +55,9 @@ use tokio::sync::mpsc;
 
 pub use serve_lock::ServeLock;
 
+/// Connections of the hub's PostgreSQL pool.
+pub const PG_POOL_CONNECTIONS: u32 = 16;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -178,7 +181,7 @@ impl Store {
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
-                .max_connections(16)
+                .max_connections(PG_POOL_CONNECTIONS)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
