@@ -382,6 +382,8 @@ mod tests {
                 "newDataCallsRetried": 1,
                 "rateLimited": 1,
                 "downRefused": 0,
+                "refusedOnPurpose": 0,
+                "stalled": 0,
                 "hubHealth": {"checks": 0, "lastResult": null, "lastStatus": null,
                     "lastCheckAt": null, "consecutiveFailures": 0}
             })
