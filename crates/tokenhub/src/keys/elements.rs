@@ -11,6 +11,17 @@ use std::collections::BTreeMap;
 use tokenhub_crypto::Algorithm;
 use zeroize::Zeroizing;
 
+/// An encrypted value as a call sent it: the key it names, the purpose its element asks of that
+/// key, and its bytes.
+pub(super) struct Encrypted {
+    pub key_index: String,
+    pub purpose: KeyPurpose,
+    pub ciphertext: Vec<u8>,
+}
+
+/// A value decrypted: its clear bytes, and what was wrong with it, if anything.
+pub(super) type Decrypted = (Zeroizing<Vec<u8>>, Option<DecryptFault>);
+
 /// A call's elements once checked: their sizes in a profile, their part sealed under the token's
 /// data key (`None` for a call with no element) and, for a recovery, their fingerprints.
 pub struct CheckedCall {
@@ -20,47 +31,128 @@ pub struct CheckedCall {
 }
 
 impl Keys {
-    /// Decrypts an element's value doing the same work whatever is wrong with it: an unknown key
-    /// (or one of another TSP, of another purpose than `purpose`, or retired) is replaced by the
-    /// keystore's stand-in, a ciphertext that is not whole blocks is decrypted on its whole
-    /// blocks (one zero block when it has none), and the padding is read in constant time here,
-    /// whichever keystore decrypted. The clear bytes (without the padding when it is right) and
-    /// the fault, if any; an error only when the keystore failed.
+    /// Decrypts an element's value doing the same work whatever is wrong with it (see
+    /// [`Keys::decrypt_all`]).
     pub(super) fn decrypt_whatever(
         &self,
         tsp_id: &str,
         key_index: &str,
         purpose: KeyPurpose,
         ciphertext: &[u8],
-    ) -> Result<(Zeroizing<Vec<u8>>, Option<DecryptFault>), KeyError> {
+    ) -> Result<Decrypted, KeyError> {
+        let asked = Encrypted {
+            key_index: key_index.to_string(),
+            purpose,
+            ciphertext: ciphertext.to_vec(),
+        };
+        let mut one = self.decrypt_all(tsp_id, std::slice::from_ref(&asked))?;
+        one.pop()
+            .ok_or_else(|| KeyError::Refused("CBC: no value decrypted".into()))
+    }
+
+    /// Decrypts a call's encrypted values doing the same work whatever is wrong with them: an
+    /// unknown key (or one of another TSP, of another purpose, or retired) is replaced by the
+    /// keystore's stand-in, a ciphertext that is not whole blocks is decrypted on its whole
+    /// blocks (one zero block when it has none), and the padding is read in constant time here,
+    /// whichever keystore decrypted. The values under one key go to the keystore as one
+    /// operation: CBC decrypts their blocks chained (zero IV for the first), and the first block
+    /// of each later value, chained to the last ciphertext block before it, is set back to the
+    /// zero IV it was encrypted with by one XOR. For each value, in order, its clear bytes
+    /// (without the padding when it is right) and the fault, if any; an error only when the
+    /// keystore failed.
+    pub(super) fn decrypt_all(
+        &self,
+        tsp_id: &str,
+        asked: &[Encrypted],
+    ) -> Result<Vec<Decrypted>, KeyError> {
         let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        let shared = map
-            .get(&(tsp_id.to_string(), key_index.to_string()))
-            .filter(|k| k.active && k.purpose == purpose);
-        let known = shared.is_some();
-        let algorithm = shared.map_or(Algorithm::Aes128, |k| k.algorithm);
-        let block = algorithm.block_len();
-        let whole = ciphertext.len() / block * block;
-        let blocks: &[u8] = if whole == 0 {
-            &[0; 16][..block]
-        } else {
-            &ciphertext[..whole]
-        };
-        let raw = self
-            .keystore
-            .decrypt_blocks(shared.map(|k| &k.key), algorithm, blocks)?;
-        drop(map);
-        let (clear, padded) = tokenhub_crypto::unpad_m2_ct(algorithm, raw);
-        let fault = if !known {
-            Some(DecryptFault::UnknownKey)
-        } else if whole != ciphertext.len() || whole == 0 {
-            Some(DecryptFault::Length)
-        } else if !bool::from(padded) {
-            Some(DecryptFault::Padding)
-        } else {
-            None
-        };
-        Ok((clear, fault))
+        let found: Vec<_> = asked
+            .iter()
+            .map(|a| {
+                map.get(&(tsp_id.to_string(), a.key_index.clone()))
+                    .filter(|k| k.active && k.purpose == a.purpose)
+            })
+            .collect();
+        let algorithm_of = |i: usize| found[i].map_or(Algorithm::Aes128, |k| k.algorithm);
+        // The blocks each value is decrypted on.
+        let blocks: Vec<&[u8]> = asked
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let block = algorithm_of(i).block_len();
+                let whole = a.ciphertext.len() / block * block;
+                if whole == 0 {
+                    &[0u8; 16][..block]
+                } else {
+                    &a.ciphertext[..whole]
+                }
+            })
+            .collect();
+        let mut raw: Vec<Option<Zeroizing<Vec<u8>>>> = vec![None; asked.len()];
+        for i in 0..asked.len() {
+            if raw[i].is_some() {
+                continue;
+            }
+            // Every value under the same key (the stand-in counting as one key per cipher).
+            let same_key = |j: usize| {
+                algorithm_of(j) == algorithm_of(i)
+                    && match (found[i], found[j]) {
+                        (Some(a), Some(b)) => std::ptr::eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            };
+            let group: Vec<usize> = (i..asked.len()).filter(|&j| same_key(j)).collect();
+            let chained: Zeroizing<Vec<u8>> = Zeroizing::new(
+                group
+                    .iter()
+                    .flat_map(|&j| blocks[j].iter().copied())
+                    .collect(),
+            );
+            let clear = self.keystore.decrypt_blocks(
+                found[i].map(|k| &k.key),
+                algorithm_of(i),
+                &chained,
+            )?;
+            if clear.len() != chained.len() {
+                return Err(KeyError::Refused("CBC: a length changed".into()));
+            }
+            let mut at = 0;
+            for (n, &j) in group.iter().enumerate() {
+                let len = blocks[j].len();
+                let mut own = Zeroizing::new(clear[at..at + len].to_vec());
+                if n > 0 {
+                    let block = algorithm_of(j).block_len();
+                    let before = &chained[at - block..at];
+                    own[..block]
+                        .iter_mut()
+                        .zip(before)
+                        .for_each(|(c, b)| *c ^= b);
+                }
+                at += len;
+                raw[j] = Some(own);
+            }
+        }
+        let mut out = Vec::with_capacity(asked.len());
+        for (i, a) in asked.iter().enumerate() {
+            let raw = raw[i]
+                .take()
+                .ok_or_else(|| KeyError::Refused("CBC: a value was not decrypted".into()))?;
+            let algorithm = algorithm_of(i);
+            let whole = a.ciphertext.len() / algorithm.block_len() * algorithm.block_len();
+            let (clear, padded) = tokenhub_crypto::unpad_m2_ct(algorithm, raw);
+            let fault = if found[i].is_none() {
+                Some(DecryptFault::UnknownKey)
+            } else if whole != a.ciphertext.len() || whole == 0 {
+                Some(DecryptFault::Length)
+            } else if !bool::from(padded) {
+                Some(DecryptFault::Padding)
+            } else {
+                None
+            };
+            out.push((clear, fault));
+        }
+        Ok(out)
     }
 
     /// Checks a call's elements against the profile version (431 for any fault) and seals them
@@ -178,9 +270,16 @@ impl Keys {
         elements: &[IncomingElement],
         keep: bool,
     ) -> Result<Checks, KeyError> {
+        // The values the checks decrypt, in the order they ask for them (the same whatever the
+        // values are), decrypted together first: one keystore operation per key.
+        let wanted = Wanted::default();
+        let _ = perso::check_elements(profile, elements, &wanted);
+        let asked = wanted.asked.into_inner();
+        let decrypted = self.decrypt_all(tsp_id, &asked)?;
         let checker = Checker {
             keys: self,
             tsp_id,
+            decrypted: RefCell::new(asked.into_iter().zip(decrypted).collect()),
             kept: keep.then(|| RefCell::new(Vec::new())),
             failed: RefCell::new(None),
         };
@@ -205,11 +304,36 @@ fn logged(refused: perso::ElementsRefused) -> Rejection {
     refused.rejection
 }
 
-/// Decrypts with the keys of the TSP `tsp_id` (the token's) for [`perso::check_elements`],
-/// keeping the clear values when `kept` is given.
+/// Records the values [`perso::check_elements`] would decrypt, decrypting none.
+#[derive(Default)]
+struct Wanted {
+    asked: RefCell<Vec<Encrypted>>,
+}
+
+impl ElementDecryptor for Wanted {
+    fn check_decrypted(
+        &self,
+        key_index: &str,
+        purpose: KeyPurpose,
+        ciphertext: &[u8],
+        _: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> (Option<DecryptFault>, Result<(), String>) {
+        self.asked.borrow_mut().push(Encrypted {
+            key_index: key_index.to_string(),
+            purpose,
+            ciphertext: ciphertext.to_vec(),
+        });
+        (None, Ok(()))
+    }
+}
+
+/// Gives [`perso::check_elements`] the values decrypted ahead with the keys of the TSP
+/// `tsp_id` (the token's), keeping the clear values when `kept` is given.
 struct Checker<'a> {
     keys: &'a Keys,
     tsp_id: &'a str,
+    /// What was decrypted ahead, in the order the checks ask.
+    decrypted: RefCell<std::collections::VecDeque<(Encrypted, Decrypted)>>,
     kept: Option<RefCell<Vec<Zeroizing<Vec<u8>>>>>,
     /// The keystore's failure, if it failed (the check's verdict is then void).
     failed: RefCell<Option<KeyError>>,
@@ -223,9 +347,20 @@ impl ElementDecryptor for Checker<'_> {
         ciphertext: &[u8],
         check: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> (Option<DecryptFault>, Result<(), String>) {
-        let decrypted = self
-            .keys
-            .decrypt_whatever(self.tsp_id, key_index, purpose, ciphertext);
+        let ahead = self.decrypted.borrow_mut().pop_front();
+        let decrypted = match ahead {
+            Some((a, d))
+                if a.key_index == key_index
+                    && a.purpose == purpose
+                    && a.ciphertext == ciphertext =>
+            {
+                Ok(d)
+            }
+            // Not what was asked ahead (the checks asked in another order): decrypted alone.
+            _ => self
+                .keys
+                .decrypt_whatever(self.tsp_id, key_index, purpose, ciphertext),
+        };
         let (clear, fault) = match decrypted {
             Ok(decrypted) => decrypted,
             Err(e) => {

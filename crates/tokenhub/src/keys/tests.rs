@@ -100,6 +100,94 @@ fn shared_keys_are_checked_wrapped_and_decrypt_elements() {
     );
 }
 
+/// A call's values under two keys of each cipher, an unknown key and a key of the wrong
+/// purpose, some of them wrong, decrypted together (one keystore operation per key): each gets
+/// what it gets decrypted alone.
+#[test]
+fn values_decrypted_together_are_each_what_they_are_alone() {
+    on_each_keystore(
+        "values_decrypted_together_are_each_what_they_are_alone",
+        |k| {
+            let mut stored = Vec::new();
+            let mut clear_keys = std::collections::HashMap::new();
+            for (index, algorithm, purpose) in [
+                ("AES1", Algorithm::Aes128, KeyPurpose::Kek),
+                ("AES2", Algorithm::Aes256, KeyPurpose::Kek),
+                ("TDES", Algorithm::Tdes, KeyPurpose::Kek),
+                ("DEK1", Algorithm::Aes128, KeyPurpose::Dek),
+            ] {
+                let shared = SharedKey::generate(index, algorithm, "k");
+                stored.push(k.wrap_shared_key("T", purpose, &shared).unwrap());
+                clear_keys.insert(index, (algorithm, shared.key_bytes().unwrap()));
+            }
+            k.load_shared_keys(&stored).unwrap();
+            let mut asked = Vec::new();
+            let values: [&[u8]; 6] = [
+                b"",
+                b"1",
+                b"0123456789abcdef",
+                b"a longer value, three blocks",
+                b"x",
+                b"0123456789abcdef0",
+            ];
+            for (n, value) in values.iter().enumerate() {
+                for index in ["AES1", "TDES", "AES2", "NOPE", "DEK1", "AES1"] {
+                    let (algorithm, key) = clear_keys
+                        .get(index)
+                        .cloned()
+                        .unwrap_or_else(|| clear_keys["AES1"].clone());
+                    let mut ct = tokenhub_crypto::encrypt_cbc_m2(algorithm, &key, value).unwrap();
+                    match n {
+                        4 => ct.truncate(ct.len() - 1),
+                        // The last clear byte, a zero of the padding, flipped.
+                        5 => {
+                            let at = ct.len() - algorithm.block_len() - 1;
+                            ct[at] ^= 1;
+                        }
+                        _ => {}
+                    }
+                    asked.push(elements::Encrypted {
+                        key_index: index.to_string(),
+                        purpose: KeyPurpose::Kek,
+                        ciphertext: ct,
+                    });
+                }
+            }
+            let together = k.decrypt_all("T", &asked).unwrap();
+            assert_eq!(together.len(), asked.len());
+            for (a, (clear, fault)) in asked.iter().zip(&together) {
+                let (alone, alone_fault) = k
+                    .decrypt_whatever("T", &a.key_index, a.purpose, &a.ciphertext)
+                    .unwrap();
+                assert_eq!(
+                    (clear.as_slice(), fault),
+                    (alone.as_slice(), &alone_fault),
+                    "{}",
+                    a.key_index
+                );
+            }
+            let right: Vec<_> = together.iter().filter(|(_, f)| f.is_none()).collect();
+            assert_eq!(
+                right.len(),
+                4 * 4,
+                "AES1 twice, TDES and AES2, for the first four values"
+            );
+            assert_eq!(right[0].0.as_slice(), b"");
+            assert_eq!(right[4].0.as_slice(), b"1");
+            assert_eq!(right[15].0.as_slice(), b"a longer value, three blocks");
+            let faults: Vec<_> = together.iter().map(|(_, f)| *f).collect();
+            assert_eq!(faults[3], Some(DecryptFault::UnknownKey));
+            assert_eq!(
+                faults[4],
+                Some(DecryptFault::UnknownKey),
+                "a key of another purpose"
+            );
+            assert_eq!(faults[4 * 6], Some(DecryptFault::Length));
+            assert_eq!(faults[5 * 6 + 1], Some(DecryptFault::Padding));
+        },
+    );
+}
+
 /// A profile version with a card master key (DGI 8001) and a PSN in a record.
 fn key_and_psn_profile() -> ProfileDefinition {
     serde_json::from_value::<ProfileDefinition>(serde_json::json!({
