@@ -3,10 +3,11 @@
 //! checks (nothing done twice, lost, reordered or too fast, no deadlock) pass. Skipped when
 //! `TOKENHUB_TEST_DATABASE_URL` names no PostgreSQL server.
 //!
-//! One check is known to fail and is reported, not asserted: the TSP's rate over one-second
-//! windows. The hub's shared bucket holds a fifth of a second of credit on top of the rate
-//! (`tokenhub::pacer::burst`), so a window after a lull sees up to 1.2 times the rate; the TSP's
-//! own limiter (a second of burst) never refuses a call, and that is asserted.
+//! The TSP's rate is checked as the run checks it (never above the limit in any second the TSP
+//! counted), which needs every call to reach the TSP within a fortieth of a second of its slot:
+//! with three nodes, the TSP, PostgreSQL and the bench on two cores, a second slightly over the
+//! limit can still happen. So this test holds that check to the busiest second within 5 % of the
+//! limit (the bench itself to the limit), and the TSP's own limiter to refusing none.
 
 use std::process::Command;
 
@@ -49,7 +50,14 @@ fn a_small_chaos_run_passes_its_checks() {
         String::from_utf8_lossy(&out.stderr)
     );
     if let Some(rate) = failed.first() {
-        eprintln!("known finding, not asserted: {rate}");
+        let busiest: f64 = rate
+            .split("busiest one-second window ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no busiest second in {rate}"));
+        assert!(busiest <= 105.0, "{rate}");
+        eprintln!("over the limit, within 5 % of it: {rate}");
     }
     let summary = stdout
         .lines()

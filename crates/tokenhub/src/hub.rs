@@ -19,7 +19,7 @@ mod tsp_pacer;
 mod ttl_cache;
 mod wakeups;
 pub use tsp_health::TspHealthBoard;
-pub use tsp_pacer::{Grant, TspPacer};
+pub use tsp_pacer::TspPacer;
 pub use ttl_cache::TtlCache;
 pub use wakeups::{DeviceSignals, Signal, SignalQueue, Subscription, Wake};
 

@@ -27,7 +27,7 @@ pub mod health;
 pub mod http;
 pub mod hub;
 pub mod keys;
-mod pacer;
+pub mod pacer;
 pub mod requestor_client;
 pub mod store;
 pub mod telemetry;

@@ -11,6 +11,7 @@
 use crate::config::OutboundSettings;
 use crate::domain::{retry_after, CorrelationId};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -192,16 +193,17 @@ impl TspClient {
             .unwrap_or_else(|| self.http.clone())
     }
 
-    /// `createToken`: `POST {base}/tokens`.
-    pub async fn create_token(
+    /// `createToken`: `POST {base}/tokens`, each attempt once `pace` lets it go (the TSP's rate).
+    pub async fn create_token<P: Future<Output = Result<(), TspCallError>>>(
         &self,
         base_url: &str,
         correlation_id: &CorrelationId,
         request: &CreateTokenRequest,
+        pace: impl Fn() -> P,
     ) -> Result<CreateTokenResponse, TspCallError> {
         let url = format!("{}/tokens", base_url.trim_end_matches('/'));
         let body = self
-            .call(reqwest::Method::POST, &url, correlation_id, request)
+            .call(reqwest::Method::POST, &url, correlation_id, request, pace)
             .await?;
         serde_json::from_slice(&body)
             .map_err(|e| TspCallError::Protocol(format!("createToken answer: {e}")))
@@ -224,18 +226,21 @@ impl TspClient {
             .map(|_| ())
     }
 
-    /// Sends one call, retrying what the contract says is retryable. Returns the 2xx body.
-    async fn call(
+    /// Sends one call, retrying what the contract says is retryable, each attempt once `pace`
+    /// lets it go. Returns the 2xx body.
+    async fn call<P: Future<Output = Result<(), TspCallError>>>(
         &self,
         method: reqwest::Method,
         url: &str,
         correlation_id: &CorrelationId,
         body: &impl Serialize,
+        pace: impl Fn() -> P,
     ) -> Result<Vec<u8>, TspCallError> {
         let body = serde_json::to_string(body).expect("request bodies always serialize");
         let mut backoff = self.first_backoff;
         let mut last = TspCallError::Unavailable(String::new());
         for attempt in 1..=self.attempts {
+            pace().await?;
             let retry_after = match self
                 .attempt(method.clone(), url, correlation_id.as_str(), body.clone())
                 .await

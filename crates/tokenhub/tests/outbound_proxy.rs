@@ -55,7 +55,7 @@ async fn create_token(client: &TspClient, base: &str) {
         },
     };
     client
-        .create_token(base, &id, &request)
+        .create_token(base, &id, &request, || async { Ok(()) })
         .await
         .expect("the call is answered");
 }

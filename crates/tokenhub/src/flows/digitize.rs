@@ -193,15 +193,22 @@ async fn request_token(
         },
     };
     drop(_enter);
-    if let Some(rate) = tsp.rate_limit {
-        hub.tsp_pacer
-            .acquire(&hub.store, hub.clock.as_ref(), &tsp.tsp_id, rate)
-            .await?;
-    }
+    // Every attempt waits for a slot of the TSP's rate; a store that cannot tell makes the
+    // attempt unavailable (tried again like a TSP that did not answer).
+    let pace = || async {
+        match tsp.rate_limit {
+            Some(rate) => hub
+                .tsp_pacer
+                .acquire(&hub.store, &tsp.tsp_id, rate)
+                .await
+                .map_err(|e| TspCallError::Unavailable(format!("reading the TSP's rate: {e}"))),
+            None => Ok(()),
+        }
+    };
     let started = std::time::Instant::now();
     let answer = hub
         .tsp
-        .create_token(&tsp.base_url, correlation_id, &request)
+        .create_token(&tsp.base_url, correlation_id, &request, pace)
         .await;
     super::tsp_calls::measured(&tsp.tsp_id, "createToken", &answer, started.elapsed());
     answer.map_err(|e| match e {

@@ -87,12 +87,12 @@ where
     }
 }
 
-/// Waits for a unit of the TSP's rate; a store that cannot tell makes the attempt unavailable
+/// Waits for a slot of the TSP's rate; a store that cannot tell makes the attempt unavailable
 /// (tried again like a TSP that did not answer).
 async fn pace(hub: &Hub, tsp: &Tsp) -> Result<(), Unsent> {
     if let Some(rate) = tsp.rate_limit {
         hub.tsp_pacer
-            .acquire(&hub.store, hub.clock.as_ref(), &tsp.tsp_id, rate)
+            .acquire(&hub.store, &tsp.tsp_id, rate)
             .await
             .map_err(|e| TspCallError::Unavailable(format!("reading the TSP's rate: {e}")))?;
     }

@@ -1,82 +1,80 @@
-//! The TSPs' shared token buckets (PostgreSQL): every node takes the units of a TSP's agreed
-//! rate from one row, so the nodes together keep to it.
+//! The TSPs' shared call slots (PostgreSQL): every node reserves the slots of a TSP's agreed
+//! rate from one row, so the nodes together keep under it.
 //!
-//! A take is one statement, outside any transaction, so the row is locked for that statement
-//! only. It refills the bucket by the time elapsed on the database's clock (`clock_timestamp()`,
-//! read once the row is locked), never more than the burst allows, and grants up to the units
-//! asked for at once (a lane takes a batch per round trip). Time only moves the refill point
-//! forward: a statement that read the clock before another one committed refills nothing, it
-//! never counts the same time twice.
+//! A reservation is one statement, outside any transaction, so the row is locked for that
+//! statement only. It starts at the row's next free slot, or now by the database's clock
+//! (`clock_timestamp()`, read once the row is locked) when that has passed, and moves the next
+//! free slot past what it granted. The arithmetic is [`Ceiling::reserve`]'s.
 
 use super::{query, Dialect, Store, StoreError, Writer};
+use crate::pacer::{ask_again_in, Ceiling, Slots, HORIZON};
+use std::time::Duration;
 
-/// What a take gave.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Taken {
-    /// Units granted: calls that may be made now.
-    pub units: i64,
-    /// Credit left in the bucket after the grant (less than one when `units` fell short).
-    pub credit: f64,
-}
-
-/// Refills (by the time since the last refill, at `$2` a second, up to `$3`) and takes up to
-/// `$4` whole units. The `FOR UPDATE` in the first step makes concurrent takers wait for each
-/// other and read the row as the previous one left it.
-const TAKE: &str = "\
-    WITH b AS (SELECT credit, refilled_at, clock_timestamp() AS t FROM tsp_rate_buckets \
+/// Reserves up to `$4` slots `$2` seconds apart, the first at the next free one (or now), none
+/// later than `$3` seconds from now. The `FOR UPDATE` in the first step makes concurrent
+/// reservations wait for each other and read the row as the previous one left it.
+const RESERVE: &str = "\
+    WITH b AS (SELECT next_slot, clock_timestamp() AS t FROM tsp_call_slots \
                 WHERE tsp_id = $1 FOR UPDATE), \
-         a AS (SELECT GREATEST(b.refilled_at, b.t) AS t, \
-                      LEAST($3::float8, b.credit + $2::float8 * \
-                        GREATEST(0, EXTRACT(EPOCH FROM (b.t - b.refilled_at))::float8)) AS avail \
-                 FROM b), \
-         g AS (SELECT t, avail, LEAST($4::bigint, FLOOR(avail)::bigint) AS units FROM a) \
-    UPDATE tsp_rate_buckets SET credit = g.avail - g.units, refilled_at = g.t FROM g \
-     WHERE tsp_id = $1 RETURNING g.units AS units, tsp_rate_buckets.credit AS credit";
+         a AS (SELECT t, GREATEST(next_slot, t) AS first FROM b), \
+         g AS (SELECT t, first, CASE WHEN first > t + $3::float8 * interval '1 second' THEN 0 \
+                 ELSE LEAST($4::bigint, FLOOR(EXTRACT(EPOCH FROM \
+                   (t + $3::float8 * interval '1 second' - first))::float8 / $2::float8)::bigint + 1) \
+                 END AS n FROM a) \
+    UPDATE tsp_call_slots SET next_slot = g.first + g.n * $2::float8 * interval '1 second' FROM g \
+     WHERE tsp_id = $1 RETURNING g.n AS n, EXTRACT(EPOCH FROM (g.first - g.t))::float8 AS first_in";
 
 impl Store {
-    /// Takes up to `want` units of `tsp_id`'s bucket, refilled at `rate` a second and holding at
-    /// most `burst` (at least one). The bucket starts with one unit the first time it is used.
-    pub async fn take_tsp_units(
+    /// Reserves up to `want` of `tsp_id`'s call slots under `ceiling`. The first call to a TSP
+    /// gets a slot at once.
+    pub async fn reserve_tsp_slots(
         &self,
         tsp_id: &str,
-        rate: i64,
-        burst: f64,
+        ceiling: Ceiling,
         want: i64,
-    ) -> Result<Taken, StoreError> {
-        let pool = self.shared_bucket_pool()?;
+    ) -> Result<Slots, StoreError> {
+        let pool = self.shared_slots_pool()?;
         for _ in 0..2 {
-            let row = query(TAKE)
+            let row = query(RESERVE)
                 .bind(tsp_id)
-                .bind(rate as f64)
-                .bind(burst)
-                .bind(want)
+                .bind(ceiling.every.as_secs_f64())
+                .bind(HORIZON.as_secs_f64())
+                .bind(want.max(0))
                 .fetch_optional(pool)
                 .await?;
             if let Some(r) = row {
-                return Ok(Taken {
-                    units: r.get("units")?,
-                    credit: r.get("credit")?,
+                let n: i64 = r.get("n")?;
+                let first_in: f64 = r.get("first_in")?;
+                let first_in = Duration::from_secs_f64(first_in.max(0.0));
+                return Ok(Slots {
+                    n,
+                    first_in: match n {
+                        0 => ask_again_in(first_in),
+                        _ => first_in,
+                    },
+                    every: ceiling.every,
                 });
             }
             query(
-                "INSERT INTO tsp_rate_buckets (tsp_id, credit, refilled_at) \
-                 VALUES ($1, 1, clock_timestamp()) ON CONFLICT (tsp_id) DO NOTHING",
+                "INSERT INTO tsp_call_slots (tsp_id, next_slot) \
+                 VALUES ($1, clock_timestamp()) ON CONFLICT (tsp_id) DO NOTHING",
             )
             .bind(tsp_id)
             .execute(pool)
             .await?;
         }
         Err(StoreError::Corrupt(format!(
-            "the rate bucket of TSP {tsp_id} cannot be created"
+            "the call slots of TSP {tsp_id} cannot be created"
         )))
     }
 
-    /// The pool the buckets are taken on: PostgreSQL only (a single SQLite node paces in process).
-    fn shared_bucket_pool(&self) -> Result<&sqlx::AnyPool, StoreError> {
+    /// The pool the slots are reserved on: PostgreSQL only (a single SQLite node keeps them in
+    /// process).
+    fn shared_slots_pool(&self) -> Result<&sqlx::AnyPool, StoreError> {
         match (&self.writer, self.dialect) {
             (Writer::Pool(pool), Dialect::Postgres) => Ok(pool),
             _ => Err(StoreError::Corrupt(
-                "shared rate buckets are kept on PostgreSQL only".into(),
+                "shared call slots are kept on PostgreSQL only".into(),
             )),
         }
     }

@@ -63,6 +63,7 @@ pub const TSP_UP: &str = "tokenhub_tsp_up";
 pub const TSP_HEALTH_CHECKS: &str = "tokenhub_tsp_health_checks_total";
 pub const TSP_HEALTH_CHECK_DURATION: &str = "tokenhub_tsp_health_check_duration_seconds";
 pub const LOST_CLAIMS: &str = "tokenhub_lost_claims_total";
+pub const TSP_SLOTS_MISSED: &str = "tokenhub_tsp_slots_missed_total";
 
 struct Exporter {
     handle: PrometheusHandle,
@@ -294,6 +295,12 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         Unit::Count,
         "outcomes not recorded because the row was claimed again after the lease ran out, by work (tsp_call, notification)",
     ),
+    (
+        TSP_SLOTS_MISSED,
+        Kind::Counter,
+        Unit::Count,
+        "calls to a TSP that woke too late for their slot of its rate and waited for another, by TSP",
+    ),
 ];
 
 /// The name of every metric the hub exports (the process's own `process_*` aside).
@@ -504,4 +511,9 @@ pub fn lost_claims(work: ClaimedWork, n: u64) {
         ClaimedWork::Notification => "notification",
     };
     counter!(LOST_CLAIMS, "work" => work).increment(n);
+}
+
+/// A call to `tsp_id` woke too late for its slot of the TSP's rate.
+pub fn tsp_slot_missed(tsp_id: &str) {
+    counter!(TSP_SLOTS_MISSED, "tsp" => tsp_id.to_string()).increment(1);
 }

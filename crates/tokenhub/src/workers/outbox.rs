@@ -9,6 +9,7 @@ use crate::domain::tsp_call::{CallOutcome, QueuedCall};
 use crate::error::Error;
 use crate::flows::tsp_calls;
 use crate::hub::Hub;
+use crate::pacer::Slots;
 use crate::tsp_client::{TspCallError, Unsent};
 use rand::Rng;
 use reqwest::Method;
@@ -18,9 +19,12 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-/// Calls claimed at once (with a rate, at most what its bucket holds: a few).
+/// Calls claimed at once (with a rate, a fifth of a second's worth at most).
 const BATCH: i64 = 64;
-/// How long a lane keeps calls it claimed waiting for units of the TSP's rate before giving
+/// Calls a lane has under way at most (waiting for their slot, or made and not yet recorded);
+/// it claims more only while no more than half are.
+const MAX_UNDER_WAY: usize = 256;
+/// How long a lane keeps calls it claimed waiting for slots of the TSP's rate before giving
 /// them back: a third of the claim's lease (`--claim-lease`), so that with the call's own
 /// time-out no other node takes them while this one may still make them.
 fn max_hold(hub: &Hub) -> Duration {
@@ -98,12 +102,18 @@ pub async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     while tasks.join_next().await.is_some() {}
 }
 
-/// One TSP's calls: claimed, paced by the TSP's agreed rate, made, recorded. While the TSP's
-/// health checks find it `DOWN` the lane claims nothing (no attempt is spent, none dies) and
-/// waits for a change of health.
+/// One TSP's calls: claimed, given slots of the TSP's agreed rate, then made and recorded each
+/// on its own task, so that a slow answer holds back neither the next slot nor another call.
+/// While the TSP's health checks find it `DOWN` the lane claims nothing (no attempt is spent,
+/// none dies) and waits for a change of health. At stop, the calls under way are recorded before
+/// it returns.
 async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     let mut held = Held::default();
+    let mut under_way: JoinSet<()> = JoinSet::new();
     loop {
+        while let Some(done) = under_way.try_join_next() {
+            reap(&tsp_id, done);
+        }
         if *stop.borrow() {
             break;
         }
@@ -122,25 +132,54 @@ async fn lane(hub: Arc<Hub>, tsp_id: String, wake: Arc<Notify>, mut stop: watch:
             }
             continue;
         }
-        let d = match dispatch_once(&hub, &tsp_id, &mut held).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(tsp_id, cause = %e.chain(), "outbox dispatch failed");
-                Dispatched::default()
+        let d = if under_way.len() > MAX_UNDER_WAY / 2 {
+            Dispatched::default()
+        } else {
+            match dispatch_once(&hub, &tsp_id, &mut held, &mut under_way).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(tsp_id, cause = %e.chain(), "outbox dispatch failed");
+                    Dispatched::default()
+                }
             }
         };
-        if d.sent > 0 {
+        if d.more {
             continue;
         }
-        // Held back by the TSP's rate: look again when a unit is due; idle: wait to be woken.
+        // Held back by the TSP's rate: look again when a slot is near. Idle: also once the
+        // calls under way are recorded (they may free their tokens' next calls), all of them so
+        // that the next claim takes those together; full: once one is.
         let nap = d.held_for.unwrap_or(IDLE);
+        let full = under_way.len() > MAX_UNDER_WAY / 2;
+        let watch_calls = d.held_for.is_none() && !under_way.is_empty();
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(nap) => {}
+            _ = recorded(&mut under_way, &tsp_id, full), if watch_calls => {}
             _ = stop.wait_for(|s| *s) => break,
         }
     }
     held.give_back(&hub).await;
+    while let Some(done) = under_way.join_next().await {
+        reap(&tsp_id, done);
+    }
+}
+
+/// Waits for the calls under way to be recorded: all of them, or one when `one`.
+async fn recorded(under_way: &mut JoinSet<()>, tsp_id: &str, one: bool) {
+    while let Some(done) = under_way.join_next().await {
+        reap(tsp_id, done);
+        if one {
+            return;
+        }
+    }
+}
+
+/// A call's task that ended: one that panicked left its call claimed, made again after its lease.
+fn reap(tsp_id: &str, done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(tsp_id, cause = %e, "an outbox call's task failed");
+    }
 }
 
 /// Calls a lane claimed that the TSP's rate has not let go yet, oldest first.
@@ -173,85 +212,143 @@ impl Held {
 /// What one dispatch round did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Dispatched {
-    /// Calls made.
-    pub sent: usize,
+    /// More calls may be due now: look again at once.
+    pub more: bool,
     /// Calls may be waiting that the TSP's rate held back: look again after this.
     pub held_for: Option<Duration>,
 }
 
-/// Makes due calls to `tsp_id`, as many as the TSP's agreed rate allows now: the calls `held`
-/// first, then newly claimed ones.
-pub async fn dispatch_once(hub: &Hub, tsp_id: &str, held: &mut Held) -> Result<Dispatched, Error> {
-    let rate = hub.tsp(tsp_id).await?.and_then(|t| t.rate_limit);
-    let (items, held_for) = match rate {
-        None => {
-            held.since = None;
-            let mut items: Vec<QueuedCall> = held.calls.drain(..).collect();
-            let more = BATCH - items.len() as i64;
-            if more > 0 {
-                items.extend(
-                    tsp_calls::claim(hub, tsp_id, hub.config.node.claim_lease_ms(), more).await?,
-                );
-            }
-            (items, None)
-        }
-        Some(rate) => paced(hub, tsp_id, rate, held).await?,
-    };
-    let sent = items.len();
-    let calls = items.into_iter().map(|item| async move {
-        let started = std::time::Instant::now();
-        let outcome = send(hub, &item).await;
-        tsp_calls::measured_outcome(
-            &item.tsp_id,
-            item.call.as_str(),
-            outcome.as_ref().err().map(|u| &u.error),
-            started.elapsed(),
-        );
-        record(hub, item, outcome).await
-    });
-    for r in futures::future::join_all(calls).await {
-        r?;
-    }
-    Ok(Dispatched { sent, held_for })
+/// Calls let go in a round, and when each leaves.
+struct Round {
+    calls: Vec<QueuedCall>,
+    /// More may be due now (a claim got all it asked for; calls are held for slots).
+    more: bool,
+    /// The slots of a paced TSP, counted from the instant they were reserved; none: at once.
+    slots: Option<(tokio::time::Instant, Slots)>,
+    held_for: Option<Duration>,
 }
 
-/// Claims a few calls (what the TSP's bucket holds at most) when none is held, then takes units
-/// of the rate for the held ones and lets go as many: a unit is taken just before its call
-/// leaves (not before a claim's round trips), so the calls reach the TSP spaced as the units
-/// were granted. When no unit was granted, also returns when one will be.
+/// Starts due calls to `tsp_id` on `under_way`, as many as the TSP's agreed rate gives slots
+/// for: the calls `held` first, then newly claimed ones. Each call's task waits for its slot,
+/// makes the call and records the outcome.
+pub async fn dispatch_once(
+    hub: &Arc<Hub>,
+    tsp_id: &str,
+    held: &mut Held,
+    under_way: &mut JoinSet<()>,
+) -> Result<Dispatched, Error> {
+    let rate = hub.tsp(tsp_id).await?.and_then(|t| t.rate_limit);
+    let room = MAX_UNDER_WAY.saturating_sub(under_way.len()) as i64;
+    let round = match rate {
+        None => {
+            held.since = None;
+            let mut calls: Vec<QueuedCall> = held.calls.drain(..).collect();
+            let want = BATCH.min(room) - calls.len() as i64;
+            let mut more = false;
+            if want > 0 {
+                let claimed =
+                    tsp_calls::claim(hub, tsp_id, hub.config.node.claim_lease_ms(), want).await?;
+                more = claimed.len() as i64 == want;
+                calls.extend(claimed);
+            }
+            Round {
+                calls,
+                more,
+                slots: None,
+                held_for: None,
+            }
+        }
+        Some(rate) => paced(hub, tsp_id, rate, held, room).await?,
+    };
+    for (i, item) in round.calls.into_iter().enumerate() {
+        let leaves = round.slots.map(|(at, slots)| at + slots.nth(i as i64));
+        let hub = hub.clone();
+        under_way.spawn(async move {
+            let outcome = match (leaves, rate) {
+                (Some(at), Some(rate)) => hub
+                    .tsp_pacer
+                    .leave_at(&hub.store, &item.tsp_id, rate, at)
+                    .await
+                    .map_err(|e| TspCallError::Unavailable(format!("reading the TSP's rate: {e}"))),
+                _ => Ok(()),
+            };
+            let started = std::time::Instant::now();
+            let outcome = match outcome {
+                Ok(()) => send(&hub, &item).await,
+                Err(e) => Err(e.into()),
+            };
+            tsp_calls::measured_outcome(
+                &item.tsp_id,
+                item.call.as_str(),
+                outcome.as_ref().err().map(|u| &u.error),
+                started.elapsed(),
+            );
+            let tsp_id = item.tsp_id.clone();
+            if let Err(e) = record(&hub, item, outcome).await {
+                // Its lease runs out: the call is made again after it.
+                tracing::error!(tsp_id, cause = %e.chain(), "recording an outbox call failed");
+            }
+        });
+    }
+    Ok(Dispatched {
+        more: round.more,
+        held_for: round.held_for,
+    })
+}
+
+/// Claims a few calls (a fifth of a second's worth) when none is held, then reserves slots of
+/// the rate for the held ones and lets go as many: a slot is reserved at most [`crate::pacer::HORIZON`]
+/// ahead (not before a claim's round trips), so the calls reach the TSP spaced as the slots
+/// are. When none was reserved, also returns when to ask again.
 async fn paced(
     hub: &Hub,
     tsp_id: &str,
     rate: i64,
     held: &mut Held,
-) -> Result<(Vec<QueuedCall>, Option<Duration>), Error> {
+    room: i64,
+) -> Result<Round, Error> {
+    let idle = || Round {
+        calls: Vec::new(),
+        more: false,
+        slots: None,
+        held_for: None,
+    };
     if held.since.is_some_and(|at| at.elapsed() >= max_hold(hub)) {
         held.give_back(hub).await;
     }
     if held.calls.is_empty() {
-        let batch = crate::hub::TspPacer::batch(rate).min(BATCH);
+        let batch = crate::hub::TspPacer::batch(rate).min(BATCH).min(room);
         let claimed_at = std::time::Instant::now();
         held.calls = tsp_calls::claim(hub, tsp_id, hub.config.node.claim_lease_ms(), batch)
             .await?
             .into();
         if held.calls.is_empty() {
-            return Ok((Vec::new(), None));
+            return Ok(idle());
         }
         held.since = Some(claimed_at);
     }
-    let want = held.calls.len() as i64;
-    let grant = hub
+    let want = (held.calls.len() as i64).min(room);
+    let slots = hub
         .tsp_pacer
-        .take(&hub.store, hub.now_ms(), tsp_id, rate, want)
+        .reserve(&hub.store, tsp_id, rate, want)
         .await?;
-    if grant.units == 0 {
-        return Ok((Vec::new(), Some(grant.next_in)));
+    let at = tokio::time::Instant::now();
+    if slots.n == 0 {
+        return Ok(Round {
+            held_for: Some(slots.first_in),
+            ..idle()
+        });
     }
-    let items = held.calls.drain(..grant.units as usize).collect();
+    let calls = held.calls.drain(..slots.n as usize).collect();
     if held.calls.is_empty() {
         held.since = None;
     }
-    Ok((items, None))
+    Ok(Round {
+        calls,
+        more: true,
+        slots: Some((at, slots)),
+        held_for: None,
+    })
 }
 
 async fn send(hub: &Hub, item: &QueuedCall) -> Result<(), Unsent> {

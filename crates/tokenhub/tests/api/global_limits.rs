@@ -10,17 +10,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokenhub::config::{ListenerConfig, ListenerSecurity, Listeners};
+use tokenhub::pacer::Ceiling;
 use tokenhub::{Application, Config};
 
 /// Hub nodes on the one database: the test's app and these many more.
 const MORE_NODES: usize = 2;
 /// The TSP's agreed rate, calls a second.
 const RATE: i64 = 40;
-/// The most credit its bucket holds (0.2 s of the rate, as the in-process pacer).
-const BURST: i64 = 8;
-/// How much the time between a unit's grant and the call's arrival may vary (the claim, the
-/// HTTP request): calls granted within a second can arrive a little closer together.
-const JITTER: Duration = Duration::from_millis(100);
+/// How much the time between a call's slot and its arrival may vary here (three nodes and the
+/// TSP that records the arrivals on the test's two threads, beside other tests): calls whose
+/// slots are a second apart can arrive a little closer together.
+const JITTER: Duration = Duration::from_millis(200);
 /// Calls queued: a few seconds' worth at the rate.
 const CALLS: usize = 300;
 const PACED_TSP: &str = "tsp-paced";
@@ -69,14 +69,14 @@ async fn recording_tsp() -> (String, Arc<Mutex<Vec<Instant>>>) {
     (base_url, arrivals)
 }
 
-/// The most calls that arrived in any span beyond what the rate allows in it: the largest
-/// `calls − RATE × span` over every first and last call of a span.
-fn excess_over_the_rate(times: &[Instant]) -> f64 {
+/// The most calls that arrived in any span beyond what `per_second` allows in it: the largest
+/// `calls − per_second × span` over every first and last call of a span.
+fn excess_over(per_second: f64, times: &[Instant]) -> f64 {
     let mut most = f64::MIN;
     for (i, first) in times.iter().enumerate() {
         for (j, last) in times.iter().enumerate().skip(i) {
             let calls = (j - i + 1) as f64;
-            most = most.max(calls - RATE as f64 * (*last - *first).as_secs_f64());
+            most = most.max(calls - per_second * (*last - *first).as_secs_f64());
         }
     }
     most
@@ -104,12 +104,15 @@ async fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
     }
 }
 
-/// Three nodes make a few hundred calls to one TSP. Whatever the span, the calls that arrive
-/// in it are at most the bucket's burst plus the rate times the span widened by the [`JITTER`]
-/// of the way to the TSP (`BURST + RATE × JITTER` = 12 beyond the rate): in any second 52 at
-/// most, over the whole run no more than the rate once the opening burst is counted. And the
-/// nodes together use the rate: from the first call to the last, at least 97 % of it. (The
-/// bucket is made at the first call, with one unit: the run opens with no burst.)
+/// Three nodes make a few hundred calls to one TSP. Each call leaves at a slot of the TSP's
+/// ceiling, the slots evenly spaced a little under the rate, whichever node reserved them: in
+/// any span, the calls that arrive are at most one more than the slots' rate times the span
+/// widened by the [`JITTER`] of the way to the TSP (so no second holds more than the rate while
+/// the way varies by less than the ceiling's margin, as the pacer's own tests show). And the
+/// nodes together use the slots: from the first call to the last, never more than the rate and
+/// at least 95 % of it. (Here the nodes, the TSP and other tests share two threads, so slots are
+/// missed and arrivals bunch; the chaos run checks the 97 % and every second at the TSP, with
+/// real processes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_sharing_a_database_keep_together_to_a_tsps_agreed_rate() {
     let Some(url) = postgres_url_or_skip(module_path!()) else {
@@ -148,10 +151,11 @@ async fn nodes_sharing_a_database_keep_together_to_a_tsps_agreed_rate() {
     let times = arrivals.lock().unwrap().clone();
     assert_eq!(times.len(), CALLS, "each call made once");
 
-    // The bucket's bound, at the TSP: in any span, at most the burst plus the rate times the
+    // The slots' bound, at the TSP: in any span, at most one more than the slots' rate times the
     // span widened by the jitter.
-    let excess = excess_over_the_rate(&times);
-    let bound = BURST as f64 + RATE as f64 * JITTER.as_secs_f64();
+    let per_second = 1.0 / Ceiling::new(RATE).every.as_secs_f64();
+    let excess = excess_over(per_second, &times);
+    let bound = 1.0 + per_second * JITTER.as_secs_f64();
     let in_a_second = most_in_a_second(&times);
     let took = (times[CALLS - 1] - times[0]).as_secs_f64();
     let rate = (CALLS - 1) as f64 / took;
@@ -160,46 +164,55 @@ async fn nodes_sharing_a_database_keep_together_to_a_tsps_agreed_rate() {
          {in_a_second} in a second; at most {excess:.2} calls beyond the rate in any span",
         MORE_NODES + 1
     );
-    assert!(excess <= bound, "{excess:.2} calls beyond the rate");
-    assert!(in_a_second as f64 <= RATE as f64 + bound);
+    assert!(excess <= bound, "{excess:.2} calls beyond the slots' rate");
+    assert!(in_a_second as f64 <= per_second * (1.0 + JITTER.as_secs_f64()) + 1.0);
     assert!(
-        rate >= 0.97 * RATE as f64,
-        "{CALLS} calls in {took:.2} s: {rate:.1}/s, below 97 % of {RATE}/s"
+        rate >= 0.95 * RATE as f64 && rate <= RATE as f64,
+        "{CALLS} calls in {took:.2} s: {rate:.1}/s, not within 95-100 % of {RATE}/s"
     );
 }
 
-/// The bucket's arithmetic on the database: one unit to start with, a refill by the time
-/// elapsed on the database's clock up to the burst (not the rate times the pause), and, asked
-/// for more than there is, only what there is.
+/// The slots on the database: the first reservation starts now; the next one starts where the
+/// last ended and none is reserved beyond the horizon (a caller is told when to ask again); a
+/// pause gives no burst; and slots reserved one after another are the ceiling's interval apart
+/// by the database's clock, whatever the hub's clock says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shared_bucket_refills_by_the_database_clock_up_to_its_burst() {
+async fn the_shared_slots_are_spaced_by_the_database_clock_within_the_horizon() {
     let Some(url) = postgres_url_or_skip(module_path!()) else {
         return;
     };
     let app = spawn_app(Backend::Postgres(url)).await;
     let store = &app.hub.store;
-    // 10/s: a unit every 100 ms, at most 2 held.
-    let take = |want| store.take_tsp_units(TSP_ID, 10, 2.0, want);
-    let first = take(5).await.unwrap();
-    assert_eq!(first.units, 1, "one unit to start with");
-    let next = take(5).await.unwrap();
-    assert_eq!(next.units, 0, "nothing until it refills: {next:?}");
-    assert!(next.credit < 1.0);
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    let after_a_pause = take(5).await.unwrap();
-    assert_eq!(after_a_pause.units, 2, "a pause gives the burst, not ten");
-    // Taken as fast as they come for a second: the burst plus the rate.
-    let started = Instant::now();
-    let mut taken = 0;
-    while started.elapsed() < Duration::from_secs(1) {
-        taken += take(5).await.unwrap().units;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let bound = 2.0 + 10.0 * started.elapsed().as_secs_f64();
+    // 4/s: a slot every 256 ms, one at most within the 200 ms horizon.
+    let ceiling = Ceiling::new(4);
+    let reserve = |want| store.reserve_tsp_slots(TSP_ID, ceiling, want);
+    let first = reserve(5).await.unwrap();
+    assert_eq!((first.n, first.first_in), (1, Duration::ZERO), "{first:?}");
+    let next = reserve(5).await.unwrap();
+    assert_eq!(next.n, 0, "the next slot is beyond the horizon: {next:?}");
     assert!(
-        (taken as f64) <= bound && taken >= 9,
-        "{taken} units in a second"
+        next.first_in > Duration::from_millis(100) && next.first_in <= Duration::from_millis(232),
+        "ask again once the next slot is half the horizon away: {next:?}"
     );
+    app.clock.advance(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let after_a_pause = reserve(5).await.unwrap();
+    assert_eq!(
+        after_a_pause.n, 1,
+        "a pause gives no burst: {after_a_pause:?}"
+    );
+    let mut times = vec![Instant::now() + after_a_pause.first_in];
+    while times.len() < 4 {
+        let s = reserve(1).await.unwrap();
+        tokio::time::sleep(s.first_in).await;
+        if s.n == 1 {
+            times.push(Instant::now());
+        }
+    }
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(240), "slots {gap:?} apart");
+    }
 }
 
 /// A requestor's endpoint that holds each update a while and records how many it held at once.

@@ -87,7 +87,7 @@ fn create_token_request() -> CreateTokenRequest {
 async fn create_token(client: &TspClient, base: &str) -> Result<(), TspCallError> {
     let id = CorrelationId::parse("x-correlation-id", Some(correlation_id().as_bytes())).unwrap();
     client
-        .create_token(base, &id, &create_token_request())
+        .create_token(base, &id, &create_token_request(), || async { Ok(()) })
         .await
         .map(|_| ())
 }
