@@ -110,6 +110,13 @@ async fn the_hub_prints_and_logs_no_bootstrap_token_and_no_admin_key() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The log is written by a thread of its own: the request's line may still be on its way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline
+        && !std::fs::read_to_string(&err).is_ok_and(|l| l.contains(&key[4..20]))
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let _ = child.kill();
     let _ = child.wait();
     let secret = &key[21..];

@@ -28,7 +28,8 @@ pub struct TspBody {
     /// The TSP's base URL for the outgoing API, e.g. `https://tsp.example/tsp/trapi/v2.0`.
     pub base_url: String,
     /// The calls per second the TSP agreed to take from the hub (all calls: repersoToken,
-    /// newDataStatus, updateTokenState…); absent: no limit. Campaigns are paced by it.
+    /// newDataStatus, updateTokenState…), a ceiling no second passes: every node together
+    /// spaces the calls evenly at 97.5 % of it; absent: no limit. Campaigns are paced by it.
     #[serde(default)]
     pub rate_limit_per_second: Option<u32>,
     /// The TSP is known to send parameters the TSP API does not define: `/data` and `/newData`

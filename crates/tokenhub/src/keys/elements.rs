@@ -103,33 +103,9 @@ impl Keys {
                     }
             };
             let group: Vec<usize> = (i..asked.len()).filter(|&j| same_key(j)).collect();
-            let chained: Zeroizing<Vec<u8>> = Zeroizing::new(
-                group
-                    .iter()
-                    .flat_map(|&j| blocks[j].iter().copied())
-                    .collect(),
-            );
-            let clear = self.keystore.decrypt_blocks(
-                found[i].map(|k| &k.key),
-                algorithm_of(i),
-                &chained,
-            )?;
-            if clear.len() != chained.len() {
-                return Err(KeyError::Refused("CBC: a length changed".into()));
-            }
-            let mut at = 0;
-            for (n, &j) in group.iter().enumerate() {
-                let len = blocks[j].len();
-                let mut own = Zeroizing::new(clear[at..at + len].to_vec());
-                if n > 0 {
-                    let block = algorithm_of(j).block_len();
-                    let before = &chained[at - block..at];
-                    own[..block]
-                        .iter_mut()
-                        .zip(before)
-                        .for_each(|(c, b)| *c ^= b);
-                }
-                at += len;
+            let values: Vec<&[u8]> = group.iter().map(|&j| blocks[j]).collect();
+            let clear = self.decrypt_chained(found[i].map(|k| &k.key), algorithm_of(i), &values)?;
+            for (j, own) in group.into_iter().zip(clear) {
                 raw[j] = Some(own);
             }
         }
@@ -151,6 +127,39 @@ impl Keys {
                 None
             };
             out.push((clear, fault));
+        }
+        Ok(out)
+    }
+
+    /// Decrypts `values` (whole blocks each) under one key as one keystore operation: CBC over
+    /// their blocks chained, then the first block of each value after the first XORed with the
+    /// last ciphertext block before it, which stood in for its zero IV.
+    fn decrypt_chained(
+        &self,
+        key: Option<&super::keystore::LoadedKey>,
+        algorithm: Algorithm,
+        values: &[&[u8]],
+    ) -> Result<Vec<Zeroizing<Vec<u8>>>, KeyError> {
+        let chained: Zeroizing<Vec<u8>> =
+            Zeroizing::new(values.iter().flat_map(|v| v.iter().copied()).collect());
+        let clear = self.keystore.decrypt_blocks(key, algorithm, &chained)?;
+        if clear.len() != chained.len() {
+            return Err(KeyError::Refused("CBC: a length changed".into()));
+        }
+        let block = algorithm.block_len();
+        let mut at = 0;
+        let mut out = Vec::with_capacity(values.len());
+        for value in values {
+            let mut own = Zeroizing::new(clear[at..at + value.len()].to_vec());
+            if at > 0 {
+                let before = &chained[at - block..at];
+                own[..block]
+                    .iter_mut()
+                    .zip(before)
+                    .for_each(|(c, b)| *c ^= b);
+            }
+            at += value.len();
+            out.push(own);
         }
         Ok(out)
     }

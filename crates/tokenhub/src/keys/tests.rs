@@ -100,6 +100,57 @@ fn shared_keys_are_checked_wrapped_and_decrypt_elements() {
     );
 }
 
+/// Six values (the fifth cut short, the sixth's padding broken) each under AES1, TDES, AES2, an
+/// unknown key, a DEK asked as a KEK, and AES1 again, in that order, keys loaded in `k`.
+fn mixed_values(k: &Keys) -> Vec<elements::Encrypted> {
+    let mut stored = Vec::new();
+    let mut clear_keys = std::collections::HashMap::new();
+    for (index, algorithm, purpose) in [
+        ("AES1", Algorithm::Aes128, KeyPurpose::Kek),
+        ("AES2", Algorithm::Aes256, KeyPurpose::Kek),
+        ("TDES", Algorithm::Tdes, KeyPurpose::Kek),
+        ("DEK1", Algorithm::Aes128, KeyPurpose::Dek),
+    ] {
+        let shared = SharedKey::generate(index, algorithm, "k");
+        stored.push(k.wrap_shared_key("T", purpose, &shared).unwrap());
+        clear_keys.insert(index, (algorithm, shared.key_bytes().unwrap()));
+    }
+    k.load_shared_keys(&stored).unwrap();
+    let values: [&[u8]; 6] = [
+        b"",
+        b"1",
+        b"0123456789abcdef",
+        b"a longer value, three blocks",
+        b"x",
+        b"0123456789abcdef0",
+    ];
+    let mut asked = Vec::new();
+    for (n, value) in values.iter().enumerate() {
+        for index in ["AES1", "TDES", "AES2", "NOPE", "DEK1", "AES1"] {
+            let (algorithm, key) = clear_keys
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| clear_keys["AES1"].clone());
+            let mut ct = tokenhub_crypto::encrypt_cbc_m2(algorithm, &key, value).unwrap();
+            match n {
+                4 => ct.truncate(ct.len() - 1),
+                // The last clear byte, a zero of the padding, flipped.
+                5 => {
+                    let at = ct.len() - algorithm.block_len() - 1;
+                    ct[at] ^= 1;
+                }
+                _ => {}
+            }
+            asked.push(elements::Encrypted {
+                key_index: index.to_string(),
+                purpose: KeyPurpose::Kek,
+                ciphertext: ct,
+            });
+        }
+    }
+    asked
+}
+
 /// A call's values under two keys of each cipher, an unknown key and a key of the wrong
 /// purpose, some of them wrong, decrypted together (one keystore operation per key): each gets
 /// what it gets decrypted alone.
@@ -108,51 +159,7 @@ fn values_decrypted_together_are_each_what_they_are_alone() {
     on_each_keystore(
         "values_decrypted_together_are_each_what_they_are_alone",
         |k| {
-            let mut stored = Vec::new();
-            let mut clear_keys = std::collections::HashMap::new();
-            for (index, algorithm, purpose) in [
-                ("AES1", Algorithm::Aes128, KeyPurpose::Kek),
-                ("AES2", Algorithm::Aes256, KeyPurpose::Kek),
-                ("TDES", Algorithm::Tdes, KeyPurpose::Kek),
-                ("DEK1", Algorithm::Aes128, KeyPurpose::Dek),
-            ] {
-                let shared = SharedKey::generate(index, algorithm, "k");
-                stored.push(k.wrap_shared_key("T", purpose, &shared).unwrap());
-                clear_keys.insert(index, (algorithm, shared.key_bytes().unwrap()));
-            }
-            k.load_shared_keys(&stored).unwrap();
-            let mut asked = Vec::new();
-            let values: [&[u8]; 6] = [
-                b"",
-                b"1",
-                b"0123456789abcdef",
-                b"a longer value, three blocks",
-                b"x",
-                b"0123456789abcdef0",
-            ];
-            for (n, value) in values.iter().enumerate() {
-                for index in ["AES1", "TDES", "AES2", "NOPE", "DEK1", "AES1"] {
-                    let (algorithm, key) = clear_keys
-                        .get(index)
-                        .cloned()
-                        .unwrap_or_else(|| clear_keys["AES1"].clone());
-                    let mut ct = tokenhub_crypto::encrypt_cbc_m2(algorithm, &key, value).unwrap();
-                    match n {
-                        4 => ct.truncate(ct.len() - 1),
-                        // The last clear byte, a zero of the padding, flipped.
-                        5 => {
-                            let at = ct.len() - algorithm.block_len() - 1;
-                            ct[at] ^= 1;
-                        }
-                        _ => {}
-                    }
-                    asked.push(elements::Encrypted {
-                        key_index: index.to_string(),
-                        purpose: KeyPurpose::Kek,
-                        ciphertext: ct,
-                    });
-                }
-            }
+            let asked = mixed_values(&k);
             let together = k.decrypt_all("T", &asked).unwrap();
             assert_eq!(together.len(), asked.len());
             for (a, (clear, fault)) in asked.iter().zip(&together) {
