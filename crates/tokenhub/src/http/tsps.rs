@@ -29,7 +29,7 @@ pub struct TspBody {
     pub base_url: String,
     /// The calls per second the TSP agreed to take from the hub (all calls: repersoToken,
     /// newDataStatus, updateTokenState…), a ceiling no second passes: every node together
-    /// spaces the calls evenly at 97.5 % of it; absent: no limit. Campaigns are paced by it.
+    /// spaces the calls evenly a little under it; absent: no limit. Campaigns are paced by it.
     #[serde(default)]
     pub rate_limit_per_second: Option<u32>,
     /// The TSP is known to send parameters the TSP API does not define: `/data` and `/newData`

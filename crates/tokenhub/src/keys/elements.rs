@@ -1,7 +1,7 @@
 //! A call's elements checked against the profile version with the hub's shared keys, and sealed
 //! under the token's data key: each encrypted value is decrypted once, outside the store's writer.
 
-use super::{Fingerprint, KeyError, Keys};
+use super::{Fingerprint, KeyError, Keys, KeystoreKind};
 use crate::domain::cps::{self, ClearValue};
 use crate::domain::data_part;
 use crate::domain::perso::{self, DecryptFault, ElementDecryptor, IncomingElement};
@@ -17,6 +17,24 @@ pub(super) struct Encrypted {
     pub key_index: String,
     pub purpose: KeyPurpose,
     pub ciphertext: Vec<u8>,
+}
+
+/// An encrypted value to decrypt, borrowed.
+#[derive(Clone, Copy)]
+pub(super) struct Asked<'a> {
+    pub key_index: &'a str,
+    pub purpose: KeyPurpose,
+    pub ciphertext: &'a [u8],
+}
+
+impl Encrypted {
+    pub(super) fn asked(&self) -> Asked<'_> {
+        Asked {
+            key_index: &self.key_index,
+            purpose: self.purpose,
+            ciphertext: &self.ciphertext,
+        }
+    }
 }
 
 /// A value decrypted: its clear bytes, and what was wrong with it, if anything.
@@ -40,12 +58,12 @@ impl Keys {
         purpose: KeyPurpose,
         ciphertext: &[u8],
     ) -> Result<Decrypted, KeyError> {
-        let asked = Encrypted {
-            key_index: key_index.to_string(),
+        let asked = Asked {
+            key_index,
             purpose,
-            ciphertext: ciphertext.to_vec(),
+            ciphertext,
         };
-        let mut one = self.decrypt_all(tsp_id, std::slice::from_ref(&asked))?;
+        let mut one = self.decrypt_all(tsp_id, &[asked])?;
         one.pop()
             .ok_or_else(|| KeyError::Refused("CBC: no value decrypted".into()))
     }
@@ -63,13 +81,13 @@ impl Keys {
     pub(super) fn decrypt_all(
         &self,
         tsp_id: &str,
-        asked: &[Encrypted],
+        asked: &[Asked<'_>],
     ) -> Result<Vec<Decrypted>, KeyError> {
         let map = self.shared.read().unwrap_or_else(|p| p.into_inner());
         let found: Vec<_> = asked
             .iter()
             .map(|a| {
-                map.get(&(tsp_id.to_string(), a.key_index.clone()))
+                map.get(&(tsp_id.to_string(), a.key_index.to_string()))
                     .filter(|k| k.active && k.purpose == a.purpose)
             })
             .collect();
@@ -279,12 +297,21 @@ impl Keys {
         elements: &[IncomingElement],
         keep: bool,
     ) -> Result<Checks, KeyError> {
-        // The values the checks decrypt, in the order they ask for them (the same whatever the
-        // values are), decrypted together first: one keystore operation per key.
-        let wanted = Wanted::default();
-        let _ = perso::check_elements(profile, elements, &wanted);
-        let asked = wanted.asked.into_inner();
-        let decrypted = self.decrypt_all(tsp_id, &asked)?;
+        // In an HSM, where each operation costs a round trip, the values the checks decrypt are
+        // gathered in the order they ask for them (the same whatever the values are) and
+        // decrypted together first: one operation per key. In software each is decrypted as the
+        // checks reach it.
+        let asked = match self.kind {
+            KeystoreKind::Pkcs11 => {
+                let wanted = Wanted::default();
+                let _ = perso::check_elements(profile, elements, &wanted);
+                wanted.asked.into_inner()
+            }
+            KeystoreKind::Software => Vec::new(),
+        };
+        let views: Vec<Asked<'_>> = asked.iter().map(Encrypted::asked).collect();
+        let decrypted = self.decrypt_all(tsp_id, &views)?;
+        drop(views);
         let checker = Checker {
             keys: self,
             tsp_id,
@@ -336,7 +363,7 @@ impl ElementDecryptor for Wanted {
     }
 }
 
-/// Gives [`perso::check_elements`] the values decrypted ahead with the keys of the TSP
+/// Gives [`perso::check_elements`] the values decrypted ahead (or decrypts them) with the keys of the TSP
 /// `tsp_id` (the token's), keeping the clear values when `kept` is given.
 struct Checker<'a> {
     keys: &'a Keys,
@@ -365,7 +392,8 @@ impl ElementDecryptor for Checker<'_> {
             {
                 Ok(d)
             }
-            // Not what was asked ahead (the checks asked in another order): decrypted alone.
+            // Nothing decrypted ahead (software), or not what was (the checks asked in another
+            // order): decrypted alone.
             _ => self
                 .keys
                 .decrypt_whatever(self.tsp_id, key_index, purpose, ciphertext),
