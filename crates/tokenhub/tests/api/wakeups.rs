@@ -133,8 +133,9 @@ async fn a_requestor_key_revoked_on_one_node_is_refused_by_the_other_right_after
         spare["apiKey"].as_str().unwrap().to_string(),
         spare["keyId"].as_str().unwrap().to_string(),
     );
-    // Node B verifies the key and keeps it (its cache's time never runs out: the clock is still).
-    transaction_with(&b, &key, &token_id).await.expect(201);
+    // Node B verifies the key and keeps it (its cache's time never runs out: the clock is still),
+    // once it has seen the TSP node A registered.
+    transactions_until(&b, &key, &token_id, 201, Instant::now()).await;
     transaction_with(&b, &key, &token_id).await.expect(201);
     a.admin_send(
         reqwest::Method::DELETE,
@@ -224,7 +225,8 @@ async fn a_tsp_moved_on_one_node_is_called_at_its_new_address_by_the_other_right
         .tokenize(&cof.requestor, "k", &cof.card("4111111111111111"))
         .await;
     let token_id = made.expect(201)["tokenId"].as_str().unwrap().to_string();
-    transaction_with(&b, key, &token_id).await.expect(201);
+    // Node B calls the simulator once it has seen node A register it there.
+    transactions_until(&b, key, &token_id, 201, Instant::now()).await;
     let put = a
         .put_tsp_with_subject(TSP_ID, "http://127.0.0.1:9", TSP_SUBJECT)
         .await;
