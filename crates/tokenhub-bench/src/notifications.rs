@@ -8,6 +8,10 @@
 //!    durable) to the moment the requestor received it;
 //! 2. **max throughput**: `--burst` updates sent as fast as the hub takes them; notifications per
 //!    second = updates received / time from the first sent to the last received.
+//!
+//! With `--nodes N` (PostgreSQL), N hubs in this process share the database: each update goes to
+//! the next node in turn and every node delivers what it claims, so the aggregate set beside one
+//! node's shows what the nodes' coordination costs.
 
 use crate::bootstrap::{self, create_tokens, in_process, Admin, ISSUER_ID};
 use anyhow::ensure;
@@ -43,6 +47,10 @@ pub struct NotificationsArgs {
     /// Updates the load generator keeps on the wire at once in the max-throughput phase.
     #[arg(long, default_value_t = 64)]
     pub(crate) concurrency: usize,
+    /// Hub nodes on the one database (PostgreSQL only), in this process: the updates go to each
+    /// in turn, and every node delivers what it claims.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) nodes: usize,
 }
 
 pub(crate) type Accepted = Arc<Mutex<HashMap<(String, String), Instant>>>;
@@ -58,11 +66,15 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
         .prefix("tokenhub-bench-")
         .tempdir()?;
     let (url, backend) = bootstrap::database(args.database_url.as_deref(), dir.path());
+    ensure!(
+        args.nodes >= 1 && (args.nodes == 1 || backend == "PostgreSQL"),
+        "--nodes: at least 1, and more only on PostgreSQL (SQLite is single-node)"
+    );
     let mut config = bootstrap::hub_config(&url)?;
     config.notify.outbound_allow =
         tokenhub::config::parse_cidrs("127.0.0.0/8").map_err(|e| anyhow::anyhow!(e))?;
-    let local = in_process(config).await?;
-    let (hub_url, hub) = (local.url(), local.hub.clone());
+    let local = in_process(config.clone()).await?;
+    let hub = local.hub.clone();
 
     let requestor = RequestorSim::start(RequestorSimConfig::new(
         "bench-key",
@@ -70,6 +82,11 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
     ))
     .await?;
     register(&local, &requestor, &args).await?;
+    // The other nodes start with everything registered.
+    let mut nodes = vec![local];
+    for _ in 1..args.nodes {
+        nodes.push(in_process(config.clone()).await?);
+    }
     let fixed_n = (args.rate as u64 * args.duration) as usize;
     let ids = create_tokens(
         &hub,
@@ -84,7 +101,8 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
         "tokenhub-bench notifications: token updates TSP -> hub -> requestor (signed, verified), loopback"
     );
     println!(
-        "database: {backend}; requestor maxInFlight {}; {} CPU(s)",
+        "database: {backend}; {} hub node(s); requestor maxInFlight {}; {} CPU(s)",
+        args.nodes,
         args.max_in_flight,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
@@ -96,7 +114,8 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .build()?,
-        hub_url,
+        hub_urls: nodes.iter().map(LocalHub::url).collect(),
+        next: Arc::default(),
         accepted: Accepted::default(),
     };
     let fixed = fixed_rate(&sender, &hub, fixed_ids, &args).await?;
@@ -108,7 +127,9 @@ pub async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
     requestor.shutdown().await?;
     let received = collected.await?;
     report(&args, &fixed, &burst, &received, &stats);
-    local.stop().await?;
+    for node in nodes {
+        node.stop().await?;
+    }
     let refused = fixed.refused + burst.refused;
     ensure!(
         refused == 0,
@@ -348,11 +369,12 @@ fn report(
     );
 }
 
-/// The load generator, playing the TSP.
+/// The load generator, playing the TSP: each update to the next node in turn.
 #[derive(Clone)]
 pub(crate) struct Sender {
     pub(crate) http: reqwest::Client,
-    pub(crate) hub_url: String,
+    pub(crate) hub_urls: Vec<String>,
+    pub(crate) next: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) accepted: Accepted,
 }
 
@@ -362,12 +384,11 @@ impl Sender {
         let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let body =
             json!({"issuerId": ISSUER_ID, "lastUpdateTimestamp": ts, "tokenState": "SUSPENDED"});
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let hub_url = &self.hub_urls[n % self.hub_urls.len()];
         let r = self
             .http
-            .post(format!(
-                "{}/trapi/v2.0/tokens/{token_id}/updates",
-                self.hub_url
-            ))
+            .post(format!("{hub_url}/trapi/v2.0/tokens/{token_id}/updates"))
             .header("x-correlation-id", uuid::Uuid::new_v4().to_string())
             .json(&body)
             .send()

@@ -44,6 +44,7 @@ fn data_args(args: &RotationArgs) -> DataArgs {
         max_only: false,
         no_metrics: false,
         result_file: None,
+        nodes: 1,
         keystore: Default::default(),
     }
 }

@@ -147,7 +147,9 @@ async fn personalizations(
     ])
 }
 
-/// Every digitization the hub answered 201 for ended ACTIVE with one personalization, confirmed.
+/// Every digitization the hub answered 201 for ended ACTIVE with one personalization, confirmed,
+/// and the TSP made one token for each (a digitization sent again after its node was killed
+/// carries its idempotency key).
 async fn digitizations(
     pool: &sqlx::PgPool,
     args: &ChaosArgs,
@@ -176,7 +178,7 @@ async fn digitizations(
     }
     let created = world.tsp.status().tokens_created;
     Ok(check(
-        off.is_empty() && rows.len() == g.tokens.len(),
+        off.is_empty() && rows.len() == g.tokens.len() && created == g.tokens.len() as u64,
         format!(
             "digitizations: {} of {} made ({} TSP_UNAVAILABLE and {} lost call(s) tried again, \
              {} failed{}); {} ACTIVE with one personalization confirmed, {} not{}; the TSP \

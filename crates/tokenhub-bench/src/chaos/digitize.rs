@@ -1,6 +1,8 @@
 //! New digitizations during a chaos run, as a wallet makes them through the front: a device
 //! registered, a card digitized onto it (the hub's createToken to the flaky TSP, the TSP's data
-//! preparation back through the front), the device visited until it confirms its profile.
+//! preparation back through the front), the device visited until it confirms its profile. Each
+//! digitization carries an `Idempotency-Key`, so that one sent again after its node was killed
+//! makes one token at the TSP.
 
 use super::watch::{visit_until_done, SharedDevices};
 use crate::campaign::seed::device_id;
@@ -55,6 +57,7 @@ pub(crate) async fn digitize(
             .post(
                 "devices",
                 json!({"deviceId": device, "publicKey": key}),
+                None,
                 &mut out,
             )
             .await;
@@ -62,7 +65,12 @@ pub(crate) async fn digitize(
                           "walletCardRefId": format!("chaos-card-{index}"),
                           "tokenRequestorId": crate::notifications::REQUESTOR});
         let answer = match registered {
-            Some(_) => calls.post("digitizations", body, &mut out).await,
+            Some(_) => {
+                let key = format!("chaos-digitization-{index}");
+                calls
+                    .post("digitizations", body, Some(&key), &mut out)
+                    .await
+            }
             None => None,
         };
         let Some(token) = answer.and_then(|a| a["tokenId"].as_str().map(str::to_string)) else {
@@ -83,19 +91,22 @@ struct Calls<'a> {
 }
 
 impl Calls<'_> {
-    /// `POST /wallet/v1/{path}`, tried again while the node or the TSP is unavailable; the
-    /// answer's JSON, or `None` (recorded in `out`).
-    async fn post(&self, path: &str, body: Value, out: &mut Digitized) -> Option<Value> {
+    /// `POST /wallet/v1/{path}` (with `Idempotency-Key: key`), tried again while the node or
+    /// the TSP is unavailable; the answer's JSON, or `None` (recorded in `out`).
+    async fn post(
+        &self,
+        path: &str,
+        body: Value,
+        key: Option<&str>,
+        out: &mut Digitized,
+    ) -> Option<Value> {
         let url = format!("{}/wallet/v1/{path}", self.base);
         for attempt in 1..=ATTEMPTS {
-            match self
-                .http
-                .post(&url)
-                .bearer_auth(self.key)
-                .json(&body)
-                .send()
-                .await
-            {
+            let mut request = self.http.post(&url).bearer_auth(self.key).json(&body);
+            if let Some(key) = key {
+                request = request.header("Idempotency-Key", key);
+            }
+            match request.send().await {
                 Ok(r) if r.status().is_success() => {
                     return Some(r.json().await.unwrap_or_default())
                 }

@@ -18,10 +18,10 @@ pub(crate) fn client_builder() -> reqwest::ClientBuilder {
 }
 
 /// Where requests go: a parse-only server takes any token id; the hub takes each of its
-/// pre-created tokens once.
+/// pre-created tokens once. Several bases (hub nodes) take the requests in turn.
 pub(crate) struct Target {
     pub(crate) server: &'static str,
-    pub(crate) base: String,
+    pub(crate) bases: Vec<String>,
     pub(crate) tokens: Option<Vec<String>>,
     pub(crate) next: AtomicUsize,
     pub(crate) client: reqwest::Client,
@@ -33,22 +33,32 @@ impl Target {
         base: String,
         tokens: Option<Vec<String>>,
     ) -> Arc<Self> {
+        Self::across(server, vec![base], tokens)
+    }
+
+    /// The same, the requests spread over `bases` in turn.
+    pub(crate) fn across(
+        server: &'static str,
+        bases: Vec<String>,
+        tokens: Option<Vec<String>>,
+    ) -> Arc<Self> {
         let client = client_builder()
             .build()
             .expect("a client without TLS settings builds");
-        Self::with_client(server, base, tokens, client)
+        Self::with_client(server, bases, tokens, client)
     }
 
     /// The same, sending with `client` (e.g. one that presents a TSP's certificate).
     pub(crate) fn with_client(
         server: &'static str,
-        base: String,
+        bases: Vec<String>,
         tokens: Option<Vec<String>>,
         client: reqwest::Client,
     ) -> Arc<Self> {
+        assert!(!bases.is_empty(), "a target has somewhere to send");
         Arc::new(Self {
             server,
-            base,
+            bases,
             tokens,
             next: AtomicUsize::new(0),
             client,
@@ -58,9 +68,10 @@ impl Target {
     /// The next request's URL and correlation id; `None` once the hub's tokens are used up.
     pub(crate) fn next_request(&self) -> Option<(String, String)> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let base = &self.bases[i % self.bases.len()];
         let url = match &self.tokens {
-            Some(ids) => format!("{}{}/data", self.base, ids.get(i)?),
-            None => format!("{}parse-{i:09}/data", self.base),
+            Some(ids) => format!("{base}{}/data", ids.get(i)?),
+            None => format!("{base}parse-{i:09}/data"),
         };
         Some((url, format!("bench-{i}")))
     }

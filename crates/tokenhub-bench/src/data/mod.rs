@@ -85,6 +85,10 @@ pub struct DataArgs {
     /// the `observability` bench reads its runs.
     #[arg(long, hide = true)]
     pub(crate) result_file: Option<std::path::PathBuf>,
+    /// Hub nodes on the one database (PostgreSQL only), in this process: the hub's requests go
+    /// to each in turn.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) nodes: usize,
     /// Where the hub's keys live (software, or `pkcs11` with a module, a token and the PIN in
     /// `TOKENHUB_PKCS11_PIN`): the `keystore` bench's two sides.
     #[command(flatten)]
@@ -110,23 +114,33 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
     let (url, backend) = bootstrap::database(args.database_url.as_deref(), dir.path());
     let mut config = bootstrap::hub_config(&url)?;
     config.keystore = tokenhub::config::KeystoreSettings::from_args(&args.keystore)?;
-    let local = bootstrap::in_process(config).await?;
+    ensure!(
+        args.nodes == 1 || backend == "PostgreSQL",
+        "--nodes: more than one only on PostgreSQL (SQLite is single-node)"
+    );
+    let local = bootstrap::in_process(config.clone()).await?;
     let hub = local.hub.clone();
     let parse_only = ParseOnly::start().await?;
     let tsp = json!({"baseUrl": "http://127.0.0.1:9/tsp/trapi/v2.0"});
     let body = register(&local, reqwest::Client::new(), tsp).await?;
+    // The other nodes start with the keys and the catalog in place.
+    let mut nodes = vec![local];
+    for _ in 1..args.nodes {
+        nodes.push(bootstrap::in_process(config.clone()).await?);
+    }
 
     println!(
         "tokenhub-bench data: submitTokenData, 40 elements, {} bytes per body",
         body.len()
     );
     println!(
-        "database: {backend}{}; {} s per phase after {} s of warm-up; {} CPU(s)",
+        "database: {backend}{}; {} hub node(s); {} s per phase after {} s of warm-up; {} CPU(s)",
         if args.database_url.is_none() {
             format!(" (fresh file in {})", dir.path().display())
         } else {
             String::new()
         },
+        args.nodes,
         args.duration,
         args.warmup,
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -138,7 +152,7 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let servers = Servers {
-        hub: local.addr,
+        hubs: nodes.iter().map(|n| n.addr).collect(),
         parse_only: parse_only.addr,
         baseline,
     };
@@ -150,7 +164,9 @@ pub async fn run(args: DataArgs) -> anyhow::Result<()> {
         None
     };
 
-    local.stop().await?;
+    for node in nodes {
+        node.stop().await?;
+    }
     parse_only.stop().await?;
 
     let Phases {
@@ -295,7 +311,8 @@ pub(crate) async fn register(
 
 /// Where the measured servers listen.
 struct Servers {
-    hub: SocketAddr,
+    /// The hub's nodes.
+    hubs: Vec<SocketAddr>,
     parse_only: SocketAddr,
     /// On PostgreSQL: the baseline, stopped once measured.
     baseline: Option<baseline::Baseline>,
@@ -325,7 +342,9 @@ async fn measure_phases(
         format!("http://{}/trapi/v2.0/tokens/", servers.parse_only),
         None,
     );
-    let hub_base = format!("http://{}/trapi/v2.0/tokens/", servers.hub);
+    let hub_bases: Vec<String> = (servers.hubs.iter())
+        .map(|a| format!("http://{a}/trapi/v2.0/tokens/"))
+        .collect();
 
     // The load generator runs on threads of its own, as clients in other processes would: on the
     // servers' runtime its tasks would queue behind the hub's work and count that wait as the
@@ -364,14 +383,14 @@ async fn measure_phases(
         _ => parse_max.completed_per_sec(),
     };
     let (fixed_ids, max_ids, breakdown_ids) = hub_tokens(hub, most_per_sec, args).await?;
-    let hub_fixed_target = Target::new("hub", hub_base.clone(), Some(fixed_ids));
+    let hub_fixed_target = Target::across("hub", hub_bases.clone(), Some(fixed_ids));
     let hub_fixed = if args.max_only {
         Samples::default()
     } else {
         load.run(Phase::Fixed, &hub_fixed_target, body, args)
             .await?
     };
-    let hub_max_target = Target::new("hub", hub_base, Some(max_ids));
+    let hub_max_target = Target::across("hub", hub_bases, Some(max_ids));
     let hub_max = if args.fixed_only {
         Samples::default()
     } else {

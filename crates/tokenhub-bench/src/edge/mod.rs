@@ -185,6 +185,7 @@ fn data_args(args: &EdgeArgs) -> DataArgs {
         max_only: false,
         no_metrics: false,
         result_file: None,
+        nodes: 1,
         keystore: Default::default(),
     }
 }
@@ -285,7 +286,7 @@ impl BenchHub {
     fn target(&self, ids: Vec<String>) -> Arc<Target> {
         Target::with_client(
             self.edge.name(),
-            format!("{}/trapi/v2.0/tokens/", self.local.tsp_url()),
+            vec![format!("{}/trapi/v2.0/tokens/", self.local.tsp_url())],
             Some(ids),
             self.client.clone(),
         )

@@ -1,5 +1,10 @@
 //! A wallet asks to digitize a card onto a device: the hub asks the issuer's TSP to create a token
 //! (`createToken`) and records it, waiting for the TSP's data preparation.
+//!
+//! A digitization sent with an idempotency key may be sent again (its answer lost, the node that
+//! took it killed): the key gives the createToken call the same `x-correlation-id` each time, the
+//! contract has the TSP answer a repeat with the token it made, and the hub answers with that
+//! token, recorded once. One TSP token per key, whichever node takes the repeat.
 
 use crate::domain::catalog::Tsp;
 use crate::domain::ids::{parse_slug, LastDigits, Mmyy};
@@ -9,6 +14,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use crate::store::token_keys::DataKey;
 use crate::store::tokens::TokenRow;
+use crate::store::StoreError;
 use crate::tsp_client::{CreateTokenRequest, CreateTokenResponse, DeviceInfo, TspCallError};
 
 /// A parsed digitization request.
@@ -21,6 +27,8 @@ pub struct Digitization {
     pub token_requestor_id: Option<String>,
     /// What the issuer tells of the funding card (for the token's requestor).
     pub card: CardInfo,
+    /// The wallet's `Idempotency-Key`: a repeat gets the token the first made.
+    pub idempotency_key: Option<String>,
 }
 
 /// Why a digitization did not happen, in the wallet's terms.
@@ -39,6 +47,9 @@ pub enum DigitizeError {
     TspUnavailable,
     #[error("the TSP answered outside the contract: {0}")]
     TspProtocol(String),
+    /// The idempotency key was sent before with another request.
+    #[error("this Idempotency-Key was used for another digitization")]
+    KeyReused,
     #[error(transparent)]
     Internal(#[from] Error),
 }
@@ -78,19 +89,46 @@ impl Digitization {
             wallet_card_ref_id: wallet_card_ref_id.to_string(),
             token_requestor_id: token_requestor_id.map(str::to_string),
             card,
+            idempotency_key: None,
         })
     }
 }
 
 /// Digitizes a card onto a device of `provider_id`: checks the catalog knows everything the call
-/// needs, asks the TSP to create the token and records it, waiting for its data.
+/// needs, asks the TSP to create the token and records it, waiting for its data. Returns the
+/// token, and whether it was made now (`false`: a repeat of its idempotency key).
 pub async fn digitize(
     hub: &Hub,
     provider_id: &str,
     d: Digitization,
-) -> Result<TokenRow, DigitizeError> {
+) -> Result<(TokenRow, bool), DigitizeError> {
     let (tsp, version) = check_catalog(hub, provider_id, &d).await?;
-    let correlation_id = CorrelationId::from_uuid(uuid::Uuid::new_v4());
+    let correlation_id = match &d.idempotency_key {
+        Some(key) => keyed_correlation_id(provider_id, key),
+        None => CorrelationId::from_uuid(uuid::Uuid::new_v4()),
+    };
+    if d.idempotency_key.is_some() {
+        if let Some(made) = hub
+            .store
+            .keyed_digitization(correlation_id.as_str())
+            .await?
+        {
+            let requestor = d.token_requestor_id.as_deref();
+            let asked = (
+                d.issuer_id.as_str(),
+                d.product_id.as_str(),
+                d.device_id.as_str(),
+            );
+            let asked = (
+                asked.0,
+                asked.1,
+                asked.2,
+                d.wallet_card_ref_id.as_str(),
+                requestor,
+            );
+            return repeated(made, asked, &correlation_id);
+        }
+    }
     let answer = request_token(hub, &tsp, &d, &correlation_id).await?;
     let (token_id, exp, last4) = read_answer(answer)?;
     let now = hub.now_ms();
@@ -116,13 +154,59 @@ pub async fn digitize(
         last_update_ms: None,
     };
     let stored = row.clone();
-    if !record_token(hub, row, now).await? {
-        return Err(DigitizeError::TspProtocol(format!(
+    match record_token(hub, row, now).await? {
+        None => {
+            tracing::info!(correlation_id = %correlation_id, token_id = %token_id, "token created; waiting for its data");
+            Ok((stored, true))
+        }
+        // A repeat taken at the same time made it (the TSP answered both with one token).
+        Some(made)
+            if d.idempotency_key.is_some() && made.correlation_id == stored.correlation_id =>
+        {
+            repeated(made, asked_by(&stored), &correlation_id)
+        }
+        Some(_) => Err(DigitizeError::TspProtocol(format!(
             "createToken returned tokenId {token_id}, which already exists"
-        )));
+        ))),
     }
-    tracing::info!(correlation_id = %correlation_id, token_id = %token_id, "token created; waiting for its data");
-    Ok(stored)
+}
+
+/// The `x-correlation-id` of a keyed digitization: the same for every repeat of the key by the
+/// same provider, and nothing of the key readable from it. (Neither a provider id nor a key holds
+/// a line break, so the pair is read back one way only.)
+fn keyed_correlation_id(provider_id: &str, key: &str) -> CorrelationId {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(format!("{provider_id}\n{key}"));
+    let id = format!("dgt-{}", &hex::encode(hash)[..40]);
+    CorrelationId::parse("Idempotency-Key", Some(id.as_bytes()))
+        .expect("44 visible ASCII characters make a correlation id")
+}
+
+/// What a digitization asked for: issuer, product, device, card, token requestor.
+type Asked<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a str>);
+
+fn asked_by(t: &TokenRow) -> Asked<'_> {
+    let requestor = t.token_requestor_id.as_deref();
+    (
+        &t.issuer_id,
+        &t.product_id,
+        &t.device_id,
+        &t.wallet_card_ref_id,
+        requestor,
+    )
+}
+
+/// The answer to a repeat of a key: the token it made, if it was made for the same digitization.
+fn repeated(
+    made: TokenRow,
+    asked: Asked<'_>,
+    correlation_id: &CorrelationId,
+) -> Result<(TokenRow, bool), DigitizeError> {
+    if asked_by(&made) != asked {
+        return Err(DigitizeError::KeyReused);
+    }
+    tracing::info!(correlation_id = %correlation_id, token_id = %made.token_id, "digitization repeated; the token made before");
+    Ok((made, false))
 }
 
 /// The issuer's TSP and the product's deployed profile version, once the issuer, its TSP, the
@@ -247,9 +331,13 @@ fn read_answer(
     Ok((token_id, exp, last4))
 }
 
-/// Records the new token and its first event in one transaction; `false` when a token of that id
+/// Records the new token and its first event in one transaction; the token of that id when one
 /// already exists (nothing is written then).
-async fn record_token(hub: &Hub, row: TokenRow, now: i64) -> Result<bool, DigitizeError> {
+async fn record_token(
+    hub: &Hub,
+    row: TokenRow,
+    now: i64,
+) -> Result<Option<TokenRow>, DigitizeError> {
     // The token's data key, made with it: on SQLite the keyring commits after the database, so
     // a key written with the data it seals could be missing to a reader that sees the data.
     let key: DataKey = hub.keys.new_data_key(&row.token_id).map_err(Error::from)?;
@@ -257,10 +345,16 @@ async fn record_token(hub: &Hub, row: TokenRow, now: i64) -> Result<bool, Digiti
         .store
         .transact(move |conn| {
             Box::pin(async move {
-                if conn.lock_token(&row.token_id).await?.is_some() {
-                    return Ok::<_, Error>(false);
+                if let Some(made) = conn.lock_token(&row.token_id).await? {
+                    return Ok::<_, Error>(Some(made));
                 }
-                conn.insert_token(&row).await?;
+                if !conn.insert_token(&row).await? {
+                    // A repeat taken at the same moment recorded it.
+                    let made = conn.lock_token(&row.token_id).await?;
+                    return Ok(Some(made.ok_or_else(|| {
+                        StoreError::Corrupt("a token inserted meanwhile is gone".into())
+                    })?));
+                }
                 conn.keep_data_key(&row.token_id, &key, now).await?;
                 conn.add_token_event(
                     &row.token_id,
@@ -269,7 +363,7 @@ async fn record_token(hub: &Hub, row: TokenRow, now: i64) -> Result<bool, Digiti
                     now,
                 )
                 .await?;
-                Ok(true)
+                Ok(None)
             })
         })
         .await?;
@@ -294,5 +388,21 @@ pub fn describe_tsp_code(code: u32) -> &'static str {
         911 => "operation failed",
         921 => "unexpected server error",
         _ => "unknown response code",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keyed_correlation_id;
+
+    #[test]
+    fn a_key_gives_one_correlation_id_per_provider_and_hides_itself() {
+        let id = keyed_correlation_id("wallet-a", "order-42");
+        assert_eq!(id, keyed_correlation_id("wallet-a", "order-42"));
+        assert_ne!(id, keyed_correlation_id("wallet-b", "order-42"));
+        assert_ne!(id, keyed_correlation_id("wallet-a", "order-43"));
+        let id = id.as_str();
+        assert!(id.starts_with("dgt-") && id.len() == 44, "{id}");
+        assert!(!id.contains("order"), "{id}");
     }
 }

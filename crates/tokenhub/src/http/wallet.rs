@@ -325,22 +325,28 @@ pub struct DigitizationView {
 /// Digitize a card onto a device: the hub asks the issuer's TSP to create the token and answers
 /// with its id; the token then waits for the TSP's data preparation. The device must be the
 /// caller's, and a `tokenRequestorId` must name a registered token requestor (else `400`).
+/// With an `Idempotency-Key`, the digitization may be sent again (after a lost answer or a
+/// `503`): a repeat gets the same token (`200`), and the TSP makes one.
 #[utoipa::path(post, path = "/wallet/v1/digitizations", tag = "wallet",
     request_body = DigitizationBody,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 64 visible ASCII characters, unique per digitization of the caller's")),
     responses((status = 201, body = DigitizationView),
+        (status = 200, body = DigitizationView, description = "a repeat of the Idempotency-Key: the token it made"),
         (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
         (status = 404, body = ApiErrorBody, description = "unknown issuer, or no device of the caller's"),
         (status = 409, body = ApiErrorBody, description = "the product has no deployed profile version"),
-        (status = 422, body = ApiErrorBody, description = "the TSP refused (tspResponseCode says why)"),
+        (status = 422, body = ApiErrorBody, description = "the TSP refused (tspResponseCode says why), or IDEMPOTENCY_KEY_REUSED for another digitization"),
         (status = 502, body = ApiErrorBody, description = "the TSP answered outside the contract"),
         (status = 503, body = ApiErrorBody, description = "the TSP is unavailable")),
     security(("wallet" = [])))]
 async fn create_digitization(
     State(hub): State<AppState>,
     Extension(caller): Extension<WalletCaller>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<DigitizationBody>,
 ) -> Result<(StatusCode, Json<DigitizationView>), ApiError> {
-    let d = Digitization::parse(
+    let mut d = Digitization::parse(
         &body.issuer_id,
         &body.product_id,
         &body.device_id,
@@ -355,9 +361,14 @@ async fn create_digitization(
             )?
         },
     )?;
+    d.idempotency_key = idempotency_key(&headers)?;
     match digitize::digitize(&hub, &caller.0, d).await {
-        Ok(token) => Ok((
-            StatusCode::CREATED,
+        Ok((token, made)) => Ok((
+            if made {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
             Json(DigitizationView {
                 token_id: token.token_id,
                 state: token.state,
@@ -387,9 +398,28 @@ async fn create_digitization(
             DigitizeError::TspProtocol(m) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "TSP_PROTOCOL", m)
             }
+            DigitizeError::KeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used for another digitization",
+            ),
             DigitizeError::Internal(e) => ApiError::from(e),
         }),
     }
+}
+
+/// The optional `Idempotency-Key`: 1 to 64 visible ASCII characters.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.as_bytes();
+    if key.is_empty() || key.len() > 64 || !key.iter().all(u8::is_ascii_graphic) {
+        return Err(ApiError::bad_request(
+            "the Idempotency-Key header must be 1 to 64 visible ASCII characters",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(key).into_owned()))
 }
 
 /// The wallet-facing error code for a TSP refusal.

@@ -138,10 +138,7 @@ impl Store {
         };
         let pool = match &*self.read {
             Reader::Pool(p) => (p.size() as usize, p.num_idle()),
-            Reader::Lite(p) => {
-                let idle = p.idle_connections();
-                (idle, idle)
-            }
+            Reader::Lite(p) => p.connections(),
         };
         StoreLoad { writer_queue, pool }
     }

@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod personalizations;
 #[cfg(test)]
 mod plans;
+mod readers;
 pub mod requestor_tokens;
 pub mod requestors;
 mod serve_lock;
@@ -149,7 +150,7 @@ pub(super) enum Writer {
 /// Where reads outside a transaction run.
 enum Reader {
     Pool(AnyPool),
-    Lite(sql::LitePool),
+    Lite(readers::LitePool),
 }
 
 /// A handle on the database; cheap to clone.

@@ -12,6 +12,7 @@
 //! Parameters are written `$1`, `$2`… in both dialects. Values cross the boundary as [`Value`]s;
 //! rows come back as [`Row`]s read by column position.
 
+use super::readers::LitePool;
 pub use super::value::{Decode, Encode, Kind, Value};
 use super::StoreError;
 use sqlx::any::{AnyRow, AnyTypeInfoKind};
@@ -164,70 +165,6 @@ impl<'e> From<&'e super::Reader> for Exec<'e> {
     }
 }
 
-/// SQLite read connections, taken by one read at a time and given back (WAL mode: they read the
-/// last commit while the writer writes).
-pub struct LitePool {
-    path: String,
-    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
-    closed: std::sync::atomic::AtomicBool,
-}
-
-/// Idle read connections kept open.
-const MAX_IDLE_READERS: usize = 8;
-
-impl LitePool {
-    pub(super) fn open(path: &str) -> Result<Self, StoreError> {
-        let pool = Self {
-            path: path.to_string(),
-            idle: std::sync::Mutex::new(Vec::new()),
-            closed: std::sync::atomic::AtomicBool::new(false),
-        };
-        // Fails now, at start, if the file cannot be read.
-        pool.with(|_| Ok(()))?;
-        Ok(pool)
-    }
-
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        use std::sync::atomic::Ordering;
-        if self.closed.load(Ordering::Acquire) {
-            return Err(StoreError::Closed);
-        }
-        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let conn = match idle {
-            Some(c) => c,
-            None => super::sqlite::open_sqlite(&self.path, super::sqlite::SQLITE_READER_PRAGMAS)?,
-        };
-        let out = f(&conn);
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < MAX_IDLE_READERS && !self.closed.load(Ordering::Acquire) {
-                idle.push(conn);
-            }
-        }
-        out
-    }
-
-    /// The database file.
-    pub(super) fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// Read connections open and idle.
-    pub(super) fn idle_connections(&self) -> usize {
-        self.idle.lock().map_or(0, |v| v.len())
-    }
-
-    pub(super) fn close(&self) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
-        }
-    }
-}
-
 impl<'e> From<&'e mut Tx> for Exec<'e> {
     fn from(tx: &'e mut Tx) -> Self {
         Exec::Tx(tx)
@@ -280,7 +217,7 @@ impl<'q> Query<'q> {
                 inner: TxInner::Pg(tx),
             }) => self.sqlx().execute(&mut **tx).await?.rows_affected(),
             Exec::Pool(pool) => self.sqlx().execute(pool).await?.rows_affected(),
-            Exec::Lite(pool) => pool.with(|c| lite::execute(c, self.sql, &self.args))?,
+            Exec::Lite(pool) => self.on_reader(pool, lite::execute).await?,
         };
         Ok(Done { rows_affected })
     }
@@ -294,7 +231,10 @@ impl<'q> Query<'q> {
                 inner: TxInner::Pg(tx),
             }) => rows(self.sqlx().fetch_all(&mut **tx).await?),
             Exec::Pool(pool) => rows(self.sqlx().fetch_all(pool).await?),
-            Exec::Lite(pool) => pool.with(|c| lite::fetch(c, self.sql, &self.args, usize::MAX)),
+            Exec::Lite(pool) => {
+                self.on_reader(pool, |c, sql, args| lite::fetch(c, sql, args, usize::MAX))
+                    .await
+            }
         }
     }
 
@@ -320,8 +260,9 @@ impl<'q> Query<'q> {
                 .await?
                 .map(Row::from_any)
                 .transpose(),
-            Exec::Lite(pool) => Ok(pool
-                .with(|c| lite::fetch(c, self.sql, &self.args, 1))?
+            Exec::Lite(pool) => Ok(self
+                .on_reader(pool, |c, sql, args| lite::fetch(c, sql, args, 1))
+                .await?
                 .pop()),
         }
     }
@@ -330,6 +271,16 @@ impl<'q> Query<'q> {
         self.fetch_optional(on)
             .await?
             .ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))
+    }
+
+    /// Runs the statement on one of SQLite's reader threads.
+    async fn on_reader<T: Send + 'static>(
+        self,
+        pool: &LitePool,
+        run: fn(&rusqlite::Connection, &str, &[Value]) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let (sql, args) = (self.sql.to_string(), self.args);
+        pool.read(move |c| run(c, &sql, &args)).await
     }
 
     fn sqlx(&self) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {

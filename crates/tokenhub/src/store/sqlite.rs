@@ -9,7 +9,7 @@
 //! between them, which must not wait on anything but the connection (no decryption, no parsing,
 //! no network): every transaction of the batch waits for it.
 
-use super::sql::{self, Tx};
+use super::sql::Tx;
 use super::{migrator, Completion, Dialect, Job, Reader, StoreError, Writer};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -102,7 +102,7 @@ pub(super) async fn open(url: &str, path: &str) -> Result<(Reader, Writer), Stor
     let migrate = options().max_connections(1).connect(&url).await?;
     migrator(Dialect::Sqlite).run(&migrate).await?;
     migrate.close().await;
-    let read = Reader::Lite(sql::LitePool::open(path)?);
+    let read = Reader::Lite(super::readers::LitePool::open(path)?);
     let conn = open_sqlite(path, SQLITE_WRITER_PRAGMAS)?;
     let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
     let runtime = tokio::runtime::Handle::current();

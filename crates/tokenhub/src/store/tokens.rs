@@ -183,6 +183,23 @@ impl Store {
         row.as_ref().map(token_from_row).transpose()
     }
 
+    /// The token a keyed digitization made, by its correlation id (`dgt-…`, derived from the
+    /// wallet's key).
+    pub async fn keyed_digitization(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Option<TokenRow>, StoreError> {
+        // The `LIKE` names the partial index's condition, so that both engines use it.
+        let row = query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens \
+             WHERE correlation_id = $1 AND correlation_id LIKE 'dgt-%'"
+        ))
+        .bind(correlation_id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
     pub async fn token_events(&self, token_id: &str) -> Result<Vec<TokenEvent>, StoreError> {
         let rows = query(
             "SELECT at_ms, event, correlation_id FROM token_events WHERE token_id = $1 ORDER BY id",
@@ -251,9 +268,12 @@ impl Store {
 }
 
 impl Tx {
-    pub async fn insert_token(&mut self, t: &TokenRow) -> Result<(), StoreError> {
-        query(&format!(
-        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+    /// Inserts the token; `false` when one of its id exists (on PostgreSQL, once the transaction
+    /// that inserted it at the same moment has committed).
+    pub async fn insert_token(&mut self, t: &TokenRow) -> Result<bool, StoreError> {
+        let done = query(&format!(
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) \
+         ON CONFLICT (token_id) DO NOTHING"
     ))
     .bind(&t.token_id)
     .bind(&t.issuer_id)
@@ -281,7 +301,7 @@ impl Tx {
     .bind(t.last_update_ms)
     .execute(self)
     .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Reads the token and locks it until the transaction ends.

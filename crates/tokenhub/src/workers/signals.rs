@@ -1,8 +1,9 @@
 //! This node's end of the signals between the nodes sharing one PostgreSQL database
 //! (`hub/wakeups.rs`), run only there: the sender sends the wakes this node queued, in batches;
-//! the listener applies what the other nodes send. A lost connection is made again with backoff,
-//! and after it every waiter looks again and every cache is read again (signals sent meanwhile
-//! were lost). Until then nothing is wrong, only slower: the long polls look again every second,
+//! the listener applies what the other nodes send. A lost connection is made again with backoff.
+//! Once listening, every waiter looks again and every cache is read again: signals sent before
+//! were lost, whether the connection was lost or not yet made (a node caches rows from its start,
+//! before its first subscription listens). Until then nothing is wrong, only slower: the long polls look again every second,
 //! the workers every few hundred milliseconds, and the caches keep rows for their time to live.
 
 use crate::hub::Hub;
@@ -42,19 +43,16 @@ async fn send(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
 
 async fn listen(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     let mut wait = FIRST_RETRY_WAIT;
-    // The first subscription of a start missed nothing this node holds: it holds nothing yet.
-    let mut missed = false;
     loop {
         let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
-            o = subscribed(&hub, missed) => o,
+            o = subscribed(&hub) => o,
             _ = stop.wait_for(|s| *s) => return,
         };
         match outcome {
             Ok(()) => tracing::warn!("the signals' connection was lost; connecting again"),
             Err(e) => tracing::warn!(cause = %e.chain(), "signals from the other nodes"),
         }
-        missed = true;
         if started.elapsed() >= STEADY {
             wait = FIRST_RETRY_WAIT;
         }
@@ -66,16 +64,14 @@ async fn listen(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Subscribes, catches up when signals were `missed`, and applies the other nodes' signals until
-/// the connection is lost (`Ok`) or fails.
-async fn subscribed(hub: &Hub, missed: bool) -> Result<(), crate::error::Error> {
+/// Subscribes, catches up on what was signalled before it listened, and applies the other nodes'
+/// signals until the connection is lost (`Ok`) or fails.
+async fn subscribed(hub: &Hub) -> Result<(), crate::error::Error> {
     let Some(mut subscription) = hub.subscribe_signals().await? else {
         // SQLite: nothing to listen to (the worker is not started there).
         return std::future::pending().await;
     };
-    if missed {
-        hub.signals_missed().await?;
-    }
+    hub.signals_missed().await?;
     while let Some(signal) = subscription.next(hub.signals.node()).await? {
         if let Err(e) = hub.apply_signal(&signal).await {
             tracing::warn!(cause = %e.chain(), "a signal from another node not applied");

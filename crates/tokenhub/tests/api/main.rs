@@ -55,4 +55,5 @@ mod tsp_updates;
 mod wakeups;
 mod wallet;
 mod wallet_auth;
+mod wallet_idempotency;
 mod wallet_providers;

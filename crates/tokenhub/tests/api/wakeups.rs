@@ -28,6 +28,9 @@ macro_rules! two_node_tests {
                     )
                     .await;
                     let b = a.another_node(super::$config).await;
+                    // Node B listens before the test begins (what was signalled before it
+                    // listened, it reads again once it does).
+                    super::listener_pid(&b, None).await;
                     super::$name(a, b).await;
                 }
             }

@@ -175,3 +175,51 @@ async fn a_failing_transaction_is_rolled_back_alone_and_a_closed_store_refuses()
     ));
     assert!(matches!(store.ping().await, Err(StoreError::Closed)));
 }
+
+/// A read runs on a reader thread, not on the async worker: on a runtime of one thread, a timer
+/// keeps ticking while a long read is under way (a read in place would hold the only thread
+/// until it ends, and the timer would tick once, after it).
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_read_leaves_the_runtime_serving() {
+    let (_dir, store) = sqlite().await;
+    let long = query_scalar::<i64>(
+        "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 5000000) \
+         SELECT COUNT(*) FROM c",
+    )
+    .fetch_one(store.reader());
+    let started = std::time::Instant::now();
+    let mut ticks = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(5));
+    tokio::pin!(long);
+    let counted = loop {
+        tokio::select! {
+            counted = &mut long => break counted.unwrap(),
+            _ = tick.tick() => ticks += 1,
+        }
+    };
+    let took = started.elapsed();
+    assert_eq!(counted, 5_000_000);
+    assert!(
+        took > std::time::Duration::from_millis(100),
+        "the read is long enough to tell: {took:?}"
+    );
+    assert!(
+        ticks >= 10,
+        "the timer ticked {ticks} times in the {took:?} the read took"
+    );
+}
+
+/// Reads after the store is closed fail as closed, and so do those many at once.
+#[tokio::test]
+async fn reads_after_closing_fail_as_closed() {
+    let (_dir, store) = sqlite().await;
+    let reads = (0..16).map(|_| query("SELECT 1").fetch_one(store.reader()));
+    for read in futures::future::join_all(reads).await {
+        read.unwrap();
+    }
+    store.close().await;
+    let reads = (0..16).map(|_| query("SELECT 1").fetch_one(store.reader()));
+    for read in futures::future::join_all(reads).await {
+        assert!(matches!(read, Err(StoreError::Closed)), "{read:?}");
+    }
+}

@@ -36,6 +36,8 @@ pub struct TspCall {
 struct FakeTspState {
     mode: CreateToken,
     next_ids: VecDeque<String>,
+    /// The token each `x-correlation-id` made: the contract has a repeat get it back.
+    made: std::collections::HashMap<String, String>,
     /// The `x-correlation-id` of every `createToken` received (`None` when absent).
     correlation_ids: Vec<Option<String>>,
     bodies: Vec<Value>,
@@ -64,6 +66,7 @@ impl FakeTsp {
         let state = Arc::new(Mutex::new(FakeTspState {
             mode: CreateToken::Create,
             next_ids: VecDeque::new(),
+            made: Default::default(),
             correlation_ids: Vec::new(),
             bodies: Vec::new(),
             calls: Vec::new(),
@@ -212,14 +215,20 @@ async fn create_token(
     Json(body): Json<Value>,
 ) -> axum::response::Response {
     let mut s = state.lock().unwrap();
-    s.correlation_ids.push(correlation_id_of(&headers));
+    let correlation_id = correlation_id_of(&headers);
+    s.correlation_ids.push(correlation_id.clone());
     s.bodies.push(body);
     match s.mode {
         CreateToken::Create => {
-            let token_id = s
-                .next_ids
-                .pop_front()
-                .unwrap_or_else(|| format!("TKN{}", uuid::Uuid::new_v4().simple()));
+            let made = correlation_id.as_ref().and_then(|c| s.made.get(c).cloned());
+            let token_id = made.unwrap_or_else(|| {
+                s.next_ids
+                    .pop_front()
+                    .unwrap_or_else(|| format!("TKN{}", uuid::Uuid::new_v4().simple()))
+            });
+            if let Some(c) = correlation_id {
+                s.made.insert(c, token_id.clone());
+            }
             Json(json!({"tokenId": token_id, "tokenInfo": {"exp": TSP_EXP, "last4": TSP_LAST4}}))
                 .into_response()
         }
