@@ -75,6 +75,10 @@ fn every_data_call_of_a_demo_run_is_found_in_the_json_log_by_its_correlation_id(
                     .contains(&span["outcome"].as_str().unwrap_or("")),
                 "{line}"
             );
+            if span["outcome"] == "accepted" {
+                assert!(span["token_state"].is_string(), "no token state: {line}");
+                assert!(span["elements_held"].is_u64(), "no elements held: {line}");
+            }
             assert!(span["tsp_id"].is_string(), "no TSP id: {line}");
             assert!(span["issuer_id"].is_string(), "no issuer id: {line}");
             found.insert(correlation);

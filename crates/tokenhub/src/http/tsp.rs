@@ -248,10 +248,7 @@ async fn apply_perso(
 ) -> Result<(), Rejection> {
     match perso::submit(hub, caller_tsp, token_id, correlation_id, body, op).await {
         Ok(Applied::Stored { state, held, .. }) => {
-            let span = tracing::Span::current();
-            span.record("outcome", "accepted");
-            span.record("token_state", state.as_str());
-            span.record("elements_held", held);
+            super::request_log::record_accepted(state.as_str(), held);
             Ok(())
         }
         Ok(Applied::Repeat) => {
