@@ -163,6 +163,12 @@ impl CorrelationId {
     pub fn from_uuid(id: uuid::Uuid) -> Self {
         Self(id.to_string())
     }
+    /// The id of an operation a caller may send again: `prefix` (a few letters and a dash) and
+    /// the first 20 bytes of `digest`, in hex; the same digest, the same id.
+    pub fn keyed(prefix: &'static str, digest: &[u8]) -> Self {
+        let n = digest.len().min(20);
+        Self(format!("{prefix}{}", hex::encode(&digest[..n])))
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }

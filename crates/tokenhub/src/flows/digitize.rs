@@ -113,20 +113,7 @@ pub async fn digitize(
             .keyed_digitization(correlation_id.as_str())
             .await?
         {
-            let requestor = d.token_requestor_id.as_deref();
-            let asked = (
-                d.issuer_id.as_str(),
-                d.product_id.as_str(),
-                d.device_id.as_str(),
-            );
-            let asked = (
-                asked.0,
-                asked.1,
-                asked.2,
-                d.wallet_card_ref_id.as_str(),
-                requestor,
-            );
-            return repeated(made, asked, &correlation_id);
+            return repeated(made, d.asked(), &correlation_id);
         }
     }
     let answer = request_token(hub, &tsp, &d, &correlation_id).await?;
@@ -177,13 +164,25 @@ pub async fn digitize(
 fn keyed_correlation_id(provider_id: &str, key: &str) -> CorrelationId {
     use sha2::Digest;
     let hash = sha2::Sha256::digest(format!("{provider_id}\n{key}"));
-    let id = format!("dgt-{}", &hex::encode(hash)[..40]);
-    CorrelationId::parse("Idempotency-Key", Some(id.as_bytes()))
-        .expect("44 visible ASCII characters make a correlation id")
+    CorrelationId::keyed("dgt-", &hash)
 }
 
 /// What a digitization asked for: issuer, product, device, card, token requestor.
 type Asked<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a str>);
+
+impl Digitization {
+    fn asked(&self) -> Asked<'_> {
+        let requestor = self.token_requestor_id.as_deref();
+        let card = self.wallet_card_ref_id.as_str();
+        (
+            self.issuer_id.as_str(),
+            &self.product_id,
+            &self.device_id,
+            card,
+            requestor,
+        )
+    }
+}
 
 fn asked_by(t: &TokenRow) -> Asked<'_> {
     let requestor = t.token_requestor_id.as_deref();

@@ -17,7 +17,7 @@ use crate::domain::lifecycle::{format_timestamp, next_update_ms, TspUpdate};
 use crate::domain::notification::Requestor;
 use crate::domain::requestor_token::{card_key_id, RequestorToken};
 use crate::domain::wallet_provider::ProviderKey;
-use crate::domain::{Code, Rejection, TokenState};
+use crate::domain::{Code, CorrelationId, Rejection, TokenState};
 use crate::error::Error;
 use crate::hub::{Hub, Signal, VerifiedKey};
 use crate::keys::wallet_keys::{self, NewApiKey, REQUESTOR_PREFIX};
@@ -245,7 +245,7 @@ pub async fn tokenize(
     let tsp = tsp_for_card(hub, &t.encrypted_card).await?;
     // The same key gives the same correlation id, so the TSP recognises a repeat too.
     let key_hash = Sha256::digest(format!("{rid}\n{}", t.idempotency_key));
-    let correlation_id = format!("cof-{}", &hex::encode(key_hash)[..40]);
+    let correlation_id = CorrelationId::keyed("cof-", &key_hash);
     let request = CardOnFileRequest {
         token_requestor_id: rid,
         ciphered_card_info: &t.encrypted_card,
@@ -253,7 +253,7 @@ pub async fn tokenize(
     };
     let answer = requestor_tsp::call(hub, &tsp, "createCardOnFileToken", || {
         hub.tsp
-            .create_card_on_file_token(&tsp.base_url, &correlation_id, &request)
+            .create_card_on_file_token(&tsp.base_url, correlation_id.as_str(), &request)
     })
     .await
     .map_err(|e| tsp_error("createToken (card on file)", e))?;

@@ -210,16 +210,12 @@ async fn tokenize(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 64)
-        .map(str::to_string);
-    let Some(idempotency_key) = key else {
-        return ApiError::bad_request(
-            "the Idempotency-Key header (1 to 64 characters) is required",
-        )
-        .into_response();
+    let idempotency_key = match super::wallet::idempotency_key(&headers) {
+        Ok(Some(key)) => key,
+        Ok(None) => {
+            return ApiError::bad_request("the Idempotency-Key header is required").into_response()
+        }
+        Err(e) => return e.into_response(),
     };
     let parsed: TokenizeBody = match serde_json::from_slice(&body) {
         Ok(b) => b,

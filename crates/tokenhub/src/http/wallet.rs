@@ -408,8 +408,9 @@ async fn create_digitization(
     }
 }
 
-/// The optional `Idempotency-Key`: 1 to 64 visible ASCII characters.
-fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+/// The optional `Idempotency-Key` (of a digitization, of a card on file): 1 to 64 visible ASCII
+/// characters.
+pub(super) fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };

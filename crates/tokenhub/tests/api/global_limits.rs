@@ -183,7 +183,7 @@ async fn the_shared_slots_are_spaced_by_the_database_clock_within_the_horizon() 
     };
     let app = spawn_app(Backend::Postgres(url)).await;
     let store = &app.hub.store;
-    // 4/s: a slot every 256 ms, one at most within the 200 ms horizon.
+    // A rate so low that its slots are farther apart than the horizon: one at most within it.
     let ceiling = Ceiling::new(4);
     let reserve = |want| store.reserve_tsp_slots(TSP_ID, ceiling, want);
     let first = reserve(5).await.unwrap();
