@@ -25,19 +25,20 @@ pub fn init(default_filter: &str) -> Option<LogGuard> {
         .lossy(false)
         .thread_name("tokenhub-log")
         .finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    // The current span only: it carries the ids (`http/request_log.rs`, the workers' spans), and
-    // each span listed costs its fields parsed again per line.
+    // JSON lines carry the current span only: it holds the ids (`http/request_log.rs`, the
+    // workers' spans).
     let installed = if json {
-        builder
-            .json()
+        json_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
             .with_current_span(true)
             .with_span_list(false)
             .try_init()
     } else {
-        builder.try_init()
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .try_init()
     };
     installed.is_ok().then_some(guard)
 }

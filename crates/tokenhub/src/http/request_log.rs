@@ -20,7 +20,7 @@ const MAX_ID_LEN: usize = 64;
 
 /// Wraps the request in its span and logs its answer; costs next to nothing when `info` is off
 /// for this module. The ids the request names are the span's values from its start: each field
-/// recorded later makes a JSON-logging subscriber parse and write the span's fields again.
+/// recorded later makes a JSON-logging subscriber write the span's fields again.
 pub async fn log_request(req: Request, next: Next) -> Response {
     if !tracing::enabled!(tracing::Level::INFO) {
         return next.run(req).await;
