@@ -97,7 +97,7 @@ pub async fn run(args: ObservabilityArgs) -> anyhow::Result<()> {
         }
         pairs.push(pair);
     }
-    report(&pairs);
+    report(&pairs, args.only);
     Ok(())
 }
 
@@ -116,7 +116,7 @@ fn print_run(i: usize, run: &Run) {
 }
 
 /// The medians of each side, and the verdict on the median of the runs' on / off.
-fn report(pairs: &[[Run; 2]]) {
+fn report(pairs: &[[Run; 2]], only: Only) {
     let side = |on: usize, f: fn(&Run) -> f64| median(pairs.iter().map(|p| f(&p[on])).collect());
     let of_pairs = |f: fn(&Run) -> f64| median(pairs.iter().map(|p| f(&p[1]) / f(&p[0])).collect());
     println!();
@@ -125,7 +125,12 @@ fn report(pairs: &[[Run; 2]]) {
          (median) |"
     );
     println!("|---|---|---|---|");
-    for (on, name) in [(0, "off"), (1, "on (Prometheus, JSON lines at info)")] {
+    let on_name = match only {
+        Only::Both => "on (Prometheus, JSON lines at info)",
+        Only::Metrics => "on (Prometheus only)",
+        Only::Logs => "on (JSON lines at info only)",
+    };
+    for (on, name) in [(0, "off"), (1, on_name)] {
         println!(
             "| {name} | {:.0} | {:.3} | {:.3} |",
             side(on, |r| r.hub_max),
