@@ -31,7 +31,7 @@ pub struct ObservabilityArgs {
     #[arg(long, default_value_t = 2)]
     warmup: u64,
     /// What "on" turns on: both (default), or only `metrics` or only `logs`, to see each's
-    /// share.
+    /// share; `nothing` runs two alike processes, to see what the bench can tell apart.
     #[arg(long, value_enum, default_value_t = Only::Both)]
     only: Only,
     /// The hub's database (default: a fresh SQLite file per run); see `data --database-url`.
@@ -44,6 +44,7 @@ enum Only {
     Both,
     Metrics,
     Logs,
+    Nothing,
 }
 
 /// One `data --max-only` process: its calls/s, and the log it wrote.
@@ -129,6 +130,7 @@ fn report(pairs: &[[Run; 2]], only: Only) {
         Only::Both => "on (Prometheus, JSON lines at info)",
         Only::Metrics => "on (Prometheus only)",
         Only::Logs => "on (JSON lines at info only)",
+        Only::Nothing => "on (nothing: alike to off)",
     };
     for (on, name) in [(0, "off"), (1, on_name)] {
         println!(
@@ -167,10 +169,11 @@ async fn measure(args: &ObservabilityArgs, dir: &Path, i: usize, on: bool) -> an
     if let Some(url) = &args.database_url {
         cmd.args(["--database-url", url]);
     }
-    if !on || args.only == Only::Logs {
+    let turned_on = on && args.only != Only::Nothing;
+    if !turned_on || args.only == Only::Logs {
         cmd.arg("--no-metrics");
     }
-    if on && args.only != Only::Metrics {
+    if turned_on && args.only != Only::Metrics {
         cmd.env("RUST_LOG", "info")
             .env("TOKENHUB_LOG_FORMAT", "json");
     } else {

@@ -1,16 +1,18 @@
 //! One span per request and one `info` line when it is answered (`request`, with its status and
 //! duration). The span carries the ids an on-call engineer queries by: the caller's correlation id
 //! (`x-correlation-id`, else `x-request-id`), the TSP that called, and the ids the matched route
-//! names (`token_id`, `issuer_id`, `campaign_id`, `requestor_id`, `tsp_id`); handlers and flows
-//! fill in what they learn later (the token's issuer, the TSP operation, what came of a TSP call:
-//! `outcome`, `token_state`, `elements_held`) with `Span::current().record`. Ids only, never a value: a header or path segment that is not a
-//! short run of visible ASCII is left out rather than logged.
+//! names (`token_id`, `issuer_id`, `campaign_id`, `requestor_id`, `tsp_id`); a flow records the
+//! one id it learns later (a `/data` call's issuer) with `Span::current().record`. What came of
+//! the call (the TSP operation, `outcome`, `token_state`, `elements_held`) is the handler's
+//! [`Answered`] on the response, written on the `request` line itself: each field recorded on a
+//! span makes a JSON-logging subscriber serialize all of the span's fields again. Ids only, never
+//! a value: a header or path segment that is not a short run of visible ASCII is left out rather
+//! than logged.
 
 use axum::extract::{MatchedPath, RawPathParams, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::RequestPartsExt;
-use tracing::field::Empty;
 use tracing::Instrument;
 
 use super::edge::TspCaller;
@@ -18,9 +20,21 @@ use super::edge::TspCaller;
 /// Longest id copied into a span; the contract's ids are all shorter.
 const MAX_ID_LEN: usize = 64;
 
+/// What a handler says of its call on the `request` line, put in its response's extensions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answered {
+    /// The contract's name of the call (`submitTokenData`, ...).
+    pub operation: Option<&'static str>,
+    /// What came of it when it was not refused (`accepted`, `applied`, ...).
+    pub outcome: Option<&'static str>,
+    /// The token's state after accepted data.
+    pub token_state: Option<&'static str>,
+    /// The data elements the token holds after accepted data.
+    pub elements_held: Option<usize>,
+}
+
 /// Wraps the request in its span and logs its answer; costs next to nothing when `info` is off
-/// for this module. The ids the request names are the span's values from its start: each field
-/// recorded later makes a JSON-logging subscriber write the span's fields again.
+/// for this module. The ids the request names are the span's values from its start.
 pub async fn log_request(req: Request, next: Next) -> Response {
     if !tracing::enabled!(tracing::Level::INFO) {
         return next.run(req).await;
@@ -43,48 +57,30 @@ pub async fn log_request(req: Request, next: Next) -> Response {
         method = %parts.method,
         route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str),
         correlation_id = correlation,
-        operation = Empty,
         tsp_id = param("tsp_id").or(caller),
         issuer_id = param("issuer_id"),
         token_id = param("token_id"),
         campaign_id = param("campaign_id"),
         requestor_id = param("requestor_id"),
-        outcome = Empty,
-        token_state = Empty,
-        elements_held = Empty,
     );
     let started = std::time::Instant::now();
     let response = next
         .run(Request::from_parts(parts, body))
         .instrument(span.clone())
         .await;
+    let answered = (response.extensions().get::<Answered>().copied()).unwrap_or_default();
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
             duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            operation = answered.operation,
+            outcome = answered.outcome,
+            token_state = answered.token_state,
+            elements_held = answered.elements_held,
             "request"
         )
     });
     response
-}
-
-/// Records on the request's span that its data was accepted, the token's state and the elements
-/// it holds, in one record (one rewrite of a JSON-logged span's fields, not three).
-pub fn record_accepted(token_state: &str, elements_held: usize) {
-    use tracing::field::Value;
-    let span = tracing::Span::current();
-    let Some(fields) = span.metadata().map(|m| m.fields()) else {
-        return;
-    };
-    let named = ["outcome", "token_state", "elements_held"].map(|n| fields.field(n));
-    let [Some(outcome), Some(state), Some(held)] = named else {
-        return;
-    };
-    span.record_all(&fields.value_set(&[
-        (&outcome, Some(&"accepted" as &dyn Value)),
-        (&state, Some(&token_state as &dyn Value)),
-        (&held, Some(&elements_held as &dyn Value)),
-    ]));
 }
 
 /// `bytes` as a string fit for a log field: short, visible ASCII only.

@@ -6,6 +6,7 @@
 //! Bodies are read as bytes and parsed by the domain, so that a body that does not parse is our
 //! `112`, never the framework's text.
 
+use super::request_log::Answered;
 use super::{AppState, TspCaller, MAX_BODY_BYTES};
 use crate::domain::perso::Operation;
 use crate::domain::{Code, CorrelationId, Rejection, TokenId};
@@ -41,10 +42,12 @@ pub struct ErrorRes {
     pub error_message: String,
 }
 
-/// An answer of this API: `204`, or `400` with `errorRes`, with the id header echoed.
+/// An answer of this API: `204`, or `400` with `errorRes`, with the id header echoed; what came
+/// of it goes to the request's log line.
 struct Reply {
     echo: Option<(HeaderName, HeaderValue)>,
     outcome: Result<(), Rejection>,
+    answered: Answered,
     status_on_error: StatusCode,
 }
 
@@ -64,6 +67,7 @@ impl IntoResponse for Reply {
         if let Some((name, value)) = self.echo {
             response.headers_mut().insert(name, value);
         }
+        response.extensions_mut().insert(self.answered);
         if self.status_on_error == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read, so the server closes the connection after this
             // answer; saying so keeps the client from sending its next call on a dead connection.
@@ -143,8 +147,6 @@ async fn submit(
         .get(&X_CORRELATION_ID)
         .map(|v| (X_CORRELATION_ID, v.clone()));
     // The request's span (`request_log`) already carries the correlation and token ids.
-    let span = tracing::Span::current();
-    span.record("operation", operation_name(call));
     let started = std::time::Instant::now();
     let mut status_on_error = StatusCode::BAD_REQUEST;
     let outcome = async {
@@ -170,9 +172,14 @@ async fn submit(
         code,
         started.elapsed(),
     );
+    let answered = Answered {
+        operation: Some(operation_name(call)),
+        ..outcome.as_ref().copied().unwrap_or_default()
+    };
     Reply {
         echo,
-        outcome,
+        outcome: outcome.map(drop),
+        answered,
         status_on_error,
     }
     .into_response()
@@ -221,19 +228,17 @@ async fn apply_update(
     token_id: &TokenId,
     correlation_id: &CorrelationId,
     body: &Bytes,
-) -> Result<(), Rejection> {
-    match lifecycle::tsp_update(hub, caller_tsp, token_id, correlation_id, body).await {
-        // The request's one line says what came of it (`http/request_log.rs`).
-        Ok(TspUpdateOutcome::Applied) => {
-            tracing::Span::current().record("outcome", "applied");
-            Ok(())
-        }
-        Ok(TspUpdateOutcome::Ignored) => {
-            tracing::Span::current().record("outcome", "not newer: acknowledged, not applied");
-            Ok(())
-        }
-        Err(e) => Err(refusal(e)),
-    }
+) -> Result<Answered, Rejection> {
+    let outcome = match lifecycle::tsp_update(hub, caller_tsp, token_id, correlation_id, body).await
+    {
+        Ok(TspUpdateOutcome::Applied) => "applied",
+        Ok(TspUpdateOutcome::Ignored) => "not newer: acknowledged, not applied",
+        Err(e) => return Err(refusal(e)),
+    };
+    Ok(Answered {
+        outcome: Some(outcome),
+        ..Answered::default()
+    })
 }
 
 /// Personalization data through its flow; a repeat of a call already applied is acknowledged
@@ -245,16 +250,18 @@ async fn apply_perso(
     correlation_id: &CorrelationId,
     body: &Bytes,
     op: Operation,
-) -> Result<(), Rejection> {
+) -> Result<Answered, Rejection> {
     match perso::submit(hub, caller_tsp, token_id, correlation_id, body, op).await {
-        Ok(Applied::Stored { state, held, .. }) => {
-            super::request_log::record_accepted(state.as_str(), held);
-            Ok(())
-        }
-        Ok(Applied::Repeat) => {
-            tracing::Span::current().record("outcome", "repeat: acknowledged again");
-            Ok(())
-        }
+        Ok(Applied::Stored { state, held, .. }) => Ok(Answered {
+            outcome: Some("accepted"),
+            token_state: Some(state.as_str()),
+            elements_held: Some(held),
+            ..Answered::default()
+        }),
+        Ok(Applied::Repeat) => Ok(Answered {
+            outcome: Some("repeat: acknowledged again"),
+            ..Answered::default()
+        }),
         Ok(Applied::Refused(r)) => Err(r),
         Err(e) => Err(refusal(e)),
     }
@@ -337,6 +344,10 @@ async fn health_check(
     Reply {
         echo,
         outcome,
+        answered: Answered {
+            operation: Some("healthCheck"),
+            ..Answered::default()
+        },
         status_on_error,
     }
     .into_response()
