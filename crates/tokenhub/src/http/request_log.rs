@@ -21,7 +21,7 @@ use super::edge::TspCaller;
 const MAX_ID_LEN: usize = 64;
 
 /// What a handler says of its call on the `request` line, put in its response's extensions.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Answered {
     /// The contract's name of the call (`submitTokenData`, ...).
     pub operation: Option<&'static str>,
@@ -31,6 +31,10 @@ pub struct Answered {
     pub token_state: Option<&'static str>,
     /// The data elements the token holds after accepted data.
     pub elements_held: Option<usize>,
+    /// The contract's response code of a refusal.
+    pub response_code: Option<u16>,
+    /// The refusal's message, as the caller was told it.
+    pub reason: Option<String>,
 }
 
 /// Wraps the request in its span and logs its answer; costs next to nothing when `info` is off
@@ -64,11 +68,11 @@ pub async fn log_request(req: Request, next: Next) -> Response {
         requestor_id = param("requestor_id"),
     );
     let started = std::time::Instant::now();
-    let response = next
+    let mut response = next
         .run(Request::from_parts(parts, body))
         .instrument(span.clone())
         .await;
-    let answered = (response.extensions().get::<Answered>().copied()).unwrap_or_default();
+    let answered = (response.extensions_mut().remove::<Answered>()).unwrap_or_default();
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
@@ -77,6 +81,8 @@ pub async fn log_request(req: Request, next: Next) -> Response {
             outcome = answered.outcome,
             token_state = answered.token_state,
             elements_held = answered.elements_held,
+            response_code = answered.response_code,
+            reason = answered.reason.as_deref(),
             "request"
         )
     });

@@ -43,7 +43,7 @@ pub struct ErrorRes {
 }
 
 /// An answer of this API: `204`, or `400` with `errorRes`, with the id header echoed; what came
-/// of it goes to the request's log line.
+/// of it, refusal included, goes to the request's one log line.
 struct Reply {
     echo: Option<(HeaderName, HeaderValue)>,
     outcome: Result<(), Rejection>,
@@ -53,21 +53,23 @@ struct Reply {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
+        let mut answered = self.answered;
         let mut response = match self.outcome {
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(r) => (
-                self.status_on_error,
-                Json(ErrorRes {
+            Err(r) => {
+                answered.response_code = Some(r.code.number());
+                answered.reason = Some(r.message.clone());
+                let body = ErrorRes {
                     response_code: r.code.number(),
                     error_message: r.message,
-                }),
-            )
-                .into_response(),
+                };
+                (self.status_on_error, Json(body)).into_response()
+            }
         };
         if let Some((name, value)) = self.echo {
             response.headers_mut().insert(name, value);
         }
-        response.extensions_mut().insert(self.answered);
+        response.extensions_mut().insert(answered);
         if self.status_on_error == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read, so the server closes the connection after this
             // answer; saying so keeps the client from sending its next call on a dead connection.
@@ -162,9 +164,6 @@ async fn submit(
         }
     }
     .await;
-    if let Err(r) = &outcome {
-        tracing::info!(response_code = r.code.number(), reason = %r.message, "refused");
-    }
     let code = outcome.as_ref().err().map(|r| r.code.number());
     metrics::tsp_api_request(
         caller.scope(),
@@ -172,14 +171,17 @@ async fn submit(
         code,
         started.elapsed(),
     );
-    let answered = Answered {
-        operation: Some(operation_name(call)),
-        ..outcome.as_ref().copied().unwrap_or_default()
+    let (outcome, answered) = match outcome {
+        Ok(done) => (Ok(()), done),
+        Err(r) => (Err(r), Answered::default()),
     };
     Reply {
         echo,
-        outcome: outcome.map(drop),
-        answered,
+        outcome,
+        answered: Answered {
+            operation: Some(operation_name(call)),
+            ..answered
+        },
         status_on_error,
     }
     .into_response()
